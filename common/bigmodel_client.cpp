@@ -1,0 +1,153 @@
+#include "bigmodel_client.hpp"
+
+#include <curl/curl.h>
+
+#include <charconv>
+
+#include "error_classification.hpp"
+#include "request_builder.hpp"
+#include "response_parser.hpp"
+
+namespace cbm {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::optional<std::int64_t> parse_non_negative(std::string_view s) {
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc{} || end != s.data() + s.size() || n < 0) return std::nullopt;
+  return n;
+}
+
+ApiError transport_error(const TransportError& e) {
+  ApiError err;
+  err.error_class = ErrorClass::retryable;
+  switch (e.kind) {
+    case TransportError::Kind::timeout:
+      err.kind = ErrorKind::timeout;
+      break;
+    case TransportError::Kind::too_large:
+      // The same request would produce the same oversized answer.
+      err.kind = ErrorKind::protocol;
+      err.error_class = ErrorClass::task_fatal;
+      break;
+    case TransportError::Kind::connection:
+    case TransportError::Kind::other:
+      err.kind = ErrorKind::transport;
+      break;
+  }
+  err.message = e.message;
+  return err;
+}
+
+ApiError http_error(const HttpResponse& resp) {
+  ApiError err;
+  err.kind = ErrorKind::api;
+  err.http_status = static_cast<int>(resp.status);
+  if (auto platform = parse_error_body(resp.body)) {
+    err.code = platform->code;
+    err.message = platform->message;
+  }
+  if (err.message.empty()) err.message = "the server answered with an error status and no error message";
+  err.error_class = classify_http_error(err.http_status, err.code);
+  err.retry_after = parse_retry_after(resp.retry_after, resp.retry_after_ms, std::chrono::system_clock::now());
+  return err;
+}
+
+ApiError protocol_error(std::string message) {
+  ApiError err;
+  err.kind = ErrorKind::protocol;
+  // A garbled answer is usually a proxy or a transient fault: worth another attempt.
+  err.error_class = ErrorClass::retryable;
+  err.message = "invalid response: " + std::move(message);
+  return err;
+}
+
+std::string trim_trailing_slashes(std::string url) {
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url;
+}
+
+}  // namespace
+
+std::optional<milliseconds> parse_retry_after(const std::optional<std::string>& retry_after,
+                                              const std::optional<std::string>& retry_after_ms,
+                                              std::chrono::system_clock::time_point now) {
+  if (retry_after_ms) {
+    if (auto ms = parse_non_negative(*retry_after_ms)) return milliseconds(*ms);
+  }
+  if (!retry_after) return std::nullopt;
+  if (auto seconds = parse_non_negative(*retry_after)) {
+    // Clamp before multiplying: a hostile value must not overflow.
+    return milliseconds(std::min<std::int64_t>(*seconds, 86400) * 1000);
+  }
+  const time_t when = curl_getdate(retry_after->c_str(), nullptr);
+  if (when < 0) return std::nullopt;
+  const auto delta = std::chrono::system_clock::from_time_t(when) - now;
+  return std::max(milliseconds::zero(), std::chrono::duration_cast<milliseconds>(delta));
+}
+
+BigModelClient::BigModelClient(ClientConfig config)
+    : config_(std::move(config)),
+      url_(trim_trailing_slashes(config_.base_url) + "/chat/completions"),
+      http_(config_.http) {}
+
+Result<ChatResponse, ApiError> BigModelClient::complete(ChatRequest request,
+                                                        std::chrono::steady_clock::time_point deadline) {
+  request.stream = config_.stream;
+  const std::vector<std::string> headers = {
+      "Content-Type: application/json",
+      "Accept: " + std::string(config_.stream ? "text/event-stream" : "application/json"),
+      "Authorization: Bearer " + config_.api_key,
+  };
+  const auto timeout = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+  auto sent = http_.post(url_, headers, build_request_body(request), timeout);
+  if (!sent) return Err{transport_error(sent.error())};
+  const HttpResponse& resp = sent.value();
+  if (resp.status < 200 || resp.status >= 300) return Err{http_error(resp)};
+
+  ChatResponse answer;
+  if (resp.content_type.starts_with("text/event-stream")) {
+    auto parsed = parse_chat_stream(resp.body);
+    if (!parsed) return Err{protocol_error(parsed.error().message)};
+    if (auto& frame = parsed->error_frame) {
+      ApiError err;
+      err.kind = ErrorKind::api;
+      err.http_status = static_cast<int>(resp.status);
+      err.code = frame->code;
+      err.message = frame->message.empty() ? "error frame in the event stream" : frame->message;
+      err.error_class = classify_http_error(500, frame->code);
+      return Err{std::move(err)};
+    }
+    answer = std::move(parsed->response);
+  } else {
+    auto parsed = parse_chat_response(resp.body);
+    if (!parsed) {
+      // Some servers answer 200 with an error body.
+      if (auto platform = parse_error_body(resp.body)) {
+        ApiError err;
+        err.http_status = static_cast<int>(resp.status);
+        err.code = platform->code;
+        err.message = platform->message;
+        err.error_class = classify_http_error(err.http_status, err.code);
+        return Err{std::move(err)};
+      }
+      return Err{protocol_error(parsed.error().message)};
+    }
+    answer = std::move(parsed.value());
+  }
+  if (auto cls = classify_finish_reason(answer.finish_reason)) {
+    ApiError err;
+    err.kind = ErrorKind::content;
+    err.error_class = *cls;
+    err.http_status = static_cast<int>(resp.status);
+    err.message = "finish_reason " + answer.finish_reason +
+                  (answer.finish_reason == "sensitive" ? ": blocked by the platform's content review"
+                                                       : ": inference failed on the platform");
+    return Err{std::move(err)};
+  }
+  return answer;
+}
+
+}  // namespace cbm

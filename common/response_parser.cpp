@@ -1,0 +1,177 @@
+#include "response_parser.hpp"
+
+#include "json_reader.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+
+#include <string>
+
+namespace cbm {
+namespace {
+
+using rapidjson::Value;
+
+// The iterative parser keeps hostile nesting depth off the call stack.
+constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag;
+
+void read_usage(JsonReader& top, std::string& error, Usage& usage) {
+  if (const Value* u = top.object("usage")) {
+    JsonReader r(*u, "usage", error);
+    r.integer("prompt_tokens", usage.prompt_tokens);
+    r.integer("completion_tokens", usage.completion_tokens);
+    r.integer("total_tokens", usage.total_tokens);
+  }
+}
+
+void read_web_search(JsonReader& top, std::string& error, std::vector<Source>& out) {
+  const Value* arr = top.array("web_search");
+  if (arr == nullptr) return;
+  for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
+    const Value& item = (*arr)[i];
+    const std::string path = top.element_path("web_search", i);
+    if (!item.IsObject()) {
+      if (error.empty()) error = path + ": expected object, got " + std::string(json_type_name(item));
+      return;
+    }
+    JsonReader r(item, path, error);
+    Source s;
+    r.string("title", s.title);
+    r.string("link", s.link);
+    r.string("media", s.media);
+    r.string("publish_date", s.publish_date);
+    r.string("content", s.content);
+    out.push_back(std::move(s));
+  }
+}
+
+// The first choice's message (or delta, for stream chunks), appended to `resp`.
+void read_first_choice(JsonReader& top, std::string& error, const char* message_field, bool append,
+                       ChatResponse& resp) {
+  const Value* choices = top.array("choices");
+  if (choices == nullptr || choices->Empty()) return;
+  const Value& c0 = (*choices)[0];
+  if (!c0.IsObject()) {
+    if (error.empty()) error = "choices[0]: expected object, got " + std::string(json_type_name(c0));
+    return;
+  }
+  JsonReader choice(c0, "choices[0]", error);
+  choice.string("finish_reason", resp.finish_reason);
+  const Value* msg = choice.object(message_field);
+  if (msg == nullptr) return;
+  JsonReader m(*msg, choice.child_path(message_field), error);
+  std::string content;
+  std::string reasoning;
+  m.string("content", content);
+  m.string("reasoning_content", reasoning);
+  if (append) {
+    resp.content += content;
+    resp.reasoning_content += reasoning;
+  } else {
+    resp.content = std::move(content);
+    resp.reasoning_content = std::move(reasoning);
+  }
+}
+
+bool has_choices(const Value& doc) {
+  auto it = doc.FindMember("choices");
+  return it != doc.MemberEnd() && it->value.IsArray() && !it->value.Empty();
+}
+
+std::optional<PlatformError> error_member(const Value& doc) {
+  auto it = doc.FindMember("error");
+  if (it == doc.MemberEnd() || !it->value.IsObject()) return std::nullopt;
+  const Value& e = it->value;
+  PlatformError out;
+  auto code = e.FindMember("code");
+  if (code != e.MemberEnd()) {
+    if (code->value.IsString()) {
+      out.code.assign(code->value.GetString(), code->value.GetStringLength());
+    } else if (code->value.IsInt64()) {
+      out.code = std::to_string(code->value.GetInt64());
+    }
+  }
+  auto message = e.FindMember("message");
+  if (message != e.MemberEnd() && message->value.IsString()) {
+    out.message.assign(message->value.GetString(), message->value.GetStringLength());
+  }
+  return out;
+}
+
+std::string json_error(const rapidjson::Document& doc) {
+  return std::string("invalid JSON at offset ") + std::to_string(doc.GetErrorOffset()) + ": " +
+         rapidjson::GetParseError_En(doc.GetParseError());
+}
+
+}  // namespace
+
+Result<ChatResponse, ParseError> parse_chat_response(std::string_view body) {
+  rapidjson::Document doc;
+  doc.Parse<kParseFlags>(body.data(), body.size());
+  if (doc.HasParseError()) return Err{ParseError{json_error(doc)}};
+  if (!doc.IsObject()) return Err{ParseError{"response: expected object, got " + std::string(json_type_name(doc))}};
+
+  std::string error;
+  JsonReader top(doc, "", error);
+  ChatResponse resp;
+  top.string("id", resp.id);
+  top.string("request_id", resp.request_id);
+  top.string("model", resp.model);
+  read_first_choice(top, error, "message", false, resp);
+  read_usage(top, error, resp.usage);
+  read_web_search(top, error, resp.web_search);
+  if (!error.empty()) return Err{ParseError{error}};
+  if (!has_choices(doc)) return Err{ParseError{"choices: missing or empty"}};
+  return resp;
+}
+
+Result<StreamOutcome, ParseError> parse_chat_stream(std::string_view body) {
+  StreamOutcome out;
+  bool saw_chunk = false;
+  bool saw_done = false;
+  std::size_t pos = 0;
+  while (pos < body.size() && !saw_done) {
+    std::size_t eol = body.find('\n', pos);
+    std::string_view line = body.substr(pos, eol == std::string_view::npos ? body.size() - pos : eol - pos);
+    pos = eol == std::string_view::npos ? body.size() : eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    // Only `data:` fields matter here; comments (":") and other fields (event:, id:) are skipped.
+    if (!line.starts_with("data:")) continue;
+    line.remove_prefix(5);
+    if (line.starts_with(' ')) line.remove_prefix(1);
+    if (line == "[DONE]") {
+      saw_done = true;
+      break;
+    }
+    rapidjson::Document doc;
+    doc.Parse<kParseFlags>(line.data(), line.size());
+    if (doc.HasParseError()) return Err{ParseError{"stream chunk: " + json_error(doc)}};
+    if (!doc.IsObject()) return Err{ParseError{"stream chunk: expected object, got " + std::string(json_type_name(doc))}};
+    if (auto e = error_member(doc)) {
+      out.error_frame = std::move(e);
+      return out;
+    }
+    saw_chunk = true;
+    std::string error;
+    JsonReader top(doc, "", error);
+    top.string("id", out.response.id);
+    top.string("request_id", out.response.request_id);
+    top.string("model", out.response.model);
+    read_first_choice(top, error, "delta", true, out.response);
+    read_usage(top, error, out.response.usage);
+    read_web_search(top, error, out.response.web_search);
+    if (!error.empty()) return Err{ParseError{"stream chunk: " + error}};
+  }
+  if (!saw_done) return Err{ParseError{"stream ended without data: [DONE]"}};
+  if (!saw_chunk) return Err{ParseError{"stream carried no chunk"}};
+  return out;
+}
+
+std::optional<PlatformError> parse_error_body(std::string_view body) {
+  rapidjson::Document doc;
+  doc.Parse<kParseFlags>(body.data(), body.size());
+  if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
+  return error_member(doc);
+}
+
+}  // namespace cbm

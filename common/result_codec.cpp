@@ -1,0 +1,367 @@
+#include "result_codec.hpp"
+
+#include <rapidjson/error/en.h>
+
+#include <ctime>
+
+#include "json_reader.hpp"
+
+namespace cbm {
+namespace {
+
+using rapidjson::Value;
+using std::chrono::milliseconds;
+
+void str(JsonWriter& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
+
+void key_str(JsonWriter& w, const char* key, std::string_view value) {
+  w.Key(key);
+  str(w, value);
+}
+
+std::int64_t epoch_ms(WallClock::time_point t) {
+  return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
+}
+
+void write_sources(JsonWriter& w, const std::vector<Source>& sources, bool with_content) {
+  w.StartArray();
+  for (const auto& s : sources) {
+    w.StartObject();
+    key_str(w, "title", s.title);
+    key_str(w, "link", s.link);
+    key_str(w, "media", s.media);
+    key_str(w, "publish_date", s.publish_date);
+    if (with_content) key_str(w, "content", s.content);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps) {
+  w.StartArray();
+  for (const auto& s : steps) {
+    w.StartObject();
+    key_str(w, "name", s.name);
+    key_str(w, "model", s.model);
+    key_str(w, "finish_reason", s.finish_reason);
+    w.Key("latency_ms");
+    w.Int64(s.latency.count());
+    w.Key("usage");
+    write_usage(w, s.usage);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+void write_error(JsonWriter& w, const ApiError& e) {
+  w.StartObject();
+  key_str(w, "class", to_string(e.error_class));
+  key_str(w, "kind", to_string(e.kind));
+  w.Key("http_status");
+  w.Int(e.http_status);
+  key_str(w, "code", e.code);
+  key_str(w, "message", e.message);
+  if (e.retry_after) {
+    w.Key("retry_after_ms");
+    w.Int64(e.retry_after->count());
+  }
+  w.EndObject();
+}
+
+void read_usage(JsonReader& r, Usage& u) {
+  if (const Value* v = r.object("usage")) {
+    std::string err;
+    JsonReader ur(*v, "", err);
+    ur.integer("prompt_tokens", u.prompt_tokens);
+    ur.integer("completion_tokens", u.completion_tokens);
+    ur.integer("total_tokens", u.total_tokens);
+    if (!err.empty()) r.fail("usage", err);
+  }
+}
+
+template <typename T, typename F>
+void read_array(JsonReader& r, const char* name, std::string& error, std::vector<T>& out, F&& read_one) {
+  const Value* arr = r.array(name);
+  if (arr == nullptr) return;
+  for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
+    const Value& item = (*arr)[i];
+    if (!item.IsObject()) {
+      r.fail(name, "elements must be objects");
+      return;
+    }
+    JsonReader ir(item, r.element_path(name, i), error);
+    T t;
+    read_one(ir, t);
+    out.push_back(std::move(t));
+  }
+}
+
+void read_sources(JsonReader& r, std::string& error, std::vector<Source>& out) {
+  read_array(r, "sources", error, out, [](JsonReader& sr, Source& s) {
+    sr.string("title", s.title);
+    sr.string("link", s.link);
+    sr.string("media", s.media);
+    sr.string("publish_date", s.publish_date);
+    sr.string("content", s.content);
+  });
+}
+
+void read_steps(JsonReader& r, std::string& error, std::vector<StepRecord>& out) {
+  read_array(r, "steps", error, out, [](JsonReader& sr, StepRecord& s) {
+    sr.string("name", s.name);
+    sr.string("model", s.model);
+    sr.string("finish_reason", s.finish_reason);
+    std::int64_t ms = 0;
+    sr.integer("latency_ms", ms);
+    s.latency = milliseconds(ms);
+    read_usage(sr, s.usage);
+  });
+}
+
+void read_error(JsonReader& r, std::string& error, std::optional<ApiError>& out) {
+  const Value* v = r.object("error");
+  if (v == nullptr) return;
+  JsonReader er(*v, r.child_path("error"), error);
+  ApiError e;
+  std::string cls;
+  std::string kind;
+  er.string("class", cls);
+  er.string("kind", kind);
+  er.integer("http_status", e.http_status);
+  er.string("code", e.code);
+  er.string("message", e.message);
+  std::int64_t retry_after = -1;
+  er.integer("retry_after_ms", retry_after);
+  if (retry_after >= 0) e.retry_after = milliseconds(retry_after);
+  auto c = error_class_from_string(cls);
+  auto k = error_kind_from_string(kind);
+  if (!c) er.fail("class", "unknown error class '" + cls + "'");
+  if (!k) er.fail("kind", "unknown error kind '" + kind + "'");
+  if (c && k) {
+    e.error_class = *c;
+    e.kind = *k;
+    out = std::move(e);
+  }
+}
+
+Result<rapidjson::Document, DecodeError> parse_object(std::string_view json, const char* what) {
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
+  if (doc.HasParseError()) {
+    return Err{DecodeError{std::string(what) + ": invalid JSON at offset " + std::to_string(doc.GetErrorOffset()) +
+                           ": " + rapidjson::GetParseError_En(doc.GetParseError())}};
+  }
+  if (!doc.IsObject()) return Err{DecodeError{std::string(what) + ": expected a JSON object"}};
+  return doc;
+}
+
+template <typename F>
+std::string to_json(F&& write) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  write(w);
+  return {buf.GetString(), buf.GetSize()};
+}
+
+}  // namespace
+
+std::string_view to_string(TaskStatus s) {
+  switch (s) {
+    case TaskStatus::succeeded:
+      return "succeeded";
+    case TaskStatus::failed:
+      return "failed";
+    case TaskStatus::cancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+std::string iso8601(WallClock::time_point t) {
+  const std::int64_t ms = epoch_ms(t);
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[64];
+  std::snprintf(out, sizeof out, "%.*s.%03dZ", static_cast<int>(n), buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+void write_usage(JsonWriter& w, const Usage& u) {
+  w.StartObject();
+  w.Key("prompt_tokens");
+  w.Int64(u.prompt_tokens);
+  w.Key("completion_tokens");
+  w.Int64(u.completion_tokens);
+  w.Key("total_tokens");
+  w.Int64(u.total_tokens);
+  w.EndObject();
+}
+
+void write_task_result(JsonWriter& w, const TaskResult& r) {
+  w.StartObject();
+  key_str(w, "topic", r.topic);
+  w.Key("success");
+  w.Bool(r.success());
+  key_str(w, "analysis", r.analysis);
+  w.Key("error_message");
+  if (r.error) {
+    str(w, r.error->describe());
+  } else {
+    w.Null();
+  }
+  w.Key("execution_time");
+  w.Double(static_cast<double>(r.execution_time.count()) / 1000.0);
+  key_str(w, "status", to_string(r.status));
+  w.Key("id");
+  w.Uint64(r.id);
+  w.Key("round");
+  w.Uint(r.round);
+  w.Key("attempts");
+  w.Int(r.attempts);
+  w.Key("worker");
+  w.Int(r.worker);
+  key_str(w, "started_at", iso8601(r.started));
+  key_str(w, "finished_at", iso8601(r.finished));
+  w.Key("started_at_ms");
+  w.Int64(epoch_ms(r.started));
+  w.Key("finished_at_ms");
+  w.Int64(epoch_ms(r.finished));
+  w.Key("usage");
+  write_usage(w, r.usage);
+  w.Key("sources");
+  write_sources(w, r.sources, false);
+  w.Key("steps");
+  write_steps(w, r.steps);
+  if (r.error) {
+    w.Key("error");
+    write_error(w, *r.error);
+  }
+  w.EndObject();
+}
+
+std::string encode_task_result(const TaskResult& r) {
+  return to_json([&](JsonWriter& w) { write_task_result(w, r); });
+}
+
+Result<TaskResult, DecodeError> decode_task_result(const Value& v) {
+  if (!v.IsObject()) return Err{DecodeError{"result: expected a JSON object"}};
+  std::string error;
+  JsonReader r(v, "", error);
+  TaskResult t;
+  std::int64_t id = -1;
+  int round = 0;
+  std::string status;
+  std::int64_t started = 0;
+  std::int64_t finished = 0;
+  double execution_time = 0;
+  r.string("topic", t.topic);
+  r.string("analysis", t.analysis);
+  r.string("status", status);
+  r.integer("id", id);
+  r.integer("round", round);
+  r.integer("attempts", t.attempts);
+  r.integer("worker", t.worker);
+  r.integer("started_at_ms", started);
+  r.integer("finished_at_ms", finished);
+  r.number("execution_time", execution_time);
+  read_usage(r, t.usage);
+  read_sources(r, error, t.sources);
+  read_steps(r, error, t.steps);
+  read_error(r, error, t.error);
+  if (status == "succeeded") {
+    t.status = TaskStatus::succeeded;
+  } else if (status == "failed") {
+    t.status = TaskStatus::failed;
+  } else if (status == "cancelled") {
+    t.status = TaskStatus::cancelled;
+  } else {
+    r.fail("status", "unknown status '" + status + "'");
+  }
+  if (id < 0) r.fail("id", "missing");
+  if (round < 1) r.fail("round", "missing or below 1");
+  if (!error.empty()) return Err{DecodeError{"result: " + error}};
+  t.id = static_cast<std::uint64_t>(id);
+  t.round = static_cast<std::uint32_t>(round);
+  t.started = WallClock::time_point(milliseconds(started));
+  t.finished = WallClock::time_point(milliseconds(finished));
+  t.execution_time = milliseconds(static_cast<std::int64_t>(execution_time * 1000.0 + 0.5));
+  return t;
+}
+
+std::string encode_task(const Task& t) {
+  return to_json([&](JsonWriter& w) {
+    w.StartObject();
+    w.Key("id");
+    w.Uint64(t.id);
+    w.Key("round");
+    w.Uint(t.round);
+    key_str(w, "topic", t.topic);
+    w.Key("attempt");
+    w.Int(t.attempt);
+    w.EndObject();
+  });
+}
+
+Result<Task, DecodeError> decode_task(std::string_view json) {
+  auto doc = parse_object(json, "task");
+  if (!doc) return Err{doc.error()};
+  std::string error;
+  JsonReader r(doc.value(), "", error);
+  Task t;
+  std::int64_t id = -1;
+  int round = 0;
+  r.integer("id", id);
+  r.integer("round", round);
+  r.string("topic", t.topic);
+  r.integer("attempt", t.attempt);
+  if (id < 0) r.fail("id", "missing");
+  if (round < 1) r.fail("round", "missing or below 1");
+  if (!error.empty()) return Err{DecodeError{"task: " + error}};
+  t.id = static_cast<std::uint64_t>(id);
+  t.round = static_cast<std::uint32_t>(round);
+  return t;
+}
+
+std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutcome& o) {
+  return to_json([&](JsonWriter& w) {
+    w.StartObject();
+    w.Key("task_id");
+    w.Uint64(task_id);
+    w.Key("attempt");
+    w.Int(attempt);
+    key_str(w, "analysis", o.analysis);
+    w.Key("sources");
+    write_sources(w, o.sources, false);
+    w.Key("steps");
+    write_steps(w, o.steps);
+    if (o.error) {
+      w.Key("error");
+      write_error(w, *o.error);
+    }
+    w.EndObject();
+  });
+}
+
+Result<OutcomeMessage, DecodeError> decode_outcome(std::string_view json) {
+  auto doc = parse_object(json, "outcome");
+  if (!doc) return Err{doc.error()};
+  std::string error;
+  JsonReader r(doc.value(), "", error);
+  OutcomeMessage m;
+  std::int64_t id = -1;
+  r.integer("task_id", id);
+  r.integer("attempt", m.attempt);
+  r.string("analysis", m.outcome.analysis);
+  read_sources(r, error, m.outcome.sources);
+  read_steps(r, error, m.outcome.steps);
+  read_error(r, error, m.outcome.error);
+  if (id < 0) r.fail("task_id", "missing");
+  if (!error.empty()) return Err{DecodeError{"outcome: " + error}};
+  m.task_id = static_cast<std::uint64_t>(id);
+  return m;
+}
+
+}  // namespace cbm

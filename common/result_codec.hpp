@@ -1,0 +1,45 @@
+// JSON forms of results: the report's `results[i]` (also a journal line), and the attempt outcome a
+// worker sends to the supervisor. One codec for all of them, so the report, the journal and the wire
+// cannot drift apart.
+#pragma once
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <string>
+#include <string_view>
+
+#include "result.hpp"
+#include "task.hpp"
+
+namespace cbm {
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+struct DecodeError {
+  std::string message;
+};
+
+// ISO-8601 UTC with milliseconds: 2026-11-26T19:44:47.123Z
+std::string iso8601(WallClock::time_point t);
+
+void write_usage(JsonWriter& w, const Usage& u);
+// The report entry: the Python tool's fields (topic, success, analysis, error_message,
+// execution_time) first, then the extensions.
+void write_task_result(JsonWriter& w, const TaskResult& r);
+std::string encode_task_result(const TaskResult& r);
+Result<TaskResult, DecodeError> decode_task_result(const rapidjson::Value& v);
+
+// Worker <-> supervisor messages.
+std::string encode_task(const Task& t);
+Result<Task, DecodeError> decode_task(std::string_view json);
+std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutcome& o);
+struct OutcomeMessage {
+  std::uint64_t task_id = 0;
+  int attempt = 0;
+  AttemptOutcome outcome;
+};
+Result<OutcomeMessage, DecodeError> decode_outcome(std::string_view json);
+
+}  // namespace cbm

@@ -1,0 +1,67 @@
+// Task, AttemptOutcome and TaskResult: a topic to analyse, what one attempt at it produced, and the
+// one terminal record every task ends in (the report's `results[i]`).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api_error.hpp"
+#include "chat_types.hpp"
+
+namespace cbm {
+
+using Clock = std::chrono::steady_clock;
+using WallClock = std::chrono::system_clock;
+
+struct Task {
+  std::uint64_t id = 0;     // position in the run's input, unique within a round
+  std::uint32_t round = 1;  // 1-based iteration
+  std::string topic;
+  int attempt = 1;          // 1-based; attempt max_retries+1 is the last
+};
+
+// One model call of the pipeline.
+struct StepRecord {
+  std::string name;  // "search" | "analysis"
+  std::string model;
+  std::string finish_reason;
+  Usage usage;
+  std::chrono::milliseconds latency{0};
+};
+
+// What one attempt produced. `error` is set iff the attempt failed.
+struct AttemptOutcome {
+  std::string analysis;
+  std::vector<Source> sources;
+  std::vector<StepRecord> steps;
+  std::optional<ApiError> error;
+
+  bool ok() const { return !error.has_value(); }
+};
+
+enum class TaskStatus { succeeded, failed, cancelled };
+std::string_view to_string(TaskStatus s);
+
+struct TaskResult {
+  std::uint64_t id = 0;
+  std::uint32_t round = 1;
+  std::string topic;
+  TaskStatus status = TaskStatus::failed;
+  std::string analysis;
+  std::vector<Source> sources;
+  std::vector<StepRecord> steps;  // of the final attempt
+  std::optional<ApiError> error;  // why it failed or was cancelled
+  int attempts = 0;
+  int worker = -1;                       // slot of the worker that ran the final attempt
+  Usage usage;                           // summed over all attempts' steps
+  WallClock::time_point started{};       // first attempt began
+  WallClock::time_point finished{};      // terminal record written
+  std::chrono::milliseconds execution_time{0};  // started -> finished, including retries and backoff
+
+  bool success() const { return status == TaskStatus::succeeded; }
+};
+
+}  // namespace cbm
