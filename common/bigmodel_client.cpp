@@ -32,6 +32,9 @@ ApiError transport_error(const TransportError& e) {
       err.kind = ErrorKind::protocol;
       err.error_class = ErrorClass::task_fatal;
       break;
+    case TransportError::Kind::aborted:
+      err.kind = ErrorKind::cancelled;
+      break;
     case TransportError::Kind::connection:
     case TransportError::Kind::other:
       err.kind = ErrorKind::transport;
@@ -64,6 +67,14 @@ ApiError protocol_error(std::string message) {
   return err;
 }
 
+// A server or proxy may echo the Authorization header in an error text: the key must not travel on.
+void scrub_secret(std::string& text, const std::string& secret) {
+  if (secret.empty()) return;
+  for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos)) {
+    text.replace(pos, secret.size(), "[redacted]");
+  }
+}
+
 std::string trim_trailing_slashes(std::string url) {
   while (!url.empty() && url.back() == '/') url.pop_back();
   return url;
@@ -94,6 +105,13 @@ BigModelClient::BigModelClient(ClientConfig config)
       http_(config_.http) {}
 
 Result<ChatResponse, ApiError> BigModelClient::complete(ChatRequest request,
+                                                        std::chrono::steady_clock::time_point deadline) {
+  auto answer = exchange(std::move(request), deadline);
+  if (!answer) scrub_secret(answer.error().message, config_.api_key);
+  return answer;
+}
+
+Result<ChatResponse, ApiError> BigModelClient::exchange(ChatRequest request,
                                                         std::chrono::steady_clock::time_point deadline) {
   request.stream = config_.stream;
   const std::vector<std::string> headers = {

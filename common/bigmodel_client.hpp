@@ -24,6 +24,8 @@ class BigModelClient {
   Result<ChatResponse, ApiError> complete(ChatRequest request, std::chrono::steady_clock::time_point deadline);
 
  private:
+  Result<ChatResponse, ApiError> exchange(ChatRequest request, std::chrono::steady_clock::time_point deadline);
+
   ClientConfig config_;
   std::string url_;
   HttpClient http_;

@@ -61,6 +61,11 @@ std::size_t on_header(char* data, std::size_t size, std::size_t nmemb, void* use
   return n;
 }
 
+int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* abort = static_cast<const std::atomic<bool>*>(user);
+  return abort->load(std::memory_order_relaxed) ? 1 : 0;  // non-zero aborts the transfer
+}
+
 struct SlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
@@ -142,12 +147,20 @@ Result<HttpResponse, TransportError> HttpClient::post(const std::string& url,
   curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.low_speed_time.count()));
   curl_easy_setopt(curl_, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(curl_, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (options_.abort != nullptr) {
+    curl_easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, &on_progress);
+    curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, options_.abort);
+  }
 
   const CURLcode rc = curl_easy_perform(curl_);
   if (t.too_large) {
     return Err{TransportError{TransportError::Kind::too_large,
                               "response body exceeds the cap of " + std::to_string(options_.max_body_bytes) +
                                   " bytes"}};
+  }
+  if (rc == CURLE_ABORTED_BY_CALLBACK) {
+    return Err{TransportError{TransportError::Kind::aborted, "request aborted: the run is stopping"}};
   }
   if (rc != CURLE_OK) {
     std::string message = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc);

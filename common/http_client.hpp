@@ -2,6 +2,7 @@
 // thread or process (libcurl's rule). curl_global_init must have run (CurlGlobal) before the first one.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -29,6 +30,8 @@ struct HttpOptions {
   long low_speed_bytes = 1;
   std::chrono::seconds low_speed_time{30};
   std::size_t max_body_bytes = 8u << 20;
+  // When set and true, transfers in progress abort within a second (an immediate stop of the run).
+  const std::atomic<bool>* abort = nullptr;
 };
 
 struct HttpResponse {
@@ -40,7 +43,7 @@ struct HttpResponse {
 };
 
 struct TransportError {
-  enum class Kind { timeout, too_large, connection, other };
+  enum class Kind { timeout, too_large, connection, aborted, other };
   Kind kind = Kind::other;
   std::string message;
 };

@@ -119,8 +119,8 @@ class SupervisorChannel {
 
 class WorkerChannel {
  public:
-  // Maps the existing segment `name` and adopts `socket_fd` (the worker's end). Throws
-  // std::runtime_error if the segment is missing or its header is not a channel's.
+  // Maps the existing segment `name` and adopts `socket_fd` (the worker's end; closed even if this
+  // throws). Throws std::runtime_error if the segment is missing or its header is not a channel's.
   WorkerChannel(const std::string& name, int socket_fd);
   WorkerChannel(WorkerChannel&&) noexcept;
   WorkerChannel& operator=(WorkerChannel&&) noexcept;
@@ -129,7 +129,7 @@ class WorkerChannel {
   // Blocks until the whole message is in the ring (waiting for the supervisor to make room as needed).
   SendResult send(std::string_view message);
 
-  // Blocks until a message arrives. nullopt when the channel ended: status() tells whether the
+  // Blocks until a message arrives (signals do not end the wait). nullopt when the channel ended: status() tells whether the
   // supervisor is gone (kPeerGone) or broke the protocol (kCorrupt); either way the worker should exit.
   std::optional<std::string> receive();
 

@@ -1,0 +1,276 @@
+#include "cli.hpp"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "api_key.hpp"
+
+namespace cbm {
+namespace {
+
+constexpr const char* kVersion = "concurrent_bigmodel 0.1.0";
+
+const std::vector<std::string> kDefaultTopics = {
+    "Artificial intelligence in healthcare",
+    "Renewable energy storage technologies",
+    "Quantum computing breakthroughs",
+    "Global semiconductor supply chain",
+    "Climate change adaptation strategies",
+};
+
+constexpr const char* kFooter = R"(Exit status:
+  0    every task succeeded
+  1    the run finished and some tasks failed
+  2    bad usage or configuration (nothing was sent)
+  3    aborted: a run-fatal API error (auth, no balance, unknown model) or workers that keep crashing
+  128+N  stopped by signal N after a graceful drain (130 SIGINT, 143 SIGTERM); the report is written
+
+Signals: TERM/INT drain in-flight tasks (up to --drain-grace) then write the report; a second TERM/INT
+kills workers at once and records unfinished tasks as cancelled.
+
+The API key is read from --api-key, else BIGMODEL_API_KEY, else ZHIPUAI_API_KEY. Prefer the environment:
+a flag is visible to other users in the process list. The key is never logged or written to the report.)";
+
+std::string read_file(const std::string& path, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot open '" + path + "': " + std::strerror(errno);
+    return {};
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string trim(std::string_view s) {
+  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return std::string(s);
+}
+
+CommandLine usage_error(std::string message) {
+  return {std::nullopt, kExitUsage, "concurrent_bigmodel: " + std::move(message) + "\nRun with --help for usage."};
+}
+
+std::chrono::milliseconds seconds_to_ms(double s) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000.0 + 0.5));
+}
+
+}  // namespace
+
+std::string_view to_string(Mode m) {
+  switch (m) {
+    case Mode::multiprocessing:
+      return "multiprocessing";
+    case Mode::threading:
+      return "threading";
+    case Mode::asyncio:
+      return "asyncio";
+  }
+  return "unknown";
+}
+
+CommandLine parse_command_line(int argc, char** argv) {
+  RunConfig cfg;
+  CLI::App app{"Analyse topics with Zhipu BigModel (GLM): for each topic a tool model searches the web, then a\n"
+               "chat model writes the analysis. Runs many topics concurrently and writes a JSON report.",
+               "concurrent_bigmodel"};
+  app.footer(kFooter);
+  app.set_version_flag("--version", kVersion);
+  app.get_formatter()->column_width(34);
+
+  std::optional<std::string> api_key;
+  std::string mode = "multiprocessing";
+  double timeout_s = 120.0;
+  double delay_s = 0.5;
+  double kill_grace_s = 2.0;
+  double drain_grace_s = 30.0;
+  double restart_period_s = 10.0;
+  std::string prompt_file;
+  std::string output;
+  std::string log_file = cfg.log_file.string();
+  bool allow_insecure_http = false;
+  std::string base_url;
+
+  const std::string py = "Options of the Python tool (same names, same defaults)";
+  app.add_option("--api-key", api_key, "BigModel API key (prefer the BIGMODEL_API_KEY environment variable)")
+      ->group(py);
+  app.add_option("--topics", cfg.topics, "Topics to analyse (default: 5 sample topics)")->group(py);
+  app.add_option("--iterations", cfg.iterations, "Rounds over the topic list; 0 = until TERM/INT")
+      ->check(CLI::Range(0, 1000000000))
+      ->capture_default_str()
+      ->group(py);
+  app.add_option("--concurrency", cfg.concurrency, "Tasks in flight at once (workers)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str()
+      ->group(py);
+  app.add_option("--mode", mode, "How tasks are run: multiprocessing | threading")
+      ->check(CLI::IsMember({"multiprocessing", "threading", "asyncio"}))
+      ->capture_default_str()
+      ->group(py);
+  app.add_option("--timeout", timeout_s, "Seconds allowed for one attempt of one task")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->capture_default_str()
+      ->group(py);
+  app.add_option("--delay", delay_s, "Seconds a worker pauses between tasks, and between rounds")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str()
+      ->group(py);
+  app.add_option("--max-retries", cfg.retry.max_retries, "Retries of a task after its first attempt")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str()
+      ->group(py);
+  app.add_option("--chat-model", cfg.pipeline.chat_model, "Model that writes the analysis")
+      ->capture_default_str()
+      ->group(py);
+  app.add_option("--tool-model", cfg.pipeline.tool_model, "Model that runs the web_search tool")
+      ->capture_default_str()
+      ->group(py);
+  app.add_option("--output", output, "Report file (default: concurrent_bigmodel_report_<time>.json)")->group(py);
+  app.add_flag("--quiet", cfg.quiet, "No progress or summary on the console")->group(py);
+  app.add_option("--batch-size", cfg.batch_size, "Topics dispatched ahead of the workers; 0 = 4 x concurrency")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str()
+      ->group(py);
+
+  const std::string input = "Input and API";
+  app.add_option("--topics-file", cfg.topics_file, "Read topics from a file, one per line ('-' = stdin)")
+      ->group(input);
+  app.add_option("--base-url", base_url,
+                 "API base URL (env BIGMODEL_BASE_URL; default " + std::string(kDefaultBaseUrl) + ")")
+      ->group(input);
+  app.add_flag("--allow-insecure-http", allow_insecure_http,
+               "Allow sending the key over plain http:// to a non-loopback host")
+      ->group(input);
+  app.add_flag("--no-search", [&cfg](std::int64_t) { cfg.pipeline.search = false; },
+               "Skip the web_search step; the chat model answers alone")
+      ->group(input);
+  app.add_option("--prompt-file", prompt_file,
+                 "Prompt templates: sections [search.system] [search.user] [analysis.system] [analysis.user]\n"
+                 "with {topic} and {sources} placeholders")
+      ->check(CLI::ExistingFile)
+      ->group(input);
+  app.add_flag("--stream", cfg.client.stream, "Ask for server-sent-event streams")->group(input);
+
+  const std::string rel = "Reliability";
+  app.add_option("--kill-grace", kill_grace_s, "Seconds between SIGTERM and SIGKILL for a timed-out attempt")
+      ->check(CLI::Range(0.0, 600.0))
+      ->capture_default_str()
+      ->group(rel);
+  app.add_option("--drain-grace", drain_grace_s, "Seconds in-flight tasks may finish after TERM/INT")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str()
+      ->group(rel);
+  app.add_option("--max-restarts", cfg.restart_intensity.max_restarts,
+                 "Abort (exit 3) after more worker restarts than this within --restart-period")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str()
+      ->group(rel);
+  app.add_option("--restart-period", restart_period_s, "Window in seconds for --max-restarts")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->capture_default_str()
+      ->group(rel);
+
+  app.add_option("--log-file", log_file, "Log file")->capture_default_str()->group("Output");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return {std::nullopt, kExitAllSucceeded, app.help()};
+  } catch (const CLI::CallForVersion& e) {
+    return {std::nullopt, kExitAllSucceeded, kVersion};
+  } catch (const CLI::ParseError& e) {
+    return usage_error(e.what());
+  }
+
+  cfg.mode = mode == "threading" ? Mode::threading : mode == "asyncio" ? Mode::asyncio : Mode::multiprocessing;
+  if (cfg.mode == Mode::asyncio) return usage_error("--mode asyncio: not available yet; use multiprocessing or threading");
+  cfg.timeout = seconds_to_ms(timeout_s);
+  cfg.delay = seconds_to_ms(delay_s);
+  cfg.kill_grace = seconds_to_ms(kill_grace_s);
+  cfg.drain_grace = seconds_to_ms(drain_grace_s);
+  cfg.restart_intensity.period = seconds_to_ms(restart_period_s);
+  if (cfg.pipeline.chat_model.empty()) return usage_error("--chat-model: must not be empty");
+  if (cfg.pipeline.tool_model.empty()) return usage_error("--tool-model: must not be empty");
+
+  if (base_url.empty()) {
+    const char* env = std::getenv("BIGMODEL_BASE_URL");
+    base_url = env != nullptr && *env != '\0' ? env : kDefaultBaseUrl;
+  }
+  if (!is_http_url(base_url)) return usage_error("--base-url: '" + base_url + "' is not an http:// or https:// URL");
+  if (!allow_insecure_http && !key_may_travel_to(base_url)) {
+    return usage_error("--base-url: '" + base_url +
+                       "' is plain http to a non-loopback host; the API key would travel unencrypted "
+                       "(pass --allow-insecure-http to accept that)");
+  }
+  cfg.client.base_url = base_url;
+
+  auto key = resolve_api_key(api_key);
+  if (!key) return usage_error("no API key: pass --api-key or set BIGMODEL_API_KEY (or ZHIPUAI_API_KEY)");
+  if (key->find_first_of("\r\n") != std::string::npos) {
+    return usage_error("the API key contains a line break (check BIGMODEL_API_KEY)");
+  }
+  cfg.client.api_key = std::move(*key);
+
+  if (!prompt_file.empty()) {
+    std::string error;
+    const std::string text = read_file(prompt_file, error);
+    if (!error.empty()) return usage_error("--prompt-file: " + error);
+    auto prompts = PromptSet::from_file_text(text);
+    if (!prompts) return usage_error("--prompt-file '" + prompt_file + "': " + prompts.error().message);
+    cfg.pipeline.prompts = std::move(prompts.value());
+  }
+
+  if (!cfg.topics_file.empty()) {
+    if (!cfg.topics.empty()) return usage_error("--topics and --topics-file: give one or the other");
+    std::string text;
+    std::string error;
+    if (cfg.topics_file == "-") {
+      std::ostringstream ss;
+      ss << std::cin.rdbuf();
+      text = ss.str();
+    } else {
+      text = read_file(cfg.topics_file, error);
+    }
+    if (!error.empty()) return usage_error("--topics-file: " + error);
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      std::string topic = trim(line);
+      if (!topic.empty() && topic.front() != '#') cfg.topics.push_back(std::move(topic));
+    }
+    if (cfg.topics.empty()) return usage_error("--topics-file '" + cfg.topics_file + "': no topics in the file");
+  }
+  for (const auto& t : cfg.topics) {
+    if (trim(t).empty()) return usage_error("--topics: a topic is empty");
+  }
+  if (cfg.topics.empty()) cfg.topics = kDefaultTopics;
+
+  if (output.empty()) {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&now, &tm);
+    char name[64];
+    std::strftime(name, sizeof name, "concurrent_bigmodel_report_%Y%m%d_%H%M%S.json", &tm);
+    output = name;
+  }
+  cfg.output = output;
+  const auto out_dir = cfg.output.has_parent_path() ? cfg.output.parent_path() : std::filesystem::path(".");
+  if (::access(out_dir.c_str(), W_OK | X_OK) != 0) {
+    return usage_error("--output: cannot write to directory '" + out_dir.string() + "': " + std::strerror(errno));
+  }
+  cfg.log_file = log_file;
+  if (!log_file.empty()) {
+    const auto log_dir = cfg.log_file.has_parent_path() ? cfg.log_file.parent_path() : std::filesystem::path(".");
+    if (::access(log_dir.c_str(), W_OK | X_OK) != 0) {
+      return usage_error("--log-file: cannot write to directory '" + log_dir.string() + "': " + std::strerror(errno));
+    }
+  }
+  return {std::move(cfg), 0, {}};
+}
+
+}  // namespace cbm

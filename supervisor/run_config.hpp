@@ -1,0 +1,46 @@
+// RunConfig: everything the command line decides about a run (the CLI maps onto it one to one).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "client_config.hpp"
+#include "pipeline.hpp"
+#include "retry_policy.hpp"
+
+namespace cbm {
+
+enum class Mode { multiprocessing, threading, asyncio };
+std::string_view to_string(Mode m);
+
+struct RestartIntensity {
+  int max_restarts = 20;                  // more than this many worker restarts...
+  std::chrono::milliseconds period{10000};  // ...within this window aborts the run (exit 3)
+};
+
+struct RunConfig {
+  std::vector<std::string> topics;
+  std::string topics_file;  // "" = none, "-" = stdin
+  int iterations = 1;       // 0 = until signalled
+  int concurrency = 4;
+  Mode mode = Mode::multiprocessing;
+  std::chrono::milliseconds timeout{120000};  // per task attempt
+  std::chrono::milliseconds delay{500};       // a worker's pause between tasks, and between rounds
+  int batch_size = 0;                         // 0 = automatic
+  std::filesystem::path output;               // report; auto-named when empty
+  std::filesystem::path log_file = "concurrent_bigmodel.log";
+  bool quiet = false;
+
+  // Multiprocessing supervision.
+  std::chrono::milliseconds kill_grace{2000};     // SIGTERM -> SIGKILL for a timed-out attempt
+  std::chrono::milliseconds drain_grace{30000};   // in-flight tasks may finish this long after TERM/INT
+  RestartIntensity restart_intensity;
+
+  ClientConfig client;
+  PipelineConfig pipeline;
+  RetryPolicy retry;
+};
+
+}  // namespace cbm

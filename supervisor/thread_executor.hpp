@@ -1,0 +1,32 @@
+// ThreadExecutor (--mode threading): N threads in this process, each with its own HTTP client,
+// pulling tasks from a shared index. Retries wait on RunControl, so a stop ends them at once.
+// What it cannot survive, by nature: a crash anywhere takes the whole process (use multiprocessing).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "logger.hpp"
+#include "run_config.hpp"
+#include "run_control.hpp"
+#include "round_executor.hpp"
+#include "run_ledger.hpp"
+
+namespace cbm {
+
+class ThreadExecutor final : public RoundExecutor {
+ public:
+  ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log);
+
+  // Runs one round; returns once every task of it has its terminal record (cancelled ones included),
+  // or at once after an immediate stop (unfinished tasks recorded as cancelled).
+  void run_round(std::uint32_t round, const std::vector<std::string>& topics) override;
+
+ private:
+  const RunConfig& config_;
+  RunLedger& ledger_;
+  RunControl& control_;
+  Logger& log_;
+};
+
+}  // namespace cbm

@@ -1,0 +1,110 @@
+#include "chat_request.h"
+
+#include <algorithm>
+#include <rapidjson/document.h>
+
+namespace simulator {
+namespace {
+
+using rapidjson::Value;
+
+constexpr unsigned kMaxSearchCount = 50;
+
+std::string_view view(const Value& string) { return {string.GetString(), string.GetStringLength()}; }
+
+const Value* member(const Value& object, const char* name) {
+  const auto it = object.FindMember(name);
+  return it == object.MemberEnd() ? nullptr : &it->value;
+}
+
+// Message content is a string, or (multimodal) an array of parts whose text parts carry "text".
+std::string content_text(const Value* content) {
+  if (content == nullptr) return {};
+  if (content->IsString()) return std::string(view(*content));
+  std::string text;
+  if (content->IsArray()) {
+    for (const auto& part : content->GetArray()) {
+      if (!part.IsObject()) continue;
+      if (const Value* piece = member(part, "text"); piece != nullptr && piece->IsString()) {
+        text.append(view(*piece));
+      }
+    }
+  }
+  return text;
+}
+
+// The first enabled web_search tool. A missing "enable" counts as enabled, as the SDKs omit it freely.
+std::optional<WebSearchTool> find_web_search(const Value* tools) {
+  if (tools == nullptr || !tools->IsArray()) return std::nullopt;
+  for (const auto& tool : tools->GetArray()) {
+    if (!tool.IsObject()) continue;
+    const Value* type = member(tool, "type");
+    const Value* settings = member(tool, "web_search");
+    if (type == nullptr || !type->IsString() || view(*type) != "web_search") continue;
+    if (settings == nullptr || !settings->IsObject()) continue;
+    if (const Value* enable = member(*settings, "enable"); enable != nullptr && enable->IsFalse()) continue;
+
+    WebSearchTool web_search;
+    if (const Value* query = member(*settings, "search_query"); query != nullptr && query->IsString()) {
+      web_search.query = std::string(view(*query));
+    }
+    if (const Value* count = member(*settings, "count"); count != nullptr && count->IsUint()) {
+      web_search.count = std::clamp(count->GetUint(), 1u, kMaxSearchCount);
+    }
+    const Value* search_result = member(*settings, "search_result");
+    web_search.return_results = search_result != nullptr && search_result->IsTrue();
+    return web_search;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view ChatRequest::topic() const {
+  if (web_search && web_search->query) return *web_search->query;
+  return last_user_message;
+}
+
+std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body,
+                                                        const std::vector<std::string>& models) {
+  // Iterative parsing: a body of a million '[' must not overflow the io thread's stack.
+  rapidjson::Document document;
+  document.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+  if (document.HasParseError() || !document.IsObject()) return api_errors::malformed_json();
+
+  ChatRequest request;
+  const Value* model = member(document, "model");
+  if (model == nullptr || !model->IsString() || model->GetStringLength() == 0) {
+    return api_errors::invalid_field("model", "model is required and must be a non-empty string");
+  }
+  request.model = std::string(view(*model));
+
+  const Value* messages = member(document, "messages");
+  if (messages == nullptr || !messages->IsArray() || messages->Empty()) {
+    return api_errors::invalid_field("messages", "messages is required and must be a non-empty array");
+  }
+  for (const auto& message : messages->GetArray()) {
+    const Value* role = message.IsObject() ? member(message, "role") : nullptr;
+    if (role == nullptr || !role->IsString()) {
+      return api_errors::invalid_field("messages", "every message must be an object with a string role");
+    }
+    std::string text = content_text(member(message, "content"));
+    request.prompt_bytes += text.size();
+    if (view(*role) == "user") request.last_user_message = std::move(text);
+  }
+
+  if (std::find(models.begin(), models.end(), request.model) == models.end()) {
+    return api_errors::unknown_model();
+  }
+  if (const Value* request_id = member(document, "request_id");
+      request_id != nullptr && request_id->IsString()) {
+    request.request_id = std::string(view(*request_id));
+  }
+  if (const Value* stream = member(document, "stream"); stream != nullptr && stream->IsBool()) {
+    request.stream = stream->GetBool();
+  }
+  request.web_search = find_web_search(member(document, "tools"));
+  return request;
+}
+
+}  // namespace simulator

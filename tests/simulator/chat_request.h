@@ -1,0 +1,40 @@
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "api_error.h"
+
+namespace simulator {
+
+// The web_search tool of a request, when the request enables it.
+struct WebSearchTool {
+  std::optional<std::string> query;  // search_query
+  unsigned count = 5;                // how many results to return
+  bool return_results = false;       // search_result:true — the response then carries web_search[]
+};
+
+// The parts of a /chat/completions request the simulator acts on.
+struct ChatRequest {
+  std::string model;
+  std::string request_id;  // empty when the client sent none
+  bool stream = false;
+  std::string last_user_message;  // text of the last "user" message; empty when there is none
+  std::optional<WebSearchTool> web_search;
+  std::size_t prompt_bytes = 0;  // all message text, for usage.prompt_tokens
+
+  // What the request is about: the web_search query when there is one, else the last user message.
+  // Fault markers are part of it; the stats count topics as received.
+  std::string_view topic() const;
+};
+
+// Parses and validates a /chat/completions body. Returns the error the platform would answer with:
+// 1210 for malformed JSON, 1214 for a missing or mistyped field, 1211 for a model not in `models`.
+std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body,
+                                                        const std::vector<std::string>& models);
+
+}  // namespace simulator

@@ -1,0 +1,94 @@
+#include "options.h"
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <map>
+#include <stdexcept>
+
+namespace simulator {
+namespace {
+
+constexpr const char* kDescription = R"(bigmodel_simulator: imitates Zhipu BigModel's POST /chat/completions for tests.
+
+Endpoints:
+  POST .../chat/completions  any path ending so (e.g. /api/paas/v4/chat/completions)
+  GET  /stats                counters as JSON;  POST /stats/reset zeroes them (and the *K marker counts)
+
+Checks, in order: Authorization (401 code "1000" if the header is missing or not Bearer, "1001" if the
+token is empty or differs from --api-key), JSON (400 "1210"), model/messages (400 "1214"), known model
+(400 "1211"), --concurrency-limit (429 "1302"). Requests that pass are delayed by --latency-*, then answered
+or faulted.
+
+Fault markers, anywhere in the last user message or the web_search search_query:
+  [[fault:NAME]]    fault every such request
+  [[fault:NAME*K]]  fault the first K requests with this marker and topic, then answer normally
+NAME (also for --fault-rate): )";
+
+constexpr const char* kFaultGuide = R"(
+  429_1302 429_1302_retry_after(Retry-After: 1) 429_1302_retry_after_ms(retry-after-ms: 200)
+  429_1113 429_1305 401(code 1001) 400_1301 400_1261 400_1211 500_1234 503(text/html body)
+  hang(never answer) drip(1 body byte per 500 ms for ~60 s, then the rest) reset(half the body, then RST)
+  invalid_json truncated_json oversize(9 MiB) sensitive network_error(finish_reason) sse_error
+  empty_choices wrong_types kill_client(SIGKILL the local process owning the peer socket; 500 if none)
+)";
+
+}  // namespace
+
+void add_options(CLI::App& app, Options& options) {
+  app.description(std::string(kDescription) + all_fault_names() + kFaultGuide);
+
+  app.add_option("--host", options.host, "Address to listen on")->capture_default_str();
+  app.add_option("--port", options.port, "Port to listen on; 0 picks an ephemeral port")->capture_default_str();
+  app.add_option("--port-file", options.port_file,
+                 "Once listening, write the port number to this file (atomically: temp file + rename)");
+  app.add_option("--threads", options.threads, "io threads")->capture_default_str()->check(CLI::Range(1u, 256u));
+
+  app.add_option_function<long>(
+         "--latency-ms", [&options](long ms) { options.latency.base = std::chrono::milliseconds(ms); },
+         "Added latency per admitted chat request: the fixed value, uniform minimum or exponential mean")
+      ->default_str("0")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option_function<long>(
+         "--latency-max-ms", [&options](long ms) { options.latency.max = std::chrono::milliseconds(ms); },
+         "Upper bound for --latency-dist uniform")
+      ->check(CLI::NonNegativeNumber);
+  const std::map<std::string, LatencyDistribution> distributions = {
+      {"fixed", LatencyDistribution::kFixed},
+      {"uniform", LatencyDistribution::kUniform},
+      {"exponential", LatencyDistribution::kExponential}};
+  app.add_option("--latency-dist", options.latency.distribution, "fixed | uniform | exponential")
+      ->transform(CLI::CheckedTransformer(distributions))
+      ->default_str("fixed");
+
+  app.add_option("--api-key", options.api_key, "The only accepted bearer token (default: any non-empty one)");
+  app.add_option("--concurrency-limit", options.concurrency_limit,
+                 "Chat requests in flight per API key before 429 code 1302; 0 = unlimited")
+      ->capture_default_str();
+  app.add_option_function<std::string>(
+      "--fault-rate",
+      [&options](const std::string& spec) {
+        try {
+          options.fault_rates = FaultRates::parse(spec);
+        } catch (const std::invalid_argument& e) {
+          throw CLI::ValidationError("--fault-rate", e.what());
+        }
+      },
+      "NAME=P[,NAME=P...]: inject fault NAME into a chat request with probability P");
+  app.add_option("--content-bytes", options.content_bytes, "Approximate size of the generated answer")
+      ->capture_default_str();
+  app.add_option("--models", options.models, "Known models (comma list); others get 400 code 1211")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--max-body", options.max_body, "Request body cap in bytes; larger gets 413 code 1210")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--verbose", options.verbose, "Log every request to stderr");
+
+  app.final_callback([&options] {
+    if (options.latency.distribution == LatencyDistribution::kUniform && options.latency.max < options.latency.base) {
+      throw CLI::ValidationError("--latency-max-ms", "must be at least --latency-ms for --latency-dist uniform");
+    }
+  });
+}
+
+}  // namespace simulator

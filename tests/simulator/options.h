@@ -1,0 +1,36 @@
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "faults.h"
+#include "latency.h"
+
+namespace CLI {
+class App;
+}
+
+namespace simulator {
+
+// The simulator's configuration, from the command line. Immutable once the server starts.
+struct Options {
+  std::string host = "127.0.0.1";
+  unsigned short port = 0;  // 0: an ephemeral port
+  std::string port_file;    // written atomically once listening; empty: not written
+  unsigned threads = 2;     // io threads
+  LatencyModel latency;
+  std::string api_key;                // empty: any non-empty bearer token is accepted
+  std::size_t concurrency_limit = 0;  // chat requests in flight per API key; 0: unlimited
+  FaultRates fault_rates;
+  std::size_t content_bytes = 600;
+  std::vector<std::string> models = {"glm-4.5",       "glm-4.5-air", "glm-4.5-x",  "glm-4.5-airx", "glm-4.5-flash",
+                                     "glm-4-plus",    "glm-4-flash", "glm-4.6",    "glm-4.7"};
+  std::size_t max_body = 4 * 1024 * 1024;
+  bool verbose = false;
+};
+
+// Declares every flag on `app` (with the fault markers in its --help); parsing `app` fills `options`.
+void add_options(CLI::App& app, Options& options);
+
+}  // namespace simulator

@@ -1,0 +1,427 @@
+#include "session.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
+#include <cstdio>
+#include <utility>
+#include <variant>
+
+#include "peer_killer.h"
+
+namespace simulator {
+namespace {
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+
+constexpr std::string_view kChatPath = "/chat/completions";
+constexpr std::string_view kJson = "application/json; charset=UTF-8";
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+constexpr std::string_view kInvalidJsonBody = R"({"id": nope)";
+constexpr std::string_view kServiceUnavailablePage =
+    "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n"
+    "<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n</body>\r\n</html>\r\n";
+constexpr std::uint32_t kHeaderLimit = 16 * 1024;
+constexpr std::size_t kOversizeContentBytes = 9 * 1024 * 1024;
+constexpr std::size_t kDripBytes = 120;  // at one byte per interval: about a minute
+constexpr auto kDripInterval = std::chrono::milliseconds(500);
+
+// The token of an `Authorization: Bearer <token>` header (possibly empty); nullopt when the header is
+// absent or uses another scheme.
+std::optional<std::string_view> bearer_token(std::string_view header) {
+  constexpr std::string_view kScheme = "Bearer";
+  if (header.size() < kScheme.size() || !boost::beast::iequals(header.substr(0, kScheme.size()), kScheme)) {
+    return std::nullopt;
+  }
+  std::string_view token = header.substr(kScheme.size());
+  if (!token.empty() && token.front() != ' ') return std::nullopt;  // "Bearerx" is another scheme
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  return token;
+}
+
+bool is_http_parse_error(boost::system::error_code ec) {
+  return ec.category() == http::make_error_code(http::error::bad_target).category();
+}
+
+}  // namespace
+
+Session::Session(Socket socket, SimulatorState& state)
+    : socket_(std::move(socket)), state_(state), timer_(socket_.get_executor()) {}
+
+void Session::start() {
+  net::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->read_header(); });
+}
+
+// ---- Reading a request ------------------------------------------------------------------------------------
+
+void Session::read_header() {
+  parser_.emplace();
+  parser_->header_limit(kHeaderLimit);
+  parser_->body_limit(state_.options.max_body);
+  is_chat_ = false;
+  fault_.reset();
+  http::async_read_header(socket_, buffer_, *parser_,
+                          [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_header(ec); });
+}
+
+// Headers and body are read separately only to honour `Expect: 100-continue` (libcurl sends it for large
+// bodies and would otherwise stall a second before sending the body).
+void Session::on_header(ErrorCode ec) {
+  if (ec) return on_read_error(ec);
+  if (!parser_->is_done() && boost::beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+    net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()),
+                     [self = shared_from_this()](ErrorCode write_ec, std::size_t) {
+                       if (write_ec) return self->close();
+                       self->read_body();
+                     });
+    return;
+  }
+  read_body();
+}
+
+void Session::read_body() {
+  http::async_read(socket_, buffer_, *parser_, [self = shared_from_this()](ErrorCode ec, std::size_t) {
+    if (ec) return self->on_read_error(ec);
+    self->keep_alive_ = self->parser_->get().keep_alive();
+    self->route();
+  });
+}
+
+void Session::on_read_error(ErrorCode ec) {
+  keep_alive_ = false;
+  if (ec == http::error::body_limit) return reply_error(api_errors::body_too_large());
+  if (ec == http::error::header_limit) return reply_error(api_errors::headers_too_large());
+  const bool client_left = ec == http::error::end_of_stream || ec == http::error::partial_message;
+  if (is_http_parse_error(ec) && !client_left) return reply_error(api_errors::malformed_http());
+  close();
+}
+
+// ---- Deciding what to answer ------------------------------------------------------------------------------
+
+void Session::route() {
+  const auto& request = parser_->get();
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+
+  if (path.ends_with(kChatPath)) {
+    if (request.method() != http::verb::post) {
+      return reply_error(api_errors::method_not_allowed("POST"), {"Allow", "POST"});
+    }
+    return handle_chat();
+  }
+  if (path == "/stats") {
+    if (request.method() != http::verb::get) {
+      return reply_error(api_errors::method_not_allowed("GET"), {"Allow", "GET"});
+    }
+    return reply(200, kJson, state_.stats.to_json());
+  }
+  if (path == "/stats/reset") {
+    if (request.method() != http::verb::post) {
+      return reply_error(api_errors::method_not_allowed("POST"), {"Allow", "POST"});
+    }
+    state_.stats.reset();
+    state_.markers.reset();
+    return reply(200, kJson, R"({"reset":true})");
+  }
+  reply_error(api_errors::not_found(path));
+}
+
+void Session::handle_chat() {
+  is_chat_ = true;
+  Stats& stats = state_.stats;
+  stats.count_chat_request();
+
+  const auto& request = parser_->get();
+  const auto authorization = request.find(http::field::authorization);
+  const auto token = authorization == request.end() ? std::nullopt : bearer_token(authorization->value());
+  if (!token) return reply_error(api_errors::missing_authorization());
+  const std::string& expected = state_.options.api_key;
+  if (token->empty() || (!expected.empty() && *token != expected)) return reply_error(api_errors::invalid_token());
+
+  auto parsed = parse_chat_request(request.body(), state_.options.models);
+  if (const auto* error = std::get_if<ApiError>(&parsed)) return reply_error(*error);
+  chat_request_ = std::move(std::get<ChatRequest>(parsed));
+  stats.count_topic(chat_request_.topic());
+  if (chat_request_.stream) stats.count_stream_request();
+
+  auto slot = state_.limiter.try_acquire(*token);
+  if (!slot) return reply_error(api_errors::too_many_in_flight());
+  admission_.emplace(Admission{std::move(*slot), stats.enter()});
+
+  fault_ = choose_fault();
+  if (fault_) stats.count_fault(*fault_);
+
+  const auto delay = state_.options.latency.sample();
+  if (delay <= delay.zero()) return answer_chat();
+  timer_.expires_after(delay);
+  timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
+    if (!ec) self->answer_chat();
+  });
+}
+
+// A marker decides when present; a spent `*K` marker leaves the request to the server-wide rates.
+std::optional<Fault> Session::choose_fault() {
+  const std::string_view topic = chat_request_.topic();
+  auto marker = find_marker(chat_request_.last_user_message);
+  if (!marker && chat_request_.web_search && chat_request_.web_search->query) {
+    marker = find_marker(*chat_request_.web_search->query);
+  }
+  if (marker && state_.markers.should_fault(*marker, topic)) return marker->fault;
+  return state_.options.fault_rates.draw();
+}
+
+void Session::answer_chat() {
+  if (!fault_) return send_completion();
+  switch (*fault_) {
+    case Fault::k429_1302:
+      return reply_error(api_errors::too_many_in_flight());
+    case Fault::k429_1302_retry_after:
+      return reply_error(api_errors::too_many_in_flight(), {"Retry-After", "1"});
+    case Fault::k429_1302_retry_after_ms:
+      return reply_error(api_errors::too_many_in_flight(), {"retry-after-ms", "200"});
+    case Fault::k429_1113:
+      return reply_error(api_errors::no_balance());
+    case Fault::k429_1305:
+      return reply_error(api_errors::overloaded());
+    case Fault::k401:
+      return reply_error(api_errors::invalid_token());
+    case Fault::k400_1301:
+      return reply_error(api_errors::unsafe_content());
+    case Fault::k400_1261:
+      return reply_error(api_errors::prompt_too_long());
+    case Fault::k400_1211:
+      return reply_error(api_errors::unknown_model());
+    case Fault::k500_1234:
+      return reply_error(api_errors::network_error());
+    case Fault::k503:
+      return reply(503, "text/html", std::string(kServiceUnavailablePage));
+    case Fault::kHang:
+      note_outcome(0);
+      return drain_until_client_closes();
+    case Fault::kDrip:
+      return drip(render_body(make_completion(chat_request_, state_.options.content_bytes), Shape::kNormal));
+    case Fault::kReset:
+      return reset_midway(render_body(make_completion(chat_request_, state_.options.content_bytes), Shape::kNormal));
+    case Fault::kKillClient:
+      return kill_client();
+    case Fault::kSseError:
+      if (!chat_request_.stream) return reply_error(api_errors::network_error());
+      return send_completion();
+    case Fault::kInvalidJson:
+    case Fault::kTruncatedJson:
+    case Fault::kOversize:
+    case Fault::kSensitive:
+    case Fault::kNetworkError:
+    case Fault::kEmptyChoices:
+    case Fault::kWrongTypes:
+      return send_completion();
+  }
+}
+
+// ---- Well-formed answers ----------------------------------------------------------------------------------
+
+void Session::reply(unsigned status, std::string_view content_type, std::string body, ExtraHeader extra) {
+  note_outcome(status);
+  response_ = {};
+  response_.result(status);
+  response_.set(http::field::content_type, content_type);
+  if (!extra.name.empty()) response_.set(extra.name, extra.value);
+  response_.keep_alive(keep_alive_);
+  response_.body() = std::move(body);
+  response_.prepare_payload();
+  http::async_write(socket_, response_,
+                    [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_written(ec); });
+}
+
+void Session::reply_error(const ApiError& error, ExtraHeader extra) {
+  if (is_chat_) state_.stats.count_error_code(error.code);
+  reply(error.status, kJson, error.body(), extra);
+}
+
+// The answer proper, shaped by the body faults (content and finish_reason faults, broken JSON).
+void Session::send_completion() {
+  Completion completion = make_completion(chat_request_, state_.options.content_bytes);
+  if (fault_ == Fault::kSensitive) {
+    completion.content.clear();
+    completion.finish_reason = "sensitive";
+  } else if (fault_ == Fault::kNetworkError) {
+    completion.finish_reason = "network_error";
+  } else if (fault_ == Fault::kOversize) {
+    completion.content.assign(kOversizeContentBytes, 'x');
+    completion.usage.completion_tokens = tokens_for(completion.content.size());
+  }
+  Shape shape = Shape::kNormal;
+  if (fault_ == Fault::kEmptyChoices) shape = Shape::kEmptyChoices;
+  if (fault_ == Fault::kWrongTypes) shape = Shape::kWrongTypes;
+
+  if (chat_request_.stream) return send_stream(stream_frames(completion, shape));
+  if (fault_ == Fault::kInvalidJson) return reply(200, kJson, std::string(kInvalidJsonBody));
+  std::string body = render_body(completion, shape);
+  if (fault_ == Fault::kTruncatedJson) body.resize(body.size() / 2);
+  reply(200, kJson, std::move(body));
+}
+
+// Payloads of the `data:` frames. Broken-JSON faults break the first frame and end the stream there;
+// sse_error follows one good chunk with an error frame. Only a complete stream ends with [DONE].
+std::vector<std::string> Session::stream_frames(const Completion& completion, Shape shape) const {
+  if (fault_ == Fault::kInvalidJson) return {std::string(kInvalidJsonBody)};
+  std::vector<std::string> chunks = render_stream_chunks(completion, shape);
+  if (fault_ == Fault::kTruncatedJson) {
+    chunks.resize(1);
+    chunks.front().resize(chunks.front().size() / 2);
+  } else if (fault_ == Fault::kSseError) {
+    chunks.resize(1);
+    chunks.push_back(api_errors::network_error().body());
+  } else {
+    chunks.emplace_back("[DONE]");
+  }
+  return chunks;
+}
+
+// Each SSE frame goes out as its own HTTP chunk, as a real token stream would.
+void Session::send_stream(std::vector<std::string> frames) {
+  note_outcome(200);
+  frames_ = std::move(frames);
+  for (auto& frame : frames_) frame = "data: " + frame + "\n\n";
+  next_frame_ = 0;
+  prepare_head(200, "text/event-stream; charset=UTF-8", std::nullopt);
+  head_.set(http::field::cache_control, "no-cache");
+  write_head(&Session::write_next_frame);
+}
+
+void Session::write_next_frame() {
+  if (next_frame_ == frames_.size()) {
+    net::async_write(socket_, http::make_chunk_last(),
+                     [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_written(ec); });
+    return;
+  }
+  const std::string& frame = frames_[next_frame_++];
+  net::async_write(socket_, http::make_chunk(net::buffer(frame)),
+                   [self = shared_from_this()](ErrorCode ec, std::size_t) {
+                     if (ec) return self->close();
+                     self->write_next_frame();
+                   });
+}
+
+// ---- Misbehaving answers ----------------------------------------------------------------------------------
+
+// A slow-loris server: the full Content-Length is promised, one byte arrives per interval for about a
+// minute, then the rest, so only a client without a read timeout ever sees the answer.
+void Session::drip(std::string body) {
+  note_outcome(200);
+  raw_body_ = std::move(body);
+  raw_sent_ = 0;
+  prepare_head(200, kJson, raw_body_.size());
+  write_head(&Session::drip_next_byte);
+}
+
+void Session::drip_next_byte() {
+  if (raw_sent_ >= kDripBytes || raw_sent_ + 1 >= raw_body_.size()) {
+    net::async_write(socket_, net::buffer(raw_body_) + raw_sent_,
+                     [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_written(ec); });
+    return;
+  }
+  net::async_write(socket_, net::buffer(raw_body_.data() + raw_sent_++, 1),
+                   [self = shared_from_this()](ErrorCode ec, std::size_t) {
+                     if (ec) return self->close();
+                     self->timer_.expires_after(kDripInterval);
+                     self->timer_.async_wait([self](ErrorCode wait_ec) {
+                       if (!wait_ec) self->drip_next_byte();
+                     });
+                   });
+}
+
+void Session::reset_midway(std::string body) {
+  note_outcome(200);
+  raw_body_ = std::move(body);
+  prepare_head(200, kJson, raw_body_.size());
+  write_head(&Session::write_half_then_abort);
+}
+
+void Session::write_half_then_abort() {
+  net::async_write(socket_, net::buffer(raw_body_.data(), raw_body_.size() / 2),
+                   [self = shared_from_this()](ErrorCode, std::size_t) { self->abort(); });
+}
+
+void Session::kill_client() {
+  ErrorCode ec;
+  const auto peer = socket_.remote_endpoint(ec);
+  if (!ec && kill_peer_processes(peer) > 0) {
+    note_outcome(0);
+    return close();
+  }
+  reply_error(api_errors::peer_not_found());
+}
+
+// ---- Connection plumbing ----------------------------------------------------------------------------------
+
+// A head written on its own, for answers whose body is written by hand: chunked when no length is given.
+void Session::prepare_head(unsigned status, std::string_view content_type,
+                           std::optional<std::size_t> content_length) {
+  head_ = {};
+  head_.result(status);
+  head_.set(http::field::content_type, content_type);
+  head_.keep_alive(keep_alive_);
+  if (content_length) {
+    head_.content_length(*content_length);
+  } else {
+    head_.chunked(true);
+  }
+}
+
+void Session::write_head(void (Session::*next)()) {
+  head_serializer_.emplace(head_);
+  http::async_write_header(socket_, *head_serializer_,
+                           [self = shared_from_this(), next](ErrorCode ec, std::size_t) {
+                             if (ec) return self->close();
+                             (self.get()->*next)();
+                           });
+}
+
+void Session::on_written(ErrorCode ec) {
+  admission_.reset();
+  if (ec) return close();
+  if (keep_alive_) return read_header();
+  // Half-close, then read until the client closes: closing with unread input would send an RST that
+  // can destroy our answer before the client reads it.
+  ErrorCode ignored;
+  socket_.shutdown(Socket::shutdown_send, ignored);
+  drain_until_client_closes();
+}
+
+// Also the `hang` fault: holds the connection open, reading and ignoring, until the client gives up.
+void Session::drain_until_client_closes() {
+  socket_.async_read_some(net::buffer(discard_), [self = shared_from_this()](ErrorCode ec, std::size_t) {
+    if (ec) return self->close();
+    self->drain_until_client_closes();
+  });
+}
+
+void Session::close() {
+  ErrorCode ignored;
+  socket_.close(ignored);
+  admission_.reset();
+}
+
+// Abortive close: SO_LINGER {on, 0} makes close() send an RST instead of a FIN.
+void Session::abort() {
+  ErrorCode ignored;
+  socket_.set_option(net::socket_base::linger(true, 0), ignored);
+  close();
+}
+
+void Session::note_outcome(unsigned status) {
+  if (is_chat_ && status != 0) state_.stats.count_status(status);
+  if (!state_.options.verbose) return;
+  const auto& request = parser_->get();
+  const std::string_view method = request.method_string();
+  const std::string_view target = request.target();
+  const std::string_view fault = fault_ ? fault_name(*fault_) : "-";
+  std::fprintf(stderr, "%.*s %.*s -> %u fault=%.*s\n", static_cast<int>(method.size()), method.data(),
+               static_cast<int>(target.size()), target.data(), status, static_cast<int>(fault.size()),
+               fault.data());
+}
+
+}  // namespace simulator

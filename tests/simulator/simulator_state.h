@@ -1,0 +1,21 @@
+#pragma once
+
+#include "concurrency_limiter.h"
+#include "faults.h"
+#include "options.h"
+#include "stats.h"
+
+namespace simulator {
+
+// Everything the sessions share. Owned by the Server, which outlives every session; each member is
+// thread-safe on its own.
+struct SimulatorState {
+  explicit SimulatorState(const Options& options) : options(options), limiter(options.concurrency_limit) {}
+
+  const Options& options;
+  Stats stats;
+  MarkerLedger markers;
+  ConcurrencyLimiter limiter;
+};
+
+}  // namespace simulator

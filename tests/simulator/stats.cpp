@@ -1,0 +1,124 @@
+#include "stats.h"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+namespace simulator {
+namespace {
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void key(JsonWriter& writer, std::string_view name) {
+  writer.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+}
+
+void counter(JsonWriter& writer, std::string_view name, const std::atomic<std::uint64_t>& value) {
+  key(writer, name);
+  writer.Uint64(value.load(std::memory_order_relaxed));
+}
+
+}  // namespace
+
+Stats::InFlight::~InFlight() {
+  if (stats_ != nullptr) stats_->in_flight_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+Stats::InFlight Stats::enter() {
+  const std::uint64_t now = in_flight_.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::uint64_t peak = peak_in_flight_.load(std::memory_order_relaxed);
+  while (now > peak && !peak_in_flight_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+  return InFlight(this);
+}
+
+void Stats::count_status(unsigned status) {
+  if (status < kStatusSlots) by_status_[status].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Stats::count_fault(Fault fault) {
+  by_fault_[static_cast<std::size_t>(fault)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Stats::count_error_code(std::string_view code) {
+  std::lock_guard lock(maps_mutex_);
+  if (const auto it = by_code_.find(code); it != by_code_.end()) {
+    ++it->second;
+  } else {
+    by_code_.emplace(code, 1);
+  }
+}
+
+void Stats::count_topic(std::string_view topic) {
+  std::lock_guard lock(maps_mutex_);
+  if (const auto it = by_topic_.find(topic); it != by_topic_.end()) {
+    ++it->second;
+  } else {
+    by_topic_.emplace(topic, 1);
+  }
+}
+
+std::string Stats::to_json() const {
+  rapidjson::StringBuffer buffer;
+  JsonWriter writer(buffer);
+  writer.StartObject();
+  counter(writer, "requests_total", requests_total_);
+
+  key(writer, "by_status");
+  writer.StartObject();
+  for (std::size_t status = 0; status < by_status_.size(); ++status) {
+    if (const auto n = by_status_[status].load(std::memory_order_relaxed); n != 0) {
+      key(writer, std::to_string(status));
+      writer.Uint64(n);
+    }
+  }
+  writer.EndObject();
+
+  key(writer, "by_fault");
+  writer.StartObject();
+  for (std::size_t fault = 0; fault < by_fault_.size(); ++fault) {
+    if (const auto n = by_fault_[fault].load(std::memory_order_relaxed); n != 0) {
+      key(writer, fault_name(static_cast<Fault>(fault)));
+      writer.Uint64(n);
+    }
+  }
+  writer.EndObject();
+
+  {
+    std::lock_guard lock(maps_mutex_);
+    key(writer, "by_code");
+    writer.StartObject();
+    for (const auto& [code, n] : by_code_) {
+      key(writer, code);
+      writer.Uint64(n);
+    }
+    writer.EndObject();
+    key(writer, "by_topic");
+    writer.StartObject();
+    for (const auto& [topic, n] : by_topic_) {
+      key(writer, topic);
+      writer.Uint64(n);
+    }
+    writer.EndObject();
+  }
+
+  counter(writer, "connections_accepted", connections_accepted_);
+  counter(writer, "in_flight", in_flight_);
+  counter(writer, "peak_in_flight", peak_in_flight_);
+  counter(writer, "stream_requests", stream_requests_);
+  writer.EndObject();
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+void Stats::reset() {
+  requests_total_.store(0, std::memory_order_relaxed);
+  connections_accepted_.store(0, std::memory_order_relaxed);
+  stream_requests_.store(0, std::memory_order_relaxed);
+  peak_in_flight_.store(in_flight_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  for (auto& n : by_status_) n.store(0, std::memory_order_relaxed);
+  for (auto& n : by_fault_) n.store(0, std::memory_order_relaxed);
+  std::lock_guard lock(maps_mutex_);
+  by_code_.clear();
+  by_topic_.clear();
+}
+
+}  // namespace simulator

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "faults.h"
+
+namespace simulator {
+
+// What the simulator has seen, served by GET /stats. Thread-safe: counters are relaxed atomics so the hot
+// path never waits; only the keyed maps (error codes, topics) take a mutex.
+class Stats {
+ public:
+  // Held while a chat request is admitted (latency wait included); feeds in_flight and peak_in_flight.
+  class InFlight {
+   public:
+    InFlight(InFlight&& other) noexcept : stats_(std::exchange(other.stats_, nullptr)) {}
+    InFlight& operator=(InFlight&&) = delete;
+    ~InFlight();
+
+   private:
+    friend class Stats;
+    explicit InFlight(Stats* stats) : stats_(stats) {}
+    Stats* stats_;
+  };
+
+  void count_connection() { connections_accepted_.fetch_add(1, std::memory_order_relaxed); }
+  void count_chat_request() { requests_total_.fetch_add(1, std::memory_order_relaxed); }
+  void count_stream_request() { stream_requests_.fetch_add(1, std::memory_order_relaxed); }
+  void count_status(unsigned status);
+  void count_fault(Fault fault);
+  void count_error_code(std::string_view code);
+  void count_topic(std::string_view topic);
+  InFlight enter();
+
+  // {"requests_total":n,"by_status":{"200":n},"by_fault":{"hang":n},"by_code":{"1302":n},
+  //  "by_topic":{"<topic>":n},"connections_accepted":n,"in_flight":n,"peak_in_flight":n,"stream_requests":n}
+  std::string to_json() const;
+
+  // Zeroes every counter. in_flight is a gauge of live requests, so it is kept, and the peak restarts from it.
+  void reset();
+
+ private:
+  using Counter = std::atomic<std::uint64_t>;
+  static constexpr std::size_t kStatusSlots = 600;
+
+  // Heterogeneous lookup: counting a topic hashes the string_view without building a std::string.
+  struct TopicHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
+
+  Counter requests_total_{0};
+  Counter connections_accepted_{0};
+  Counter stream_requests_{0};
+  Counter in_flight_{0};
+  Counter peak_in_flight_{0};
+  std::array<Counter, kStatusSlots> by_status_{};
+  std::array<Counter, kFaultCount> by_fault_{};
+
+  mutable std::mutex maps_mutex_;
+  std::map<std::string, std::uint64_t, std::less<>> by_code_;
+  std::unordered_map<std::string, std::uint64_t, TopicHash, std::equal_to<>> by_topic_;
+};
+
+}  // namespace simulator
