@@ -34,7 +34,8 @@ bool key_may_travel_to(std::string_view url) {
   if (url.starts_with("https://")) return true;
   if (!url.starts_with("http://")) return false;
   const std::string_view host = host_of(url);
-  return host == "localhost" || host == "[::1]" || host.starts_with("127.");
+  const bool ipv4_literal = host.find_first_not_of("0123456789.") == std::string_view::npos;
+  return host == "localhost" || host == "[::1]" || (ipv4_literal && host.starts_with("127."));
 }
 
 }  // namespace cbm

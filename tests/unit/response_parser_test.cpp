@@ -1,0 +1,126 @@
+#include "response_parser.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "bigmodel_client.hpp"
+
+using cbm::parse_chat_response;
+using cbm::parse_chat_stream;
+using cbm::parse_error_body;
+
+TEST_CASE("a full platform answer yields content, usage, finish reason and web_search sources", "[parser]") {
+  const char* body = R"({"id":"2025081814023662804f889e1d4242","request_id":"r-1","created":1755496956,
+    "model":"glm-4.5-air","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant",
+    "content":"the analysis","reasoning_content":"thoughts"}}],
+    "usage":{"prompt_tokens":120,"completion_tokens":40,"total_tokens":160},
+    "web_search":[{"title":"T","content":"C","link":"https://x","media":"M","icon":"i","refer":"ref_1",
+                   "publish_date":"2025-04-11"}]})";
+  auto r = parse_chat_response(body);
+  REQUIRE(r.ok());
+  CHECK(r->id == "2025081814023662804f889e1d4242");
+  CHECK(r->request_id == "r-1");
+  CHECK(r->content == "the analysis");
+  CHECK(r->reasoning_content == "thoughts");
+  CHECK(r->finish_reason == "stop");
+  CHECK(r->usage.total_tokens == 160);
+  REQUIRE(r->web_search.size() == 1);
+  CHECK(r->web_search[0].title == "T");
+  CHECK(r->web_search[0].link == "https://x");
+  CHECK(r->web_search[0].publish_date == "2025-04-11");
+}
+
+TEST_CASE("optional fields may be missing or null", "[parser]") {
+  auto r = parse_chat_response(R"({"choices":[{"message":{"content":null,"tool_calls":[]}}]})");
+  REQUIRE(r.ok());
+  CHECK(r->content.empty());
+  CHECK(r->usage.total_tokens == 0);
+  CHECK(r->web_search.empty());
+}
+
+TEST_CASE("a field of the wrong type is rejected with its path", "[parser]") {
+  auto r = parse_chat_response(R"({"choices":[{"message":{"content":42}}]})");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message == "choices[0].message.content: expected string, got number");
+
+  auto u = parse_chat_response(R"({"choices":[{"message":{"content":"x"}}],"usage":{"total_tokens":"9"}})");
+  REQUIRE_FALSE(u.ok());
+  CHECK(u.error().message == "usage.total_tokens: expected integer, got string");
+
+  auto w = parse_chat_response(R"({"choices":[{"message":{"content":"x"}}],"web_search":[1]})");
+  REQUIRE_FALSE(w.ok());
+  CHECK(w.error().message == "web_search[0]: expected object, got number");
+}
+
+TEST_CASE("invalid, truncated, empty and non-object bodies are errors, not crashes", "[parser]") {
+  CHECK_THAT(parse_chat_response(R"({"id": nope)").error().message, Catch::StartsWith("invalid JSON at offset"));
+  CHECK_THAT(parse_chat_response(R"({"choices":[{"message":{"content":"abc)").error().message,
+             Catch::StartsWith("invalid JSON"));
+  CHECK_FALSE(parse_chat_response("").ok());
+  CHECK(parse_chat_response("[1,2]").error().message == "response: expected object, got array");
+  CHECK(parse_chat_response(R"({"choices":[]})").error().message == "choices: missing or empty");
+  CHECK(parse_chat_response(R"({"id":"x"})").error().message == "choices: missing or empty");
+}
+
+TEST_CASE("deeply nested input does not exhaust the stack", "[parser]") {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  CHECK_FALSE(parse_chat_response(deep).ok());
+}
+
+TEST_CASE("an SSE stream is assembled from its deltas, with usage from the last chunk", "[parser][sse]") {
+  const char* body =
+      "data: {\"id\":\"a\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n"
+      ": keep-alive comment\n\n"
+      "data: {\"id\":\"a\",\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\r\n\r\n"
+      "data: {\"id\":\"a\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],"
+      "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n"
+      "data: [DONE]\n\n";
+  auto r = parse_chat_stream(body);
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->error_frame);
+  CHECK(r->response.content == "Hello");
+  CHECK(r->response.finish_reason == "stop");
+  CHECK(r->response.usage.total_tokens == 3);
+}
+
+TEST_CASE("an error frame inside an SSE stream is reported with its code", "[parser][sse]") {
+  const char* body =
+      "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n"
+      "data: {\"error\":{\"code\":\"1234\",\"message\":\"net\"}}\n\n";
+  auto r = parse_chat_stream(body);
+  REQUIRE(r.ok());
+  REQUIRE(r->error_frame);
+  CHECK(r->error_frame->code == "1234");
+  CHECK(r->error_frame->message == "net");
+}
+
+TEST_CASE("a stream cut before [DONE] or with a garbled chunk is an error", "[parser][sse]") {
+  CHECK(parse_chat_stream("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n").error().message ==
+        "stream ended without data: [DONE]");
+  CHECK_THAT(parse_chat_stream("data: {oops\n\ndata: [DONE]\n\n").error().message,
+             Catch::StartsWith("stream chunk: invalid JSON"));
+  CHECK(parse_chat_stream("data: [DONE]\n\n").error().message == "stream carried no chunk");
+}
+
+TEST_CASE("error bodies give code and message, with the code as string or number", "[parser]") {
+  auto e = parse_error_body(R"({"error":{"code":"1302","message":"too many"},"request_id":"x"})");
+  REQUIRE(e);
+  CHECK(e->code == "1302");
+  CHECK(e->message == "too many");
+  CHECK(parse_error_body(R"({"error":{"code":1113,"message":"no balance"}})")->code == "1113");
+  CHECK_FALSE(parse_error_body("<html>503 Service Unavailable</html>"));
+  CHECK_FALSE(parse_error_body(""));
+  CHECK_FALSE(parse_error_body(R"({"error":"flat string"})"));
+}
+
+TEST_CASE("Retry-After is read as seconds, as an HTTP date, or as retry-after-ms first", "[parser]") {
+  using namespace std::chrono;
+  const auto now = system_clock::from_time_t(1700000000);
+  CHECK(cbm::parse_retry_after(std::string("3"), std::nullopt, now) == milliseconds(3000));
+  CHECK(cbm::parse_retry_after(std::string("3"), std::string("250"), now) == milliseconds(250));
+  CHECK(cbm::parse_retry_after(std::string("Tue, 14 Nov 2023 22:13:30 GMT"), std::nullopt, now) ==
+        milliseconds(10000));
+  CHECK_FALSE(cbm::parse_retry_after(std::string("soon"), std::nullopt, now));
+  CHECK_FALSE(cbm::parse_retry_after(std::string("-5"), std::nullopt, now));
+  CHECK(cbm::parse_retry_after(std::string("999999999999"), std::nullopt, now) == milliseconds(86400000));
+  CHECK_FALSE(cbm::parse_retry_after(std::nullopt, std::nullopt, now));
+}
