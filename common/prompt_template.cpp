@@ -29,6 +29,7 @@ PromptTemplate must_parse(std::string_view text) { return PromptTemplate::parse(
 
 Result<PromptTemplate, TemplateError> PromptTemplate::parse(std::string_view text) {
   PromptTemplate t;
+  t.source_ = std::string(text);
   std::string literal;
   auto flush = [&] {
     if (!literal.empty()) t.segments_.push_back({Piece::literal, std::exchange(literal, {})});

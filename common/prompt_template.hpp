@@ -22,6 +22,8 @@ class PromptTemplate {
 
   std::string render(std::string_view topic, std::string_view sources) const;
   bool uses_sources() const;
+  // The text the template was parsed from (to hand it to a worker process).
+  const std::string& source() const { return source_; }
 
  private:
   enum class Piece { literal, topic, sources };
@@ -30,6 +32,7 @@ class PromptTemplate {
     std::string text;
   };
   std::vector<Segment> segments_;
+  std::string source_;
 };
 
 // The four prompts of the pipeline: the search step (tool model) and the analysis step (chat model).

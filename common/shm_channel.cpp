@@ -235,7 +235,10 @@ class SegmentNameOwner {
   SegmentNameOwner() = default;
   explicit SegmentNameOwner(std::string name) : name_(std::move(name)) {}
   SegmentNameOwner(SegmentNameOwner&& other) noexcept : name_(std::exchange(other.name_, {})) {}
-  SegmentNameOwner& operator=(SegmentNameOwner&&) = delete;
+  SegmentNameOwner& operator=(SegmentNameOwner&& other) noexcept {
+    std::swap(name_, other.name_);
+    return *this;
+  }
   ~SegmentNameOwner() {
     if (!name_.empty()) bip::shared_memory_object::remove(name_.c_str());
   }

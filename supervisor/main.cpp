@@ -9,6 +9,7 @@
 #include "cli.hpp"
 #include "http_client.hpp"
 #include "logger.hpp"
+#include "process_executor.hpp"
 #include "run_control.hpp"
 #include "run_ledger.hpp"
 #include "thread_executor.hpp"
@@ -30,7 +31,8 @@ std::string summary_line(const RunTotals& t, const std::string& report) {
 
 std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& ledger, RunControl& control,
                                              Logger& log) {
-  return std::make_unique<ThreadExecutor>(cfg, ledger, control, log);
+  if (cfg.mode == Mode::threading) return std::make_unique<ThreadExecutor>(cfg, ledger, control, log);
+  return std::make_unique<ProcessExecutor>(cfg, ledger, control, log);
 }
 
 int run(const RunConfig& cfg) {

@@ -18,23 +18,23 @@ struct ApiError {
 // The errors the simulator answers with, named for their meaning. Codes follow bigmodel-api.md.
 namespace api_errors {
 
-ApiError missing_authorization();             // 401 "1000": no `Authorization: Bearer` header
-ApiError invalid_token();                     // 401 "1001": wrong or empty token
-ApiError malformed_json();                    // 400 "1210"
-ApiError body_too_large();                    // 413 "1210"
+ApiError missing_authorization();  // 401 "1000": no `Authorization: Bearer` header
+ApiError invalid_token();          // 401 "1001": wrong or empty token
+ApiError malformed_json();         // 400 "1210"
+ApiError body_too_large();         // 413 "1210"
 ApiError invalid_field(std::string_view field, std::string_view expectation);  // 400 "1214"
-ApiError unknown_model();                     // 400 "1211"
-ApiError too_many_in_flight();                // 429 "1302"
-ApiError no_balance();                        // 429 "1113"
-ApiError overloaded();                        // 429 "1305"
-ApiError unsafe_content();                    // 400 "1301"
-ApiError prompt_too_long();                   // 400 "1261"
-ApiError network_error();                     // 500 "1234"
-ApiError not_found(std::string_view path);    // 404 "404"
-ApiError method_not_allowed(std::string_view allowed);  // 405 "405"
-ApiError malformed_http();                    // 400 "400": unparseable request line or headers
-ApiError headers_too_large();                 // 431 "431"
-ApiError peer_not_found();                    // 500 "500": kill_client found no process to kill
+ApiError unknown_model();                                                      // 400 "1211"
+ApiError too_many_in_flight();                                                 // 429 "1302"
+ApiError no_balance();                                                         // 429 "1113"
+ApiError overloaded();                                                         // 429 "1305"
+ApiError unsafe_content();                                                     // 400 "1301"
+ApiError prompt_too_long();                                                    // 400 "1261"
+ApiError network_error();                                                      // 500 "1234"
+ApiError not_found(std::string_view path);                                     // 404 "404"
+ApiError method_not_allowed(std::string_view allowed);                         // 405 "405"
+ApiError malformed_http();     // 400 "400": unparseable request line or headers
+ApiError headers_too_large();  // 431 "431"
+ApiError peer_not_found();     // 500 "500": kill_client found no process to kill
 
 }  // namespace api_errors
 }  // namespace simulator

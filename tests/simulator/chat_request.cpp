@@ -1,7 +1,8 @@
 #include "chat_request.h"
 
-#include <algorithm>
 #include <rapidjson/document.h>
+
+#include <algorithm>
 
 namespace simulator {
 namespace {
@@ -10,7 +11,9 @@ using rapidjson::Value;
 
 constexpr unsigned kMaxSearchCount = 50;
 
-std::string_view view(const Value& string) { return {string.GetString(), string.GetStringLength()}; }
+std::string_view view(const Value& string) {
+  return {string.GetString(), string.GetStringLength()};
+}
 
 const Value* member(const Value& object, const char* name) {
   const auto it = object.FindMember(name);
@@ -66,10 +69,11 @@ std::string_view ChatRequest::topic() const {
 }
 
 std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body,
-                                                        const std::vector<std::string>& models) {
+                                                       const std::vector<std::string>& models) {
   // Iterative parsing: a body of a million '[' must not overflow the io thread's stack.
   rapidjson::Document document;
-  document.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+  document.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(body.data(),
+                                                                                         body.size());
   if (document.HasParseError() || !document.IsObject()) return api_errors::malformed_json();
 
   ChatRequest request;

@@ -35,6 +35,6 @@ struct ChatRequest {
 // Parses and validates a /chat/completions body. Returns the error the platform would answer with:
 // 1210 for malformed JSON, 1214 for a missing or mistyped field, 1211 for a model not in `models`.
 std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body,
-                                                        const std::vector<std::string>& models);
+                                                       const std::vector<std::string>& models);
 
 }  // namespace simulator

@@ -53,9 +53,9 @@ std::string new_completion_id(std::int64_t now) {
   const std::time_t seconds = now;
   gmtime_r(&seconds, &utc);
   std::array<char, 40> id{};
-  const int length = std::snprintf(id.data(), id.size(), "%04d%02d%02d%02d%02d%02d%016llx", utc.tm_year + 1900,
-                                   utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                                   static_cast<unsigned long long>(unique));
+  const int length = std::snprintf(id.data(), id.size(), "%04d%02d%02d%02d%02d%02d%016llx",
+                                   utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
+                                   utc.tm_sec, static_cast<unsigned long long>(unique));
   return {id.data(), static_cast<std::size_t>(length)};
 }
 
@@ -156,17 +156,21 @@ void write_message(JsonWriter& writer, const char* key, std::string_view content
   writer.EndObject();
 }
 
-std::string take(const rapidjson::StringBuffer& buffer) { return {buffer.GetString(), buffer.GetSize()}; }
+std::string take(const rapidjson::StringBuffer& buffer) {
+  return {buffer.GetString(), buffer.GetSize()};
+}
 
 }  // namespace
 
-std::uint64_t tokens_for(std::size_t bytes) { return std::max<std::uint64_t>(1, (bytes + 3) / 4); }
+std::uint64_t tokens_for(std::size_t bytes) {
+  return std::max<std::uint64_t>(1, (bytes + 3) / 4);
+}
 
 Completion make_completion(const ChatRequest& request, std::size_t content_bytes) {
   Completion completion;
-  completion.created = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+  completion.created =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   completion.id = new_completion_id(completion.created);
   completion.request_id = request.request_id.empty() ? completion.id : request.request_id;
   completion.model = request.model;

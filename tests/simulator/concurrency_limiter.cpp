@@ -16,7 +16,9 @@ ConcurrencyLimiter::Slot& ConcurrencyLimiter::Slot::operator=(Slot&& other) noex
   return *this;
 }
 
-ConcurrencyLimiter::Slot::~Slot() { release(); }
+ConcurrencyLimiter::Slot::~Slot() {
+  release();
+}
 
 void ConcurrencyLimiter::Slot::release() {
   if (owner_ == nullptr) return;

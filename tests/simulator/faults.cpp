@@ -11,14 +11,29 @@ namespace simulator {
 namespace {
 
 constexpr std::array<std::string_view, kFaultCount> kNames = {
-    "429_1302", "429_1302_retry_after", "429_1302_retry_after_ms",
-    "429_1113", "429_1305",             "401",
-    "400_1301", "400_1261",             "400_1211",
-    "500_1234", "503",                  "hang",
-    "drip",     "reset",                "invalid_json",
-    "truncated_json", "oversize",       "sensitive",
-    "network_error",  "sse_error",      "empty_choices",
-    "wrong_types",    "kill_client",
+    "429_1302",
+    "429_1302_retry_after",
+    "429_1302_retry_after_ms",
+    "429_1113",
+    "429_1305",
+    "401",
+    "400_1301",
+    "400_1261",
+    "400_1211",
+    "500_1234",
+    "503",
+    "hang",
+    "drip",
+    "reset",
+    "invalid_json",
+    "truncated_json",
+    "oversize",
+    "sensitive",
+    "network_error",
+    "sse_error",
+    "empty_choices",
+    "wrong_types",
+    "kill_client",
 };
 
 constexpr std::string_view kMarkerOpen = "[[fault:";
@@ -42,22 +57,15 @@ std::optional<FaultMarker> parse_marker_body(std::string_view body) {
 
 }  // namespace
 
-std::string_view fault_name(Fault fault) { return kNames[static_cast<std::size_t>(fault)]; }
+std::string_view fault_name(Fault fault) {
+  return kNames[static_cast<std::size_t>(fault)];
+}
 
 std::optional<Fault> fault_from_name(std::string_view name) {
   for (std::size_t i = 0; i < kNames.size(); ++i) {
     if (kNames[i] == name) return static_cast<Fault>(i);
   }
   return std::nullopt;
-}
-
-std::string all_fault_names() {
-  std::string names;
-  for (const auto name : kNames) {
-    if (!names.empty()) names += ", ";
-    names += name;
-  }
-  return names;
 }
 
 std::optional<FaultMarker> find_marker(std::string_view text) {

@@ -43,8 +43,6 @@ inline constexpr std::size_t kFaultCount = static_cast<std::size_t>(Fault::kKill
 
 std::string_view fault_name(Fault fault);
 std::optional<Fault> fault_from_name(std::string_view name);
-// "429_1302, 429_1302_retry_after, ...", for --help.
-std::string all_fault_names();
 
 // A `[[fault:NAME]]` or `[[fault:NAME*K]]` marker found in a request's text.
 struct FaultMarker {

@@ -1,14 +1,16 @@
 #include "options.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
-#include <map>
 #include <stdexcept>
+#include <string>
 
 namespace simulator {
 namespace {
 
-constexpr const char* kDescription = R"(bigmodel_simulator: imitates Zhipu BigModel's POST /chat/completions for tests.
+constexpr const char* kDescription =
+    R"(bigmodel_simulator: imitates Zhipu BigModel's POST /chat/completions for tests.
 
 Endpoints:
   POST .../chat/completions  any path ending so (e.g. /api/paas/v4/chat/completions)
@@ -22,26 +24,84 @@ or faulted.
 Fault markers, anywhere in the last user message or the web_search search_query:
   [[fault:NAME]]    fault every such request
   [[fault:NAME*K]]  fault the first K requests with this marker and topic, then answer normally
-NAME (also for --fault-rate): )";
+NAME (also for --fault-rate):)";
 
-constexpr const char* kFaultGuide = R"(
-  429_1302 429_1302_retry_after(Retry-After: 1) 429_1302_retry_after_ms(retry-after-ms: 200)
-  429_1113 429_1305 401(code 1001) 400_1301 400_1261 400_1211 500_1234 503(text/html body)
-  hang(never answer) drip(1 body byte per 500 ms for ~60 s, then the rest) reset(half the body, then RST)
-  invalid_json truncated_json oversize(9 MiB) sensitive network_error(finish_reason) sse_error
-  empty_choices wrong_types kill_client(SIGKILL the local process owning the peer socket; 500 if none)
-)";
+// What each fault does. A switch, so a new fault cannot miss its --help line.
+std::string_view fault_note(Fault fault) {
+  switch (fault) {
+    case Fault::k429_1302:
+      return "too many requests in flight";
+    case Fault::k429_1302_retry_after:
+      return "with Retry-After: 1";
+    case Fault::k429_1302_retry_after_ms:
+      return "with retry-after-ms: 200";
+    case Fault::k429_1113:
+      return "no balance";
+    case Fault::k429_1305:
+      return "model overloaded";
+    case Fault::k401:
+      return "code 1001, token invalid";
+    case Fault::k400_1301:
+      return "unsafe content";
+    case Fault::k400_1261:
+      return "prompt too long";
+    case Fault::k400_1211:
+      return "unknown model";
+    case Fault::k500_1234:
+      return "network error";
+    case Fault::k503:
+      return "text/html body";
+    case Fault::kHang:
+      return "read the request, never answer";
+    case Fault::kDrip:
+      return "1 body byte per 500 ms for ~60 s, then the rest";
+    case Fault::kReset:
+      return "head and half the body, then RST";
+    case Fault::kInvalidJson:
+      return "200 with {\"id\": nope";
+    case Fault::kTruncatedJson:
+      return "200, JSON cut in half";
+    case Fault::kOversize:
+      return "200, 9 MiB body";
+    case Fault::kSensitive:
+      return "finish_reason sensitive, empty content";
+    case Fault::kNetworkError:
+      return "finish_reason network_error";
+    case Fault::kSseError:
+      return "stream: one chunk, then an error frame; else as 500_1234";
+    case Fault::kEmptyChoices:
+      return "\"choices\":[]";
+    case Fault::kWrongTypes:
+      return "content is a number";
+    case Fault::kKillClient:
+      return "SIGKILL the local process owning the peer socket; 500 if none";
+  }
+  return "";
+}
+
+std::string fault_guide() {
+  std::string guide;
+  for (std::size_t i = 0; i < kFaultCount; ++i) {
+    const auto fault = static_cast<Fault>(i);
+    guide.append("\n  ").append(fault_name(fault));
+    guide.append(std::max<std::size_t>(1, 24 - fault_name(fault).size()), ' ').append(fault_note(fault));
+  }
+  return guide + "\n";
+}
 
 }  // namespace
 
 void add_options(CLI::App& app, Options& options) {
-  app.description(std::string(kDescription) + all_fault_names() + kFaultGuide);
+  app.description(kDescription + fault_guide());
 
   app.add_option("--host", options.host, "Address to listen on")->capture_default_str();
-  app.add_option("--port", options.port, "Port to listen on; 0 picks an ephemeral port")->capture_default_str();
+  app.add_option("--port", options.port, "Port to listen on; 0 picks an ephemeral port")
+      ->capture_default_str();
   app.add_option("--port-file", options.port_file,
                  "Once listening, write the port number to this file (atomically: temp file + rename)");
-  app.add_option("--threads", options.threads, "io threads")->capture_default_str()->check(CLI::Range(1u, 256u));
+  app.add_option("--threads", options.threads, "io threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 256u));
 
   app.add_option_function<long>(
          "--latency-ms", [&options](long ms) { options.latency.base = std::chrono::milliseconds(ms); },
@@ -52,12 +112,15 @@ void add_options(CLI::App& app, Options& options) {
          "--latency-max-ms", [&options](long ms) { options.latency.max = std::chrono::milliseconds(ms); },
          "Upper bound for --latency-dist uniform")
       ->check(CLI::NonNegativeNumber);
-  const std::map<std::string, LatencyDistribution> distributions = {
-      {"fixed", LatencyDistribution::kFixed},
-      {"uniform", LatencyDistribution::kUniform},
-      {"exponential", LatencyDistribution::kExponential}};
-  app.add_option("--latency-dist", options.latency.distribution, "fixed | uniform | exponential")
-      ->transform(CLI::CheckedTransformer(distributions))
+  app.add_option_function<std::string>(
+         "--latency-dist",
+         [&options](const std::string& name) {
+           options.latency.distribution = name == "uniform"       ? LatencyDistribution::kUniform
+                                          : name == "exponential" ? LatencyDistribution::kExponential
+                                                                  : LatencyDistribution::kFixed;
+         },
+         "Latency distribution")
+      ->check(CLI::IsMember({"fixed", "uniform", "exponential"}))
       ->default_str("fixed");
 
   app.add_option("--api-key", options.api_key, "The only accepted bearer token (default: any non-empty one)");
@@ -85,8 +148,10 @@ void add_options(CLI::App& app, Options& options) {
   app.add_flag("--verbose", options.verbose, "Log every request to stderr");
 
   app.final_callback([&options] {
-    if (options.latency.distribution == LatencyDistribution::kUniform && options.latency.max < options.latency.base) {
-      throw CLI::ValidationError("--latency-max-ms", "must be at least --latency-ms for --latency-dist uniform");
+    if (options.latency.distribution == LatencyDistribution::kUniform &&
+        options.latency.max < options.latency.base) {
+      throw CLI::ValidationError("--latency-max-ms",
+                                 "must be at least --latency-ms for --latency-dist uniform");
     }
   });
 }

@@ -61,7 +61,8 @@ std::optional<ip::tcp::endpoint> parse_proc_endpoint(std::string_view text) {
 }
 
 // Inodes of the sockets whose local endpoint is `peer`, from one /proc/net table.
-void collect_socket_inodes(const char* table, const ip::tcp::endpoint& peer, std::vector<std::string>& inodes) {
+void collect_socket_inodes(const char* table, const ip::tcp::endpoint& peer,
+                           std::vector<std::string>& inodes) {
   std::ifstream file(table);
   std::string line;
   std::getline(file, line);  // column titles
@@ -69,7 +70,8 @@ void collect_socket_inodes(const char* table, const ip::tcp::endpoint& peer, std
     // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
     std::istringstream fields(line);
     std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
-    if (!(fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode)) {
+    if (!(fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+          inode)) {
       continue;
     }
     const auto endpoint = parse_proc_endpoint(local);

@@ -138,7 +138,8 @@ void Session::handle_chat() {
   const auto token = authorization == request.end() ? std::nullopt : bearer_token(authorization->value());
   if (!token) return reply_error(api_errors::missing_authorization());
   const std::string& expected = state_.options.api_key;
-  if (token->empty() || (!expected.empty() && *token != expected)) return reply_error(api_errors::invalid_token());
+  if (token->empty() || (!expected.empty() && *token != expected))
+    return reply_error(api_errors::invalid_token());
 
   auto parsed = parse_chat_request(request.body(), state_.options.models);
   if (const auto* error = std::get_if<ApiError>(&parsed)) return reply_error(*error);
@@ -203,7 +204,8 @@ void Session::answer_chat() {
     case Fault::kDrip:
       return drip(render_body(make_completion(chat_request_, state_.options.content_bytes), Shape::kNormal));
     case Fault::kReset:
-      return reset_midway(render_body(make_completion(chat_request_, state_.options.content_bytes), Shape::kNormal));
+      return reset_midway(
+          render_body(make_completion(chat_request_, state_.options.content_bytes), Shape::kNormal));
     case Fault::kKillClient:
       return kill_client();
     case Fault::kSseError:

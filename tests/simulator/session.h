@@ -31,7 +31,8 @@ namespace simulator {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // Concrete executors rather than any_io_executor: no type erasure on the hot path.
-  using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, boost::asio::io_context::executor_type>;
+  using Socket =
+      boost::asio::basic_stream_socket<boost::asio::ip::tcp, boost::asio::io_context::executor_type>;
 
   Session(Socket socket, SimulatorState& state);
 
@@ -89,7 +90,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void kill_client();
 
   // Connection plumbing.
-  void prepare_head(unsigned status, std::string_view content_type, std::optional<std::size_t> content_length);
+  void prepare_head(unsigned status, std::string_view content_type,
+                    std::optional<std::size_t> content_length);
   void write_head(void (Session::*next)());
   void on_written(ErrorCode ec);
   void drain_until_client_closes();

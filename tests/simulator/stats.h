@@ -46,7 +46,8 @@ class Stats {
   //  "by_topic":{"<topic>":n},"connections_accepted":n,"in_flight":n,"peak_in_flight":n,"stream_requests":n}
   std::string to_json() const;
 
-  // Zeroes every counter. in_flight is a gauge of live requests, so it is kept, and the peak restarts from it.
+  // Zeroes every counter. in_flight is a gauge of live requests, so it is kept, and the peak restarts from
+  // it.
   void reset();
 
  private:

@@ -328,6 +328,18 @@ TEST_CASE("a worker SIGKILLed while blocked in receive leaves try_send working a
   CHECK(WEXITSTATUS(replacement_status) == 0);
 }
 
+TEST_CASE("try_send never blocks, however long the worker leaves its doorbell and ring unread", "[shm]") {
+  SupervisorChannel channel(fresh_name(9));
+  WorkerChannel idle_worker = attach_here(channel);
+  // Empty messages: one ring publish, so one doorbell byte, each, far more than a socket buffer holds.
+  constexpr int kMessages = 100000;
+  const auto start = Clock::now();
+  for (int i = 0; i < kMessages; ++i) REQUIRE(channel.try_send(std::string()) == SendResult::kAccepted);
+  CHECK(Clock::now() - start < std::chrono::seconds(5));
+  CHECK(channel.queued_messages() > 0);  // the rest waits in the outbox, not in a blocked call
+  REQUIRE(idle_worker.receive() == std::string());
+}
+
 TEST_CASE("garbage in the segment is reported as a corrupt channel, without a crash or a huge allocation",
           "[shm]") {
   const ChannelOptions options;

@@ -1,0 +1,97 @@
+#include "worker_config.hpp"
+
+#include "json_reader.hpp"
+
+namespace cbm {
+namespace {
+
+using std::chrono::milliseconds;
+
+void put(JsonWriter& w, const char* key, std::string_view v) {
+  w.Key(key);
+  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+}
+
+}  // namespace
+
+std::string encode_worker_config(const WorkerConfig& c) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  put(w, "base_url", c.client.base_url);
+  w.Key("stream");
+  w.Bool(c.client.stream);
+  w.Key("connect_timeout_ms");
+  w.Int64(c.client.http.connect_timeout.count());
+  w.Key("low_speed_time_s");
+  w.Int64(c.client.http.low_speed_time.count());
+  w.Key("max_body_bytes");
+  w.Uint64(c.client.http.max_body_bytes);
+  w.Key("attempt_timeout_ms");
+  w.Int64(c.attempt_timeout.count());
+  put(w, "tool_model", c.pipeline.tool_model);
+  put(w, "chat_model", c.pipeline.chat_model);
+  w.Key("search");
+  w.Bool(c.pipeline.search);
+  w.Key("search_count");
+  w.Int(c.pipeline.search_count);
+  w.Key("temperature");
+  w.Double(c.pipeline.temperature);
+  w.Key("max_tokens");
+  w.Int(c.pipeline.max_tokens);
+  put(w, "search_system", c.pipeline.prompts.search_system.source());
+  put(w, "search_user", c.pipeline.prompts.search_user.source());
+  put(w, "analysis_system", c.pipeline.prompts.analysis_system.source());
+  put(w, "analysis_user", c.pipeline.prompts.analysis_user.source());
+  w.EndObject();
+  return {buf.GetString(), buf.GetSize()};
+}
+
+Result<WorkerConfig, DecodeError> decode_worker_config(std::string_view json) {
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return Err{DecodeError{"worker config: not a JSON object"}};
+  std::string error;
+  JsonReader r(doc, "", error);
+  WorkerConfig c;
+  std::int64_t connect_ms = c.client.http.connect_timeout.count();
+  std::int64_t low_speed_s = c.client.http.low_speed_time.count();
+  std::int64_t max_body = static_cast<std::int64_t>(c.client.http.max_body_bytes);
+  std::int64_t timeout_ms = c.attempt_timeout.count();
+  r.string("base_url", c.client.base_url);
+  r.boolean("stream", c.client.stream);
+  r.integer("connect_timeout_ms", connect_ms);
+  r.integer("low_speed_time_s", low_speed_s);
+  r.integer("max_body_bytes", max_body);
+  r.integer("attempt_timeout_ms", timeout_ms);
+  r.string("tool_model", c.pipeline.tool_model);
+  r.string("chat_model", c.pipeline.chat_model);
+  r.boolean("search", c.pipeline.search);
+  r.integer("search_count", c.pipeline.search_count);
+  r.number("temperature", c.pipeline.temperature);
+  r.integer("max_tokens", c.pipeline.max_tokens);
+  const std::pair<const char*, PromptTemplate PromptSet::*> prompts[] = {
+      {"search_system", &PromptSet::search_system},
+      {"search_user", &PromptSet::search_user},
+      {"analysis_system", &PromptSet::analysis_system},
+      {"analysis_user", &PromptSet::analysis_user},
+  };
+  for (const auto& [name, member] : prompts) {
+    std::string text = (c.pipeline.prompts.*member).source();
+    r.string(name, text);
+    auto parsed = PromptTemplate::parse(text);
+    if (!parsed) {
+      r.fail(name, parsed.error().message);
+    } else {
+      c.pipeline.prompts.*member = std::move(parsed.value());
+    }
+  }
+  if (!error.empty()) return Err{DecodeError{"worker config: " + error}};
+  c.client.http.connect_timeout = milliseconds(connect_ms);
+  c.client.http.low_speed_time = std::chrono::seconds(low_speed_s);
+  c.client.http.max_body_bytes = static_cast<std::size_t>(max_body);
+  c.attempt_timeout = milliseconds(timeout_ms);
+  return c;
+}
+
+}  // namespace cbm

@@ -1,0 +1,384 @@
+#include "process_executor.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+
+#include "result_codec.hpp"
+#include "shm_channel.hpp"
+#include "worker_config.hpp"
+#include "worker_process.hpp"
+
+namespace cbm {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr milliseconds kRestartBackoffBase{50};
+constexpr milliseconds kRestartBackoffCap{5000};
+constexpr milliseconds kWorkerExitWait{1000};
+
+milliseconds restart_backoff(int consecutive_failures) {
+  milliseconds d = kRestartBackoffBase;
+  for (int i = 1; i < consecutive_failures && d < kRestartBackoffCap; ++i) d *= 2;
+  return std::min(d, kRestartBackoffCap);
+}
+
+ApiError worker_error(ErrorKind kind, std::string message) {
+  ApiError e;
+  e.kind = kind;
+  e.error_class = ErrorClass::retryable;
+  e.message = std::move(message);
+  return e;
+}
+
+std::string secs(milliseconds ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g s", static_cast<double>(ms.count()) / 1000.0);
+  return buf;
+}
+
+}  // namespace
+
+struct ProcessExecutor::Slot {
+  enum class State { down, idle, busy, terminating };
+
+  int index = 0;
+  std::uint64_t generation = 0;
+  State state = State::down;
+  std::unique_ptr<SupervisorChannel> channel;
+  std::unique_ptr<WorkerProcess> process;
+  std::optional<TaskIndex> task;
+  Clock::time_point deadline{};      // busy: the attempt's timeout; terminating: when SIGKILL follows
+  Clock::time_point available_at{};  // down: restart backoff; idle: --delay between tasks
+  int consecutive_failures = 0;
+  bool timed_out = false;     // we SIGTERMed it for its attempt's timeout
+  bool retiring = false;      // we are stopping it on purpose (shutdown, protocol violation)
+
+  std::string label() const {
+    return "[w" + std::to_string(index) + "." + std::to_string(generation) + "]";
+  }
+};
+
+ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log)
+    : config_(config),
+      ledger_(ledger),
+      control_(control),
+      log_(log),
+      worker_path_(worker_executable_path()),
+      rng_(std::random_device{}()) {
+  WorkerConfig wc;
+  wc.client = config.client;
+  wc.client.api_key.clear();
+  wc.pipeline = config.pipeline;
+  wc.attempt_timeout = config.timeout;
+  worker_config_message_ = encode_worker_config(wc);
+  if (::access(worker_path_.c_str(), X_OK) != 0) {
+    throw std::runtime_error("worker executable not found or not executable: " + worker_path_.string());
+  }
+  if (const std::size_t swept = sweep_stale_channels(::getuid()); swept > 0) {
+    log_.info("removed " + std::to_string(swept) + " shared-memory segments left by a dead supervisor");
+  }
+  for (int i = 0; i < config.concurrency; ++i) {
+    slots_.push_back(std::make_unique<Slot>());
+    slots_.back()->index = i;
+  }
+}
+
+ProcessExecutor::~ProcessExecutor() {
+  // Closing a channel is the worker's signal to exit; give them all a moment together, then kill.
+  for (auto& s : slots_) s->channel.reset();
+  const auto deadline = Clock::now() + kWorkerExitWait;
+  for (auto& s : slots_) {
+    if (!s->process) continue;
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (!s->process->reap_within(std::max(left, milliseconds::zero()))) s->process->kill_and_reap();
+    s->process.reset();
+  }
+}
+
+void ProcessExecutor::run_round(std::uint32_t round, const std::vector<std::string>& topics) {
+  tasks_.clear();
+  ready_.clear();
+  retry_at_.clear();
+  drain_deadline_.reset();
+  tasks_.reserve(topics.size());
+  for (std::size_t i = 0; i < topics.size(); ++i) {
+    tasks_.emplace_back(Task{i, round, topics[i], 0});
+    ready_.push_back(i);
+  }
+  unfinished_ = topics.size();
+
+  while (unfinished_ > 0) {
+    handle_control();
+    reap_workers();
+    enforce_deadlines();
+    start_workers();
+    dispatch();
+    if (unfinished_ == 0) break;
+    wait_for_events();
+  }
+}
+
+// Signals and run-wide decisions: a drain stops dispatch and cancels what waits; an immediate stop
+// (second signal, drain grace over, run-fatal error) kills the workers and cancels what runs.
+void ProcessExecutor::handle_control() {
+  if (control_.take_status()) log_status();
+  const StopLevel level = control_.level();
+  if (level == StopLevel::drain && !drain_deadline_) {
+    drain_deadline_ = Clock::now() + config_.drain_grace;
+    log_.info("draining: no new tasks; in-flight tasks have " + secs(config_.drain_grace) + " to finish");
+    cancel_waiting_tasks("cancelled: the run was stopped before the task started");
+  }
+  if (level == StopLevel::drain && Clock::now() >= *drain_deadline_) {
+    log_.warn("drain grace over: stopping in-flight tasks now");
+    control_.stop_now();
+  }
+  if (control_.level() == StopLevel::now) {
+    cancel_waiting_tasks(ledger_.abort_reason() ? "cancelled: the run was aborted" : "cancelled: the run was stopped");
+    stop_all_now();
+  }
+}
+
+void ProcessExecutor::reap_workers() {
+  for (auto& s : slots_) {
+    if (s->channel && (s->state == Slot::State::busy || s->state == Slot::State::idle ||
+                       s->state == Slot::State::terminating)) {
+      on_messages(*s);
+    }
+    if (s->process && s->process->try_reap()) on_worker_exit(*s);
+  }
+}
+
+void ProcessExecutor::enforce_deadlines() {
+  const auto now = Clock::now();
+  for (auto& s : slots_) {
+    if (s->state == Slot::State::busy && now >= s->deadline) {
+      log_.warn(s->label() + " task " + std::to_string(*s->task) + " attempt " +
+                std::to_string(tasks_[*s->task].attempts()) + " passed --timeout " + secs(config_.timeout) +
+                ": SIGTERM");
+      s->timed_out = true;
+      s->state = Slot::State::terminating;
+      s->deadline = now + config_.kill_grace;
+      s->process->signal(SIGTERM);
+    } else if (s->state == Slot::State::terminating && now >= s->deadline) {
+      log_.warn(s->label() + " did not exit within --kill-grace: SIGKILL");
+      s->process->signal(SIGKILL);
+      s->deadline = Clock::time_point::max();
+    }
+  }
+}
+
+void ProcessExecutor::start_workers() {
+  if (control_.stopping() || !has_work()) return;
+  const auto now = Clock::now();
+  for (auto& s : slots_) {
+    if (s->state != Slot::State::down || now < s->available_at) continue;
+    ++s->generation;
+    try {
+      s->channel = std::make_unique<SupervisorChannel>(
+          channel_name(::getuid(), ::getpid(), static_cast<unsigned>(s->index), s->generation));
+      s->process = std::make_unique<WorkerProcess>(worker_path_, *s->channel, s->index, config_.client.api_key);
+    } catch (const std::exception& e) {
+      log_.error(s->label() + " cannot start a worker: " + e.what());
+      s->channel.reset();
+      s->process.reset();
+      note_restart(*s, e.what());
+      continue;
+    }
+    s->channel->try_send(worker_config_message_);
+    s->state = Slot::State::idle;
+    s->timed_out = false;
+    s->retiring = false;
+    s->available_at = now;
+  }
+}
+
+void ProcessExecutor::dispatch() {
+  const auto now = Clock::now();
+  while (!retry_at_.empty() && retry_at_.begin()->first <= now) {
+    ready_.push_back(retry_at_.begin()->second);
+    retry_at_.erase(retry_at_.begin());
+  }
+  if (control_.stopping()) return;
+  for (auto& s : slots_) {
+    if (ready_.empty()) return;
+    if (s->state != Slot::State::idle || now < s->available_at) continue;
+    const TaskIndex i = ready_.front();
+    ready_.pop_front();
+    const Task& task = tasks_[i].start_attempt();
+    if (s->channel->try_send(encode_task(task)) != SendResult::kAccepted) {
+      // The channel closed under us: the exit is reaped next turn; the attempt never ran.
+      ready_.push_front(i);
+      continue;
+    }
+    s->task = i;
+    s->state = Slot::State::busy;
+    s->deadline = now + config_.timeout;
+  }
+}
+
+void ProcessExecutor::wait_for_events() {
+  std::vector<pollfd> fds;
+  fds.push_back({control_.wake_fd(), POLLIN, 0});
+  Clock::time_point next = Clock::now() + std::chrono::seconds(1);
+  const bool work = has_work() && !control_.stopping();
+  for (const auto& s : slots_) {
+    if (s->channel) fds.push_back({s->channel->fd(), POLLIN, 0});
+    if (s->process) fds.push_back({s->process->pidfd(), POLLIN, 0});
+    if (s->state == Slot::State::busy || s->state == Slot::State::terminating) next = std::min(next, s->deadline);
+    if (work && (s->state == Slot::State::down || s->state == Slot::State::idle) && !ready_.empty()) {
+      next = std::min(next, s->available_at);
+    }
+  }
+  if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
+  if (drain_deadline_) next = std::min(next, *drain_deadline_);
+  const auto wait = std::chrono::ceil<milliseconds>(next - Clock::now());
+  const int rc = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<std::int64_t>(0, wait.count())));
+  if (rc > 0 && (fds[0].revents & POLLIN)) control_.drain_wakeups();
+}
+
+void ProcessExecutor::on_messages(Slot& s) {
+  auto received = s.channel->on_readable();
+  for (auto& message : received.messages) {
+    auto decoded = decode_outcome(message);
+    if (!decoded || !s.task || decoded->task_id != tasks_[*s.task].task().id ||
+        decoded->attempt != tasks_[*s.task].attempts()) {
+      log_.error(s.label() + " sent an unexpected message" +
+                 (decoded ? std::string() : ": " + decoded.error().message) + "; replacing the worker");
+      s.retiring = true;
+      s.process->signal(SIGKILL);
+      return;
+    }
+    const TaskIndex i = *s.task;
+    s.task.reset();
+    s.state = Slot::State::idle;
+    s.available_at = Clock::now() + config_.delay;
+    s.consecutive_failures = 0;
+    AttemptOutcome& outcome = decoded->outcome;
+    tasks_[i].end_attempt(outcome);
+    if (outcome.ok()) {
+      finish_task(i, tasks_[i].finish(TaskStatus::succeeded, std::move(outcome), s.index));
+    } else {
+      ApiError err = std::move(*outcome.error);
+      on_attempt_failed(i, std::move(err), s.index);
+    }
+  }
+  if (received.status == ChannelStatus::kCorrupt && !s.retiring) {
+    log_.error(s.label() + " corrupted its channel; replacing the worker");
+    s.retiring = true;
+    s.process->signal(SIGKILL);
+  }
+}
+
+void ProcessExecutor::on_worker_exit(Slot& s) {
+  const ExitStatus status = *s.process->try_reap();
+  const bool deliberate = s.retiring || s.timed_out;
+  if (s.task) {
+    const TaskIndex i = *s.task;
+    s.task.reset();
+    AttemptOutcome crashed;
+    crashed.error = s.timed_out ? worker_error(ErrorKind::timeout, "attempt exceeded --timeout " +
+                                                                       secs(config_.timeout) + "; worker " +
+                                                                       status.describe())
+                                : worker_error(ErrorKind::crash, "worker " + std::to_string(s.index) + " (pid " +
+                                                                     std::to_string(s.process->pid()) + ") " +
+                                                                     status.describe() + " during the attempt");
+    tasks_[i].end_attempt(crashed);
+    on_attempt_failed(i, std::move(*crashed.error), s.index);
+  }
+  s.channel.reset();
+  s.process.reset();
+  s.state = Slot::State::down;
+  if (deliberate || control_.stopping()) {
+    s.available_at = Clock::now();
+  } else {
+    note_restart(s, status.describe());
+  }
+}
+
+void ProcessExecutor::note_restart(const Slot& slot, const std::string& why) {
+  Slot& s = *slots_[static_cast<std::size_t>(slot.index)];
+  ++restarts_total_;
+  ++s.consecutive_failures;
+  const auto now = Clock::now();
+  s.state = Slot::State::down;
+  s.available_at = now + restart_backoff(s.consecutive_failures);
+  log_.warn(s.label() + " worker " + why + "; restarting in " + secs(restart_backoff(s.consecutive_failures)));
+  recent_restarts_.push_back(now);
+  while (!recent_restarts_.empty() && recent_restarts_.front() < now - config_.restart_intensity.period) {
+    recent_restarts_.pop_front();
+  }
+  if (static_cast<int>(recent_restarts_.size()) > config_.restart_intensity.max_restarts && !control_.stopping()) {
+    ledger_.mark_aborted("workers keep crashing: " + std::to_string(recent_restarts_.size()) + " restarts within " +
+                         secs(config_.restart_intensity.period) + " (over --max-restarts " +
+                         std::to_string(config_.restart_intensity.max_restarts) + "); last: worker " + why);
+    control_.stop_now();
+  }
+}
+
+void ProcessExecutor::on_attempt_failed(TaskIndex i, ApiError error, int slot) {
+  TaskProgress& t = tasks_[i];
+  log_.warn("[w" + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " + std::to_string(t.attempts()) +
+            " failed (" + std::string(to_string(error.error_class)) + "): " + error.describe());
+  std::uniform_real_distribution<double> jitter(0.0, 1.0);
+  const RetryDecision decision = decide_retry(config_.retry, error, t.attempts(), jitter(rng_));
+  AttemptOutcome last;
+  last.error = std::move(error);
+  if (std::holds_alternative<AbortRun>(decision)) {
+    ledger_.mark_aborted("run-fatal API error: " + last.error->describe());
+    finish_task(i, t.finish(TaskStatus::failed, std::move(last), slot));
+    control_.stop_now();
+  } else if (std::holds_alternative<FailTask>(decision)) {
+    finish_task(i, t.finish(TaskStatus::failed, std::move(last), slot));
+  } else if (control_.stopping()) {
+    finish_task(i, t.cancel("cancelled: the run stopped before a retry", slot));
+  } else {
+    retry_at_.emplace(Clock::now() + std::get<RetryAfter>(decision).delay, i);
+  }
+}
+
+void ProcessExecutor::finish_task(TaskIndex i, TaskResult result) {
+  if (ledger_.record(std::move(result))) --unfinished_;
+  (void)i;
+}
+
+void ProcessExecutor::cancel_waiting_tasks(const std::string& why) {
+  for (TaskIndex i : ready_) finish_task(i, tasks_[i].cancel(why, -1));
+  ready_.clear();
+  for (const auto& [when, i] : retry_at_) finish_task(i, tasks_[i].cancel(why, -1));
+  retry_at_.clear();
+}
+
+void ProcessExecutor::stop_all_now() {
+  for (auto& s : slots_) {
+    if (!s->process) continue;
+    s->retiring = true;
+    s->process->kill_and_reap();
+    if (s->channel) on_messages(*s);  // a result that made it before the kill still counts
+    if (s->task) {
+      finish_task(*s->task, tasks_[*s->task].cancel("cancelled: the run was stopped during the attempt", s->index));
+      s->task.reset();
+    }
+    s->channel.reset();
+    s->process.reset();
+    s->state = Slot::State::down;
+  }
+}
+
+bool ProcessExecutor::has_work() const { return !ready_.empty() || !retry_at_.empty(); }
+
+void ProcessExecutor::log_status() {
+  std::size_t busy = 0;
+  for (const auto& s : slots_) busy += s->state == Slot::State::busy ? 1 : 0;
+  const RunTotals t = ledger_.totals();
+  log_.info("status: " + std::to_string(t.total) + " done (" + std::to_string(t.succeeded) + " ok, " +
+            std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled), " +
+            std::to_string(busy) + " in flight, " + std::to_string(ready_.size()) + " queued, " +
+            std::to_string(retry_at_.size()) + " waiting to retry, " + std::to_string(restarts_total_) +
+            " worker restarts");
+}
+
+}  // namespace cbm

@@ -1,0 +1,80 @@
+// ProcessExecutor (--mode multiprocessing): N worker processes, one shared-memory channel each, driven
+// by one single-threaded loop (gunicorn's arbiter, ninja's SubprocessSet):
+//
+//   handle_control -> reap_workers -> enforce_deadlines -> start_workers -> dispatch -> wait
+//
+// The loop sleeps in poll() on the control eventfd, every channel's doorbell and every worker's pidfd,
+// with a timeout equal to the next deadline. A worker may be SIGKILLed at any instant: its channel is
+// thrown away with it, its task's attempt counts as failed and goes back through the retry policy, and
+// the slot restarts with backoff. More than --max-restarts unexpected deaths within --restart-period
+// abort the run (Erlang/OTP restart intensity).
+#pragma once
+
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "logger.hpp"
+#include "round_executor.hpp"
+#include "run_config.hpp"
+#include "run_control.hpp"
+#include "run_ledger.hpp"
+#include "task_progress.hpp"
+
+namespace cbm {
+
+class SupervisorChannel;
+class WorkerProcess;
+
+class ProcessExecutor final : public RoundExecutor {
+ public:
+  ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log);
+  ~ProcessExecutor() override;  // stops every worker (EOF on its channel, then SIGKILL) and reaps it
+
+  void run_round(std::uint32_t round, const std::vector<std::string>& topics) override;
+
+ private:
+  struct Slot;
+  using TaskIndex = std::size_t;
+
+  void handle_control();
+  void reap_workers();
+  void enforce_deadlines();
+  void start_workers();
+  void dispatch();
+  void wait_for_events();
+
+  void on_messages(Slot& slot);
+  void on_worker_exit(Slot& slot);
+  void on_attempt_failed(TaskIndex task, ApiError error, int slot);
+  void finish_task(TaskIndex task, TaskResult result);
+  void cancel_waiting_tasks(const std::string& why);
+  void stop_all_now();
+  void note_restart(const Slot& slot, const std::string& why);
+  void log_status();
+  bool has_work() const;
+
+  const RunConfig& config_;
+  RunLedger& ledger_;
+  RunControl& control_;
+  Logger& log_;
+  const std::filesystem::path worker_path_;
+  std::string worker_config_message_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::deque<Clock::time_point> recent_restarts_;
+  std::uint64_t restarts_total_ = 0;
+  std::mt19937_64 rng_;
+
+  // The current round.
+  std::vector<TaskProgress> tasks_;
+  std::deque<TaskIndex> ready_;
+  std::multimap<Clock::time_point, TaskIndex> retry_at_;
+  std::size_t unfinished_ = 0;
+  std::optional<Clock::time_point> drain_deadline_;
+};
+
+}  // namespace cbm
