@@ -1,0 +1,94 @@
+#include "simulator.hpp"
+
+#include <curl/curl.h>
+
+#include <csignal>
+#include <stdexcept>
+#include <thread>
+
+namespace cbm::test {
+namespace {
+
+std::size_t collect(char* data, std::size_t size, std::size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+}  // namespace
+
+std::string supervisor_path() { return CBM_SUPERVISOR_PATH; }
+std::string simulator_path() { return CBM_SIMULATOR_PATH; }
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+HttpReply http_request(const std::string& method, const std::string& url, const std::string& body) {
+  HttpReply reply;
+  CURL* c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+  if (method == "POST") {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  }
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &collect);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply.body);
+  const CURLcode rc = curl_easy_perform(c);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply.status);
+  curl_easy_cleanup(c);
+  if (rc != CURLE_OK) throw std::runtime_error("HTTP " + method + " " + url + ": " + curl_easy_strerror(rc));
+  return reply;
+}
+
+Simulator::Simulator(std::vector<std::string> extra_args) {
+  const auto port_file = dir_ / "port";
+  std::vector<std::string> argv = {simulator_path(), "--port", "0", "--port-file", port_file.string()};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  SpawnOptions opts;
+  opts.output_dir = dir_.path();
+  process_ = std::make_unique<Subprocess>(argv, opts);
+  if (!eventually([&] { return std::filesystem::exists(port_file); })) {
+    throw std::runtime_error("the simulator did not start: " + process_->err());
+  }
+  port_ = std::stoi(read_text(port_file));
+}
+
+Simulator::~Simulator() {
+  process_->signal(SIGTERM);
+  process_->wait_for(std::chrono::seconds(5));
+}
+
+std::string Simulator::base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/api/paas/v4"; }
+
+rapidjson::Document Simulator::stats() const {
+  rapidjson::Document d;
+  const HttpReply r = http_request("GET", "http://127.0.0.1:" + std::to_string(port_) + "/stats");
+  d.Parse(r.body.c_str());
+  if (d.HasParseError() || !d.IsObject()) throw std::runtime_error("bad /stats: " + r.body);
+  return d;
+}
+
+namespace {
+std::int64_t member_of(const rapidjson::Document& d, const char* map, const std::string& key) {
+  auto m = d.FindMember(map);
+  if (m == d.MemberEnd() || !m->value.IsObject()) return 0;
+  auto v = m->value.FindMember(key.c_str());
+  return v == m->value.MemberEnd() ? 0 : v->value.GetInt64();
+}
+}  // namespace
+
+std::int64_t Simulator::requests_total() const { return stats()["requests_total"].GetInt64(); }
+std::int64_t Simulator::by_status(const std::string& status) const { return member_of(stats(), "by_status", status); }
+std::int64_t Simulator::by_topic(const std::string& topic) const { return member_of(stats(), "by_topic", topic); }
+
+void Simulator::reset_stats() const { http_request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/stats/reset"); }
+
+}  // namespace cbm::test

@@ -1,0 +1,50 @@
+// Test support: the BigModel simulator as a fixture (a real server process on 127.0.0.1) and the
+// paths of the binaries under test.
+#pragma once
+
+#include <rapidjson/document.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "subprocess.hpp"
+
+namespace cbm::test {
+
+std::string supervisor_path();  // concurrent_bigmodel
+std::string simulator_path();   // bigmodel_simulator
+
+// Waits (polling, bounded) until `condition` holds; false on timeout. For conditions no event tells.
+bool eventually(const std::function<bool()>& condition,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+struct HttpReply {
+  long status = 0;
+  std::string body;
+};
+HttpReply http_request(const std::string& method, const std::string& url, const std::string& body = {});
+
+class Simulator {
+ public:
+  explicit Simulator(std::vector<std::string> extra_args = {});
+  ~Simulator();
+
+  int port() const { return port_; }
+  std::string base_url() const;  // http://127.0.0.1:PORT/api/paas/v4
+  rapidjson::Document stats() const;
+  // Shorthands over stats().
+  std::int64_t requests_total() const;
+  std::int64_t by_status(const std::string& status) const;
+  std::int64_t by_topic(const std::string& topic) const;
+  void reset_stats() const;
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Subprocess> process_;
+  int port_ = 0;
+};
+
+}  // namespace cbm::test
