@@ -1,10 +1,11 @@
 #include "process_executor.hpp"
 
-#include <poll.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
+#include <system_error>
 
 #include "result_codec.hpp"
 #include "shm_channel.hpp"
@@ -19,6 +20,8 @@ using std::chrono::milliseconds;
 constexpr milliseconds kRestartBackoffBase{50};
 constexpr milliseconds kRestartBackoffCap{5000};
 constexpr milliseconds kWorkerExitWait{1000};
+// epoll tags: slot * 2 for its channel, slot * 2 + 1 for its pidfd; the control eventfd is apart.
+constexpr std::uint64_t kControlTag = ~std::uint64_t{0};
 
 milliseconds restart_backoff(int consecutive_failures) {
   milliseconds d = kRestartBackoffBase;
@@ -56,6 +59,8 @@ struct ProcessExecutor::Slot {
   int consecutive_failures = 0;
   bool timed_out = false;     // we SIGTERMed it for its attempt's timeout
   bool retiring = false;      // we are stopping it on purpose (shutdown, protocol violation)
+  bool readable = false;      // epoll: the channel has something (messages, EOF)
+  bool exited = false;        // epoll: the pidfd says the process ended
 
   std::string label() const {
     return "[w" + std::to_string(index) + "." + std::to_string(generation) + "]";
@@ -68,7 +73,10 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
       control_(control),
       log_(log),
       worker_path_(worker_executable_path()),
+      epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
       rng_(std::random_device{}()) {
+  if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  watch(control_.wake_fd(), kControlTag);
   WorkerConfig wc;
   wc.client = config.client;
   wc.client.api_key.clear();
@@ -97,6 +105,7 @@ ProcessExecutor::~ProcessExecutor() {
     if (!s->process->reap_within(std::max(left, milliseconds::zero()))) s->process->kill_and_reap();
     s->process.reset();
   }
+  ::close(epoll_fd_);
 }
 
 void ProcessExecutor::run_round(std::uint32_t round, const std::vector<std::string>& topics) {
@@ -144,11 +153,14 @@ void ProcessExecutor::handle_control() {
 
 void ProcessExecutor::reap_workers() {
   for (auto& s : slots_) {
-    if (s->channel && (s->state == Slot::State::busy || s->state == Slot::State::idle ||
-                       s->state == Slot::State::terminating)) {
-      on_messages(*s);
+    if (s->readable && s->channel) on_messages(*s);
+    s->readable = false;
+    // Messages sent just before the exit are read first: a finished result is never lost to a crash.
+    if (s->exited && s->process && s->process->try_reap()) {
+      if (s->channel) on_messages(*s);
+      on_worker_exit(*s);
     }
-    if (s->process && s->process->try_reap()) on_worker_exit(*s);
+    s->exited = false;
   }
 }
 
@@ -174,17 +186,26 @@ void ProcessExecutor::enforce_deadlines() {
 void ProcessExecutor::start_workers() {
   if (control_.stopping() || !has_work()) return;
   const auto now = Clock::now();
+  // Start only the workers the queued tasks need (a 3-topic run at --concurrency 64 starts 3).
+  std::size_t idle = 0;
+  for (const auto& s : slots_) idle += s->state == Slot::State::idle ? 1 : 0;
+  std::size_t wanted = ready_.size() + retry_at_.size() > idle ? ready_.size() + retry_at_.size() - idle : 0;
+  int started = 0;
   for (auto& s : slots_) {
+    if (wanted == 0) break;
     if (s->state != Slot::State::down || now < s->available_at) continue;
+    --wanted;
     ++s->generation;
+    ++started;
     try {
       s->channel = std::make_unique<SupervisorChannel>(
           channel_name(::getuid(), ::getpid(), static_cast<unsigned>(s->index), s->generation));
       s->process = std::make_unique<WorkerProcess>(worker_path_, *s->channel, s->index, config_.client.api_key);
+      watch(s->channel->fd(), static_cast<std::uint64_t>(s->index) << 1);
+      watch(s->process->pidfd(), (static_cast<std::uint64_t>(s->index) << 1) | 1);
     } catch (const std::exception& e) {
       log_.error(s->label() + " cannot start a worker: " + e.what());
-      s->channel.reset();
-      s->process.reset();
+      release_worker(*s);
       note_restart(*s, e.what());
       continue;
     }
@@ -193,6 +214,10 @@ void ProcessExecutor::start_workers() {
     s->timed_out = false;
     s->retiring = false;
     s->available_at = now;
+  }
+  if (started > 1) {
+    log_.info("started " + std::to_string(started) + " workers in " +
+              std::to_string(std::chrono::duration_cast<milliseconds>(Clock::now() - now).count()) + " ms");
   }
 }
 
@@ -221,13 +246,9 @@ void ProcessExecutor::dispatch() {
 }
 
 void ProcessExecutor::wait_for_events() {
-  std::vector<pollfd> fds;
-  fds.push_back({control_.wake_fd(), POLLIN, 0});
   Clock::time_point next = Clock::now() + std::chrono::seconds(1);
   const bool work = has_work() && !control_.stopping();
   for (const auto& s : slots_) {
-    if (s->channel) fds.push_back({s->channel->fd(), POLLIN, 0});
-    if (s->process) fds.push_back({s->process->pidfd(), POLLIN, 0});
     if (s->state == Slot::State::busy || s->state == Slot::State::terminating) next = std::min(next, s->deadline);
     if (work && (s->state == Slot::State::down || s->state == Slot::State::idle) && !ready_.empty()) {
       next = std::min(next, s->available_at);
@@ -236,8 +257,37 @@ void ProcessExecutor::wait_for_events() {
   if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
   if (drain_deadline_) next = std::min(next, *drain_deadline_);
   const auto wait = std::chrono::ceil<milliseconds>(next - Clock::now());
-  const int rc = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<std::int64_t>(0, wait.count())));
-  if (rc > 0 && (fds[0].revents & POLLIN)) control_.drain_wakeups();
+  epoll_event events[64];
+  const int n = ::epoll_wait(epoll_fd_, events, 64, static_cast<int>(std::max<std::int64_t>(0, wait.count())));
+  for (int k = 0; k < n; ++k) {
+    const std::uint64_t tag = events[k].data.u64;
+    if (tag == kControlTag) {
+      control_.drain_wakeups();
+      continue;
+    }
+    Slot& slot = *slots_[static_cast<std::size_t>(tag >> 1)];
+    (tag & 1) != 0 ? slot.exited = true : slot.readable = true;
+  }
+}
+
+void ProcessExecutor::watch(int fd, std::uint64_t tag) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    throw std::system_error(errno, std::generic_category(), "epoll_ctl ADD");
+  }
+}
+
+void ProcessExecutor::unwatch(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
+void ProcessExecutor::release_worker(Slot& s) {
+  if (s.channel) unwatch(s.channel->fd());
+  if (s.process) unwatch(s.process->pidfd());
+  s.channel.reset();
+  s.process.reset();
+  s.readable = false;
+  s.exited = false;
 }
 
 void ProcessExecutor::on_messages(Slot& s) {
@@ -289,8 +339,7 @@ void ProcessExecutor::on_worker_exit(Slot& s) {
     tasks_[i].end_attempt(crashed);
     on_attempt_failed(i, std::move(*crashed.error), s.index);
   }
-  s.channel.reset();
-  s.process.reset();
+  release_worker(s);
   s.state = Slot::State::down;
   if (deliberate || control_.stopping()) {
     s.available_at = Clock::now();
@@ -362,8 +411,7 @@ void ProcessExecutor::stop_all_now() {
       finish_task(*s->task, tasks_[*s->task].cancel("cancelled: the run was stopped during the attempt", s->index));
       s->task.reset();
     }
-    s->channel.reset();
-    s->process.reset();
+    release_worker(*s);
     s->state = Slot::State::down;
   }
 }

@@ -3,7 +3,7 @@
 //
 //   handle_control -> reap_workers -> enforce_deadlines -> start_workers -> dispatch -> wait
 //
-// The loop sleeps in poll() on the control eventfd, every channel's doorbell and every worker's pidfd,
+// The loop sleeps in epoll_wait() on the control eventfd, every channel's doorbell and every worker's pidfd,
 // with a timeout equal to the next deadline. A worker may be SIGKILLed at any instant: its channel is
 // thrown away with it, its task's attempt counts as failed and goes back through the retry policy, and
 // the slot restarts with backoff. More than --max-restarts unexpected deaths within --restart-period
@@ -57,12 +57,16 @@ class ProcessExecutor final : public RoundExecutor {
   void note_restart(const Slot& slot, const std::string& why);
   void log_status();
   bool has_work() const;
+  void watch(int fd, std::uint64_t tag);
+  void unwatch(int fd);
+  void release_worker(Slot& slot);  // forgets its channel and process (reaped or not)
 
   const RunConfig& config_;
   RunLedger& ledger_;
   RunControl& control_;
   Logger& log_;
   const std::filesystem::path worker_path_;
+  int epoll_fd_;
   std::string worker_config_message_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::deque<Clock::time_point> recent_restarts_;

@@ -1,0 +1,583 @@
+// The supervisor as its users run it: real worker processes against the simulator, killed, hung,
+// signalled and misconfigured. Each test name is a guarantee of DESIGN.md §1 and §3.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "simulator.hpp"
+
+using namespace std::chrono_literals;
+using cbm::test::eventually;
+using cbm::test::read_text;
+using cbm::test::Simulator;
+using cbm::test::SpawnOptions;
+using cbm::test::Subprocess;
+using cbm::test::TempDir;
+using cbm::test::write_text;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kTestKey = "sk-test-CANARY-5f3a9c1e";
+
+// --- processes -------------------------------------------------------------------------------------
+
+// A pid names a process only together with its start time: pids are recycled.
+struct ProcessIdentity {
+  pid_t pid = 0;
+  unsigned long long start_time = 0;
+  auto operator<=>(const ProcessIdentity&) const = default;
+};
+
+struct ProcStat {
+  char state = 0;
+  pid_t ppid = 0;
+  unsigned long long start_time = 0;
+};
+
+std::optional<ProcStat> proc_stat(pid_t pid) {
+  const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return std::nullopt;
+  std::istringstream rest(stat.substr(close + 2));
+  ProcStat s;
+  rest >> s.state >> s.ppid;
+  std::string skip;
+  for (int field = 5; field < 22; ++field) rest >> skip;  // fields 5..21; starttime is field 22
+  rest >> s.start_time;
+  if (!rest) return std::nullopt;
+  return s;
+}
+
+bool still_running(const ProcessIdentity& p) {
+  const auto s = proc_stat(p.pid);
+  return s && s->start_time == p.start_time && s->state != 'Z';
+}
+
+std::vector<ProcessIdentity> workers_of(pid_t supervisor) {
+  std::vector<ProcessIdentity> out;
+  for (pid_t pid : cbm::test::children_of(supervisor)) {
+    if (const auto s = proc_stat(pid)) out.push_back({pid, s->start_time});
+  }
+  return out;
+}
+
+std::string cmdline_of(pid_t pid) {
+  std::string c = read_text("/proc/" + std::to_string(pid) + "/cmdline");
+  std::replace(c.begin(), c.end(), '\0', ' ');
+  return c;
+}
+
+// SIGKILLs `pid` only if it is still a child of `parent`: the pidfd pins the process, so a recycled pid
+// is never hit.
+bool kill_child(pid_t parent, pid_t pid) {
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return false;
+  const auto s = proc_stat(pid);
+  const bool killed = s && s->ppid == parent && ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0) == 0;
+  ::close(fd);
+  return killed;
+}
+
+std::string segment_prefix(pid_t supervisor) {
+  return "cbm." + std::to_string(::getuid()) + "." + std::to_string(supervisor) + ".";
+}
+
+// --- the report ------------------------------------------------------------------------------------
+
+struct ResultRow {
+  std::string topic;
+  std::string status;
+  std::string error_message;
+  std::string error_kind;
+  int attempts = 0;
+  std::uint64_t id = 0;
+};
+
+struct Report {
+  rapidjson::Document doc;
+  std::vector<ResultRow> results;
+
+  const rapidjson::Value& summary() const { return doc["summary"]; }
+  bool interrupted() const { return summary()["interrupted"].GetBool(); }
+  bool aborted() const { return summary()["aborted"].GetBool(); }
+  std::string abort_reason() const {
+    const auto& r = summary()["abort_reason"];
+    return r.IsString() ? r.GetString() : "";
+  }
+  const ResultRow& by_topic(const std::string& topic) const {
+    const auto it = std::find_if(results.begin(), results.end(), [&](const ResultRow& r) { return r.topic == topic; });
+    if (it == results.end()) throw std::runtime_error("no result for topic '" + topic + "'");
+    return *it;
+  }
+  std::size_t count(const std::string& status) const {
+    return static_cast<std::size_t>(
+        std::count_if(results.begin(), results.end(), [&](const ResultRow& r) { return r.status == status; }));
+  }
+};
+
+Report read_report(const fs::path& path) {
+  Report report;
+  const std::string text = read_text(path);
+  report.doc.Parse(text.c_str());
+  INFO("report " << path << ":\n" << text.substr(0, 2000));
+  REQUIRE_FALSE(report.doc.HasParseError());
+  REQUIRE(report.doc.IsObject());
+  REQUIRE(report.doc.HasMember("summary"));
+  REQUIRE(report.doc["results"].IsArray());
+  for (const auto& r : report.doc["results"].GetArray()) {
+    ResultRow row;
+    row.topic = r["topic"].GetString();
+    row.status = r["status"].GetString();
+    if (r["error_message"].IsString()) row.error_message = r["error_message"].GetString();
+    if (r.HasMember("error") && r["error"].HasMember("kind")) row.error_kind = r["error"]["kind"].GetString();
+    row.attempts = r["attempts"].GetInt();
+    row.id = r["id"].GetUint64();
+    report.results.push_back(std::move(row));
+  }
+  return report;
+}
+
+// Every topic ends in exactly one record, found both by its text and by its id (= its index).
+void require_each_topic_exactly_once(const Report& report, const std::vector<std::string>& topics) {
+  REQUIRE(report.results.size() == topics.size());
+  std::multiset<std::string> seen_topics;
+  std::set<std::uint64_t> seen_ids;
+  for (const auto& r : report.results) {
+    seen_topics.insert(r.topic);
+    seen_ids.insert(r.id);
+    REQUIRE(r.id < topics.size());
+    REQUIRE(topics[r.id] == r.topic);
+  }
+  REQUIRE(seen_ids.size() == topics.size());
+  for (const auto& t : topics) REQUIRE(seen_topics.count(t) == 1);
+}
+
+std::vector<std::string> numbered_topics(const std::string& stem, std::size_t n) {
+  std::vector<std::string> topics;
+  for (std::size_t i = 0; i < n; ++i) topics.push_back(stem + " " + std::to_string(i));
+  return topics;
+}
+
+// --- running the supervisor ------------------------------------------------------------------------
+
+struct Launch {
+  std::vector<std::string> topics;     // written to a --topics-file; empty: none given
+  std::vector<std::string> args;       // after the standard ones (base URL, report, log, --delay 0, --no-search)
+  std::string key = kTestKey;          // BIGMODEL_API_KEY
+  std::string executable = cbm::test::supervisor_path();
+};
+
+// One supervisor run in its own directory (cwd, report, log, topics file).
+class SupervisorRun {
+ public:
+  SupervisorRun(const std::string& base_url, const Launch& launch) {
+    std::vector<std::string> argv = {launch.executable, "--base-url", base_url, "--output", report_path().string(),
+                                     "--log-file", log_path().string(), "--delay", "0", "--no-search"};
+    if (!launch.topics.empty()) {
+      std::string text;
+      for (const auto& t : launch.topics) text += t + "\n";
+      write_text(dir_ / "topics.txt", text);
+      argv.insert(argv.end(), {"--topics-file", (dir_ / "topics.txt").string()});
+    }
+    argv.insert(argv.end(), launch.args.begin(), launch.args.end());
+    SpawnOptions opts;
+    opts.output_dir = dir_.path();
+    opts.cwd = dir_.path();
+    opts.env["BIGMODEL_API_KEY"] = launch.key;
+    opts.unset_env = {"ZHIPUAI_API_KEY", "BIGMODEL_BASE_URL"};
+    process_ = std::make_unique<Subprocess>(argv, opts);
+  }
+
+  Subprocess& process() { return *process_; }
+  pid_t pid() const { return process_->pid(); }
+  fs::path report_path() const { return dir_ / "report.json"; }
+  fs::path log_path() const { return dir_ / "run.log"; }
+  std::string log() const { return read_text(log_path()); }
+  Report report() const { return read_report(report_path()); }
+  std::string diagnostics() const { return "stderr:\n" + process_->err() + "\nlog:\n" + log(); }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Subprocess> process_;
+};
+
+std::size_t env_size(const char* name, std::size_t fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? static_cast<std::size_t>(std::stoul(v)) : fallback;
+}
+
+std::int64_t in_flight(const Simulator& sim) { return sim.stats()["in_flight"].GetInt64(); }
+
+}  // namespace
+
+// 1 ------------------------------------------------------------------------------------------------
+
+TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process and no segment",
+          "[supervisor][chaos]") {
+  const std::size_t n = env_size("CBM_CHAOS_TOPICS", 400);
+  // Answers take 5..75 ms: quick turnarounds put kills between tasks and around result messages, slow
+  // ones put them mid-request; and the run lasts long enough (>= 50 tasks x 40 ms per worker) for the
+  // kills to count on any machine, however fast.
+  Simulator sim({"--latency-dist", "uniform", "--latency-ms", "5", "--latency-max-ms", "75"});
+  const auto topics = numbered_topics("chaos topic", n);
+  SupervisorRun run(sim.base_url(), {.topics = topics,
+                                     .args = {"--concurrency", "8", "--max-retries", "10", "--max-restarts",
+                                              "100000", "--quiet"}});
+  const pid_t supervisor = run.pid();
+
+  std::atomic<bool> supervisor_exited{false};
+  std::set<ProcessIdentity> workers_seen;
+  int kills = 0;
+  std::thread chaos([&] {
+    std::mt19937 rng(std::random_device{}());
+    std::uniform_int_distribution<int> pause_ms(20, 50);
+    while (!supervisor_exited.load()) {
+      const auto workers = workers_of(supervisor);
+      workers_seen.insert(workers.begin(), workers.end());
+      if (!workers.empty()) {
+        const auto victim = workers[std::uniform_int_distribution<std::size_t>(0, workers.size() - 1)(rng)];
+        if (kill_child(supervisor, victim.pid)) ++kills;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));  // pacing, not synchronisation
+    }
+  });
+  const auto t0 = Clock::now();
+  int status = -1;
+  try {
+    status = run.process().exit_code(std::chrono::seconds(60 + n / 20));
+  } catch (...) {
+    supervisor_exited = true;
+    chaos.join();
+    throw;
+  }
+  supervisor_exited = true;
+  chaos.join();
+  const auto took = Clock::now() - t0;
+
+  INFO("kills " << kills << ", workers seen " << workers_seen.size() << ", run took "
+                << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
+                << run.diagnostics().substr(0, 4000));
+  REQUIRE(status == 0);
+  if (n >= 400) CHECK(kills >= 30);
+  const Report report = run.report();
+  require_each_topic_exactly_once(report, topics);
+  CHECK(report.count("succeeded") == n);
+  CHECK_THAT(run.log(), Catch::Contains("(SIGKILL) during the attempt"));  // kills did land mid-task
+  for (const auto& w : workers_seen) CHECK_FALSE(still_running(w));
+  CHECK(cbm::test::children_of(supervisor).empty());
+  CHECK(cbm::test::shm_segments(segment_prefix(supervisor)).empty());
+}
+
+// 2 ------------------------------------------------------------------------------------------------
+
+TEST_CASE("a hanging request times out at --timeout and its retry succeeds", "[supervisor][timeout]") {
+  Simulator sim;
+  const std::string hanging = "stuck [[fault:hang*1]]";
+  SupervisorRun run(sim.base_url(), {.topics = {"fine", hanging},
+                                     .args = {"--timeout", "1", "--kill-grace", "0.5", "--max-retries", "1",
+                                              "--quiet"}});
+  const auto t0 = Clock::now();
+  const int status = run.process().exit_code(30s);
+  const auto took = Clock::now() - t0;
+  INFO(run.diagnostics());
+  REQUIRE(status == 0);
+  CHECK(took < 10s);  // well under --timeout x 3: the deadline, not the server, ended attempt 1
+  const Report report = run.report();
+  CHECK(report.by_topic(hanging).status == "succeeded");
+  CHECK(report.by_topic(hanging).attempts == 2);
+  CHECK(report.by_topic("fine").attempts == 1);
+  CHECK_THAT(run.log(), Catch::Contains("timeout"));
+}
+
+// 3 ------------------------------------------------------------------------------------------------
+
+TEST_CASE("SIGTERM drains in-flight tasks, cancels the rest, writes the report and exits 143",
+          "[supervisor][signals]") {
+  Simulator sim({"--latency-ms", "300"});
+  const auto topics = numbered_topics("drained topic", 40);
+  SupervisorRun run(sim.base_url(), {.topics = topics, .args = {"--concurrency", "4", "--quiet"}});
+  std::set<ProcessIdentity> workers_seen;
+  std::int64_t running = 0;
+  REQUIRE(eventually([&] {
+    const auto w = workers_of(run.pid());
+    workers_seen.insert(w.begin(), w.end());
+    running = in_flight(sim);
+    return running > 0;
+  }));
+  run.process().signal(SIGTERM);
+  const int status = run.process().exit_code(15s);
+  INFO(run.diagnostics());
+  REQUIRE(status == 143);
+  const Report report = run.report();
+  CHECK(report.interrupted());
+  CHECK(report.summary()["exit_status"].GetInt() == 143);
+  require_each_topic_exactly_once(report, topics);
+  const std::size_t succeeded = report.count("succeeded");
+  CHECK(succeeded >= static_cast<std::size_t>(running));  // what was in flight finished within the drain grace
+  CHECK(succeeded + report.count("cancelled") == topics.size());
+  CHECK(report.count("cancelled") >= 1);
+  for (const auto& r : report.results) {
+    if (r.status != "cancelled") continue;
+    CHECK(r.attempts == 0);
+    CHECK(r.error_kind == "cancelled");
+  }
+  CHECK(sim.requests_total() == static_cast<std::int64_t>(succeeded));  // nothing new was sent after the signal
+  for (const auto& w : workers_seen) CHECK_FALSE(still_running(w));
+  CHECK(cbm::test::shm_segments(segment_prefix(run.pid())).empty());
+}
+
+TEST_CASE("a second SIGTERM during the drain stops at once and records in-flight tasks as cancelled",
+          "[supervisor][signals]") {
+  Simulator sim;
+  const auto topics = numbered_topics("never answered [[fault:hang]]", 6);
+  SupervisorRun run(sim.base_url(),
+                    {.topics = topics, .args = {"--concurrency", "4", "--timeout", "120", "--drain-grace", "30"}});
+  std::set<ProcessIdentity> workers_seen;
+  REQUIRE(eventually([&] {
+    const auto w = workers_of(run.pid());
+    workers_seen.insert(w.begin(), w.end());
+    return in_flight(sim) == 4;
+  }));
+  run.process().signal(SIGTERM);
+  REQUIRE(eventually([&] { return run.log().find("draining") != std::string::npos; }));
+  run.process().signal(SIGTERM);
+  const auto second = Clock::now();
+  const auto raw = run.process().wait_for(5s);
+  const auto took = Clock::now() - second;
+  INFO(run.diagnostics());
+  REQUIRE(raw.has_value());
+  CHECK(took < 2s);
+  REQUIRE(run.process().exit_code() == 143);
+  const Report report = run.report();
+  CHECK(report.interrupted());
+  require_each_topic_exactly_once(report, topics);
+  CHECK(report.count("cancelled") == topics.size());
+  std::size_t cancelled_in_flight = 0;
+  for (const auto& r : report.results) cancelled_in_flight += r.attempts == 1 ? 1 : 0;
+  CHECK(cancelled_in_flight == 4);
+  for (const auto& w : workers_seen) CHECK_FALSE(still_running(w));
+}
+
+// 4 ------------------------------------------------------------------------------------------------
+
+TEST_CASE("a poison pill that kills its worker fails after its attempts; the other topics succeed",
+          "[supervisor][crash]") {
+  Simulator sim;
+  const std::string boom = "boom [[fault:kill_client]]";
+  SupervisorRun run(sim.base_url(),
+                    {.topics = {"ok 1", "ok 2", boom, "ok 3"}, .args = {"--max-retries", "2", "--quiet"}});
+  const int status = run.process().exit_code(30s);
+  INFO(run.diagnostics());
+  REQUIRE(status == 1);
+  const Report report = run.report();
+  const ResultRow& pill = report.by_topic(boom);
+  CHECK(pill.status == "failed");
+  CHECK(pill.attempts == 3);
+  CHECK(pill.error_kind == "crash");
+  CHECK_THAT(pill.error_message, Catch::Contains("signal 9") && Catch::Contains("SIGKILL"));
+  for (const char* ok : {"ok 1", "ok 2", "ok 3"}) CHECK(report.by_topic(ok).status == "succeeded");
+}
+
+// 5 ------------------------------------------------------------------------------------------------
+
+TEST_CASE("workers that keep dying at start-up abort the run with exit 3 and say why", "[supervisor][crash]") {
+  Simulator sim;
+  TempDir install;
+  const fs::path supervisor = install / "concurrent_bigmodel";
+  fs::copy_file(cbm::test::supervisor_path(), supervisor);
+  const fs::path worker = install / "concurrent_bigmodel_worker";
+  write_text(worker, "#!/bin/sh\nexit 1\n");
+  fs::permissions(worker, fs::perms::owner_all);
+  SupervisorRun run(sim.base_url(), {.topics = numbered_topics("unreachable", 10),
+                                     .args = {"--concurrency", "2", "--max-restarts", "3", "--restart-period", "10"},
+                                     .executable = supervisor.string()});
+  const int status = run.process().exit_code(30s);
+  INFO(run.diagnostics());
+  REQUIRE(status == 3);
+  const Report report = run.report();
+  CHECK(report.aborted());
+  CHECK_THAT(report.abort_reason(), Catch::Contains("keep crashing"));
+  CHECK_THAT(run.process().err(), Catch::Contains("keep crashing"));
+  CHECK_THAT(run.log(), Catch::Contains("keep crashing"));
+  CHECK(report.results.size() == 10);
+  CHECK(report.count("cancelled") == 10);
+  CHECK(sim.requests_total() == 0);
+}
+
+// 6 ------------------------------------------------------------------------------------------------
+
+TEST_CASE("a supervisor killed with SIGKILL takes its workers along; the next run sweeps its segments",
+          "[supervisor][crash]") {
+  Simulator sim({"--latency-ms", "300"});
+  pid_t dead = 0;
+  std::vector<ProcessIdentity> workers;
+  {
+    SupervisorRun run(sim.base_url(),
+                      {.topics = numbered_topics("interrupted", 40), .args = {"--concurrency", "4", "--quiet"}});
+    dead = run.pid();
+    REQUIRE(eventually([&] {
+      workers = workers_of(dead);
+      return workers.size() == 4 && in_flight(sim) > 0;
+    }));
+    run.process().signal(SIGKILL);
+    REQUIRE(run.process().exit_code(5s) == 128 + SIGKILL);
+  }
+  CHECK(eventually([&] { return std::none_of(workers.begin(), workers.end(), still_running); }, 1s));
+  // Nothing could remove them: this is what the next run must clean up.
+  REQUIRE_FALSE(cbm::test::shm_segments(segment_prefix(dead)).empty());
+
+  SupervisorRun next(sim.base_url(), {.topics = {"after the crash"}, .args = {"--quiet"}});
+  REQUIRE(next.process().exit_code(30s) == 0);
+  CHECK(cbm::test::shm_segments(segment_prefix(dead)).empty());
+  CHECK_THAT(next.log(), Catch::Contains("left by a dead supervisor"));
+}
+
+// 7 ------------------------------------------------------------------------------------------------
+
+namespace {
+
+void require_run_fatal_stops_traffic(const Simulator& sim, const std::string& key, const std::string& topic_stem,
+                                     const std::string& reason) {
+  constexpr int kConcurrency = 4;
+  const auto topics = numbered_topics(topic_stem, 50);
+  SupervisorRun run(sim.base_url(), {.topics = topics,
+                                     .args = {"--concurrency", std::to_string(kConcurrency), "--max-retries", "5",
+                                              "--quiet"},
+                                     .key = key});
+  std::set<ProcessIdentity> workers_seen;
+  const auto t0 = Clock::now();
+  REQUIRE(eventually(
+      [&] {
+        const auto w = workers_of(run.pid());
+        workers_seen.insert(w.begin(), w.end());
+        return run.process().wait_for(0ms).has_value();
+      },
+      30s));
+  const auto took = Clock::now() - t0;
+  INFO(run.diagnostics());
+  REQUIRE(run.process().exit_code() == 3);
+  CHECK(took < 5s);
+  const Report report = run.report();
+  CHECK(report.aborted());
+  CHECK_THAT(report.abort_reason(), Catch::Contains(reason));
+  require_each_topic_exactly_once(report, topics);
+  CHECK(report.count("failed") >= 1);
+  CHECK(report.count("succeeded") == 0);
+  CHECK_THAT(run.log() + read_text(run.report_path()) + run.process().err(), !Catch::Contains(key));
+  const std::int64_t requests = sim.requests_total();
+  CHECK(requests <= kConcurrency + 2);
+  // Nothing of the run is left that could send more.
+  for (const auto& w : workers_seen) CHECK_FALSE(still_running(w));
+  CHECK(sim.requests_total() == requests);
+}
+
+}  // namespace
+
+TEST_CASE("a wrong API key (401) aborts the run with exit 3 after a handful of requests", "[supervisor][fatal]") {
+  Simulator sim({"--api-key", "right"});
+  require_run_fatal_stops_traffic(sim, "sk-WRONG-canary-77aa", "topic", "401");
+}
+
+TEST_CASE("an exhausted balance (429 code 1113) aborts the run with exit 3 after a handful of requests",
+          "[supervisor][fatal]") {
+  Simulator sim;
+  require_run_fatal_stops_traffic(sim, kTestKey, "broke [[fault:429_1113]]", "1113");
+}
+
+// 8 ------------------------------------------------------------------------------------------------
+
+TEST_CASE("bad flags and configuration exit 2, name the culprit and send nothing", "[supervisor][usage]") {
+  Simulator sim;
+  TempDir dir;
+  write_text(dir / "topics.txt", "a topic\n");
+  write_text(dir / "bad_prompt.txt", "[analysis.user]\nWrite about {topic} and {colour}\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;  // stderr must contain this
+    bool without_key = false;
+  };
+  const std::string topics_file = (dir / "topics.txt").string();
+  const std::vector<Case> cases = {
+      {{"--concurrency", "-1"}, "--concurrency"},
+      {{"--concurrency", "0"}, "--concurrency"},
+      {{"--mode", "fibers"}, "--mode"},
+      {{"--timeout", "0"}, "--timeout"},
+      {{"--iterations", "-1"}, "--iterations"},
+      {{"--max-retries", "-1"}, "--max-retries"},
+      {{"--output", (dir / "no-such-dir" / "report.json").string()}, "--output"},
+      {{}, "--api-key", true},
+      {{"--base-url", "ftp://x"}, "--base-url"},
+      {{"--base-url", "http://example.com"}, "--allow-insecure-http"},
+      {{"--topics-file", (dir / "missing.txt").string()}, "--topics-file"},
+      {{"--prompt-file", (dir / "bad_prompt.txt").string()}, "--prompt-file"},
+      {{"--no-such-flag"}, "--no-such-flag"},
+      {{"--topics", "x", "--topics-file", topics_file}, "--topics-file"},
+  };
+  for (const auto& c : cases) {
+    const auto has = [&](const char* flag) { return std::find(c.args.begin(), c.args.end(), flag) != c.args.end(); };
+    std::vector<std::string> argv = {cbm::test::supervisor_path(), "--log-file", (dir / "run.log").string()};
+    if (!has("--base-url")) argv.insert(argv.end(), {"--base-url", sim.base_url()});
+    if (!has("--output")) argv.insert(argv.end(), {"--output", (dir / "report.json").string()});
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    SpawnOptions opts;
+    opts.output_dir = dir.path();
+    opts.cwd = dir.path();
+    opts.unset_env = {"ZHIPUAI_API_KEY", "BIGMODEL_BASE_URL", "BIGMODEL_API_KEY"};
+    if (!c.without_key) opts.env["BIGMODEL_API_KEY"] = kTestKey;
+    Subprocess p(argv, opts);
+    const int status = p.exit_code(10s);
+    std::string shown;
+    for (const auto& a : c.args) shown += a + " ";
+    INFO("args: " << shown << (c.without_key ? "(no key)" : "") << "\nstderr: " << p.err());
+    CHECK(status == 2);
+    CHECK_THAT(p.err(), Catch::Contains(c.names));
+    CHECK_FALSE(fs::exists(dir / "report.json"));
+    CHECK(sim.requests_total() == 0);
+  }
+}
+
+// 9 ------------------------------------------------------------------------------------------------
+
+TEST_CASE("the API key never appears in a worker's argv, the log, the report or the console",
+          "[supervisor][secrets]") {
+  Simulator sim({"--latency-ms", "200"});
+  const std::vector<std::string> topics = {"plain 1", "plain 2", "plain 3", "unsafe [[fault:400_1301]]",
+                                           "flaky [[fault:500_1234*1]]"};
+  SupervisorRun run(sim.base_url(), {.topics = topics, .args = {"--concurrency", "4"}});
+  std::map<pid_t, std::string> cmdlines;
+  REQUIRE(eventually([&] {
+    for (pid_t pid : cbm::test::children_of(run.pid())) {
+      const std::string c = cmdline_of(pid);
+      if (c.find("concurrent_bigmodel_worker") != std::string::npos) cmdlines[pid] = c;
+    }
+    return cmdlines.size() >= 4;
+  }));
+  const int status = run.process().exit_code(30s);
+  INFO(run.diagnostics());
+  CHECK(status == 1);  // the unsafe topic failed: its error message went through the log and the report
+  for (const auto& [pid, c] : cmdlines) {
+    INFO("worker " << pid << ": " << c);
+    CHECK_THAT(c, !Catch::Contains(kTestKey) && Catch::Contains("--channel"));
+  }
+  CHECK_THAT(run.log(), !Catch::Contains(kTestKey));
+  CHECK_THAT(read_text(run.report_path()), !Catch::Contains(kTestKey));
+  CHECK_THAT(run.process().err(), !Catch::Contains(kTestKey));
+  CHECK_THAT(run.process().out(), !Catch::Contains(kTestKey));
+  CHECK_FALSE(run.log().empty());
+}
