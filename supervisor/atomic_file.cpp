@@ -5,56 +5,73 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
+#include <system_error>
 
 namespace cbm {
 namespace {
 
-std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::filesystem::path dir_of(const std::filesystem::path& p) {
+  return p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+}
 
 }  // namespace
 
-std::string write_file_atomically(const std::filesystem::path& path, std::string_view content) {
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  std::string tmpl = (dir / ("." + path.filename().string() + ".XXXXXX")).string();
-  const int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
-  if (fd < 0) return errno_text("cannot create a temporary file in '" + dir.string() + "'");
-  auto fail = [&](const std::string& what) {
-    std::string message = errno_text(what);
+AtomicFile::AtomicFile(std::filesystem::path path)
+    : path_(std::move(path)), tmp_((dir_of(path_) / ("." + path_.filename().string() + ".XXXXXX")).string()) {
+  const int fd = ::mkostemp(tmp_.data(), O_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot create a temporary file in '" + dir_of(path_).string() + "'");
+  ::fchmod(fd, 0644);
+  f_ = ::fdopen(fd, "w");
+  if (f_ == nullptr) {
+    const int err = errno;
     ::close(fd);
-    ::unlink(tmpl.c_str());
-    return message;
-  };
-  const char* p = content.data();
-  std::size_t left = content.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("cannot write '" + tmpl + "'");
-    }
-    p += n;
-    left -= static_cast<std::size_t>(n);
+    ::unlink(tmp_.c_str());
+    throw std::system_error(err, std::generic_category(), "fdopen");
   }
-  if (::fchmod(fd, 0644) != 0) return fail("cannot chmod '" + tmpl + "'");
-  if (::fsync(fd) != 0) return fail("cannot fsync '" + tmpl + "'");
-  if (::close(fd) != 0) {
-    std::string message = errno_text("cannot close '" + tmpl + "'");
-    ::unlink(tmpl.c_str());
-    return message;
+}
+
+AtomicFile::~AtomicFile() {
+  if (f_ != nullptr) {
+    std::fclose(f_);
+    ::unlink(tmp_.c_str());
   }
-  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
-    std::string message = errno_text("cannot rename '" + tmpl + "' to '" + path.string() + "'");
-    ::unlink(tmpl.c_str());
-    return message;
+}
+
+void AtomicFile::write(std::string_view data) {
+  if (std::fwrite(data.data(), 1, data.size(), f_) != data.size()) failed_ = true;
+}
+
+void AtomicFile::commit() {
+  const bool ok = !failed_ && std::fflush(f_) == 0 && ::fsync(::fileno(f_)) == 0;
+  const int err = errno;
+  const int closed = std::fclose(f_);
+  f_ = nullptr;
+  if (!ok || closed != 0) {
+    ::unlink(tmp_.c_str());
+    throw std::system_error(ok ? errno : err, std::generic_category(), "cannot write '" + tmp_ + "'");
+  }
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int rename_err = errno;
+    ::unlink(tmp_.c_str());
+    throw std::system_error(rename_err, std::generic_category(), "cannot rename '" + tmp_ + "' to '" + path_.string() + "'");
   }
   // The rename is durable only once the directory entry is.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int dfd = ::open(dir_of(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
   }
-  return {};
+}
+
+std::string write_file_atomically(const std::filesystem::path& path, std::string_view content) {
+  try {
+    AtomicFile f(path);
+    f.write(content);
+    f.commit();
+    return {};
+  } catch (const std::system_error& e) {
+    return e.what();
+  }
 }
 
 }  // namespace cbm

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "api_key.hpp"
+#include "topic_source.hpp"
 
 namespace cbm {
 namespace {
@@ -177,6 +178,22 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->group(rel);
 
   app.add_option("--log-file", log_file, "Log file")->capture_default_str()->group("Output");
+  std::string journal;
+  int keep_rounds = -1;
+  app.add_option("--journal", journal,
+                 "Append every finished task to this JSONL file (default: beside the report, "
+                 "<report>.journal.jsonl)")
+      ->group("Output");
+  app.add_flag("--resume", cfg.resume,
+               "Continue the run recorded in the journal: finished topics are not sent again")
+      ->group("Output");
+  app.add_flag("--force-resume", cfg.force_resume,
+               "Resume even if the journal was written with other models or prompts")
+      ->group("Output");
+  app.add_option("--keep-rounds", keep_rounds,
+                 "Rounds kept in the journal and report (default: all; 10 with --iterations 0)")
+      ->check(CLI::Range(0, 1000000))
+      ->group("Output");
 
   try {
     app.parse(argc, argv);
@@ -228,28 +245,29 @@ CommandLine parse_command_line(int argc, char** argv) {
 
   if (!cfg.topics_file.empty()) {
     if (!cfg.topics.empty()) return usage_error("--topics and --topics-file: give one or the other");
-    std::string text;
-    std::string error;
     if (cfg.topics_file == "-") {
-      std::ostringstream ss;
-      ss << std::cin.rdbuf();
-      text = ss.str();
+      std::vector<InvalidLine> invalid;
+      cfg.topics = read_topic_lines(stdin, invalid);
+      for (const auto& bad : invalid) {
+        std::cerr << "concurrent_bigmodel: stdin line " << bad.line_number << " skipped: " << bad.reason << "\n";
+      }
+      if (cfg.topics.empty()) return usage_error("--topics-file -: no topics on standard input");
+      cfg.topics_file.clear();
     } else {
-      text = read_file(cfg.topics_file, error);
+      std::FILE* f = std::fopen(cfg.topics_file.c_str(), "re");
+      if (f == nullptr) {
+        return usage_error("--topics-file: cannot open '" + cfg.topics_file + "': " + std::strerror(errno));
+      }
+      std::fclose(f);
     }
-    if (!error.empty()) return usage_error("--topics-file: " + error);
-    std::istringstream lines(text);
-    for (std::string line; std::getline(lines, line);) {
-      std::string topic = trim(line);
-      if (!topic.empty() && topic.front() != '#') cfg.topics.push_back(std::move(topic));
-    }
-    if (cfg.topics.empty()) return usage_error("--topics-file '" + cfg.topics_file + "': no topics in the file");
   }
   for (const auto& t : cfg.topics) {
     if (trim(t).empty()) return usage_error("--topics: a topic is empty");
+    if (auto problem = topic_line_problem(t)) return usage_error("--topics: '" + t.substr(0, 80) + "' " + *problem);
   }
-  if (cfg.topics.empty()) cfg.topics = kDefaultTopics;
+  if (cfg.topics.empty() && cfg.topics_file.empty()) cfg.topics = kDefaultTopics;
 
+  const bool output_was_default = output.empty();
   if (output.empty()) {
     const std::time_t now = std::time(nullptr);
     std::tm tm{};
@@ -263,6 +281,15 @@ CommandLine parse_command_line(int argc, char** argv) {
   if (::access(out_dir.c_str(), W_OK | X_OK) != 0) {
     return usage_error("--output: cannot write to directory '" + out_dir.string() + "': " + std::strerror(errno));
   }
+  cfg.journal = journal.empty() ? cfg.output.parent_path() / (cfg.output.stem().string() + ".journal.jsonl")
+                                : std::filesystem::path(journal);
+  if (cfg.resume && output_was_default && journal.empty()) {
+    return usage_error("--resume: name the run to resume with --output (or --journal)");
+  }
+  if (cfg.resume && !std::filesystem::exists(cfg.journal)) {
+    return usage_error("--resume: no journal at '" + cfg.journal.string() + "'");
+  }
+  cfg.keep_rounds = keep_rounds >= 0 ? keep_rounds : (cfg.iterations == 0 ? 10 : 0);
   cfg.log_file = log_file;
   if (!log_file.empty()) {
     const auto log_dir = cfg.log_file.has_parent_path() ? cfg.log_file.parent_path() : std::filesystem::path(".");

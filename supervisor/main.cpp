@@ -1,18 +1,21 @@
-// concurrent_bigmodel: parses the command line, runs the rounds with the chosen executor, writes the
-// report, and exits with a status scripts can test (see --help).
+// concurrent_bigmodel: parses the command line, runs the rounds with the chosen executor, journals
+// every result, writes the report, and exits with a status scripts can test (see --help).
 #include <csignal>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <memory>
 
-#include "atomic_file.hpp"
 #include "cli.hpp"
 #include "http_client.hpp"
+#include "journal.hpp"
 #include "logger.hpp"
 #include "process_executor.hpp"
 #include "run_control.hpp"
 #include "run_ledger.hpp"
 #include "thread_executor.hpp"
+#include "topic_source.hpp"
 
 namespace cbm {
 namespace {
@@ -35,6 +38,60 @@ std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& le
   return std::make_unique<ProcessExecutor>(cfg, ledger, control, log);
 }
 
+// Where each round's topics come from. A one-round batch streams its file (any size, constant
+// memory); a monitor holds its list (small by nature) and rereads the file on SIGHUP, keeping the old
+// list when the new one is unreadable or empty.
+class TopicPlan {
+ public:
+  TopicPlan(const RunConfig& cfg, Logger& log) : cfg_(cfg), log_(log) {
+    if (cfg.topics_file.empty()) {
+      list_ = std::make_shared<const std::vector<std::string>>(cfg.topics);
+    } else if (cfg.iterations != 1) {
+      if (!reload()) throw std::runtime_error("--topics-file '" + cfg.topics_file + "': no usable topics");
+    }
+  }
+
+  std::unique_ptr<TopicSource> round_source() const {
+    if (list_) return topics_from_list(list_);
+    return topics_from_file(cfg_.topics_file);
+  }
+
+  // SIGHUP: reread the file for the next round.
+  void on_reload_request() {
+    if (cfg_.topics_file.empty() || cfg_.iterations == 1) {
+      log_.info("SIGHUP: no topics file to reread");
+      return;
+    }
+    reload();
+  }
+
+ private:
+  bool reload() {
+    std::FILE* f = std::fopen(cfg_.topics_file.c_str(), "re");
+    if (f == nullptr) {
+      log_.warn("cannot reread '" + cfg_.topics_file + "': " + std::strerror(errno) + "; keeping the current topics");
+      return false;
+    }
+    std::vector<InvalidLine> invalid;
+    auto topics = read_topic_lines(f, invalid);
+    std::fclose(f);
+    for (const auto& bad : invalid) {
+      log_.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
+    }
+    if (topics.empty()) {
+      log_.warn("'" + cfg_.topics_file + "' has no topics; keeping the current topics");
+      return false;
+    }
+    log_.info("loaded " + std::to_string(topics.size()) + " topics from '" + cfg_.topics_file + "'");
+    list_ = std::make_shared<const std::vector<std::string>>(std::move(topics));
+    return true;
+  }
+
+  const RunConfig& cfg_;
+  Logger& log_;
+  std::shared_ptr<const std::vector<std::string>> list_;
+};
+
 int run(const RunConfig& cfg) {
   std::signal(SIGPIPE, SIG_IGN);
   RunControl control;
@@ -42,26 +99,50 @@ int run(const RunConfig& cfg) {
   CurlGlobal curl;
   Logger log(cfg.log_file, !cfg.quiet);
   RunLedger ledger(cfg);
-  auto executor = make_executor(cfg, ledger, control, log);
 
+  std::uint32_t first_round = 1;
+  const JournalSettings settings = JournalSettings::of(cfg);
+  std::optional<Journal> journal;
+  if (cfg.resume) {
+    std::size_t restored = 0;
+    journal.emplace(Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const JournalRecord& r) {
+      ledger.restore(*r.result);
+      first_round = std::max(first_round, r.round);
+      ++restored;
+    }));
+    log.info("resuming from '" + cfg.journal.string() + "': " + std::to_string(restored) +
+             " finished tasks restored, continuing at round " + std::to_string(first_round));
+  } else {
+    journal.emplace(Journal::create(cfg.journal, settings));
+  }
+  ledger.attach(*journal);
+
+  TopicPlan topics(cfg, log);
+  auto executor = make_executor(cfg, ledger, control, log);
   log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
-           std::to_string(cfg.concurrency) + ", " + std::to_string(cfg.topics.size()) + " topics, iterations " +
-           std::to_string(cfg.iterations));
+           std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
+           cfg.journal.string());
+
   auto write_report = [&](int status) {
-    if (std::string err = write_file_atomically(cfg.output, ledger.report_json(status)); !err.empty()) {
-      log.error("cannot write the report: " + err);
+    try {
+      ledger.write_report(cfg.output, status);
+      return true;
+    } catch (const std::exception& e) {
+      log.error(std::string("cannot write the report: ") + e.what());
       return false;
     }
-    return true;
   };
 
-  for (std::uint32_t round = 1; cfg.iterations == 0 || round <= static_cast<std::uint32_t>(cfg.iterations);
-       ++round) {
+  for (std::uint32_t round = first_round;
+       cfg.iterations == 0 || round <= static_cast<std::uint32_t>(cfg.iterations); ++round) {
     if (control.stopping() || ledger.abort_reason()) break;
-    if (round > 1 && cfg.delay.count() > 0 && control.wait_for(cfg.delay)) break;
-    ledger.begin_round(round, cfg.topics.size());
-    executor->run_round(round, cfg.topics);
-    ledger.end_round(round);
+    if (round > first_round && cfg.delay.count() > 0 && control.wait_for(cfg.delay)) break;
+    if (control.take_reload()) topics.on_reload_request();
+    ledger.begin_round(round);
+    auto source = topics.round_source();
+    const std::size_t planned = executor->run_round(round, *source);
+    ledger.end_round(round, planned);
+    // A monitor's report is current after every round (readers never see a partial file).
     if (cfg.iterations != 1) write_report(exit_status_of(ledger, control));
   }
 

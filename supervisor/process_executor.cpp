@@ -73,6 +73,8 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
       control_(control),
       log_(log),
       worker_path_(worker_executable_path()),
+      batch_size_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
+                                        : 4 * static_cast<std::size_t>(config.concurrency)),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
       rng_(std::random_device{}()) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
@@ -108,26 +110,48 @@ ProcessExecutor::~ProcessExecutor() {
   ::close(epoll_fd_);
 }
 
-void ProcessExecutor::run_round(std::uint32_t round, const std::vector<std::string>& topics) {
+std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics) {
+  round_ = round;
+  source_ = &topics;
+  source_done_ = false;
+  planned_ = 0;
   tasks_.clear();
   ready_.clear();
   retry_at_.clear();
   drain_deadline_.reset();
-  tasks_.reserve(topics.size());
-  for (std::size_t i = 0; i < topics.size(); ++i) {
-    tasks_.emplace_back(Task{i, round, topics[i], 0});
-    ready_.push_back(i);
-  }
-  unfinished_ = topics.size();
 
-  while (unfinished_ > 0) {
+  while (!source_done_ || !tasks_.empty()) {
     handle_control();
+    refill();
     reap_workers();
     enforce_deadlines();
     start_workers();
     dispatch();
-    if (unfinished_ == 0) break;
+    if (source_done_ && tasks_.empty()) break;
     wait_for_events();
+  }
+  source_ = nullptr;
+  return planned_;
+}
+
+// Reads topics ahead of the workers: at most --concurrency + --batch-size tasks are held at once,
+// whatever the size of the input. Topics already finished (--resume) are skipped.
+void ProcessExecutor::refill() {
+  const std::size_t window = static_cast<std::size_t>(config_.concurrency) + batch_size_;
+  while (!source_done_ && tasks_.size() < window && !control_.stopping()) {
+    auto next = source_->next();
+    if (!next) {
+      source_done_ = true;
+      break;
+    }
+    ++planned_;
+    if (ledger_.has(round_, next->id)) continue;
+    tasks_.emplace(next->id, TaskProgress(Task{next->id, round_, std::move(next->topic), 0}));
+    ready_.push_back(next->id);
+  }
+  for (const auto& bad : source_->take_invalid_lines()) {
+    log_.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
+    ledger_.note_invalid_lines(1);
   }
 }
 
@@ -169,7 +193,7 @@ void ProcessExecutor::enforce_deadlines() {
   for (auto& s : slots_) {
     if (s->state == Slot::State::busy && now >= s->deadline) {
       log_.warn(s->label() + " task " + std::to_string(*s->task) + " attempt " +
-                std::to_string(tasks_[*s->task].attempts()) + " passed --timeout " + secs(config_.timeout) +
+                std::to_string(tasks_.at(*s->task).attempts()) + " passed --timeout " + secs(config_.timeout) +
                 ": SIGTERM");
       s->timed_out = true;
       s->state = Slot::State::terminating;
@@ -233,7 +257,7 @@ void ProcessExecutor::dispatch() {
     if (s->state != Slot::State::idle || now < s->available_at) continue;
     const TaskIndex i = ready_.front();
     ready_.pop_front();
-    const Task& task = tasks_[i].start_attempt();
+    const Task& task = tasks_.at(i).start_attempt();
     if (s->channel->try_send(encode_task(task)) != SendResult::kAccepted) {
       // The channel closed under us: the exit is reaped next turn; the attempt never ran.
       ready_.push_front(i);
@@ -294,8 +318,8 @@ void ProcessExecutor::on_messages(Slot& s) {
   auto received = s.channel->on_readable();
   for (auto& message : received.messages) {
     auto decoded = decode_outcome(message);
-    if (!decoded || !s.task || decoded->task_id != tasks_[*s.task].task().id ||
-        decoded->attempt != tasks_[*s.task].attempts()) {
+    if (!decoded || !s.task || decoded->task_id != tasks_.at(*s.task).task().id ||
+        decoded->attempt != tasks_.at(*s.task).attempts()) {
       log_.error(s.label() + " sent an unexpected message" +
                  (decoded ? std::string() : ": " + decoded.error().message) + "; replacing the worker");
       s.retiring = true;
@@ -308,9 +332,9 @@ void ProcessExecutor::on_messages(Slot& s) {
     s.available_at = Clock::now() + config_.delay;
     s.consecutive_failures = 0;
     AttemptOutcome& outcome = decoded->outcome;
-    tasks_[i].end_attempt(outcome);
+    tasks_.at(i).end_attempt(outcome);
     if (outcome.ok()) {
-      finish_task(i, tasks_[i].finish(TaskStatus::succeeded, std::move(outcome), s.index));
+      finish_task(i, tasks_.at(i).finish(TaskStatus::succeeded, std::move(outcome), s.index));
     } else {
       ApiError err = std::move(*outcome.error);
       on_attempt_failed(i, std::move(err), s.index);
@@ -336,7 +360,7 @@ void ProcessExecutor::on_worker_exit(Slot& s) {
                                 : worker_error(ErrorKind::crash, "worker " + std::to_string(s.index) + " (pid " +
                                                                      std::to_string(s.process->pid()) + ") " +
                                                                      status.describe() + " during the attempt");
-    tasks_[i].end_attempt(crashed);
+    tasks_.at(i).end_attempt(crashed);
     on_attempt_failed(i, std::move(*crashed.error), s.index);
   }
   release_worker(s);
@@ -369,7 +393,7 @@ void ProcessExecutor::note_restart(const Slot& slot, const std::string& why) {
 }
 
 void ProcessExecutor::on_attempt_failed(TaskIndex i, ApiError error, int slot) {
-  TaskProgress& t = tasks_[i];
+  TaskProgress& t = tasks_.at(i);
   log_.warn("[w" + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " + std::to_string(t.attempts()) +
             " failed (" + std::string(to_string(error.error_class)) + "): " + error.describe());
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
@@ -390,15 +414,27 @@ void ProcessExecutor::on_attempt_failed(TaskIndex i, ApiError error, int slot) {
 }
 
 void ProcessExecutor::finish_task(TaskIndex i, TaskResult result) {
-  if (ledger_.record(std::move(result))) --unfinished_;
-  (void)i;
+  ledger_.record(std::move(result));
+  tasks_.erase(i);
 }
 
 void ProcessExecutor::cancel_waiting_tasks(const std::string& why) {
-  for (TaskIndex i : ready_) finish_task(i, tasks_[i].cancel(why, -1));
-  ready_.clear();
-  for (const auto& [when, i] : retry_at_) finish_task(i, tasks_[i].cancel(why, -1));
-  retry_at_.clear();
+  const std::deque<TaskIndex> ready = std::exchange(ready_, {});
+  for (TaskIndex i : ready) finish_task(i, tasks_.at(i).cancel(why, -1));
+  const auto waiting = std::exchange(retry_at_, {});
+  for (const auto& [when, i] : waiting) finish_task(i, tasks_.at(i).cancel(why, -1));
+  // Topics not read yet get their terminal record too: nothing is dropped.
+  while (source_ != nullptr && !source_done_) {
+    auto next = source_->next();
+    if (!next) {
+      source_done_ = true;
+      break;
+    }
+    ++planned_;
+    if (!ledger_.has(round_, next->id)) {
+      ledger_.record(TaskProgress(Task{next->id, round_, std::move(next->topic), 0}).cancel(why, -1));
+    }
+  }
 }
 
 void ProcessExecutor::stop_all_now() {
@@ -408,7 +444,7 @@ void ProcessExecutor::stop_all_now() {
     s->process->kill_and_reap();
     if (s->channel) on_messages(*s);  // a result that made it before the kill still counts
     if (s->task) {
-      finish_task(*s->task, tasks_[*s->task].cancel("cancelled: the run was stopped during the attempt", s->index));
+      finish_task(*s->task, tasks_.at(*s->task).cancel("cancelled: the run was stopped during the attempt", s->index));
       s->task.reset();
     }
     release_worker(*s);

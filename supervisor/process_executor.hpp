@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <unordered_map>
 #include <vector>
 
 #include "logger.hpp"
@@ -35,13 +36,14 @@ class ProcessExecutor final : public RoundExecutor {
   ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log);
   ~ProcessExecutor() override;  // stops every worker (EOF on its channel, then SIGKILL) and reaps it
 
-  void run_round(std::uint32_t round, const std::vector<std::string>& topics) override;
+  std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
 
  private:
   struct Slot;
-  using TaskIndex = std::size_t;
+  using TaskIndex = std::uint64_t;  // the task's id
 
   void handle_control();
+  void refill();
   void reap_workers();
   void enforce_deadlines();
   void start_workers();
@@ -66,6 +68,7 @@ class ProcessExecutor final : public RoundExecutor {
   RunControl& control_;
   Logger& log_;
   const std::filesystem::path worker_path_;
+  const std::size_t batch_size_;  // topics read ahead beyond the workers' count
   int epoll_fd_;
   std::string worker_config_message_;
   std::vector<std::unique_ptr<Slot>> slots_;
@@ -73,11 +76,14 @@ class ProcessExecutor final : public RoundExecutor {
   std::uint64_t restarts_total_ = 0;
   std::mt19937_64 rng_;
 
-  // The current round.
-  std::vector<TaskProgress> tasks_;
+  // The current round: the tasks read from the source and not yet finished.
+  std::uint32_t round_ = 0;
+  TopicSource* source_ = nullptr;
+  bool source_done_ = false;
+  std::size_t planned_ = 0;
+  std::unordered_map<TaskIndex, TaskProgress> tasks_;
   std::deque<TaskIndex> ready_;
   std::multimap<Clock::time_point, TaskIndex> retry_at_;
-  std::size_t unfinished_ = 0;
   std::optional<Clock::time_point> drain_deadline_;
 };
 

@@ -33,6 +33,12 @@ struct RunConfig {
   std::filesystem::path log_file = "concurrent_bigmodel.log";
   bool quiet = false;
 
+  // Journal and resume (see journal.hpp for the durability policy).
+  std::filesystem::path journal;  // default: beside the report, <report stem>.journal.jsonl
+  bool resume = false;
+  bool force_resume = false;
+  int keep_rounds = 0;            // rounds kept in the journal and report; 0 = all
+
   // Multiprocessing supervision.
   std::chrono::milliseconds kill_grace{2000};     // SIGTERM -> SIGKILL for a timed-out attempt
   std::chrono::milliseconds drain_grace{30000};   // in-flight tasks may finish this long after TERM/INT

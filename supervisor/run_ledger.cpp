@@ -1,5 +1,6 @@
 #include "run_ledger.hpp"
 
+#include "atomic_file.hpp"
 #include "result_codec.hpp"
 
 namespace cbm {
@@ -62,29 +63,67 @@ void RunTotals::add(const TaskResult& r) {
 
 RunLedger::RunLedger(const RunConfig& config) : config_(config), started_(WallClock::now()) {}
 
-void RunLedger::begin_round(std::uint32_t round, std::size_t tasks) {
-  std::lock_guard lock(mu_);
+RunLedger::Round& RunLedger::round_locked(std::uint32_t round) {
   Round& r = rounds_[round];
-  r.number = round;
-  r.planned = tasks;
-  r.started = WallClock::now();
+  if (r.number == 0) {
+    r.number = round;
+    r.started = WallClock::now();
+  }
+  return r;
+}
+
+void RunLedger::begin_round(std::uint32_t round) {
+  std::lock_guard lock(mu_);
+  round_locked(round);
+  done_[round];
+}
+
+void RunLedger::count_locked(const TaskResult& r) {
+  auto& done = done_[r.round];
+  if (done.size() <= r.id) done.resize(std::max<std::size_t>(r.id + 1, done.size() * 2), 0);
+  done[r.id] = 1;
+  round_locked(r.round).totals.add(r);
+  totals_.add(r);
+}
+
+void RunLedger::restore(const TaskResult& result) {
+  std::lock_guard lock(mu_);
+  if (has_locked(result.round, result.id)) return;
+  count_locked(result);
 }
 
 bool RunLedger::record(TaskResult result) {
   std::lock_guard lock(mu_);
-  Round& r = rounds_[result.round];
-  r.number = result.round;
-  if (r.results.contains(result.id)) return false;
-  r.totals.add(result);
-  totals_.add(result);
-  const std::uint64_t id = result.id;
-  r.results.emplace(id, std::move(result));
+  if (has_locked(result.round, result.id)) return false;
+  journal_->append(result);
+  count_locked(result);
   return true;
 }
 
-void RunLedger::end_round(std::uint32_t round) {
+bool RunLedger::has_locked(std::uint32_t round, std::uint64_t id) const {
+  auto it = done_.find(round);
+  return it != done_.end() && id < it->second.size() && it->second[id] != 0;
+}
+
+bool RunLedger::has(std::uint32_t round, std::uint64_t id) const {
   std::lock_guard lock(mu_);
-  rounds_[round].finished = WallClock::now();
+  return has_locked(round, id);
+}
+
+void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
+  std::lock_guard lock(mu_);
+  Round& r = round_locked(round);
+  r.planned = planned;
+  r.finished = WallClock::now();
+  if (r.totals.total == planned && !interrupted_by_ && !abort_reason_) ++rounds_completed_;
+  done_.erase(round);  // memory stays flat: a finished round needs no done-flags
+  journal_->sync();
+  // Only the kept rounds' totals stay (and, in the journal, their records).
+  const auto keep = static_cast<std::size_t>(config_.keep_rounds);
+  if (keep > 0 && rounds_.size() > keep) {
+    while (rounds_.size() > keep) rounds_.erase(rounds_.begin());
+    journal_->compact(rounds_.begin()->first);
+  }
 }
 
 void RunLedger::mark_interrupted(int signal) {
@@ -97,14 +136,14 @@ void RunLedger::mark_aborted(std::string reason) {
   if (!abort_reason_) abort_reason_ = std::move(reason);
 }
 
+void RunLedger::note_invalid_lines(std::size_t n) {
+  std::lock_guard lock(mu_);
+  invalid_lines_ += n;
+}
+
 RunTotals RunLedger::totals() const {
   std::lock_guard lock(mu_);
   return totals_;
-}
-
-std::optional<int> RunLedger::interrupted_by() const {
-  std::lock_guard lock(mu_);
-  return interrupted_by_;
 }
 
 std::optional<std::string> RunLedger::abort_reason() const {
@@ -112,13 +151,7 @@ std::optional<std::string> RunLedger::abort_reason() const {
   return abort_reason_;
 }
 
-bool RunLedger::has(std::uint32_t round, std::uint64_t id) const {
-  std::lock_guard lock(mu_);
-  auto it = rounds_.find(round);
-  return it != rounds_.end() && it->second.results.contains(id);
-}
-
-std::string RunLedger::report_json(int exit_status) const {
+void RunLedger::write_report(const std::filesystem::path& path, int exit_status) const {
   std::lock_guard lock(mu_);
   const auto now = WallClock::now();
   const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(now - started_);
@@ -133,10 +166,10 @@ std::string RunLedger::report_json(int exit_status) const {
   w.Double(seconds(wall));
   w.Key("throughput_tasks_per_second");
   w.Double(wall.count() == 0 ? 0.0 : static_cast<double>(totals_.total) / seconds(wall));
-  std::size_t completed = 0;
-  for (const auto& [n, r] : rounds_) completed += (r.finished && r.totals.total == r.planned) ? 1 : 0;
   w.Key("iterations_completed");
-  w.Uint64(completed);
+  w.Uint64(rounds_completed_);
+  w.Key("invalid_input_lines");
+  w.Uint64(invalid_lines_);
   w.Key("interrupted");
   w.Bool(interrupted_by_.has_value());
   w.Key("interrupted_by_signal");
@@ -170,6 +203,9 @@ std::string RunLedger::report_json(int exit_status) const {
   w.Key("search");
   w.Bool(config_.pipeline.search);
   key_str(w, "base_url", config_.client.base_url);
+  key_str(w, "journal", journal_->path().string());
+  w.Key("keep_rounds");
+  w.Int(config_.keep_rounds);
   w.EndObject();
 
   w.Key("rounds");
@@ -179,7 +215,7 @@ std::string RunLedger::report_json(int exit_status) const {
     w.Key("round");
     w.Uint(n);
     w.Key("planned_tasks");
-    w.Uint64(r.planned);
+    r.finished ? w.Uint64(r.planned) : w.Null();
     write_totals(w, r.totals);
     key_str(w, "started_at", iso8601(r.started));
     w.Key("finished_at");
@@ -192,15 +228,27 @@ std::string RunLedger::report_json(int exit_status) const {
     w.EndObject();
   }
   w.EndArray();
-
   w.Key("results");
   w.StartArray();
-  for (const auto& [n, r] : rounds_) {
-    for (const auto& [id, result] : r.results) write_task_result(w, result);
-  }
   w.EndArray();
   w.EndObject();
-  return {buf.GetString(), buf.GetSize()};
+
+  // The results come from the journal, spliced in as they are: the document above ends in
+  // `"results":[]}`, which is split to stream them between the brackets.
+  std::string_view doc(buf.GetString(), buf.GetSize());
+  doc.remove_suffix(2);
+  AtomicFile out(path);
+  out.write(doc);
+  bool first = true;
+  const std::optional<std::uint32_t> from =
+      rounds_.empty() ? std::nullopt : std::optional<std::uint32_t>(rounds_.begin()->first);
+  journal_->for_each(from, [&](const JournalRecord& r) {
+    if (!first) out.write(",");
+    first = false;
+    out.write(*r.line);
+  });
+  out.write("]}\n");
+  out.commit();
 }
 
 }  // namespace cbm

@@ -1,16 +1,21 @@
-// RunLedger: the terminal records of a run, per round, and the report built from them.
+// RunLedger: the run's terminal records and the report built from them.
 //
 // Every task of every round must end here exactly once (the "nothing lost, nothing duplicated"
-// guarantee): `record` refuses a second record for the same (round, id) and says so.
-// Thread-safe: the threading executor records from its worker threads.
+// guarantee): `record` refuses a second record for the same (round, id). Records go straight to the
+// journal; the ledger keeps only counters, a done-flag per id of the rounds in progress, and the totals
+// of the last --keep-rounds rounds, so its memory stays flat however long a monitor runs. The report is
+// rebuilt by streaming the journal. Thread-safe: the threading executor records from its threads.
 #pragma once
 
+#include <deque>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "journal.hpp"
 #include "run_config.hpp"
 #include "task.hpp"
 
@@ -32,22 +37,27 @@ struct RunTotals {
 class RunLedger {
  public:
   explicit RunLedger(const RunConfig& config);
+  // Every record goes to `journal` (which must outlive the ledger); attach before the first record.
+  void attach(Journal& journal) { journal_ = &journal; }
 
-  void begin_round(std::uint32_t round, std::size_t tasks);
-  // False (and nothing recorded) when this (round, id) already has its terminal record.
+  void begin_round(std::uint32_t round);
+  // Counts a record read back from the journal by --resume (not written again).
+  void restore(const TaskResult& result);
+  // Appends the terminal record to the journal. False (nothing recorded) when (round, id) already has one.
   bool record(TaskResult result);
-  void end_round(std::uint32_t round);
+  bool has(std::uint32_t round, std::uint64_t id) const;
+  // `planned`: how many topics the round had.
+  void end_round(std::uint32_t round, std::size_t planned);
 
   void mark_interrupted(int signal);
   void mark_aborted(std::string reason);
+  void note_invalid_lines(std::size_t n);
 
   RunTotals totals() const;
-  std::optional<int> interrupted_by() const;
   std::optional<std::string> abort_reason() const;
-  bool has(std::uint32_t round, std::uint64_t id) const;
 
-  // The report document (see README "Report"); `exit_status` is what the process will exit with.
-  std::string report_json(int exit_status) const;
+  // Writes the report atomically (see README "Report"). Throws std::system_error on failure.
+  void write_report(const std::filesystem::path& path, int exit_status) const;
 
  private:
   struct Round {
@@ -56,14 +66,20 @@ class RunLedger {
     WallClock::time_point started{};
     std::optional<WallClock::time_point> finished;
     RunTotals totals;
-    std::map<std::uint64_t, TaskResult> results;  // by task id: report order = input order
   };
+  Round& round_locked(std::uint32_t round);
+  void count_locked(const TaskResult& r);
+  bool has_locked(std::uint32_t round, std::uint64_t id) const;
 
   const RunConfig& config_;
+  Journal* journal_ = nullptr;
   mutable std::mutex mu_;
   WallClock::time_point started_;
-  std::map<std::uint32_t, Round> rounds_;
+  std::map<std::uint32_t, Round> rounds_;                      // the last keep_rounds rounds
+  std::map<std::uint32_t, std::vector<std::uint8_t>> done_;    // rounds in progress: id -> recorded
   RunTotals totals_;
+  std::size_t rounds_completed_ = 0;
+  std::size_t invalid_lines_ = 0;
   std::optional<int> interrupted_by_;
   std::optional<std::string> abort_reason_;
 };

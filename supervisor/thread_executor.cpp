@@ -1,6 +1,7 @@
 #include "thread_executor.hpp"
 
 #include <atomic>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
@@ -14,8 +15,18 @@ namespace cbm {
 ThreadExecutor::ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log)
     : config_(config), ledger_(ledger), control_(control), log_(log) {}
 
-void ThreadExecutor::run_round(std::uint32_t round, const std::vector<std::string>& topics) {
-  std::atomic<std::size_t> next{0};
+std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) {
+  std::mutex source_mu;
+  std::size_t planned = 0;
+  // The next topic not finished yet (--resume skips finished ones); nullopt at the end.
+  auto next_task = [&]() -> std::optional<Task> {
+    std::lock_guard lock(source_mu);
+    while (auto t = topics.next()) {
+      ++planned;
+      if (!ledger_.has(round, t->id)) return Task{t->id, round, std::move(t->topic), 0};
+    }
+    return std::nullopt;
+  };
 
   auto worker = [&](int slot) {
     ClientConfig client_config = config_.client;
@@ -27,12 +38,13 @@ void ThreadExecutor::run_round(std::uint32_t round, const std::vector<std::strin
     bool first = true;
 
     while (!control_.stopping()) {
-      const std::size_t i = next.fetch_add(1);
-      if (i >= topics.size()) return;
-      // The task at i stays unrecorded when a stop ends the pause: the round's sweep cancels it.
+      // A stop during the pause leaves the rest to the round's sweep, which cancels them.
       if (!first && config_.delay.count() > 0 && control_.wait_for(config_.delay)) return;
       first = false;
-      TaskProgress progress(Task{i, round, topics[i], 0});
+      auto next = next_task();
+      if (!next) return;
+      const std::uint64_t i = next->id;
+      TaskProgress progress(std::move(*next));
       for (;;) {
         const Task& task = progress.start_attempt();
         AttemptOutcome outcome = pipeline.run(task, Clock::now() + config_.timeout);
@@ -68,7 +80,7 @@ void ThreadExecutor::run_round(std::uint32_t round, const std::vector<std::strin
     }
   };
 
-  const int n = std::min<int>(config_.concurrency, static_cast<int>(topics.size()));
+  const int n = config_.concurrency;
   std::atomic<int> running{n};
   std::vector<std::jthread> threads;
   threads.reserve(static_cast<std::size_t>(n));
@@ -96,12 +108,14 @@ void ThreadExecutor::run_round(std::uint32_t round, const std::vector<std::strin
   }
   threads.clear();
 
-  // Tasks never started (a stop or an abort came first) still get their terminal record.
-  for (std::size_t i = 0; i < topics.size(); ++i) {
-    if (ledger_.has(round, i)) continue;
-    const std::string why = ledger_.abort_reason() ? "not run: the run was aborted" : "not run: the run was stopped";
-    ledger_.record(TaskProgress(Task{i, round, topics[i], 0}).cancel(why, -1));
+  // Topics never started (a stop or an abort came first) still get their terminal record.
+  const std::string why = ledger_.abort_reason() ? "not run: the run was aborted" : "not run: the run was stopped";
+  while (auto t = next_task()) ledger_.record(TaskProgress(std::move(*t)).cancel(why, -1));
+  for (const auto& bad : topics.take_invalid_lines()) {
+    log_.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
+    ledger_.note_invalid_lines(1);
   }
+  return planned;
 }
 
 }  // namespace cbm

@@ -18,9 +18,7 @@ class ThreadExecutor final : public RoundExecutor {
  public:
   ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log);
 
-  // Runs one round; returns once every task of it has its terminal record (cancelled ones included),
-  // or at once after an immediate stop (unfinished tasks recorded as cancelled).
-  void run_round(std::uint32_t round, const std::vector<std::string>& topics) override;
+  std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
 
  private:
   const RunConfig& config_;

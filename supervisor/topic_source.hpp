@@ -1,0 +1,56 @@
+// TopicSource: the topics of one round, read as a stream (never the whole list in memory).
+//
+// Input format (--topics-file PATH | -): UTF-8, one topic per line; surrounding whitespace trimmed;
+// CRLF accepted; blank lines and lines starting with '#' skipped. A line that is not valid UTF-8,
+// holds a NUL byte or is longer than kMaxTopicBytes is skipped and reported (with its line number)
+// through `invalid_lines()`; the run goes on with the others.
+//
+// Topic ids are positions among the accepted topics (0, 1, 2, ...), stable for a given input: --resume
+// joins journal records to topics by id and checks the text matches.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cbm {
+
+inline constexpr std::size_t kMaxTopicBytes = 4096;
+
+struct InvalidLine {
+  std::uint64_t line_number;
+  std::string reason;
+};
+
+struct TopicLine {
+  std::uint64_t id;
+  std::string topic;
+};
+
+class TopicSource {
+ public:
+  virtual ~TopicSource() = default;
+  // The next topic, or nullopt at the end of the round's input.
+  virtual std::optional<TopicLine> next() = 0;
+  // Lines skipped since the last call (for the log and the report).
+  virtual std::vector<InvalidLine> take_invalid_lines() { return {}; }
+};
+
+// Why a topic line is unusable, or nullopt when it is fine (after trimming).
+std::optional<std::string> topic_line_problem(std::string_view line);
+// Trims whitespace and a trailing CR; "" for lines to skip silently (blank, comment).
+std::string_view normalise_topic_line(std::string_view line);
+
+// Topics given on the command line (or read from stdin once, for every round).
+std::unique_ptr<TopicSource> topics_from_list(std::shared_ptr<const std::vector<std::string>> topics);
+
+// A file re-read from its start for every round. Throws std::runtime_error if it cannot be opened.
+std::unique_ptr<TopicSource> topics_from_file(const std::string& path);
+
+// Reads a whole stream of topic lines (stdin) into a list, with the same rules.
+std::vector<std::string> read_topic_lines(std::FILE* in, std::vector<InvalidLine>& invalid);
+
+}  // namespace cbm
