@@ -42,15 +42,21 @@ void Doorbell::ring() {
 }
 
 bool Doorbell::drain() {
-  char buf[256];
-  for (;;) {
+  // Bounded, so a peer that rings without pause cannot hold the caller here: what is left keeps the fd
+  // readable and is read on the next call.
+  char buf[4096];
+  for (int reads = 0; reads < 16;) {
     const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) continue;
+    if (n > 0) {
+      ++reads;
+      continue;
+    }
     if (n == 0) return false;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
     return false;  // ECONNRESET (peer died with our bytes unread), EBADF: either way it is over.
   }
+  return true;
 }
 
 bool Doorbell::wait() {

@@ -1,6 +1,6 @@
 // Doorbell: a wake-up signal between two processes, one end of an AF_UNIX stream socketpair.
 //
-// A ring writes one byte; the other end's reader wakes from poll()/epoll and drains every pending byte.
+// A ring writes one byte; the other end's reader wakes from poll()/epoll and drains the pending bytes.
 // The bytes carry no meaning ("something changed, look again"), so a ring that finds the socket buffer
 // full is dropped: the unread bytes already in it are the wake-up. Waiting happens in the kernel, so a
 // process SIGKILLed while waiting leaves nothing behind, and its death closes its end: the other end reads
@@ -33,7 +33,8 @@ class Doorbell {
   // and reported by drain()/wait().
   void ring();
 
-  // Reads every pending byte without blocking. Returns false once the peer is gone (EOF or reset).
+  // Reads the pending bytes without blocking (at most 64 KiB: any rest keeps the fd readable).
+  // Returns false once the peer is gone (EOF or reset).
   bool drain();
 
   // Blocks until the other end rings (or already has), then drains. Returns false once the peer is gone.

@@ -33,7 +33,8 @@ constexpr std::size_t kMaxRingCapacity = std::size_t{1} << 30;
 // A frame's length is believed only up to max_message_size; memory for it is committed as bytes arrive,
 // beyond this first step, so a length from a peer that then dies costs little.
 constexpr std::size_t kEagerReserve = 1 << 20;
-constexpr std::size_t kCacheLine = 64;  // not hardware_destructive_interference_size: g++ warns it is unstable
+// Not hardware_destructive_interference_size: g++ warns that its value may change between versions.
+constexpr std::size_t kCacheLine = 64;
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
               "ring counters are shared between processes and must not hide a lock");
@@ -57,7 +58,9 @@ struct SegmentHeader {
 constexpr std::size_t kDataOffset = sizeof(SegmentHeader);
 static_assert(kDataOffset % kCacheLine == 0);
 
-std::size_t segment_size(std::uint64_t ring_capacity) { return kDataOffset + 2 * ring_capacity; }
+std::size_t segment_size(std::uint64_t ring_capacity) {
+  return kDataOffset + 2 * ring_capacity;
+}
 
 // Producer's view of a ring. Its tail lives here, not in shared memory, so the consumer cannot move it.
 class RingWriter {
@@ -124,6 +127,7 @@ class RingReader {
 
   // Precondition: n <= readable().
   void read(void* dst, std::uint64_t n) {
+    if (n == 0) return;
     const std::uint64_t pos = head_ % capacity_;
     const std::uint64_t first = std::min(n, capacity_ - pos);
     std::memcpy(dst, data_ + pos, first);
@@ -147,7 +151,9 @@ class RingReader {
   std::uint64_t released_ = 0;
 };
 
-std::uint64_t framed_size(std::string_view message) { return kFrameHeaderBytes + message.size(); }
+std::uint64_t framed_size(std::string_view message) {
+  return kFrameHeaderBytes + message.size();
+}
 
 // Writes the framed bytes of `message` from `offset` on, at most `budget` of them. Returns the bytes
 // written; the frame is complete when offset + result == framed_size(message).
@@ -348,8 +354,8 @@ SupervisorChannel::SupervisorChannel(const std::string& name, const ChannelOptio
   header->magic = kSegmentMagic;
 
   s.to_worker = RingWriter(&header->to_worker, to_worker_data(s.region), options.ring_capacity);
-  s.from_worker =
-      RingReader(&header->to_supervisor, to_supervisor_data(s.region, options.ring_capacity), options.ring_capacity);
+  s.from_worker = RingReader(&header->to_supervisor, to_supervisor_data(s.region, options.ring_capacity),
+                             options.ring_capacity);
   s.decoder = FrameDecoder(options.max_message_size);
   std::tie(s.bell, s.worker_end) = Doorbell::make_pair();
 }
@@ -358,12 +364,24 @@ SupervisorChannel::SupervisorChannel(SupervisorChannel&&) noexcept = default;
 SupervisorChannel& SupervisorChannel::operator=(SupervisorChannel&&) noexcept = default;
 SupervisorChannel::~SupervisorChannel() = default;
 
-const std::string& SupervisorChannel::name() const { return impl_->owner.name(); }
-int SupervisorChannel::fd() const { return impl_->bell.fd(); }
-int SupervisorChannel::worker_socket_fd() const { return impl_->worker_end.fd(); }
-void SupervisorChannel::close_worker_socket() { impl_->worker_end.close(); }
-ChannelStatus SupervisorChannel::status() const { return impl_->status; }
-std::size_t SupervisorChannel::queued_messages() const { return impl_->outbox.size(); }
+const std::string& SupervisorChannel::name() const {
+  return impl_->owner.name();
+}
+int SupervisorChannel::fd() const {
+  return impl_->bell.fd();
+}
+int SupervisorChannel::worker_socket_fd() const {
+  return impl_->worker_end.fd();
+}
+void SupervisorChannel::close_worker_socket() {
+  impl_->worker_end.close();
+}
+ChannelStatus SupervisorChannel::status() const {
+  return impl_->status;
+}
+std::size_t SupervisorChannel::queued_messages() const {
+  return impl_->outbox.size();
+}
 
 SendResult SupervisorChannel::try_send(std::string message) {
   Impl& s = *impl_;
@@ -440,7 +458,9 @@ WorkerChannel::WorkerChannel(WorkerChannel&&) noexcept = default;
 WorkerChannel& WorkerChannel::operator=(WorkerChannel&&) noexcept = default;
 WorkerChannel::~WorkerChannel() = default;
 
-ChannelStatus WorkerChannel::status() const { return impl_->status; }
+ChannelStatus WorkerChannel::status() const {
+  return impl_->status;
+}
 
 SendResult WorkerChannel::send(std::string_view message) {
   Impl& w = *impl_;

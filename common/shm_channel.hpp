@@ -2,9 +2,9 @@
 //
 // Who calls what
 //   Supervisor: creates a SupervisorChannel per worker slot and generation, spawns the worker with
-//   name() and worker_socket_fd() (see "Spawning"), then calls close_worker_socket(). It puts fd() in its
-//   poll/epoll set for readability and calls on_readable() whenever it is readable; try_send() at any
-//   time. Nothing here ever blocks the supervisor.
+//   name() and worker_socket_fd() (see "Spawning"), then calls close_worker_socket(). It puts fd() in
+//   its poll/epoll set (level-triggered) for readability and calls on_readable() whenever it is
+//   readable; try_send() at any time. Nothing here ever blocks the supervisor.
 //   Worker: constructs a WorkerChannel from the name and fd it was given, then loops receive() / send().
 //   Both block; receive() returns nullopt when the supervisor is gone, and the worker should exit.
 //
@@ -91,8 +91,8 @@ class SupervisorChannel {
   ~SupervisorChannel();  // closes both sockets, unmaps and removes the segment's name
 
   const std::string& name() const;
-  int fd() const;                 // the supervisor's end: watch it for readability
-  int worker_socket_fd() const;   // the worker's end, for the spawn; -1 after close_worker_socket()
+  int fd() const;                // the supervisor's end: watch it for readability
+  int worker_socket_fd() const;  // the worker's end, for the spawn; -1 after close_worker_socket()
   void close_worker_socket();
 
   // Queues `message` and copies as much of the outbox into the ring as fits; the rest follows from
@@ -129,8 +129,9 @@ class WorkerChannel {
   // Blocks until the whole message is in the ring (waiting for the supervisor to make room as needed).
   SendResult send(std::string_view message);
 
-  // Blocks until a message arrives (signals do not end the wait). nullopt when the channel ended: status() tells whether the
-  // supervisor is gone (kPeerGone) or broke the protocol (kCorrupt); either way the worker should exit.
+  // Blocks until a message arrives (signals do not end the wait). nullopt when the channel ended: status()
+  // tells whether the supervisor is gone (kPeerGone) or broke the protocol (kCorrupt); either way the worker
+  // should exit.
   std::optional<std::string> receive();
 
   ChannelStatus status() const;

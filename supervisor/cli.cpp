@@ -180,6 +180,12 @@ CommandLine parse_command_line(int argc, char** argv) {
   app.add_option("--log-file", log_file, "Log file")->capture_default_str()->group("Output");
   std::string journal;
   int keep_rounds = -1;
+  double progress_interval_s = 10.0;
+  app.add_option("--progress-interval", progress_interval_s,
+                 "Seconds between progress lines when stderr is not a terminal (a terminal gets a live line)")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str()
+      ->group("Output");
   app.add_option("--journal", journal,
                  "Append every finished task to this JSONL file (default: beside the report, "
                  "<report>.journal.jsonl)")
@@ -210,6 +216,7 @@ CommandLine parse_command_line(int argc, char** argv) {
   cfg.timeout = seconds_to_ms(timeout_s);
   cfg.delay = seconds_to_ms(delay_s);
   cfg.kill_grace = seconds_to_ms(kill_grace_s);
+  cfg.progress_interval = seconds_to_ms(progress_interval_s);
   cfg.drain_grace = seconds_to_ms(drain_grace_s);
   cfg.restart_intensity.period = seconds_to_ms(restart_period_s);
   if (cfg.pipeline.chat_model.empty()) return usage_error("--chat-model: must not be empty");

@@ -12,6 +12,7 @@
 #include "journal.hpp"
 #include "logger.hpp"
 #include "process_executor.hpp"
+#include "progress.hpp"
 #include "run_control.hpp"
 #include "run_ledger.hpp"
 #include "thread_executor.hpp"
@@ -33,9 +34,9 @@ std::string summary_line(const RunTotals& t, const std::string& report) {
 }
 
 std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& ledger, RunControl& control,
-                                             Logger& log) {
-  if (cfg.mode == Mode::threading) return std::make_unique<ThreadExecutor>(cfg, ledger, control, log);
-  return std::make_unique<ProcessExecutor>(cfg, ledger, control, log);
+                                             Logger& log, Progress& progress) {
+  if (cfg.mode == Mode::threading) return std::make_unique<ThreadExecutor>(cfg, ledger, control, log, progress);
+  return std::make_unique<ProcessExecutor>(cfg, ledger, control, log, progress);
 }
 
 // Where each round's topics come from. A one-round batch streams its file (any size, constant
@@ -49,6 +50,11 @@ class TopicPlan {
     } else if (cfg.iterations != 1) {
       if (!reload()) throw std::runtime_error("--topics-file '" + cfg.topics_file + "': no usable topics");
     }
+  }
+
+  std::optional<std::size_t> expected() const {
+    if (list_) return list_->size();
+    return count_topics_in_file(cfg_.topics_file);
   }
 
   std::unique_ptr<TopicSource> round_source() const {
@@ -118,7 +124,8 @@ int run(const RunConfig& cfg) {
   ledger.attach(*journal);
 
   TopicPlan topics(cfg, log);
-  auto executor = make_executor(cfg, ledger, control, log);
+  Progress progress(ledger, cfg.quiet, cfg.progress_interval);
+  auto executor = make_executor(cfg, ledger, control, log, progress);
   log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
            std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
            cfg.journal.string());
@@ -139,6 +146,7 @@ int run(const RunConfig& cfg) {
     if (round > first_round && cfg.delay.count() > 0 && control.wait_for(cfg.delay)) break;
     if (control.take_reload()) topics.on_reload_request();
     ledger.begin_round(round);
+    progress.begin_round(round, topics.expected());
     auto source = topics.round_source();
     const std::size_t planned = executor->run_round(round, *source);
     ledger.end_round(round, planned);
@@ -151,6 +159,7 @@ int run(const RunConfig& cfg) {
   int status = exit_status_of(ledger, control);
   const bool written = write_report(status);
   const RunTotals totals = ledger.totals();
+  progress.finish();
   log.info("run finished with exit status " + std::to_string(status) + ": " + summary_line(totals, cfg.output.string()));
   if (!cfg.quiet) std::cerr << "concurrent_bigmodel: " << summary_line(totals, cfg.output.string()) << "\n";
   if (!written && status == kExitAllSucceeded) status = kExitSomeFailed;

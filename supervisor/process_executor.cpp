@@ -67,11 +67,13 @@ struct ProcessExecutor::Slot {
   }
 };
 
-ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log)
+ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
+                                 Progress& progress)
     : config_(config),
       ledger_(ledger),
       control_(control),
       log_(log),
+      progress_(progress),
       worker_path_(worker_executable_path()),
       batch_size_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
                                         : 4 * static_cast<std::size_t>(config.concurrency)),
@@ -128,6 +130,7 @@ std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics)
     start_workers();
     dispatch();
     if (source_done_ && tasks_.empty()) break;
+    progress_.tick(gauges());
     wait_for_events();
   }
   source_ = nullptr;
@@ -280,6 +283,7 @@ void ProcessExecutor::wait_for_events() {
   }
   if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
   if (drain_deadline_) next = std::min(next, *drain_deadline_);
+  next = std::min(next, Clock::now() + progress_.next_due());
   const auto wait = std::chrono::ceil<milliseconds>(next - Clock::now());
   epoll_event events[64];
   const int n = ::epoll_wait(epoll_fd_, events, 64, static_cast<int>(std::max<std::int64_t>(0, wait.count())));
@@ -454,15 +458,16 @@ void ProcessExecutor::stop_all_now() {
 
 bool ProcessExecutor::has_work() const { return !ready_.empty() || !retry_at_.empty(); }
 
+ExecutorGauges ProcessExecutor::gauges() const {
+  ExecutorGauges g;
+  for (const auto& s : slots_) g.in_flight += s->state == Slot::State::busy ? 1 : 0;
+  g.restarts = restarts_total_;
+  return g;
+}
+
 void ProcessExecutor::log_status() {
-  std::size_t busy = 0;
-  for (const auto& s : slots_) busy += s->state == Slot::State::busy ? 1 : 0;
-  const RunTotals t = ledger_.totals();
-  log_.info("status: " + std::to_string(t.total) + " done (" + std::to_string(t.succeeded) + " ok, " +
-            std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled), " +
-            std::to_string(busy) + " in flight, " + std::to_string(ready_.size()) + " queued, " +
-            std::to_string(retry_at_.size()) + " waiting to retry, " + std::to_string(restarts_total_) +
-            " worker restarts");
+  log_.info("status: " + progress_.line(gauges()) + ", " + std::to_string(ready_.size()) + " queued, " +
+            std::to_string(retry_at_.size()) + " waiting to retry");
 }
 
 }  // namespace cbm

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "logger.hpp"
+#include "progress.hpp"
 #include "round_executor.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
@@ -33,7 +34,7 @@ class WorkerProcess;
 
 class ProcessExecutor final : public RoundExecutor {
  public:
-  ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log);
+  ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress);
   ~ProcessExecutor() override;  // stops every worker (EOF on its channel, then SIGKILL) and reaps it
 
   std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
@@ -58,6 +59,7 @@ class ProcessExecutor final : public RoundExecutor {
   void stop_all_now();
   void note_restart(const Slot& slot, const std::string& why);
   void log_status();
+  ExecutorGauges gauges() const;
   bool has_work() const;
   void watch(int fd, std::uint64_t tag);
   void unwatch(int fd);
@@ -67,6 +69,7 @@ class ProcessExecutor final : public RoundExecutor {
   RunLedger& ledger_;
   RunControl& control_;
   Logger& log_;
+  Progress& progress_;
   const std::filesystem::path worker_path_;
   const std::size_t batch_size_;  // topics read ahead beyond the workers' count
   int epoll_fd_;

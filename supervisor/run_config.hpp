@@ -32,6 +32,7 @@ struct RunConfig {
   std::filesystem::path output;               // report; auto-named when empty
   std::filesystem::path log_file = "concurrent_bigmodel.log";
   bool quiet = false;
+  std::chrono::milliseconds progress_interval{10000};  // plain progress lines when stderr is no terminal
 
   // Journal and resume (see journal.hpp for the durability policy).
   std::filesystem::path journal;  // default: beside the report, <report stem>.journal.jsonl

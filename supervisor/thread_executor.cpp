@@ -12,11 +12,13 @@
 
 namespace cbm {
 
-ThreadExecutor::ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log)
-    : config_(config), ledger_(ledger), control_(control), log_(log) {}
+ThreadExecutor::ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
+                               Progress& progress)
+    : config_(config), ledger_(ledger), control_(control), log_(log), progress_(progress) {}
 
 std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   std::mutex source_mu;
+  std::atomic<std::size_t> in_flight{0};
   std::size_t planned = 0;
   // The next topic not finished yet (--resume skips finished ones); nullopt at the end.
   auto next_task = [&]() -> std::optional<Task> {
@@ -45,6 +47,11 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       if (!next) return;
       const std::uint64_t i = next->id;
       TaskProgress progress(std::move(*next));
+      in_flight.fetch_add(1);
+      struct Done {
+        std::atomic<std::size_t>& n;
+        ~Done() { n.fetch_sub(1); }
+      } done{in_flight};
       for (;;) {
         const Task& task = progress.start_attempt();
         AttemptOutcome outcome = pipeline.run(task, Clock::now() + config_.timeout);
@@ -102,9 +109,14 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       log_.warn("drain grace over: aborting in-flight tasks");
       control_.stop_now();
     }
-    const auto wait = drain_deadline ? std::max(Clock::duration::zero(), *drain_deadline - Clock::now())
-                                     : Clock::duration(std::chrono::seconds(1));
-    control_.wait_until_woken(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
+    if (control_.take_status()) log_.info("status: " + progress_.line({in_flight.load(), 0}));
+    progress_.tick({in_flight.load(), 0});
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(progress_.next_due());
+    if (drain_deadline) {
+      wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(
+                                std::max(Clock::duration::zero(), *drain_deadline - Clock::now())));
+    }
+    control_.wait_until_woken(wait);
   }
   threads.clear();
 

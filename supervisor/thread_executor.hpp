@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "logger.hpp"
+#include "progress.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
 #include "round_executor.hpp"
@@ -16,7 +17,7 @@ namespace cbm {
 
 class ThreadExecutor final : public RoundExecutor {
  public:
-  ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log);
+  ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress);
 
   std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
 
@@ -25,6 +26,7 @@ class ThreadExecutor final : public RoundExecutor {
   RunLedger& ledger_;
   RunControl& control_;
   Logger& log_;
+  Progress& progress_;
 };
 
 }  // namespace cbm

@@ -30,6 +30,11 @@
 
 #include "doorbell.hpp"
 
+CATCH_REGISTER_ENUM(cbm::ChannelStatus, cbm::ChannelStatus::kOpen, cbm::ChannelStatus::kPeerGone,
+                    cbm::ChannelStatus::kCorrupt)
+CATCH_REGISTER_ENUM(cbm::SendResult, cbm::SendResult::kAccepted, cbm::SendResult::kTooLarge,
+                    cbm::SendResult::kChannelClosed)
+
 namespace {
 
 using cbm::ChannelOptions;
@@ -47,7 +52,9 @@ std::string fresh_name(unsigned slot = 0) {
   return cbm::channel_name(::getuid(), ::getpid(), slot, generation++);
 }
 
-bool segment_exists(const std::string& name) { return std::filesystem::exists("/dev/shm/" + name); }
+bool segment_exists(const std::string& name) {
+  return std::filesystem::exists("/dev/shm/" + name);
+}
 
 // Forks a worker process that attaches to `channel` and runs `body`; its return value is the exit status.
 pid_t spawn_worker(SupervisorChannel& channel, const std::function<int(WorkerChannel&)>& body) {
@@ -185,7 +192,7 @@ TEST_CASE("messages round-trip both ways in order, from empty to many times the 
   std::mt19937_64 rng(1);
   std::vector<std::string> sent;
   for (const std::size_t size : {std::size_t{0}, std::size_t{1}, cap - cbm::kFrameHeaderBytes, cap, 3 * cap,
-                                  std::size_t{5} << 20, std::size_t{1}}) {
+                                 std::size_t{5} << 20, std::size_t{1}}) {
     sent.push_back(random_bytes(rng, size));
     REQUIRE(channel->try_send(sent.back()) == SendResult::kAccepted);
   }
@@ -235,7 +242,11 @@ TEST_CASE("a worker SIGKILLed at any instant never blocks the supervisor or hand
       return 0;
     });
 
-    const auto kill_at = Clock::now() + std::chrono::microseconds(rng() % 5000);
+    // The kill lands 0-1 ms after a random number (0-5) of replies: mid-stream, wherever the worker is
+    // (reading a task, writing a reply, waiting on either).
+    const std::uint64_t kill_after_replies = rng() % 6;
+    const auto jitter = std::chrono::microseconds(rng() % 1000);
+    std::optional<Clock::time_point> kill_at;
     bool killed = false;
     std::uint64_t next_task = 0;
     std::uint64_t next_reply = 0;
@@ -246,14 +257,15 @@ TEST_CASE("a worker SIGKILLed at any instant never blocks the supervisor or hand
         REQUIRE(timed([&] { return channel.try_send(std::move(task)); }) == SendResult::kAccepted);
       }
       const auto now = Clock::now();
-      if (!killed && now >= kill_at) {
+      if (!kill_at && next_reply >= kill_after_replies) kill_at = now + jitter;
+      if (!killed && kill_at && now >= *kill_at) {
         REQUIRE(::kill(pid, SIGKILL) == 0);
         killed = true;
       }
       const milliseconds limit =
-          killed ? kHangLimit : std::chrono::ceil<milliseconds>(kill_at - now);
+          killed || !kill_at ? kHangLimit : std::chrono::ceil<milliseconds>(*kill_at - now);
       if (!wait_readable(channel.fd(), limit)) {
-        REQUIRE_FALSE(killed);  // after the kill, EOF must come
+        REQUIRE((kill_at && !killed));  // else a reply, or the EOF after the kill, never came
         continue;
       }
       SupervisorChannel::Received r = timed([&] { return channel.on_readable(); });
@@ -408,18 +420,24 @@ TEST_CASE("a channel is never created over an existing segment, nor attached to 
     shm.truncate(1 << 20);
   }
   const auto bells = cbm::Doorbell::make_pair();
-  CHECK_THROWS_WITH(WorkerChannel(foreign, ::dup(bells.second.fd())), Catch::Contains("no valid channel header"));
+  CHECK_THROWS_WITH(WorkerChannel(foreign, ::dup(bells.second.fd())),
+                    Catch::Contains("no valid channel header"));
   boost::interprocess::shared_memory_object::remove(foreign.c_str());
   CHECK_THROWS_AS(SupervisorChannel(fresh_name(5), ChannelOptions{16, 1024}), std::invalid_argument);
 }
 
 TEST_CASE("sweep removes the segments of a dead supervisor and keeps ours; segments are mode 0600", "[shm]") {
+  // Names under a uid no one runs as: a real supervisor sweeping concurrently (parallel ctest) cannot
+  // take this test's orphan first, and the count below is exact.
+  const uid_t test_uid = ::getuid() + 104729;
+  cbm::sweep_stale_channels(test_uid);  // leftovers of an earlier, interrupted run
+
   // A supervisor that dies without running destructors, as under SIGKILL.
   const pid_t dead = ::fork();
   REQUIRE(dead >= 0);
   if (dead == 0) {
     try {
-      SupervisorChannel orphan(cbm::channel_name(::getuid(), ::getpid(), 0, 0));
+      SupervisorChannel orphan(cbm::channel_name(test_uid, ::getpid(), 0, 0));
       ::_exit(0);
     } catch (...) {
       ::_exit(1);
@@ -428,11 +446,11 @@ TEST_CASE("sweep removes the segments of a dead supervisor and keeps ours; segme
   const int dead_status = wait_exit(dead);
   REQUIRE(WIFEXITED(dead_status));
   REQUIRE(WEXITSTATUS(dead_status) == 0);
-  const std::string orphan_name = cbm::channel_name(::getuid(), dead, 0, 0);
+  const std::string orphan_name = cbm::channel_name(test_uid, dead, 0, 0);
   REQUIRE(segment_exists(orphan_name));
 
   const mode_t old_umask = ::umask(0);  // the mode must not depend on the caller's umask
-  SupervisorChannel ours(fresh_name(6));
+  SupervisorChannel ours(cbm::channel_name(test_uid, ::getpid(), 6, 0));
   ::umask(old_umask);
   struct stat st {};
   REQUIRE(::stat(("/dev/shm/" + ours.name()).c_str(), &st) == 0);
@@ -440,7 +458,7 @@ TEST_CASE("sweep removes the segments of a dead supervisor and keeps ours; segme
   REQUIRE(::stat(("/dev/shm/" + orphan_name).c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 0600);
 
-  CHECK(cbm::sweep_stale_channels(::getuid()) >= 1);
+  CHECK(cbm::sweep_stale_channels(test_uid) == 1);
   CHECK_FALSE(segment_exists(orphan_name));
   CHECK(segment_exists(ours.name()));
 }

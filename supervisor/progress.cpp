@@ -1,0 +1,97 @@
+#include "progress.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace cbm {
+namespace {
+
+using std::chrono::milliseconds;
+constexpr milliseconds kTtyInterval{200};
+
+std::string fixed1(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
+
+std::string duration_text(double seconds) {
+  if (seconds < 60) return fixed1(seconds) + "s";
+  const auto s = static_cast<long long>(seconds);
+  if (s < 3600) return std::to_string(s / 60) + "m" + std::to_string(s % 60) + "s";
+  return std::to_string(s / 3600) + "h" + std::to_string((s % 3600) / 60) + "m";
+}
+
+}  // namespace
+
+Progress::Progress(const RunLedger& ledger, bool quiet, milliseconds plain_interval)
+    : ledger_(ledger), enabled_(!quiet), tty_(::isatty(STDERR_FILENO) == 1), interval_(tty_ ? kTtyInterval : plain_interval) {}
+
+Progress::~Progress() { finish(); }
+
+void Progress::begin_round(std::uint32_t round, std::optional<std::size_t> expected) {
+  const RunTotals t = ledger_.totals();
+  std::lock_guard lock(mu_);
+  round_ = round;
+  expected_ = expected;
+  done_at_round_start_ = t.total;
+  attempts_at_round_start_ = t.attempts;
+  round_started_ = std::chrono::steady_clock::now();
+  last_draw_ = round_started_;
+}
+
+std::string Progress::line(const ExecutorGauges& g) const {
+  const RunTotals t = ledger_.totals();
+  std::lock_guard lock(mu_);
+  const std::size_t done = t.total - done_at_round_start_;
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - round_started_).count();
+  const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
+  std::string s = "round " + std::to_string(round_) + ": " + std::to_string(done);
+  if (expected_) s += "/" + std::to_string(*expected_);
+  s += " done (" + std::to_string(t.succeeded) + " ok, " + std::to_string(t.failed) + " failed";
+  if (t.cancelled > 0) s += ", " + std::to_string(t.cancelled) + " cancelled";
+  s += ", run totals), " + std::to_string(g.in_flight) + " in flight, " + fixed1(rate) + "/s";
+  if (expected_ && rate > 0 && *expected_ > done) {
+    s += ", ETA " + duration_text(static_cast<double>(*expected_ - done) / rate);
+  }
+  const std::size_t retries = t.attempts > t.timed_tasks ? t.attempts - t.timed_tasks : 0;
+  s += ", " + std::to_string(retries) + " retries, " + std::to_string(g.restarts) + " restarts";
+  return s;
+}
+
+void Progress::tick(const ExecutorGauges& gauges) {
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    if (now - last_draw_ < interval_) return;
+    last_draw_ = now;
+  }
+  const std::string text = line(gauges);
+  if (tty_) {
+    std::fprintf(stderr, "\r\x1b[2K%s", text.c_str());
+    drawn_ = true;
+  } else {
+    std::fprintf(stderr, "concurrent_bigmodel: progress: %s\n", text.c_str());
+  }
+  std::fflush(stderr);
+}
+
+void Progress::finish() {
+  if (tty_ && drawn_) {
+    std::fprintf(stderr, "\r\x1b[2K");
+    std::fflush(stderr);
+    drawn_ = false;
+  }
+}
+
+milliseconds Progress::next_due() const {
+  if (!enabled_) return milliseconds(60000);
+  std::lock_guard lock(mu_);
+  const auto due = last_draw_ + interval_ - std::chrono::steady_clock::now();
+  return std::max(milliseconds(1), std::chrono::ceil<milliseconds>(due));
+}
+
+}  // namespace cbm
