@@ -1,5 +1,8 @@
 // concurrent_bigmodel: parses the command line, runs the rounds with the chosen executor, journals
 // every result, writes the report, and exits with a status scripts can test (see --help).
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cerrno>
 #include <cstdio>
@@ -31,6 +34,24 @@ int exit_status_of(const RunLedger& ledger, const RunControl& control) {
 std::string summary_line(const RunTotals& t, const std::string& report) {
   return std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) + " succeeded, " +
          std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled; report: " + report;
+}
+
+// The supervisor's own footprint, for the log (benchmarks read these lines).
+std::string own_usage() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  long pages = 0;
+  long resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "re")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "supervisor rss_kib=%ld peak_rss_kib=%ld cpu_s=%.3f",
+                resident * (::sysconf(_SC_PAGESIZE) / 1024), ru.ru_maxrss, cpu);
+  return buf;
 }
 
 std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& ledger, RunControl& control,
@@ -150,6 +171,7 @@ int run(const RunConfig& cfg) {
     auto source = topics.round_source();
     const std::size_t planned = executor->run_round(round, *source);
     ledger.end_round(round, planned);
+    log.info("round " + std::to_string(round) + " finished: " + std::to_string(planned) + " topics; " + own_usage());
     // A monitor's report is current after every round (readers never see a partial file).
     if (cfg.iterations != 1) write_report(exit_status_of(ledger, control));
   }
@@ -160,7 +182,8 @@ int run(const RunConfig& cfg) {
   const bool written = write_report(status);
   const RunTotals totals = ledger.totals();
   progress.finish();
-  log.info("run finished with exit status " + std::to_string(status) + ": " + summary_line(totals, cfg.output.string()));
+  log.info("run finished with exit status " + std::to_string(status) + ": " + summary_line(totals, cfg.output.string()) +
+           "; " + own_usage());
   if (!cfg.quiet) std::cerr << "concurrent_bigmodel: " << summary_line(totals, cfg.output.string()) << "\n";
   if (!written && status == kExitAllSucceeded) status = kExitSomeFailed;
   return status;

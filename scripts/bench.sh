@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Benchmarks (never run as tests): the simulator's own capacity with wrk, then the supervisor's
+# throughput against Little's-law ideals, its CPU per task and its memory. Writes docs/benchmarks.md.
+#   scripts/bench.sh            all benchmarks (several minutes)
+#   scripts/bench.sh --quick    smaller sizes (a minute)
+#   BENCH_MILLION=1 scripts/bench.sh   also the 1,000,000-topic streaming run (~5 minutes)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+scripts/setup.sh build >/dev/null
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
+
+bin=build/bin/concurrent_bigmodel
+sim_bin=build/tests/simulator/bigmodel_simulator
+work=$(mktemp -d)
+sims=()
+cleanup() { for p in "${sims[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+export BIGMODEL_API_KEY=bench-key
+out=docs/benchmarks.md
+results=()
+note() { results+=("$1"); echo "$1"; }
+calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
+
+start_sim() {  # start_sim NAME ARGS... ; sets $port
+  local name=$1; shift
+  "$sim_bin" --port 0 --port-file "$work/$name.port" "$@" >/dev/null 2>&1 &
+  sims+=($!)
+  for _ in $(seq 1 500); do [ -s "$work/$name.port" ] && break; sleep 0.01; done
+  port=$(cat "$work/$name.port")
+}
+
+# Peak of (supervisor RSS) and of (sum of PSS over the supervisor and its workers) while $1 runs.
+sample_memory() {
+  local pid=$1 peak_rss=0 peak_pss=0
+  while kill -0 "$pid" 2>/dev/null; do
+    local rss pss=0
+    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    for p in $pid $(pgrep -P "$pid" 2>/dev/null); do
+      local v
+      v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+      pss=$((pss + ${v:-0}))
+    done
+    [ "${rss:-0}" -gt "$peak_rss" ] && peak_rss=$rss
+    [ "$pss" -gt "$peak_pss" ] && peak_pss=$pss
+    sleep 0.1
+  done
+  echo "$peak_rss $peak_pss"
+}
+
+topics() { seq 1 "$1" | sed 's/^/bench topic /' > "$work/topics.$1"; echo "$work/topics.$1"; }
+
+run_cbm() {  # run_cbm LOG ARGS... ; prints wall seconds; memory peaks go to $work/mem
+  local log=$1; shift
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$bin" --quiet --delay 0 --log-file "$log" --output "$work/report.json" "$@" &
+  local pid=$!
+  sample_memory "$pid" > "$work/mem" &
+  local sampler=$!
+  wait "$pid" || true
+  t1=$(date +%s.%N)
+  wait "$sampler" || true
+  calc "$t1 - $t0" 3
+}
+
+echo "== 1. the simulator's capacity (wrk) =="
+start_sim zero --threads 2
+sim_zero=$port
+wrk_rps=$(wrk -t2 -c64 -d5s -s tests/simulator/wrk_chat.lua "http://127.0.0.1:$port/api/paas/v4/chat/completions" |
+  awk '/Requests\/sec/ {print $2}')
+note "| simulator, zero latency, wrk -t2 -c64 | ${wrk_rps} req/s | target >= 20,000 |"
+start_sim slow --threads 2 --latency-ms 100
+wrk_slow=$(wrk -t2 -c2000 -d5s -s tests/simulator/wrk_chat.lua "http://127.0.0.1:$port/api/paas/v4/chat/completions" |
+  awk '/Requests\/sec/ {print $2}')
+note "| simulator, 100 ms latency, wrk -c2000 | ${wrk_slow} req/s | ideal 2000/0.1 = 20,000; $(calc "$wrk_slow / 20000 * 100" 1)% |"
+sim_slow=$port
+
+echo "== 2. supervisor, 100 ms latency: wall time vs Little's law =="
+for conc in 64 256; do
+  n=$((conc * 50))
+  [ $quick = 1 ] && n=$((conc * 10))
+  f=$(topics $n)
+  ideal=$(calc "$n / $conc * 0.1" 3)
+  wall=$(run_cbm "$work/slow.$conc.log" --base-url "http://127.0.0.1:$sim_slow/api/paas/v4" --topics-file "$f" \
+    --concurrency $conc --no-search)
+  read -r rss pss < "$work/mem"
+  span=$(grep -o '"started_at_ms":[0-9]*\|"finished_at_ms":[0-9]*' "$work/report.json" |
+    awk -F: '/started/ { if (min == "" || $2 < min) min = $2 } /finished/ { if ($2 > max) max = $2 }
+             END { printf "%.3f", (max - min) / 1000 }')
+  note "| multiprocessing, $n topics, concurrency $conc, 100 ms | wall $wall s vs ideal $ideal s ($(calc "($wall / $ideal - 1) * 100" 1)% over); first dispatch to last result $span s ($(calc "($span / $ideal - 1) * 100" 1)% over) | supervisor peak RSS ${rss} KiB, peak PSS sum ${pss} KiB |"
+done
+
+echo "== 3. supervisor CPU per 1,000 tasks at zero latency =="
+n=20000
+[ $quick = 1 ] && n=5000
+f=$(topics $n)
+wall=$(run_cbm "$work/zero.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" --concurrency 64 --no-search)
+cpu=$(grep -o 'cpu_s=[0-9.]*' "$work/zero.log" | tail -1 | cut -d= -f2)
+note "| multiprocessing, $n topics, zero latency, concurrency 64 | $(calc "$n / $wall" 0) tasks/s ($(calc "$n / $wall / $wrk_rps * 100" 1)% of wrk) | supervisor CPU $(calc "$cpu / $n * 1000 * 1000" 1) ms per 1,000 tasks |"
+
+echo "== 4. monitoring: memory flat over rounds =="
+rounds=200
+[ $quick = 1 ] && rounds=40
+f=$(topics 500)
+run_cbm "$work/monitor.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" --concurrency 16 \
+  --no-search --iterations $rounds --keep-rounds 10 >/dev/null
+r10=$(grep -m1 "round 10 finished" "$work/monitor.log" | grep -o 'rss_kib=[0-9]*' | cut -d= -f2)
+rlast=$(grep -m1 "round $rounds finished" "$work/monitor.log" | grep -o 'rss_kib=[0-9]*' | cut -d= -f2)
+note "| monitor, $rounds rounds x 500 topics, zero latency | supervisor RSS round 10: ${r10} KiB, round $rounds: ${rlast} KiB (delta $((rlast - r10)) KiB; target within 2,048) | |"
+
+if [ "${BENCH_MILLION:-0}" = 1 ]; then
+  echo "== 5. 1,000,000 topics streamed =="
+  f=$(topics 1000000)
+  wall=$(run_cbm "$work/million.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" \
+    --concurrency 64 --no-search --journal "$work/million.journal")
+  read -r rss pss < "$work/mem"
+  note "| multiprocessing, 1,000,000 topics streamed, zero latency | $wall s | supervisor peak RSS ${rss} KiB (target < 65,536) |"
+fi
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "Generated by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores; the simulator runs on the same"
+  echo "machine and shares its cores. Ideal times follow Little's law: tasks / concurrency x latency."
+  echo
+  echo "| run | result | notes |"
+  echo "|---|---|---|"
+  printf '%s\n' "${results[@]}"
+} > "$out"
+echo "written $out"
