@@ -239,6 +239,10 @@ void write_task_result(JsonWriter& w, const TaskResult& r) {
     w.Key("error");
     write_error(w, *r.error);
   }
+  if (r.duplicate_of) {
+    w.Key("duplicate_of");
+    w.Uint64(*r.duplicate_of);
+  }
   w.EndObject();
 }
 
@@ -280,6 +284,9 @@ Result<TaskResult, DecodeError> decode_task_result(const Value& v) {
   } else {
     r.fail("status", "unknown status '" + status + "'");
   }
+  std::int64_t duplicate_of = -1;
+  r.integer("duplicate_of", duplicate_of);
+  if (duplicate_of >= 0) t.duplicate_of = static_cast<std::uint64_t>(duplicate_of);
   if (id < 0) r.fail("id", "missing");
   if (round < 1) r.fail("round", "missing or below 1");
   if (!error.empty()) return Err{DecodeError{"result: " + error}};

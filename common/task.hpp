@@ -60,6 +60,7 @@ struct TaskResult {
   WallClock::time_point started{};       // first attempt began
   WallClock::time_point finished{};      // terminal record written
   std::chrono::milliseconds execution_time{0};  // started -> finished, including retries and backoff
+  std::optional<std::uint64_t> duplicate_of;    // a repeated topic: the id whose record this copies
 
   bool success() const { return status == TaskStatus::succeeded; }
 };

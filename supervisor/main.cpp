@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "cli.hpp"
+#include "duplicate_topics.hpp"
 #include "http_client.hpp"
 #include "journal.hpp"
 #include "logger.hpp"
@@ -71,11 +72,6 @@ class TopicPlan {
     } else if (cfg.iterations != 1) {
       if (!reload()) throw std::runtime_error("--topics-file '" + cfg.topics_file + "': no usable topics");
     }
-  }
-
-  std::optional<std::size_t> expected() const {
-    if (list_) return list_->size();
-    return count_topics_in_file(cfg_.topics_file);
   }
 
   std::unique_ptr<TopicSource> round_source() const {
@@ -167,9 +163,12 @@ int run(const RunConfig& cfg) {
     if (round > first_round && cfg.delay.count() > 0 && control.wait_for(cfg.delay)) break;
     if (control.take_reload()) topics.on_reload_request();
     ledger.begin_round(round);
-    progress.begin_round(round, topics.expected());
+    RoundSurvey survey = survey_round(*topics.round_source());
+    progress.begin_round(round, survey.topics);
     auto source = topics.round_source();
-    const std::size_t planned = executor->run_round(round, *source);
+    DedupingSource deduped(*source, ledger, round, std::move(survey.duplicated));
+    executor->run_round(round, deduped);
+    const std::size_t planned = deduped.consumed();
     ledger.end_round(round, planned);
     log.info("round " + std::to_string(round) + " finished: " + std::to_string(planned) + " topics; " + own_usage());
     // A monitor's report is current after every round (readers never see a partial file).

@@ -94,10 +94,53 @@ void RunLedger::restore(const TaskResult& result) {
 
 bool RunLedger::record(TaskResult result) {
   std::lock_guard lock(mu_);
+  return record_locked(std::move(result));
+}
+
+bool RunLedger::record_locked(TaskResult result) {
   if (has_locked(result.round, result.id)) return false;
   journal_->append(result);
   count_locked(result);
+  auto original = originals_.find(result.id);
+  if (original != originals_.end()) {
+    for (std::uint64_t dup : waiting_copies_[result.id]) record_copy_locked(result, dup);
+    waiting_copies_.erase(result.id);
+    original->second = std::move(result);
+  }
   return true;
+}
+
+void RunLedger::record_copy_locked(const TaskResult& original, std::uint64_t duplicate_id) {
+  TaskResult copy = original;
+  copy.id = duplicate_id;
+  copy.duplicate_of = original.id;
+  // The copy cost no API work: it adds no attempts, tokens or execution time to the totals.
+  copy.attempts = 0;
+  copy.usage = {};
+  copy.execution_time = std::chrono::milliseconds(0);
+  record_locked(std::move(copy));
+}
+
+void RunLedger::expect_duplicates(std::uint32_t, std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  originals_.try_emplace(id);
+}
+
+void RunLedger::record_duplicate(std::uint32_t round, std::uint64_t duplicate, std::uint64_t original) {
+  std::lock_guard lock(mu_);
+  if (has_locked(round, duplicate)) return;
+  auto it = originals_.find(original);
+  if (it != originals_.end() && it->second) {
+    record_copy_locked(*it->second, duplicate);
+  } else {
+    waiting_copies_[original].push_back(duplicate);
+  }
+}
+
+bool RunLedger::holds_result(std::uint32_t, std::uint64_t id) const {
+  std::lock_guard lock(mu_);
+  auto it = originals_.find(id);
+  return it != originals_.end() && it->second.has_value();
 }
 
 bool RunLedger::has_locked(std::uint32_t round, std::uint64_t id) const {
@@ -117,6 +160,8 @@ void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
   r.finished = WallClock::now();
   if (r.totals.total == planned && !interrupted_by_ && !abort_reason_) ++rounds_completed_;
   done_.erase(round);  // memory stays flat: a finished round needs no done-flags
+  originals_.clear();
+  waiting_copies_.clear();
   journal_->sync();
   // Only the kept rounds' totals stay (and, in the journal, their records).
   const auto keep = static_cast<std::size_t>(config_.keep_rounds);

@@ -46,6 +46,12 @@ class RunLedger {
   // Appends the terminal record to the journal. False (nothing recorded) when (round, id) already has one.
   bool record(TaskResult result);
   bool has(std::uint32_t round, std::uint64_t id) const;
+
+  // Repeated topics (see duplicate_topics.hpp): keep the record of `id` when it comes, to copy it
+  // for its later occurrences; record `duplicate` as a copy of `original` now or when it ends.
+  void expect_duplicates(std::uint32_t round, std::uint64_t id);
+  void record_duplicate(std::uint32_t round, std::uint64_t duplicate, std::uint64_t original);
+  bool holds_result(std::uint32_t round, std::uint64_t id) const;
   // `planned`: how many topics the round had.
   void end_round(std::uint32_t round, std::size_t planned);
 
@@ -70,6 +76,8 @@ class RunLedger {
   Round& round_locked(std::uint32_t round);
   void count_locked(const TaskResult& r);
   bool has_locked(std::uint32_t round, std::uint64_t id) const;
+  bool record_locked(TaskResult result);
+  void record_copy_locked(const TaskResult& original, std::uint64_t duplicate_id);
 
   const RunConfig& config_;
   Journal* journal_ = nullptr;
@@ -78,6 +86,9 @@ class RunLedger {
   std::map<std::uint32_t, Round> rounds_;                      // the last keep_rounds rounds
   std::map<std::uint32_t, std::vector<std::uint8_t>> done_;    // rounds in progress: id -> recorded
   RunTotals totals_;
+  // Repeated topics of the round in progress: originals to keep, their records, waiting copies.
+  std::map<std::uint64_t, std::optional<TaskResult>> originals_;
+  std::map<std::uint64_t, std::vector<std::uint64_t>> waiting_copies_;
   std::size_t rounds_completed_ = 0;
   std::size_t invalid_lines_ = 0;
   std::optional<int> interrupted_by_;

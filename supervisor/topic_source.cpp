@@ -150,19 +150,6 @@ std::unique_ptr<TopicSource> topics_from_list(std::shared_ptr<const std::vector<
 
 std::unique_ptr<TopicSource> topics_from_file(const std::string& path) { return std::make_unique<FileSource>(path); }
 
-std::optional<std::size_t> count_topics_in_file(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "re");
-  if (f == nullptr) return std::nullopt;
-  std::size_t n = 0;
-  {
-    LineReader reader(f);
-    LineFilter filter;
-    while (auto raw = reader.next()) n += filter.accept(*raw) ? 1 : 0;
-  }
-  std::fclose(f);
-  return n;
-}
-
 std::vector<std::string> read_topic_lines(std::FILE* in, std::vector<InvalidLine>& invalid) {
   std::vector<std::string> out;
   LineReader reader(in);

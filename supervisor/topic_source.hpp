@@ -50,9 +50,6 @@ std::unique_ptr<TopicSource> topics_from_list(std::shared_ptr<const std::vector<
 // A file re-read from its start for every round. Throws std::runtime_error if it cannot be opened.
 std::unique_ptr<TopicSource> topics_from_file(const std::string& path);
 
-// How many topics a file holds (a streaming pass with the same rules); nullopt if unreadable.
-std::optional<std::size_t> count_topics_in_file(const std::string& path);
-
 // Reads a whole stream of topic lines (stdin) into a list, with the same rules.
 std::vector<std::string> read_topic_lines(std::FILE* in, std::vector<InvalidLine>& invalid);
 

@@ -1,0 +1,51 @@
+#include "duplicate_topics.hpp"
+
+#include <algorithm>
+
+namespace cbm {
+
+std::uint64_t topic_hash(std::string_view topic) {
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a 64
+  for (unsigned char c : topic) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+RoundSurvey survey_round(TopicSource& source) {
+  std::vector<std::uint64_t> all;
+  while (auto t = source.next()) all.push_back(topic_hash(t->topic));
+  std::sort(all.begin(), all.end());
+  RoundSurvey survey;
+  survey.topics = all.size();
+  for (std::size_t i = 1; i < all.size(); ++i) {
+    if (all[i] == all[i - 1] && (survey.duplicated.empty() || survey.duplicated.back() != all[i])) {
+      survey.duplicated.push_back(all[i]);
+    }
+  }
+  return survey;
+}
+
+DedupingSource::DedupingSource(TopicSource& inner, RunLedger& ledger, std::uint32_t round,
+                               std::vector<std::uint64_t> duplicated)
+    : inner_(inner), ledger_(ledger), round_(round), duplicated_(std::move(duplicated)) {}
+
+std::optional<TopicLine> DedupingSource::next() {
+  while (auto t = inner_.next()) {
+    ++consumed_;
+    if (!std::binary_search(duplicated_.begin(), duplicated_.end(), topic_hash(t->topic))) return t;
+    auto [it, first] = first_id_.try_emplace(t->topic, t->id);
+    if (first) {
+      ledger_.expect_duplicates(round_, t->id);
+      return t;
+    }
+    // A later occurrence of a topic finished in an earlier run (--resume) has no first record in
+    // memory to copy: it is analysed like any other topic.
+    if (ledger_.has(round_, it->second) && !ledger_.holds_result(round_, it->second)) return t;
+    ledger_.record_duplicate(round_, t->id, it->second);
+  }
+  return std::nullopt;
+}
+
+}  // namespace cbm
