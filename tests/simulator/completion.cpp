@@ -8,7 +8,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <random>
 
 namespace simulator {
@@ -49,13 +48,18 @@ std::string new_completion_id(std::int64_t now) {
   static std::atomic<std::uint64_t> counter{0};
   const std::uint64_t unique = splitmix64(salt + counter.fetch_add(1, std::memory_order_relaxed));
 
-  std::tm utc{};
-  const std::time_t seconds = now;
-  gmtime_r(&seconds, &utc);
+  // Calendar arithmetic rather than gmtime_r, which takes glibc's process-wide time-zone lock.
+  using namespace std::chrono;
+  const sys_seconds time{seconds(now)};
+  const sys_days day = floor<days>(time);
+  const year_month_day date(day);
+  const hh_mm_ss clock(time - day);
   std::array<char, 40> id{};
-  const int length = std::snprintf(id.data(), id.size(), "%04d%02d%02d%02d%02d%02d%016llx",
-                                   utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-                                   utc.tm_sec, static_cast<unsigned long long>(unique));
+  const int length =
+      std::snprintf(id.data(), id.size(), "%04d%02u%02u%02d%02d%02d%016llx", static_cast<int>(date.year()),
+                    static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()),
+                    static_cast<int>(clock.hours().count()), static_cast<int>(clock.minutes().count()),
+                    static_cast<int>(clock.seconds().count()), static_cast<unsigned long long>(unique));
   return {id.data(), static_cast<std::size_t>(length)};
 }
 

@@ -26,6 +26,8 @@ Fault markers, anywhere in the last user message or the web_search search_query:
   [[fault:NAME*K]]  fault the first K requests with this marker and topic, then answer normally
 NAME (also for --fault-rate):)";
 
+constexpr long kMaxLatencyMs = 3'600'000;
+
 // What each fault does. A switch, so a new fault cannot miss its --help line.
 std::string_view fault_note(Fault fault) {
   switch (fault) {
@@ -107,11 +109,11 @@ void add_options(CLI::App& app, Options& options) {
          "--latency-ms", [&options](long ms) { options.latency.base = std::chrono::milliseconds(ms); },
          "Added latency per admitted chat request: the fixed value, uniform minimum or exponential mean")
       ->default_str("0")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0L, kMaxLatencyMs));
   app.add_option_function<long>(
          "--latency-max-ms", [&options](long ms) { options.latency.max = std::chrono::milliseconds(ms); },
          "Upper bound for --latency-dist uniform")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0L, kMaxLatencyMs));
   app.add_option_function<std::string>(
          "--latency-dist",
          [&options](const std::string& name) {

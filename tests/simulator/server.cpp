@@ -4,6 +4,8 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "session.h"
@@ -31,7 +33,7 @@ void run_until_stopped(net::io_context& context) {
 
 }  // namespace
 
-Server::Server(const Options& options) : options_(options), state_(options) {
+Server::Server(const Options& options) : state_(options) {
   for (unsigned i = 0; i < options.threads; ++i) {
     // Concurrency hint 1: each context is run by one thread, which lets Asio skip some locking.
     contexts_.push_back(std::make_unique<net::io_context>(1));
@@ -39,17 +41,28 @@ Server::Server(const Options& options) : options_(options), state_(options) {
   }
   net::io_context& first = *contexts_.front();
 
-  const tcp::endpoint endpoint(net::ip::make_address(options.host), options.port);
+  boost::system::error_code ec;
+  const auto fail_if = [&ec](const std::string& what) {
+    if (ec) throw std::runtime_error(what + ": " + ec.message());
+  };
+  const auto address = net::ip::make_address(options.host, ec);
+  fail_if("bad --host '" + options.host + "'");
+  const tcp::endpoint endpoint(address, options.port);
+  const std::string where = options.host + ":" + std::to_string(options.port);
   acceptor_.emplace(first.get_executor());
-  acceptor_->open(endpoint.protocol());
-  acceptor_->set_option(net::socket_base::reuse_address(true));
-  acceptor_->bind(endpoint);
-  acceptor_->listen(net::socket_base::max_listen_connections);
+  acceptor_->open(endpoint.protocol(), ec);
+  fail_if("cannot open a socket");
+  acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+  fail_if("cannot set SO_REUSEADDR");
+  acceptor_->bind(endpoint, ec);
+  fail_if("cannot bind " + where);
+  acceptor_->listen(net::socket_base::max_listen_connections, ec);
+  fail_if("cannot listen on " + where);
 
   accept_backoff_.emplace(first.get_executor());
   signals_.emplace(first.get_executor(), SIGINT, SIGTERM);
-  signals_->async_wait([this](const boost::system::error_code& ec, int) {
-    if (!ec) stop();
+  signals_->async_wait([this](const boost::system::error_code& signal_ec, int) {
+    if (!signal_ec) stop();
   });
   accept();
 }

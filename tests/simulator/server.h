@@ -22,7 +22,7 @@ namespace simulator {
 // the first context, which the thread calling run() drives.
 class Server {
  public:
-  // Binds and listens; throws boost::system::system_error when the address is unusable.
+  // Binds and listens; throws std::runtime_error saying why when the address is unusable.
   explicit Server(const Options& options);
   ~Server();
   Server(const Server&) = delete;
@@ -44,7 +44,6 @@ class Server {
   void accept();
   void stop();
 
-  const Options& options_;
   SimulatorState state_;
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
   std::vector<boost::asio::executor_work_guard<Executor>> keep_running_;

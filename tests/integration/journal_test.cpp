@@ -1,0 +1,304 @@
+// Large lists and monitors: the journal, --resume after kill -9, streamed and validated topics,
+// duplicates, SIGHUP/SIGUSR1 and progress output. Real supervisor processes against the simulator.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "simulator.hpp"
+
+using namespace std::chrono_literals;
+using cbm::test::eventually;
+using cbm::test::read_text;
+using cbm::test::Simulator;
+using cbm::test::SpawnOptions;
+using cbm::test::Subprocess;
+using cbm::test::TempDir;
+using cbm::test::write_text;
+
+namespace {
+
+// The analysis prompt is the bare topic, so the simulator's by_topic counts requests per topic.
+constexpr const char* kBareTopicPrompt = "[analysis.user]\n{topic}\n";
+
+struct Run {
+  TempDir dir;
+  Simulator& sim;
+
+  explicit Run(Simulator& s) : sim(s) { write_text(dir / "prompts.txt", kBareTopicPrompt); }
+
+  std::filesystem::path report() const { return dir / "report.json"; }
+  std::filesystem::path journal() const { return dir / "report.journal.jsonl"; }
+  std::filesystem::path log() const { return dir / "run.log"; }
+
+  std::vector<std::string> argv(std::vector<std::string> extra) const {
+    std::vector<std::string> a = {cbm::test::supervisor_path(), "--base-url", sim.base_url(), "--output",
+                                  report().string(), "--log-file", log().string(), "--prompt-file",
+                                  (dir / "prompts.txt").string(), "--no-search", "--delay", "0"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+
+  std::unique_ptr<Subprocess> start(std::vector<std::string> extra) const {
+    SpawnOptions o;
+    o.output_dir = dir.path();
+    o.env["BIGMODEL_API_KEY"] = "test-key";
+    return std::make_unique<Subprocess>(argv(std::move(extra)), o);
+  }
+};
+
+rapidjson::Document parse_json(const std::filesystem::path& p) {
+  rapidjson::Document d;
+  const std::string text = read_text(p);
+  d.Parse(text.c_str());
+  REQUIRE_FALSE(d.HasParseError());
+  return d;
+}
+
+std::size_t line_count(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return static_cast<std::size_t>(std::count(std::istreambuf_iterator<char>(in), {}, '\n'));
+}
+
+// Topics with a terminal record in the journal other than cancelled.
+std::set<std::string> finished_in_journal(const std::filesystem::path& journal) {
+  std::set<std::string> out;
+  std::ifstream in(journal);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    rapidjson::Document d;
+    d.Parse(line.c_str());
+    if (d.HasParseError() || !d.IsObject()) continue;  // a torn tail
+    if (std::string(d["status"].GetString()) != "cancelled") out.insert(d["topic"].GetString());
+  }
+  return out;
+}
+
+std::map<std::string, std::int64_t> requests_by_topic(const Simulator& sim) {
+  std::map<std::string, std::int64_t> out;
+  auto stats = sim.stats();
+  for (auto& m : stats["by_topic"].GetObject()) out[m.name.GetString()] = m.value.GetInt64();
+  return out;
+}
+
+std::string numbered_topics(std::size_t n, const std::string& prefix) {
+  std::string text;
+  for (std::size_t i = 0; i < n; ++i) text += prefix + std::to_string(i) + "\n";
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("a supervisor killed -9 five times and resumed reports every topic once and never resends a finished one",
+          "[journal][resume]") {
+  Simulator sim({"--latency-ms", "3"});
+  Run run(sim);
+  const std::size_t n = 1500;
+  write_text(run.dir / "topics.txt", numbered_topics(n, "resume topic "));
+  const std::vector<std::string> flags = {"--topics-file", (run.dir / "topics.txt").string(), "--concurrency", "8",
+                                          "--quiet"};
+  std::mt19937 rng(12345);
+  std::vector<std::pair<std::set<std::string>, std::map<std::string, std::int64_t>>> checkpoints;
+  for (int kill = 0; kill < 5; ++kill) {
+    auto extra = flags;
+    if (kill > 0) extra.push_back("--resume");
+    auto p = run.start(extra);
+    const std::size_t already = std::filesystem::exists(run.journal()) ? line_count(run.journal()) : 0;
+    const std::size_t target = already + 50 + rng() % 200;
+    REQUIRE(eventually([&] { return std::filesystem::exists(run.journal()) && line_count(run.journal()) >= target; },
+                       30s));
+    const auto workers = cbm::test::children_of(p->pid());
+    p->signal(SIGKILL);
+    REQUIRE(p->exit_code() == 128 + SIGKILL);
+    // Workers die with their supervisor; only then is the simulator's view final for this checkpoint.
+    REQUIRE(eventually([&] {
+      return std::none_of(workers.begin(), workers.end(), [](pid_t w) { return cbm::test::process_alive(w); });
+    }, 5s));
+    checkpoints.emplace_back(finished_in_journal(run.journal()), requests_by_topic(sim));
+  }
+  auto last = run.start({"--topics-file", (run.dir / "topics.txt").string(), "--concurrency", "8", "--quiet",
+                         "--resume"});
+  REQUIRE(last->exit_code() == 0);
+
+  auto report = parse_json(run.report());
+  CHECK(report["summary"]["total_tasks"].GetUint64() == n);
+  CHECK(report["summary"]["successful_tasks"].GetUint64() == n);
+  std::set<std::string> topics;
+  std::set<std::uint64_t> ids;
+  for (const auto& r : report["results"].GetArray()) {
+    topics.insert(r["topic"].GetString());
+    ids.insert(r["id"].GetUint64());
+  }
+  CHECK(topics.size() == n);
+  CHECK(ids.size() == n);
+  CHECK(report["results"].Size() == n);
+
+  const auto final_counts = requests_by_topic(sim);
+  for (const auto& [finished, counts_then] : checkpoints) {
+    REQUIRE_FALSE(finished.empty());
+    for (const auto& topic : finished) {
+      INFO("topic " << topic);
+      CHECK(final_counts.at(topic) == counts_then.at(topic));
+    }
+  }
+}
+
+TEST_CASE("a torn last journal line is dropped on resume and that topic runs again", "[journal][resume]") {
+  Simulator sim;
+  Run run(sim);
+  write_text(run.dir / "topics.txt", numbered_topics(20, "torn "));
+  const std::vector<std::string> flags = {"--topics-file", (run.dir / "topics.txt").string(), "--quiet"};
+  REQUIRE(run.start(flags)->exit_code() == 0);
+  // Simulate a crash mid-write: cut the last record in half.
+  std::string journal = read_text(run.journal());
+  journal.resize(journal.size() - 40);
+  write_text(run.journal(), journal);
+  sim.reset_stats();
+
+  auto extra = flags;
+  extra.push_back("--resume");
+  REQUIRE(run.start(extra)->exit_code() == 0);
+  CHECK(sim.requests_total() == 1);
+  auto report = parse_json(run.report());
+  CHECK(report["results"].Size() == 20);
+  CHECK(report["summary"]["successful_tasks"].GetUint64() == 20);
+}
+
+TEST_CASE("resuming with another model is refused unless forced", "[journal][resume]") {
+  Simulator sim;
+  Run run(sim);
+  REQUIRE(run.start({"--topics", "x", "y", "--quiet"})->exit_code() == 0);
+  sim.reset_stats();
+  auto refused = run.start({"--topics", "x", "y", "--quiet", "--resume", "--chat-model", "glm-4.5"});
+  CHECK(refused->exit_code() == 2);
+  CHECK_THAT(refused->err(), Catch::Contains("--force-resume"));
+  CHECK(sim.requests_total() == 0);
+  auto forced = run.start({"--topics", "x", "y", "--quiet", "--resume", "--chat-model", "glm-4.5", "--force-resume"});
+  CHECK(forced->exit_code() == 0);
+  CHECK(sim.requests_total() == 0);  // both topics were already finished
+}
+
+TEST_CASE("invalid topic lines are skipped with their line numbers; comments, blanks and CRLF are fine",
+          "[topics]") {
+  Simulator sim;
+  Run run(sim);
+  std::string text = "# a comment\r\n  first topic  \r\n\r\nbad \xC3\x28 utf8\n";
+  text += std::string("nul\0byte", 8) + "\n";
+  text += std::string(5000, 'x') + "\nsecond topic\n";
+  write_text(run.dir / "topics.txt", text);
+  auto p = run.start({"--topics-file", (run.dir / "topics.txt").string(), "--quiet"});
+  CHECK(p->exit_code() == 0);
+  auto report = parse_json(run.report());
+  CHECK(report["summary"]["total_tasks"].GetUint64() == 2);
+  CHECK(report["summary"]["invalid_input_lines"].GetUint64() == 3);
+  std::set<std::string> topics;
+  for (const auto& r : report["results"].GetArray()) topics.insert(r["topic"].GetString());
+  CHECK(topics == std::set<std::string>{"first topic", "second topic"});
+  const std::string log = read_text(run.log());
+  CHECK_THAT(log, Catch::Contains("line 4 skipped: not valid UTF-8"));
+  CHECK_THAT(log, Catch::Contains("line 5 skipped: contains a NUL byte"));
+  CHECK_THAT(log, Catch::Contains("line 6 skipped: longer than 4096 bytes"));
+}
+
+TEST_CASE("a topic repeated in a round is analysed once and reported for each occurrence", "[topics]") {
+  Simulator sim;
+  Run run(sim);
+  auto p = run.start({"--topics", "alpha", "beta", "alpha", "alpha", "--concurrency", "2", "--quiet"});
+  CHECK(p->exit_code() == 0);
+  CHECK(sim.requests_total() == 2);
+  auto report = parse_json(run.report());
+  REQUIRE(report["results"].Size() == 4);
+  int copies = 0;
+  for (const auto& r : report["results"].GetArray()) {
+    CHECK(r["success"].GetBool());
+    CHECK(std::string(r["analysis"].GetString()).size() > 0);
+    if (r.HasMember("duplicate_of")) {
+      ++copies;
+      CHECK(r["duplicate_of"].GetUint64() == 0);
+      CHECK(std::string(r["topic"].GetString()) == "alpha");
+    }
+  }
+  CHECK(copies == 2);
+}
+
+TEST_CASE("a monitor rewrites its report every round, rereads topics on SIGHUP, logs status on SIGUSR1, keeps N rounds",
+          "[monitor]") {
+  Simulator sim;
+  Run run(sim);
+  const auto topics_file = run.dir / "topics.txt";
+  write_text(topics_file, "old one\nold two\n");
+  auto p = run.start({"--topics-file", topics_file.string(), "--iterations", "0", "--keep-rounds",
+                      "3", "--quiet"});
+  auto log_has = [&](const std::string& s) { return read_text(run.log()).find(s) != std::string::npos; };
+  REQUIRE(eventually([&] { return log_has("round 2 finished"); }));
+  {
+    // The report after a round is complete and current.
+    auto report = parse_json(run.report());
+    CHECK(report["summary"]["total_tasks"].GetUint64() >= 4);
+  }
+  write_text(topics_file, "new topic\n");
+  p->signal(SIGHUP);
+  REQUIRE(eventually([&] { return requests_by_topic(sim).count("new topic") > 0; }));
+  std::filesystem::remove(topics_file);
+  p->signal(SIGHUP);
+  REQUIRE(eventually([&] { return log_has("keeping the current topics"); }));
+  p->signal(SIGUSR1);
+  REQUIRE(eventually([&] { return log_has("status: round"); }));
+  const auto rounds_now = requests_by_topic(sim)["new topic"];
+  REQUIRE(eventually([&] { return requests_by_topic(sim)["new topic"] >= rounds_now + 4; }));
+  p->signal(SIGTERM);
+  CHECK(p->exit_code() == 143);
+  auto report = parse_json(run.report());
+  CHECK(report["summary"]["interrupted"].GetBool());
+  CHECK(report["rounds"].Size() <= 3);
+  std::set<std::uint32_t> rounds_in_results;
+  for (const auto& r : report["results"].GetArray()) rounds_in_results.insert(r["round"].GetUint());
+  CHECK(rounds_in_results.size() <= 3);
+  // The journal was compacted to the kept rounds as well.
+  CHECK(line_count(run.journal()) <= 1 + 3 * 2);
+}
+
+TEST_CASE("progress is a live line on a terminal, periodic lines otherwise, and nothing with --quiet", "[progress]") {
+  Simulator sim({"--latency-ms", "40"});
+  Run run(sim);
+  write_text(run.dir / "topics.txt", numbered_topics(40, "progress "));
+  const std::vector<std::string> base = {"--topics-file", (run.dir / "topics.txt").string(), "--concurrency", "2"};
+
+  SECTION("stderr redirected to a file: plain progress lines") {
+    auto extra = base;
+    extra.insert(extra.end(), {"--progress-interval", "0.2"});
+    auto p = run.start(extra);
+    REQUIRE(p->exit_code() == 0);
+    const std::string err = p->err();
+    CHECK_THAT(err, Catch::Contains("concurrent_bigmodel: progress: round 1: "));
+    CHECK_THAT(err, Catch::Contains("/40 done"));
+    CHECK(err.find('\r') == std::string::npos);
+  }
+  SECTION("a pseudo-terminal: one line redrawn in place") {
+    std::string command;
+    for (const auto& a : run.argv(base)) command += "'" + a + "' ";
+    SpawnOptions o;
+    o.output_dir = run.dir.path();
+    o.env["BIGMODEL_API_KEY"] = "test-key";
+    Subprocess p({"/usr/bin/script", "-qfec", command, "/dev/null"}, o);
+    REQUIRE(p.exit_code() == 0);
+    const std::string out = p.out();
+    CHECK(std::count(out.begin(), out.end(), '\r') >= 2);
+    CHECK_THAT(out, Catch::Contains("in flight"));
+    CHECK_THAT(out, Catch::Contains("\x1b[2K"));
+  }
+  SECTION("--quiet: nothing on stderr") {
+    auto extra = base;
+    extra.push_back("--quiet");
+    auto p = run.start(extra);
+    REQUIRE(p->exit_code() == 0);
+    CHECK(p->err().empty());
+  }
+}
