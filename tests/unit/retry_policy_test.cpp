@@ -40,7 +40,7 @@ TEST_CASE("full jitter draws the wait uniformly below the ceiling", "[retry]") {
   CHECK(delay_of(cbm::decide_retry(p, e, 3, 0.999)) == 3996ms);
 }
 
-TEST_CASE("--max-retries counts retries after the first attempt", "[retry]") {
+TEST_CASE("max-retries counts retries after the first attempt", "[retry]") {
   cbm::RetryPolicy p{2, 10ms, 100ms, 1000ms};
   const ApiError e = error_of(ErrorClass::retryable);
   CHECK(std::holds_alternative<cbm::RetryAfter>(cbm::decide_retry(p, e, 1, 0.5)));
