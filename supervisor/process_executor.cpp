@@ -78,7 +78,8 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
       batch_size_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
                                         : 4 * static_cast<std::size_t>(config.concurrency)),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
-      rng_(std::random_device{}()) {
+      rng_(std::random_device{}()),
+      limit_(config.concurrency) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   watch(control_.wake_fd(), kControlTag);
   WorkerConfig wc;
@@ -255,8 +256,10 @@ void ProcessExecutor::dispatch() {
     retry_at_.erase(retry_at_.begin());
   }
   if (control_.stopping()) return;
+  std::size_t in_flight = 0;
+  for (const auto& s : slots_) in_flight += s->state == Slot::State::busy ? 1 : 0;
   for (auto& s : slots_) {
-    if (ready_.empty()) return;
+    if (ready_.empty() || in_flight >= static_cast<std::size_t>(limit_.effective())) return;
     if (s->state != Slot::State::idle || now < s->available_at) continue;
     const TaskIndex i = ready_.front();
     ready_.pop_front();
@@ -269,12 +272,16 @@ void ProcessExecutor::dispatch() {
     s->task = i;
     s->state = Slot::State::busy;
     s->deadline = now + config_.timeout;
+    ++in_flight;
   }
 }
 
 void ProcessExecutor::wait_for_events() {
   Clock::time_point next = Clock::now() + std::chrono::seconds(1);
-  const bool work = has_work() && !control_.stopping();
+  std::size_t in_flight = 0;
+  for (const auto& s : slots_) in_flight += s->state == Slot::State::busy ? 1 : 0;
+  // A slot's availability matters only when a task could be dispatched to it (else: no busy wait).
+  const bool work = has_work() && !control_.stopping() && in_flight < static_cast<std::size_t>(limit_.effective());
   for (const auto& s : slots_) {
     if (s->state == Slot::State::busy || s->state == Slot::State::terminating) next = std::min(next, s->deadline);
     if (work && (s->state == Slot::State::down || s->state == Slot::State::idle) && !ready_.empty()) {
@@ -337,6 +344,17 @@ void ProcessExecutor::on_messages(Slot& s) {
     s.consecutive_failures = 0;
     AttemptOutcome& outcome = decoded->outcome;
     tasks_.at(i).end_attempt(outcome);
+    const int limit_before = limit_.effective();
+    std::chrono::milliseconds latency{0};
+    for (const auto& step : outcome.steps) latency += step.latency;
+    std::size_t in_flight = 0;
+    for (const auto& other : slots_) in_flight += other->state == Slot::State::busy ? 1 : 0;
+    const bool limit_changed =
+        outcome.ok() ? limit_.on_success(latency, in_flight) : limit_.on_error(*outcome.error, in_flight);
+    if (limit_changed) {
+      log_.info("in-flight limit " + std::to_string(limit_before) + " -> " + std::to_string(limit_.effective()) +
+                (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
+    }
     if (outcome.ok()) {
       finish_task(i, tasks_.at(i).finish(TaskStatus::succeeded, std::move(outcome), s.index));
     } else {
@@ -462,6 +480,7 @@ ExecutorGauges ProcessExecutor::gauges() const {
   ExecutorGauges g;
   for (const auto& s : slots_) g.in_flight += s->state == Slot::State::busy ? 1 : 0;
   g.restarts = restarts_total_;
+  g.limit = limit_.effective();
   return g;
 }
 

@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "adaptive_limit.hpp"
 #include "logger.hpp"
 #include "progress.hpp"
 #include "round_executor.hpp"
@@ -78,6 +79,7 @@ class ProcessExecutor final : public RoundExecutor {
   std::deque<Clock::time_point> recent_restarts_;
   std::uint64_t restarts_total_ = 0;
   std::mt19937_64 rng_;
+  AdaptiveLimit limit_;  // tasks in flight allowed now (adapts to 1302/1305)
 
   // The current round: the tasks read from the source and not yet finished.
   std::uint32_t round_ = 0;

@@ -52,7 +52,9 @@ std::string Progress::line(const ExecutorGauges& g) const {
   if (expected_) s += "/" + std::to_string(*expected_);
   s += " done (" + std::to_string(t.succeeded) + " ok, " + std::to_string(t.failed) + " failed";
   if (t.cancelled > 0) s += ", " + std::to_string(t.cancelled) + " cancelled";
-  s += ", run totals), " + std::to_string(g.in_flight) + " in flight, " + fixed1(rate) + "/s";
+  s += ", run totals), " + std::to_string(g.in_flight) + " in flight";
+  if (g.limit > 0) s += " (limit " + std::to_string(g.limit) + ")";
+  s += ", " + fixed1(rate) + "/s";
   if (expected_ && rate > 0 && *expected_ > done) {
     s += ", ETA " + duration_text(static_cast<double>(*expected_ - done) / rate);
   }

@@ -17,6 +17,7 @@ namespace cbm {
 struct ExecutorGauges {
   std::size_t in_flight = 0;
   std::uint64_t restarts = 0;
+  int limit = 0;  // the adaptive in-flight limit; 0 when the executor has none
 };
 
 class Progress {
