@@ -14,10 +14,6 @@ using std::chrono::milliseconds;
 
 void str(JsonWriter& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
 
-void key_str(JsonWriter& w, const char* key, std::string_view value) {
-  w.Key(key);
-  str(w, value);
-}
 
 std::int64_t epoch_ms(WallClock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
@@ -27,11 +23,11 @@ void write_sources(JsonWriter& w, const std::vector<Source>& sources, bool with_
   w.StartArray();
   for (const auto& s : sources) {
     w.StartObject();
-    key_str(w, "title", s.title);
-    key_str(w, "link", s.link);
-    key_str(w, "media", s.media);
-    key_str(w, "publish_date", s.publish_date);
-    if (with_content) key_str(w, "content", s.content);
+    write_key_string(w, "title", s.title);
+    write_key_string(w, "link", s.link);
+    write_key_string(w, "media", s.media);
+    write_key_string(w, "publish_date", s.publish_date);
+    if (with_content) write_key_string(w, "content", s.content);
     w.EndObject();
   }
   w.EndArray();
@@ -41,9 +37,9 @@ void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps) {
   w.StartArray();
   for (const auto& s : steps) {
     w.StartObject();
-    key_str(w, "name", s.name);
-    key_str(w, "model", s.model);
-    key_str(w, "finish_reason", s.finish_reason);
+    write_key_string(w, "name", s.name);
+    write_key_string(w, "model", s.model);
+    write_key_string(w, "finish_reason", s.finish_reason);
     w.Key("latency_ms");
     w.Int64(s.latency.count());
     w.Key("usage");
@@ -55,12 +51,12 @@ void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps) {
 
 void write_error(JsonWriter& w, const ApiError& e) {
   w.StartObject();
-  key_str(w, "class", to_string(e.error_class));
-  key_str(w, "kind", to_string(e.kind));
+  write_key_string(w, "class", to_string(e.error_class));
+  write_key_string(w, "kind", to_string(e.kind));
   w.Key("http_status");
   w.Int(e.http_status);
-  key_str(w, "code", e.code);
-  key_str(w, "message", e.message);
+  write_key_string(w, "code", e.code);
+  write_key_string(w, "message", e.message);
   if (e.retry_after) {
     w.Key("retry_after_ms");
     w.Int64(e.retry_after->count());
@@ -189,6 +185,11 @@ std::string iso8601(WallClock::time_point t) {
   return out;
 }
 
+void write_key_string(JsonWriter& w, const char* key, std::string_view value) {
+  w.Key(key);
+  str(w, value);
+}
+
 void write_usage(JsonWriter& w, const Usage& u) {
   w.StartObject();
   w.Key("prompt_tokens");
@@ -202,10 +203,10 @@ void write_usage(JsonWriter& w, const Usage& u) {
 
 void write_task_result(JsonWriter& w, const TaskResult& r) {
   w.StartObject();
-  key_str(w, "topic", r.topic);
+  write_key_string(w, "topic", r.topic);
   w.Key("success");
   w.Bool(r.success());
-  key_str(w, "analysis", r.analysis);
+  write_key_string(w, "analysis", r.analysis);
   w.Key("error_message");
   if (r.error) {
     str(w, r.error->describe());
@@ -214,7 +215,7 @@ void write_task_result(JsonWriter& w, const TaskResult& r) {
   }
   w.Key("execution_time");
   w.Double(static_cast<double>(r.execution_time.count()) / 1000.0);
-  key_str(w, "status", to_string(r.status));
+  write_key_string(w, "status", to_string(r.status));
   w.Key("id");
   w.Uint64(r.id);
   w.Key("round");
@@ -223,8 +224,8 @@ void write_task_result(JsonWriter& w, const TaskResult& r) {
   w.Int(r.attempts);
   w.Key("worker");
   w.Int(r.worker);
-  key_str(w, "started_at", iso8601(r.started));
-  key_str(w, "finished_at", iso8601(r.finished));
+  write_key_string(w, "started_at", iso8601(r.started));
+  write_key_string(w, "finished_at", iso8601(r.finished));
   w.Key("started_at_ms");
   w.Int64(epoch_ms(r.started));
   w.Key("finished_at_ms");
@@ -305,7 +306,7 @@ std::string encode_task(const Task& t) {
     w.Uint64(t.id);
     w.Key("round");
     w.Uint(t.round);
-    key_str(w, "topic", t.topic);
+    write_key_string(w, "topic", t.topic);
     w.Key("attempt");
     w.Int(t.attempt);
     w.EndObject();
@@ -339,7 +340,7 @@ std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutc
     w.Uint64(task_id);
     w.Key("attempt");
     w.Int(attempt);
-    key_str(w, "analysis", o.analysis);
+    write_key_string(w, "analysis", o.analysis);
     w.Key("sources");
     write_sources(w, o.sources, false);
     w.Key("steps");

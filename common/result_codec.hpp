@@ -24,6 +24,8 @@ struct DecodeError {
 // ISO-8601 UTC with milliseconds: 2026-11-26T19:44:47.123Z
 std::string iso8601(WallClock::time_point t);
 
+// `"key":"value"`, the value any bytes (the writer escapes them).
+void write_key_string(JsonWriter& w, const char* key, std::string_view value);
 void write_usage(JsonWriter& w, const Usage& u);
 // The report entry: the Python tool's fields (topic, success, analysis, error_message,
 // execution_time) first, then the extensions.

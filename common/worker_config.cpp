@@ -7,18 +7,13 @@ namespace {
 
 using std::chrono::milliseconds;
 
-void put(JsonWriter& w, const char* key, std::string_view v) {
-  w.Key(key);
-  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-}
-
 }  // namespace
 
 std::string encode_worker_config(const WorkerConfig& c) {
   rapidjson::StringBuffer buf;
   JsonWriter w(buf);
   w.StartObject();
-  put(w, "base_url", c.client.base_url);
+  write_key_string(w, "base_url", c.client.base_url);
   w.Key("stream");
   w.Bool(c.client.stream);
   w.Key("connect_timeout_ms");
@@ -29,8 +24,8 @@ std::string encode_worker_config(const WorkerConfig& c) {
   w.Uint64(c.client.http.max_body_bytes);
   w.Key("attempt_timeout_ms");
   w.Int64(c.attempt_timeout.count());
-  put(w, "tool_model", c.pipeline.tool_model);
-  put(w, "chat_model", c.pipeline.chat_model);
+  write_key_string(w, "tool_model", c.pipeline.tool_model);
+  write_key_string(w, "chat_model", c.pipeline.chat_model);
   w.Key("search");
   w.Bool(c.pipeline.search);
   w.Key("search_count");
@@ -39,10 +34,10 @@ std::string encode_worker_config(const WorkerConfig& c) {
   w.Double(c.pipeline.temperature);
   w.Key("max_tokens");
   w.Int(c.pipeline.max_tokens);
-  put(w, "search_system", c.pipeline.prompts.search_system.source());
-  put(w, "search_user", c.pipeline.prompts.search_user.source());
-  put(w, "analysis_system", c.pipeline.prompts.analysis_system.source());
-  put(w, "analysis_user", c.pipeline.prompts.analysis_user.source());
+  write_key_string(w, "search_system", c.pipeline.prompts.search_system.source());
+  write_key_string(w, "search_user", c.pipeline.prompts.search_user.source());
+  write_key_string(w, "analysis_system", c.pipeline.prompts.analysis_system.source());
+  write_key_string(w, "analysis_user", c.pipeline.prompts.analysis_user.source());
   w.EndObject();
   return {buf.GetString(), buf.GetSize()};
 }

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "atomic_file.hpp"
 #include "json_reader.hpp"
 #include "result_codec.hpp"
 
@@ -188,40 +189,36 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
                              ") than this run (" + settings.describe() +
                              "); its results would not match: pass --force-resume to resume anyway");
   }
-  const auto tmp = path.string() + ".rewrite";
-  const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (out < 0) fail_errno("cannot write '" + tmp + "'");
   const std::string header = header_line(settings);
-  try {
-    std::string chunk = header;
-    std::uint64_t line_no = 1;
-    bool torn = false;
-    read_lines(
-        path,
-        [&](const std::string& line) {
-          ++line_no;
-          auto result = parse_record(line);
-          if (!result) {
-            throw std::runtime_error("'" + path.string() + "' line " + std::to_string(line_no) +
-                                     " is not a result record (and not a torn last line): refusing to guess");
-          }
-          if (result->status == TaskStatus::cancelled) return;  // to be run again
-          on_record(JournalRecord{result->round, result->id, result->status, &line, &*result});
-          chunk += line;
-          chunk += '\n';
-          if (chunk.size() > (1u << 20)) write_all(out, std::exchange(chunk, {}), "cannot write '" + tmp + "'");
-        },
-        torn);
-    write_all(out, chunk, "cannot write '" + tmp + "'");
-    if (::fsync(out) != 0) fail_errno("cannot fsync '" + tmp + "'");
-  } catch (...) {
-    ::close(out);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(out);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail_errno("cannot replace journal '" + path.string() + "'");
+  std::uint64_t line_no = 1;
+  rewrite(path, header, [&](const std::string& line, const std::optional<TaskResult>& result) {
+    ++line_no;
+    if (!result) {
+      throw std::runtime_error("'" + path.string() + "' line " + std::to_string(line_no) +
+                               " is not a result record (and not a torn last line): refusing to guess");
+    }
+    if (result->status == TaskStatus::cancelled) return false;  // to be run again
+    on_record(JournalRecord{result->round, result->id, result->status, &line, &*result});
+    return true;
+  });
   return Journal(path, open_append(path, 0), header);
+}
+
+void Journal::rewrite(const std::filesystem::path& path, const std::string& header,
+                      const std::function<bool(const std::string&, const std::optional<TaskResult>&)>& keep) {
+  AtomicFile out(path);
+  out.write(header);
+  bool torn = false;
+  read_lines(
+      path,
+      [&](const std::string& line) {
+        if (keep(line, parse_record(line))) {
+          out.write(line);
+          out.write("\n");
+        }
+      },
+      torn);
+  out.commit();
 }
 
 void Journal::append(const TaskResult& result) {
@@ -253,25 +250,9 @@ void Journal::for_each(std::optional<std::uint32_t> from_round,
 }
 
 void Journal::compact(std::uint32_t from_round) {
-  const auto tmp = path_.string() + ".rewrite";
-  const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (out < 0) fail_errno("cannot write '" + tmp + "'");
-  try {
-    std::string chunk = header_;
-    for_each(from_round, [&](const JournalRecord& r) {
-      chunk += *r.line;
-      chunk += '\n';
-      if (chunk.size() > (1u << 20)) write_all(out, std::exchange(chunk, {}), "cannot write '" + tmp + "'");
-    });
-    write_all(out, chunk, "cannot write '" + tmp + "'");
-    if (::fsync(out) != 0) fail_errno("cannot fsync '" + tmp + "'");
-  } catch (...) {
-    ::close(out);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(out);
-  if (::rename(tmp.c_str(), path_.c_str()) != 0) fail_errno("cannot replace journal '" + path_.string() + "'");
+  rewrite(path_, header_, [&](const std::string&, const std::optional<TaskResult>& result) {
+    return result && result->round >= from_round;
+  });
   ::close(fd_);
   fd_ = open_append(path_, 0);
 }

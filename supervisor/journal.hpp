@@ -74,6 +74,9 @@ class Journal {
 
  private:
   Journal(std::filesystem::path path, int fd, std::string header);
+  // Replaces `path` atomically with `header` and the record lines `keep` accepts (in file order).
+  static void rewrite(const std::filesystem::path& path, const std::string& header,
+                      const std::function<bool(const std::string&, const std::optional<TaskResult>&)>& keep);
 
   std::filesystem::path path_;
   int fd_;

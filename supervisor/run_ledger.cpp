@@ -8,11 +8,6 @@ namespace {
 
 double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
 
-void key_str(JsonWriter& w, const char* key, std::string_view value) {
-  w.Key(key);
-  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
-}
-
 // The Python tool's summary fields first (total_tasks, successful_tasks, average_execution_time).
 void write_totals(JsonWriter& w, const RunTotals& t) {
   w.Key("total_tasks");
@@ -226,13 +221,13 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
                 : w.Null();
   w.Key("exit_status");
   w.Int(exit_status);
-  key_str(w, "started_at", iso8601(started_));
-  key_str(w, "finished_at", iso8601(now));
+  write_key_string(w, "started_at", iso8601(started_));
+  write_key_string(w, "finished_at", iso8601(now));
   w.EndObject();
 
   w.Key("config");
   w.StartObject();
-  key_str(w, "mode", to_string(config_.mode));
+  write_key_string(w, "mode", to_string(config_.mode));
   w.Key("concurrency");
   w.Int(config_.concurrency);
   w.Key("iterations");
@@ -243,12 +238,12 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   w.Double(seconds(config_.delay));
   w.Key("max_retries");
   w.Int(config_.retry.max_retries);
-  key_str(w, "chat_model", config_.pipeline.chat_model);
-  key_str(w, "tool_model", config_.pipeline.tool_model);
+  write_key_string(w, "chat_model", config_.pipeline.chat_model);
+  write_key_string(w, "tool_model", config_.pipeline.tool_model);
   w.Key("search");
   w.Bool(config_.pipeline.search);
-  key_str(w, "base_url", config_.client.base_url);
-  key_str(w, "journal", journal_->path().string());
+  write_key_string(w, "base_url", config_.client.base_url);
+  write_key_string(w, "journal", journal_->path().string());
   w.Key("keep_rounds");
   w.Int(config_.keep_rounds);
   w.EndObject();
@@ -262,7 +257,7 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
     w.Key("planned_tasks");
     r.finished ? w.Uint64(r.planned) : w.Null();
     write_totals(w, r.totals);
-    key_str(w, "started_at", iso8601(r.started));
+    write_key_string(w, "started_at", iso8601(r.started));
     w.Key("finished_at");
     if (r.finished) {
       const std::string f = iso8601(*r.finished);
