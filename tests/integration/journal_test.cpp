@@ -302,3 +302,26 @@ TEST_CASE("progress is a live line on a terminal, periodic lines otherwise, and 
     CHECK(p->err().empty());
   }
 }
+
+TEST_CASE("retries follow the error class: counted on the simulator, request by request", "[retries]") {
+  Simulator sim;
+  Run run(sim);
+  const std::string transient = "transient [[fault:500_1234]]";
+  const std::string twice = "recovers [[fault:429_1302*2]]";
+  const std::string unsafe = "unsafe [[fault:400_1301]]";
+  const std::string garbled = "garbled [[fault:invalid_json*1]]";
+  auto p = run.start({"--topics", transient, twice, unsafe, garbled, "--max-retries", "2", "--quiet"});
+  CHECK(p->exit_code() == 1);
+  auto counts = requests_by_topic(sim);
+  CHECK(counts[transient] == 3);  // the first attempt and --max-retries 2 retries
+  CHECK(counts[twice] == 3);      // two refusals, then success
+  CHECK(counts[unsafe] == 1);     // task-fatal: never retried
+  CHECK(counts[garbled] == 2);
+  auto report = parse_json(run.report());
+  std::map<std::string, std::string> status;
+  for (const auto& r : report["results"].GetArray()) status[r["topic"].GetString()] = r["status"].GetString();
+  CHECK(status[transient] == "failed");
+  CHECK(status[twice] == "succeeded");
+  CHECK(status[unsafe] == "failed");
+  CHECK(status[garbled] == "succeeded");
+}
