@@ -170,9 +170,9 @@ int run(const RunConfig& cfg) {
     executor->run_round(round, deduped);
     const std::size_t planned = deduped.consumed();
     ledger.end_round(round, planned);
-    log.info("round " + std::to_string(round) + " finished: " + std::to_string(planned) + " topics; " + own_usage());
     // A monitor's report is current after every round (readers never see a partial file).
     if (cfg.iterations != 1) write_report(exit_status_of(ledger, control));
+    log.info("round " + std::to_string(round) + " finished: " + std::to_string(planned) + " topics; " + own_usage());
   }
 
   if (control.first_signal() != 0) ledger.mark_interrupted(control.first_signal());

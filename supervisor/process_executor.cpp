@@ -57,14 +57,12 @@ struct ProcessExecutor::Slot {
   Clock::time_point deadline{};      // busy: the attempt's timeout; terminating: when SIGKILL follows
   Clock::time_point available_at{};  // down: restart backoff; idle: --delay between tasks
   int consecutive_failures = 0;
-  bool timed_out = false;     // we SIGTERMed it for its attempt's timeout
-  bool retiring = false;      // we are stopping it on purpose (shutdown, protocol violation)
-  bool readable = false;      // epoll: the channel has something (messages, EOF)
-  bool exited = false;        // epoll: the pidfd says the process ended
+  bool timed_out = false;  // we SIGTERMed it for its attempt's timeout
+  bool retiring = false;   // we are stopping it on purpose (shutdown, protocol violation)
+  bool readable = false;   // epoll: the channel has something (messages, EOF)
+  bool exited = false;     // epoll: the pidfd says the process ended
 
-  std::string label() const {
-    return "[w" + std::to_string(index) + "." + std::to_string(generation) + "]";
-  }
+  std::string label() const { return "[w" + std::to_string(index) + "." + std::to_string(generation) + "]"; }
 };
 
 ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
@@ -77,6 +75,7 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
       worker_path_(worker_executable_path()),
       batch_size_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
                                         : 4 * static_cast<std::size_t>(config.concurrency)),
+      launcher_(worker_path_, config.client.api_key, log),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
       rng_(std::random_device{}()),
       limit_(config.concurrency) {
@@ -174,7 +173,8 @@ void ProcessExecutor::handle_control() {
     control_.stop_now();
   }
   if (control_.level() == StopLevel::now) {
-    cancel_waiting_tasks(ledger_.abort_reason() ? "cancelled: the run was aborted" : "cancelled: the run was stopped");
+    cancel_waiting_tasks(ledger_.abort_reason() ? "cancelled: the run was aborted"
+                                                : "cancelled: the run was stopped");
     stop_all_now();
   }
 }
@@ -197,8 +197,8 @@ void ProcessExecutor::enforce_deadlines() {
   for (auto& s : slots_) {
     if (s->state == Slot::State::busy && now >= s->deadline) {
       log_.warn(s->label() + " task " + std::to_string(*s->task) + " attempt " +
-                std::to_string(tasks_.at(*s->task).attempts()) + " passed --timeout " + secs(config_.timeout) +
-                ": SIGTERM");
+                std::to_string(tasks_.at(*s->task).attempts()) + " passed --timeout " +
+                secs(config_.timeout) + ": SIGTERM");
       s->timed_out = true;
       s->state = Slot::State::terminating;
       s->deadline = now + config_.kill_grace;
@@ -228,7 +228,7 @@ void ProcessExecutor::start_workers() {
     try {
       s->channel = std::make_unique<SupervisorChannel>(
           channel_name(::getuid(), ::getpid(), static_cast<unsigned>(s->index), s->generation));
-      s->process = std::make_unique<WorkerProcess>(worker_path_, *s->channel, s->index, config_.client.api_key);
+      s->process = std::make_unique<WorkerProcess>(launcher_, *s->channel, s->index);
       watch(s->channel->fd(), static_cast<std::uint64_t>(s->index) << 1);
       watch(s->process->pidfd(), (static_cast<std::uint64_t>(s->index) << 1) | 1);
     } catch (const std::exception& e) {
@@ -281,9 +281,11 @@ void ProcessExecutor::wait_for_events() {
   std::size_t in_flight = 0;
   for (const auto& s : slots_) in_flight += s->state == Slot::State::busy ? 1 : 0;
   // A slot's availability matters only when a task could be dispatched to it (else: no busy wait).
-  const bool work = has_work() && !control_.stopping() && in_flight < static_cast<std::size_t>(limit_.effective());
+  const bool work =
+      has_work() && !control_.stopping() && in_flight < static_cast<std::size_t>(limit_.effective());
   for (const auto& s : slots_) {
-    if (s->state == Slot::State::busy || s->state == Slot::State::terminating) next = std::min(next, s->deadline);
+    if (s->state == Slot::State::busy || s->state == Slot::State::terminating)
+      next = std::min(next, s->deadline);
     if (work && (s->state == Slot::State::down || s->state == Slot::State::idle) && !ready_.empty()) {
       next = std::min(next, s->available_at);
     }
@@ -293,7 +295,8 @@ void ProcessExecutor::wait_for_events() {
   next = std::min(next, Clock::now() + progress_.next_due());
   const auto wait = std::chrono::ceil<milliseconds>(next - Clock::now());
   epoll_event events[64];
-  const int n = ::epoll_wait(epoll_fd_, events, 64, static_cast<int>(std::max<std::int64_t>(0, wait.count())));
+  const int n =
+      ::epoll_wait(epoll_fd_, events, 64, static_cast<int>(std::max<std::int64_t>(0, wait.count())));
   for (int k = 0; k < n; ++k) {
     const std::uint64_t tag = events[k].data.u64;
     if (tag == kControlTag) {
@@ -314,7 +317,9 @@ void ProcessExecutor::watch(int fd, std::uint64_t tag) {
   }
 }
 
-void ProcessExecutor::unwatch(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+void ProcessExecutor::unwatch(int fd) {
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 void ProcessExecutor::release_worker(Slot& s) {
   if (s.channel) unwatch(s.channel->fd());
@@ -352,7 +357,8 @@ void ProcessExecutor::on_messages(Slot& s) {
     const bool limit_changed =
         outcome.ok() ? limit_.on_success(latency, in_flight) : limit_.on_error(*outcome.error, in_flight);
     if (limit_changed) {
-      log_.info("in-flight limit " + std::to_string(limit_before) + " -> " + std::to_string(limit_.effective()) +
+      log_.info("in-flight limit " + std::to_string(limit_before) + " -> " +
+                std::to_string(limit_.effective()) +
                 (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
     }
     if (outcome.ok()) {
@@ -376,12 +382,12 @@ void ProcessExecutor::on_worker_exit(Slot& s) {
     const TaskIndex i = *s.task;
     s.task.reset();
     AttemptOutcome crashed;
-    crashed.error = s.timed_out ? worker_error(ErrorKind::timeout, "attempt exceeded --timeout " +
-                                                                       secs(config_.timeout) + "; worker " +
-                                                                       status.describe())
-                                : worker_error(ErrorKind::crash, "worker " + std::to_string(s.index) + " (pid " +
-                                                                     std::to_string(s.process->pid()) + ") " +
-                                                                     status.describe() + " during the attempt");
+    crashed.error =
+        s.timed_out ? worker_error(ErrorKind::timeout, "attempt exceeded --timeout " + secs(config_.timeout) +
+                                                           "; worker " + status.describe())
+                    : worker_error(ErrorKind::crash, "worker " + std::to_string(s.index) + " (pid " +
+                                                         std::to_string(s.process->pid()) + ") " +
+                                                         status.describe() + " during the attempt");
     tasks_.at(i).end_attempt(crashed);
     on_attempt_failed(i, std::move(*crashed.error), s.index);
   }
@@ -401,23 +407,27 @@ void ProcessExecutor::note_restart(const Slot& slot, const std::string& why) {
   const auto now = Clock::now();
   s.state = Slot::State::down;
   s.available_at = now + restart_backoff(s.consecutive_failures);
-  log_.warn(s.label() + " worker " + why + "; restarting in " + secs(restart_backoff(s.consecutive_failures)));
+  log_.warn(s.label() + " worker " + why + "; restarting in " +
+            secs(restart_backoff(s.consecutive_failures)));
   recent_restarts_.push_back(now);
   while (!recent_restarts_.empty() && recent_restarts_.front() < now - config_.restart_intensity.period) {
     recent_restarts_.pop_front();
   }
-  if (static_cast<int>(recent_restarts_.size()) > config_.restart_intensity.max_restarts && !control_.stopping()) {
-    ledger_.mark_aborted("workers keep crashing: " + std::to_string(recent_restarts_.size()) + " restarts within " +
-                         secs(config_.restart_intensity.period) + " (over --max-restarts " +
-                         std::to_string(config_.restart_intensity.max_restarts) + "); last: worker " + why);
+  if (static_cast<int>(recent_restarts_.size()) > config_.restart_intensity.max_restarts &&
+      !control_.stopping()) {
+    ledger_.mark_aborted("workers keep crashing: " + std::to_string(recent_restarts_.size()) +
+                         " restarts within " + secs(config_.restart_intensity.period) +
+                         " (over --max-restarts " + std::to_string(config_.restart_intensity.max_restarts) +
+                         "); last: worker " + why);
     control_.stop_now();
   }
 }
 
 void ProcessExecutor::on_attempt_failed(TaskIndex i, ApiError error, int slot) {
   TaskProgress& t = tasks_.at(i);
-  log_.warn("[w" + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " + std::to_string(t.attempts()) +
-            " failed (" + std::string(to_string(error.error_class)) + "): " + error.describe());
+  log_.warn("[w" + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " +
+            std::to_string(t.attempts()) + " failed (" + std::string(to_string(error.error_class)) + ", " +
+            std::string(to_string(error.kind)) + "): " + error.describe());
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
   const RetryDecision decision = decide_retry(config_.retry, error, t.attempts(), jitter(rng_));
   AttemptOutcome last;
@@ -466,7 +476,8 @@ void ProcessExecutor::stop_all_now() {
     s->process->kill_and_reap();
     if (s->channel) on_messages(*s);  // a result that made it before the kill still counts
     if (s->task) {
-      finish_task(*s->task, tasks_.at(*s->task).cancel("cancelled: the run was stopped during the attempt", s->index));
+      finish_task(*s->task,
+                  tasks_.at(*s->task).cancel("cancelled: the run was stopped during the attempt", s->index));
       s->task.reset();
     }
     release_worker(*s);
@@ -474,7 +485,9 @@ void ProcessExecutor::stop_all_now() {
   }
 }
 
-bool ProcessExecutor::has_work() const { return !ready_.empty() || !retry_at_.empty(); }
+bool ProcessExecutor::has_work() const {
+  return !ready_.empty() || !retry_at_.empty();
+}
 
 ExecutorGauges ProcessExecutor::gauges() const {
   ExecutorGauges g;

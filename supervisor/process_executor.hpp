@@ -26,6 +26,7 @@
 #include "run_config.hpp"
 #include "run_control.hpp"
 #include "run_ledger.hpp"
+#include "worker_launcher.hpp"
 #include "task_progress.hpp"
 
 namespace cbm {
@@ -73,6 +74,7 @@ class ProcessExecutor final : public RoundExecutor {
   Progress& progress_;
   const std::filesystem::path worker_path_;
   const std::size_t batch_size_;  // topics read ahead beyond the workers' count
+  WorkerLauncher launcher_;       // declared before slots_: it outlives the workers it forked
   int epoll_fd_;
   std::string worker_config_message_;
   std::vector<std::unique_ptr<Slot>> slots_;

@@ -63,7 +63,7 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
         const ApiError& err = *outcome.error;
         log_.warn("[t" + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " +
                   std::to_string(task.attempt) + " failed (" + std::string(to_string(err.error_class)) +
-                  "): " + err.describe());
+                  ", " + std::string(to_string(err.kind)) + "): " + err.describe());
         if (err.kind == ErrorKind::cancelled) {
           ledger_.record(progress.cancel("cancelled by an immediate stop", slot));
           break;

@@ -17,6 +17,7 @@
 
 #include "doorbell.hpp"
 #include "shm_channel.hpp"
+#include "worker_launcher.hpp"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -52,6 +53,13 @@ struct ChildSetup {
   }
 };
 
+// The worker's copy of the channel socket must not stay open here, whatever happens to the spawn:
+// while we hold it, the worker's death produces no EOF.
+struct WorkerSocketCloser {
+  SupervisorChannel& channel;
+  ~WorkerSocketCloser() { channel.close_worker_socket(); }
+};
+
 }  // namespace
 
 std::string ExitStatus::describe() const {
@@ -66,18 +74,36 @@ std::string ExitStatus::describe() const {
 
 bool ExitStatus::killed_by(int signal) const { return WIFSIGNALED(raw) && WTERMSIG(raw) == signal; }
 
-WorkerProcess::WorkerProcess(const std::filesystem::path& executable, SupervisorChannel& channel, int slot,
-                             const std::string& api_key) {
+pid_t spawn_worker_executable(const std::filesystem::path& executable, const std::vector<std::string>& args,
+                              int fd, const std::string& api_key) {
   std::error_code ec;
-  bp::child child(bp::exe = executable.string(),
-                  bp::args = {"--channel", channel.name(), "--fd", std::to_string(kWorkerChannelFd), "--slot",
-                              std::to_string(slot)},
-                  bp::env["BIGMODEL_API_KEY"] = api_key,
-                  bp::extend::on_exec_setup = ChildSetup{channel.worker_socket_fd(), ::getpid()}, ec);
-  channel.close_worker_socket();
-  if (ec) throw std::system_error(ec, "cannot start worker " + executable.string());
-  pid_ = child.id();
-  child.detach();  // ~child() would SIGKILL it: we own the pid from here on
+  bp::child child(bp::exe = executable.string(), bp::args = args, bp::env["BIGMODEL_API_KEY"] = api_key,
+                  bp::extend::on_exec_setup = ChildSetup{fd, ::getpid()}, ec);
+  if (ec) throw std::system_error(ec, "cannot start " + executable.string());
+  child.detach();  // ~child() would SIGKILL it: the caller owns the pid from here on
+  return child.id();
+}
+
+std::vector<std::string> exec_worker_args(const std::string& channel_name, int slot) {
+  return {"--channel", channel_name, "--fd", std::to_string(kWorkerChannelFd),
+          "--slot", std::to_string(slot)};
+}
+
+WorkerProcess::WorkerProcess(WorkerLauncher& launcher, SupervisorChannel& channel, int slot) {
+  WorkerSocketCloser closer{channel};
+  const WorkerLauncher::Started started = launcher.spawn(channel, slot);
+  if (started.server == 0) {
+    adopt(started.pid);
+    return;
+  }
+  pid_ = started.pid;
+  pidfd_ = started.pidfd;
+  launcher_ = &launcher;
+  server_ = started.server;
+}
+
+void WorkerProcess::adopt(pid_t pid) {
+  pid_ = pid;
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
   if (pidfd_ < 0) {
     const int err = errno;
@@ -92,11 +118,20 @@ WorkerProcess::~WorkerProcess() {
 }
 
 void WorkerProcess::signal(int sig) const {
-  if (!status_) ::kill(pid_, sig);
+  if (!status_) ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0);
+}
+
+bool WorkerProcess::exited() const {
+  pollfd p{pidfd_, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
 }
 
 std::optional<ExitStatus> WorkerProcess::try_reap() {
   if (status_) return status_;
+  if (launcher_ != nullptr) {
+    if (exited()) status_ = launcher_->exit_status(pid_, server_);
+    return status_;
+  }
   int raw = 0;
   pid_t r;
   do {
@@ -108,7 +143,24 @@ std::optional<ExitStatus> WorkerProcess::try_reap() {
 
 ExitStatus WorkerProcess::kill_and_reap() {
   if (status_) return *status_;
-  ::kill(pid_, SIGKILL);
+  if (launcher_ != nullptr) {
+    ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+    // Only a process stuck in the kernel (uninterruptible sleep) outlasts this wait; it still dies of the
+    // SIGKILL when it leaves, and is reported as what it will have been.
+    pollfd p{pidfd_, POLLIN, 0};
+    int rc;
+    do {
+      rc = ::poll(&p, 1, static_cast<int>(kKillWait.count()));
+    } while (rc < 0 && errno == EINTR);
+    status_ = rc > 0 ? launcher_->exit_status(pid_, server_) : ExitStatus{SIGKILL};
+    return *status_;
+  }
+  // Before adopt() has a pidfd, the child is ours and unreaped: its pid cannot have been recycled.
+  if (pidfd_ >= 0) {
+    ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+  } else {
+    ::kill(pid_, SIGKILL);
+  }
   int raw = 0;
   pid_t r;
   do {

@@ -2,11 +2,28 @@
 // tasks, over the shared-memory channel its supervisor created, runs one pipeline attempt per task and
 // sends the outcome back. All judgement (retries, timeouts, restarts) lives in the supervisor.
 //
-// Usage (by the supervisor only): concurrent_bigmodel_worker --channel NAME --fd N --slot S
+// Usage (by the supervisor only):
+//   concurrent_bigmodel_worker --channel NAME --fd N --slot S   one worker, started by exec
+//   concurrent_bigmodel_worker --launcher                        a fork server ("zygote") for workers
 // The API key comes from BIGMODEL_API_KEY in the environment.
+//
+// Launcher mode: exec costs a worker ~10 ms of CPU in the dynamic loader (libcurl's libraries); fork()
+// of a process that has them loaded and libcurl initialised costs a fraction of it. The launcher is
+// single-threaded, so fork() is safe (see run_launcher). It serves requests from its control socket
+// (fd 3; common/launcher_protocol.hpp): fork a worker, reply with its pid and a pidfd; and it
+// reaps its workers and reports each exit status. A worker dies with the launcher (PR_SET_PDEATHSIG),
+// the launcher with the supervisor: none outlives the supervisor, even after kill -9.
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +32,7 @@
 #include <string>
 #include <string_view>
 
+#include "launcher_protocol.hpp"
 #include "bigmodel_client.hpp"
 #include "pipeline.hpp"
 #include "result_codec.hpp"
@@ -23,8 +41,11 @@
 
 namespace {
 
+namespace lp = cbm::launcher_protocol;
+
 constexpr int kExitBadUsage = 2;
 constexpr int kExitChannel = 4;
+constexpr int kWorkerChannelFd = 3;
 
 struct Args {
   std::string channel;
@@ -80,6 +101,212 @@ int serve(cbm::WorkerChannel& channel) {
   return channel.status() == cbm::ChannelStatus::kPeerGone ? 0 : kExitChannel;
 }
 
+// The worker's whole life, whether it was exec'd or forked by the launcher.
+int run_worker(const Args& args) {
+  try {
+    cbm::WorkerChannel channel(args.channel, args.fd);
+    return serve(channel);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "concurrent_bigmodel_worker[%d]: %s\n", args.slot, e.what());
+    return kExitChannel;
+  }
+}
+
+// --- launcher mode ----------------------------------------------------------------------------------
+
+// Sends one message to the supervisor, with `fd` attached when >= 0. Blocks: the supervisor reads
+// whenever it waits for a reply or an exit report, so a full socket drains.
+bool send_message(const lp::LauncherMessage& message, int fd = -1) {
+  iovec iov{const_cast<lp::LauncherMessage*>(&message), sizeof message};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  }
+  ssize_t n;
+  do {
+    n = ::sendmsg(lp::kControlFd, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(sizeof message);
+}
+
+struct Request {
+  lp::SpawnRequest spawn{};
+  int channel_fd = -1;  // owned
+};
+
+enum class Receive { request, invalid, end };
+
+// Reads the next request. `invalid` leaves no descriptor open; `end` means the supervisor is gone.
+Receive receive_request(Request& out) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  iovec iov{&out.spawn, sizeof out.spawn};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(lp::kControlFd, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return Receive::end;
+  out.channel_fd = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
+      std::memcpy(&out.channel_fd, CMSG_DATA(c), sizeof(int));
+    }
+  }
+  const bool valid = n == static_cast<ssize_t>(sizeof out.spawn) &&
+                     (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0 && out.spawn.version == lp::kVersion &&
+                     out.spawn.slot >= 0 && out.channel_fd >= 0 &&
+                     std::memchr(out.spawn.channel, '\0', sizeof out.spawn.channel) != nullptr;
+  if (valid) return Receive::request;
+  if (out.channel_fd >= 0) ::close(out.channel_fd);
+  return Receive::invalid;
+}
+
+// In the freshly forked worker: ties its life to the launcher's (which is tied to the supervisor's),
+// restores the signal mask and keeps only its channel socket, as fd 3.
+Args become_worker(const Request& request, pid_t launcher) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != launcher) ::_exit(kExitChannel);
+  // dup2 onto fd 3 also closes this copy of the launcher's control socket.
+  if (::dup2(request.channel_fd, kWorkerChannelFd) < 0) ::_exit(kExitChannel);
+  ::close(request.channel_fd);
+  if (::syscall(SYS_close_range, kWorkerChannelFd + 1, ~0U, 0) != 0) ::_exit(kExitChannel);
+  return Args{request.spawn.channel, kWorkerChannelFd, request.spawn.slot};
+}
+
+// Serves one request. Returns, in the forked worker only, that worker's arguments; false in `ok` when
+// the supervisor is gone.
+std::optional<Args> serve_request(const Request& request, bool& ok) {
+  const pid_t launcher = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) return become_worker(request, launcher);
+  const int fork_error = errno;
+  ::close(request.channel_fd);
+  if (pid < 0) {
+    ok = send_message({lp::MessageKind::spawn_failed, 0, fork_error});
+    return std::nullopt;
+  }
+  // Opened before the child can be reaped here, so it names this worker and no other process, ever.
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    const int err = errno;
+    ::kill(pid, SIGKILL);  // unreaped child: the pid is still this worker's; its exit report follows
+    ok = send_message({lp::MessageKind::spawn_failed, 0, err});
+    return std::nullopt;
+  }
+  ok = send_message({lp::MessageKind::spawned, pid, 0}, pidfd);
+  ::close(pidfd);
+  return std::nullopt;
+}
+
+// Reaps every exited worker and reports it. False when the supervisor is gone.
+bool report_exits() {
+  int status = 0;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    if (!send_message({lp::MessageKind::exited, pid, status})) return false;
+  }
+  return true;
+}
+
+// Entries of a /proc/self directory other than "." and ".."; -1 if it cannot be read.
+int count_entries(const char* path) {
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr) return -1;
+  int n = 0;
+  while (const dirent* e = ::readdir(dir)) n += e->d_name[0] != '.' ? 1 : 0;
+  ::closedir(dir);
+  return n;
+}
+
+// What makes fork() safe here and what every forked worker relies on: one thread (no lock held by a
+// thread that the child would not have), and no descriptor beyond stdio and the control socket (a
+// worker closes all but its channel: a library's hidden descriptor would vanish under it).
+bool ready_to_fork() {
+  const int threads = count_entries("/proc/self/task");
+  const int fds = count_entries("/proc/self/fd") - 1;  // minus the one opendir() uses
+  if (threads == 1 && fds >= 0 && fds <= lp::kControlFd + 1) return true;
+  std::fprintf(stderr, "concurrent_bigmodel_worker --launcher: %d threads, %d descriptors: not forking\n",
+               threads, fds);
+  return false;
+}
+
+// Serves spawn requests and reports exits until the supervisor closes the control socket (nullopt).
+// Returns in each forked worker, with that worker's arguments.
+std::optional<Args> serve_launcher() {
+  sigset_t child_exits;
+  sigemptyset(&child_exits);
+  sigaddset(&child_exits, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &child_exits, nullptr);
+  const int exits_fd = ::signalfd(-1, &child_exits, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (exits_fd < 0) {
+    std::perror("concurrent_bigmodel_worker --launcher: signalfd");
+    return std::nullopt;
+  }
+  bool ok = send_message({lp::MessageKind::hello, static_cast<std::int32_t>(::getpid()), lp::kVersion});
+  while (ok) {
+    pollfd fds[2] = {{lp::kControlFd, POLLIN, 0}, {exits_fd, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[1].revents != 0) {
+      signalfd_siginfo info[16];
+      while (::read(exits_fd, info, sizeof info) > 0) {
+      }
+      ok = report_exits();
+    }
+    if (ok && fds[0].revents != 0) {
+      Request request;
+      switch (receive_request(request)) {
+        case Receive::end:
+          ok = false;
+          break;
+        case Receive::invalid:
+          ok = send_message({lp::MessageKind::spawn_failed, 0, EINVAL});
+          break;
+        case Receive::request:
+          if (auto worker = serve_request(request, ok)) return worker;
+          break;
+      }
+    }
+  }
+  ::close(exits_fd);
+  return std::nullopt;  // the workers die with this process (PR_SET_PDEATHSIG)
+}
+
+// The launcher's life, and in each worker it forks, that worker's.
+int run_launcher() {
+  // Initialised once here, inherited by every worker: OpenSSL's initialisation (config, error strings,
+  // algorithm tables) would otherwise cost each worker more CPU than its fork. Forking after it is safe:
+  // it starts no thread and keeps no descriptor (ready_to_fork() checks), and OpenSSL's random generator
+  // reseeds in a process with a new pid. A worker's own CurlGlobal then only counts a reference.
+  std::optional<cbm::CurlGlobal> curl;
+  try {
+    curl.emplace();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "concurrent_bigmodel_worker --launcher: %s\n", e.what());
+    return kExitChannel;
+  }
+  if (!ready_to_fork()) return kExitChannel;
+  const auto worker = serve_launcher();
+  return worker ? run_worker(*worker) : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -87,7 +314,7 @@ int main(int argc, char** argv) {
   // supervisor that died before the prctl.
   const pid_t parent = ::getppid();
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (parent == 1) return kExitChannel;
+  if (parent == 1 || ::getppid() != parent) return kExitChannel;
 
   // The supervisor blocks TERM/INT/HUP/USR1 for its signal thread; a worker takes them by default.
   sigset_t none;
@@ -95,16 +322,13 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_SETMASK, &none, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  if (argc == 2 && std::string_view(argv[1]) == "--launcher") return run_launcher();
   const auto args = parse_args(argc, argv);
   if (!args) {
-    std::fprintf(stderr, "usage: concurrent_bigmodel_worker --channel NAME --fd N --slot S (started by concurrent_bigmodel)\n");
+    std::fprintf(stderr,
+                 "usage: concurrent_bigmodel_worker --channel NAME --fd N --slot S | --launcher "
+                 "(started by concurrent_bigmodel)\n");
     return kExitBadUsage;
   }
-  try {
-    cbm::WorkerChannel channel(args->channel, args->fd);
-    return serve(channel);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "concurrent_bigmodel_worker[%d]: %s\n", args->slot, e.what());
-    return kExitChannel;
-  }
+  return run_worker(*args);
 }
