@@ -31,13 +31,18 @@ start_sim() {  # start_sim NAME ARGS... ; sets $port
   port=$(cat "$work/$name.port")
 }
 
+descendants() {  # every process below $1 (workers are the fork server's children)
+  local kid
+  for kid in $(pgrep -P "$1" 2>/dev/null); do echo "$kid"; descendants "$kid"; done
+}
+
 # Peak of (supervisor RSS) and of (sum of PSS over the supervisor and its workers) while $1 runs.
 sample_memory() {
   local pid=$1 peak_rss=0 peak_pss=0
   while kill -0 "$pid" 2>/dev/null; do
     local rss pss=0
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-    for p in $pid $(pgrep -P "$pid" 2>/dev/null); do
+    for p in $pid $(descendants "$pid"); do
       local v
       v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
       pss=$((pss + ${v:-0}))
@@ -106,8 +111,8 @@ rounds=200
 f=$(topics 500)
 run_cbm "$work/monitor.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" --concurrency 16 \
   --no-search --iterations $rounds --keep-rounds 10 >/dev/null
-r10=$(grep -m1 "round 10 finished" "$work/monitor.log" | grep -o 'rss_kib=[0-9]*' | cut -d= -f2)
-rlast=$(grep -m1 "round $rounds finished" "$work/monitor.log" | grep -o 'rss_kib=[0-9]*' | cut -d= -f2)
+r10=$(grep -m1 "round 10 finished" "$work/monitor.log" | grep -o 'supervisor rss_kib=[0-9]*' | cut -d= -f2)
+rlast=$(grep -m1 "round $rounds finished" "$work/monitor.log" | grep -o 'supervisor rss_kib=[0-9]*' | cut -d= -f2)
 note "| monitor, $rounds rounds x 500 topics, zero latency | supervisor RSS round 10: ${r10} KiB, round $rounds: ${rlast} KiB (delta $((rlast - r10)) KiB; target within 2,048) | |"
 
 if [ "${BENCH_MILLION:-0}" = 1 ]; then
