@@ -240,6 +240,17 @@ CommandLine parse_command_line(int argc, char** argv) {
     return usage_error("the API key contains a line break (check BIGMODEL_API_KEY)");
   }
   cfg.client.api_key = std::move(*key);
+  // The key given as a flag is readable in /proc/<pid>/cmdline for as long as we run: blank it out.
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    char* secret = nullptr;
+    if (arg == "--api-key" && i + 1 < argc) {
+      secret = argv[i + 1];
+    } else if (arg.starts_with("--api-key=")) {
+      secret = argv[i] + std::strlen("--api-key=");
+    }
+    if (secret != nullptr) std::memset(secret, '*', std::strlen(secret));
+  }
 
   if (!prompt_file.empty()) {
     std::string error;

@@ -1,6 +1,7 @@
 #include "duplicate_topics.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace cbm {
 
@@ -34,7 +35,13 @@ DedupingSource::DedupingSource(TopicSource& inner, RunLedger& ledger, std::uint3
 std::optional<TopicLine> DedupingSource::next() {
   while (auto t = inner_.next()) {
     ++consumed_;
-    if (!std::binary_search(duplicated_.begin(), duplicated_.end(), topic_hash(t->topic))) return t;
+    const std::uint64_t hash = topic_hash(t->topic);
+    if (!ledger_.restored_topic_matches(round_, t->id, hash)) {
+      throw std::runtime_error("--resume: topic " + std::to_string(t->id) + " ('" + t->topic.substr(0, 60) +
+                               "') is not the topic the journal recorded at that position: the input changed "
+                               "since; resume with the same input, or start a new run");
+    }
+    if (!std::binary_search(duplicated_.begin(), duplicated_.end(), hash)) return t;
     auto [it, first] = first_id_.try_emplace(t->topic, t->id);
     if (first) {
       ledger_.expect_duplicates(round_, t->id);

@@ -117,6 +117,9 @@ class TopicPlan {
 
 int run(const RunConfig& cfg) {
   std::signal(SIGPIPE, SIG_IGN);
+  // An inherited SIG_IGN for SIGCHLD would make the kernel reap workers itself: waitpid could not
+  // report how they ended.
+  std::signal(SIGCHLD, SIG_DFL);
   RunControl control;
   SignalWatcher signals(control);  // first: every later thread inherits the blocked mask
   CurlGlobal curl;

@@ -162,6 +162,7 @@ void ProcessExecutor::refill() {
 // (second signal, drain grace over, run-fatal error) kills the workers and cancels what runs.
 void ProcessExecutor::handle_control() {
   if (control_.take_status()) log_status();
+  if (ledger_.abort_reason() && !control_.stopping()) control_.stop_now();
   const StopLevel level = control_.level();
   if (level == StopLevel::drain && !drain_deadline_) {
     drain_deadline_ = Clock::now() + config_.drain_grace;
@@ -263,12 +264,13 @@ void ProcessExecutor::dispatch() {
     if (s->state != Slot::State::idle || now < s->available_at) continue;
     const TaskIndex i = ready_.front();
     ready_.pop_front();
-    const Task& task = tasks_.at(i).start_attempt();
-    if (s->channel->try_send(encode_task(task)) != SendResult::kAccepted) {
-      // The channel closed under us: the exit is reaped next turn; the attempt never ran.
+    // A channel that closed under us: the exit is reaped next turn, and no attempt is spent on it.
+    if (s->channel->status() != ChannelStatus::kOpen) {
       ready_.push_front(i);
       continue;
     }
+    const Task& task = tasks_.at(i).start_attempt();
+    s->channel->try_send(encode_task(task));
     s->task = i;
     s->state = Slot::State::busy;
     s->deadline = now + config_.timeout;
@@ -283,12 +285,15 @@ void ProcessExecutor::wait_for_events() {
   // A slot's availability matters only when a task could be dispatched to it (else: no busy wait).
   const bool work =
       has_work() && !control_.stopping() && in_flight < static_cast<std::size_t>(limit_.effective());
+  std::size_t idle = 0;
+  for (const auto& s : slots_) idle += s->state == Slot::State::idle ? 1 : 0;
+  // Stopped slots matter only when start_workers() would start one (the same "wanted" rule).
+  const bool more_workers_wanted = ready_.size() + retry_at_.size() > idle;
   for (const auto& s : slots_) {
     if (s->state == Slot::State::busy || s->state == Slot::State::terminating)
       next = std::min(next, s->deadline);
-    if (work && (s->state == Slot::State::down || s->state == Slot::State::idle) && !ready_.empty()) {
-      next = std::min(next, s->available_at);
-    }
+    if (work && s->state == Slot::State::idle && !ready_.empty()) next = std::min(next, s->available_at);
+    if (work && s->state == Slot::State::down && more_workers_wanted) next = std::min(next, s->available_at);
   }
   if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
   if (drain_deadline_) next = std::min(next, *drain_deadline_);
@@ -344,7 +349,9 @@ void ProcessExecutor::on_messages(Slot& s) {
     }
     const TaskIndex i = *s.task;
     s.task.reset();
-    s.state = Slot::State::idle;
+    // A worker being stopped for its timeout delivered just in time: the result counts, but the
+    // worker is still on its way out and gets no new task.
+    if (s.state != Slot::State::terminating) s.state = Slot::State::idle;
     s.available_at = Clock::now() + config_.delay;
     s.consecutive_failures = 0;
     AttemptOutcome& outcome = decoded->outcome;

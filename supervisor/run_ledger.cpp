@@ -1,6 +1,7 @@
 #include "run_ledger.hpp"
 
 #include "atomic_file.hpp"
+#include "duplicate_topics.hpp"
 #include "result_codec.hpp"
 
 namespace cbm {
@@ -85,6 +86,16 @@ void RunLedger::restore(const TaskResult& result) {
   std::lock_guard lock(mu_);
   if (has_locked(result.round, result.id)) return;
   count_locked(result);
+  auto& hashes = restored_topics_[result.round];
+  if (hashes.size() <= result.id) hashes.resize(std::max<std::size_t>(result.id + 1, hashes.size() * 2), 0);
+  hashes[result.id] = topic_hash(result.topic) | 1;  // never 0, which means "none"
+}
+
+bool RunLedger::restored_topic_matches(std::uint32_t round, std::uint64_t id, std::uint64_t hash) const {
+  std::lock_guard lock(mu_);
+  auto it = restored_topics_.find(round);
+  if (it == restored_topics_.end() || id >= it->second.size() || it->second[id] == 0) return true;
+  return it->second[id] == (hash | 1);
 }
 
 bool RunLedger::record(TaskResult result) {
@@ -94,7 +105,12 @@ bool RunLedger::record(TaskResult result) {
 
 bool RunLedger::record_locked(TaskResult result) {
   if (has_locked(result.round, result.id)) return false;
-  journal_->append(result);
+  try {
+    journal_->append(result);
+  } catch (const std::exception& e) {
+    // Results that cannot be made durable must not pile up unjournaled: the run stops (exit 3).
+    if (!abort_reason_) abort_reason_ = std::string("cannot write the journal: ") + e.what();
+  }
   count_locked(result);
   auto original = originals_.find(result.id);
   if (original != originals_.end()) {
@@ -155,6 +171,7 @@ void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
   r.finished = WallClock::now();
   if (r.totals.total == planned && !interrupted_by_ && !abort_reason_) ++rounds_completed_;
   done_.erase(round);  // memory stays flat: a finished round needs no done-flags
+  restored_topics_.erase(round);
   originals_.clear();
   waiting_copies_.clear();
   journal_->sync();

@@ -46,6 +46,9 @@ class RunLedger {
   // Appends the terminal record to the journal. False (nothing recorded) when (round, id) already has one.
   bool record(TaskResult result);
   bool has(std::uint32_t round, std::uint64_t id) const;
+  // --resume joins journal records to topics by id: false when the record restored for (round, id)
+  // is of another topic (the input changed since the journal was written).
+  bool restored_topic_matches(std::uint32_t round, std::uint64_t id, std::uint64_t topic_hash) const;
 
   // Repeated topics (see duplicate_topics.hpp): keep the record of `id` when it comes, to copy it
   // for its later occurrences; record `duplicate` as a copy of `original` now or when it ends.
@@ -85,6 +88,7 @@ class RunLedger {
   WallClock::time_point started_;
   std::map<std::uint32_t, Round> rounds_;                      // the last keep_rounds rounds
   std::map<std::uint32_t, std::vector<std::uint8_t>> done_;    // rounds in progress: id -> recorded
+  std::map<std::uint32_t, std::vector<std::uint64_t>> restored_topics_;  // id -> topic hash (0: none)
   RunTotals totals_;
   // Repeated topics of the round in progress: originals to keep, their records, waiting copies.
   std::map<std::uint64_t, std::optional<TaskResult>> originals_;

@@ -1,6 +1,7 @@
 #include "thread_executor.hpp"
 
 #include <atomic>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -21,11 +22,18 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
   std::atomic<std::size_t> in_flight{0};
   std::size_t planned = 0;
   // The next topic not finished yet (--resume skips finished ones); nullopt at the end.
+  std::exception_ptr source_error;  // a source that throws (e.g. --resume on changed input) ends the round
   auto next_task = [&]() -> std::optional<Task> {
     std::lock_guard lock(source_mu);
-    while (auto t = topics.next()) {
-      ++planned;
-      if (!ledger_.has(round, t->id)) return Task{t->id, round, std::move(t->topic), 0};
+    if (source_error) return std::nullopt;
+    try {
+      while (auto t = topics.next()) {
+        ++planned;
+        if (!ledger_.has(round, t->id)) return Task{t->id, round, std::move(t->topic), 0};
+      }
+    } catch (...) {
+      source_error = std::current_exception();
+      control_.stop_now();
     }
     return std::nullopt;
   };
@@ -110,6 +118,7 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       control_.stop_now();
     }
     if (control_.take_status()) log_.info("status: " + progress_.line({in_flight.load(), 0}));
+    if (ledger_.abort_reason() && !control_.stopping()) control_.stop_now();
     progress_.tick({in_flight.load(), 0});
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(progress_.next_due());
     if (drain_deadline) {
@@ -119,6 +128,7 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
     control_.wait_until_woken(wait);
   }
   threads.clear();
+  if (source_error) std::rethrow_exception(source_error);
 
   // Topics never started (a stop or an abort came first) still get their terminal record.
   const std::string why = ledger_.abort_reason() ? "not run: the run was aborted" : "not run: the run was stopped";

@@ -321,6 +321,7 @@ int main(int argc, char** argv) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGCHLD, SIG_DFL);  // the launcher reaps its workers with waitpid
 
   if (argc == 2 && std::string_view(argv[1]) == "--launcher") return run_launcher();
   const auto args = parse_args(argc, argv);

@@ -325,3 +325,38 @@ TEST_CASE("retries follow the error class: counted on the simulator, request by 
   CHECK(status[unsafe] == "failed");
   CHECK(status[garbled] == "succeeded");
 }
+
+TEST_CASE("resuming over a changed topic list is refused, naming the topic", "[journal][resume]") {
+  Simulator sim;
+  Run run(sim);
+  write_text(run.dir / "topics.txt", "first\nsecond\nthird\n");
+  const std::vector<std::string> flags = {"--topics-file", (run.dir / "topics.txt").string(), "--quiet"};
+  REQUIRE(run.start(flags)->exit_code() == 0);
+  write_text(run.dir / "topics.txt", "inserted\nfirst\nsecond\nthird\n");
+  sim.reset_stats();
+  auto extra = flags;
+  extra.push_back("--resume");
+  auto p = run.start(extra);
+  CHECK(p->exit_code() == 2);
+  CHECK_THAT(p->err(), Catch::Contains("topic 0 ('inserted') is not the topic the journal recorded"));
+  CHECK(sim.requests_total() == 0);
+}
+
+TEST_CASE("a key given with --api-key is blanked out of the supervisor's command line", "[secrets]") {
+  Simulator sim;
+  Run run(sim);
+  SpawnOptions o;
+  o.output_dir = run.dir.path();
+  o.unset_env = {"BIGMODEL_API_KEY", "ZHIPUAI_API_KEY"};
+  auto argv = run.argv({"--topics", "slow [[fault:hang]]", "--timeout", "30", "--quiet", "--api-key",
+                        "sk-flag-secret-123"});
+  Subprocess p(argv, o);
+  // Once the request hangs at the simulator, the supervisor has long finished parsing its flags.
+  REQUIRE(eventually([&] { return sim.stats()["in_flight"].GetInt64() == 1; }));
+  const std::string cmdline = read_text("/proc/" + std::to_string(p.pid()) + "/cmdline");
+  CHECK(cmdline.find("sk-flag-secret-123") == std::string::npos);
+  CHECK(cmdline.find("******************") != std::string::npos);
+  p.signal(SIGINT);
+  p.signal(SIGINT);
+  CHECK(p.exit_code() == 130);
+}
