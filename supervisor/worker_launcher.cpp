@@ -12,6 +12,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "fd_passing.hpp"
 #include "launcher_protocol.hpp"
 #include "shm_channel.hpp"
 
@@ -21,7 +22,9 @@ namespace {
 namespace lp = launcher_protocol;
 using std::chrono::milliseconds;
 
-std::string errno_text(int err) { return std::generic_category().message(err); }
+std::string errno_text(int err) {
+  return std::generic_category().message(err);
+}
 
 }  // namespace
 
@@ -33,7 +36,9 @@ struct WorkerLauncher::Packet {
 WorkerLauncher::WorkerLauncher(std::filesystem::path executable, std::string api_key, Logger& log)
     : executable_(std::move(executable)), api_key_(std::move(api_key)), log_(log) {}
 
-WorkerLauncher::~WorkerLauncher() { stop(milliseconds{1000}); }
+WorkerLauncher::~WorkerLauncher() {
+  stop(milliseconds{1000});
+}
 
 WorkerLauncher::Started WorkerLauncher::spawn(const SupervisorChannel& channel, int slot) {
   if (!running() && Clock::now() >= retry_at_) start();
@@ -103,23 +108,8 @@ WorkerLauncher::Started WorkerLauncher::request(const SupervisorChannel& channel
   req.slot = slot;
   std::memcpy(req.channel, channel.name().data(), channel.name().size());
 
-  const int fd = channel.worker_socket_fd();
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  iovec iov{&req, sizeof req};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  ssize_t n;
-  do {
-    n = ::sendmsg(socket_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
+  const ssize_t n =
+      send_with_fd(socket_, &req, sizeof req, channel.worker_socket_fd(), MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n != static_cast<ssize_t>(sizeof req)) {
     const int err = n < 0 ? errno : EMSGSIZE;
     fail(err == EPIPE || err == ECONNRESET ? Failure::died : Failure::broken,

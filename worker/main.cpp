@@ -32,6 +32,7 @@
 #include <string>
 #include <string_view>
 
+#include "fd_passing.hpp"
 #include "launcher_protocol.hpp"
 #include "bigmodel_client.hpp"
 #include "pipeline.hpp"
@@ -117,24 +118,7 @@ int run_worker(const Args& args) {
 // Sends one message to the supervisor, with `fd` attached when >= 0. Blocks: the supervisor reads
 // whenever it waits for a reply or an exit report, so a full socket drains.
 bool send_message(const lp::LauncherMessage& message, int fd = -1) {
-  iovec iov{const_cast<lp::LauncherMessage*>(&message), sizeof message};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(lp::kControlFd, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  const ssize_t n = cbm::send_with_fd(lp::kControlFd, &message, sizeof message, fd, MSG_NOSIGNAL);
   return n == static_cast<ssize_t>(sizeof message);
 }
 
