@@ -304,13 +304,15 @@ TEST_CASE("progress is a live line on a terminal, periodic lines otherwise, and 
 }
 
 TEST_CASE("retries follow the error class: counted on the simulator, request by request", "[retries]") {
+  const std::string mode = GENERATE(as<std::string>{}, "multiprocessing", "threading");
+  INFO("--mode " << mode);
   Simulator sim;
   Run run(sim);
   const std::string transient = "transient [[fault:500_1234]]";
   const std::string twice = "recovers [[fault:429_1302*2]]";
   const std::string unsafe = "unsafe [[fault:400_1301]]";
   const std::string garbled = "garbled [[fault:invalid_json*1]]";
-  auto p = run.start({"--topics", transient, twice, unsafe, garbled, "--max-retries", "2", "--quiet"});
+  auto p = run.start({"--topics", transient, twice, unsafe, garbled, "--max-retries", "2", "--quiet", "--mode", mode});
   CHECK(p->exit_code() == 1);
   auto counts = requests_by_topic(sim);
   CHECK(counts[transient] == 3);  // the first attempt and --max-retries 2 retries
@@ -359,4 +361,27 @@ TEST_CASE("a key given with --api-key is blanked out of the supervisor's command
   p.signal(SIGINT);
   p.signal(SIGINT);
   CHECK(p.exit_code() == 130);
+}
+
+TEST_CASE("threading mode drains on SIGTERM: exit 143, every topic once, the rest cancelled", "[signals][threading]") {
+  Simulator sim({"--latency-ms", "200"});
+  Run run(sim);
+  write_text(run.dir / "topics.txt", numbered_topics(30, "threaded "));
+  auto p = run.start({"--topics-file", (run.dir / "topics.txt").string(), "--mode", "threading", "--concurrency", "3",
+                      "--quiet"});
+  REQUIRE(eventually([&] { return sim.stats()["in_flight"].GetInt64() > 0; }));
+  p->signal(SIGTERM);
+  CHECK(p->exit_code() == 143);
+  auto report = parse_json(run.report());
+  CHECK(report["summary"]["interrupted"].GetBool());
+  CHECK(report["results"].Size() == 30);
+  std::set<std::uint64_t> ids;
+  std::size_t cancelled = 0;
+  for (const auto& r : report["results"].GetArray()) {
+    ids.insert(r["id"].GetUint64());
+    cancelled += std::string(r["status"].GetString()) == "cancelled" ? 1 : 0;
+  }
+  CHECK(ids.size() == 30);
+  CHECK(cancelled >= 20);
+  CHECK(report["summary"]["successful_tasks"].GetUint64() + cancelled == 30);
 }
