@@ -384,7 +384,9 @@ void ProcessExecutor::on_messages(Slot& s) {
 
 void ProcessExecutor::on_worker_exit(Slot& s) {
   const ExitStatus status = *s.process->try_reap();
-  const bool deliberate = s.retiring || s.timed_out;
+  // A fork server's death takes all its workers at once: one event, not a crash of each worker (it
+  // is logged by the launcher, and a server that cannot be kept up falls back to exec).
+  const bool deliberate = s.retiring || s.timed_out || status.with_launcher;
   if (s.task) {
     const TaskIndex i = *s.task;
     s.task.reset();

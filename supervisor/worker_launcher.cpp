@@ -58,7 +58,7 @@ ExitStatus WorkerLauncher::exit_status(pid_t pid, std::uint64_t server) {
       reports_.erase(it);
       return status;
     }
-    if (server != server_ || !running()) return ExitStatus{SIGKILL};  // it died with its server
+    if (server != server_ || !running()) return ExitStatus{SIGKILL, true};  // it died with its server
     auto packet = next_packet(deadline, "exit report", Failure::died);
     if (packet && !file_exit_report(*packet)) {
       if (packet->fd >= 0) ::close(packet->fd);

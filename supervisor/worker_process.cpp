@@ -66,7 +66,8 @@ std::string ExitStatus::describe() const {
   if (WIFSIGNALED(raw)) {
     const int sig = WTERMSIG(raw);
     const char* name = sigabbrev_np(sig);
-    return "killed by signal " + std::to_string(sig) + (name != nullptr ? std::string(" (SIG") + name + ")" : "");
+    return "killed by signal " + std::to_string(sig) + (name != nullptr ? std::string(" (SIG") + name + ")" : "") +
+           (with_launcher ? " with its fork server" : "");
   }
   if (WIFEXITED(raw)) return "exited with status " + std::to_string(WEXITSTATUS(raw));
   return "ended with wait status " + std::to_string(raw);

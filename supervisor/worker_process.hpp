@@ -29,6 +29,8 @@ class WorkerLauncher;
 
 struct ExitStatus {
   int raw = 0;  // as from waitpid
+  // Died because its fork server died (PR_SET_PDEATHSIG), not by anything of its own.
+  bool with_launcher = false;
   std::string describe() const;  // "killed by signal 9 (SIGKILL)" / "exited with status 4"
   bool killed_by(int signal) const;
 };

@@ -385,3 +385,27 @@ TEST_CASE("threading mode drains on SIGTERM: exit 143, every topic once, the res
   CHECK(cancelled >= 20);
   CHECK(report["summary"]["successful_tasks"].GetUint64() + cancelled == 30);
 }
+
+TEST_CASE("a fork server killed mid-run costs its workers' attempts, not the run", "[launcher]") {
+  Simulator sim({"--latency-ms", "20"});
+  Run run(sim);
+  write_text(run.dir / "topics.txt", numbered_topics(200, "launcher "));
+  // More workers than --max-restarts: counted one by one, the server's death would abort the run.
+  auto p = run.start({"--topics-file", (run.dir / "topics.txt").string(), "--concurrency", "8", "--max-restarts", "3",
+                      "--max-retries", "5", "--quiet"});
+  pid_t launcher = -1;
+  REQUIRE(eventually([&] {
+    for (pid_t child : cbm::test::children_of(p->pid())) {
+      if (read_text("/proc/" + std::to_string(child) + "/cmdline").find("--launcher") != std::string::npos) {
+        launcher = child;
+      }
+    }
+    return launcher > 0 && sim.requests_total() >= 20;
+  }));
+  ::kill(launcher, SIGKILL);
+  CHECK(p->exit_code() == 0);
+  auto report = parse_json(run.report());
+  CHECK(report["summary"]["successful_tasks"].GetUint64() == 200);
+  CHECK(report["results"].Size() == 200);
+  CHECK_THAT(read_text(run.log()), Catch::Contains("with its fork server"));
+}
