@@ -13,4 +13,9 @@ namespace cbm {
 // sendmsg returned (-1 with errno on failure).
 ssize_t send_with_fd(int socket, const void* data, std::size_t size, int fd, int flags);
 
+// One recvmsg() into `data` (close-on-exec on a received descriptor); EINTR is retried. `fd` is the
+// descriptor that came with the message, or -1; `truncated` tells that the message or its control
+// data did not fit. Returns what recvmsg returned.
+ssize_t recv_with_fd(int socket, void* data, std::size_t size, int flags, int& fd, bool& truncated);
+
 }  // namespace cbm

@@ -3,16 +3,11 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "fnv1a.hpp"
+
 namespace cbm {
 
-std::uint64_t topic_hash(std::string_view topic) {
-  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a 64
-  for (unsigned char c : topic) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
+std::uint64_t topic_hash(std::string_view topic) { return fnv1a64(topic); }
 
 RoundSurvey survey_round(TopicSource& source) {
   std::vector<std::uint64_t> all;

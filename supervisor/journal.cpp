@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "atomic_file.hpp"
+#include "fnv1a.hpp"
 #include "json_reader.hpp"
 #include "result_codec.hpp"
 
@@ -19,11 +20,8 @@ namespace {
 constexpr std::string_view kMagic = "concurrent_bigmodel journal";
 constexpr int kVersion = 1;
 
-std::string fnv1a_hex(std::string_view s, std::uint64_t h = 1469598103934665603ULL) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
+std::string fnv1a_hex(std::string_view s) {
+  const std::uint64_t h = fnv1a64(s);
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;

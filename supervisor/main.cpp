@@ -179,6 +179,10 @@ int run(const RunConfig& cfg) {
     auto source = topics.round_source();
     DedupingSource deduped(*source, ledger, round, std::move(survey.duplicated));
     executor->run_round(round, deduped);
+    for (const auto& bad : deduped.take_invalid_lines()) {
+      log.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
+      ledger.note_invalid_lines(1);
+    }
     const std::size_t planned = deduped.consumed();
     ledger.end_round(round, planned);
     // A monitor's report is current after every round (readers never see a partial file).

@@ -152,10 +152,6 @@ void ProcessExecutor::refill() {
     tasks_.emplace(next->id, TaskProgress(Task{next->id, round_, std::move(next->topic), 0}));
     ready_.push_back(next->id);
   }
-  for (const auto& bad : source_->take_invalid_lines()) {
-    log_.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
-    ledger_.note_invalid_lines(1);
-  }
 }
 
 // Signals and run-wide decisions: a drain stops dispatch and cancels what waits; an immediate stop
@@ -257,8 +253,7 @@ void ProcessExecutor::dispatch() {
     retry_at_.erase(retry_at_.begin());
   }
   if (control_.stopping()) return;
-  std::size_t in_flight = 0;
-  for (const auto& s : slots_) in_flight += s->state == Slot::State::busy ? 1 : 0;
+  std::size_t in_flight = busy_slots();
   for (auto& s : slots_) {
     if (ready_.empty() || in_flight >= static_cast<std::size_t>(limit_.effective())) return;
     if (s->state != Slot::State::idle || now < s->available_at) continue;
@@ -280,8 +275,7 @@ void ProcessExecutor::dispatch() {
 
 void ProcessExecutor::wait_for_events() {
   Clock::time_point next = Clock::now() + std::chrono::seconds(1);
-  std::size_t in_flight = 0;
-  for (const auto& s : slots_) in_flight += s->state == Slot::State::busy ? 1 : 0;
+  const std::size_t in_flight = busy_slots();
   // A slot's availability matters only when a task could be dispatched to it (else: no busy wait).
   const bool work =
       has_work() && !control_.stopping() && in_flight < static_cast<std::size_t>(limit_.effective());
@@ -359,8 +353,7 @@ void ProcessExecutor::on_messages(Slot& s) {
     const int limit_before = limit_.effective();
     std::chrono::milliseconds latency{0};
     for (const auto& step : outcome.steps) latency += step.latency;
-    std::size_t in_flight = 0;
-    for (const auto& other : slots_) in_flight += other->state == Slot::State::busy ? 1 : 0;
+    const std::size_t in_flight = busy_slots();
     const bool limit_changed =
         outcome.ok() ? limit_.on_success(latency, in_flight) : limit_.on_error(*outcome.error, in_flight);
     if (limit_changed) {
@@ -494,13 +487,19 @@ void ProcessExecutor::stop_all_now() {
   }
 }
 
+std::size_t ProcessExecutor::busy_slots() const {
+  std::size_t n = 0;
+  for (const auto& s : slots_) n += s->state == Slot::State::busy ? 1 : 0;
+  return n;
+}
+
 bool ProcessExecutor::has_work() const {
   return !ready_.empty() || !retry_at_.empty();
 }
 
 ExecutorGauges ProcessExecutor::gauges() const {
   ExecutorGauges g;
-  for (const auto& s : slots_) g.in_flight += s->state == Slot::State::busy ? 1 : 0;
+  g.in_flight = busy_slots();
   g.restarts = restarts_total_;
   g.limit = limit_.effective();
   return g;

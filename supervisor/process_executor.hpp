@@ -63,6 +63,7 @@ class ProcessExecutor final : public RoundExecutor {
   void log_status();
   ExecutorGauges gauges() const;
   bool has_work() const;
+  std::size_t busy_slots() const;  // attempts in flight
   void watch(int fd, std::uint64_t tag);
   void unwatch(int fd);
   void release_worker(Slot& slot);  // forgets its channel and process (reaped or not)

@@ -133,10 +133,6 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
   // Topics never started (a stop or an abort came first) still get their terminal record.
   const std::string why = ledger_.abort_reason() ? "not run: the run was aborted" : "not run: the run was stopped";
   while (auto t = next_task()) ledger_.record(TaskProgress(std::move(*t)).cancel(why, -1));
-  for (const auto& bad : topics.take_invalid_lines()) {
-    log_.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
-    ledger_.note_invalid_lines(1);
-  }
   return planned;
 }
 

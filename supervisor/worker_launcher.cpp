@@ -153,28 +153,15 @@ std::optional<WorkerLauncher::Packet> WorkerLauncher::next_packet(Clock::time_po
     }
   }
   Packet packet;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  iovec iov{&packet.message, sizeof packet.message};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(socket_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  bool truncated = false;
+  const ssize_t n =
+      recv_with_fd(socket_, &packet.message, sizeof packet.message, MSG_DONTWAIT, packet.fd, truncated);
   const int err = n < 0 ? errno : 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n > 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
-      std::memcpy(&packet.fd, CMSG_DATA(c), sizeof(int));
-    }
-  }
   if (n == 0 || err == ECONNRESET) {
     fail(on_eof, std::string("ended before its ") + awaited);
     return std::nullopt;
   }
-  if (n != static_cast<ssize_t>(sizeof packet.message) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+  if (n != static_cast<ssize_t>(sizeof packet.message) || truncated) {
     if (packet.fd >= 0) ::close(packet.fd);
     fail(Failure::broken, n < 0 ? "recvmsg: " + errno_text(err) : std::string("sent a malformed message"));
     return std::nullopt;

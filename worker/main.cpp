@@ -131,26 +131,10 @@ enum class Receive { request, invalid, end };
 
 // Reads the next request. `invalid` leaves no descriptor open; `end` means the supervisor is gone.
 Receive receive_request(Request& out) {
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  iovec iov{&out.spawn, sizeof out.spawn};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(lp::kControlFd, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  bool truncated = false;
+  const ssize_t n = cbm::recv_with_fd(lp::kControlFd, &out.spawn, sizeof out.spawn, 0, out.channel_fd, truncated);
   if (n <= 0) return Receive::end;
-  out.channel_fd = -1;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
-      std::memcpy(&out.channel_fd, CMSG_DATA(c), sizeof(int));
-    }
-  }
-  const bool valid = n == static_cast<ssize_t>(sizeof out.spawn) &&
-                     (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0 && out.spawn.version == lp::kVersion &&
+  const bool valid = n == static_cast<ssize_t>(sizeof out.spawn) && !truncated && out.spawn.version == lp::kVersion &&
                      out.spawn.slot >= 0 && out.channel_fd >= 0 &&
                      std::memchr(out.spawn.channel, '\0', sizeof out.spawn.channel) != nullptr;
   if (valid) return Receive::request;
