@@ -64,9 +64,11 @@ std::string own_usage() {
 }
 
 std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& ledger, RunControl& control,
-                                             Logger& log, Progress& progress) {
-  if (cfg.mode == Mode::threading) return std::make_unique<ThreadExecutor>(cfg, ledger, control, log, progress);
-  return std::make_unique<ProcessExecutor>(cfg, ledger, control, log, progress);
+                                             Logger& log, Progress& progress, RunObserver& observer) {
+  if (cfg.mode == Mode::threading) {
+    return std::make_unique<ThreadExecutor>(cfg, ledger, control, log, progress, observer);
+  }
+  return std::make_unique<ProcessExecutor>(cfg, ledger, control, log, progress, observer);
 }
 
 // Where each round's topics come from. A one-round batch streams its file (any size, constant
@@ -133,6 +135,8 @@ int run(const RunConfig& cfg) {
   CurlGlobal curl;
   Logger log(cfg.log_file, !cfg.quiet);
   RunLedger ledger(cfg);
+  ObserverList observers;
+  ledger.observe(observers);
 
   std::uint32_t first_round = 1;
   const JournalSettings settings = JournalSettings::of(cfg);
@@ -153,7 +157,7 @@ int run(const RunConfig& cfg) {
 
   TopicPlan topics(cfg, log);
   Progress progress(ledger, cfg.quiet, cfg.progress_interval);
-  auto executor = make_executor(cfg, ledger, control, log, progress);
+  auto executor = make_executor(cfg, ledger, control, log, progress, observers);
   log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
            std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
            cfg.journal.string());

@@ -66,12 +66,13 @@ struct ProcessExecutor::Slot {
 };
 
 ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
-                                 Progress& progress)
+                                 Progress& progress, RunObserver& observer)
     : config_(config),
       ledger_(ledger),
       control_(control),
       log_(log),
       progress_(progress),
+      observer_(observer),
       worker_path_(worker_executable_path()),
       batch_size_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
                                         : 4 * static_cast<std::size_t>(config.concurrency)),
@@ -266,6 +267,7 @@ void ProcessExecutor::dispatch() {
     }
     const Task& task = tasks_.at(i).start_attempt();
     s->channel->try_send(encode_task(task));
+    observer_.attempt_started(task, s->index);
     s->task = i;
     s->state = Slot::State::busy;
     s->deadline = now + config_.timeout;
@@ -350,6 +352,7 @@ void ProcessExecutor::on_messages(Slot& s) {
     s.consecutive_failures = 0;
     AttemptOutcome& outcome = decoded->outcome;
     tasks_.at(i).end_attempt(outcome);
+    observer_.attempt_ended(tasks_.at(i).task(), outcome, s.index);
     const int limit_before = limit_.effective();
     std::chrono::milliseconds latency{0};
     for (const auto& step : outcome.steps) latency += step.latency;
@@ -357,6 +360,7 @@ void ProcessExecutor::on_messages(Slot& s) {
     const bool limit_changed =
         outcome.ok() ? limit_.on_success(latency, in_flight) : limit_.on_error(*outcome.error, in_flight);
     if (limit_changed) {
+      observer_.limit_changed(limit_.effective());
       log_.info("in-flight limit " + std::to_string(limit_before) + " -> " +
                 std::to_string(limit_.effective()) +
                 (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
@@ -391,6 +395,7 @@ void ProcessExecutor::on_worker_exit(Slot& s) {
                                                          std::to_string(s.process->pid()) + ") " +
                                                          status.describe() + " during the attempt");
     tasks_.at(i).end_attempt(crashed);
+    observer_.attempt_ended(tasks_.at(i).task(), crashed, s.index);
     on_attempt_failed(i, std::move(*crashed.error), s.index);
   }
   release_worker(s);
@@ -406,6 +411,7 @@ void ProcessExecutor::note_restart(const Slot& slot, const std::string& why) {
   Slot& s = *slots_[static_cast<std::size_t>(slot.index)];
   ++restarts_total_;
   ++s.consecutive_failures;
+  observer_.worker_restarted(s.index);
   const auto now = Clock::now();
   s.state = Slot::State::down;
   s.available_at = now + restart_backoff(s.consecutive_failures);
@@ -478,6 +484,9 @@ void ProcessExecutor::stop_all_now() {
     s->process->kill_and_reap();
     if (s->channel) on_messages(*s);  // a result that made it before the kill still counts
     if (s->task) {
+      AttemptOutcome stopped;
+      stopped.error = worker_error(ErrorKind::cancelled, "the run was stopped during the attempt");
+      observer_.attempt_ended(tasks_.at(*s->task).task(), stopped, s->index);
       finish_task(*s->task,
                   tasks_.at(*s->task).cancel("cancelled: the run was stopped during the attempt", s->index));
       s->task.reset();

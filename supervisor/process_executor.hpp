@@ -26,6 +26,7 @@
 #include "run_config.hpp"
 #include "run_control.hpp"
 #include "run_ledger.hpp"
+#include "run_observer.hpp"
 #include "worker_launcher.hpp"
 #include "task_progress.hpp"
 
@@ -36,7 +37,8 @@ class WorkerProcess;
 
 class ProcessExecutor final : public RoundExecutor {
  public:
-  ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress);
+  ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress,
+                  RunObserver& observer);
   ~ProcessExecutor() override;  // stops every worker (EOF on its channel, then SIGKILL) and reaps it
 
   std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
@@ -73,6 +75,7 @@ class ProcessExecutor final : public RoundExecutor {
   RunControl& control_;
   Logger& log_;
   Progress& progress_;
+  RunObserver& observer_;
   const std::filesystem::path worker_path_;
   const std::size_t batch_size_;  // topics read ahead beyond the workers' count
   WorkerLauncher launcher_;       // declared before slots_: it outlives the workers it forked

@@ -112,6 +112,7 @@ bool RunLedger::record_locked(TaskResult result) {
     if (!abort_reason_) abort_reason_ = std::string("cannot write the journal: ") + e.what();
   }
   count_locked(result);
+  if (observer_ != nullptr) observer_->task_finished(result);
   auto original = originals_.find(result.id);
   if (original != originals_.end()) {
     for (std::uint64_t dup : waiting_copies_[result.id]) record_copy_locked(result, dup);
@@ -175,6 +176,7 @@ void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
   originals_.clear();
   waiting_copies_.clear();
   journal_->sync();
+  if (observer_ != nullptr) observer_->round_finished(round);
   // Only the kept rounds' totals stay (and, in the journal, their records).
   const auto keep = static_cast<std::size_t>(config_.keep_rounds);
   if (keep > 0 && rounds_.size() > keep) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "journal.hpp"
+#include "run_observer.hpp"
 #include "run_config.hpp"
 #include "task.hpp"
 
@@ -39,6 +40,9 @@ class RunLedger {
   explicit RunLedger(const RunConfig& config);
   // Every record goes to `journal` (which must outlive the ledger); attach before the first record.
   void attach(Journal& journal) { journal_ = &journal; }
+  // `observer` (which must outlive the ledger) hears of every terminal record and finished round,
+  // under the ledger's lock: it must not call back into the ledger.
+  void observe(RunObserver& observer) { observer_ = &observer; }
 
   void begin_round(std::uint32_t round);
   // Counts a record read back from the journal by --resume (not written again).
@@ -84,6 +88,7 @@ class RunLedger {
 
   const RunConfig& config_;
   Journal* journal_ = nullptr;
+  RunObserver* observer_ = nullptr;
   mutable std::mutex mu_;
   WallClock::time_point started_;
   std::map<std::uint32_t, Round> rounds_;                      // the last keep_rounds rounds

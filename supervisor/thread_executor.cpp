@@ -14,8 +14,8 @@
 namespace cbm {
 
 ThreadExecutor::ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
-                               Progress& progress)
-    : config_(config), ledger_(ledger), control_(control), log_(log), progress_(progress) {}
+                               Progress& progress, RunObserver& observer)
+    : config_(config), ledger_(ledger), control_(control), log_(log), progress_(progress), observer_(observer) {}
 
 std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   std::mutex source_mu;
@@ -62,8 +62,10 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       } done{in_flight};
       for (;;) {
         const Task& task = progress.start_attempt();
+        observer_.attempt_started(task, slot);
         AttemptOutcome outcome = pipeline.run(task, Clock::now() + config_.timeout);
         progress.end_attempt(outcome);
+        observer_.attempt_ended(task, outcome, slot);
         if (outcome.ok()) {
           ledger_.record(progress.finish(TaskStatus::succeeded, std::move(outcome), slot));
           break;

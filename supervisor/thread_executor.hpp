@@ -12,12 +12,14 @@
 #include "run_control.hpp"
 #include "round_executor.hpp"
 #include "run_ledger.hpp"
+#include "run_observer.hpp"
 
 namespace cbm {
 
 class ThreadExecutor final : public RoundExecutor {
  public:
-  ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress);
+  ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress,
+                  RunObserver& observer);
 
   std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
 
@@ -27,6 +29,7 @@ class ThreadExecutor final : public RoundExecutor {
   RunControl& control_;
   Logger& log_;
   Progress& progress_;
+  RunObserver& observer_;
 };
 
 }  // namespace cbm
