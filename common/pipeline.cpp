@@ -57,9 +57,10 @@ AttemptOutcome Pipeline::run(const Task& task, Clock::time_point deadline) {
     req.max_tokens = config_.max_tokens;
     req.request_id = id_prefix_ + std::to_string(++sequence_);
     req.web_search = std::move(tool);
+    StepRecord record{step, model, {}, {}, {}, WallClock::now(), req.messages, {}};
     const auto t0 = Clock::now();
     auto answer = client_.complete(std::move(req), deadline);
-    StepRecord record{step, model, {}, {}, since(t0)};
+    record.latency = since(t0);
     if (!answer) {
       outcome.steps.push_back(std::move(record));
       outcome.error = std::move(answer.error());
@@ -68,6 +69,7 @@ AttemptOutcome Pipeline::run(const Task& task, Clock::time_point deadline) {
     }
     record.finish_reason = answer->finish_reason;
     record.usage = answer->usage;
+    record.output = answer->content;
     outcome.steps.push_back(std::move(record));
     return std::move(answer.value());
   };

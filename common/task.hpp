@@ -30,6 +30,11 @@ struct StepRecord {
   std::string finish_reason;
   Usage usage;
   std::chrono::milliseconds latency{0};
+  // For tracing (LangSmith): when the call began, what was sent and what came back. Carried from
+  // worker to supervisor, never written to the report or the journal.
+  WallClock::time_point started{};
+  std::vector<Message> messages;
+  std::string output;
 };
 
 // What one attempt produced. `error` is set iff the attempt failed.

@@ -36,7 +36,7 @@ TEST_CASE("a terminal record survives the journal's round trip", "[codec]") {
   r.worker = 7;
   r.usage = {1, 2, 3};
   r.sources = {{"t", "l", "m", "d", ""}};
-  r.steps = {{"search", "glm-4.5-air", "stop", {1, 1, 2}, 120ms}};
+  r.steps = {{"search", "glm-4.5-air", "stop", {1, 1, 2}, 120ms, {}, {}, {}}};
   r.started = cbm::WallClock::time_point(1700000000123ms);
   r.finished = cbm::WallClock::time_point(1700000001123ms);
   r.execution_time = 1000ms;
