@@ -318,12 +318,14 @@ TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process a
   CHECK(cbm::test::shm_segments(segment_prefix(supervisor)).empty());
 }
 
-TEST_CASE("a hanging request times out at --timeout and its retry succeeds", "[supervisor][timeout]") {
+TEST_CASE("a hanging request times out at --timeout and its retry succeeds", "[supervisor][timeout][modes]") {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("--mode " << mode);
   Simulator sim;
   const std::string hanging = "stuck [[fault:hang*1]]";
   SupervisorRun run(sim.base_url(),
                     {.topics = {"fine", hanging},
-                     .args = {"--timeout", "1", "--kill-grace", "0.5", "--max-retries", "1", "--quiet"}});
+                     .args = {"--timeout", "1", "--kill-grace", "0.5", "--max-retries", "1", "--quiet", "--mode", mode}});
   const auto t0 = Clock::now();
   const int status = run.process().exit_code(30s);
   const auto took = Clock::now() - t0;
@@ -338,10 +340,12 @@ TEST_CASE("a hanging request times out at --timeout and its retry succeeds", "[s
 }
 
 TEST_CASE("SIGTERM drains in-flight tasks, cancels the rest, writes the report and exits 143",
-          "[supervisor][signals]") {
+          "[supervisor][signals][modes]") {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("--mode " << mode);
   Simulator sim({"--latency-ms", "300"});
   const auto topics = numbered_topics("drained topic", 40);
-  SupervisorRun run(sim.base_url(), {.topics = topics, .args = {"--concurrency", "4", "--quiet"}});
+  SupervisorRun run(sim.base_url(), {.topics = topics, .args = {"--concurrency", "4", "--quiet", "--mode", mode}});
   std::set<ProcessIdentity> processes_seen;
   std::int64_t running = 0;
   REQUIRE(eventually([&] {
@@ -374,12 +378,14 @@ TEST_CASE("SIGTERM drains in-flight tasks, cancels the rest, writes the report a
 }
 
 TEST_CASE("a second SIGTERM during the drain stops at once and records in-flight tasks as cancelled",
-          "[supervisor][signals]") {
+          "[supervisor][signals][modes]") {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("--mode " << mode);
   Simulator sim;
   const auto topics = numbered_topics("never answered [[fault:hang]]", 6);
   SupervisorRun run(
       sim.base_url(),
-      {.topics = topics, .args = {"--concurrency", "4", "--timeout", "120", "--drain-grace", "30"}});
+      {.topics = topics, .args = {"--concurrency", "4", "--timeout", "120", "--drain-grace", "30", "--mode", mode}});
   std::set<ProcessIdentity> processes_seen;
   REQUIRE(eventually([&] {
     workers_of(run.pid(), &processes_seen);
@@ -476,11 +482,13 @@ namespace {
 
 void require_run_fatal_stops_traffic(const Simulator& sim, const std::string& key,
                                      const std::string& topic_stem, const std::string& reason) {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("--mode " << mode);
   constexpr int kConcurrency = 4;
   const auto topics = numbered_topics(topic_stem, 50);
   SupervisorRun run(sim.base_url(),
                     {.topics = topics,
-                     .args = {"--concurrency", std::to_string(kConcurrency), "--max-retries", "5", "--quiet"},
+                     .args = {"--concurrency", std::to_string(kConcurrency), "--max-retries", "5", "--quiet", "--mode", mode},
                      .key = key});
   std::set<ProcessIdentity> processes_seen;
   const auto t0 = Clock::now();
@@ -511,13 +519,13 @@ void require_run_fatal_stops_traffic(const Simulator& sim, const std::string& ke
 }  // namespace
 
 TEST_CASE("a wrong API key (401) aborts the run with exit 3 after a handful of requests",
-          "[supervisor][fatal]") {
+          "[supervisor][fatal][modes]") {
   Simulator sim({"--api-key", "right"});
   require_run_fatal_stops_traffic(sim, "sk-WRONG-canary-77aa", "topic", "401");
 }
 
 TEST_CASE("an exhausted balance (429 code 1113) aborts the run with exit 3 after a handful of requests",
-          "[supervisor][fatal]") {
+          "[supervisor][fatal][modes]") {
   Simulator sim;
   require_run_fatal_stops_traffic(sim, kTestKey, "broke [[fault:429_1113]]", "1113");
 }
@@ -577,11 +585,14 @@ TEST_CASE("bad flags and configuration exit 2, name the culprit and send nothing
 }
 
 TEST_CASE("the API key never appears in a worker's argv, the log, the report or the console",
-          "[supervisor][secrets]") {
+          "[supervisor][secrets][modes]") {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("--mode " << mode);
+  const bool has_workers = mode == "multiprocessing";
   Simulator sim({"--latency-ms", "200"});
   const std::vector<std::string> topics = {"plain 1", "plain 2", "plain 3", "unsafe [[fault:400_1301]]",
                                            "flaky [[fault:500_1234*1]]"};
-  SupervisorRun run(sim.base_url(), {.topics = topics, .args = {"--concurrency", "4"}});
+  SupervisorRun run(sim.base_url(), {.topics = topics, .args = {"--concurrency", "4", "--mode", mode}});
   std::map<ProcessIdentity, std::string> cmdlines;  // of the workers and any helper process of the run
   REQUIRE(eventually([&] {
     std::set<ProcessIdentity> processes;
@@ -589,12 +600,12 @@ TEST_CASE("the API key never appears in a worker's argv, the log, the report or 
     for (const auto& p : processes) {
       if (std::string c = cmdline_of(p.pid); !c.empty()) cmdlines[p] = std::move(c);
     }
-    return workers >= 4;
+    return has_workers ? workers >= 4 : in_flight(sim) >= 4;
   }));
   const int status = run.process().exit_code(30s);
   INFO(run.diagnostics());
   CHECK(status == 1);  // the unsafe topic failed: its error message went through the log and the report
-  REQUIRE(cmdlines.size() >= 4);
+  if (has_workers) REQUIRE(cmdlines.size() >= 4);
   for (const auto& [p, c] : cmdlines) {
     INFO("process " << p.pid << ": " << c);
     CHECK_THAT(c, !Catch::Contains(kTestKey) && Catch::Contains("concurrent_bigmodel_worker"));

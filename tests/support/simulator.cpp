@@ -7,6 +7,12 @@
 #include <thread>
 
 namespace cbm::test {
+
+const std::vector<std::string>& all_modes() {
+  static const std::vector<std::string> modes = {"multiprocessing", "threading"};
+  return modes;
+}
+
 namespace {
 
 std::size_t collect(char* data, std::size_t size, std::size_t n, void* user) {

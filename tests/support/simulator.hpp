@@ -17,6 +17,9 @@ namespace cbm::test {
 std::string supervisor_path();  // concurrent_bigmodel
 std::string simulator_path();   // bigmodel_simulator
 
+// Every --mode: the shared-behaviour tests run against each (GENERATE(from_range(all_modes()))).
+const std::vector<std::string>& all_modes();
+
 // Waits (polling, bounded) until `condition` holds; false on timeout. For conditions no event tells.
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
