@@ -4,6 +4,7 @@
 #   scripts/bench.sh            all benchmarks (several minutes)
 #   scripts/bench.sh --quick    smaller sizes (a minute)
 #   BENCH_MILLION=1 scripts/bench.sh   also the 1,000,000-topic streaming run (~5 minutes)
+#   BENCH_MODES="asyncio threading" scripts/bench.sh   only these modes (default: every mode the build has)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
@@ -82,28 +83,45 @@ wrk_slow=$(wrk -t2 -c2000 -d5s -s tests/simulator/wrk_chat.lua "http://127.0.0.1
 note "| simulator, 100 ms latency, wrk -c2000 | ${wrk_slow} req/s | ideal 2000/0.1 = 20,000; $(calc "$wrk_slow / 20000 * 100" 1)% |"
 sim_slow=$port
 
-echo "== 2. supervisor, 100 ms latency: wall time vs Little's law =="
-for conc in 64 256; do
-  n=$((conc * 50))
-  [ $quick = 1 ] && n=$((conc * 10))
-  f=$(topics $n)
-  ideal=$(calc "$n / $conc * 0.1" 3)
-  wall=$(run_cbm "$work/slow.$conc.log" --base-url "http://127.0.0.1:$sim_slow/api/paas/v4" --topics-file "$f" \
-    --concurrency $conc --no-search)
-  read -r rss pss < "$work/mem"
-  span=$(grep -o '"started_at_ms":[0-9]*\|"finished_at_ms":[0-9]*' "$work/report.json" |
-    awk -F: '/started/ { if (min == "" || $2 < min) min = $2 } /finished/ { if ($2 > max) max = $2 }
-             END { printf "%.3f", (max - min) / 1000 }')
-  note "| multiprocessing, $n topics, concurrency $conc, 100 ms | wall $wall s vs ideal $ideal s ($(calc "($wall / $ideal - 1) * 100" 1)% over); first dispatch to last result $span s ($(calc "($span / $ideal - 1) * 100" 1)% over) | supervisor peak RSS ${rss} KiB, peak PSS sum ${pss} KiB |"
+# Every mode this build has (a mode it refuses exits 2 before sending anything).
+modes=()
+for m in multiprocessing threading asyncio; do
+  status=0
+  "$bin" --mode $m --topics probe --base-url http://127.0.0.1:9/v4 --max-retries 0 --quiet --delay 0 \
+    --output "$work/probe.json" --log-file /dev/null 2>/dev/null || status=$?
+  [ $status -ne 2 ] && modes+=("$m")
+done
+[ -n "${BENCH_MODES:-}" ] && read -r -a modes <<< "$BENCH_MODES"
+
+echo "== 2. 100 ms latency: wall time vs Little's law, and memory, per mode =="
+for mode in "${modes[@]}"; do
+  for conc in 64 256; do
+    n=$((conc * 50))
+    [ $quick = 1 ] && n=$((conc * 10))
+    f=$(topics $n)
+    ideal=$(calc "$n / $conc * 0.1" 3)
+    wall=$(run_cbm "$work/slow.$mode.$conc.log" --base-url "http://127.0.0.1:$sim_slow/api/paas/v4" --topics-file "$f" \
+      --concurrency $conc --no-search --mode "$mode")
+    read -r rss pss < "$work/mem"
+    span=$(grep -o '"started_at_ms":[0-9]*\|"finished_at_ms":[0-9]*' "$work/report.json" |
+      awk -F: '/started/ { if (min == "" || $2 < min) min = $2 } /finished/ { if ($2 > max) max = $2 }
+               END { printf "%.3f", (max - min) / 1000 }')
+    ok=$(grep -o '"successful_tasks":[0-9]*' "$work/report.json" | cut -d: -f2)
+    note "| $mode, $n topics, concurrency $conc, 100 ms | wall $wall s vs ideal $ideal s ($(calc "($wall / $ideal - 1) * 100" 1)% over); first dispatch to last result $span s ($(calc "($span / $ideal - 1) * 100" 1)% over); $ok succeeded | supervisor peak RSS ${rss} KiB, peak PSS sum ${pss} KiB |"
+  done
 done
 
-echo "== 3. supervisor CPU per 1,000 tasks at zero latency =="
+echo "== 3. zero latency: tasks/s against wrk's rate, and supervisor CPU per 1,000 tasks, per mode =="
 n=20000
 [ $quick = 1 ] && n=5000
 f=$(topics $n)
-wall=$(run_cbm "$work/zero.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" --concurrency 64 --no-search)
-cpu=$(grep -o 'cpu_s=[0-9.]*' "$work/zero.log" | tail -1 | cut -d= -f2)
-note "| multiprocessing, $n topics, zero latency, concurrency 64 | $(calc "$n / $wall" 0) tasks/s ($(calc "$n / $wall / $wrk_rps * 100" 1)% of wrk) | supervisor CPU $(calc "$cpu / $n * 1000 * 1000" 1) ms per 1,000 tasks |"
+for mode in "${modes[@]}"; do
+  wall=$(run_cbm "$work/zero.$mode.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" \
+    --concurrency 64 --no-search --mode "$mode")
+  cpu=$(grep -o 'cpu_s=[0-9.]*' "$work/zero.$mode.log" | tail -1 | cut -d= -f2)
+  ok=$(grep -o '"successful_tasks":[0-9]*' "$work/report.json" | cut -d: -f2)
+  note "| $mode, $n topics, zero latency, concurrency 64 | $(calc "$n / $wall" 0) tasks/s ($(calc "$n / $wall / $wrk_rps * 100" 1)% of wrk); $ok succeeded | supervisor CPU $(calc "$cpu / $n * 1000 * 1000" 1) ms per 1,000 tasks (threading/asyncio: includes the HTTP work) |"
+done
 
 echo "== 4. monitoring: memory flat over rounds =="
 rounds=200
