@@ -263,10 +263,11 @@ std::int64_t in_flight(const Simulator& sim) {
 TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process and no segment",
           "[supervisor][chaos]") {
   const std::size_t n = env_size("CBM_CHAOS_TOPICS", 400);
-  // Answers take 5..45 ms: quick turnarounds put kills between tasks and around result messages, slow
-  // ones put them mid-request; and the run lasts long enough (>= 50 tasks x 25 ms per worker) for the
-  // kills to count on any machine, however fast.
-  Simulator sim({"--latency-dist", "uniform", "--latency-ms", "5", "--latency-max-ms", "45"});
+  // Answers take 5..95 ms: quick turnarounds put kills between tasks and around result messages, slow
+  // ones put them mid-request; and the run lasts long enough (>= 50 tasks x 50 ms per worker) for the
+  // kills to count on any machine, however fast, and under sanitizers, where each round of the chaos
+  // loop (a /proc walk) takes over 100 ms.
+  Simulator sim({"--latency-dist", "uniform", "--latency-ms", "5", "--latency-max-ms", "95"});
   const auto topics = numbered_topics("chaos topic", n);
   constexpr std::size_t kConcurrency = 8;
   SupervisorRun run(sim.base_url(), {.topics = topics,
