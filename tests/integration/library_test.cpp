@@ -19,14 +19,14 @@
 #include "concurrent_bigmodel/executor.hpp"
 #include "simulator.hpp"
 
-namespace cbm = concurrent_bigmodel;
+namespace lib = concurrent_bigmodel;
 using namespace std::chrono_literals;
 using cbm::test::Simulator;
 
 namespace {
 
-cbm::Config config_for(const Simulator& sim, cbm::Mode mode) {
-  cbm::Config c;
+lib::Config config_for(const Simulator& sim, lib::Mode mode) {
+  lib::Config c;
   c.api_key = "sk-test-library";
   c.base_url = sim.base_url();
   c.mode = mode;
@@ -44,7 +44,7 @@ std::vector<std::string> numbered_topics(const std::string& stem, int n) {
 }
 
 // Every (round, id) of `rounds` x `topics` has exactly one result, of the right topic.
-void require_one_result_each(const std::vector<cbm::Result>& results, const std::vector<std::string>& topics,
+void require_one_result_each(const std::vector<lib::Result>& results, const std::vector<std::string>& topics,
                              std::uint32_t rounds) {
   std::map<std::pair<std::uint32_t, std::uint64_t>, int> seen;
   for (const auto& r : results) {
@@ -56,9 +56,9 @@ void require_one_result_each(const std::vector<cbm::Result>& results, const std:
   for (const auto& [key, count] : seen) CHECK(count == 1);
 }
 
-std::size_t count_status(const std::vector<cbm::Result>& results, cbm::Status s) {
+std::size_t count_status(const std::vector<lib::Result>& results, lib::Status s) {
   return static_cast<std::size_t>(
-      std::count_if(results.begin(), results.end(), [s](const cbm::Result& r) { return r.status == s; }));
+      std::count_if(results.begin(), results.end(), [s](const lib::Result& r) { return r.status == s; }));
 }
 
 std::size_t thread_count() {
@@ -88,25 +88,25 @@ std::vector<void (*)(int)> dispositions() {
   return handlers;
 }
 
-cbm::Mode any_mode() { return GENERATE(cbm::Mode::multiprocessing, cbm::Mode::threading); }
+lib::Mode any_mode() { return GENERATE(lib::Mode::multiprocessing, lib::Mode::threading); }
 
 }  // namespace
 
 TEST_CASE("execute_concurrent returns one result per topic and round, with the server's verdicts", "[library]") {
   Simulator sim;
-  const cbm::Mode mode = any_mode();
-  cbm::Executor executor(config_for(sim, mode));
-  std::vector<cbm::Result> called;
-  executor.on_result([&](const cbm::Result& r) { called.push_back(r); });
+  const lib::Mode mode = any_mode();
+  lib::Executor executor(config_for(sim, mode));
+  std::vector<lib::Result> called;
+  executor.on_result([&](const lib::Result& r) { called.push_back(r); });
   const std::vector<std::string> topics = {"Solid-state batteries", "Rejected [[fault:400_1301]]", "RISC-V adoption"};
 
-  const cbm::Report report = executor.execute_concurrent(topics, 2);
+  const lib::Report report = executor.execute_concurrent(topics, 2);
 
   require_one_result_each(report.results, topics, 2);
   CHECK(called.size() == report.results.size());
   for (const auto& r : report.results) {
     if (r.id == 1) {
-      CHECK(r.status == cbm::Status::failed);
+      CHECK(r.status == lib::Status::failed);
       REQUIRE(r.error);
       CHECK(r.error->error_class == "task_fatal");
       CHECK(r.error->code == "1301");
@@ -127,13 +127,13 @@ TEST_CASE("execute_concurrent returns one result per topic and round, with the s
 
 TEST_CASE("stop() from another thread drains: the rest is cancelled and no topic is lost", "[library]") {
   Simulator sim({"--latency-ms", "60"});
-  const cbm::Mode mode = any_mode();
-  cbm::Executor executor(config_for(sim, mode));
+  const lib::Mode mode = any_mode();
+  lib::Executor executor(config_for(sim, mode));
   std::mutex mu;
   std::condition_variable cv;
   std::size_t finished = 0;
   std::set<std::thread::id> callback_threads;
-  executor.on_result([&](const cbm::Result&) {
+  executor.on_result([&](const lib::Result&) {
     std::lock_guard lock(mu);
     ++finished;
     callback_threads.insert(std::this_thread::get_id());
@@ -146,17 +146,17 @@ TEST_CASE("stop() from another thread drains: the rest is cancelled and no topic
   });
   const auto topics = numbered_topics("drained topic", 16);
 
-  const cbm::Report report = executor.execute_concurrent(topics);
+  const lib::Report report = executor.execute_concurrent(topics);
   stopper.join();
 
   require_one_result_each(report.results, topics, 1);
-  CHECK(count_status(report.results, cbm::Status::succeeded) >= 2);
-  CHECK(count_status(report.results, cbm::Status::cancelled) >= 1);
-  CHECK(count_status(report.results, cbm::Status::failed) == 0);
+  CHECK(count_status(report.results, lib::Status::succeeded) >= 2);
+  CHECK(count_status(report.results, lib::Status::cancelled) >= 1);
+  CHECK(count_status(report.results, lib::Status::failed) == 0);
   CHECK(report.summary.interrupted);
   CHECK(report.summary.interrupted_by_signal == 0);
   CHECK(report.summary.exit_status == 1);
-  if (mode == cbm::Mode::multiprocessing) {
+  if (mode == lib::Mode::multiprocessing) {
     // Documented: the supervisor loop runs on the caller's thread, and so does the callback.
     CHECK(callback_threads == std::set<std::thread::id>{std::this_thread::get_id()});
   }
@@ -164,47 +164,47 @@ TEST_CASE("stop() from another thread drains: the rest is cancelled and no topic
 
 TEST_CASE("stop_now() from the callback ends the run at once with every topic reported", "[library]") {
   Simulator sim({"--latency-ms", "60"});
-  const cbm::Mode mode = any_mode();
-  cbm::Executor executor(config_for(sim, mode));
-  executor.on_result([&](const cbm::Result&) { executor.stop_now(); });
+  const lib::Mode mode = any_mode();
+  lib::Executor executor(config_for(sim, mode));
+  executor.on_result([&](const lib::Result&) { executor.stop_now(); });
   const auto topics = numbered_topics("stopped topic", 12);
 
   const auto started = std::chrono::steady_clock::now();
-  const cbm::Report report = executor.execute_concurrent(topics, 0);  // a monitor: only a stop ends it
+  const lib::Report report = executor.execute_concurrent(topics, 0);  // a monitor: only a stop ends it
 
   CHECK(std::chrono::steady_clock::now() - started < 10s);
   require_one_result_each(report.results, topics, 1);
-  CHECK(count_status(report.results, cbm::Status::cancelled) >= 1);
+  CHECK(count_status(report.results, lib::Status::cancelled) >= 1);
   CHECK(report.summary.interrupted);
 }
 
 TEST_CASE("a stop requested before the run applies to it: every topic is reported cancelled", "[library]") {
   Simulator sim;
-  const cbm::Mode mode = any_mode();
-  cbm::Executor executor(config_for(sim, mode));
+  const lib::Mode mode = any_mode();
+  lib::Executor executor(config_for(sim, mode));
   executor.stop();
   const std::vector<std::string> topics = {"never sent 1", "never sent 2"};
 
-  const cbm::Report report = executor.execute_concurrent(topics);
+  const lib::Report report = executor.execute_concurrent(topics);
 
   require_one_result_each(report.results, topics, 1);
-  CHECK(count_status(report.results, cbm::Status::cancelled) == topics.size());
+  CHECK(count_status(report.results, lib::Status::cancelled) == topics.size());
   CHECK(sim.requests_total() == 0);
   // The stop was for that run: the next one runs normally.
-  const cbm::Report again = executor.execute_concurrent(topics);
+  const lib::Report again = executor.execute_concurrent(topics);
   CHECK(again.summary.successful_tasks == topics.size());
 }
 
 TEST_CASE("executors share no state: two at once and one after another in one process", "[library]") {
   Simulator sim;
-  const cbm::Mode mode = any_mode();
+  const lib::Mode mode = any_mode();
   const auto topics_a = numbered_topics("first executor", 5);
   const auto topics_b = numbered_topics("second executor", 5);
-  cbm::Report a;
-  cbm::Report b;
+  lib::Report a;
+  lib::Report b;
   {
-    cbm::Executor ea(config_for(sim, mode));
-    cbm::Executor eb(config_for(sim, mode));
+    lib::Executor ea(config_for(sim, mode));
+    lib::Executor eb(config_for(sim, mode));
     std::thread other([&] { b = eb.execute_concurrent(topics_b); });
     a = ea.execute_concurrent(topics_a);
     other.join();
@@ -214,21 +214,21 @@ TEST_CASE("executors share no state: two at once and one after another in one pr
   CHECK(a.summary.exit_status == 0);
   CHECK(b.summary.exit_status == 0);
 
-  cbm::Executor later(config_for(sim, mode));
-  const cbm::Report c = later.execute_concurrent(topics_a);
+  lib::Executor later(config_for(sim, mode));
+  const lib::Report c = later.execute_concurrent(topics_a);
   CHECK(c.summary.successful_tasks == topics_a.size());
 }
 
 TEST_CASE("a call leaves no thread, child process, signal mask or handler behind", "[library]") {
   Simulator sim;
-  const cbm::Mode mode = any_mode();
+  const lib::Mode mode = any_mode();
   const auto threads_before = thread_count();
   const auto children_before = cbm::test::children_of(::getpid());
   const auto mask_before = blocked_signals();
   const auto handlers_before = dispositions();
   {
-    cbm::Executor executor(config_for(sim, mode));
-    const cbm::Report report = executor.execute_concurrent(numbered_topics("tidy", 4));
+    lib::Executor executor(config_for(sim, mode));
+    const lib::Report report = executor.execute_concurrent(numbered_topics("tidy", 4));
     CHECK(report.summary.exit_status == 0);
     CHECK(thread_count() == threads_before);
     CHECK(cbm::test::children_of(::getpid()) == children_before);
@@ -240,39 +240,39 @@ TEST_CASE("a call leaves no thread, child process, signal mask or handler behind
 
 TEST_CASE("a callback that throws stops the run and its exception reaches the caller", "[library]") {
   Simulator sim({"--latency-ms", "30"});
-  cbm::Executor executor(config_for(sim, any_mode()));
-  executor.on_result([](const cbm::Result&) { throw std::runtime_error("callback refused"); });
+  lib::Executor executor(config_for(sim, any_mode()));
+  executor.on_result([](const lib::Result&) { throw std::runtime_error("callback refused"); });
   CHECK_THROWS_WITH(executor.execute_concurrent(numbered_topics("throwing", 8)), "callback refused");
 }
 
 TEST_CASE("a missing worker program and a bad config are clear errors", "[library]") {
   Simulator sim;
-  cbm::Config c = config_for(sim, cbm::Mode::multiprocessing);
+  lib::Config c = config_for(sim, lib::Mode::multiprocessing);
   c.worker_executable = "/nonexistent/concurrent_bigmodel_worker";
-  cbm::Executor executor(c);
+  lib::Executor executor(c);
   CHECK_THROWS_WITH(executor.execute_concurrent({"a topic"}),
                     Catch::Contains("/nonexistent/concurrent_bigmodel_worker") &&
                         Catch::Contains("worker_executable"));
   CHECK(sim.requests_total() == 0);
 
-  cbm::Config no_key = config_for(sim, cbm::Mode::threading);
+  lib::Config no_key = config_for(sim, lib::Mode::threading);
   no_key.api_key.clear();
-  CHECK_THROWS_WITH(cbm::Executor(no_key), Catch::Contains("api_key"));
-  cbm::Config bad_url = config_for(sim, cbm::Mode::threading);
+  CHECK_THROWS_WITH(lib::Executor(no_key), Catch::Contains("api_key"));
+  lib::Config bad_url = config_for(sim, lib::Mode::threading);
   bad_url.base_url = "ftp://example.com";
-  CHECK_THROWS_WITH(cbm::Executor(bad_url), Catch::Contains("base_url"));
-  cbm::Config bad_prompts = config_for(sim, cbm::Mode::threading);
+  CHECK_THROWS_WITH(lib::Executor(bad_url), Catch::Contains("base_url"));
+  lib::Config bad_prompts = config_for(sim, lib::Mode::threading);
   bad_prompts.prompts = "[analysis.user]\nTopic: {topik}\n";
-  CHECK_THROWS_AS(cbm::Executor(bad_prompts), std::invalid_argument);
+  CHECK_THROWS_AS(lib::Executor(bad_prompts), std::invalid_argument);
 }
 
 TEST_CASE("a report and journal are written only when asked for", "[library]") {
   Simulator sim;
   cbm::test::TempDir dir;
-  cbm::Config c = config_for(sim, cbm::Mode::threading);
+  lib::Config c = config_for(sim, lib::Mode::threading);
   c.output = dir / "report.json";
-  cbm::Executor executor(c);
-  const cbm::Report report = executor.execute_concurrent({"reported topic"});
+  lib::Executor executor(c);
+  const lib::Report report = executor.execute_concurrent({"reported topic"});
   CHECK(report.summary.report_written);
   const std::string text = cbm::test::read_text(dir / "report.json");
   CHECK(text.find("\"successful_tasks\":1") != std::string::npos);
