@@ -8,7 +8,10 @@
 #include <sstream>
 
 #include "api_key.hpp"
+#include "prompt_template.hpp"
+#include "run_driver.hpp"
 #include "topic_source.hpp"
+#include "worker_process.hpp"
 
 namespace cbm {
 namespace {
@@ -58,26 +61,24 @@ CommandLine usage_error(std::string message) {
   return {std::nullopt, kExitUsage, "concurrent_bigmodel: " + std::move(message) + "\nRun with --help for usage."};
 }
 
+// The worker beside the running executable (the build tree), else where an install put it relative to
+// bin/ (so an installed tree works wherever it was copied); else the library's compiled-in default.
+std::filesystem::path worker_beside_self() {
+  const auto beside = worker_executable_path();
+  if (::access(beside.c_str(), X_OK) == 0) return beside;
+  const auto installed = (beside.parent_path() / CBM_WORKER_FROM_BIN).lexically_normal();
+  return ::access(installed.c_str(), X_OK) == 0 ? installed : std::filesystem::path();
+}
+
 std::chrono::milliseconds seconds_to_ms(double s) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000.0 + 0.5));
 }
 
 }  // namespace
 
-std::string_view to_string(Mode m) {
-  switch (m) {
-    case Mode::multiprocessing:
-      return "multiprocessing";
-    case Mode::threading:
-      return "threading";
-    case Mode::asyncio:
-      return "asyncio";
-  }
-  return "unknown";
-}
-
 CommandLine parse_command_line(int argc, char** argv) {
-  RunConfig cfg;
+  Invocation inv;
+  concurrent_bigmodel::Config& cfg = inv.config;
   CLI::App app{"Analyse topics with Zhipu BigModel (GLM): for each topic a tool model searches the web, then a\n"
                "chat model writes the analysis. Runs many topics concurrently and writes a JSON report.",
                "concurrent_bigmodel"};
@@ -94,15 +95,15 @@ CommandLine parse_command_line(int argc, char** argv) {
   double restart_period_s = 10.0;
   std::string prompt_file;
   std::string output;
-  std::string log_file = cfg.log_file.string();
+  std::string log_file = "concurrent_bigmodel.log";
   bool allow_insecure_http = false;
   std::string base_url;
 
   const std::string py = "Options of the Python tool (same names, same defaults)";
   app.add_option("--api-key", api_key, "BigModel API key (prefer the BIGMODEL_API_KEY environment variable)")
       ->group(py);
-  app.add_option("--topics", cfg.topics, "Topics to analyse (default: 5 sample topics)")->group(py);
-  app.add_option("--iterations", cfg.iterations, "Rounds over the topic list; 0 = until TERM/INT")
+  app.add_option("--topics", inv.topics, "Topics to analyse (default: 5 sample topics)")->group(py);
+  app.add_option("--iterations", inv.iterations, "Rounds over the topic list; 0 = until TERM/INT")
       ->check(CLI::Range(0, 1000000000))
       ->capture_default_str()
       ->group(py);
@@ -122,25 +123,26 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str()
       ->group(py);
-  app.add_option("--max-retries", cfg.retry.max_retries, "Retries of a task after its first attempt")
+  app.add_option("--max-retries", cfg.max_retries, "Retries of a task after its first attempt")
       ->check(CLI::Range(0, 100))
       ->capture_default_str()
       ->group(py);
-  app.add_option("--chat-model", cfg.pipeline.chat_model, "Model that writes the analysis")
+  app.add_option("--chat-model", cfg.chat_model, "Model that writes the analysis")
       ->capture_default_str()
       ->group(py);
-  app.add_option("--tool-model", cfg.pipeline.tool_model, "Model that runs the web_search tool")
+  app.add_option("--tool-model", cfg.tool_model, "Model that runs the web_search tool")
       ->capture_default_str()
       ->group(py);
   app.add_option("--output", output, "Report file (default: concurrent_bigmodel_report_<time>.json)")->group(py);
-  app.add_flag("--quiet", cfg.quiet, "No progress or summary on the console")->group(py);
+  bool quiet = false;
+  app.add_flag("--quiet", quiet, "No progress or summary on the console")->group(py);
   app.add_option("--batch-size", cfg.batch_size, "Topics dispatched ahead of the workers; 0 = 4 x concurrency")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str()
       ->group(py);
 
   const std::string input = "Input and API";
-  app.add_option("--topics-file", cfg.topics_file, "Read topics from a file, one per line ('-' = stdin)")
+  app.add_option("--topics-file", inv.topics_file, "Read topics from a file, one per line ('-' = stdin)")
       ->group(input);
   app.add_option("--base-url", base_url,
                  "API base URL (env BIGMODEL_BASE_URL; default " + std::string(kDefaultBaseUrl) + ")")
@@ -148,7 +150,7 @@ CommandLine parse_command_line(int argc, char** argv) {
   app.add_flag("--allow-insecure-http", allow_insecure_http,
                "Allow sending the key over plain http:// to a non-loopback host")
       ->group(input);
-  app.add_flag("--no-search", [&cfg](std::int64_t) { cfg.pipeline.search = false; },
+  app.add_flag("--no-search", [&cfg](std::int64_t) { cfg.search = false; },
                "Skip the web_search step; the chat model answers alone")
       ->group(input);
   app.add_option("--prompt-file", prompt_file,
@@ -156,7 +158,7 @@ CommandLine parse_command_line(int argc, char** argv) {
                  "with {topic} and {sources} placeholders")
       ->check(CLI::ExistingFile)
       ->group(input);
-  app.add_flag("--stream", cfg.client.stream, "Ask for server-sent-event streams")->group(input);
+  app.add_flag("--stream", cfg.stream, "Ask for server-sent-event streams")->group(input);
 
   const std::string rel = "Reliability";
   app.add_option("--kill-grace", kill_grace_s, "Seconds between SIGTERM and SIGKILL for a timed-out attempt")
@@ -167,7 +169,7 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str()
       ->group(rel);
-  app.add_option("--max-restarts", cfg.restart_intensity.max_restarts,
+  app.add_option("--max-restarts", cfg.max_restarts,
                  "Abort (exit 3) after more worker restarts than this within --restart-period")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str()
@@ -211,6 +213,7 @@ CommandLine parse_command_line(int argc, char** argv) {
     return usage_error(e.what());
   }
 
+  using concurrent_bigmodel::Mode;
   cfg.mode = mode == "threading" ? Mode::threading : mode == "asyncio" ? Mode::asyncio : Mode::multiprocessing;
   if (cfg.mode == Mode::asyncio) return usage_error("--mode asyncio: not available yet; use multiprocessing or threading");
   cfg.timeout = seconds_to_ms(timeout_s);
@@ -218,9 +221,10 @@ CommandLine parse_command_line(int argc, char** argv) {
   cfg.kill_grace = seconds_to_ms(kill_grace_s);
   cfg.progress_interval = seconds_to_ms(progress_interval_s);
   cfg.drain_grace = seconds_to_ms(drain_grace_s);
-  cfg.restart_intensity.period = seconds_to_ms(restart_period_s);
-  if (cfg.pipeline.chat_model.empty()) return usage_error("--chat-model: must not be empty");
-  if (cfg.pipeline.tool_model.empty()) return usage_error("--tool-model: must not be empty");
+  cfg.restart_period = seconds_to_ms(restart_period_s);
+  cfg.console = !quiet;
+  if (cfg.chat_model.empty()) return usage_error("--chat-model: must not be empty");
+  if (cfg.tool_model.empty()) return usage_error("--tool-model: must not be empty");
 
   if (base_url.empty()) {
     const char* env = std::getenv("BIGMODEL_BASE_URL");
@@ -232,14 +236,15 @@ CommandLine parse_command_line(int argc, char** argv) {
                        "' is plain http to a non-loopback host; the API key would travel unencrypted "
                        "(pass --allow-insecure-http to accept that)");
   }
-  cfg.client.base_url = base_url;
+  cfg.base_url = base_url;
+  cfg.allow_insecure_http = allow_insecure_http;
 
   auto key = resolve_api_key(api_key);
   if (!key) return usage_error("no API key: pass --api-key or set BIGMODEL_API_KEY (or ZHIPUAI_API_KEY)");
   if (key->find_first_of("\r\n") != std::string::npos) {
     return usage_error("the API key contains a line break (check BIGMODEL_API_KEY)");
   }
-  cfg.client.api_key = std::move(*key);
+  cfg.api_key = std::move(*key);
   // The key given as a flag is readable in /proc/<pid>/cmdline for as long as we run: blank it out.
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -258,32 +263,32 @@ CommandLine parse_command_line(int argc, char** argv) {
     if (!error.empty()) return usage_error("--prompt-file: " + error);
     auto prompts = PromptSet::from_file_text(text);
     if (!prompts) return usage_error("--prompt-file '" + prompt_file + "': " + prompts.error().message);
-    cfg.pipeline.prompts = std::move(prompts.value());
+    cfg.prompts = text;
   }
 
-  if (!cfg.topics_file.empty()) {
-    if (!cfg.topics.empty()) return usage_error("--topics and --topics-file: give one or the other");
-    if (cfg.topics_file == "-") {
+  if (!inv.topics_file.empty()) {
+    if (!inv.topics.empty()) return usage_error("--topics and --topics-file: give one or the other");
+    if (inv.topics_file == "-") {
       std::vector<InvalidLine> invalid;
-      cfg.topics = read_topic_lines(stdin, invalid);
+      inv.topics = read_topic_lines(stdin, invalid);
       for (const auto& bad : invalid) {
         std::cerr << "concurrent_bigmodel: stdin line " << bad.line_number << " skipped: " << bad.reason << "\n";
       }
-      if (cfg.topics.empty()) return usage_error("--topics-file -: no topics on standard input");
-      cfg.topics_file.clear();
+      if (inv.topics.empty()) return usage_error("--topics-file -: no topics on standard input");
+      inv.topics_file.clear();
     } else {
-      std::FILE* f = std::fopen(cfg.topics_file.c_str(), "re");
+      std::FILE* f = std::fopen(inv.topics_file.c_str(), "re");
       if (f == nullptr) {
-        return usage_error("--topics-file: cannot open '" + cfg.topics_file + "': " + std::strerror(errno));
+        return usage_error("--topics-file: cannot open '" + inv.topics_file + "': " + std::strerror(errno));
       }
       std::fclose(f);
     }
   }
-  for (const auto& t : cfg.topics) {
+  for (const auto& t : inv.topics) {
     if (trim(t).empty()) return usage_error("--topics: a topic is empty");
     if (auto problem = topic_line_problem(t)) return usage_error("--topics: '" + t.substr(0, 80) + "' " + *problem);
   }
-  if (cfg.topics.empty() && cfg.topics_file.empty()) cfg.topics = kDefaultTopics;
+  if (inv.topics.empty() && inv.topics_file.empty()) inv.topics = kDefaultTopics;
 
   const bool output_was_default = output.empty();
   if (output.empty()) {
@@ -307,7 +312,7 @@ CommandLine parse_command_line(int argc, char** argv) {
   if (cfg.resume && !std::filesystem::exists(cfg.journal)) {
     return usage_error("--resume: no journal at '" + cfg.journal.string() + "'");
   }
-  cfg.keep_rounds = keep_rounds >= 0 ? keep_rounds : (cfg.iterations == 0 ? 10 : 0);
+  cfg.keep_rounds = keep_rounds >= 0 ? keep_rounds : (inv.iterations == 0 ? 10 : 0);
   cfg.log_file = log_file;
   if (!log_file.empty()) {
     const auto log_dir = cfg.log_file.has_parent_path() ? cfg.log_file.parent_path() : std::filesystem::path(".");
@@ -315,7 +320,8 @@ CommandLine parse_command_line(int argc, char** argv) {
       return usage_error("--log-file: cannot write to directory '" + log_dir.string() + "': " + std::strerror(errno));
     }
   }
-  return {std::move(cfg), 0, {}};
+  cfg.worker_executable = worker_beside_self();
+  return {std::move(inv), 0, {}};
 }
 
 }  // namespace cbm

@@ -1,26 +1,30 @@
-// The command line: the Python tool's flags with its defaults, then ours (`--help` groups them).
+// The command line: the Python tool's flags with its defaults, then ours (`--help` groups them). It
+// maps onto the library's Config; the topics and the number of rounds are the run's arguments.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <vector>
 
-#include "run_config.hpp"
+#include "concurrent_bigmodel/executor.hpp"
 
 namespace cbm {
 
+// A run the command line asks for.
+struct Invocation {
+  concurrent_bigmodel::Config config;
+  std::vector<std::string> topics;  // when no topics file
+  std::string topics_file;          // a file to stream (stdin has been read into `topics`)
+  int iterations = 1;               // 0 = until signalled
+};
+
 // What parsing the command line decided.
 struct CommandLine {
-  std::optional<RunConfig> config;  // set when a run should start
-  int exit_status = 0;              // otherwise: exit with this (0 after --help/--version, 2 on bad usage)
-  std::string message;              // printed to stdout (help, version) or stderr (errors)
+  std::optional<Invocation> run;  // set when a run should start
+  int exit_status = 0;            // otherwise: exit with this (0 after --help/--version, 2 on bad usage)
+  std::string message;            // printed to stdout (help, version) or stderr (errors)
 };
 
 CommandLine parse_command_line(int argc, char** argv);
-
-// Exit statuses (documented in --help and the README).
-inline constexpr int kExitAllSucceeded = 0;
-inline constexpr int kExitSomeFailed = 1;
-inline constexpr int kExitUsage = 2;
-inline constexpr int kExitAborted = 3;
 
 }  // namespace cbm

@@ -1,210 +1,37 @@
-// concurrent_bigmodel: parses the command line, runs the rounds with the chosen executor, journals
-// every result, writes the report, and exits with a status scripts can test (see --help).
-#include <sys/resource.h>
-#include <unistd.h>
-
+// concurrent_bigmodel: the command line over the library. Parses the flags into the library's Config,
+// forwards TERM/INT/HUP/USR1 to the Executor, runs, prints the summary, and exits with a status
+// scripts can test (see --help).
 #include <csignal>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <iostream>
-#include <memory>
 
 #include "cli.hpp"
-#include "duplicate_topics.hpp"
-#include "http_client.hpp"
-#include "journal.hpp"
-#include "logger.hpp"
-#include "process_executor.hpp"
-#include "progress.hpp"
-#include "run_control.hpp"
-#include "run_ledger.hpp"
-#include "thread_executor.hpp"
-#include "topic_source.hpp"
+#include "concurrent_bigmodel/executor.hpp"
+#include "run_driver.hpp"
+#include "signal_watcher.hpp"
 
 namespace cbm {
 namespace {
 
-int exit_status_of(const RunLedger& ledger, const RunControl& control) {
-  if (control.first_signal() != 0) return 128 + control.first_signal();
-  if (ledger.abort_reason()) return kExitAborted;
-  const RunTotals t = ledger.totals();
-  return t.succeeded == t.total ? kExitAllSucceeded : kExitSomeFailed;
+std::string summary_line(const concurrent_bigmodel::Summary& s, const std::string& report) {
+  return std::to_string(s.total_tasks) + " tasks: " + std::to_string(s.successful_tasks) + " succeeded, " +
+         std::to_string(s.failed_tasks) + " failed, " + std::to_string(s.cancelled_tasks) +
+         " cancelled; report: " + report;
 }
 
-std::string summary_line(const RunTotals& t, const std::string& report) {
-  return std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) + " succeeded, " +
-         std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled; report: " + report;
-}
-
-// The supervisor's own footprint, for the log (benchmarks read these lines). Resident memory is
-// split: anonymous (heap: what could leak) and shared (the workers' channel rings, bounded by their
-// capacity, which grows as the rings are first written through).
-std::string own_usage() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  long anon = 0;
-  long shmem = 0;
-  long rss = 0;
-  if (std::FILE* f = std::fopen("/proc/self/status", "re")) {
-    char line[256];
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-      std::sscanf(line, "VmRSS: %ld", &rss);
-      std::sscanf(line, "RssAnon: %ld", &anon);
-      std::sscanf(line, "RssShmem: %ld", &shmem);
-    }
-    std::fclose(f);
-  }
-  const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "supervisor rss_kib=%ld anon_kib=%ld shmem_kib=%ld peak_rss_kib=%ld cpu_s=%.3f", rss,
-                anon, shmem, ru.ru_maxrss, cpu);
-  return buf;
-}
-
-std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& ledger, RunControl& control,
-                                             Logger& log, Progress& progress, RunObserver& observer) {
-  if (cfg.mode == Mode::threading) {
-    return std::make_unique<ThreadExecutor>(cfg, ledger, control, log, progress, observer);
-  }
-  return std::make_unique<ProcessExecutor>(cfg, ledger, control, log, progress, observer);
-}
-
-// Where each round's topics come from. A one-round batch streams its file (any size, constant
-// memory); a monitor holds its list (small by nature) and rereads the file on SIGHUP, keeping the old
-// list when the new one is unreadable or empty.
-class TopicPlan {
- public:
-  TopicPlan(const RunConfig& cfg, Logger& log) : cfg_(cfg), log_(log) {
-    if (cfg.topics_file.empty()) {
-      list_ = std::make_shared<const std::vector<std::string>>(cfg.topics);
-    } else if (cfg.iterations != 1) {
-      if (!reload()) throw std::runtime_error("--topics-file '" + cfg.topics_file + "': no usable topics");
-    }
-  }
-
-  std::unique_ptr<TopicSource> round_source() const {
-    if (list_) return topics_from_list(list_);
-    return topics_from_file(cfg_.topics_file);
-  }
-
-  // SIGHUP: reread the file for the next round.
-  void on_reload_request() {
-    if (cfg_.topics_file.empty() || cfg_.iterations == 1) {
-      log_.info("SIGHUP: no topics file to reread");
-      return;
-    }
-    reload();
-  }
-
- private:
-  bool reload() {
-    std::FILE* f = std::fopen(cfg_.topics_file.c_str(), "re");
-    if (f == nullptr) {
-      log_.warn("cannot reread '" + cfg_.topics_file + "': " + std::strerror(errno) + "; keeping the current topics");
-      return false;
-    }
-    std::vector<InvalidLine> invalid;
-    auto topics = read_topic_lines(f, invalid);
-    std::fclose(f);
-    for (const auto& bad : invalid) {
-      log_.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
-    }
-    if (topics.empty()) {
-      log_.warn("'" + cfg_.topics_file + "' has no topics; keeping the current topics");
-      return false;
-    }
-    log_.info("loaded " + std::to_string(topics.size()) + " topics from '" + cfg_.topics_file + "'");
-    list_ = std::make_shared<const std::vector<std::string>>(std::move(topics));
-    return true;
-  }
-
-  const RunConfig& cfg_;
-  Logger& log_;
-  std::shared_ptr<const std::vector<std::string>> list_;
-};
-
-int run(const RunConfig& cfg) {
+int run(const Invocation& inv) {
   std::signal(SIGPIPE, SIG_IGN);
   // An inherited SIG_IGN for SIGCHLD would make the kernel reap workers itself: waitpid could not
   // report how they ended.
   std::signal(SIGCHLD, SIG_DFL);
-  RunControl control;
-  SignalWatcher signals(control);  // first: every later thread inherits the blocked mask
-  CurlGlobal curl;
-  Logger log(cfg.log_file, !cfg.quiet);
-  RunLedger ledger(cfg);
-  ObserverList observers;
-  ledger.observe(observers);
-
-  std::uint32_t first_round = 1;
-  const JournalSettings settings = JournalSettings::of(cfg);
-  std::optional<Journal> journal;
-  if (cfg.resume) {
-    std::size_t restored = 0;
-    journal.emplace(Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const JournalRecord& r) {
-      ledger.restore(*r.result);
-      first_round = std::max(first_round, r.round);
-      ++restored;
-    }));
-    log.info("resuming from '" + cfg.journal.string() + "': " + std::to_string(restored) +
-             " finished tasks restored, continuing at round " + std::to_string(first_round));
-  } else {
-    journal.emplace(Journal::create(cfg.journal, settings));
+  concurrent_bigmodel::Executor executor(inv.config);
+  SignalWatcher signals(executor);  // before the run's threads: they inherit the blocked mask
+  const concurrent_bigmodel::Summary summary =
+      inv.topics_file.empty() ? executor.run(inv.topics, inv.iterations)
+                              : executor.run_file(inv.topics_file, inv.iterations);
+  if (inv.config.console) {
+    std::cerr << "concurrent_bigmodel: " << summary_line(summary, inv.config.output.string()) << "\n";
   }
-  ledger.attach(*journal);
-
-  TopicPlan topics(cfg, log);
-  Progress progress(ledger, cfg.quiet, cfg.progress_interval);
-  auto executor = make_executor(cfg, ledger, control, log, progress, observers);
-  log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
-           std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
-           cfg.journal.string());
-
-  auto write_report = [&](int status) {
-    try {
-      ledger.write_report(cfg.output, status);
-      return true;
-    } catch (const std::exception& e) {
-      log.error(std::string("cannot write the report: ") + e.what());
-      return false;
-    }
-  };
-
-  for (std::uint32_t round = first_round;
-       cfg.iterations == 0 || round <= static_cast<std::uint32_t>(cfg.iterations); ++round) {
-    if (control.stopping() || ledger.abort_reason()) break;
-    if (round > first_round && cfg.delay.count() > 0 && control.wait_for(cfg.delay)) break;
-    if (control.take_reload()) topics.on_reload_request();
-    ledger.begin_round(round);
-    RoundSurvey survey = survey_round(*topics.round_source());
-    progress.begin_round(round, survey.topics);
-    auto source = topics.round_source();
-    DedupingSource deduped(*source, ledger, round, std::move(survey.duplicated));
-    executor->run_round(round, deduped);
-    for (const auto& bad : deduped.take_invalid_lines()) {
-      log.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
-      ledger.note_invalid_lines(1);
-    }
-    const std::size_t planned = deduped.consumed();
-    ledger.end_round(round, planned);
-    // A monitor's report is current after every round (readers never see a partial file).
-    if (cfg.iterations != 1) write_report(exit_status_of(ledger, control));
-    log.info("round " + std::to_string(round) + " finished: " + std::to_string(planned) + " topics; " + own_usage());
-  }
-
-  if (control.first_signal() != 0) ledger.mark_interrupted(control.first_signal());
-  if (auto reason = ledger.abort_reason()) log.error("run aborted: " + *reason);
-  int status = exit_status_of(ledger, control);
-  const bool written = write_report(status);
-  const RunTotals totals = ledger.totals();
-  progress.finish();
-  log.info("run finished with exit status " + std::to_string(status) + ": " + summary_line(totals, cfg.output.string()) +
-           "; " + own_usage());
-  if (!cfg.quiet) std::cerr << "concurrent_bigmodel: " << summary_line(totals, cfg.output.string()) << "\n";
-  if (!written && status == kExitAllSucceeded) status = kExitSomeFailed;
-  return status;
+  return summary.exit_status;
 }
 
 }  // namespace
@@ -212,12 +39,12 @@ int run(const RunConfig& cfg) {
 
 int main(int argc, char** argv) {
   cbm::CommandLine cl = cbm::parse_command_line(argc, argv);
-  if (!cl.config) {
+  if (!cl.run) {
     (cl.exit_status == 0 ? std::cout : std::cerr) << cl.message << "\n";
     return cl.exit_status;
   }
   try {
-    return cbm::run(*cl.config);
+    return cbm::run(*cl.run);
   } catch (const std::exception& e) {
     std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
     return cbm::kExitUsage;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <system_error>
 
@@ -22,6 +23,12 @@ constexpr milliseconds kRestartBackoffCap{5000};
 constexpr milliseconds kWorkerExitWait{1000};
 // epoll tags: slot * 2 for its channel, slot * 2 + 1 for its pidfd; the control eventfd is apart.
 constexpr std::uint64_t kControlTag = ~std::uint64_t{0};
+
+// Several executors may run at once in one process (the library): each numbers its channels apart.
+std::uint64_t next_instance() {
+  static std::atomic<std::uint64_t> count{0};
+  return count.fetch_add(1) + 1;
+}
 
 milliseconds restart_backoff(int consecutive_failures) {
   milliseconds d = kRestartBackoffBase;
@@ -73,11 +80,12 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
       log_(log),
       progress_(progress),
       observer_(observer),
-      worker_path_(worker_executable_path()),
+      worker_path_(config.worker_executable),
       batch_size_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
                                         : 4 * static_cast<std::size_t>(config.concurrency)),
       launcher_(worker_path_, config.client.api_key, log),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
+      instance_(next_instance()),
       rng_(std::random_device{}()),
       limit_(config.concurrency) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
@@ -89,7 +97,13 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
   wc.attempt_timeout = config.timeout;
   worker_config_message_ = encode_worker_config(wc);
   if (::access(worker_path_.c_str(), X_OK) != 0) {
-    throw std::runtime_error("worker executable not found or not executable: " + worker_path_.string());
+    throw std::runtime_error("worker executable not found or not executable: '" + worker_path_.string() +
+                             "' (set Config::worker_executable)");
+  }
+  struct sigaction chld {};
+  if (::sigaction(SIGCHLD, nullptr, &chld) == 0 && chld.sa_handler == SIG_IGN) {
+    throw std::runtime_error("SIGCHLD is ignored (SIG_IGN): the kernel would reap the workers and hide how they "
+                             "ended; restore SIG_DFL before a multiprocessing run");
   }
   if (const std::size_t swept = sweep_stale_channels(::getuid()); swept > 0) {
     log_.info("removed " + std::to_string(swept) + " shared-memory segments left by a dead supervisor");
@@ -225,7 +239,7 @@ void ProcessExecutor::start_workers() {
     ++started;
     try {
       s->channel = std::make_unique<SupervisorChannel>(
-          channel_name(::getuid(), ::getpid(), static_cast<unsigned>(s->index), s->generation));
+          channel_name(::getuid(), ::getpid(), static_cast<unsigned>(s->index), (instance_ << 32) | s->generation));
       s->process = std::make_unique<WorkerProcess>(launcher_, *s->channel, s->index);
       watch(s->channel->fd(), static_cast<std::uint64_t>(s->index) << 1);
       watch(s->process->pidfd(), (static_cast<std::uint64_t>(s->index) << 1) | 1);

@@ -84,6 +84,7 @@ class ProcessExecutor final : public RoundExecutor {
   std::vector<std::unique_ptr<Slot>> slots_;
   std::deque<Clock::time_point> recent_restarts_;
   std::uint64_t restarts_total_ = 0;
+  const std::uint64_t instance_;  // this executor's number in the process, in its channels' names
   std::mt19937_64 rng_;
   AdaptiveLimit limit_;  // tasks in flight allowed now (adapts to 1302/1305)
 

@@ -1,4 +1,5 @@
-// RunConfig: everything the command line decides about a run (the CLI maps onto it one to one).
+// RunConfig: everything that decides a run, as the internals need it (built from the public
+// concurrent_bigmodel::Config and the call's topics by the library's Executor).
 #pragma once
 
 #include <chrono>
@@ -29,13 +30,13 @@ struct RunConfig {
   std::chrono::milliseconds timeout{120000};  // per task attempt
   std::chrono::milliseconds delay{500};       // a worker's pause between tasks, and between rounds
   int batch_size = 0;                         // 0 = automatic
-  std::filesystem::path output;               // report; auto-named when empty
-  std::filesystem::path log_file = "concurrent_bigmodel.log";
+  std::filesystem::path output;               // report; none when empty
+  std::filesystem::path log_file;              // none when empty
   bool quiet = false;
   std::chrono::milliseconds progress_interval{10000};  // plain progress lines when stderr is no terminal
 
   // Journal and resume (see journal.hpp for the durability policy).
-  std::filesystem::path journal;  // default: beside the report, <report stem>.journal.jsonl
+  std::filesystem::path journal;  // none when empty
   bool resume = false;
   bool force_resume = false;
   int keep_rounds = 0;            // rounds kept in the journal and report; 0 = all
@@ -44,6 +45,7 @@ struct RunConfig {
   std::chrono::milliseconds kill_grace{2000};     // SIGTERM -> SIGKILL for a timed-out attempt
   std::chrono::milliseconds drain_grace{30000};   // in-flight tasks may finish this long after TERM/INT
   RestartIntensity restart_intensity;
+  std::filesystem::path worker_executable;
 
   ClientConfig client;
   PipelineConfig pipeline;

@@ -1,18 +1,13 @@
-// RunControl: the run's stop state and the requests that signals carry, shared by the loop that
-// drives the run and the threads that wait inside it.
-//
-// SignalWatcher blocks TERM, INT, HUP and USR1 in the calling thread — construct it in main() before
-// any other thread exists, so every thread inherits the mask — and receives them with sigwait() on a
-// thread of its own; no code runs in signal-handler context. Each change wakes both kinds of waiter:
-// threads blocked in wait_for() (condition variable) and loops polling wake_fd() (an eventfd the loop
-// drains with drain_wakeups()).
+// RunControl: the run's stop state and the requests from outside it (a library caller, or the CLI's
+// signals), shared by the loop that drives the run and the threads that wait inside it. Each change
+// wakes both kinds of waiter: threads blocked in wait_for() (condition variable) and loops polling
+// wake_fd() (an eventfd the loop drains with drain_wakeups()).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
-#include <thread>
 
 namespace cbm {
 
@@ -25,8 +20,12 @@ class RunControl {
   RunControl(const RunControl&) = delete;
   RunControl& operator=(const RunControl&) = delete;
 
+  // A stop asked for from outside the run: the run is reported as interrupted (by `signal`, 0 when
+  // none carried it). A drain after a drain escalates to an immediate stop when `escalate` (a second
+  // TERM/INT).
+  void interrupt(StopLevel level, int signal, bool escalate);
   // A TERM/INT: the first asks for a drain, the second for an immediate stop.
-  void on_stop_signal(int signal);
+  void on_stop_signal(int signal) { interrupt(StopLevel::drain, signal, true); }
   // Escalates to an immediate stop (the drain grace ran out, or the run must abort).
   void stop_now();
   void request_drain();
@@ -38,6 +37,7 @@ class RunControl {
   const std::atomic<bool>& abort_flag() const { return abort_; }
   bool stopping() const { return level() != StopLevel::none; }
   int first_signal() const { return first_signal_.load(); }  // 0 when no signal arrived
+  bool interrupted() const { return interrupted_.load(); }
   bool take_reload() { return reload_.exchange(false); }
   bool take_status() { return status_.exchange(false); }
 
@@ -55,23 +55,12 @@ class RunControl {
   std::atomic<StopLevel> level_{StopLevel::none};
   std::atomic<bool> abort_{false};
   std::atomic<int> first_signal_{0};
+  std::atomic<bool> interrupted_{false};
   std::atomic<bool> reload_{false};
   std::atomic<bool> status_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   int wake_fd_;
-};
-
-class SignalWatcher {
- public:
-  explicit SignalWatcher(RunControl& control);
-  ~SignalWatcher();
-  SignalWatcher(const SignalWatcher&) = delete;
-  SignalWatcher& operator=(const SignalWatcher&) = delete;
-
- private:
-  RunControl& control_;
-  std::thread thread_;
 };
 
 }  // namespace cbm

@@ -106,7 +106,7 @@ bool RunLedger::record(TaskResult result) {
 bool RunLedger::record_locked(TaskResult result) {
   if (has_locked(result.round, result.id)) return false;
   try {
-    journal_->append(result);
+    if (journal_ != nullptr) journal_->append(result);
   } catch (const std::exception& e) {
     // Results that cannot be made durable must not pile up unjournaled: the run stops (exit 3).
     if (!abort_reason_) abort_reason_ = std::string("cannot write the journal: ") + e.what();
@@ -170,24 +170,25 @@ void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
   Round& r = round_locked(round);
   r.planned = planned;
   r.finished = WallClock::now();
-  if (r.totals.total == planned && !interrupted_by_ && !abort_reason_) ++rounds_completed_;
+  if (r.totals.total == planned && !interrupted_ && !abort_reason_) ++rounds_completed_;
   done_.erase(round);  // memory stays flat: a finished round needs no done-flags
   restored_topics_.erase(round);
   originals_.clear();
   waiting_copies_.clear();
-  journal_->sync();
+  if (journal_ != nullptr) journal_->sync();
   if (observer_ != nullptr) observer_->round_finished(round);
   // Only the kept rounds' totals stay (and, in the journal, their records).
   const auto keep = static_cast<std::size_t>(config_.keep_rounds);
   if (keep > 0 && rounds_.size() > keep) {
     while (rounds_.size() > keep) rounds_.erase(rounds_.begin());
-    journal_->compact(rounds_.begin()->first);
+    if (journal_ != nullptr) journal_->compact(rounds_.begin()->first);
   }
 }
 
 void RunLedger::mark_interrupted(int signal) {
   std::lock_guard lock(mu_);
-  if (!interrupted_by_) interrupted_by_ = signal;
+  if (!interrupted_) interrupted_by_ = signal;
+  interrupted_ = true;
 }
 
 void RunLedger::mark_aborted(std::string reason) {
@@ -230,9 +231,9 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   w.Key("invalid_input_lines");
   w.Uint64(invalid_lines_);
   w.Key("interrupted");
-  w.Bool(interrupted_by_.has_value());
+  w.Bool(interrupted_);
   w.Key("interrupted_by_signal");
-  interrupted_by_ ? w.Int(*interrupted_by_) : w.Null();
+  interrupted_by_ != 0 ? w.Int(interrupted_by_) : w.Null();
   w.Key("aborted");
   w.Bool(abort_reason_.has_value());
   w.Key("abort_reason");

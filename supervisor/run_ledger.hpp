@@ -39,6 +39,7 @@ class RunLedger {
  public:
   explicit RunLedger(const RunConfig& config);
   // Every record goes to `journal` (which must outlive the ledger); attach before the first record.
+  // Without a journal the ledger only counts (and cannot write a report).
   void attach(Journal& journal) { journal_ = &journal; }
   // `observer` (which must outlive the ledger) hears of every terminal record and finished round,
   // under the ledger's lock: it must not call back into the ledger.
@@ -62,6 +63,7 @@ class RunLedger {
   // `planned`: how many topics the round had.
   void end_round(std::uint32_t round, std::size_t planned);
 
+  // A stop from outside the run ended it early; `signal` carried the request (0: none did).
   void mark_interrupted(int signal);
   void mark_aborted(std::string reason);
   void note_invalid_lines(std::size_t n);
@@ -70,6 +72,7 @@ class RunLedger {
   std::optional<std::string> abort_reason() const;
 
   // Writes the report atomically (see README "Report"). Throws std::system_error on failure.
+  // Precondition: a journal is attached (the results come from it).
   void write_report(const std::filesystem::path& path, int exit_status) const;
 
  private:
@@ -100,7 +103,8 @@ class RunLedger {
   std::map<std::uint64_t, std::vector<std::uint64_t>> waiting_copies_;
   std::size_t rounds_completed_ = 0;
   std::size_t invalid_lines_ = 0;
-  std::optional<int> interrupted_by_;
+  bool interrupted_ = false;
+  int interrupted_by_ = 0;
   std::optional<std::string> abort_reason_;
 };
 

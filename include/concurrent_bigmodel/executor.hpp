@@ -1,0 +1,223 @@
+// concurrent_bigmodel as a library: runs LLM analyses of topics against Zhipu's BigModel API (or any
+// OpenAI-compatible server), many at once, in supervised worker processes or in threads.
+//
+//   concurrent_bigmodel::Config config;
+//   config.api_key = std::getenv("BIGMODEL_API_KEY");
+//   concurrent_bigmodel::Executor executor(config);
+//   executor.on_result([](const concurrent_bigmodel::Result& r) { std::cout << r.topic << "\n"; });
+//   concurrent_bigmodel::Report report = executor.execute_concurrent({"RISC-V adoption", "Fusion"});
+//
+// Guarantees (the command-line tool's, which is built on this header): every topic of every round
+// ends in exactly one Result (succeeded, failed with a reason, or cancelled by a stop); an attempt
+// never runs longer than Config::timeout (plus Config::kill_grace in multiprocessing mode); retries
+// are classified (transient errors back off, task errors fail at once, run-fatal ones such as a bad key
+// abort the run); the API key never appears in a log, a report, an error message or a child's argv.
+//
+// The library installs no signal handler, changes no signal mask or disposition, and leaves no thread
+// or child process running once a call returns. A program that wants the CLI's signal behaviour
+// forwards its signals itself (stop_by_signal, reload_topics, log_status). Multiprocessing mode needs
+// SIGCHLD not to be ignored (SIG_IGN would make the kernel reap the workers; the run refuses to start).
+//
+// Header only std types: the implementation (libcurl, Boost, the shared-memory channels) stays behind it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace concurrent_bigmodel {
+
+enum class Mode {
+  multiprocessing,  // worker processes: survives a crash or kill of any worker; timeouts enforced by signal
+  threading,        // threads in this process: no extra processes; a crash takes the whole process
+  asyncio,          // one event loop: not available yet (refused with std::invalid_argument)
+};
+
+// Everything that decides how a run goes. The command-line flags map onto it one to one (--quiet is
+// `console = false`, --prompt-file's contents go to `prompts`). Defaults are the CLI's, except that a
+// library run writes no file (log, report, journal) unless asked and prints nothing.
+struct Config {
+  std::string api_key;  // required; secret: never logged, never put in a child's argv
+  std::string base_url = "https://open.bigmodel.cn/api/paas/v4";  // http(s); `{base_url}/chat/completions`
+  bool allow_insecure_http = false;  // send the key over plain http:// to a non-loopback host
+
+  Mode mode = Mode::multiprocessing;
+  int concurrency = 4;                        // tasks in flight at once (>= 1)
+  std::chrono::milliseconds timeout{120000};  // one attempt of one task
+  std::chrono::milliseconds delay{500};       // a worker's pause between tasks, and the pause between rounds
+  int max_retries = 2;                        // retries after the first attempt
+  int batch_size = 0;                         // topics read ahead of the workers; 0 = 4 x concurrency
+
+  std::string chat_model = "glm-4.5-air";  // writes the analysis
+  std::string tool_model = "glm-4.5-air";  // runs the web_search tool
+  bool search = true;                      // false: skip the web_search step
+  bool stream = false;                     // ask for server-sent-event streams
+  // Prompt templates in the CLI's --prompt-file format (sections [search.system] [search.user]
+  // [analysis.system] [analysis.user], {topic} and {sources} placeholders); empty: the built-in ones.
+  std::string prompts;
+
+  // Files. The report is the CLI's JSON report (README "The report"), written atomically when the run
+  // ends (and after every round of a multi-round run). The journal gets every result as it finishes;
+  // it defaults to <report stem>.journal.jsonl beside the report, and there is none without a report
+  // unless `journal` is set. `resume` continues the run recorded in the journal.
+  std::filesystem::path output;
+  std::filesystem::path journal;
+  bool resume = false;
+  bool force_resume = false;  // resume even if the journal was written with other models or prompts
+  int keep_rounds = 0;        // rounds kept in the journal and report; 0 = all
+  std::filesystem::path log_file;  // empty: no log
+
+  // Console: progress on stderr (a live line on a terminal, else a line every progress_interval),
+  // warnings, errors.
+  bool console = false;
+  std::chrono::milliseconds progress_interval{10000};
+
+  // Supervision (multiprocessing mode).
+  std::chrono::milliseconds kill_grace{2000};    // SIGTERM -> SIGKILL for a timed-out attempt
+  std::chrono::milliseconds drain_grace{30000};  // in-flight tasks may finish this long after stop()
+  int max_restarts = 20;                         // more worker restarts than this within...
+  std::chrono::milliseconds restart_period{10000};  // ...this window abort the run
+  // The worker program (multiprocessing mode). Empty: the installed one, under the install prefix's
+  // libexec/concurrent_bigmodel/ (the CMake package exports its path as concurrent_bigmodel_WORKER).
+  std::filesystem::path worker_executable;
+};
+
+enum class Status { succeeded, failed, cancelled };
+
+struct Usage {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::int64_t total_tokens = 0;
+};
+
+// A web page the search step found.
+struct Source {
+  std::string title;
+  std::string link;
+  std::string media;
+  std::string publish_date;
+};
+
+// One model call of the final attempt.
+struct Step {
+  std::string name;  // "search" | "analysis"
+  std::string model;
+  std::string finish_reason;
+  Usage usage;
+  std::chrono::milliseconds latency{0};
+};
+
+// Why a task failed or was cancelled (the report's `error`).
+struct Error {
+  std::string error_class;  // "retryable" | "task_fatal" | "run_fatal"
+  std::string kind;         // "api" | "transport" | "timeout" | "protocol" | "content" | "crash" | "cancelled"
+  int http_status = 0;      // 0 when no HTTP answer was received
+  std::string code;         // the platform's error code ("1302"), empty when none
+  std::string message;
+};
+
+// The terminal record of one topic in one round (the report's `results[i]`).
+struct Result {
+  std::uint64_t id = 0;     // the topic's position in the input (0-based)
+  std::uint32_t round = 1;  // 1-based iteration
+  std::string topic;
+  Status status = Status::failed;
+  std::string analysis;
+  std::vector<Source> sources;
+  std::vector<Step> steps;
+  std::optional<Error> error;  // set unless succeeded
+  int attempts = 0;
+  int worker = -1;  // the worker slot of the final attempt; -1 when none ran
+  Usage usage;      // over all attempts
+  std::chrono::system_clock::time_point started{};
+  std::chrono::system_clock::time_point finished{};
+  std::chrono::milliseconds execution_time{0};  // first attempt's start -> terminal record, retries included
+  std::optional<std::uint64_t> duplicate_of;    // a topic repeated in its round: the id whose record it copies
+
+  bool success() const { return status == Status::succeeded; }
+  // The Python tool's `error_message`: empty on success.
+  std::string error_message() const { return error ? error->message : std::string(); }
+};
+
+// How a run ended (the report's `summary`).
+struct Summary {
+  std::size_t total_tasks = 0;
+  std::size_t successful_tasks = 0;
+  std::size_t failed_tasks = 0;
+  std::size_t cancelled_tasks = 0;
+  std::size_t total_attempts = 0;
+  Usage usage;
+  std::chrono::milliseconds average_execution_time{0};
+  bool interrupted = false;          // stop(), stop_now() or stop_by_signal() ended it early
+  int interrupted_by_signal = 0;     // the signal given to stop_by_signal(); 0 when none
+  std::optional<std::string> abort_reason;  // a run-fatal API error, workers that keep crashing...
+  bool report_written = false;       // Config::output was written
+  // The CLI's exit status: 0 every task succeeded, 1 some did not (failed or cancelled), 3 aborted,
+  // 128+N stopped by stop_by_signal(N); 1 also when a requested report could not be written.
+  int exit_status = 0;
+};
+
+struct Report {
+  Summary summary;
+  std::vector<Result> results;  // in the order they finished
+};
+
+// Runs batches of topics. One run at a time per Executor (a second concurrent call throws
+// std::logic_error); several Executors may run at once in one process, each with its own workers.
+class Executor {
+ public:
+  // Checks `config` and throws std::invalid_argument naming the field when it is unusable (no key,
+  // a base URL that is not http(s), bad prompt templates, a count out of range...).
+  explicit Executor(Config config);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Called once per Result, the moment it is final, cancelled ones included. In multiprocessing mode on
+  // the thread that called execute_concurrent/run; in threading mode on the worker threads (and on the
+  // calling thread for tasks cancelled before they started); never two at once. It runs on the
+  // critical path, so keep it short; it may call stop()/stop_now(), not start a run. If it throws, the
+  // run stops at once and the exception is rethrown by the call. Set it before a run.
+  void on_result(std::function<void(const Result&)> callback);
+
+  // Analyses each topic `iterations` times (0 = until stopped: a monitor) and returns every Result.
+  // The results stay in memory for the whole call: a monitor should use run() and the callback
+  // instead. Blocks until the run ends. Throws std::runtime_error when the run cannot start (the
+  // worker program is missing, a file cannot be written, a journal cannot be resumed).
+  Report execute_concurrent(const std::vector<std::string>& topics, int iterations = 1);
+
+  // As execute_concurrent, without keeping results: memory stays flat however long it runs.
+  Summary run(const std::vector<std::string>& topics, int iterations = 1);
+  // As run, over a file of topics (one per line, '#' comments, blank lines skipped). A one-round run
+  // streams the file (any size, constant memory); a monitor holds the list and rereads the file when
+  // reload_topics() is called.
+  Summary run_file(const std::filesystem::path& topics_file, int iterations = 1);
+
+  // Callable from any thread, at any time. A stop requested while no run is in progress applies to
+  // the next one, which then ends at once.
+  //
+  // stop(): dispatch nothing new; tasks in flight may finish within Config::drain_grace; every other
+  // task of the round is cancelled (it still gets its Result). No further round starts.
+  void stop();
+  // stop_now(): as stop(), but tasks in flight are cancelled at once (their workers killed).
+  void stop_now();
+  // What the CLI does on TERM/INT: the first call drains like stop(), a later one stops now; the run is
+  // reported as interrupted by `signal` and its exit status is 128 + signal.
+  void stop_by_signal(int signal);
+  // Before the next round, reread the topics file of run_file (the CLI's SIGHUP). An unreadable or
+  // empty file keeps the current list.
+  void reload_topics();
+  // Writes a status line (done, in flight, queued, restarts) to the log (the CLI's SIGUSR1).
+  void log_status();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace concurrent_bigmodel

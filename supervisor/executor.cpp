@@ -1,0 +1,296 @@
+// The library's Executor (include/concurrent_bigmodel/executor.hpp): checks the public Config, builds
+// the internal RunConfig from it and the call's topics, and runs run_rounds() with observers that hand
+// each terminal record to the caller.
+#include "concurrent_bigmodel/executor.hpp"
+
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+
+#include "api_key.hpp"
+#include "prompt_template.hpp"
+#include "run_driver.hpp"
+
+#ifndef CBM_INSTALLED_WORKER
+#error "CBM_INSTALLED_WORKER (the installed worker's path) is defined by the build"
+#endif
+
+namespace concurrent_bigmodel {
+namespace {
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("concurrent_bigmodel::Config: " + what);
+}
+
+cbm::Mode internal_mode(Mode m) {
+  switch (m) {
+    case Mode::multiprocessing:
+      return cbm::Mode::multiprocessing;
+    case Mode::threading:
+      return cbm::Mode::threading;
+    case Mode::asyncio:
+      return cbm::Mode::asyncio;
+  }
+  throw std::invalid_argument("concurrent_bigmodel::Config: mode: unknown value");
+}
+
+// Everything about a run but its topics, checked once when the Executor is made.
+cbm::RunConfig checked_run_config(const Config& c) {
+  require(!c.api_key.empty(), "api_key: empty");
+  require(c.api_key.find_first_of("\r\n") == std::string::npos, "api_key: contains a line break");
+  require(cbm::is_http_url(c.base_url), "base_url: '" + c.base_url + "' is not an http:// or https:// URL");
+  require(c.allow_insecure_http || cbm::key_may_travel_to(c.base_url),
+          "base_url: '" + c.base_url + "' is plain http to a non-loopback host (set allow_insecure_http)");
+  require(c.mode != Mode::asyncio, "mode asyncio: not available yet; use multiprocessing or threading");
+  require(c.concurrency >= 1 && c.concurrency <= 1024, "concurrency: must be in 1..1024");
+  require(c.timeout.count() > 0, "timeout: must be positive");
+  require(c.delay.count() >= 0, "delay: must not be negative");
+  require(c.max_retries >= 0 && c.max_retries <= 100, "max_retries: must be in 0..100");
+  require(c.batch_size >= 0, "batch_size: must not be negative");
+  require(!c.chat_model.empty(), "chat_model: empty");
+  require(!c.tool_model.empty(), "tool_model: empty");
+  require(c.keep_rounds >= 0, "keep_rounds: must not be negative");
+  require(c.progress_interval.count() > 0, "progress_interval: must be positive");
+  require(c.kill_grace.count() >= 0, "kill_grace: must not be negative");
+  require(c.drain_grace.count() >= 0, "drain_grace: must not be negative");
+  require(c.max_restarts >= 0, "max_restarts: must not be negative");
+  require(c.restart_period.count() > 0, "restart_period: must be positive");
+
+  cbm::RunConfig r;
+  r.mode = internal_mode(c.mode);
+  r.concurrency = c.concurrency;
+  r.timeout = c.timeout;
+  r.delay = c.delay;
+  r.batch_size = c.batch_size;
+  r.output = c.output;
+  r.journal = c.journal;
+  if (r.journal.empty() && !r.output.empty()) {
+    r.journal = r.output.parent_path() / (r.output.stem().string() + ".journal.jsonl");
+  }
+  require(!c.resume || !r.journal.empty(), "resume: needs output or journal (the run to resume)");
+  r.resume = c.resume;
+  r.force_resume = c.force_resume;
+  r.keep_rounds = c.keep_rounds;
+  r.log_file = c.log_file;
+  r.quiet = !c.console;
+  r.progress_interval = c.progress_interval;
+  r.kill_grace = c.kill_grace;
+  r.drain_grace = c.drain_grace;
+  r.restart_intensity.max_restarts = c.max_restarts;
+  r.restart_intensity.period = c.restart_period;
+  r.worker_executable = c.worker_executable.empty() ? std::filesystem::path(CBM_INSTALLED_WORKER)
+                                                    : c.worker_executable;
+  r.client.base_url = c.base_url;
+  r.client.api_key = c.api_key;
+  r.client.stream = c.stream;
+  r.pipeline.chat_model = c.chat_model;
+  r.pipeline.tool_model = c.tool_model;
+  r.pipeline.search = c.search;
+  if (!c.prompts.empty()) {
+    auto prompts = cbm::PromptSet::from_file_text(c.prompts);
+    require(prompts.ok(), prompts.ok() ? std::string() : "prompts: " + prompts.error().message);
+    r.pipeline.prompts = std::move(prompts.value());
+  }
+  r.retry.max_retries = c.max_retries;
+  return r;
+}
+
+Usage public_usage(const cbm::Usage& u) { return {u.prompt_tokens, u.completion_tokens, u.total_tokens}; }
+
+Result public_result(const cbm::TaskResult& t) {
+  Result r;
+  r.id = t.id;
+  r.round = t.round;
+  r.topic = t.topic;
+  r.status = t.status == cbm::TaskStatus::succeeded ? Status::succeeded
+             : t.status == cbm::TaskStatus::cancelled ? Status::cancelled
+                                                      : Status::failed;
+  r.analysis = t.analysis;
+  for (const auto& s : t.sources) r.sources.push_back({s.title, s.link, s.media, s.publish_date});
+  for (const auto& s : t.steps) {
+    r.steps.push_back({s.name, s.model, s.finish_reason, public_usage(s.usage), s.latency});
+  }
+  if (t.error) {
+    r.error = Error{std::string(cbm::to_string(t.error->error_class)), std::string(cbm::to_string(t.error->kind)),
+                    t.error->http_status, t.error->code, t.error->message};
+  }
+  r.attempts = t.attempts;
+  r.worker = t.worker;
+  r.usage = public_usage(t.usage);
+  r.started = t.started;
+  r.finished = t.finished;
+  r.execution_time = t.execution_time;
+  r.duplicate_of = t.duplicate_of;
+  return r;
+}
+
+Summary public_summary(const cbm::RunOutcome& o) {
+  Summary s;
+  s.total_tasks = o.totals.total;
+  s.successful_tasks = o.totals.succeeded;
+  s.failed_tasks = o.totals.failed;
+  s.cancelled_tasks = o.totals.cancelled;
+  s.total_attempts = o.totals.attempts;
+  s.usage = public_usage(o.totals.usage);
+  if (o.totals.timed_tasks > 0) {
+    s.average_execution_time = o.totals.execution_time_sum / static_cast<std::int64_t>(o.totals.timed_tasks);
+  }
+  s.interrupted = o.interrupted;
+  s.interrupted_by_signal = o.interrupted_by_signal;
+  s.abort_reason = o.abort_reason;
+  s.report_written = o.report_written;
+  s.exit_status = o.exit_status;
+  return s;
+}
+
+// Hands every terminal record to the caller's callback and, for execute_concurrent, keeps it. The
+// ledger calls it under its lock, so calls never overlap. A callback that throws stops the run now;
+// its exception is rethrown when the run has ended.
+class ResultSink final : public cbm::RunObserver {
+ public:
+  ResultSink(const std::function<void(const Result&)>& callback, std::vector<Result>* keep, cbm::RunControl& control)
+      : callback_(callback), keep_(keep), control_(control) {}
+
+  void task_finished(const cbm::TaskResult& task) override {
+    if (!callback_ && keep_ == nullptr) return;
+    Result r = public_result(task);
+    if (callback_ && !error_) {
+      try {
+        callback_(r);
+      } catch (...) {
+        error_ = std::current_exception();
+        control_.stop_now();
+      }
+    }
+    if (keep_ != nullptr) keep_->push_back(std::move(r));
+  }
+
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  const std::function<void(const Result&)>& callback_;
+  std::vector<Result>* keep_;
+  cbm::RunControl& control_;
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+struct Executor::Impl {
+  cbm::RunConfig base;
+  std::function<void(const Result&)> callback;
+
+  // The stop state: requests reach the run in progress, or wait for the next one.
+  std::mutex mu;
+  cbm::RunControl* active = nullptr;
+  bool running = false;
+  cbm::StopLevel pending_level = cbm::StopLevel::none;
+  int pending_signal = 0;
+
+  // Applies a stop request to `control` (under mu).
+  void interrupt(cbm::StopLevel level, int signal, bool escalate) {
+    if (active != nullptr) {
+      active->interrupt(level, signal, escalate);
+      return;
+    }
+    if (signal != 0 && pending_signal == 0) pending_signal = signal;
+    if (level == cbm::StopLevel::now || (escalate && pending_level != cbm::StopLevel::none)) {
+      pending_level = cbm::StopLevel::now;
+    } else if (pending_level == cbm::StopLevel::none) {
+      pending_level = level;
+    }
+  }
+
+  Summary run(cbm::RunConfig config, std::vector<Result>* keep) {
+    cbm::RunControl control;
+    {
+      std::lock_guard lock(mu);
+      if (running) throw std::logic_error("concurrent_bigmodel::Executor: a run is already in progress");
+      running = true;
+      active = &control;
+      if (pending_level != cbm::StopLevel::none) control.interrupt(pending_level, pending_signal, false);
+      pending_level = cbm::StopLevel::none;
+      pending_signal = 0;
+    }
+    struct Detach {
+      Impl& impl;
+      ~Detach() {
+        std::lock_guard lock(impl.mu);
+        impl.active = nullptr;
+        impl.running = false;
+      }
+    } detach{*this};
+
+    ResultSink sink(callback, keep, control);
+    const cbm::RunOutcome outcome = cbm::run_rounds(config, control, sink);
+    sink.rethrow();
+    return public_summary(outcome);
+  }
+
+  cbm::RunConfig with_topics(const std::vector<std::string>& topics, int iterations) const {
+    if (topics.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics");
+    if (iterations < 0) throw std::invalid_argument("concurrent_bigmodel::Executor: iterations must not be negative");
+    cbm::RunConfig c = base;
+    c.topics = topics;
+    c.iterations = iterations;
+    return c;
+  }
+};
+
+Executor::Executor(Config config) : impl_(std::make_unique<Impl>()) { impl_->base = checked_run_config(config); }
+
+Executor::~Executor() = default;
+
+void Executor::on_result(std::function<void(const Result&)> callback) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->running) throw std::logic_error("concurrent_bigmodel::Executor::on_result: a run is in progress");
+  impl_->callback = std::move(callback);
+}
+
+Report Executor::execute_concurrent(const std::vector<std::string>& topics, int iterations) {
+  Report report;
+  report.summary = impl_->run(impl_->with_topics(topics, iterations), &report.results);
+  return report;
+}
+
+Summary Executor::run(const std::vector<std::string>& topics, int iterations) {
+  return impl_->run(impl_->with_topics(topics, iterations), nullptr);
+}
+
+Summary Executor::run_file(const std::filesystem::path& topics_file, int iterations) {
+  if (topics_file.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics file");
+  if (iterations < 0) throw std::invalid_argument("concurrent_bigmodel::Executor: iterations must not be negative");
+  cbm::RunConfig c = impl_->base;
+  c.topics_file = topics_file.string();
+  c.iterations = iterations;
+  return impl_->run(std::move(c), nullptr);
+}
+
+void Executor::stop() {
+  std::lock_guard lock(impl_->mu);
+  impl_->interrupt(cbm::StopLevel::drain, 0, false);
+}
+
+void Executor::stop_now() {
+  std::lock_guard lock(impl_->mu);
+  impl_->interrupt(cbm::StopLevel::now, 0, false);
+}
+
+void Executor::stop_by_signal(int signal) {
+  std::lock_guard lock(impl_->mu);
+  impl_->interrupt(cbm::StopLevel::drain, signal, true);
+}
+
+void Executor::reload_topics() {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->active != nullptr) impl_->active->request_reload();
+}
+
+void Executor::log_status() {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->active != nullptr) impl_->active->request_status();
+}
+
+}  // namespace concurrent_bigmodel

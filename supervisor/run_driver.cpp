@@ -1,0 +1,216 @@
+#include "run_driver.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+#include "duplicate_topics.hpp"
+#include "http_client.hpp"
+#include "journal.hpp"
+#include "logger.hpp"
+#include "process_executor.hpp"
+#include "progress.hpp"
+#include "thread_executor.hpp"
+#include "topic_source.hpp"
+
+namespace cbm {
+namespace {
+
+int exit_status_of(const RunLedger& ledger, const RunControl& control) {
+  if (control.first_signal() != 0) return 128 + control.first_signal();
+  if (ledger.abort_reason()) return kExitAborted;
+  const RunTotals t = ledger.totals();
+  return t.succeeded == t.total ? kExitAllSucceeded : kExitSomeFailed;
+}
+
+// The supervisor's own footprint, for the log (benchmarks read these lines). Resident memory is
+// split: anonymous (heap: what could leak) and shared (the workers' channel rings, bounded by their
+// capacity, which grows as the rings are first written through).
+std::string own_usage() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  long anon = 0;
+  long shmem = 0;
+  long rss = 0;
+  if (std::FILE* f = std::fopen("/proc/self/status", "re")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      std::sscanf(line, "VmRSS: %ld", &rss);
+      std::sscanf(line, "RssAnon: %ld", &anon);
+      std::sscanf(line, "RssShmem: %ld", &shmem);
+    }
+    std::fclose(f);
+  }
+  const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "supervisor rss_kib=%ld anon_kib=%ld shmem_kib=%ld peak_rss_kib=%ld cpu_s=%.3f", rss,
+                anon, shmem, ru.ru_maxrss, cpu);
+  return buf;
+}
+
+std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& ledger, RunControl& control,
+                                             Logger& log, Progress& progress, RunObserver& observer) {
+  switch (cfg.mode) {
+    case Mode::multiprocessing:
+      return std::make_unique<ProcessExecutor>(cfg, ledger, control, log, progress, observer);
+    case Mode::threading:
+      return std::make_unique<ThreadExecutor>(cfg, ledger, control, log, progress, observer);
+    case Mode::asyncio:
+      break;
+  }
+  throw std::invalid_argument("mode " + std::string(to_string(cfg.mode)) + ": not available yet");
+}
+
+// Where each round's topics come from. A one-round batch streams its file (any size, constant
+// memory); a monitor holds its list (small by nature) and rereads the file on SIGHUP, keeping the old
+// list when the new one is unreadable or empty.
+class TopicPlan {
+ public:
+  TopicPlan(const RunConfig& cfg, Logger& log) : cfg_(cfg), log_(log) {
+    if (cfg.topics_file.empty()) {
+      list_ = std::make_shared<const std::vector<std::string>>(cfg.topics);
+    } else if (cfg.iterations != 1) {
+      if (!reload()) throw std::runtime_error("--topics-file '" + cfg.topics_file + "': no usable topics");
+    }
+  }
+
+  std::unique_ptr<TopicSource> round_source() const {
+    if (list_) return topics_from_list(list_);
+    return topics_from_file(cfg_.topics_file);
+  }
+
+  // SIGHUP: reread the file for the next round.
+  void on_reload_request() {
+    if (cfg_.topics_file.empty() || cfg_.iterations == 1) {
+      log_.info("SIGHUP: no topics file to reread");
+      return;
+    }
+    reload();
+  }
+
+ private:
+  bool reload() {
+    std::FILE* f = std::fopen(cfg_.topics_file.c_str(), "re");
+    if (f == nullptr) {
+      log_.warn("cannot reread '" + cfg_.topics_file + "': " + std::strerror(errno) + "; keeping the current topics");
+      return false;
+    }
+    std::vector<InvalidLine> invalid;
+    auto topics = read_topic_lines(f, invalid);
+    std::fclose(f);
+    for (const auto& bad : invalid) {
+      log_.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
+    }
+    if (topics.empty()) {
+      log_.warn("'" + cfg_.topics_file + "' has no topics; keeping the current topics");
+      return false;
+    }
+    log_.info("loaded " + std::to_string(topics.size()) + " topics from '" + cfg_.topics_file + "'");
+    list_ = std::make_shared<const std::vector<std::string>>(std::move(topics));
+    return true;
+  }
+
+  const RunConfig& cfg_;
+  Logger& log_;
+  std::shared_ptr<const std::vector<std::string>> list_;
+};
+
+}  // namespace
+
+RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& observer) {
+  CurlGlobal curl;
+  Logger log(cfg.log_file, !cfg.quiet);
+  RunLedger ledger(cfg);
+  ledger.observe(observer);
+
+  std::uint32_t first_round = 1;
+  std::optional<Journal> journal;
+  if (!cfg.journal.empty()) {
+    const JournalSettings settings = JournalSettings::of(cfg);
+    if (cfg.resume) {
+      std::size_t restored = 0;
+      journal.emplace(Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const JournalRecord& r) {
+        ledger.restore(*r.result);
+        first_round = std::max(first_round, r.round);
+        ++restored;
+      }));
+      log.info("resuming from '" + cfg.journal.string() + "': " + std::to_string(restored) +
+               " finished tasks restored, continuing at round " + std::to_string(first_round));
+    } else {
+      journal.emplace(Journal::create(cfg.journal, settings));
+    }
+    ledger.attach(*journal);
+  }
+
+  TopicPlan topics(cfg, log);
+  Progress progress(ledger, cfg.quiet, cfg.progress_interval);
+  auto executor = make_executor(cfg, ledger, control, log, progress, observer);
+  log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
+           std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
+           (cfg.journal.empty() ? std::string("none") : cfg.journal.string()));
+
+  auto write_report = [&](int status) {
+    if (cfg.output.empty()) return false;
+    try {
+      ledger.write_report(cfg.output, status);
+      return true;
+    } catch (const std::exception& e) {
+      log.error(std::string("cannot write the report: ") + e.what());
+      return false;
+    }
+  };
+
+  for (std::uint32_t round = first_round;
+       cfg.iterations == 0 || round <= static_cast<std::uint32_t>(cfg.iterations); ++round) {
+    // The first round runs even when a stop came before it: each of its topics is reported (cancelled).
+    if ((round > first_round && control.stopping()) || ledger.abort_reason()) break;
+    if (round > first_round && cfg.delay.count() > 0 && control.wait_for(cfg.delay)) break;
+    if (control.take_reload()) topics.on_reload_request();
+    ledger.begin_round(round);
+    RoundSurvey survey = survey_round(*topics.round_source());
+    progress.begin_round(round, survey.topics);
+    auto source = topics.round_source();
+    DedupingSource deduped(*source, ledger, round, std::move(survey.duplicated));
+    executor->run_round(round, deduped);
+    for (const auto& bad : deduped.take_invalid_lines()) {
+      log.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
+      ledger.note_invalid_lines(1);
+    }
+    const std::size_t planned = deduped.consumed();
+    ledger.end_round(round, planned);
+    // A monitor's report is current after every round (readers never see a partial file).
+    if (cfg.iterations != 1) write_report(exit_status_of(ledger, control));
+    log.info("round " + std::to_string(round) + " finished: " + std::to_string(planned) + " topics; " + own_usage());
+  }
+
+  if (control.interrupted()) ledger.mark_interrupted(control.first_signal());
+  if (auto reason = ledger.abort_reason()) log.error("run aborted: " + *reason);
+  RunOutcome outcome;
+  outcome.exit_status = exit_status_of(ledger, control);
+  outcome.report_written = write_report(outcome.exit_status);
+  outcome.totals = ledger.totals();
+  outcome.interrupted = control.interrupted();
+  outcome.interrupted_by_signal = control.first_signal();
+  outcome.abort_reason = ledger.abort_reason();
+  progress.finish();
+  const std::string report = cfg.output.empty() ? std::string("none") : cfg.output.string();
+  log.info("run finished with exit status " + std::to_string(outcome.exit_status) + ": " +
+           summary_line(outcome.totals, report) + "; " + own_usage());
+  if (!outcome.report_written && !cfg.output.empty() && outcome.exit_status == kExitAllSucceeded) {
+    outcome.exit_status = kExitSomeFailed;
+  }
+  return outcome;
+}
+
+std::string summary_line(const RunTotals& t, const std::string& report) {
+  return std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) + " succeeded, " +
+         std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled; report: " + report;
+}
+
+}  // namespace cbm

@@ -1,0 +1,56 @@
+#include "signal_watcher.hpp"
+
+#include <pthread.h>
+
+#include <csignal>
+#include <system_error>
+
+namespace cbm {
+namespace {
+
+// SIGRTMIN+1 is private to this file: the destructor uses it to end the watcher's sigwait().
+int shutdown_signal() { return SIGRTMIN + 1; }
+
+sigset_t watched_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, shutdown_signal()}) sigaddset(&set, s);
+  return set;
+}
+
+}  // namespace
+
+SignalWatcher::SignalWatcher(concurrent_bigmodel::Executor& executor) : executor_(executor) {
+  const sigset_t set = watched_signals();
+  if (int rc = pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0) {
+    throw std::system_error(rc, std::generic_category(), "pthread_sigmask");
+  }
+  thread_ = std::thread([this, set] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == shutdown_signal()) return;
+      switch (sig) {
+        case SIGTERM:
+        case SIGINT:
+          executor_.stop_by_signal(sig);
+          break;
+        case SIGHUP:
+          executor_.reload_topics();
+          break;
+        case SIGUSR1:
+          executor_.log_status();
+          break;
+        default:
+          break;
+      }
+    }
+  });
+}
+
+SignalWatcher::~SignalWatcher() {
+  pthread_kill(thread_.native_handle(), shutdown_signal());
+  thread_.join();
+}
+
+}  // namespace cbm

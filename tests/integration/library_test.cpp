@@ -1,0 +1,281 @@
+// The library as a program embeds it (include/concurrent_bigmodel/executor.hpp): real workers (or
+// threads) against the simulator, results through the return value and the callback, stops from other
+// threads, several executors in one process, and nothing left behind when a call returns.
+#include <dirent.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "concurrent_bigmodel/executor.hpp"
+#include "simulator.hpp"
+
+namespace lib = concurrent_bigmodel;
+using namespace std::chrono_literals;
+using cbm::test::Simulator;
+
+namespace {
+
+lib::Config config_for(const Simulator& sim, lib::Mode mode) {
+  lib::Config c;
+  c.api_key = "sk-test-library";
+  c.base_url = sim.base_url();
+  c.mode = mode;
+  c.concurrency = 2;
+  c.delay = 0ms;
+  c.timeout = 20s;
+  c.worker_executable = CBM_WORKER_PATH;
+  return c;
+}
+
+std::vector<std::string> numbered_topics(const std::string& stem, int n) {
+  std::vector<std::string> topics;
+  for (int i = 0; i < n; ++i) topics.push_back(stem + " " + std::to_string(i));
+  return topics;
+}
+
+// Every (round, id) of `rounds` x `topics` has exactly one result, of the right topic.
+void require_one_result_each(const std::vector<lib::Result>& results, const std::vector<std::string>& topics,
+                             std::uint32_t rounds) {
+  std::map<std::pair<std::uint32_t, std::uint64_t>, int> seen;
+  for (const auto& r : results) {
+    REQUIRE(r.id < topics.size());
+    CHECK(r.topic == topics[r.id]);
+    ++seen[{r.round, r.id}];
+  }
+  CHECK(seen.size() == topics.size() * rounds);
+  for (const auto& [key, count] : seen) CHECK(count == 1);
+}
+
+std::size_t count_status(const std::vector<lib::Result>& results, lib::Status s) {
+  return static_cast<std::size_t>(
+      std::count_if(results.begin(), results.end(), [s](const lib::Result& r) { return r.status == s; }));
+}
+
+std::size_t thread_count() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.' ? 1 : 0;
+    ::closedir(d);
+  }
+  return n;
+}
+
+std::string blocked_signals() {
+  sigset_t set;
+  pthread_sigmask(SIG_SETMASK, nullptr, &set);
+  std::string bits;
+  for (int s = 1; s < SIGRTMAX; ++s) bits += sigismember(&set, s) ? '1' : '0';
+  return bits;
+}
+
+std::vector<void (*)(int)> dispositions() {
+  std::vector<void (*)(int)> handlers;
+  for (int s : {SIGPIPE, SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
+    struct sigaction sa {};
+    ::sigaction(s, nullptr, &sa);
+    handlers.push_back(sa.sa_handler);
+  }
+  return handlers;
+}
+
+lib::Mode any_mode() { return GENERATE(lib::Mode::multiprocessing, lib::Mode::threading); }
+
+}  // namespace
+
+TEST_CASE("execute_concurrent returns one result per topic and round, with the server's verdicts", "[library]") {
+  Simulator sim;
+  const lib::Mode mode = any_mode();
+  lib::Executor executor(config_for(sim, mode));
+  std::vector<lib::Result> called;
+  executor.on_result([&](const lib::Result& r) { called.push_back(r); });
+  const std::vector<std::string> topics = {"Solid-state batteries", "Rejected [[fault:400_1301]]", "RISC-V adoption"};
+
+  const lib::Report report = executor.execute_concurrent(topics, 2);
+
+  require_one_result_each(report.results, topics, 2);
+  CHECK(called.size() == report.results.size());
+  for (const auto& r : report.results) {
+    if (r.id == 1) {
+      CHECK(r.status == lib::Status::failed);
+      REQUIRE(r.error);
+      CHECK(r.error->error_class == "task_fatal");
+      CHECK(r.error->code == "1301");
+      CHECK_FALSE(r.error_message().empty());
+    } else {
+      CHECK(r.success());
+      CHECK_FALSE(r.analysis.empty());
+      CHECK(r.usage.total_tokens > 0);
+    }
+  }
+  CHECK(report.summary.total_tasks == 6);
+  CHECK(report.summary.successful_tasks == 4);
+  CHECK(report.summary.failed_tasks == 2);
+  CHECK_FALSE(report.summary.interrupted);
+  CHECK_FALSE(report.summary.report_written);  // no output asked for: no file
+  CHECK(report.summary.exit_status == 1);
+}
+
+TEST_CASE("stop() from another thread drains: the rest is cancelled and no topic is lost", "[library]") {
+  Simulator sim({"--latency-ms", "60"});
+  const lib::Mode mode = any_mode();
+  lib::Executor executor(config_for(sim, mode));
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t finished = 0;
+  std::set<std::thread::id> callback_threads;
+  executor.on_result([&](const lib::Result&) {
+    std::lock_guard lock(mu);
+    ++finished;
+    callback_threads.insert(std::this_thread::get_id());
+    cv.notify_all();
+  });
+  std::thread stopper([&] {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return finished >= 2; });
+    executor.stop();
+  });
+  const auto topics = numbered_topics("drained topic", 16);
+
+  const lib::Report report = executor.execute_concurrent(topics);
+  stopper.join();
+
+  require_one_result_each(report.results, topics, 1);
+  CHECK(count_status(report.results, lib::Status::succeeded) >= 2);
+  CHECK(count_status(report.results, lib::Status::cancelled) >= 1);
+  CHECK(count_status(report.results, lib::Status::failed) == 0);
+  CHECK(report.summary.interrupted);
+  CHECK(report.summary.interrupted_by_signal == 0);
+  CHECK(report.summary.exit_status == 1);
+  if (mode == lib::Mode::multiprocessing) {
+    // Documented: the supervisor loop runs on the caller's thread, and so does the callback.
+    CHECK(callback_threads == std::set<std::thread::id>{std::this_thread::get_id()});
+  }
+}
+
+TEST_CASE("stop_now() from the callback ends the run at once with every topic reported", "[library]") {
+  Simulator sim({"--latency-ms", "60"});
+  const lib::Mode mode = any_mode();
+  lib::Executor executor(config_for(sim, mode));
+  executor.on_result([&](const lib::Result&) { executor.stop_now(); });
+  const auto topics = numbered_topics("stopped topic", 12);
+
+  const auto started = std::chrono::steady_clock::now();
+  const lib::Report report = executor.execute_concurrent(topics, 0);  // a monitor: only a stop ends it
+
+  CHECK(std::chrono::steady_clock::now() - started < 10s);
+  require_one_result_each(report.results, topics, 1);
+  CHECK(count_status(report.results, lib::Status::cancelled) >= 1);
+  CHECK(report.summary.interrupted);
+}
+
+TEST_CASE("a stop requested before the run applies to it: every topic is reported cancelled", "[library]") {
+  Simulator sim;
+  const lib::Mode mode = any_mode();
+  lib::Executor executor(config_for(sim, mode));
+  executor.stop();
+  const std::vector<std::string> topics = {"never sent 1", "never sent 2"};
+
+  const lib::Report report = executor.execute_concurrent(topics);
+
+  require_one_result_each(report.results, topics, 1);
+  CHECK(count_status(report.results, lib::Status::cancelled) == topics.size());
+  CHECK(sim.requests_total() == 0);
+  // The stop was for that run: the next one runs normally.
+  const lib::Report again = executor.execute_concurrent(topics);
+  CHECK(again.summary.successful_tasks == topics.size());
+}
+
+TEST_CASE("executors share no state: two at once and one after another in one process", "[library]") {
+  Simulator sim;
+  const lib::Mode mode = any_mode();
+  const auto topics_a = numbered_topics("first executor", 5);
+  const auto topics_b = numbered_topics("second executor", 5);
+  lib::Report a;
+  lib::Report b;
+  {
+    lib::Executor ea(config_for(sim, mode));
+    lib::Executor eb(config_for(sim, mode));
+    std::thread other([&] { b = eb.execute_concurrent(topics_b); });
+    a = ea.execute_concurrent(topics_a);
+    other.join();
+  }
+  require_one_result_each(a.results, topics_a, 1);
+  require_one_result_each(b.results, topics_b, 1);
+  CHECK(a.summary.exit_status == 0);
+  CHECK(b.summary.exit_status == 0);
+
+  lib::Executor later(config_for(sim, mode));
+  const lib::Report c = later.execute_concurrent(topics_a);
+  CHECK(c.summary.successful_tasks == topics_a.size());
+}
+
+TEST_CASE("a call leaves no thread, child process, signal mask or handler behind", "[library]") {
+  Simulator sim;
+  const lib::Mode mode = any_mode();
+  const auto threads_before = thread_count();
+  const auto children_before = cbm::test::children_of(::getpid());
+  const auto mask_before = blocked_signals();
+  const auto handlers_before = dispositions();
+  {
+    lib::Executor executor(config_for(sim, mode));
+    const lib::Report report = executor.execute_concurrent(numbered_topics("tidy", 4));
+    CHECK(report.summary.exit_status == 0);
+    CHECK(thread_count() == threads_before);
+    CHECK(cbm::test::children_of(::getpid()) == children_before);
+  }
+  CHECK(blocked_signals() == mask_before);
+  CHECK(dispositions() == handlers_before);
+  CHECK(cbm::test::shm_segments("cbm." + std::to_string(::getuid()) + "." + std::to_string(::getpid()) + ".").empty());
+}
+
+TEST_CASE("a callback that throws stops the run and its exception reaches the caller", "[library]") {
+  Simulator sim({"--latency-ms", "30"});
+  lib::Executor executor(config_for(sim, any_mode()));
+  executor.on_result([](const lib::Result&) { throw std::runtime_error("callback refused"); });
+  CHECK_THROWS_WITH(executor.execute_concurrent(numbered_topics("throwing", 8)), "callback refused");
+}
+
+TEST_CASE("a missing worker program and a bad config are clear errors", "[library]") {
+  Simulator sim;
+  lib::Config c = config_for(sim, lib::Mode::multiprocessing);
+  c.worker_executable = "/nonexistent/concurrent_bigmodel_worker";
+  lib::Executor executor(c);
+  CHECK_THROWS_WITH(executor.execute_concurrent({"a topic"}),
+                    Catch::Contains("/nonexistent/concurrent_bigmodel_worker") &&
+                        Catch::Contains("worker_executable"));
+  CHECK(sim.requests_total() == 0);
+
+  lib::Config no_key = config_for(sim, lib::Mode::threading);
+  no_key.api_key.clear();
+  CHECK_THROWS_WITH(lib::Executor(no_key), Catch::Contains("api_key"));
+  lib::Config bad_url = config_for(sim, lib::Mode::threading);
+  bad_url.base_url = "ftp://example.com";
+  CHECK_THROWS_WITH(lib::Executor(bad_url), Catch::Contains("base_url"));
+  lib::Config bad_prompts = config_for(sim, lib::Mode::threading);
+  bad_prompts.prompts = "[analysis.user]\nTopic: {topik}\n";
+  CHECK_THROWS_AS(lib::Executor(bad_prompts), std::invalid_argument);
+}
+
+TEST_CASE("a report and journal are written only when asked for", "[library]") {
+  Simulator sim;
+  cbm::test::TempDir dir;
+  lib::Config c = config_for(sim, lib::Mode::threading);
+  c.output = dir / "report.json";
+  lib::Executor executor(c);
+  const lib::Report report = executor.execute_concurrent({"reported topic"});
+  CHECK(report.summary.report_written);
+  const std::string text = cbm::test::read_text(dir / "report.json");
+  CHECK(text.find("\"successful_tasks\":1") != std::string::npos);
+  CHECK(std::filesystem::exists(dir / "report.journal.jsonl"));
+  CHECK(text.find("sk-test-library") == std::string::npos);
+}
