@@ -14,6 +14,7 @@
 #include "duplicate_topics.hpp"
 #include "http_client.hpp"
 #include "journal.hpp"
+#include "langsmith_tracer.hpp"
 #include "logger.hpp"
 #include "process_executor.hpp"
 #include "progress.hpp"
@@ -24,6 +25,9 @@
 
 namespace cbm {
 namespace {
+
+// How long the run's end waits for traces to reach LangSmith: a dead LangSmith costs at most this.
+constexpr std::chrono::milliseconds kTraceFlushGrace{3000};
 
 int exit_status_of(const RunLedger& ledger, const RunControl& control) {
   if (control.first_signal() != 0) return 128 + control.first_signal();
@@ -137,6 +141,12 @@ int run(const RunConfig& cfg) {
   RunLedger ledger(cfg);
   ObserverList observers;
   ledger.observe(observers);
+  std::shared_ptr<LangSmithTracer> tracer;
+  if (cfg.langsmith) {
+    tracer = std::make_shared<LangSmithTracer>(*cfg.langsmith, log);
+    observers.add(tracer);
+    log.info("tracing to LangSmith at " + cfg.langsmith->endpoint + ", project '" + cfg.langsmith->project + "'");
+  }
 
   std::uint32_t first_round = 1;
   const JournalSettings settings = JournalSettings::of(cfg);
@@ -198,6 +208,7 @@ int run(const RunConfig& cfg) {
   if (auto reason = ledger.abort_reason()) log.error("run aborted: " + *reason);
   int status = exit_status_of(ledger, control);
   const bool written = write_report(status);
+  if (tracer) tracer->close(kTraceFlushGrace);
   const RunTotals totals = ledger.totals();
   progress.finish();
   log.info("run finished with exit status " + std::to_string(status) + ": " + summary_line(totals, cfg.output.string()) +

@@ -3,10 +3,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "client_config.hpp"
+#include "langsmith_settings.hpp"
 #include "pipeline.hpp"
 #include "retry_policy.hpp"
 
@@ -48,6 +50,7 @@ struct RunConfig {
   ClientConfig client;
   PipelineConfig pipeline;
   RetryPolicy retry;
+  std::optional<LangSmithSettings> langsmith;  // tracing (from the LANGSMITH_* environment); nullopt: off
 };
 
 }  // namespace cbm
