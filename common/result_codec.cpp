@@ -10,6 +10,7 @@ namespace cbm {
 namespace {
 
 using rapidjson::Value;
+using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 void str(JsonWriter& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
@@ -33,7 +34,9 @@ void write_sources(JsonWriter& w, const std::vector<Source>& sources, bool with_
   w.EndArray();
 }
 
-void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps) {
+// `with_trace`: also what tracing needs (the call's start, messages and output); the wire carries
+// them, the report and the journal do not.
+void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps, bool with_trace) {
   w.StartArray();
   for (const auto& s : steps) {
     w.StartObject();
@@ -44,6 +47,20 @@ void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps) {
     w.Int64(s.latency.count());
     w.Key("usage");
     write_usage(w, s.usage);
+    if (with_trace) {
+      w.Key("started_at_us");
+      w.Int64(std::chrono::duration_cast<microseconds>(s.started.time_since_epoch()).count());
+      w.Key("messages");
+      w.StartArray();
+      for (const auto& m : s.messages) {
+        w.StartObject();
+        write_key_string(w, "role", m.role);
+        write_key_string(w, "content", m.content);
+        w.EndObject();
+      }
+      w.EndArray();
+      write_key_string(w, "output", s.output);
+    }
     w.EndObject();
   }
   w.EndArray();
@@ -103,7 +120,7 @@ void read_sources(JsonReader& r, std::string& error, std::vector<Source>& out) {
 }
 
 void read_steps(JsonReader& r, std::string& error, std::vector<StepRecord>& out) {
-  read_array(r, "steps", error, out, [](JsonReader& sr, StepRecord& s) {
+  read_array(r, "steps", error, out, [&error](JsonReader& sr, StepRecord& s) {
     sr.string("name", s.name);
     sr.string("model", s.model);
     sr.string("finish_reason", s.finish_reason);
@@ -111,6 +128,14 @@ void read_steps(JsonReader& r, std::string& error, std::vector<StepRecord>& out)
     sr.integer("latency_ms", ms);
     s.latency = milliseconds(ms);
     read_usage(sr, s.usage);
+    std::int64_t started_us = 0;
+    sr.integer("started_at_us", started_us);
+    s.started = WallClock::time_point(std::chrono::duration_cast<WallClock::duration>(microseconds(started_us)));
+    read_array(sr, "messages", error, s.messages, [](JsonReader& mr, Message& m) {
+      mr.string("role", m.role);
+      mr.string("content", m.content);
+    });
+    sr.string("output", s.output);
   });
 }
 
@@ -235,7 +260,7 @@ void write_task_result(JsonWriter& w, const TaskResult& r) {
   w.Key("sources");
   write_sources(w, r.sources, false);
   w.Key("steps");
-  write_steps(w, r.steps);
+  write_steps(w, r.steps, false);
   if (r.error) {
     w.Key("error");
     write_error(w, *r.error);
@@ -344,7 +369,7 @@ std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutc
     w.Key("sources");
     write_sources(w, o.sources, false);
     w.Key("steps");
-    write_steps(w, o.steps);
+    write_steps(w, o.steps, true);
     if (o.error) {
       w.Key("error");
       write_error(w, *o.error);

@@ -33,7 +33,8 @@ void write_task_result(JsonWriter& w, const TaskResult& r);
 std::string encode_task_result(const TaskResult& r);
 Result<TaskResult, DecodeError> decode_task_result(const rapidjson::Value& v);
 
-// Worker <-> supervisor messages.
+// Worker <-> supervisor messages. An outcome's steps carry what tracing needs (start, messages,
+// output), which the report and the journal leave out.
 std::string encode_task(const Task& t);
 Result<Task, DecodeError> decode_task(std::string_view json);
 std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutcome& o);

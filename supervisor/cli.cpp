@@ -37,7 +37,11 @@ Signals: TERM/INT drain in-flight tasks (up to --drain-grace) then write the rep
 kills workers at once and records unfinished tasks as cancelled.
 
 The API key is read from --api-key, else BIGMODEL_API_KEY, else ZHIPUAI_API_KEY. Prefer the environment:
-a flag is visible to other users in the process list. The key is never logged or written to the report.)";
+a flag is visible to other users in the process list. The key is never logged or written to the report.
+
+LangSmith tracing (one trace per task attempt) is on when LANGSMITH_TRACING=true, configured as
+LangSmith's SDK reads it: LANGSMITH_API_KEY, LANGSMITH_ENDPOINT (default https://api.smith.langchain.com),
+LANGSMITH_PROJECT (default "default"); LANGCHAIN_* names are read when the LANGSMITH_* ones are unset.)";
 
 std::string read_file(const std::string& path, std::string& error) {
   std::ifstream in(path, std::ios::binary);
@@ -148,7 +152,7 @@ CommandLine parse_command_line(int argc, char** argv) {
                  "API base URL (env BIGMODEL_BASE_URL; default " + std::string(kDefaultBaseUrl) + ")")
       ->group(input);
   app.add_flag("--allow-insecure-http", allow_insecure_http,
-               "Allow sending the key over plain http:// to a non-loopback host")
+               "Allow sending the key (and the LangSmith key) over plain http:// to a non-loopback host")
       ->group(input);
   app.add_flag("--no-search", [&cfg](std::int64_t) { cfg.search = false; },
                "Skip the web_search step; the chat model answers alone")

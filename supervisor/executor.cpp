@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "api_key.hpp"
+#include "langsmith_settings.hpp"
 #include "prompt_template.hpp"
 #include "run_driver.hpp"
 
@@ -55,6 +56,12 @@ cbm::RunConfig checked_run_config(const Config& c) {
   require(c.drain_grace.count() >= 0, "drain_grace: must not be negative");
   require(c.max_restarts >= 0, "max_restarts: must not be negative");
   require(c.restart_period.count() > 0, "restart_period: must be positive");
+  std::optional<cbm::LangSmithSettings> langsmith;
+  if (c.langsmith_from_environment) {
+    auto settings = cbm::langsmith_settings(cbm::process_environment(), c.allow_insecure_http);
+    if (!settings) throw std::invalid_argument(settings.error());
+    langsmith = std::move(settings.value());
+  }
 
   cbm::RunConfig r;
   r.mode = internal_mode(c.mode);
@@ -78,6 +85,7 @@ cbm::RunConfig checked_run_config(const Config& c) {
   r.drain_grace = c.drain_grace;
   r.restart_intensity.max_restarts = c.max_restarts;
   r.restart_intensity.period = c.restart_period;
+  r.langsmith = std::move(langsmith);
   r.worker_executable = c.worker_executable.empty() ? std::filesystem::path(CBM_INSTALLED_WORKER)
                                                     : c.worker_executable;
   r.client.base_url = c.base_url;

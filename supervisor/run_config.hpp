@@ -4,10 +4,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "client_config.hpp"
+#include "langsmith_settings.hpp"
 #include "pipeline.hpp"
 #include "retry_policy.hpp"
 
@@ -50,6 +52,7 @@ struct RunConfig {
   ClientConfig client;
   PipelineConfig pipeline;
   RetryPolicy retry;
+  std::optional<LangSmithSettings> langsmith;  // tracing (from the LANGSMITH_* environment); nullopt: off
 };
 
 }  // namespace cbm

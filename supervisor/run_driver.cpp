@@ -12,6 +12,7 @@
 #include "duplicate_topics.hpp"
 #include "http_client.hpp"
 #include "journal.hpp"
+#include "langsmith_tracer.hpp"
 #include "logger.hpp"
 #include "process_executor.hpp"
 #include "progress.hpp"
@@ -123,10 +124,21 @@ class TopicPlan {
 
 }  // namespace
 
-RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& observer) {
+// How long the run's end waits for traces to reach LangSmith: a dead LangSmith costs at most this.
+constexpr std::chrono::milliseconds kTraceFlushGrace{3000};
+
+RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& caller_observer) {
   CurlGlobal curl;
   Logger log(cfg.log_file, !cfg.quiet);
   RunLedger ledger(cfg);
+  ObserverList observer;
+  observer.add(caller_observer);
+  std::optional<LangSmithTracer> tracer;
+  if (cfg.langsmith) {
+    tracer.emplace(*cfg.langsmith, log);
+    observer.add(*tracer);
+    log.info("tracing to LangSmith at " + cfg.langsmith->endpoint + ", project '" + cfg.langsmith->project + "'");
+  }
   ledger.observe(observer);
 
   std::uint32_t first_round = 1;
@@ -194,6 +206,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ob
   RunOutcome outcome;
   outcome.exit_status = exit_status_of(ledger, control);
   outcome.report_written = write_report(outcome.exit_status);
+  if (tracer) tracer->close(kTraceFlushGrace);
   outcome.totals = ledger.totals();
   outcome.interrupted = control.interrupted();
   outcome.interrupted_by_signal = control.first_signal();

@@ -4,7 +4,6 @@
 // mode), so observers must be thread-safe, and fast: they run on the critical path.
 #pragma once
 
-#include <memory>
 #include <vector>
 
 #include "task.hpp"
@@ -29,10 +28,10 @@ class RunObserver {
   virtual void round_finished(std::uint32_t /*round*/) {}
 };
 
-// Fans every call out to several observers, in the order they were added.
+// Fans every call out to several observers, in the order they were added; each must outlive the list.
 class ObserverList final : public RunObserver {
  public:
-  void add(std::shared_ptr<RunObserver> o) { observers_.push_back(std::move(o)); }
+  void add(RunObserver& o) { observers_.push_back(&o); }
   bool empty() const { return observers_.empty(); }
 
   void attempt_started(const Task& t, int w) override {
@@ -55,7 +54,7 @@ class ObserverList final : public RunObserver {
   }
 
  private:
-  std::vector<std::shared_ptr<RunObserver>> observers_;
+  std::vector<RunObserver*> observers_;
 };
 
 }  // namespace cbm

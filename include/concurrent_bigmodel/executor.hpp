@@ -85,6 +85,10 @@ struct Config {
   // The worker program (multiprocessing mode). Empty: the installed one, under the install prefix's
   // libexec/concurrent_bigmodel/ (the CMake package exports its path as concurrent_bigmodel_WORKER).
   std::filesystem::path worker_executable;
+  // LangSmith tracing, configured as LangSmith's SDK reads it, from the environment when the Executor
+  // is made: on when LANGSMITH_TRACING=true, with LANGSMITH_API_KEY, LANGSMITH_ENDPOINT and
+  // LANGSMITH_PROJECT (LANGCHAIN_* when those are unset). False: never trace.
+  bool langsmith_from_environment = true;
 };
 
 enum class Status { succeeded, failed, cancelled };

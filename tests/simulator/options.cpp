@@ -15,6 +15,10 @@ constexpr const char* kDescription =
 Endpoints:
   POST .../chat/completions  any path ending so (e.g. /api/paas/v4/chat/completions)
   GET  /stats                counters as JSON;  POST /stats/reset zeroes them (and the *K marker counts)
+  POST /runs/batch           LangSmith's run ingestion: {"post":[...],"patch":[...]}, validated (ids,
+                             trace_id, dotted_order, parent links, times); 202, 409 for a batch already
+                             stored, 400 naming the first invalid run (nothing of that batch is stored)
+  GET  /runs                 the stored runs (posts with their patches applied), batches and rejections
 
 Checks, in order: Authorization (401 code "1000" if the header is missing or not Bearer, "1001" if the
 token is empty or differs from --api-key), JSON (400 "1210"), model/messages (400 "1214"), known model
@@ -148,6 +152,16 @@ void add_options(CLI::App& app, Options& options) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_flag("--verbose", options.verbose, "Log every request to stderr");
+  app.add_option("--langsmith-api-key", options.langsmith_api_key,
+                 "The only x-api-key /runs/batch accepts (401 otherwise); default: any, or none");
+  app.add_option_function<std::string>(
+         "--runs-fault",
+         [&options](const std::string& name) {
+           options.runs_fault = name == "hang" ? RunsFault::kHang : name == "500" ? RunsFault::k500 : RunsFault::kNone;
+         },
+         "How /runs/batch misbehaves: hang (read the request, never answer) | 500 | none")
+      ->check(CLI::IsMember({"none", "hang", "500"}))
+      ->default_str("none");
 
   app.final_callback([&options] {
     if (options.latency.distribution == LatencyDistribution::kUniform &&

@@ -13,6 +13,9 @@ class App;
 
 namespace simulator {
 
+// How POST /runs/batch misbehaves, for LangSmith outage tests.
+enum class RunsFault { kNone, kHang, k500 };
+
 // The simulator's configuration, from the command line. Immutable once the server starts.
 struct Options {
   std::string host = "127.0.0.1";
@@ -29,6 +32,8 @@ struct Options {
                                      "glm-4-flash",  "glm-4.6",       "glm-4.7"};
   std::size_t max_body = 4 * 1024 * 1024;
   bool verbose = false;
+  std::string langsmith_api_key;  // the only accepted x-api-key on /runs/batch; empty: any or none
+  RunsFault runs_fault = RunsFault::kNone;
 };
 
 // Declares every flag on `app` (with the fault markers in its --help); parsing `app` fills `options`.

@@ -3,6 +3,8 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <cstdio>
 #include <utility>
 #include <variant>
@@ -39,6 +41,16 @@ std::optional<std::string_view> bearer_token(std::string_view header) {
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
   return token;
+}
+
+std::string detail_body(std::string_view message) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.StartObject();
+  writer.Key("detail");
+  writer.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
+  writer.EndObject();
+  return {buffer.GetString(), buffer.GetSize()};
 }
 
 bool is_http_parse_error(boost::system::error_code ec) {
@@ -111,6 +123,18 @@ void Session::route() {
     }
     return handle_chat();
   }
+  if (path == "/runs/batch") {
+    if (request.method() != http::verb::post) {
+      return reply_error(api_errors::method_not_allowed("POST"), {"Allow", "POST"});
+    }
+    return handle_runs_batch();
+  }
+  if (path == "/runs") {
+    if (request.method() != http::verb::get) {
+      return reply_error(api_errors::method_not_allowed("GET"), {"Allow", "GET"});
+    }
+    return reply(200, kJson, state_.runs.to_json());
+  }
   if (path == "/stats") {
     if (request.method() != http::verb::get) {
       return reply_error(api_errors::method_not_allowed("GET"), {"Allow", "GET"});
@@ -160,6 +184,33 @@ void Session::handle_chat() {
   timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
     if (!ec) self->answer_chat();
   });
+}
+
+// LangSmith answers with FastAPI's {"detail": "..."}.
+void Session::handle_runs_batch() {
+  const auto& request = parser_->get();
+  const std::string& expected = state_.options.langsmith_api_key;
+  if (!expected.empty() && request["x-api-key"] != expected) {
+    return reply(401, kJson, R"({"detail":"Invalid token"})");
+  }
+  switch (state_.options.runs_fault) {
+    case RunsFault::kHang:
+      note_outcome(0);
+      return drain_until_client_closes();
+    case RunsFault::k500:
+      return reply(500, kJson, R"({"detail":"Internal Server Error"})");
+    case RunsFault::kNone:
+      break;
+  }
+  const RunStore::Answer answer = state_.runs.ingest(request.body());
+  switch (answer.verdict) {
+    case RunStore::Verdict::kAccepted:
+      return reply(202, kJson, "{}");
+    case RunStore::Verdict::kDuplicate:
+      return reply(409, kJson, detail_body(answer.message));
+    case RunStore::Verdict::kInvalid:
+      return reply(400, kJson, detail_body(answer.message));
+  }
 }
 
 // A marker decides when present; a spent `*K` marker leaves the request to the server-wide rates.

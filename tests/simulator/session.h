@@ -70,6 +70,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Deciding what to answer.
   void route();
   void handle_chat();
+  void handle_runs_batch();
   std::optional<Fault> choose_fault();
   void answer_chat();
 

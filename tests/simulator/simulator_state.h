@@ -3,6 +3,7 @@
 #include "concurrency_limiter.h"
 #include "faults.h"
 #include "options.h"
+#include "run_store.h"
 #include "stats.h"
 
 namespace simulator {
@@ -16,6 +17,7 @@ struct SimulatorState {
   Stats stats;
   MarkerLedger markers;
   ConcurrencyLimiter limiter;
+  RunStore runs;
 };
 
 }  // namespace simulator

@@ -1,0 +1,143 @@
+#include "langsmith_tracer.hpp"
+
+namespace cbm {
+namespace {
+
+constexpr const char* kProvider = "zhipuai";
+
+template <typename F>
+std::string json_object(F&& write_members) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  write_members(w);
+  w.EndObject();
+  return {buf.GetString(), buf.GetSize()};
+}
+
+void write_messages(JsonWriter& w, const std::vector<Message>& messages) {
+  w.Key("messages");
+  w.StartArray();
+  for (const auto& m : messages) {
+    w.StartObject();
+    write_key_string(w, "role", m.role);
+    write_key_string(w, "content", m.content);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+LangSmithRun llm_run(const LangSmithRun& root, const StepRecord& step, const std::optional<ApiError>& error) {
+  LangSmithRun run = child_run(root, step.name, "llm", step.started);
+  run.end_time = std::max(run.start_time, step.started + step.latency);
+  run.inputs = json_object([&](JsonWriter& w) { write_messages(w, step.messages); });
+  if (!error) {
+    run.outputs = json_object([&](JsonWriter& w) { write_messages(w, {{"assistant", step.output}}); });
+  } else {
+    run.error = error->describe();
+  }
+  run.extra = json_object([&](JsonWriter& w) {
+    w.Key("metadata");
+    w.StartObject();
+    write_key_string(w, "ls_provider", kProvider);
+    write_key_string(w, "ls_model_name", step.model);
+    write_key_string(w, "ls_model_type", "chat");
+    if (!step.finish_reason.empty()) write_key_string(w, "finish_reason", step.finish_reason);
+    w.Key("usage_metadata");
+    w.StartObject();
+    w.Key("input_tokens");
+    w.Int64(step.usage.prompt_tokens);
+    w.Key("output_tokens");
+    w.Int64(step.usage.completion_tokens);
+    w.Key("total_tokens");
+    w.Int64(step.usage.total_tokens);
+    w.EndObject();
+    w.EndObject();
+  });
+  return run;
+}
+
+// The identity of a run, which is all a patch needs besides its ending.
+LangSmithRun patch_of(const LangSmithRun& run) {
+  LangSmithRun p;
+  p.id = run.id;
+  p.trace_id = run.trace_id;
+  p.parent_run_id = run.parent_run_id;
+  p.dotted_order = run.dotted_order;
+  p.start_time = run.start_time;
+  return p;
+}
+
+}  // namespace
+
+LangSmithTracer::LangSmithTracer(LangSmithSettings settings, Logger& log, SenderLimits limits)
+    : log_(log), project_(settings.project), sender_(std::move(settings), limits, log) {}
+
+void LangSmithTracer::attempt_started(const Task& task, int worker) {
+  LangSmithRun root = root_run("topic_analysis", "chain", WallClock::now());
+  root.inputs = json_object([&](JsonWriter& w) { write_key_string(w, "topic", task.topic); });
+  root.extra = json_object([&](JsonWriter& w) {
+    w.Key("metadata");
+    w.StartObject();
+    w.Key("task_id");
+    w.Uint64(task.id);
+    w.Key("round");
+    w.Uint(task.round);
+    w.Key("attempt");
+    w.Int(task.attempt);
+    w.Key("worker");
+    w.Int(worker);
+    w.EndObject();
+  });
+  {
+    std::lock_guard lk(mu_);
+    open_.insert_or_assign(AttemptKey{task.round, task.id, task.attempt}, patch_of(root));
+  }
+  sender_.enqueue({RunOp::Kind::post, std::move(root)});
+}
+
+void LangSmithTracer::attempt_ended(const Task& task, const AttemptOutcome& outcome, int /*worker*/) {
+  const auto ended = WallClock::now();
+  LangSmithRun root;
+  {
+    std::lock_guard lk(mu_);
+    auto it = open_.find(AttemptKey{task.round, task.id, task.attempt});
+    if (it == open_.end()) return;
+    root = std::move(it->second);
+    open_.erase(it);
+  }
+  // The pipeline stops at the first failing call, and names its step in the error.
+  for (std::size_t i = 0; i < outcome.steps.size(); ++i) {
+    const StepRecord& step = outcome.steps[i];
+    const bool failed = outcome.error && i + 1 == outcome.steps.size() &&
+                        outcome.error->message.starts_with(step.name + " step: ");
+    sender_.enqueue({RunOp::Kind::post, llm_run(root, step, failed ? outcome.error : std::nullopt)});
+  }
+  root.end_time = std::max(ended, root.start_time);
+  if (outcome.error) {
+    root.error = std::string(to_string(outcome.error->kind)) + ": " + outcome.error->describe();
+  } else {
+    root.outputs = json_object([&](JsonWriter& w) { write_key_string(w, "analysis", outcome.analysis); });
+  }
+  sender_.enqueue({RunOp::Kind::patch, std::move(root)});
+}
+
+void LangSmithTracer::close(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lk(mu_);
+    if (closed_) return;
+    closed_ = true;
+  }
+  const SenderTotals t = sender_.close(grace);
+  std::string line = "langsmith: " + std::to_string(t.sent) + " run records sent in " +
+                     std::to_string(t.batches) + " batches to project '" + project_ + "'; " +
+                     std::to_string(t.dropped()) + " dropped";
+  if (t.dropped() > 0) {
+    line += " (queue full " + std::to_string(t.queue_full) + ", rejected " + std::to_string(t.rejected) +
+            ", unreachable " + std::to_string(t.unreachable) + ", root lost " + std::to_string(t.orphaned) +
+            ", unsent at exit " + std::to_string(t.unsent_at_exit) + ")";
+  }
+  t.dropped() > 0 ? log_.warn(line) : log_.info(line);
+}
+
+}  // namespace cbm
