@@ -10,8 +10,10 @@
 #include <iostream>
 #include <memory>
 
+#include "async_executor.hpp"
 #include "cli.hpp"
 #include "duplicate_topics.hpp"
+#include "fd_limit.hpp"
 #include "http_client.hpp"
 #include "journal.hpp"
 #include "logger.hpp"
@@ -65,8 +67,13 @@ std::string own_usage() {
 
 std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& ledger, RunControl& control,
                                              Logger& log, Progress& progress, RunObserver& observer) {
-  if (cfg.mode == Mode::threading) {
-    return std::make_unique<ThreadExecutor>(cfg, ledger, control, log, progress, observer);
+  switch (cfg.mode) {
+    case Mode::threading:
+      return std::make_unique<ThreadExecutor>(cfg, ledger, control, log, progress, observer);
+    case Mode::asyncio:
+      return std::make_unique<AsyncExecutor>(cfg, ledger, control, log, progress, observer);
+    case Mode::multiprocessing:
+      break;
   }
   return std::make_unique<ProcessExecutor>(cfg, ledger, control, log, progress, observer);
 }
@@ -126,6 +133,7 @@ class TopicPlan {
 };
 
 int run(const RunConfig& cfg) {
+  ensure_open_file_limit(cfg.mode, cfg.concurrency);  // before anything is sent or written
   std::signal(SIGPIPE, SIG_IGN);
   // An inherited SIG_IGN for SIGCHLD would make the kernel reap workers itself: waitpid could not
   // report how they ended.
