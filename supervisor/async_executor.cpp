@@ -28,7 +28,7 @@ AsyncExecutor::AsyncExecutor(const RunConfig& config, RunLedger& ledger, RunCont
                                         : 4 * static_cast<std::size_t>(config.concurrency)),
       protocol_(config.client),
       steps_(config.pipeline),
-      http_(config.client.http, static_cast<std::size_t>(config.concurrency)),
+      http_(config.client.http, static_cast<std::size_t>(config.concurrency), control.wake_fd()),
       rng_(std::random_device{}()),
       limit_(config.concurrency),
       slots_(static_cast<std::size_t>(config.concurrency)) {
@@ -125,7 +125,7 @@ void AsyncExecutor::wait_for_events() {
   if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
   if (drain_deadline_) next = std::min(next, *drain_deadline_);
   const auto wait = std::max(milliseconds::zero(), std::chrono::ceil<milliseconds>(next - now));
-  if (http_.wait(wait, control_.wake_fd())) control_.drain_wakeups();
+  if (http_.wait(wait)) control_.drain_wakeups();
 }
 
 // Hands every finished exchange to its attempt, which either asks for its next step or is over.

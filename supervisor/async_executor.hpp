@@ -7,7 +7,7 @@
 //
 // and the loop reads like the process executor's:
 //
-//   handle_control -> refill -> dispatch -> wait (curl_multi_poll + the control eventfd) -> collect
+//   handle_control -> refill -> dispatch -> wait (epoll: sockets, curl's timer, the control eventfd) -> collect
 //
 // Backoff waits, --delay between a slot's tasks and the drain grace are timers of the loop; nothing
 // sleeps. An attempt's --timeout is its transfers' deadline. What it cannot survive, by nature: it is
