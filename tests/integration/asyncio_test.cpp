@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <map>
+#include <regex>
 #include <set>
 
 #include "simulator.hpp"
@@ -228,7 +229,34 @@ void run_fatal_error_aborts(const std::string& mode) {
   CHECK_THAT(run.log(), Catch::Contains("run aborted"));
 }
 
+void limit_adapts_to_the_platform(const std::string& mode) {
+  Simulator sim({"--latency-ms", "40", "--concurrency-limit", "10"});
+  Run run(sim);
+  const auto topics = numbered("adaptive", 400);
+  auto p = run.start(mode, {"--topics-file", run.topics_file(topics), "--concurrency", "40", "--max-retries", "20",
+                            "--quiet"});
+  REQUIRE(p->exit_code(120s) == 0);
+  auto stats = sim.stats();
+  const auto total = stats["requests_total"].GetInt64();
+  const auto refused = stats["by_code"].HasMember("1302") ? stats["by_code"]["1302"].GetInt64() : 0;
+  CHECK(stats["by_status"]["200"].GetInt64() == 400);
+  INFO("refused " << refused << " of " << total);
+  CHECK(refused * 100 <= total * 15);  // not hammering the limit: the first wave, then a probe per round trip
+  const std::string log = run.log();
+  std::vector<int> limits;
+  const std::regex change("in-flight limit [0-9]+ -> ([0-9]+)");
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), change); it != std::sregex_iterator(); ++it) {
+    limits.push_back(std::stoi((*it)[1]));
+  }
+  REQUIRE(limits.size() >= 2);
+  CHECK(limits.back() <= 14);
+}
+
 }  // namespace
+
+TEST_CASE("asyncio: the in-flight limit adapts to the platform's 1302 refusals", "[asyncio][adaptive]") {
+  limit_adapts_to_the_platform("asyncio");
+}
 
 TEST_CASE("asyncio holds 1,000 topics in flight at once and every one succeeds", "[asyncio][scale]") {
   thousand_in_flight("asyncio");
