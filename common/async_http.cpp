@@ -140,8 +140,6 @@ void AsyncHttp::cancel(std::size_t slot) {
   s.busy = false;
 }
 
-bool AsyncHttp::busy(std::size_t slot) const { return slots_.at(slot)->busy; }
-
 bool AsyncHttp::wait(milliseconds timeout) {
   if (!ended_early_.empty()) timeout = milliseconds::zero();
   if (curl_timer_) {

@@ -41,7 +41,6 @@ class AsyncHttp {
   void start(std::size_t slot, HttpRequest request, std::chrono::milliseconds timeout);
   // Abandons the slot's exchange, if any: it reports no result and the slot is idle again.
   void cancel(std::size_t slot);
-  bool busy(std::size_t slot) const;
 
   // Sleeps until a transfer's socket or timer is due, `wake_fd` becomes readable, or `timeout`
   // passes, and moves the due transfers on; true when `wake_fd` is readable (the caller drains it).

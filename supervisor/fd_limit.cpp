@@ -27,7 +27,7 @@ std::uint64_t open_files_needed(Mode mode, int concurrency) {
   const auto n = static_cast<std::uint64_t>(concurrency);
   switch (mode) {
     case Mode::multiprocessing:
-      return kBaseFiles + 3 * n;  // per worker: its channel's socket, its pidfd, a spare while it restarts
+      return kBaseFiles + 2 * n;  // per worker: its channel's socket and its pidfd
     case Mode::threading:
     case Mode::asyncio:
       return kBaseFiles + n;  // one connection per task in flight

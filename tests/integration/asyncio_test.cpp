@@ -1,5 +1,6 @@
 // --mode asyncio: one event loop holding many pipelines in flight, with the same guarantees as the
 // other modes. Each check is a function of the mode, so the same body can run for every mode.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <map>
@@ -35,7 +36,8 @@ struct Run {
   std::unique_ptr<Subprocess> start(const std::string& mode, std::vector<std::string> extra) const {
     std::vector<std::string> a = {cbm::test::supervisor_path(), "--base-url", sim.base_url(), "--output",
                                   report().string(), "--log-file", (dir / "run.log").string(), "--prompt-file",
-                                  (dir / "prompts.txt").string(), "--no-search", "--delay", "0", "--mode", mode};
+                                  (dir / "prompts.txt").string(), "--no-search", "--mode", mode};
+    if (std::find(extra.begin(), extra.end(), "--delay") == extra.end()) a.insert(a.end(), {"--delay", "0"});
     a.insert(a.end(), extra.begin(), extra.end());
     SpawnOptions o;
     o.output_dir = dir.path();
@@ -252,7 +254,25 @@ void limit_adapts_to_the_platform(const std::string& mode) {
   CHECK(limits.back() <= 14);
 }
 
+void delay_between_a_slots_tasks(const std::string& mode) {
+  Simulator sim;
+  Run run(sim);
+  const auto topics = numbered("paced", 6);
+  const auto t0 = Clock::now();
+  auto p = run.start(mode, {"--topics-file", run.topics_file(topics), "--concurrency", "2", "--delay", "0.3", "--quiet"});
+  REQUIRE(p->exit_code() == 0);
+  const auto took = Clock::now() - t0;
+  // Each of the 2 slots runs 3 tasks with a 0.3 s pause between them: at least 0.6 s in all.
+  CHECK(took >= 600ms);
+  CHECK(took < 10s);
+  CHECK(count(results_exactly_once(run.report(), topics), "succeeded") == topics.size());
+}
+
 }  // namespace
+
+TEST_CASE("asyncio: --delay pauses each slot between its tasks", "[asyncio][delay]") {
+  delay_between_a_slots_tasks("asyncio");
+}
 
 TEST_CASE("asyncio: the in-flight limit adapts to the platform's 1302 refusals", "[asyncio][adaptive]") {
   limit_adapts_to_the_platform("asyncio");
