@@ -99,28 +99,35 @@ std::optional<milliseconds> parse_retry_after(const std::optional<std::string>& 
   return std::max(milliseconds::zero(), std::chrono::duration_cast<milliseconds>(delta));
 }
 
-BigModelClient::BigModelClient(ClientConfig config)
+BigModelProtocol::BigModelProtocol(ClientConfig config)
     : config_(std::move(config)),
       url_(trim_trailing_slashes(config_.base_url) + "/chat/completions"),
-      http_(config_.http) {}
+      headers_{
+          "Content-Type: application/json",
+          "Accept: " + std::string(config_.stream ? "text/event-stream" : "application/json"),
+          "Authorization: Bearer " + config_.api_key,
+      } {}
 
-Result<ChatResponse, ApiError> BigModelClient::complete(ChatRequest request,
-                                                        std::chrono::steady_clock::time_point deadline) {
-  auto answer = exchange(std::move(request), deadline);
+HttpRequest BigModelProtocol::prepare(ChatRequest request) const {
+  request.stream = config_.stream;
+  return HttpRequest{url_, headers_, build_request_body(request)};
+}
+
+Result<ChatResponse, ApiError> BigModelProtocol::interpret(const Result<HttpResponse, TransportError>& sent) const {
+  auto answer = classify(sent);
   if (!answer) scrub_secret(answer.error().message, config_.api_key);
   return answer;
 }
 
-Result<ChatResponse, ApiError> BigModelClient::exchange(ChatRequest request,
+BigModelClient::BigModelClient(ClientConfig config) : protocol_(std::move(config)), http_(protocol_.config().http) {}
+
+Result<ChatResponse, ApiError> BigModelClient::complete(ChatRequest request,
                                                         std::chrono::steady_clock::time_point deadline) {
-  request.stream = config_.stream;
-  const std::vector<std::string> headers = {
-      "Content-Type: application/json",
-      "Accept: " + std::string(config_.stream ? "text/event-stream" : "application/json"),
-      "Authorization: Bearer " + config_.api_key,
-  };
   const auto timeout = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
-  auto sent = http_.post(url_, headers, build_request_body(request), timeout);
+  return protocol_.interpret(http_.post(protocol_.prepare(std::move(request)), timeout));
+}
+
+Result<ChatResponse, ApiError> BigModelProtocol::classify(const Result<HttpResponse, TransportError>& sent) const {
   if (!sent) return Err{transport_error(sent.error())};
   const HttpResponse& resp = sent.value();
   if (resp.status < 200 || resp.status >= 300) return Err{http_error(resp)};

@@ -2,7 +2,8 @@
 //
 // Every failure comes back as an ApiError whose class says what the caller should do (retry, fail
 // the task, stop the run); the client itself never retries and never sleeps: the pipeline and the
-// scheduler decide. Not thread-safe (it owns one HttpClient).
+// scheduler decide. Not thread-safe (it owns one HttpClient). Its two pure halves, BigModelProtocol,
+// also serve the event loop, which does its own HTTP (async_http.hpp).
 #pragma once
 
 #include <chrono>
@@ -15,19 +16,37 @@
 
 namespace cbm {
 
+// What to send for a chat request, and what the server's answer (or the transport's failure) means.
+// Pure: no I/O, no state beyond the configuration.
+class BigModelProtocol {
+ public:
+  explicit BigModelProtocol(ClientConfig config);
+
+  // The HTTP request for `request` (its `stream` flag is overridden by the config).
+  HttpRequest prepare(ChatRequest request) const;
+  // The answer, or the error with its class; the API key never appears in an error's text.
+  Result<ChatResponse, ApiError> interpret(const Result<HttpResponse, TransportError>& sent) const;
+
+  const ClientConfig& config() const { return config_; }
+
+ private:
+  Result<ChatResponse, ApiError> classify(const Result<HttpResponse, TransportError>& sent) const;
+
+  ClientConfig config_;
+  std::string url_;
+  std::vector<std::string> headers_;  // the same for every request
+};
+
 class BigModelClient {
  public:
   explicit BigModelClient(ClientConfig config);
 
-  // Sends `request` (its `stream` flag is overridden by the config) and returns the answer, or the
-  // error with its class. The exchange must end by `deadline`.
+  // Sends `request` and returns the answer, or the error with its class. The exchange must end by
+  // `deadline`.
   Result<ChatResponse, ApiError> complete(ChatRequest request, std::chrono::steady_clock::time_point deadline);
 
  private:
-  Result<ChatResponse, ApiError> exchange(ChatRequest request, std::chrono::steady_clock::time_point deadline);
-
-  ClientConfig config_;
-  std::string url_;
+  BigModelProtocol protocol_;
   HttpClient http_;
 };
 

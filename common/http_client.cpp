@@ -11,22 +11,7 @@
 namespace cbm {
 namespace {
 
-struct Transfer {
-  HttpResponse response;
-  std::size_t max_body = 0;
-  bool too_large = false;
-};
-
-std::size_t on_body(char* data, std::size_t size, std::size_t nmemb, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  const std::size_t n = size * nmemb;
-  if (t->response.body.size() + n > t->max_body) {
-    t->too_large = true;
-    return 0;  // makes libcurl abort with CURLE_WRITE_ERROR
-  }
-  t->response.body.append(data, n);
-  return n;
-}
+static_assert(CURL_ERROR_SIZE == 256, "HttpExchange::error_buffer_ is sized for CURL_ERROR_SIZE");
 
 bool header_is(std::string_view line, std::string_view name) {
   if (line.size() <= name.size() || line[name.size()] != ':') return false;
@@ -42,33 +27,10 @@ std::string header_value(std::string_view line, std::size_t name_len) {
   return std::string(v);
 }
 
-std::size_t on_header(char* data, std::size_t size, std::size_t nmemb, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  const std::size_t n = size * nmemb;
-  std::string_view line(data, n);
-  // A new status line (after 100-continue or an interim answer) starts a fresh header set.
-  if (line.starts_with("HTTP/")) {
-    t->response.content_type.clear();
-    t->response.retry_after.reset();
-    t->response.retry_after_ms.reset();
-  } else if (header_is(line, "content-type")) {
-    t->response.content_type = header_value(line, 12);
-  } else if (header_is(line, "retry-after")) {
-    t->response.retry_after = header_value(line, 11);
-  } else if (header_is(line, "retry-after-ms")) {
-    t->response.retry_after_ms = header_value(line, 14);
-  }
-  return n;
-}
-
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   const auto* abort = static_cast<const std::atomic<bool>*>(user);
   return abort->load(std::memory_order_relaxed) ? 1 : 0;  // non-zero aborts the transfer
 }
-
-struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
 
 curl_slist* append_header(curl_slist* list, const char* line) {
   curl_slist* grown = curl_slist_append(list, line);
@@ -103,71 +65,116 @@ CurlGlobal::CurlGlobal() {
 }
 CurlGlobal::~CurlGlobal() { curl_global_cleanup(); }
 
+TransportError deadline_passed() {
+  return TransportError{TransportError::Kind::timeout, "deadline passed before the request was sent"};
+}
+
+void HttpExchange::SlistDeleter::operator()(void* list) const { curl_slist_free_all(static_cast<curl_slist*>(list)); }
+
+std::size_t HttpExchange::on_body(char* data, std::size_t size, std::size_t nmemb, void* self) {
+  auto* x = static_cast<HttpExchange*>(self);
+  const std::size_t n = size * nmemb;
+  if (x->response_.body.size() + n > x->max_body_) {
+    x->too_large_ = true;
+    return 0;  // makes libcurl abort with CURLE_WRITE_ERROR
+  }
+  x->response_.body.append(data, n);
+  return n;
+}
+
+std::size_t HttpExchange::on_header(char* data, std::size_t size, std::size_t nmemb, void* self) {
+  auto* x = static_cast<HttpExchange*>(self);
+  const std::size_t n = size * nmemb;
+  std::string_view line(data, n);
+  HttpResponse& r = x->response_;
+  // A new status line (after 100-continue or an interim answer) starts a fresh header set.
+  if (line.starts_with("HTTP/")) {
+    r.content_type.clear();
+    r.retry_after.reset();
+    r.retry_after_ms.reset();
+  } else if (header_is(line, "content-type")) {
+    r.content_type = header_value(line, 12);
+  } else if (header_is(line, "retry-after")) {
+    r.retry_after = header_value(line, 11);
+  } else if (header_is(line, "retry-after-ms")) {
+    r.retry_after_ms = header_value(line, 14);
+  }
+  return n;
+}
+
+void HttpExchange::start(CURL* curl, const HttpRequest& request, const HttpOptions& options,
+                         std::chrono::milliseconds timeout) {
+  // "Expect:" suppresses libcurl's 100-continue round trip on large bodies.
+  curl_slist* list = append_header(nullptr, "Expect:");
+  for (const auto& h : request.headers) list = append_header(list, h.c_str());
+  headers_.reset(list);
+  response_ = HttpResponse{};
+  max_body_ = options.max_body_bytes;
+  too_large_ = false;
+  error_buffer_[0] = '\0';
+
+  // The handle keeps its connection cache across calls; only per-request options are reset here.
+  curl_easy_reset(curl);
+  curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);  // HTTP/2 where TLS offers it
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);  // never carry the key to another host
+  curl_easy_setopt(curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &HttpExchange::on_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, this);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &HttpExchange::on_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, this);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer_);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(std::min(options.connect_timeout, timeout).count()));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, options.low_speed_bytes);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.low_speed_time.count()));
+  curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (options.abort != nullptr) {
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, &on_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, options.abort);
+  }
+}
+
+Result<HttpResponse, TransportError> HttpExchange::finish(CURL* curl, int curl_code) {
+  const auto rc = static_cast<CURLcode>(curl_code);
+  // The handle outlives this exchange (connections stay cached): it must not point into it any more.
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
+  headers_.reset();
+  if (too_large_) {
+    return Err{TransportError{TransportError::Kind::too_large,
+                              "response body exceeds the cap of " + std::to_string(max_body_) + " bytes"}};
+  }
+  if (rc == CURLE_ABORTED_BY_CALLBACK) {
+    return Err{TransportError{TransportError::Kind::aborted, "request aborted: the run is stopping"}};
+  }
+  if (rc != CURLE_OK) {
+    std::string message = error_buffer_[0] != '\0' ? error_buffer_ : curl_easy_strerror(rc);
+    return Err{TransportError{kind_of(rc), std::move(message)}};
+  }
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response_.status);
+  return std::move(response_);
+}
+
 HttpClient::HttpClient(HttpOptions options) : options_(options), curl_(curl_easy_init()) {
   if (curl_ == nullptr) throw std::runtime_error("curl_easy_init failed");
 }
 
 HttpClient::~HttpClient() { curl_easy_cleanup(curl_); }
 
-Result<HttpResponse, TransportError> HttpClient::post(const std::string& url,
-                                                      const std::vector<std::string>& headers,
-                                                      const std::string& body,
-                                                      std::chrono::milliseconds timeout) {
-  if (timeout <= std::chrono::milliseconds::zero()) {
-    return Err{TransportError{TransportError::Kind::timeout, "deadline passed before the request was sent"}};
-  }
-  // "Expect:" suppresses libcurl's 100-continue round trip on large bodies.
-  curl_slist* list = append_header(nullptr, "Expect:");
-  for (const auto& h : headers) list = append_header(list, h.c_str());
-  std::unique_ptr<curl_slist, SlistDeleter> header_list(list);
-
-  Transfer t;
-  t.max_body = options_.max_body_bytes;
-  char error_buffer[CURL_ERROR_SIZE] = {0};
-
-  // The handle keeps its connection cache across calls; only per-request options are reset here.
-  curl_easy_reset(curl_);
-  curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);  // never carry the key to another host
-  curl_easy_setopt(curl_, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, header_list.get());
-  curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &on_body);
-  curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &on_header);
-  curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, error_buffer);
-  curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(std::min(options_.connect_timeout, timeout).count()));
-  curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_bytes);
-  curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.low_speed_time.count()));
-  curl_easy_setopt(curl_, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(curl_, CURLOPT_TCP_KEEPALIVE, 1L);
-  if (options_.abort != nullptr) {
-    curl_easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, &on_progress);
-    curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, options_.abort);
-  }
-
-  const CURLcode rc = curl_easy_perform(curl_);
-  if (t.too_large) {
-    return Err{TransportError{TransportError::Kind::too_large,
-                              "response body exceeds the cap of " + std::to_string(options_.max_body_bytes) +
-                                  " bytes"}};
-  }
-  if (rc == CURLE_ABORTED_BY_CALLBACK) {
-    return Err{TransportError{TransportError::Kind::aborted, "request aborted: the run is stopping"}};
-  }
-  if (rc != CURLE_OK) {
-    std::string message = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc);
-    return Err{TransportError{kind_of(rc), std::move(message)}};
-  }
-  curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &t.response.status);
-  return std::move(t.response);
+Result<HttpResponse, TransportError> HttpClient::post(const HttpRequest& request, std::chrono::milliseconds timeout) {
+  if (timeout <= std::chrono::milliseconds::zero()) return Err{deadline_passed()};
+  HttpExchange exchange;
+  exchange.start(curl_, request, options_, timeout);
+  return exchange.finish(curl_, curl_easy_perform(curl_));
 }
 
 }  // namespace cbm

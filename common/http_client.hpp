@@ -1,6 +1,10 @@
-// HttpClient: one persistent libcurl easy handle, reused for keep-alive. Not thread-safe: one client per
-// thread or process (libcurl's rule). curl_global_init must have run (CurlGlobal) before the first one.
+// HTTP over libcurl. HttpExchange is one POST's setup and result on an easy handle, whoever drives
+// it: HttpClient (blocking, one persistent handle, reused for keep-alive) or AsyncHttp (curl_multi, in
+// async_http.hpp). Neither is thread-safe: one per thread or process (libcurl's rule).
+// curl_global_init must have run (CurlGlobal) before the first one.
 #pragma once
+
+#include <memory>
 
 #include <atomic>
 #include <chrono>
@@ -48,6 +52,44 @@ struct TransportError {
   std::string message;
 };
 
+struct HttpRequest {
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value" lines
+  std::string body;                  // POSTed as is
+};
+
+// One POST on an easy handle: every option this program relies on (connect/total timeouts, low-speed
+// limit, body cap with a clear error, no signals, no redirects, keep-alive, the Retry-After headers
+// captured), and the result read back. `start` resets the handle's options (its connections stay
+// cached); the exchange must stay where it is, and keep `request` alive, until the transfer ends.
+class HttpExchange {
+ public:
+  HttpExchange() = default;
+  HttpExchange(const HttpExchange&) = delete;
+  HttpExchange& operator=(const HttpExchange&) = delete;
+
+  // Configures `curl` for `request`; the whole transfer must end within `timeout` (> 0).
+  void start(CURL* curl, const HttpRequest& request, const HttpOptions& options, std::chrono::milliseconds timeout);
+  // The result, given the transfer's CURLcode (an int, so callers need not include curl.h).
+  Result<HttpResponse, TransportError> finish(CURL* curl, int curl_code);
+
+ private:
+  struct SlistDeleter {
+    void operator()(void* list) const;
+  };
+  static std::size_t on_body(char* data, std::size_t size, std::size_t nmemb, void* self);
+  static std::size_t on_header(char* data, std::size_t size, std::size_t nmemb, void* self);
+
+  HttpResponse response_;
+  std::size_t max_body_ = 0;
+  bool too_large_ = false;
+  std::unique_ptr<void, SlistDeleter> headers_;
+  char error_buffer_[256] = {0};  // CURL_ERROR_SIZE
+};
+
+// A timeout that is over before the request leaves (the attempt's deadline passed in an earlier step).
+TransportError deadline_passed();
+
 class HttpClient {
  public:
   explicit HttpClient(HttpOptions options);
@@ -56,8 +98,7 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   // POSTs `body` with the given header lines; the whole exchange must finish within `timeout`.
-  Result<HttpResponse, TransportError> post(const std::string& url, const std::vector<std::string>& headers,
-                                            const std::string& body, std::chrono::milliseconds timeout);
+  Result<HttpResponse, TransportError> post(const HttpRequest& request, std::chrono::milliseconds timeout);
 
  private:
   HttpOptions options_;

@@ -41,55 +41,66 @@ std::string format_sources(const std::vector<Source>& sources, std::string_view 
   return out;
 }
 
-Pipeline::Pipeline(PipelineConfig config, BigModelClient& client)
-    : config_(std::move(config)),
-      client_(client),
-      id_prefix_("cbm-" + std::to_string(::getpid()) + "-" + random_hex(8) + "-") {}
+PipelineSteps::PipelineSteps(PipelineConfig config)
+    : config_(std::move(config)), id_prefix_("cbm-" + std::to_string(::getpid()) + "-" + random_hex(8) + "-") {}
+
+std::string PipelineSteps::next_request_id() { return id_prefix_ + std::to_string(++sequence_); }
+
+PipelineAttempt::PipelineAttempt(PipelineSteps& steps, const Task& task)
+    : steps_(&steps), topic_(task.topic), stage_(steps.config().search ? Stage::search : Stage::analysis) {}
+
+std::optional<ChatRequest> PipelineAttempt::next_request() {
+  if (stage_ == Stage::done) return std::nullopt;
+  const PipelineConfig& config = steps_->config();
+  ChatRequest req;
+  req.temperature = config.temperature;
+  req.max_tokens = config.max_tokens;
+  req.request_id = steps_->next_request_id();
+  const PromptSet& p = config.prompts;
+  if (stage_ == Stage::search) {
+    req.model = config.tool_model;
+    req.messages = {{"system", p.search_system.render(topic_, "")}, {"user", p.search_user.render(topic_, "")}};
+    req.web_search = WebSearchTool{topic_, config.search_count};
+  } else {
+    const std::string sources_text = format_sources(outcome_.sources, search_summary_);
+    req.model = config.chat_model;
+    req.messages = {{"system", p.analysis_system.render(topic_, sources_text)},
+                    {"user", p.analysis_user.render(topic_, sources_text)}};
+  }
+  outcome_.steps.push_back(StepRecord{stage_ == Stage::search ? "search" : "analysis", req.model, {}, {}, {},
+                                      WallClock::now(), req.messages, {}});
+  sent_at_ = Clock::now();
+  return req;
+}
+
+void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
+  StepRecord& record = outcome_.steps.back();
+  record.latency = since(sent_at_);
+  if (!answer) {
+    outcome_.error = std::move(answer.error());
+    outcome_.error->message = record.name + " step: " + outcome_.error->message;
+    stage_ = Stage::done;
+    return;
+  }
+  record.finish_reason = answer->finish_reason;
+  record.usage = answer->usage;
+  record.output = answer->content;
+  if (stage_ == Stage::search) {
+    outcome_.sources = std::move(answer->web_search);
+    search_summary_ = std::move(answer->content);
+    stage_ = Stage::analysis;
+  } else {
+    outcome_.analysis = std::move(answer->content);
+    stage_ = Stage::done;
+  }
+}
+
+Pipeline::Pipeline(PipelineConfig config, BigModelClient& client) : steps_(std::move(config)), client_(client) {}
 
 AttemptOutcome Pipeline::run(const Task& task, Clock::time_point deadline) {
-  AttemptOutcome outcome;
-  auto call = [&](const char* step, const std::string& model, std::string system, std::string user,
-                  std::optional<WebSearchTool> tool) -> std::optional<ChatResponse> {
-    ChatRequest req;
-    req.model = model;
-    req.messages = {{"system", std::move(system)}, {"user", std::move(user)}};
-    req.temperature = config_.temperature;
-    req.max_tokens = config_.max_tokens;
-    req.request_id = id_prefix_ + std::to_string(++sequence_);
-    req.web_search = std::move(tool);
-    StepRecord record{step, model, {}, {}, {}, WallClock::now(), req.messages, {}};
-    const auto t0 = Clock::now();
-    auto answer = client_.complete(std::move(req), deadline);
-    record.latency = since(t0);
-    if (!answer) {
-      outcome.steps.push_back(std::move(record));
-      outcome.error = std::move(answer.error());
-      outcome.error->message = std::string(step) + " step: " + outcome.error->message;
-      return std::nullopt;
-    }
-    record.finish_reason = answer->finish_reason;
-    record.usage = answer->usage;
-    record.output = answer->content;
-    outcome.steps.push_back(std::move(record));
-    return std::move(answer.value());
-  };
-
-  std::string search_summary;
-  if (config_.search) {
-    auto found = call("search", config_.tool_model, config_.prompts.search_system.render(task.topic, ""),
-                      config_.prompts.search_user.render(task.topic, ""),
-                      WebSearchTool{task.topic, config_.search_count});
-    if (!found) return outcome;
-    outcome.sources = std::move(found->web_search);
-    search_summary = std::move(found->content);
-  }
-  const std::string sources_text = format_sources(outcome.sources, search_summary);
-  auto analysis = call("analysis", config_.chat_model,
-                       config_.prompts.analysis_system.render(task.topic, sources_text),
-                       config_.prompts.analysis_user.render(task.topic, sources_text), std::nullopt);
-  if (!analysis) return outcome;
-  outcome.analysis = std::move(analysis->content);
-  return outcome;
+  PipelineAttempt attempt = steps_.begin(task);
+  while (auto request = attempt.next_request()) attempt.on_answer(client_.complete(std::move(*request), deadline));
+  return attempt.take_outcome();
 }
 
 }  // namespace cbm

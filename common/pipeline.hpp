@@ -1,9 +1,11 @@
 // The topic pipeline: (1) the tool model with the platform's web_search tool gathers sources, (2) the
-// chat model writes the analysis from the topic and those sources. One call of `run` is one attempt;
-// it neither retries nor sleeps, and it does not know whether it runs in a process, a thread or an
-// event loop.
+// chat model writes the analysis from the topic and those sources. One attempt neither retries nor
+// sleeps, and does not know whether it runs in a process, a thread or an event loop: PipelineAttempt
+// is the attempt as a step machine (what to send next, what an answer changes), which Pipeline::run
+// drives with a blocking client and the asyncio executor with its event loop.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "bigmodel_client.hpp"
@@ -25,6 +27,48 @@ struct PipelineConfig {
 // The sources block substituted for {sources}: numbered, one per line with snippet.
 std::string format_sources(const std::vector<Source>& sources, std::string_view search_summary);
 
+class PipelineSteps;
+
+// One attempt of one task, step by step. Call next_request(); send what it returns; hand the answer
+// to on_answer(); repeat until next_request() returns nullopt; then take_outcome(). The attempt ends
+// at its first error (the error names its step) or after the analysis step.
+class PipelineAttempt {
+ public:
+  // `steps` must outlive the attempt.
+  PipelineAttempt(PipelineSteps& steps, const Task& task);
+
+  // The request to send now (its step record starts), or nullopt when the attempt is over.
+  std::optional<ChatRequest> next_request();
+  // What the request returned by next_request() came back with.
+  void on_answer(Result<ChatResponse, ApiError> answer);
+  AttemptOutcome take_outcome() { return std::move(outcome_); }
+
+ private:
+  enum class Stage { search, analysis, done };
+
+  PipelineSteps* steps_;
+  std::string topic_;
+  Stage stage_;
+  Clock::time_point sent_at_{};
+  std::string search_summary_;
+  AttemptOutcome outcome_;
+};
+
+// The pipeline's configuration and its request-id source: starts attempts, sends nothing itself.
+class PipelineSteps {
+ public:
+  explicit PipelineSteps(PipelineConfig config);
+
+  PipelineAttempt begin(const Task& task) { return PipelineAttempt(*this, task); }
+  const PipelineConfig& config() const { return config_; }
+  std::string next_request_id();
+
+ private:
+  PipelineConfig config_;
+  std::string id_prefix_;  // makes request_ids unique across processes and runs
+  std::uint64_t sequence_ = 0;
+};
+
 class Pipeline {
  public:
   // `client` must outlive the pipeline.
@@ -34,10 +78,8 @@ class Pipeline {
   AttemptOutcome run(const Task& task, Clock::time_point deadline);
 
  private:
-  PipelineConfig config_;
+  PipelineSteps steps_;
   BigModelClient& client_;
-  std::string id_prefix_;  // makes request_ids unique across processes and runs
-  std::uint64_t sequence_ = 0;
 };
 
 }  // namespace cbm

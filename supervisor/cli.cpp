@@ -115,7 +115,10 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str()
       ->group(py);
-  app.add_option("--mode", mode, "How tasks are run: multiprocessing | threading")
+  app.add_option("--mode", mode, "How tasks are run: multiprocessing (worker processes: survives\n"
+                 "a worker's crash or kill) | threading (threads: a crash takes\n"
+                 "the run) | asyncio (one event loop, curl_multi: the most tasks\n"
+                 "in flight per core; a crash takes the run)")
       ->check(CLI::IsMember({"multiprocessing", "threading", "asyncio"}))
       ->capture_default_str()
       ->group(py);
@@ -219,7 +222,6 @@ CommandLine parse_command_line(int argc, char** argv) {
 
   using concurrent_bigmodel::Mode;
   cfg.mode = mode == "threading" ? Mode::threading : mode == "asyncio" ? Mode::asyncio : Mode::multiprocessing;
-  if (cfg.mode == Mode::asyncio) return usage_error("--mode asyncio: not available yet; use multiprocessing or threading");
   cfg.timeout = seconds_to_ms(timeout_s);
   cfg.delay = seconds_to_ms(delay_s);
   cfg.kill_grace = seconds_to_ms(kill_grace_s);

@@ -42,7 +42,6 @@ cbm::RunConfig checked_run_config(const Config& c) {
   require(cbm::is_http_url(c.base_url), "base_url: '" + c.base_url + "' is not an http:// or https:// URL");
   require(c.allow_insecure_http || cbm::key_may_travel_to(c.base_url),
           "base_url: '" + c.base_url + "' is plain http to a non-loopback host (set allow_insecure_http)");
-  require(c.mode != Mode::asyncio, "mode asyncio: not available yet; use multiprocessing or threading");
   require(c.concurrency >= 1 && c.concurrency <= 1024, "concurrency: must be in 1..1024");
   require(c.timeout.count() > 0, "timeout: must be positive");
   require(c.delay.count() >= 0, "delay: must not be negative");

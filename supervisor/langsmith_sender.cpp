@@ -192,12 +192,11 @@ std::string LangSmithSender::render(const Batch& b) const {
 }
 
 LangSmithSender::Delivery LangSmithSender::deliver(const Batch& b) {
-  const std::string body = render(b);
-  std::vector<std::string> headers = {"Content-Type: application/json"};
-  if (!settings_.api_key.empty()) headers.push_back("x-api-key: " + settings_.api_key);
+  HttpRequest request{url_, {"Content-Type: application/json"}, render(b)};
+  if (!settings_.api_key.empty()) request.headers.push_back("x-api-key: " + settings_.api_key);
   for (int retry = 0;; ++retry) {
     if (abort_) return Delivery::abandoned;
-    auto reply = http_.post(url_, headers, body, request_timeout());
+    auto reply = http_.post(request, request_timeout());
     std::string failure;
     std::optional<milliseconds> wait;
     if (reply) {

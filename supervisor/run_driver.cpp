@@ -9,7 +9,9 @@
 #include <memory>
 #include <stdexcept>
 
+#include "async_executor.hpp"
 #include "duplicate_topics.hpp"
+#include "fd_limit.hpp"
 #include "http_client.hpp"
 #include "journal.hpp"
 #include "langsmith_tracer.hpp"
@@ -63,9 +65,9 @@ std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& le
     case Mode::threading:
       return std::make_unique<ThreadExecutor>(cfg, ledger, control, log, progress, observer);
     case Mode::asyncio:
-      break;
+      return std::make_unique<AsyncExecutor>(cfg, ledger, control, log, progress, observer);
   }
-  throw std::invalid_argument("mode " + std::string(to_string(cfg.mode)) + ": not available yet");
+  throw std::invalid_argument("mode: unknown value");
 }
 
 // Where each round's topics come from. A one-round batch streams its file (any size, constant
@@ -128,6 +130,7 @@ class TopicPlan {
 constexpr std::chrono::milliseconds kTraceFlushGrace{3000};
 
 RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& caller_observer) {
+  ensure_open_file_limit(cfg.mode, cfg.concurrency);  // before anything is sent or written
   CurlGlobal curl;
   Logger log(cfg.log_file, !cfg.quiet);
   RunLedger ledger(cfg);

@@ -35,7 +35,7 @@ namespace concurrent_bigmodel {
 enum class Mode {
   multiprocessing,  // worker processes: survives a crash or kill of any worker; timeouts enforced by signal
   threading,        // threads in this process: no extra processes; a crash takes the whole process
-  asyncio,          // one event loop: not available yet (refused with std::invalid_argument)
+  asyncio,          // one event-loop thread driving every task with curl_multi: the most in flight per core; a crash takes the process
 };
 
 // Everything that decides how a run goes. The command-line flags map onto it one to one (--quiet is

@@ -1,0 +1,274 @@
+#include "async_executor.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace cbm {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string secs(milliseconds ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g s", static_cast<double>(ms.count()) / 1000.0);
+  return buf;
+}
+
+}  // namespace
+
+AsyncExecutor::AsyncExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
+                             Progress& progress, RunObserver& observer)
+    : config_(config),
+      ledger_(ledger),
+      control_(control),
+      log_(log),
+      progress_(progress),
+      observer_(observer),
+      batch_size_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
+                                        : 4 * static_cast<std::size_t>(config.concurrency)),
+      protocol_(config.client),
+      steps_(config.pipeline),
+      http_(config.client.http, static_cast<std::size_t>(config.concurrency), control.wake_fd()),
+      rng_(std::random_device{}()),
+      limit_(config.concurrency),
+      slots_(static_cast<std::size_t>(config.concurrency)) {
+  for (std::size_t i = 0; i < slots_.size(); ++i) idle_.push_back(i);
+  finished_.reserve(slots_.size());
+}
+
+std::size_t AsyncExecutor::run_round(std::uint32_t round, TopicSource& topics) {
+  round_ = round;
+  source_ = &topics;
+  source_done_ = false;
+  planned_ = 0;
+  tasks_.clear();
+  ready_.clear();
+  retry_at_.clear();
+  drain_deadline_.reset();
+
+  while (!source_done_ || !tasks_.empty()) {
+    handle_control();
+    refill();
+    dispatch();
+    if (source_done_ && tasks_.empty()) break;
+    progress_.tick(gauges());
+    wait_for_events();
+    collect();
+  }
+  source_ = nullptr;
+  return planned_;
+}
+
+// Signals and run-wide decisions: a drain stops dispatch and cancels what waits; an immediate stop
+// (second signal, drain grace over, run-fatal error) abandons the transfers and cancels what runs.
+void AsyncExecutor::handle_control() {
+  if (control_.take_status()) log_status();
+  if (ledger_.abort_reason() && !control_.stopping()) control_.stop_now();
+  const StopLevel level = control_.level();
+  if (level == StopLevel::drain && !drain_deadline_) {
+    drain_deadline_ = Clock::now() + config_.drain_grace;
+    log_.info("draining: no new tasks; in-flight tasks have " + secs(config_.drain_grace) + " to finish");
+    cancel_waiting_tasks("cancelled: the run was stopped before the task started");
+  }
+  if (level == StopLevel::drain && Clock::now() >= *drain_deadline_) {
+    log_.warn("drain grace over: stopping in-flight tasks now");
+    control_.stop_now();
+  }
+  if (control_.level() == StopLevel::now) {
+    cancel_waiting_tasks(ledger_.abort_reason() ? "cancelled: the run was aborted" : "cancelled: the run was stopped");
+    stop_all_now();
+  }
+}
+
+// Reads topics ahead of the slots: at most --concurrency + --batch-size tasks are held at once,
+// whatever the size of the input. Topics already finished (--resume) are skipped.
+void AsyncExecutor::refill() {
+  const std::size_t window = slots_.size() + batch_size_;
+  while (!source_done_ && tasks_.size() < window && !control_.stopping()) {
+    auto next = source_->next();
+    if (!next) {
+      source_done_ = true;
+      break;
+    }
+    ++planned_;
+    if (ledger_.has(round_, next->id)) continue;
+    tasks_.emplace(next->id, TaskProgress(Task{next->id, round_, std::move(next->topic), 0}));
+    ready_.push_back(next->id);
+  }
+}
+
+void AsyncExecutor::dispatch() {
+  const auto now = Clock::now();
+  while (!retry_at_.empty() && retry_at_.begin()->first <= now) {
+    ready_.push_back(retry_at_.begin()->second);
+    retry_at_.erase(retry_at_.begin());
+  }
+  if (control_.stopping()) return;
+  while (!ready_.empty() && !idle_.empty() && running_ < static_cast<std::size_t>(limit_.effective()) &&
+         slots_[idle_.front()].available_at <= now) {
+    const std::size_t slot = idle_.front();
+    idle_.pop_front();
+    const TaskIndex i = ready_.front();
+    ready_.pop_front();
+    start_attempt(slot, i);
+  }
+}
+
+void AsyncExecutor::wait_for_events() {
+  const auto now = Clock::now();
+  Clock::time_point next = now + progress_.next_due();
+  // An idle slot's --delay matters only when a task could be dispatched to it (else: no busy wait).
+  if (!ready_.empty() && !idle_.empty() && !control_.stopping() &&
+      running_ < static_cast<std::size_t>(limit_.effective())) {
+    next = std::min(next, slots_[idle_.front()].available_at);
+  }
+  if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
+  if (drain_deadline_) next = std::min(next, *drain_deadline_);
+  const auto wait = std::max(milliseconds::zero(), std::chrono::ceil<milliseconds>(next - now));
+  if (http_.wait(wait)) control_.drain_wakeups();
+}
+
+// Hands every finished exchange to its attempt, which either asks for its next step or is over.
+void AsyncExecutor::collect() {
+  http_.take_finished(finished_);
+  for (auto& f : finished_) {
+    Slot& s = slots_[f.slot];
+    s.attempt->on_answer(protocol_.interpret(f.result));
+    send_next(f.slot);
+  }
+}
+
+void AsyncExecutor::start_attempt(std::size_t slot, TaskIndex i) {
+  Slot& s = slots_[slot];
+  const Task& task = tasks_.at(i).start_attempt();
+  observer_.attempt_started(task, static_cast<int>(slot));
+  s.task = i;
+  s.attempt.emplace(steps_.begin(task));
+  s.deadline = Clock::now() + config_.timeout;
+  ++running_;
+  send_next(slot);
+}
+
+void AsyncExecutor::send_next(std::size_t slot) {
+  Slot& s = slots_[slot];
+  auto request = s.attempt->next_request();
+  if (!request) {
+    end_attempt(slot);
+    return;
+  }
+  const auto timeout = std::chrono::duration_cast<milliseconds>(s.deadline - Clock::now());
+  http_.start(slot, protocol_.prepare(std::move(*request)), timeout);
+}
+
+void AsyncExecutor::end_attempt(std::size_t slot) {
+  Slot& s = slots_[slot];
+  AttemptOutcome outcome = s.attempt->take_outcome();
+  const TaskIndex i = *s.task;
+  release(slot);
+  TaskProgress& t = tasks_.at(i);
+  t.end_attempt(outcome);
+  observer_.attempt_ended(t.task(), outcome, static_cast<int>(slot));
+
+  const int limit_before = limit_.effective();
+  milliseconds latency{0};
+  for (const auto& step : outcome.steps) latency += step.latency;
+  const bool limit_changed =
+      outcome.ok() ? limit_.on_success(latency, running_) : limit_.on_error(*outcome.error, running_);
+  if (limit_changed) {
+    observer_.limit_changed(limit_.effective());
+    log_.info("in-flight limit " + std::to_string(limit_before) + " -> " + std::to_string(limit_.effective()) +
+              (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
+  }
+  if (outcome.ok()) {
+    finish_task(i, t.finish(TaskStatus::succeeded, std::move(outcome), static_cast<int>(slot)));
+  } else {
+    on_attempt_failed(i, std::move(outcome), static_cast<int>(slot));
+  }
+}
+
+// The slot is free for its next task after --delay.
+void AsyncExecutor::release(std::size_t slot) {
+  Slot& s = slots_[slot];
+  s.task.reset();
+  s.attempt.reset();
+  s.available_at = Clock::now() + config_.delay;
+  idle_.push_back(slot);
+  --running_;
+}
+
+void AsyncExecutor::on_attempt_failed(TaskIndex i, AttemptOutcome outcome, int slot) {
+  TaskProgress& t = tasks_.at(i);
+  const ApiError& error = *outcome.error;
+  log_.warn("[a" + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " + std::to_string(t.attempts()) +
+            " failed (" + std::string(to_string(error.error_class)) + ", " + std::string(to_string(error.kind)) +
+            "): " + error.describe());
+  std::uniform_real_distribution<double> jitter(0.0, 1.0);
+  const RetryDecision decision = decide_retry(config_.retry, error, t.attempts(), jitter(rng_));
+  if (std::holds_alternative<AbortRun>(decision)) {
+    ledger_.mark_aborted("run-fatal API error: " + error.describe());
+    finish_task(i, t.finish(TaskStatus::failed, std::move(outcome), slot));
+    control_.stop_now();
+  } else if (std::holds_alternative<FailTask>(decision)) {
+    finish_task(i, t.finish(TaskStatus::failed, std::move(outcome), slot));
+  } else if (control_.stopping()) {
+    finish_task(i, t.cancel("cancelled: the run stopped before a retry", slot));
+  } else {
+    retry_at_.emplace(Clock::now() + std::get<RetryAfter>(decision).delay, i);
+  }
+}
+
+void AsyncExecutor::finish_task(TaskIndex i, TaskResult result) {
+  ledger_.record(std::move(result));
+  tasks_.erase(i);
+}
+
+void AsyncExecutor::cancel_waiting_tasks(const std::string& why) {
+  const std::deque<TaskIndex> ready = std::exchange(ready_, {});
+  for (TaskIndex i : ready) finish_task(i, tasks_.at(i).cancel(why, -1));
+  const auto waiting = std::exchange(retry_at_, {});
+  for (const auto& [when, i] : waiting) finish_task(i, tasks_.at(i).cancel(why, -1));
+  // Topics not read yet get their terminal record too: nothing is dropped.
+  while (source_ != nullptr && !source_done_) {
+    auto next = source_->next();
+    if (!next) {
+      source_done_ = true;
+      break;
+    }
+    ++planned_;
+    if (!ledger_.has(round_, next->id)) {
+      ledger_.record(TaskProgress(Task{next->id, round_, std::move(next->topic), 0}).cancel(why, -1));
+    }
+  }
+}
+
+// Abandons every transfer: each running attempt ends as cancelled, and so does its task.
+void AsyncExecutor::stop_all_now() {
+  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+    Slot& s = slots_[slot];
+    if (!s.task) continue;
+    http_.cancel(slot);
+    const TaskIndex i = *s.task;
+    release(slot);
+    AttemptOutcome stopped;
+    stopped.error = ApiError{};
+    stopped.error->kind = ErrorKind::cancelled;
+    stopped.error->error_class = ErrorClass::task_fatal;
+    stopped.error->message = "the run was stopped during the attempt";
+    observer_.attempt_ended(tasks_.at(i).task(), stopped, static_cast<int>(slot));
+    finish_task(i, tasks_.at(i).cancel("cancelled: the run was stopped during the attempt", static_cast<int>(slot)));
+  }
+}
+
+ExecutorGauges AsyncExecutor::gauges() const {
+  ExecutorGauges g;
+  g.in_flight = running_;
+  g.limit = limit_.effective();
+  return g;
+}
+
+void AsyncExecutor::log_status() {
+  log_.info("status: " + progress_.line(gauges()) + ", " + std::to_string(ready_.size()) + " queued, " +
+            std::to_string(retry_at_.size()) + " waiting to retry");
+}
+
+}  // namespace cbm

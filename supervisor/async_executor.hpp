@@ -1,0 +1,104 @@
+// AsyncExecutor (--mode asyncio): one thread, one event loop, up to --concurrency pipelines in flight
+// over curl_multi (AsyncHttp: reused handles, keep-alive, HTTP/2 multiplexing where offered). Each
+// task is a small state machine driven by the loop:
+//
+//   ready --dispatch--> running (its PipelineAttempt's requests, one after another, on its slot)
+//         --> finished | waiting to retry (a timer) --> ready
+//
+// and the loop reads like the process executor's:
+//
+//   handle_control -> refill -> dispatch -> wait (epoll: sockets, curl's timer, the control eventfd) -> collect
+//
+// Backoff waits, --delay between a slot's tasks and the drain grace are timers of the loop; nothing
+// sleeps. An attempt's --timeout is its transfers' deadline. What it cannot survive, by nature: it is
+// one thread of the supervisor, so a crash anywhere takes the run (the journal keeps what finished;
+// --resume goes on from there).
+#pragma once
+
+#include <deque>
+#include <map>
+#include <optional>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include "adaptive_limit.hpp"
+#include "async_http.hpp"
+#include "bigmodel_client.hpp"
+#include "logger.hpp"
+#include "pipeline.hpp"
+#include "progress.hpp"
+#include "round_executor.hpp"
+#include "run_config.hpp"
+#include "run_control.hpp"
+#include "run_ledger.hpp"
+#include "run_observer.hpp"
+#include "task_progress.hpp"
+
+namespace cbm {
+
+class AsyncExecutor final : public RoundExecutor {
+ public:
+  AsyncExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress,
+                RunObserver& observer);
+
+  std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
+
+ private:
+  using TaskIndex = std::uint64_t;  // the task's id
+
+  // A place for one pipeline in flight (the threading mode's thread, the process mode's worker).
+  struct Slot {
+    std::optional<TaskIndex> task;
+    std::optional<PipelineAttempt> attempt;
+    Clock::time_point deadline{};      // the running attempt's --timeout
+    Clock::time_point available_at{};  // idle: --delay after its last task
+  };
+
+  void handle_control();
+  void refill();
+  void dispatch();
+  void wait_for_events();
+  void collect();
+
+  void start_attempt(std::size_t slot, TaskIndex task);
+  void send_next(std::size_t slot);
+  void end_attempt(std::size_t slot);
+  void on_attempt_failed(TaskIndex task, AttemptOutcome outcome, int slot);
+  void finish_task(TaskIndex task, TaskResult result);
+  void release(std::size_t slot);
+  void cancel_waiting_tasks(const std::string& why);
+  void stop_all_now();
+  void log_status();
+  ExecutorGauges gauges() const;
+
+  const RunConfig& config_;
+  RunLedger& ledger_;
+  RunControl& control_;
+  Logger& log_;
+  Progress& progress_;
+  RunObserver& observer_;
+  const std::size_t batch_size_;  // topics read ahead beyond the slots' count
+  BigModelProtocol protocol_;
+  PipelineSteps steps_;
+  AsyncHttp http_;
+  std::mt19937_64 rng_;
+  AdaptiveLimit limit_;  // tasks in flight allowed now (adapts to 1302/1305)
+  std::vector<Slot> slots_;
+  // Idle slots, oldest first: --delay is the same for all, so this is also the order they become free.
+  std::deque<std::size_t> idle_;
+  std::size_t running_ = 0;
+  std::vector<AsyncHttp::Finished> finished_;  // reused by collect()
+
+  // The current round: the tasks read from the source and not yet finished.
+  std::uint32_t round_ = 0;
+  TopicSource* source_ = nullptr;
+  bool source_done_ = false;
+  std::size_t planned_ = 0;
+  std::unordered_map<TaskIndex, TaskProgress> tasks_;
+  std::deque<TaskIndex> ready_;
+  std::multimap<Clock::time_point, TaskIndex> retry_at_;
+  std::optional<Clock::time_point> drain_deadline_;
+};
+
+}  // namespace cbm
