@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "bigmodel_client.hpp"
+#include "concurrency_gate.hpp"
 #include "pipeline.hpp"
 #include "task_progress.hpp"
 
@@ -15,11 +16,16 @@ namespace cbm {
 
 ThreadExecutor::ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
                                Progress& progress, RunObserver& observer)
-    : config_(config), ledger_(ledger), control_(control), log_(log), progress_(progress), observer_(observer) {}
+    : config_(config),
+      ledger_(ledger),
+      control_(control),
+      log_(log),
+      progress_(progress),
+      observer_(observer),
+      gate_(config.concurrency, config.rate, config.pipeline.search ? 2 : 1) {}
 
 std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   std::mutex source_mu;
-  std::atomic<std::size_t> in_flight{0};
   std::size_t planned = 0;
   // The next topic not finished yet (--resume skips finished ones); nullopt at the end.
   std::exception_ptr source_error;  // a source that throws (e.g. --resume on changed input) ends the round
@@ -36,6 +42,13 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       control_.stop_now();
     }
     return std::nullopt;
+  };
+
+  auto gauges = [&] {
+    ExecutorGauges g;
+    g.in_flight = gate_.in_flight();
+    g.limit = gate_.limit();
+    return g;
   };
 
   auto worker = [&](int slot) {
@@ -55,15 +68,21 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       if (!next) return;
       const std::uint64_t i = next->id;
       TaskProgress progress(std::move(*next));
-      in_flight.fetch_add(1);
-      struct Done {
-        std::atomic<std::size_t>& n;
-        ~Done() { n.fetch_sub(1); }
-      } done{in_flight};
       for (;;) {
+        const auto permit = gate_.acquire();
+        if (!permit) {
+          ledger_.record(progress.cancel("cancelled: the run stopped before the attempt could start",
+                                         progress.attempts() > 0 ? slot : -1));
+          break;
+        }
         const Task& task = progress.start_attempt();
         observer_.attempt_started(task, slot);
         AttemptOutcome outcome = pipeline.run(task, Clock::now() + config_.timeout);
+        if (const auto change = gate_.release(*permit, outcome)) {
+          observer_.limit_changed(change->to);
+          log_.info("in-flight limit " + std::to_string(change->from) + " -> " + std::to_string(change->to) +
+                    (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
+        }
         progress.end_attempt(outcome);
         observer_.attempt_ended(task, outcome, slot);
         if (outcome.ok()) {
@@ -111,6 +130,8 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
   // A drain lets in-flight tasks finish, but not past the grace: then transfers are aborted.
   std::optional<Clock::time_point> drain_deadline;
   while (running.load() > 0) {
+    // Threads waiting for a place wake now, and no attempt starts after a stop.
+    if (control_.stopping()) gate_.close();
     if (control_.level() == StopLevel::drain && !drain_deadline) {
       drain_deadline = Clock::now() + config_.drain_grace;
       log_.info("draining: waiting up to " + std::to_string(config_.drain_grace.count()) + " ms for in-flight tasks");
@@ -119,9 +140,9 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       log_.warn("drain grace over: aborting in-flight tasks");
       control_.stop_now();
     }
-    if (control_.take_status()) log_.info("status: " + progress_.line({in_flight.load(), 0}));
+    if (control_.take_status()) log_.info("status: " + progress_.line(gauges()));
     if (ledger_.abort_reason() && !control_.stopping()) control_.stop_now();
-    progress_.tick({in_flight.load(), 0});
+    progress_.tick(gauges());
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(progress_.next_due());
     if (drain_deadline) {
       wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(

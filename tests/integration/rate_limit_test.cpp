@@ -1,0 +1,67 @@
+// --rpm paces requests from the first second: no window holds more than the cap's share plus one.
+#include <catch2/catch.hpp>
+
+#include "simulator.hpp"
+
+using cbm::test::Simulator;
+using cbm::test::SpawnOptions;
+using cbm::test::Subprocess;
+using cbm::test::TempDir;
+using cbm::test::write_text;
+
+namespace {
+
+// The most arrivals within `window_ms` of any arrival.
+std::size_t most_in_any_window(const std::vector<std::int64_t>& arrivals, std::int64_t window_ms) {
+  std::size_t most = 0;
+  for (std::size_t i = 0; i < arrivals.size(); ++i) {
+    std::size_t n = 0;
+    for (std::size_t j = i; j < arrivals.size() && arrivals[j] < arrivals[i] + window_ms; ++j) ++n;
+    most = std::max(most, n);
+  }
+  return most;
+}
+
+void require_rpm_paces(const std::string& mode) {
+  Simulator sim({"--latency-ms", "20"});
+  TempDir dir;
+  std::string topics;
+  constexpr int kTopics = 30;
+  for (int i = 0; i < kTopics; ++i) topics += "paced " + std::to_string(i) + "\n";
+  write_text(dir / "topics.txt", topics);
+  SpawnOptions o;
+  o.output_dir = dir.path();
+  o.env["BIGMODEL_API_KEY"] = "test-key";
+  Subprocess p({cbm::test::supervisor_path(), "--mode", mode, "--base-url", sim.base_url(), "--topics-file",
+                (dir / "topics.txt").string(), "--rpm", "300", "--concurrency", "8", "--no-search", "--delay",
+                "0", "--quiet", "--output", (dir / "r.json").string(), "--log-file", (dir / "run.log").string()},
+               o);
+  REQUIRE(p.exit_code(std::chrono::seconds(60)) == 0);
+
+  const auto stats = sim.stats();
+  std::vector<std::int64_t> arrivals;
+  for (const auto& a : stats["arrivals_ms"].GetArray()) arrivals.push_back(a.GetInt64());
+  REQUIRE(arrivals.size() == static_cast<std::size_t>(kTopics));
+  std::sort(arrivals.begin(), arrivals.end());
+  // 300 a minute is 5 a second: the first second, the first two, and any window of 5 or 10 s.
+  INFO("mode " << mode << ": arrivals (ms) from " << arrivals.front() << " to " << arrivals.back());
+  for (const std::int64_t seconds : {1, 2, 5, 10}) {
+    INFO("window " << seconds << " s");
+    CHECK(most_in_any_window(arrivals, seconds * 1000) <= static_cast<std::size_t>(5 * seconds + 1));
+  }
+  // ...and the cap is what bounds the run, not something slower: 30 requests at 5 a second span 5.8 s.
+  CHECK(arrivals.back() - arrivals.front() >= 5600);
+  CHECK(arrivals.back() - arrivals.front() <= 9000);
+}
+
+}  // namespace
+
+TEST_CASE("multiprocessing: --rpm 300 sends at most 5 requests in any second and 50 in any 10 s, from the start",
+          "[rate]") {
+  require_rpm_paces("multiprocessing");
+}
+
+TEST_CASE("threading: --rpm 300 sends at most 5 requests in any second and 50 in any 10 s, from the start",
+          "[rate]") {
+  require_rpm_paces("threading");
+}
