@@ -168,12 +168,13 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->capture_default_str()
       ->group(rel);
   app.add_option("--rpm", cfg.rate.requests_per_minute,
-                 "Requests a minute at most, all models together (paced evenly from the start, no burst); 0 = no cap")
+                 "Requests a minute at most, all models together (paced evenly from the start, no\n"
+                 "burst); 0 = no cap")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{100000000}))
       ->group(rel);
   app.add_option("--tpm", cfg.rate.tokens_per_minute,
-                 "Tokens (prompt + completion) a minute at most; attempts reserve an estimate, corrected from\n"
-                 "the answers' usage; 0 = no cap")
+                 "Tokens (prompt + completion) a minute at most; attempts reserve an estimate,\n"
+                 "corrected from the answers' usage; 0 = no cap")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000000000}))
       ->group(rel);
   app.add_option("--max-restarts", cfg.restart_intensity.max_restarts,

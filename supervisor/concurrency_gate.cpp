@@ -35,14 +35,15 @@ std::optional<ConcurrencyGate::Permit> ConcurrencyGate::try_acquire(Clock::time_
   return admit(now);
 }
 
-std::optional<ConcurrencyGate::Clock::time_point> ConcurrencyGate::next_admission(Clock::time_point now) const {
+std::optional<ConcurrencyGate::Clock::time_point> ConcurrencyGate::next_admission(
+    Clock::time_point now) const {
   std::lock_guard lock(mu_);
   if (in_flight_ >= static_cast<std::size_t>(limit_.effective())) return std::nullopt;
   return now + rate_.wait(now);
 }
 
 std::optional<ConcurrencyGate::LimitChange> ConcurrencyGate::release(const Permit& permit,
-                                                                      const AttemptOutcome& outcome) {
+                                                                     const AttemptOutcome& outcome) {
   std::optional<LimitChange> change;
   {
     std::lock_guard lock(mu_);

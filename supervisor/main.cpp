@@ -161,7 +161,8 @@ int run(const RunConfig& cfg) {
   log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
            std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
            cfg.journal.string() +
-           (cfg.rate.requests_per_minute > 0 ? ", --rpm " + std::to_string(cfg.rate.requests_per_minute) : "") +
+           (cfg.rate.requests_per_minute > 0 ? ", --rpm " + std::to_string(cfg.rate.requests_per_minute)
+                                             : "") +
            (cfg.rate.tokens_per_minute > 0 ? ", --tpm " + std::to_string(cfg.rate.tokens_per_minute) : ""));
 
   auto write_report = [&](int status) {

@@ -2,8 +2,8 @@
 //
 // An attempt reserves what it will cost when it starts: its requests (2 with web search, 1 without)
 // and an estimate of its tokens (prompt + completion): the mean over the successful attempts so far,
-// 1,000 a request until one has reported usage. When it ends, settle() replaces the reservation by what the outcome
-// says was spent (a step per request sent, the steps' `usage`); an outcome without steps (a worker's
+// 1,000 a request until one has reported usage. When it ends, settle() replaces the reservation by what the
+// outcome says was spent (a step per request sent, the steps' `usage`); an outcome without steps (a worker's
 // crash or timeout, told by the supervisor, not the pipeline) keeps its reservation. Requests sent by an
 // attempt leave within its round trip of its start, so a window of W seconds sees at most the cap's
 // share of W plus one attempt (plus the requests of attempts whose second step falls in it).

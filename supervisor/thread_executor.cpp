@@ -78,13 +78,15 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
         const Task& task = progress.start_attempt();
         observer_.attempt_started(task, slot);
         AttemptOutcome outcome = pipeline.run(task, Clock::now() + config_.timeout);
-        if (const auto change = gate_.release(*permit, outcome)) {
-          observer_.limit_changed(change->to);
-          log_.info("in-flight limit " + std::to_string(change->from) + " -> " + std::to_string(change->to) +
-                    (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
-        }
+        const auto limit_change = gate_.release(*permit, outcome);
         progress.end_attempt(outcome);
         observer_.attempt_ended(task, outcome, slot);
+        if (limit_change) {
+          observer_.limit_changed(limit_change->to);
+          log_.info("in-flight limit " + std::to_string(limit_change->from) + " -> " +
+                    std::to_string(limit_change->to) +
+                    (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
+        }
         if (outcome.ok()) {
           ledger_.record(progress.finish(TaskStatus::succeeded, std::move(outcome), slot));
           break;
@@ -130,8 +132,6 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
   // A drain lets in-flight tasks finish, but not past the grace: then transfers are aborted.
   std::optional<Clock::time_point> drain_deadline;
   while (running.load() > 0) {
-    // Threads waiting for a place wake now, and no attempt starts after a stop.
-    if (control_.stopping()) gate_.close();
     if (control_.level() == StopLevel::drain && !drain_deadline) {
       drain_deadline = Clock::now() + config_.drain_grace;
       log_.info("draining: waiting up to " + std::to_string(config_.drain_grace.count()) + " ms for in-flight tasks");
@@ -142,6 +142,8 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
     }
     if (control_.take_status()) log_.info("status: " + progress_.line(gauges()));
     if (ledger_.abort_reason() && !control_.stopping()) control_.stop_now();
+    // Threads waiting for a place wake now, and no attempt starts after a stop.
+    if (control_.stopping()) gate_.close();
     progress_.tick(gauges());
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(progress_.next_due());
     if (drain_deadline) {

@@ -15,7 +15,8 @@ TokenBucket::TokenBucket(double per_minute, Clock::time_point now)
     : per_second_(per_minute / 60.0), updated_(now) {}
 
 double TokenBucket::debt(Clock::time_point now) const {
-  const double elapsed = std::chrono::duration<double>(std::max(now - updated_, Clock::duration::zero())).count();
+  const double elapsed =
+      std::chrono::duration<double>(std::max(now - updated_, Clock::duration::zero())).count();
   const double left = debt_ - elapsed * per_second_;
   return left > kNegligible ? left : 0.0;
 }

@@ -37,7 +37,7 @@ void require_limit_adapts(const std::string& mode) {
   CHECK(ok == 600);
   CHECK(stats["peak_in_flight"].GetInt64() <= 10);
   // The first wave (40 sent, 30 refused) is unavoidable without knowing the limit; after it the
-  // limit is probed about once per round trip. Measured: 5-7% of requests in either mode.
+  // limit is probed about once per round trip. Measured: 3-7% of requests in either mode.
   INFO("mode " << mode << ": refused " << refused << " of " << total);
   CHECK(refused * 100 <= total * 15);
 

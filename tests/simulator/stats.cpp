@@ -36,8 +36,8 @@ void Stats::count_chat_request() {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(maps_mutex_);
   if (arrivals_ms_.size() < kMaxArrivals) {
-    arrivals_ms_.push_back(
-        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(now - epoch_).count()));
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - epoch_).count();
+    arrivals_ms_.push_back(static_cast<std::uint64_t>(ms));
   }
 }
 

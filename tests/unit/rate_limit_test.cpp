@@ -1,8 +1,8 @@
-#include "token_bucket.hpp"
+#include "rate_limit.hpp"
 
 #include <catch2/catch.hpp>
 
-#include "rate_limit.hpp"
+#include "token_bucket.hpp"
 
 using namespace std::chrono_literals;
 using cbm::RateLimit;
@@ -25,7 +25,9 @@ std::vector<Clock::time_point> saturate(TokenBucket& b, Clock::time_point start,
   return takes;
 }
 
-double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double ms(Clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 std::size_t most_in_any_window(const std::vector<Clock::time_point>& takes, Clock::duration window) {
   std::size_t most = 0;
