@@ -1,8 +1,13 @@
 // --rpm paces requests from the first second: no window holds more than the cap's share plus one.
+#include <rapidjson/document.h>
+
 #include <catch2/catch.hpp>
+#include <csignal>
 
 #include "simulator.hpp"
 
+using cbm::test::eventually;
+using cbm::test::read_text;
 using cbm::test::Simulator;
 using cbm::test::SpawnOptions;
 using cbm::test::Subprocess;
@@ -55,6 +60,49 @@ void require_rpm_paces(const std::string& mode) {
   CHECK(arrivals.back() - arrivals.front() <= 9000);
 }
 
+// Attempts held back by --rpm are not in flight: a TERM ends the run at once and records them cancelled.
+void require_stop_ends_rate_waits(const std::string& mode) {
+  Simulator sim;
+  TempDir dir;
+  SpawnOptions o;
+  o.output_dir = dir.path();
+  o.env["BIGMODEL_API_KEY"] = "test-key";
+  // One request a minute: the first topic goes at once, the other two wait about a minute each.
+  Subprocess p({cbm::test::supervisor_path(),
+                "--mode",
+                mode,
+                "--base-url",
+                sim.base_url(),
+                "--topics",
+                "first",
+                "second",
+                "third",
+                "--rpm",
+                "1",
+                "--concurrency",
+                "3",
+                "--no-search",
+                "--delay",
+                "0",
+                "--quiet",
+                "--output",
+                (dir / "r.json").string(),
+                "--log-file",
+                (dir / "run.log").string()},
+               o);
+  REQUIRE(eventually([&] { return sim.by_status("200") == 1; }));
+  p.signal(SIGTERM);
+  const auto raw = p.wait_for(std::chrono::seconds(5));
+  REQUIRE(raw.has_value());
+  CHECK(p.exit_code() == 143);
+  CHECK(sim.requests_total() == 1);
+  rapidjson::Document report;
+  report.Parse(read_text(dir / "r.json").c_str());
+  REQUIRE(report.IsObject());
+  CHECK(report["summary"]["successful_tasks"].GetInt() == 1);
+  CHECK(report["summary"]["cancelled_tasks"].GetInt() == 2);
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -69,4 +117,12 @@ TEST_CASE(
     "second on",
     "[rate]") {
   require_rpm_paces("threading");
+}
+
+TEST_CASE("multiprocessing: a TERM ends the waits for --rpm at once", "[rate]") {
+  require_stop_ends_rate_waits("multiprocessing");
+}
+
+TEST_CASE("threading: a TERM ends the waits for --rpm at once", "[rate]") {
+  require_stop_ends_rate_waits("threading");
 }
