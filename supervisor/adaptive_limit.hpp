@@ -12,6 +12,7 @@
 #include <chrono>
 
 #include "api_error.hpp"
+#include "task.hpp"
 
 namespace cbm {
 
@@ -25,6 +26,8 @@ class AdaptiveLimit {
   // the attempts still running besides this one.
   bool on_success(std::chrono::milliseconds latency, std::size_t in_flight);
   bool on_error(const ApiError& error, std::size_t in_flight, Clock::time_point now = Clock::now());
+  // Either of the above, for an attempt's outcome (its latency: the sum of its steps').
+  bool on_outcome(const AttemptOutcome& outcome, std::size_t in_flight);
 
   int effective() const { return static_cast<int>(limit_); }
   int ceiling() const { return ceiling_; }

@@ -176,6 +176,16 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str()
       ->group(rel);
+  app.add_option("--rpm", cfg.requests_per_minute,
+                 "Requests a minute at most, all models together (paced evenly from the start, no\n"
+                 "burst); 0 = no cap")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{100000000}))
+      ->group(rel);
+  app.add_option("--tpm", cfg.tokens_per_minute,
+                 "Tokens (prompt + completion) a minute at most; attempts reserve an estimate,\n"
+                 "corrected from the answers' usage; 0 = no cap")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000000000}))
+      ->group(rel);
   app.add_option("--max-restarts", cfg.max_restarts,
                  "Abort (exit 3) after more worker restarts than this within --restart-period")
       ->check(CLI::Range(0, 1000000))

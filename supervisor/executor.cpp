@@ -47,6 +47,8 @@ cbm::RunConfig checked_run_config(const Config& c) {
   require(c.delay.count() >= 0, "delay: must not be negative");
   require(c.max_retries >= 0 && c.max_retries <= 100, "max_retries: must be in 0..100");
   require(c.batch_size >= 0, "batch_size: must not be negative");
+  require(c.requests_per_minute >= 0, "requests_per_minute: must not be negative");
+  require(c.tokens_per_minute >= 0, "tokens_per_minute: must not be negative");
   require(!c.chat_model.empty(), "chat_model: empty");
   require(!c.tool_model.empty(), "tool_model: empty");
   require(c.keep_rounds >= 0, "keep_rounds: must not be negative");
@@ -68,6 +70,8 @@ cbm::RunConfig checked_run_config(const Config& c) {
   r.timeout = c.timeout;
   r.delay = c.delay;
   r.batch_size = c.batch_size;
+  r.rate.requests_per_minute = c.requests_per_minute;
+  r.rate.tokens_per_minute = c.tokens_per_minute;
   r.output = c.output;
   r.journal = c.journal;
   if (r.journal.empty() && !r.output.empty()) {

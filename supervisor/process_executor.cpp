@@ -61,6 +61,7 @@ struct ProcessExecutor::Slot {
   std::unique_ptr<SupervisorChannel> channel;
   std::unique_ptr<WorkerProcess> process;
   std::optional<TaskIndex> task;
+  RateLimit::Reservation reserved;  // busy: what its attempt was charged against --rpm/--tpm
   Clock::time_point deadline{};      // busy: the attempt's timeout; terminating: when SIGKILL follows
   Clock::time_point available_at{};  // down: restart backoff; idle: --delay between tasks
   int consecutive_failures = 0;
@@ -87,7 +88,8 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
       instance_(next_instance()),
       rng_(std::random_device{}()),
-      limit_(config.concurrency) {
+      limit_(config.concurrency),
+      rate_(config.rate, config.pipeline.search ? 2 : 1, Clock::now()) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   watch(control_.wake_fd(), kControlTag);
   WorkerConfig wc;
@@ -271,6 +273,7 @@ void ProcessExecutor::dispatch() {
   std::size_t in_flight = busy_slots();
   for (auto& s : slots_) {
     if (ready_.empty() || in_flight >= static_cast<std::size_t>(limit_.effective())) return;
+    if (rate_.wait(now) > Clock::duration::zero()) return;  // wait_for_events() wakes for it
     if (s->state != Slot::State::idle || now < s->available_at) continue;
     const TaskIndex i = ready_.front();
     ready_.pop_front();
@@ -283,6 +286,7 @@ void ProcessExecutor::dispatch() {
     s->channel->try_send(encode_task(task));
     observer_.attempt_started(task, s->index);
     s->task = i;
+    s->reserved = rate_.reserve(now);
     s->state = Slot::State::busy;
     s->deadline = now + config_.timeout;
     ++in_flight;
@@ -306,6 +310,8 @@ void ProcessExecutor::wait_for_events() {
     if (work && s->state == Slot::State::down && more_workers_wanted) next = std::min(next, s->available_at);
   }
   if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
+  // A rate cap that holds back a dispatch: wake when it lets the next attempt go.
+  if (work && !ready_.empty()) next = std::min(next, Clock::now() + rate_.wait(Clock::now()));
   if (drain_deadline_) next = std::min(next, *drain_deadline_);
   next = std::min(next, Clock::now() + progress_.next_due());
   const auto wait = std::chrono::ceil<milliseconds>(next - Clock::now());
@@ -367,13 +373,9 @@ void ProcessExecutor::on_messages(Slot& s) {
     AttemptOutcome& outcome = decoded->outcome;
     tasks_.at(i).end_attempt(outcome);
     observer_.attempt_ended(tasks_.at(i).task(), outcome, s.index);
+    rate_.settle(s.reserved, outcome, Clock::now());
     const int limit_before = limit_.effective();
-    std::chrono::milliseconds latency{0};
-    for (const auto& step : outcome.steps) latency += step.latency;
-    const std::size_t in_flight = busy_slots();
-    const bool limit_changed =
-        outcome.ok() ? limit_.on_success(latency, in_flight) : limit_.on_error(*outcome.error, in_flight);
-    if (limit_changed) {
+    if (limit_.on_outcome(outcome, busy_slots())) {
       observer_.limit_changed(limit_.effective());
       log_.info("in-flight limit " + std::to_string(limit_before) + " -> " +
                 std::to_string(limit_.effective()) +
@@ -408,6 +410,7 @@ void ProcessExecutor::on_worker_exit(Slot& s) {
                     : worker_error(ErrorKind::crash, "worker " + std::to_string(s.index) + " (pid " +
                                                          std::to_string(s.process->pid()) + ") " +
                                                          status.describe() + " during the attempt");
+    // Its --rpm/--tpm reservation stands: what a killed attempt spent is unknown.
     tasks_.at(i).end_attempt(crashed);
     observer_.attempt_ended(tasks_.at(i).task(), crashed, s.index);
     on_attempt_failed(i, std::move(*crashed.error), s.index);

@@ -22,6 +22,7 @@
 #include "adaptive_limit.hpp"
 #include "logger.hpp"
 #include "progress.hpp"
+#include "rate_limit.hpp"
 #include "round_executor.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
@@ -87,6 +88,7 @@ class ProcessExecutor final : public RoundExecutor {
   const std::uint64_t instance_;  // this executor's number in the process, in its channels' names
   std::mt19937_64 rng_;
   AdaptiveLimit limit_;  // tasks in flight allowed now (adapts to 1302/1305)
+  RateLimit rate_;       // --rpm / --tpm: when the next attempt may start
 
   // The current round: the tasks read from the source and not yet finished.
   std::uint32_t round_ = 0;

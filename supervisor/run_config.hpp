@@ -11,6 +11,7 @@
 #include "client_config.hpp"
 #include "langsmith_settings.hpp"
 #include "pipeline.hpp"
+#include "rate_limit.hpp"
 #include "retry_policy.hpp"
 
 namespace cbm {
@@ -28,6 +29,7 @@ struct RunConfig {
   std::string topics_file;  // "" = none, "-" = stdin
   int iterations = 1;       // 0 = until signalled
   int concurrency = 4;
+  RateCaps rate;  // --rpm / --tpm
   Mode mode = Mode::multiprocessing;
   std::chrono::milliseconds timeout{120000};  // per task attempt
   std::chrono::milliseconds delay{500};       // a worker's pause between tasks, and between rounds

@@ -168,7 +168,9 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   auto executor = make_executor(cfg, ledger, control, log, progress, observer);
   log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
            std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
-           (cfg.journal.empty() ? std::string("none") : cfg.journal.string()));
+           (cfg.journal.empty() ? std::string("none") : cfg.journal.string()) +
+           (cfg.rate.requests_per_minute > 0 ? ", --rpm " + std::to_string(cfg.rate.requests_per_minute) : "") +
+           (cfg.rate.tokens_per_minute > 0 ? ", --tpm " + std::to_string(cfg.rate.tokens_per_minute) : ""));
 
   auto write_report = [&](int status) {
     if (cfg.output.empty()) return false;

@@ -252,6 +252,10 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   w.Int(config_.concurrency);
   w.Key("iterations");
   w.Int(config_.iterations);
+  w.Key("rpm");
+  w.Int64(config_.rate.requests_per_minute);
+  w.Key("tpm");
+  w.Int64(config_.rate.tokens_per_minute);
   w.Key("timeout");
   w.Double(seconds(config_.timeout));
   w.Key("delay");

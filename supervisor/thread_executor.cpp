@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "bigmodel_client.hpp"
+#include "concurrency_gate.hpp"
 #include "pipeline.hpp"
 #include "task_progress.hpp"
 
@@ -15,11 +16,16 @@ namespace cbm {
 
 ThreadExecutor::ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
                                Progress& progress, RunObserver& observer)
-    : config_(config), ledger_(ledger), control_(control), log_(log), progress_(progress), observer_(observer) {}
+    : config_(config),
+      ledger_(ledger),
+      control_(control),
+      log_(log),
+      progress_(progress),
+      observer_(observer),
+      gate_(config.concurrency, config.rate, config.pipeline.search ? 2 : 1) {}
 
 std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   std::mutex source_mu;
-  std::atomic<std::size_t> in_flight{0};
   std::size_t planned = 0;
   // The next topic not finished yet (--resume skips finished ones); nullopt at the end.
   std::exception_ptr source_error;  // a source that throws (e.g. --resume on changed input) ends the round
@@ -36,6 +42,13 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       control_.stop_now();
     }
     return std::nullopt;
+  };
+
+  auto gauges = [&] {
+    ExecutorGauges g;
+    g.in_flight = gate_.in_flight();
+    g.limit = gate_.limit();
+    return g;
   };
 
   auto worker = [&](int slot) {
@@ -55,17 +68,25 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       if (!next) return;
       const std::uint64_t i = next->id;
       TaskProgress progress(std::move(*next));
-      in_flight.fetch_add(1);
-      struct Done {
-        std::atomic<std::size_t>& n;
-        ~Done() { n.fetch_sub(1); }
-      } done{in_flight};
       for (;;) {
+        const auto permit = gate_.acquire();
+        if (!permit) {
+          ledger_.record(progress.cancel("cancelled: the run stopped before the attempt could start",
+                                         progress.attempts() > 0 ? slot : -1));
+          break;
+        }
         const Task& task = progress.start_attempt();
         observer_.attempt_started(task, slot);
         AttemptOutcome outcome = pipeline.run(task, Clock::now() + config_.timeout);
+        const auto limit_change = gate_.release(*permit, outcome);
         progress.end_attempt(outcome);
         observer_.attempt_ended(task, outcome, slot);
+        if (limit_change) {
+          observer_.limit_changed(limit_change->to);
+          log_.info("in-flight limit " + std::to_string(limit_change->from) + " -> " +
+                    std::to_string(limit_change->to) +
+                    (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
+        }
         if (outcome.ok()) {
           ledger_.record(progress.finish(TaskStatus::succeeded, std::move(outcome), slot));
           break;
@@ -119,9 +140,11 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       log_.warn("drain grace over: aborting in-flight tasks");
       control_.stop_now();
     }
-    if (control_.take_status()) log_.info("status: " + progress_.line({in_flight.load(), 0}));
+    if (control_.take_status()) log_.info("status: " + progress_.line(gauges()));
     if (ledger_.abort_reason() && !control_.stopping()) control_.stop_now();
-    progress_.tick({in_flight.load(), 0});
+    // Threads waiting for a place wake now, and no attempt starts after a stop.
+    if (control_.stopping()) gate_.close();
+    progress_.tick(gauges());
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(progress_.next_due());
     if (drain_deadline) {
       wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(

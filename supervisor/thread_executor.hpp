@@ -1,11 +1,14 @@
 // ThreadExecutor (--mode threading): N threads in this process, each with its own HTTP client,
-// pulling tasks from a shared index. Retries wait on RunControl, so a stop ends them at once.
+// pulling tasks from a shared index. Every attempt passes the ConcurrencyGate (the adaptive in-flight
+// limit and the --rpm/--tpm caps, shared by all threads and kept across rounds). Retries wait on
+// RunControl, and the gate is closed on a stop, so a stop ends both waits at once.
 // What it cannot survive, by nature: a crash anywhere takes the whole process (use multiprocessing).
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "concurrency_gate.hpp"
 #include "logger.hpp"
 #include "progress.hpp"
 #include "run_config.hpp"
@@ -30,6 +33,7 @@ class ThreadExecutor final : public RoundExecutor {
   Logger& log_;
   Progress& progress_;
   RunObserver& observer_;
+  ConcurrencyGate gate_;
 };
 
 }  // namespace cbm

@@ -50,6 +50,8 @@ struct Config {
   int concurrency = 4;                        // tasks in flight at once (>= 1)
   std::chrono::milliseconds timeout{120000};  // one attempt of one task
   std::chrono::milliseconds delay{500};       // a worker's pause between tasks, and the pause between rounds
+  std::int64_t requests_per_minute = 0;  // --rpm: at most this many requests a minute, no first-minute burst; 0 = no cap
+  std::int64_t tokens_per_minute = 0;    // --tpm: tokens (prompt + completion) a minute; 0 = no cap
   int max_retries = 2;                        // retries after the first attempt
   int batch_size = 0;                         // topics read ahead of the workers; 0 = 4 x concurrency
 

@@ -31,6 +31,16 @@ Stats::InFlight Stats::enter() {
   return InFlight(this);
 }
 
+void Stats::count_chat_request() {
+  requests_total_.fetch_add(1, std::memory_order_relaxed);
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(maps_mutex_);
+  if (arrivals_ms_.size() < kMaxArrivals) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - epoch_).count();
+    arrivals_ms_.push_back(static_cast<std::uint64_t>(ms));
+  }
+}
+
 void Stats::count_status(unsigned status) {
   if (status < kStatusSlots) by_status_[status].fetch_add(1, std::memory_order_relaxed);
 }
@@ -99,6 +109,10 @@ std::string Stats::to_json() const {
       writer.Uint64(n);
     }
     writer.EndObject();
+    key(writer, "arrivals_ms");
+    writer.StartArray();
+    for (const auto ms : arrivals_ms_) writer.Uint64(ms);
+    writer.EndArray();
   }
 
   counter(writer, "connections_accepted", connections_accepted_);
@@ -119,6 +133,8 @@ void Stats::reset() {
   std::lock_guard lock(maps_mutex_);
   by_code_.clear();
   by_topic_.clear();
+  arrivals_ms_.clear();
+  epoch_ = std::chrono::steady_clock::now();
 }
 
 }  // namespace simulator

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -11,6 +12,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "faults.h"
 
@@ -34,7 +36,8 @@ class Stats {
   };
 
   void count_connection() { connections_accepted_.fetch_add(1, std::memory_order_relaxed); }
-  void count_chat_request() { requests_total_.fetch_add(1, std::memory_order_relaxed); }
+  // A chat request arrived (read whole): counted, and its arrival time kept (the first kMaxArrivals).
+  void count_chat_request();
   void count_stream_request() { stream_requests_.fetch_add(1, std::memory_order_relaxed); }
   void count_status(unsigned status);
   void count_fault(Fault fault);
@@ -43,7 +46,8 @@ class Stats {
   InFlight enter();
 
   // {"requests_total":n,"by_status":{"200":n},"by_fault":{"hang":n},"by_code":{"1302":n},
-  //  "by_topic":{"<topic>":n},"connections_accepted":n,"in_flight":n,"peak_in_flight":n,"stream_requests":n}
+  //  "by_topic":{"<topic>":n},"connections_accepted":n,"in_flight":n,"peak_in_flight":n,"stream_requests":n,
+  //  "arrivals_ms":[ms since start or reset, in arrival order]}
   std::string to_json() const;
 
   // Zeroes every counter. in_flight is a gauge of live requests, so it is kept, and the peak restarts from
@@ -53,6 +57,7 @@ class Stats {
  private:
   using Counter = std::atomic<std::uint64_t>;
   static constexpr std::size_t kStatusSlots = 600;
+  static constexpr std::size_t kMaxArrivals = 100000;  // enough for any rate test; bounded for soak runs
 
   // Heterogeneous lookup: counting a topic hashes the string_view without building a std::string.
   struct TopicHash {
@@ -71,6 +76,8 @@ class Stats {
   mutable std::mutex maps_mutex_;
   std::map<std::string, std::uint64_t, std::less<>> by_code_;
   std::unordered_map<std::string, std::uint64_t, TopicHash, std::equal_to<>> by_topic_;
+  std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
+  std::vector<std::uint64_t> arrivals_ms_;
 };
 
 }  // namespace simulator
