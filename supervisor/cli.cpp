@@ -186,6 +186,12 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str()
       ->group("Output");
+  std::string metrics_addr;
+  app.add_option("--metrics-addr", metrics_addr,
+                 "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; port 0 = any\n"
+                 "free port, logged); off by default")
+      ->type_name("HOST:PORT")
+      ->group("Output");
   app.add_option("--journal", journal,
                  "Append every finished task to this JSONL file (default: beside the report, "
                  "<report>.journal.jsonl)")
@@ -306,6 +312,13 @@ CommandLine parse_command_line(int argc, char** argv) {
   }
   if (cfg.resume && !std::filesystem::exists(cfg.journal)) {
     return usage_error("--resume: no journal at '" + cfg.journal.string() + "'");
+  }
+  if (!metrics_addr.empty()) {
+    cfg.metrics_address = parse_listen_address(metrics_addr);
+    if (!cfg.metrics_address) {
+      return usage_error("--metrics-addr: '" + metrics_addr +
+                         "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)");
+    }
   }
   cfg.keep_rounds = keep_rounds >= 0 ? keep_rounds : (cfg.iterations == 0 ? 10 : 0);
   cfg.log_file = log_file;

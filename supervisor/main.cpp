@@ -15,6 +15,8 @@
 #include "http_client.hpp"
 #include "journal.hpp"
 #include "logger.hpp"
+#include "metrics.hpp"
+#include "metrics_server.hpp"
 #include "process_executor.hpp"
 #include "progress.hpp"
 #include "run_control.hpp"
@@ -137,6 +139,18 @@ int run(const RunConfig& cfg) {
   RunLedger ledger(cfg);
   ObserverList observers;
   ledger.observe(observers);
+  // Bound before anything is sent: a port in use is a configuration error (exit 2).
+  std::optional<MetricsServer> metrics_server;
+  if (cfg.metrics_address) {
+    auto metrics = std::make_shared<Metrics>(cfg.concurrency);
+    observers.add(metrics);
+    try {
+      metrics_server.emplace(*cfg.metrics_address, [metrics] { return metrics->render(); });
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("--metrics-addr ") + e.what());
+    }
+    log.info("metrics: serving " + metrics_server->url());
+  }
 
   std::uint32_t first_round = 1;
   const JournalSettings settings = JournalSettings::of(cfg);

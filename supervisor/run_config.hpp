@@ -3,10 +3,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "client_config.hpp"
+#include "listen_address.hpp"
 #include "pipeline.hpp"
 #include "retry_policy.hpp"
 
@@ -33,6 +35,7 @@ struct RunConfig {
   std::filesystem::path log_file = "concurrent_bigmodel.log";
   bool quiet = false;
   std::chrono::milliseconds progress_interval{10000};  // plain progress lines when stderr is no terminal
+  std::optional<ListenAddress> metrics_address;        // serve Prometheus metrics here; none = off
 
   // Journal and resume (see journal.hpp for the durability policy).
   std::filesystem::path journal;  // default: beside the report, <report stem>.journal.jsonl
