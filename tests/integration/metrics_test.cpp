@@ -243,7 +243,7 @@ TEST_CASE("a monitor serves Prometheus metrics over HTTP that agree with its rep
   if (after >= 0) ::close(after);
 }
 
-TEST_CASE("--metrics-addr that cannot be bound exits 2 naming the flag, before anything is sent",
+TEST_CASE("a metrics address that cannot be bound exits 2 naming --metrics-addr, before anything is sent",
           "[metrics]") {
   Simulator sim;
   const int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
