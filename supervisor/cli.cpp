@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "api_key.hpp"
+#include "listen_address.hpp"
 #include "prompt_template.hpp"
 #include "run_driver.hpp"
 #include "topic_source.hpp"
@@ -205,6 +206,12 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str()
       ->group("Output");
+  std::string metrics_addr;
+  app.add_option("--metrics-addr", metrics_addr,
+                 "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; port 0 = any\n"
+                 "free port, logged); off by default")
+      ->type_name("HOST:PORT")
+      ->group("Output");
   app.add_option("--journal", journal,
                  "Append every finished task to this JSONL file (default: beside the report, "
                  "<report>.journal.jsonl)")
@@ -327,6 +334,13 @@ CommandLine parse_command_line(int argc, char** argv) {
   }
   if (cfg.resume && !std::filesystem::exists(cfg.journal)) {
     return usage_error("--resume: no journal at '" + cfg.journal.string() + "'");
+  }
+  if (!metrics_addr.empty()) {
+    if (!parse_listen_address(metrics_addr)) {
+      return usage_error("--metrics-addr: '" + metrics_addr +
+                         "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)");
+    }
+    cfg.metrics_address = metrics_addr;
   }
   cfg.keep_rounds = keep_rounds >= 0 ? keep_rounds : (inv.iterations == 0 ? 10 : 0);
   cfg.log_file = log_file;

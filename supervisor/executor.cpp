@@ -9,6 +9,7 @@
 
 #include "api_key.hpp"
 #include "langsmith_settings.hpp"
+#include "listen_address.hpp"
 #include "prompt_template.hpp"
 #include "run_driver.hpp"
 
@@ -57,6 +58,11 @@ cbm::RunConfig checked_run_config(const Config& c) {
   require(c.drain_grace.count() >= 0, "drain_grace: must not be negative");
   require(c.max_restarts >= 0, "max_restarts: must not be negative");
   require(c.restart_period.count() > 0, "restart_period: must be positive");
+  std::optional<cbm::ListenAddress> metrics_address;
+  if (!c.metrics_address.empty()) {
+    metrics_address = cbm::parse_listen_address(c.metrics_address);
+    require(metrics_address.has_value(), "metrics_address: '" + c.metrics_address + "' is not HOST:PORT");
+  }
   std::optional<cbm::LangSmithSettings> langsmith;
   if (c.langsmith_from_environment) {
     auto settings = cbm::langsmith_settings(cbm::process_environment(), c.allow_insecure_http);
@@ -89,6 +95,7 @@ cbm::RunConfig checked_run_config(const Config& c) {
   r.restart_intensity.max_restarts = c.max_restarts;
   r.restart_intensity.period = c.restart_period;
   r.langsmith = std::move(langsmith);
+  r.metrics_address = std::move(metrics_address);
   r.worker_executable = c.worker_executable.empty() ? std::filesystem::path(CBM_INSTALLED_WORKER)
                                                     : c.worker_executable;
   r.client.base_url = c.base_url;

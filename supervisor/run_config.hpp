@@ -10,6 +10,7 @@
 
 #include "client_config.hpp"
 #include "langsmith_settings.hpp"
+#include "listen_address.hpp"
 #include "pipeline.hpp"
 #include "rate_limit.hpp"
 #include "retry_policy.hpp"
@@ -38,6 +39,7 @@ struct RunConfig {
   std::filesystem::path log_file;              // none when empty
   bool quiet = false;
   std::chrono::milliseconds progress_interval{10000};  // plain progress lines when stderr is no terminal
+  std::optional<ListenAddress> metrics_address;        // serve Prometheus metrics here; none = off
 
   // Journal and resume (see journal.hpp for the durability policy).
   std::filesystem::path journal;  // none when empty

@@ -16,6 +16,8 @@
 #include "journal.hpp"
 #include "langsmith_tracer.hpp"
 #include "logger.hpp"
+#include "metrics.hpp"
+#include "metrics_server.hpp"
 #include "process_executor.hpp"
 #include "progress.hpp"
 #include "thread_executor.hpp"
@@ -141,6 +143,19 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
     tracer.emplace(*cfg.langsmith, log);
     observer.add(*tracer);
     log.info("tracing to LangSmith at " + cfg.langsmith->endpoint + ", project '" + cfg.langsmith->project + "'");
+  }
+  // Bound before anything is sent: a port in use is a configuration error (exit 2).
+  std::optional<Metrics> metrics;
+  std::optional<MetricsServer> metrics_server;
+  if (cfg.metrics_address) {
+    metrics.emplace(cfg.concurrency);
+    observer.add(*metrics);
+    try {
+      metrics_server.emplace(*cfg.metrics_address, [&metrics] { return metrics->render(); });
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("--metrics-addr ") + e.what());
+    }
+    log.info("metrics: serving " + metrics_server->url());
   }
   ledger.observe(observer);
 

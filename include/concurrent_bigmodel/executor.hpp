@@ -78,6 +78,9 @@ struct Config {
   // warnings, errors.
   bool console = false;
   std::chrono::milliseconds progress_interval{10000};
+  // Serve Prometheus metrics at http://HOST:PORT/metrics while a run lasts ("127.0.0.1:9464"; port 0:
+  // any free port, written to the log). Empty: off.
+  std::string metrics_address;
 
   // Supervision (multiprocessing mode).
   std::chrono::milliseconds kill_grace{2000};    // SIGTERM -> SIGKILL for a timed-out attempt

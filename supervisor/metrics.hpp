@@ -1,0 +1,92 @@
+// Metrics: the run's numbers for a Prometheus scrape (--metrics-addr), kept as a RunObserver.
+// Counters and gauges are relaxed atomics; the histograms and the retry bookkeeping each take a small
+// mutex held only to add or copy a few numbers, so executor threads (and the ledger, which calls under
+// its lock) never wait on a scrape for long. Counters start at zero with the process, as Prometheus
+// expects (a resumed run counts only its own work).
+//
+// What is counted, and when:
+//   cbm_tasks_total{outcome}             terminal records (succeeded | failed | cancelled), copies of
+//                                        duplicate topics included
+//   cbm_attempts_total{result}           ended attempts: ok, or the error class of the failure
+//                                        (retryable | task_fatal | run_fatal), or cancelled (a stop)
+//   cbm_retries_total{kind}              attempts started again after a failure, by that failure's
+//                                        kind (only retryable failures are retried)
+//   cbm_task_duration_seconds{outcome}   first attempt's start to terminal record, retries and backoff
+//                                        included; tasks that never ran and duplicates' copies excluded
+//   cbm_request_duration_seconds{step}   each model call that ended, failed ones included (step search |
+//                                        analysis); a crashed worker's calls are lost with it
+//   cbm_in_flight                        attempts running now
+//   cbm_concurrency_limit                the effective in-flight limit (--concurrency until the
+//                                        platform's 429s lower it)
+//   cbm_worker_restarts_total            unexpected worker deaths (multiprocessing)
+//   cbm_tokens_total{kind}               prompt and completion tokens of every returned model call
+//   cbm_rounds_completed_total           rounds ended (a stop cuts the last one short)
+//   process_start_time_seconds           when the supervisor started (Unix time)
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "run_observer.hpp"
+
+namespace cbm {
+
+class Metrics final : public RunObserver {
+ public:
+  // `concurrency`: the configured limit, the limit gauge's value until the executor moves it.
+  explicit Metrics(int concurrency);
+
+  void attempt_started(const Task& task, int worker) override;
+  void attempt_ended(const Task& task, const AttemptOutcome& outcome, int worker) override;
+  void task_finished(const TaskResult& result) override;
+  void worker_restarted(int worker) override;
+  void limit_changed(int effective) override;
+  void round_finished(std::uint32_t round) override;
+
+  // The exposition document (Prometheus text format 0.0.4). Safe to call from any thread.
+  std::string render() const;
+
+  // Histogram bucket upper bounds, in seconds.
+  static const std::vector<double> kTaskBuckets;
+  static const std::vector<double> kRequestBuckets;
+
+ private:
+  struct Histogram {
+    explicit Histogram(const std::vector<double>& b) : bounds(&b), counts(b.size() + 1, 0) {}
+    void observe(double v);
+    const std::vector<double>* bounds;
+    std::vector<std::uint64_t> counts;  // per bucket, the last one above every bound
+    double sum = 0.0;
+  };
+  using Counter = std::atomic<std::uint64_t>;
+  static constexpr std::size_t kStatuses = 3;  // TaskStatus
+  static constexpr std::size_t kResults = 5;   // ok, the three error classes, cancelled
+  static constexpr std::size_t kKinds = 7;     // ErrorKind
+
+  std::array<Counter, kStatuses> tasks_{};
+  std::array<Counter, kResults> attempts_{};
+  std::array<Counter, kKinds> retries_{};
+  Counter worker_restarts_{0};
+  Counter prompt_tokens_{0};
+  Counter completion_tokens_{0};
+  Counter rounds_completed_{0};
+  std::atomic<std::int64_t> in_flight_{0};
+  std::atomic<int> limit_;
+  double start_time_;
+
+  mutable std::mutex histograms_mu_;
+  std::vector<Histogram> task_durations_;               // by TaskStatus
+  std::map<std::string, Histogram> request_durations_;  // by step name
+
+  // The kind of each task's last failed attempt, until its next attempt starts or it ends.
+  std::mutex failures_mu_;
+  std::map<std::pair<std::uint32_t, std::uint64_t>, std::size_t> last_failure_;
+};
+
+}  // namespace cbm
