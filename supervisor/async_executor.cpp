@@ -30,7 +30,7 @@ AsyncExecutor::AsyncExecutor(const RunConfig& config, RunLedger& ledger, RunCont
       steps_(config.pipeline),
       http_(config.client.http, static_cast<std::size_t>(config.concurrency), control.wake_fd()),
       rng_(std::random_device{}()),
-      limit_(config.concurrency),
+      gate_(config.concurrency, config.rate, config.pipeline.search ? 2 : 1),
       slots_(static_cast<std::size_t>(config.concurrency)) {
   for (std::size_t i = 0; i < slots_.size(); ++i) idle_.push_back(i);
   finished_.reserve(slots_.size());
@@ -104,12 +104,14 @@ void AsyncExecutor::dispatch() {
     retry_at_.erase(retry_at_.begin());
   }
   if (control_.stopping()) return;
-  while (!ready_.empty() && !idle_.empty() && running_ < static_cast<std::size_t>(limit_.effective()) &&
-         slots_[idle_.front()].available_at <= now) {
+  while (!ready_.empty() && !idle_.empty() && slots_[idle_.front()].available_at <= now) {
+    auto permit = gate_.try_acquire(now);
+    if (!permit) return;
     const std::size_t slot = idle_.front();
     idle_.pop_front();
     const TaskIndex i = ready_.front();
     ready_.pop_front();
+    slots_[slot].permit = std::move(permit);
     start_attempt(slot, i);
   }
 }
@@ -118,9 +120,12 @@ void AsyncExecutor::wait_for_events() {
   const auto now = Clock::now();
   Clock::time_point next = now + progress_.next_due();
   // An idle slot's --delay matters only when a task could be dispatched to it (else: no busy wait).
-  if (!ready_.empty() && !idle_.empty() && !control_.stopping() &&
-      running_ < static_cast<std::size_t>(limit_.effective())) {
-    next = std::min(next, slots_[idle_.front()].available_at);
+  // Nor does the gate's next admission (a rate cap's), unless a slot is free by then; while the
+  // in-flight limit binds, an attempt's end is what frees a place.
+  if (!ready_.empty() && !idle_.empty() && !control_.stopping()) {
+    if (const auto admission = gate_.next_admission(now)) {
+      next = std::min(next, std::max(*admission, slots_[idle_.front()].available_at));
+    }
   }
   if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
   if (drain_deadline_) next = std::min(next, *drain_deadline_);
@@ -164,19 +169,14 @@ void AsyncExecutor::end_attempt(std::size_t slot) {
   Slot& s = slots_[slot];
   AttemptOutcome outcome = s.attempt->take_outcome();
   const TaskIndex i = *s.task;
+  const auto limit_change = gate_.release(*s.permit, outcome);
   release(slot);
   TaskProgress& t = tasks_.at(i);
   t.end_attempt(outcome);
   observer_.attempt_ended(t.task(), outcome, static_cast<int>(slot));
-
-  const int limit_before = limit_.effective();
-  milliseconds latency{0};
-  for (const auto& step : outcome.steps) latency += step.latency;
-  const bool limit_changed =
-      outcome.ok() ? limit_.on_success(latency, running_) : limit_.on_error(*outcome.error, running_);
-  if (limit_changed) {
-    observer_.limit_changed(limit_.effective());
-    log_.info("in-flight limit " + std::to_string(limit_before) + " -> " + std::to_string(limit_.effective()) +
+  if (limit_change) {
+    observer_.limit_changed(limit_change->to);
+    log_.info("in-flight limit " + std::to_string(limit_change->from) + " -> " + std::to_string(limit_change->to) +
               (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
   }
   if (outcome.ok()) {
@@ -191,6 +191,7 @@ void AsyncExecutor::release(std::size_t slot) {
   Slot& s = slots_[slot];
   s.task.reset();
   s.attempt.reset();
+  s.permit.reset();
   s.available_at = Clock::now() + config_.delay;
   idle_.push_back(slot);
   --running_;
@@ -248,12 +249,13 @@ void AsyncExecutor::stop_all_now() {
     if (!s.task) continue;
     http_.cancel(slot);
     const TaskIndex i = *s.task;
-    release(slot);
     AttemptOutcome stopped;
     stopped.error = ApiError{};
     stopped.error->kind = ErrorKind::cancelled;
     stopped.error->error_class = ErrorClass::task_fatal;
     stopped.error->message = "the run was stopped during the attempt";
+    gate_.release(*s.permit, stopped);
+    release(slot);
     observer_.attempt_ended(tasks_.at(i).task(), stopped, static_cast<int>(slot));
     finish_task(i, tasks_.at(i).cancel("cancelled: the run was stopped during the attempt", static_cast<int>(slot)));
   }
@@ -262,7 +264,7 @@ void AsyncExecutor::stop_all_now() {
 ExecutorGauges AsyncExecutor::gauges() const {
   ExecutorGauges g;
   g.in_flight = running_;
-  g.limit = limit_.effective();
+  g.limit = gate_.limit();
   return g;
 }
 

@@ -22,7 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "adaptive_limit.hpp"
+#include "concurrency_gate.hpp"
 #include "async_http.hpp"
 #include "bigmodel_client.hpp"
 #include "logger.hpp"
@@ -51,6 +51,7 @@ class AsyncExecutor final : public RoundExecutor {
   struct Slot {
     std::optional<TaskIndex> task;
     std::optional<PipelineAttempt> attempt;
+    std::optional<ConcurrencyGate::Permit> permit;  // the running attempt's place (limit and rate caps)
     Clock::time_point deadline{};      // the running attempt's --timeout
     Clock::time_point available_at{};  // idle: --delay after its last task
   };
@@ -83,7 +84,7 @@ class AsyncExecutor final : public RoundExecutor {
   PipelineSteps steps_;
   AsyncHttp http_;
   std::mt19937_64 rng_;
-  AdaptiveLimit limit_;  // tasks in flight allowed now (adapts to 1302/1305)
+  ConcurrencyGate gate_;  // adaptive in-flight limit and --rpm/--tpm: try_acquire, never blocks
   std::vector<Slot> slots_;
   // Idle slots, oldest first: --delay is the same for all, so this is also the order they become free.
   std::deque<std::size_t> idle_;

@@ -66,3 +66,8 @@ TEST_CASE("threading: at a platform limit of 10 with --concurrency 40 every topi
           "[adaptive]") {
   require_limit_adapts("threading");
 }
+
+TEST_CASE("asyncio: at a platform limit of 10 with --concurrency 40 every topic succeeds, few requests are refused and the limit settles near 10",
+          "[adaptive]") {
+  require_limit_adapts("asyncio");
+}

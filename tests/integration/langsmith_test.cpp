@@ -156,7 +156,7 @@ long dropped_in(const std::string& log) {
 }  // namespace
 
 TEST_CASE("every attempt of a run arrives in LangSmith as one complete, well-formed trace", "[langsmith]") {
-  const std::string mode = GENERATE("multiprocessing", "threading");
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
   INFO("mode " << mode);
   Simulator bigmodel;
   Simulator langsmith({"--langsmith-api-key", kLangSmithKey});

@@ -88,7 +88,7 @@ std::vector<void (*)(int)> dispositions() {
   return handlers;
 }
 
-lib::Mode any_mode() { return GENERATE(lib::Mode::multiprocessing, lib::Mode::threading); }
+lib::Mode any_mode() { return GENERATE(lib::Mode::multiprocessing, lib::Mode::threading, lib::Mode::asyncio); }
 
 }  // namespace
 

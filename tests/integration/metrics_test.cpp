@@ -154,7 +154,7 @@ std::optional<ReportSummary> report_summary(const fs::path& path) {
 }  // namespace
 
 TEST_CASE("a monitor serves Prometheus metrics over HTTP that agree with its report", "[metrics]") {
-  const std::string mode = GENERATE(as<std::string>{}, "multiprocessing", "threading");
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
   INFO("--mode " << mode);
   Simulator sim;
   const std::string flaky = "flaky [[fault:500_1234*1]]";

@@ -126,3 +126,14 @@ TEST_CASE("multiprocessing: a TERM ends the waits for --rpm at once", "[rate]") 
 TEST_CASE("threading: a TERM ends the waits for --rpm at once", "[rate]") {
   require_stop_ends_rate_waits("threading");
 }
+
+TEST_CASE(
+    "asyncio: --rpm 300 sends at most the cap's share plus one request in any window, from the first "
+    "second on",
+    "[rate]") {
+  require_rpm_paces("asyncio");
+}
+
+TEST_CASE("asyncio: a TERM ends the waits for --rpm at once", "[rate]") {
+  require_stop_ends_rate_waits("asyncio");
+}

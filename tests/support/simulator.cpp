@@ -9,7 +9,7 @@
 namespace cbm::test {
 
 const std::vector<std::string>& all_modes() {
-  static const std::vector<std::string> modes = {"multiprocessing", "threading"};
+  static const std::vector<std::string> modes = {"multiprocessing", "threading", "asyncio"};
   return modes;
 }
 
