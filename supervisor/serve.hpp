@@ -9,6 +9,9 @@
 // them all together. Its answer is the CLI report's shape (summary + results) over its own topics,
 // results in the order of the request's topics, each id its index there.
 //
+// Memory: a request's topics and records are held until it is answered, then freed; what stays is
+// the ledger's done-flag per task of the round (1 byte per topic served since the start) and totals.
+//
 // Stopping: the first TERM/INT stops taking requests (POST /analyze and /healthz answer 503, every
 // answer closes its connection) and lets every accepted request finish, for up to --drain-grace; then,
 // or at a second TERM/INT, what still runs is cancelled and its requests are answered with the
