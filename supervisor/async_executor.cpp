@@ -83,11 +83,15 @@ void AsyncExecutor::handle_control() {
 // Reads topics ahead of the slots: at most --concurrency + --batch-size tasks are held at once,
 // whatever the size of the input. Topics already finished (--resume) are skipped.
 void AsyncExecutor::refill() {
-  const std::size_t window = slots_.size() + batch_size_;
+  // An open source (the HTTP service's queue) is read no further ahead than the free slots: what runs
+  // next is its choice (turns across requests), not the order topics were read in.
+  const bool open = source_->open();
+  const std::size_t window = slots_.size() + (open ? 0 : batch_size_);
   while (!source_done_ && tasks_.size() < window && !control_.stopping()) {
+    const bool still_open = source_->open();  // asked first: topics added after next() still count
     auto next = source_->next();
     if (!next) {
-      source_done_ = true;
+      source_done_ = !still_open;
       break;
     }
     ++planned_;

@@ -44,6 +44,24 @@ LangSmith tracing (one trace per task attempt) is on when LANGSMITH_TRACING=true
 LangSmith's SDK reads it: LANGSMITH_API_KEY, LANGSMITH_ENDPOINT (default https://api.smith.langchain.com),
 LANGSMITH_PROJECT (default "default"); LANGCHAIN_* names are read when the LANGSMITH_* ones are unset.)";
 
+constexpr const char* kServeFooter = R"(Endpoints:
+  POST /analyze  {"topics": ["...", ...], "concurrency": N}  -> 200 and the report of that batch
+                 (N optional: at most N of its topics run at once; default and upper bound --concurrency)
+  GET  /healthz  -> 200 {"status":"ok","requests":..,"in_flight":..,"queued":..}; 503 while stopping
+A bad body or too many topics gets 400 with {"error": "..."}; a body over 8 MiB gets 413.
+
+Exit status:
+  0    stopped by TERM/INT after every accepted request was answered in full
+  2    bad usage or configuration (nothing was sent; the address cannot be bound)
+  3    aborted: a run-fatal API error (auth, no balance, unknown model) or workers that keep crashing
+  128+N  stopped by signal N, cancelling tasks (a second TERM/INT, or --drain-grace ran out)
+
+Signals: TERM/INT stop taking requests (503) and let accepted ones finish, up to --drain-grace; a second
+TERM/INT cancels what still runs, and its requests are answered with the cancelled records. USR1 writes a
+status line to the log.
+
+The API key is read from --api-key, else BIGMODEL_API_KEY, else ZHIPUAI_API_KEY.)";
+
 std::string read_file(const std::string& path, std::string& error) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -63,7 +81,8 @@ std::string trim(std::string_view s) {
 }
 
 CommandLine usage_error(std::string message) {
-  return {std::nullopt, kExitUsage, "concurrent_bigmodel: " + std::move(message) + "\nRun with --help for usage."};
+  return {std::nullopt, kExitUsage, "concurrent_bigmodel: " + std::move(message) + "\nRun with --help for usage.",
+          std::nullopt};
 }
 
 // The worker beside the running executable (the build tree), else where an install put it relative to
@@ -101,117 +120,124 @@ CommandLine parse_command_line(int argc, char** argv) {
   std::string prompt_file;
   std::string output;
   std::string log_file = "concurrent_bigmodel.log";
+  std::string metrics_addr;
   bool allow_insecure_http = false;
   std::string base_url;
 
+  bool quiet = false;
   const std::string py = "Options of the Python tool (same names, same defaults)";
-  app.add_option("--api-key", api_key, "BigModel API key (prefer the BIGMODEL_API_KEY environment variable)")
-      ->group(py);
+  const std::string input = "Input and API";
+  const std::string rel = "Reliability";
+  double progress_interval_s = 10.0;
+  // The worker pool's flags, shared by a batch run and the service (bound to the same variables).
+  const auto add_pool_flags = [&](CLI::App& a, bool service) {
+    a.add_option("--api-key", api_key, "BigModel API key (prefer the BIGMODEL_API_KEY environment variable)")
+        ->group(py);
+    a.add_option("--concurrency", cfg.concurrency,
+                 service ? "Tasks in flight at once, all requests together (workers)" : "Tasks in flight at once (workers)")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str()
+        ->group(py);
+    a.add_option("--mode", mode, "How tasks are run: multiprocessing (worker processes: survives\n"
+                 "a worker's crash or kill) | threading (threads: a crash takes\n"
+                 "the run) | asyncio (one event loop, curl_multi: the most tasks\n"
+                 "in flight per core; a crash takes the run)")
+        ->check(CLI::IsMember({"multiprocessing", "threading", "asyncio"}))
+        ->capture_default_str()
+        ->group(py);
+    a.add_option("--timeout", timeout_s, "Seconds allowed for one attempt of one task")
+        ->check(CLI::Range(0.001, 86400.0))
+        ->capture_default_str()
+        ->group(py);
+    a.add_option("--delay", delay_s,
+                 service ? "Seconds a worker pauses between tasks" : "Seconds a worker pauses between tasks, and between rounds")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->capture_default_str()
+        ->group(py);
+    a.add_option("--max-retries", cfg.max_retries, "Retries of a task after its first attempt")
+        ->check(CLI::Range(0, 100))
+        ->capture_default_str()
+        ->group(py);
+    a.add_option("--chat-model", cfg.chat_model, "Model that writes the analysis")->capture_default_str()->group(py);
+    a.add_option("--tool-model", cfg.tool_model, "Model that runs the web_search tool")
+        ->capture_default_str()
+        ->group(py);
+    a.add_flag("--quiet", quiet, "No progress or summary on the console")->group(py);
+
+    a.add_option("--base-url", base_url,
+                 "API base URL (env BIGMODEL_BASE_URL; default " + std::string(kDefaultBaseUrl) + ")")
+        ->group(input);
+    a.add_flag("--allow-insecure-http", allow_insecure_http,
+               "Allow sending the key (and the LangSmith key) over plain http:// to a non-loopback host")
+        ->group(input);
+    a.add_flag("--no-search", [&cfg](std::int64_t) { cfg.search = false; },
+               "Skip the web_search step; the chat model answers alone")
+        ->group(input);
+    a.add_option("--prompt-file", prompt_file,
+                 "Prompt templates: sections [search.system] [search.user] [analysis.system] [analysis.user]\n"
+                 "with {topic} and {sources} placeholders")
+        ->check(CLI::ExistingFile)
+        ->group(input);
+    a.add_flag("--stream", cfg.stream, "Ask for server-sent-event streams")->group(input);
+
+    a.add_option("--kill-grace", kill_grace_s, "Seconds between SIGTERM and SIGKILL for a timed-out attempt")
+        ->check(CLI::Range(0.0, 600.0))
+        ->capture_default_str()
+        ->group(rel);
+    a.add_option("--drain-grace", drain_grace_s,
+                 service ? "Seconds accepted requests may finish after TERM/INT" : "Seconds in-flight tasks may finish after TERM/INT")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->capture_default_str()
+        ->group(rel);
+    a.add_option("--rpm", cfg.requests_per_minute,
+                 "Requests a minute at most, all models together (paced evenly from the start, no\n"
+                 "burst); 0 = no cap")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{100000000}))
+        ->group(rel);
+    a.add_option("--tpm", cfg.tokens_per_minute,
+                 "Tokens (prompt + completion) a minute at most; attempts reserve an estimate,\n"
+                 "corrected from the answers' usage; 0 = no cap")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000000000}))
+        ->group(rel);
+    a.add_option("--max-restarts", cfg.max_restarts,
+                 "Abort (exit 3) after more worker restarts than this within --restart-period")
+        ->check(CLI::Range(0, 1000000))
+        ->capture_default_str()
+        ->group(rel);
+    a.add_option("--restart-period", restart_period_s, "Window in seconds for --max-restarts")
+        ->check(CLI::Range(0.001, 86400.0))
+        ->capture_default_str()
+        ->group(rel);
+
+    a.add_option("--log-file", log_file, "Log file")->capture_default_str()->group("Output");
+    a.add_option("--metrics-addr", metrics_addr,
+                 "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; port 0 = any\n"
+                 "free port, logged); off by default")
+        ->type_name("HOST:PORT")
+        ->group("Output");
+    a.add_option("--progress-interval", progress_interval_s,
+                 "Seconds between progress lines when stderr is not a terminal (a terminal gets a live line)")
+        ->check(CLI::Range(0.1, 86400.0))
+        ->capture_default_str()
+        ->group("Output");
+  };
+  add_pool_flags(app, false);
+
+  // Batch runs only.
   app.add_option("--topics", inv.topics, "Topics to analyse (default: 5 sample topics)")->group(py);
   app.add_option("--iterations", inv.iterations, "Rounds over the topic list; 0 = until TERM/INT")
       ->check(CLI::Range(0, 1000000000))
       ->capture_default_str()
       ->group(py);
-  app.add_option("--concurrency", cfg.concurrency, "Tasks in flight at once (workers)")
-      ->check(CLI::Range(1, 1024))
-      ->capture_default_str()
-      ->group(py);
-  app.add_option("--mode", mode, "How tasks are run: multiprocessing (worker processes: survives\n"
-                 "a worker's crash or kill) | threading (threads: a crash takes\n"
-                 "the run) | asyncio (one event loop, curl_multi: the most tasks\n"
-                 "in flight per core; a crash takes the run)")
-      ->check(CLI::IsMember({"multiprocessing", "threading", "asyncio"}))
-      ->capture_default_str()
-      ->group(py);
-  app.add_option("--timeout", timeout_s, "Seconds allowed for one attempt of one task")
-      ->check(CLI::Range(0.001, 86400.0))
-      ->capture_default_str()
-      ->group(py);
-  app.add_option("--delay", delay_s, "Seconds a worker pauses between tasks, and between rounds")
-      ->check(CLI::Range(0.0, 86400.0))
-      ->capture_default_str()
-      ->group(py);
-  app.add_option("--max-retries", cfg.max_retries, "Retries of a task after its first attempt")
-      ->check(CLI::Range(0, 100))
-      ->capture_default_str()
-      ->group(py);
-  app.add_option("--chat-model", cfg.chat_model, "Model that writes the analysis")
-      ->capture_default_str()
-      ->group(py);
-  app.add_option("--tool-model", cfg.tool_model, "Model that runs the web_search tool")
-      ->capture_default_str()
-      ->group(py);
   app.add_option("--output", output, "Report file (default: concurrent_bigmodel_report_<time>.json)")->group(py);
-  bool quiet = false;
-  app.add_flag("--quiet", quiet, "No progress or summary on the console")->group(py);
   app.add_option("--batch-size", cfg.batch_size, "Topics dispatched ahead of the workers; 0 = 4 x concurrency")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str()
       ->group(py);
-
-  const std::string input = "Input and API";
   app.add_option("--topics-file", inv.topics_file, "Read topics from a file, one per line ('-' = stdin)")
       ->group(input);
-  app.add_option("--base-url", base_url,
-                 "API base URL (env BIGMODEL_BASE_URL; default " + std::string(kDefaultBaseUrl) + ")")
-      ->group(input);
-  app.add_flag("--allow-insecure-http", allow_insecure_http,
-               "Allow sending the key (and the LangSmith key) over plain http:// to a non-loopback host")
-      ->group(input);
-  app.add_flag("--no-search", [&cfg](std::int64_t) { cfg.search = false; },
-               "Skip the web_search step; the chat model answers alone")
-      ->group(input);
-  app.add_option("--prompt-file", prompt_file,
-                 "Prompt templates: sections [search.system] [search.user] [analysis.system] [analysis.user]\n"
-                 "with {topic} and {sources} placeholders")
-      ->check(CLI::ExistingFile)
-      ->group(input);
-  app.add_flag("--stream", cfg.stream, "Ask for server-sent-event streams")->group(input);
-
-  const std::string rel = "Reliability";
-  app.add_option("--kill-grace", kill_grace_s, "Seconds between SIGTERM and SIGKILL for a timed-out attempt")
-      ->check(CLI::Range(0.0, 600.0))
-      ->capture_default_str()
-      ->group(rel);
-  app.add_option("--drain-grace", drain_grace_s, "Seconds in-flight tasks may finish after TERM/INT")
-      ->check(CLI::Range(0.0, 86400.0))
-      ->capture_default_str()
-      ->group(rel);
-  app.add_option("--rpm", cfg.requests_per_minute,
-                 "Requests a minute at most, all models together (paced evenly from the start, no\n"
-                 "burst); 0 = no cap")
-      ->check(CLI::Range(std::int64_t{0}, std::int64_t{100000000}))
-      ->group(rel);
-  app.add_option("--tpm", cfg.tokens_per_minute,
-                 "Tokens (prompt + completion) a minute at most; attempts reserve an estimate,\n"
-                 "corrected from the answers' usage; 0 = no cap")
-      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000000000}))
-      ->group(rel);
-  app.add_option("--max-restarts", cfg.max_restarts,
-                 "Abort (exit 3) after more worker restarts than this within --restart-period")
-      ->check(CLI::Range(0, 1000000))
-      ->capture_default_str()
-      ->group(rel);
-  app.add_option("--restart-period", restart_period_s, "Window in seconds for --max-restarts")
-      ->check(CLI::Range(0.001, 86400.0))
-      ->capture_default_str()
-      ->group(rel);
-
-  app.add_option("--log-file", log_file, "Log file")->capture_default_str()->group("Output");
   std::string journal;
   int keep_rounds = -1;
-  double progress_interval_s = 10.0;
-  app.add_option("--progress-interval", progress_interval_s,
-                 "Seconds between progress lines when stderr is not a terminal (a terminal gets a live line)")
-      ->check(CLI::Range(0.1, 86400.0))
-      ->capture_default_str()
-      ->group("Output");
-  std::string metrics_addr;
-  app.add_option("--metrics-addr", metrics_addr,
-                 "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; port 0 = any\n"
-                 "free port, logged); off by default")
-      ->type_name("HOST:PORT")
-      ->group("Output");
   app.add_option("--journal", journal,
                  "Append every finished task to this JSONL file (default: beside the report, "
                  "<report>.journal.jsonl)")
@@ -227,12 +253,27 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->check(CLI::Range(0, 1000000))
       ->group("Output");
 
+  CLI::App* serve = app.add_subcommand("serve",
+                                       "Run as an HTTP service: POST /analyze a batch of topics, get its report "
+                                       "(`concurrent_bigmodel serve --help`)");
+  serve->footer(kServeFooter);
+  ServeOptions serve_options;
+  std::string listen = "127.0.0.1:8080";
+  const std::string svc = "Service";
+  serve->add_option("--listen", listen, "Address to serve on, HOST:PORT ([v6]:PORT; port 0 = any free port)")
+      ->capture_default_str()
+      ->group(svc);
+  serve->add_option("--max-topics", serve_options.max_topics, "Most topics one request may hold (more: 400)")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str()
+      ->group(svc);
+  add_pool_flags(*serve, true);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
-    return {std::nullopt, kExitAllSucceeded, app.help()};
+    return {std::nullopt, kExitAllSucceeded, app.help(), std::nullopt};
   } catch (const CLI::CallForVersion& e) {
-    return {std::nullopt, kExitAllSucceeded, kVersion};
+    return {std::nullopt, kExitAllSucceeded, kVersion, std::nullopt};
   } catch (const CLI::ParseError& e) {
     return usage_error(e.what());
   }
@@ -289,6 +330,37 @@ CommandLine parse_command_line(int argc, char** argv) {
     cfg.prompts = text;
   }
 
+  cfg.log_file = log_file;
+  if (!log_file.empty()) {
+    const auto log_dir = cfg.log_file.has_parent_path() ? cfg.log_file.parent_path() : std::filesystem::path(".");
+    if (::access(log_dir.c_str(), W_OK | X_OK) != 0) {
+      return usage_error("--log-file: cannot write to directory '" + log_dir.string() + "': " + std::strerror(errno));
+    }
+  }
+  cfg.worker_executable = worker_beside_self();
+  if (!metrics_addr.empty()) {
+    if (!parse_listen_address(metrics_addr)) {
+      return usage_error("--metrics-addr: '" + metrics_addr + "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)");
+    }
+    cfg.metrics_address = metrics_addr;
+  }
+
+  if (serve->parsed()) {
+    // Batch flags given before the word `serve` reach the main parser: refused here.
+    for (const char* batch : {"--topics", "--iterations", "--output", "--batch-size", "--topics-file", "--journal",
+                              "--resume", "--force-resume", "--keep-rounds"}) {
+      if (app.count(batch) > 0) {
+        return usage_error(std::string(batch) + ": not an option of serve (each request brings its topics)");
+      }
+    }
+    auto address = parse_listen_address(listen);
+    if (!address) return usage_error("--listen: '" + listen + "' is not HOST:PORT");
+    serve_options.listen = *address;
+    CommandLine cl;
+    cl.serve = ServeInvocation{std::move(cfg), std::move(serve_options)};
+    return cl;
+  }
+
   if (!inv.topics_file.empty()) {
     if (!inv.topics.empty()) return usage_error("--topics and --topics-file: give one or the other");
     if (inv.topics_file == "-") {
@@ -335,23 +407,8 @@ CommandLine parse_command_line(int argc, char** argv) {
   if (cfg.resume && !std::filesystem::exists(cfg.journal)) {
     return usage_error("--resume: no journal at '" + cfg.journal.string() + "'");
   }
-  if (!metrics_addr.empty()) {
-    if (!parse_listen_address(metrics_addr)) {
-      return usage_error("--metrics-addr: '" + metrics_addr +
-                         "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)");
-    }
-    cfg.metrics_address = metrics_addr;
-  }
   cfg.keep_rounds = keep_rounds >= 0 ? keep_rounds : (inv.iterations == 0 ? 10 : 0);
-  cfg.log_file = log_file;
-  if (!log_file.empty()) {
-    const auto log_dir = cfg.log_file.has_parent_path() ? cfg.log_file.parent_path() : std::filesystem::path(".");
-    if (::access(log_dir.c_str(), W_OK | X_OK) != 0) {
-      return usage_error("--log-file: cannot write to directory '" + log_dir.string() + "': " + std::strerror(errno));
-    }
-  }
-  cfg.worker_executable = worker_beside_self();
-  return {std::move(inv), 0, {}};
+  return {std::move(inv), 0, {}, std::nullopt};
 }
 
 }  // namespace cbm

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "concurrent_bigmodel/executor.hpp"
+#include "serve.hpp"
 
 namespace cbm {
 
@@ -18,11 +19,18 @@ struct Invocation {
   int iterations = 1;               // 0 = until signalled
 };
 
+// `concurrent_bigmodel serve`: the HTTP service (serve.hpp) over a pool of this configuration.
+struct ServeInvocation {
+  concurrent_bigmodel::Config config;
+  ServeOptions options;
+};
+
 // What parsing the command line decided.
 struct CommandLine {
   std::optional<Invocation> run;  // set when a run should start
   int exit_status = 0;            // otherwise: exit with this (0 after --help/--version, 2 on bad usage)
   std::string message;            // printed to stdout (help, version) or stderr (errors)
+  std::optional<ServeInvocation> serve;  // set when the service should start
 };
 
 CommandLine parse_command_line(int argc, char** argv);

@@ -7,111 +7,11 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "api_key.hpp"
-#include "langsmith_settings.hpp"
-#include "listen_address.hpp"
-#include "prompt_template.hpp"
+#include "public_config.hpp"
 #include "run_driver.hpp"
-
-#ifndef CBM_INSTALLED_WORKER
-#error "CBM_INSTALLED_WORKER (the installed worker's path) is defined by the build"
-#endif
 
 namespace concurrent_bigmodel {
 namespace {
-
-void require(bool ok, const std::string& what) {
-  if (!ok) throw std::invalid_argument("concurrent_bigmodel::Config: " + what);
-}
-
-cbm::Mode internal_mode(Mode m) {
-  switch (m) {
-    case Mode::multiprocessing:
-      return cbm::Mode::multiprocessing;
-    case Mode::threading:
-      return cbm::Mode::threading;
-    case Mode::asyncio:
-      return cbm::Mode::asyncio;
-  }
-  throw std::invalid_argument("concurrent_bigmodel::Config: mode: unknown value");
-}
-
-// Everything about a run but its topics, checked once when the Executor is made.
-cbm::RunConfig checked_run_config(const Config& c) {
-  require(!c.api_key.empty(), "api_key: empty");
-  require(c.api_key.find_first_of("\r\n") == std::string::npos, "api_key: contains a line break");
-  require(cbm::is_http_url(c.base_url), "base_url: '" + c.base_url + "' is not an http:// or https:// URL");
-  require(c.allow_insecure_http || cbm::key_may_travel_to(c.base_url),
-          "base_url: '" + c.base_url + "' is plain http to a non-loopback host (set allow_insecure_http)");
-  require(c.concurrency >= 1 && c.concurrency <= 1024, "concurrency: must be in 1..1024");
-  require(c.timeout.count() > 0, "timeout: must be positive");
-  require(c.delay.count() >= 0, "delay: must not be negative");
-  require(c.max_retries >= 0 && c.max_retries <= 100, "max_retries: must be in 0..100");
-  require(c.batch_size >= 0, "batch_size: must not be negative");
-  require(c.requests_per_minute >= 0, "requests_per_minute: must not be negative");
-  require(c.tokens_per_minute >= 0, "tokens_per_minute: must not be negative");
-  require(!c.chat_model.empty(), "chat_model: empty");
-  require(!c.tool_model.empty(), "tool_model: empty");
-  require(c.keep_rounds >= 0, "keep_rounds: must not be negative");
-  require(c.progress_interval.count() > 0, "progress_interval: must be positive");
-  require(c.kill_grace.count() >= 0, "kill_grace: must not be negative");
-  require(c.drain_grace.count() >= 0, "drain_grace: must not be negative");
-  require(c.max_restarts >= 0, "max_restarts: must not be negative");
-  require(c.restart_period.count() > 0, "restart_period: must be positive");
-  std::optional<cbm::ListenAddress> metrics_address;
-  if (!c.metrics_address.empty()) {
-    metrics_address = cbm::parse_listen_address(c.metrics_address);
-    require(metrics_address.has_value(), "metrics_address: '" + c.metrics_address + "' is not HOST:PORT");
-  }
-  std::optional<cbm::LangSmithSettings> langsmith;
-  if (c.langsmith_from_environment) {
-    auto settings = cbm::langsmith_settings(cbm::process_environment(), c.allow_insecure_http);
-    if (!settings) throw std::invalid_argument(settings.error());
-    langsmith = std::move(settings.value());
-  }
-
-  cbm::RunConfig r;
-  r.mode = internal_mode(c.mode);
-  r.concurrency = c.concurrency;
-  r.timeout = c.timeout;
-  r.delay = c.delay;
-  r.batch_size = c.batch_size;
-  r.rate.requests_per_minute = c.requests_per_minute;
-  r.rate.tokens_per_minute = c.tokens_per_minute;
-  r.output = c.output;
-  r.journal = c.journal;
-  if (r.journal.empty() && !r.output.empty()) {
-    r.journal = r.output.parent_path() / (r.output.stem().string() + ".journal.jsonl");
-  }
-  require(!c.resume || !r.journal.empty(), "resume: needs output or journal (the run to resume)");
-  r.resume = c.resume;
-  r.force_resume = c.force_resume;
-  r.keep_rounds = c.keep_rounds;
-  r.log_file = c.log_file;
-  r.quiet = !c.console;
-  r.progress_interval = c.progress_interval;
-  r.kill_grace = c.kill_grace;
-  r.drain_grace = c.drain_grace;
-  r.restart_intensity.max_restarts = c.max_restarts;
-  r.restart_intensity.period = c.restart_period;
-  r.langsmith = std::move(langsmith);
-  r.metrics_address = std::move(metrics_address);
-  r.worker_executable = c.worker_executable.empty() ? std::filesystem::path(CBM_INSTALLED_WORKER)
-                                                    : c.worker_executable;
-  r.client.base_url = c.base_url;
-  r.client.api_key = c.api_key;
-  r.client.stream = c.stream;
-  r.pipeline.chat_model = c.chat_model;
-  r.pipeline.tool_model = c.tool_model;
-  r.pipeline.search = c.search;
-  if (!c.prompts.empty()) {
-    auto prompts = cbm::PromptSet::from_file_text(c.prompts);
-    require(prompts.ok(), prompts.ok() ? std::string() : "prompts: " + prompts.error().message);
-    r.pipeline.prompts = std::move(prompts.value());
-  }
-  r.retry.max_retries = c.max_retries;
-  return r;
-}
 
 Usage public_usage(const cbm::Usage& u) { return {u.prompt_tokens, u.completion_tokens, u.total_tokens}; }
 
@@ -257,7 +157,7 @@ struct Executor::Impl {
   }
 };
 
-Executor::Executor(Config config) : impl_(std::make_unique<Impl>()) { impl_->base = checked_run_config(config); }
+Executor::Executor(Config config) : impl_(std::make_unique<Impl>()) { impl_->base = cbm::checked_run_config(config); }
 
 Executor::~Executor() = default;
 

@@ -1,11 +1,12 @@
 // concurrent_bigmodel: the command line over the library. Parses the flags into the library's Config,
 // forwards TERM/INT/HUP/USR1 to the Executor, runs, prints the summary, and exits with a status
-// scripts can test (see --help).
+// scripts can test (see --help). `concurrent_bigmodel serve` runs the HTTP service instead (serve.hpp).
 #include <csignal>
 #include <iostream>
 
 #include "cli.hpp"
 #include "concurrent_bigmodel/executor.hpp"
+#include "public_config.hpp"
 #include "run_driver.hpp"
 #include "signal_watcher.hpp"
 
@@ -24,7 +25,9 @@ int run(const Invocation& inv) {
   // report how they ended.
   std::signal(SIGCHLD, SIG_DFL);
   concurrent_bigmodel::Executor executor(inv.config);
-  SignalWatcher signals(executor);  // before the run's threads: they inherit the blocked mask
+  // Before the run's threads: they inherit the blocked mask.
+  SignalWatcher signals({[&](int sig) { executor.stop_by_signal(sig); }, [&] { executor.reload_topics(); },
+                         [&] { executor.log_status(); }});
   const concurrent_bigmodel::Summary summary =
       inv.topics_file.empty() ? executor.run(inv.topics, inv.iterations)
                               : executor.run_file(inv.topics_file, inv.iterations);
@@ -34,16 +37,28 @@ int run(const Invocation& inv) {
   return summary.exit_status;
 }
 
+// The service binds its address first (a port in use exits 2 before anything starts); it starts no
+// thread before run(), so the watcher still comes before every thread.
+int serve(const ServeInvocation& inv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGCHLD, SIG_DFL);
+  const RunConfig config = checked_run_config(inv.config);
+  Service service(config, inv.options);
+  SignalWatcher signals({[&](int sig) { service.stop_by_signal(sig); }, [] {}, [&] { service.log_status(); }});
+  return service.run();
+}
+
 }  // namespace
 }  // namespace cbm
 
 int main(int argc, char** argv) {
   cbm::CommandLine cl = cbm::parse_command_line(argc, argv);
-  if (!cl.run) {
+  if (!cl.run && !cl.serve) {
     (cl.exit_status == 0 ? std::cout : std::cerr) << cl.message << "\n";
     return cl.exit_status;
   }
   try {
+    if (cl.serve) return cbm::serve(*cl.serve);
     return cbm::run(*cl.run);
   } catch (const std::exception& e) {
     std::cerr << "concurrent_bigmodel: " << e.what() << "\n";

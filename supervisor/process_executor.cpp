@@ -155,13 +155,17 @@ std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics)
 }
 
 // Reads topics ahead of the workers: at most --concurrency + --batch-size tasks are held at once,
-// whatever the size of the input. Topics already finished (--resume) are skipped.
+// whatever the size of the input. Topics already finished (--resume) are skipped. An open source is
+// read only as workers free up, so its own order (the service's turns across requests) decides what
+// runs next; when it has nothing now, the loop sleeps until its notify().
 void ProcessExecutor::refill() {
-  const std::size_t window = static_cast<std::size_t>(config_.concurrency) + batch_size_;
+  const bool open = source_->open();
+  const std::size_t window = static_cast<std::size_t>(config_.concurrency) + (open ? 0 : batch_size_);
   while (!source_done_ && tasks_.size() < window && !control_.stopping()) {
+    const bool still_open = source_->open();
     auto next = source_->next();
     if (!next) {
-      source_done_ = true;
+      source_done_ = !still_open;
       break;
     }
     ++planned_;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 
 namespace cbm {
@@ -44,8 +45,14 @@ class RunControl {
   // Sleeps for `d` unless a stop is requested first; returns true if stopping.
   bool wait_for(std::chrono::steady_clock::duration d);
 
-  // Wakes the driving loop (also used by worker threads when they finish a task).
+  // Wakes the driving loop (also used by worker threads when they finish a task, and by an open
+  // topic source when topics arrive).
   void notify();
+  // For threads that wait for something notify() announces (an open source's topics): read
+  // notifications() before checking for it; wait_for_notification(seen) then returns once notify()
+  // has been called since, or at once when stopping. No wake-up is lost between check and wait.
+  std::uint64_t notifications();
+  void wait_for_notification(std::uint64_t seen);
   int wake_fd() const { return wake_fd_; }
   void drain_wakeups();
   // Polls wake_fd() for up to `timeout`, then drains it (for a loop with nothing else to watch).
@@ -60,6 +67,7 @@ class RunControl {
   std::atomic<bool> status_{false};
   std::mutex mu_;
   std::condition_variable cv_;
+  std::uint64_t notifications_ = 0;  // guarded by mu_
   int wake_fd_;
 };
 

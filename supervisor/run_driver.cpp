@@ -33,32 +33,6 @@ int exit_status_of(const RunLedger& ledger, const RunControl& control) {
   return t.succeeded == t.total ? kExitAllSucceeded : kExitSomeFailed;
 }
 
-// The supervisor's own footprint, for the log (benchmarks read these lines). Resident memory is
-// split: anonymous (heap: what could leak) and shared (the workers' channel rings, bounded by their
-// capacity, which grows as the rings are first written through).
-std::string own_usage() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  long anon = 0;
-  long shmem = 0;
-  long rss = 0;
-  if (std::FILE* f = std::fopen("/proc/self/status", "re")) {
-    char line[256];
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-      std::sscanf(line, "VmRSS: %ld", &rss);
-      std::sscanf(line, "RssAnon: %ld", &anon);
-      std::sscanf(line, "RssShmem: %ld", &shmem);
-    }
-    std::fclose(f);
-  }
-  const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "supervisor rss_kib=%ld anon_kib=%ld shmem_kib=%ld peak_rss_kib=%ld cpu_s=%.3f", rss,
-                anon, shmem, ru.ru_maxrss, cpu);
-  return buf;
-}
-
 std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& ledger, RunControl& control,
                                              Logger& log, Progress& progress, RunObserver& observer) {
   switch (cfg.mode) {
@@ -128,36 +102,64 @@ class TopicPlan {
 
 }  // namespace
 
-// How long the run's end waits for traces to reach LangSmith: a dead LangSmith costs at most this.
-constexpr std::chrono::milliseconds kTraceFlushGrace{3000};
+// Resident memory is split: anonymous (heap: what could leak) and shared (the workers' channel rings,
+// bounded by their capacity, which grows as the rings are first written through).
+std::string own_usage() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  long anon = 0;
+  long shmem = 0;
+  long rss = 0;
+  if (std::FILE* f = std::fopen("/proc/self/status", "re")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      std::sscanf(line, "VmRSS: %ld", &rss);
+      std::sscanf(line, "RssAnon: %ld", &anon);
+      std::sscanf(line, "RssShmem: %ld", &shmem);
+    }
+    std::fclose(f);
+  }
+  const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "supervisor rss_kib=%ld anon_kib=%ld shmem_kib=%ld peak_rss_kib=%ld cpu_s=%.3f", rss,
+                anon, shmem, ru.ru_maxrss, cpu);
+  return buf;
+}
 
-RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& caller_observer) {
-  ensure_open_file_limit(cfg.mode, cfg.concurrency);  // before anything is sent or written
-  CurlGlobal curl;
-  Logger log(cfg.log_file, !cfg.quiet);
-  RunLedger ledger(cfg);
-  ObserverList observer;
-  observer.add(caller_observer);
-  std::optional<LangSmithTracer> tracer;
+RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& observer)
+    : log(cfg.log_file, !cfg.quiet),
+      ledger(cfg),
+      progress(ledger, cfg.quiet, cfg.progress_interval),
+      executor(make_executor(cfg, ledger, control, log, progress, observers)) {
+  observers.add(observer);
   if (cfg.langsmith) {
     tracer.emplace(*cfg.langsmith, log);
-    observer.add(*tracer);
+    observers.add(*tracer);
     log.info("tracing to LangSmith at " + cfg.langsmith->endpoint + ", project '" + cfg.langsmith->project + "'");
   }
   // Bound before anything is sent: a port in use is a configuration error (exit 2).
-  std::optional<Metrics> metrics;
-  std::optional<MetricsServer> metrics_server;
   if (cfg.metrics_address) {
     metrics.emplace(cfg.concurrency);
-    observer.add(*metrics);
+    observers.add(*metrics);
     try {
-      metrics_server.emplace(*cfg.metrics_address, [&metrics] { return metrics->render(); });
+      metrics_server.emplace(*cfg.metrics_address, [this] { return metrics->render(); });
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string("--metrics-addr ") + e.what());
     }
     log.info("metrics: serving " + metrics_server->url());
   }
-  ledger.observe(observer);
+  ledger.observe(observers);
+}
+
+RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& caller_observer) {
+  ensure_open_file_limit(cfg.mode, cfg.concurrency);  // before anything is sent or written
+  RunParts parts(cfg, control, caller_observer);
+  Logger& log = parts.log;
+  RunLedger& ledger = parts.ledger;
+  Progress& progress = parts.progress;
+  auto& executor = parts.executor;
+  auto& tracer = parts.tracer;
 
   std::uint32_t first_round = 1;
   std::optional<Journal> journal;
@@ -179,8 +181,6 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   }
 
   TopicPlan topics(cfg, log);
-  Progress progress(ledger, cfg.quiet, cfg.progress_interval);
-  auto executor = make_executor(cfg, ledger, control, log, progress, observer);
   log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
            std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
            (cfg.journal.empty() ? std::string("none") : cfg.journal.string()) +

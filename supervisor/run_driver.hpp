@@ -3,9 +3,17 @@
 // says how the run ended. Shared by the library's Executor and so by the CLI, which is built on it.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "http_client.hpp"
+#include "langsmith_tracer.hpp"
+#include "logger.hpp"
+#include "metrics.hpp"
+#include "metrics_server.hpp"
+#include "progress.hpp"
+#include "round_executor.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
 #include "run_ledger.hpp"
@@ -27,6 +35,30 @@ struct RunOutcome {
   std::optional<std::string> abort_reason;
   bool report_written = false;
 };
+
+// What a run is made of, built in this order from its config: the log, the ledger and its observers
+// (the caller's, then LangSmith's tracer and the metrics when configured), the progress display and the executor of
+// the configured mode. run_rounds drives rounds over it (with a journal); the HTTP service
+// (serve.hpp) drives one endless round. Throws when the executor cannot start (no worker program).
+struct RunParts {
+  RunParts(const RunConfig& config, RunControl& control, RunObserver& observer);
+
+  CurlGlobal curl;
+  Logger log;
+  RunLedger ledger;
+  ObserverList observers;
+  std::optional<LangSmithTracer> tracer;
+  std::optional<Metrics> metrics;               // --metrics-addr: what the server renders...
+  std::optional<MetricsServer> metrics_server;  // ...stopped before it
+  Progress progress;
+  std::unique_ptr<RoundExecutor> executor;
+};
+
+// How long the run's end waits for traces to reach LangSmith: a dead LangSmith costs at most this.
+inline constexpr std::chrono::milliseconds kTraceFlushGrace{3000};
+
+// The supervisor's own footprint, for the log (benchmarks read these lines).
+std::string own_usage();
 
 // Runs `config` until its rounds end or `control` stops it; `observer` hears of everything (see
 // run_observer.hpp). Throws when the run cannot start (a file cannot be opened, the worker is missing).

@@ -18,22 +18,10 @@
 #include "journal.hpp"
 #include "run_observer.hpp"
 #include "run_config.hpp"
+#include "run_totals.hpp"
 #include "task.hpp"
 
 namespace cbm {
-
-struct RunTotals {
-  std::size_t total = 0;
-  std::size_t succeeded = 0;
-  std::size_t failed = 0;
-  std::size_t cancelled = 0;
-  std::size_t attempts = 0;
-  std::chrono::milliseconds execution_time_sum{0};  // over tasks that ran at least one attempt
-  std::size_t timed_tasks = 0;
-  Usage usage;
-
-  void add(const TaskResult& r);
-};
 
 class RunLedger {
  public:

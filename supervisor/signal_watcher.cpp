@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <system_error>
+#include <utility>
 
 namespace cbm {
 namespace {
@@ -20,7 +21,7 @@ sigset_t watched_signals() {
 
 }  // namespace
 
-SignalWatcher::SignalWatcher(concurrent_bigmodel::Executor& executor) : executor_(executor) {
+SignalWatcher::SignalWatcher(SignalActions actions) : actions_(std::move(actions)) {
   const sigset_t set = watched_signals();
   if (int rc = pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0) {
     throw std::system_error(rc, std::generic_category(), "pthread_sigmask");
@@ -33,13 +34,13 @@ SignalWatcher::SignalWatcher(concurrent_bigmodel::Executor& executor) : executor
       switch (sig) {
         case SIGTERM:
         case SIGINT:
-          executor_.stop_by_signal(sig);
+          actions_.stop(sig);
           break;
         case SIGHUP:
-          executor_.reload_topics();
+          actions_.reload();
           break;
         case SIGUSR1:
-          executor_.log_status();
+          actions_.status();
           break;
         default:
           break;

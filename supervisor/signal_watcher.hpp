@@ -1,26 +1,30 @@
-// SignalWatcher: the CLI's signals, forwarded to the executor (the library itself touches no signal).
+// SignalWatcher: the CLI's signals, forwarded to what runs (the library itself touches no signal).
 //
 // Blocks TERM, INT, HUP and USR1 in the calling thread — construct it in main() before any other
 // thread exists, so every thread inherits the mask — and receives them with sigwait() on a thread of
-// its own; no code runs in signal-handler context. TERM/INT become stop_by_signal (drain, then stop
-// now), HUP reload_topics, USR1 log_status.
+// its own; no code runs in signal-handler context. The actions run on that thread.
 #pragma once
 
+#include <functional>
 #include <thread>
-
-#include "concurrent_bigmodel/executor.hpp"
 
 namespace cbm {
 
+struct SignalActions {
+  std::function<void(int signal)> stop;  // TERM, INT
+  std::function<void()> reload;          // HUP
+  std::function<void()> status;          // USR1
+};
+
 class SignalWatcher {
  public:
-  explicit SignalWatcher(concurrent_bigmodel::Executor& executor);
+  explicit SignalWatcher(SignalActions actions);
   ~SignalWatcher();
   SignalWatcher(const SignalWatcher&) = delete;
   SignalWatcher& operator=(const SignalWatcher&) = delete;
 
  private:
-  concurrent_bigmodel::Executor& executor_;
+  SignalActions actions_;
   std::thread thread_;
 };
 

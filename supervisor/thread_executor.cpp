@@ -27,21 +27,30 @@ ThreadExecutor::ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunCo
 std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   std::mutex source_mu;
   std::size_t planned = 0;
-  // The next topic not finished yet (--resume skips finished ones); nullopt at the end.
+  // The next topic not finished yet (--resume skips finished ones); nullopt at the end. An open
+  // source with nothing now is waited for, until it has topics, closes, or the run stops.
   std::exception_ptr source_error;  // a source that throws (e.g. --resume on changed input) ends the round
   auto next_task = [&]() -> std::optional<Task> {
-    std::lock_guard lock(source_mu);
-    if (source_error) return std::nullopt;
-    try {
-      while (auto t = topics.next()) {
-        ++planned;
-        if (!ledger_.has(round, t->id)) return Task{t->id, round, std::move(t->topic), 0};
+    for (;;) {
+      const std::uint64_t seen = control_.notifications();
+      {
+        std::lock_guard lock(source_mu);
+        if (source_error) return std::nullopt;
+        try {
+          const bool open = topics.open();
+          while (auto t = topics.next()) {
+            ++planned;
+            if (!ledger_.has(round, t->id)) return Task{t->id, round, std::move(t->topic), 0};
+          }
+          if (!open || control_.stopping()) return std::nullopt;
+        } catch (...) {
+          source_error = std::current_exception();
+          control_.stop_now();
+          return std::nullopt;
+        }
       }
-    } catch (...) {
-      source_error = std::current_exception();
-      control_.stop_now();
+      control_.wait_for_notification(seen);
     }
-    return std::nullopt;
   };
 
   auto gauges = [&] {

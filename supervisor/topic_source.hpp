@@ -33,8 +33,16 @@ struct TopicLine {
 class TopicSource {
  public:
   virtual ~TopicSource() = default;
-  // The next topic, or nullopt at the end of the round's input.
+  // The next topic, or nullopt when there is none: at the end of the round's input, or, while the
+  // source is open(), until more arrive.
   virtual std::optional<TopicLine> next() = 0;
+  // An open source (the HTTP service's queue of requests) may have nothing now and more later: a new
+  // request, or room for a request's next topic when one of its own finishes. While it is open, an
+  // executor whose next() came back empty waits instead of ending the round; the source calls
+  // RunControl::notify() when it may have topics again, or closes. Ask open() before next(): a source
+  // that closes between the two calls has handed out everything it was given before. A stop ends the
+  // round whatever open() says.
+  virtual bool open() const { return false; }
   // Lines skipped since the last call (for the log and the report).
   virtual std::vector<InvalidLine> take_invalid_lines() { return {}; }
 };

@@ -1,0 +1,327 @@
+#include "http_server.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdio>
+#include <list>
+#include <stdexcept>
+
+namespace cbm {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using ErrorCode = boost::system::error_code;
+
+constexpr std::uint32_t kHeaderLimit = 16 * 1024;
+// After an answer that closes the connection, what the client still sends is read and dropped for
+// this long, so that closing with unread input does not reset the connection under the answer.
+constexpr std::chrono::seconds kLinger{5};
+// Out of descriptors: accepting pauses instead of spinning.
+constexpr std::chrono::milliseconds kAcceptBackoff{50};
+
+std::string error_body(std::string_view message) {
+  std::string out = "{\"error\":\"";
+  for (const char c : message) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"}";
+}
+
+bool is_http_parse_error(const ErrorCode& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_target).category();
+}
+
+class Session;
+
+}  // namespace
+
+class HttpServerState {
+ public:
+  explicit HttpServerState(HttpServer::Limits l) : limits(l) {}
+
+  net::io_context context{1};
+  tcp::acceptor acceptor{context};
+  net::steady_timer timer{context};  // accept backoff, then the stop's grace
+  HttpServer::Limits limits;
+  HttpServer::Handler handler;
+  // The rest is touched only on the server's thread.
+  bool stopping = false;
+  std::size_t live = 0;
+  std::list<std::weak_ptr<Session>> sessions;
+
+  void accept();
+  void begin_stop(std::chrono::milliseconds grace);
+  void session_ended();
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServerState& server) : stream_(std::move(socket)), server_(server) {
+    ++server_.live;
+  }
+
+  void start() { read_header(); }
+  net::any_io_executor executor() { return stream_.get_executor(); }
+
+  // On the server's thread: the answer to the request being handled.
+  void answer(HttpAnswer r) {
+    if (phase_ != Phase::handling) return;
+    phase_ = Phase::writing;
+    response_ = {};
+    response_.version(version_);
+    response_.result(r.status);
+    response_.set(http::field::content_type, r.content_type);
+    if (!r.allow.empty()) response_.set(http::field::allow, r.allow);
+    response_.body() = std::move(r.body);
+    response_.keep_alive(keep_alive_ && !r.close && !server_.stopping);
+    response_.prepare_payload();
+    stream_.expires_after(server_.limits.read_timeout);  // a client that does not read its answer is dropped
+    http::async_write(stream_, response_, [self = shared_from_this()](ErrorCode ec, std::size_t) {
+      if (ec) return self->end();
+      if (self->response_.keep_alive() && !self->server_.stopping) return self->read_header();
+      self->linger();
+    });
+  }
+
+  // The server stops: a connection that waits for its next request is closed.
+  void close_if_idle() {
+    if (phase_ == Phase::reading || phase_ == Phase::lingering) {
+      ErrorCode ignored;
+      stream_.socket().close(ignored);
+    }
+  }
+
+ private:
+  enum class Phase { reading, handling, writing, lingering, ended };
+
+  void read_header() {
+    phase_ = Phase::reading;
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(server_.limits.max_body);
+    stream_.expires_after(server_.limits.read_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(ErrorCode ec) {
+    if (ec) return on_read_error(ec);
+    if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+      continue_ = {http::status::continue_, parser_->get().version()};
+      http::async_write(stream_, continue_, [self = shared_from_this()](ErrorCode ec2, std::size_t) {
+        if (ec2) return self->end();
+        self->read_body();
+      });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_request(ec); });
+  }
+
+  void on_read_error(ErrorCode ec) {
+    if (ec == http::error::body_limit) {
+      return reply_now({413, error_body("request body larger than " + std::to_string(server_.limits.max_body) +
+                                        " bytes"),
+                        "application/json", "", true});
+    }
+    if (is_http_parse_error(ec)) {
+      return reply_now({400, error_body("malformed HTTP request: " + ec.message()), "application/json", "", true});
+    }
+    end();  // the client closed, went silent past the read timeout, or reset
+  }
+
+  void on_request(ErrorCode ec) {
+    if (ec) return on_read_error(ec);
+    auto& req = parser_->get();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    IncomingRequest request{std::string(req.method_string()), std::string(req.target()), std::move(req.body())};
+    parser_.reset();
+    phase_ = Phase::handling;
+    stream_.expires_never();
+    std::optional<HttpAnswer> now;
+    try {
+      now = server_.handler(request, HttpReply(std::make_shared<HttpReply::Target>(shared_from_this())));
+    } catch (const std::exception& e) {
+      now = HttpAnswer{500, error_body(std::string("internal error: ") + e.what()), "application/json", "", true};
+    }
+    if (now) answer(std::move(*now));
+  }
+
+  void reply_now(HttpAnswer r) {
+    keep_alive_ = false;
+    version_ = parser_ ? parser_->get().version() : 11;
+    if (version_ == 0) version_ = 11;
+    phase_ = Phase::handling;
+    answer(std::move(r));
+  }
+
+  // Half-closes and reads until the client closes (or kLinger passes), then ends.
+  void linger() {
+    phase_ = Phase::lingering;
+    ErrorCode ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(kLinger);
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](ErrorCode ec, std::size_t) {
+      if (ec) return self->end();
+      self->drain();
+    });
+  }
+
+  void end() {
+    if (phase_ == Phase::ended) return;
+    phase_ = Phase::ended;
+    ErrorCode ignored;
+    stream_.socket().close(ignored);
+    server_.session_ended();
+  }
+
+  beast::tcp_stream stream_;
+  HttpServerState& server_;
+  Phase phase_ = Phase::reading;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::empty_body> continue_;
+  http::response<http::string_body> response_;
+  bool keep_alive_ = true;
+  unsigned version_ = 11;
+  char scratch_[4096];
+};
+
+}  // namespace
+
+struct HttpReply::Target {
+  explicit Target(std::shared_ptr<Session> s) : session(std::move(s)) {}
+  std::shared_ptr<Session> session;
+};
+
+void HttpReply::send(std::function<HttpAnswer()> make) {
+  if (!target_) return;
+  std::shared_ptr<Session> session = std::move(target_->session);
+  target_.reset();
+  if (!session) return;  // answered already through a copy
+  // The session's last reference then lives on the server's thread.
+  const auto executor = session->executor();
+  net::post(executor, [session = std::move(session), make = std::move(make)] {
+    try {
+      session->answer(make());
+    } catch (const std::exception& e) {
+      session->answer({500, error_body(std::string("internal error: ") + e.what()), "application/json", "", true});
+    }
+  });
+}
+
+void HttpServerState::accept() {
+  acceptor.async_accept([this](ErrorCode ec, tcp::socket socket) {
+    if (stopping || ec == net::error::operation_aborted) return;
+    if (ec) {
+      timer.expires_after(kAcceptBackoff);
+      timer.async_wait([this](ErrorCode e) {
+        if (!e) accept();
+      });
+      return;
+    }
+    sessions.remove_if([](const std::weak_ptr<Session>& s) { return s.expired(); });
+    if (live < limits.max_connections) {
+      auto session = std::make_shared<Session>(std::move(socket), *this);
+      sessions.push_back(session);
+      session->start();
+    }
+    accept();
+  });
+}
+
+void HttpServerState::begin_stop(std::chrono::milliseconds grace) {
+  stopping = true;
+  ErrorCode ignored;
+  acceptor.close(ignored);
+  timer.cancel();
+  for (auto& weak : sessions) {
+    if (auto s = weak.lock()) s->close_if_idle();
+  }
+  if (live == 0) return;
+  timer.expires_after(grace);
+  timer.async_wait([this](ErrorCode ec) {
+    if (!ec) context.stop();
+  });
+}
+
+void HttpServerState::session_ended() {
+  --live;
+  if (stopping && live == 0) timer.cancel();
+}
+
+HttpServer::HttpServer(const ListenAddress& address, Limits limits)
+    : state_(std::make_unique<HttpServerState>(limits)) {
+  const std::string where = "'" + address.to_string() + "'";
+  ErrorCode ec;
+  tcp::resolver resolver(state_->context);
+  const auto found = resolver.resolve(address.host, std::to_string(address.port),
+                                      tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  if (ec) throw std::runtime_error(where + ": cannot resolve the host: " + ec.message());
+  for (const auto& entry : found) {
+    tcp::acceptor& a = state_->acceptor;
+    ErrorCode step;
+    a.open(entry.endpoint().protocol(), step);
+    if (!step) a.set_option(net::socket_base::reuse_address(true), step);
+    if (!step) a.bind(entry.endpoint(), step);
+    if (!step) a.listen(net::socket_base::max_listen_connections, step);
+    if (!step) break;
+    ec = step;
+    ErrorCode ignored;
+    a.close(ignored);
+  }
+  if (!state_->acceptor.is_open()) throw std::runtime_error(where + ": cannot listen: " + ec.message());
+  const tcp::endpoint bound = state_->acceptor.local_endpoint(ec);
+  if (ec) throw std::runtime_error(where + ": " + ec.message());
+  url_ = "http://" + ListenAddress{bound.address().to_string(), bound.port()}.to_string();
+}
+
+HttpServer::~HttpServer() { stop(std::chrono::milliseconds(0)); }
+
+void HttpServer::start(Handler handler) {
+  state_->handler = std::move(handler);
+  state_->accept();
+  thread_ = std::thread([this] {
+    // A handler that throws loses its own connection, never the server.
+    for (;;) {
+      try {
+        state_->context.run();
+        return;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "concurrent_bigmodel: HTTP handler failed: %s\n", e.what());
+      }
+    }
+  });
+}
+
+void HttpServer::stop(std::chrono::milliseconds grace) {
+  if (!thread_.joinable()) {
+    ErrorCode ignored;
+    state_->acceptor.close(ignored);
+    return;
+  }
+  net::post(state_->context, [state = state_.get(), grace] { state->begin_stop(grace); });
+  thread_.join();
+}
+
+}  // namespace cbm

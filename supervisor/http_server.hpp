@@ -1,0 +1,82 @@
+// HttpServer: a small HTTP/1.1 server (Boost.Beast) for the service, on one thread of its own.
+//
+// It binds when made (so a port in use is reported before anything else starts) and serves once
+// started. Every request goes to one handler, which answers at once or later: it may keep the
+// HttpReply and answer from any thread (a request that waits for its batch's results). Bounded: a
+// request body of at most `max_body` bytes (413 beyond; `Expect: 100-continue` is honoured), a request
+// must arrive within `read_timeout` (else the connection is closed), at most `max_connections` at once
+// (more are closed at accept). Connections are kept alive unless the client or the answer says not.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "listen_address.hpp"
+
+namespace cbm {
+
+class HttpServerState;
+
+struct IncomingRequest {
+  std::string method;
+  std::string target;  // as sent: path and query
+  std::string body;
+};
+
+struct HttpAnswer {
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::string allow;   // the Allow header of a 405, else empty
+  bool close = false;  // close the connection after this answer
+};
+
+// Answers one request, once, from any thread. `make` runs on the server's thread, so a caller that
+// holds a lock pays only for handing it over. A request whose client went away is answered into the
+// void.
+class HttpReply {
+ public:
+  struct Target;
+  explicit HttpReply(std::shared_ptr<Target> target) : target_(std::move(target)) {}
+  void send(std::function<HttpAnswer()> make);
+
+ private:
+  std::shared_ptr<Target> target_;
+};
+
+class HttpServer {
+ public:
+  struct Limits {
+    std::size_t max_body = 8 * 1024 * 1024;
+    std::chrono::milliseconds read_timeout{30000};
+    std::size_t max_connections = 256;
+  };
+  // The answer now, or nullopt when the handler keeps `reply` to answer later.
+  using Handler = std::function<std::optional<HttpAnswer>(const IncomingRequest&, HttpReply reply)>;
+
+  // Throws std::runtime_error naming the address when it cannot listen there.
+  HttpServer(const ListenAddress& address, Limits limits);
+  ~HttpServer();  // stop(0) if still serving
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // http://HOST:PORT with the port actually bound (the kernel's pick for port 0).
+  const std::string& url() const { return url_; }
+
+  // Starts the server's thread. `handler` runs on it and must outlive stop().
+  void start(Handler handler);
+  // Stops accepting and closes idle connections; answers still to come are written (their connections
+  // then closed) for up to `grace`, after which everything is dropped. Returns when the thread is done.
+  void stop(std::chrono::milliseconds grace);
+
+ private:
+  std::unique_ptr<HttpServerState> state_;
+  std::string url_;
+  std::thread thread_;
+};
+
+}  // namespace cbm

@@ -1,0 +1,113 @@
+#include "public_config.hpp"
+
+#include <stdexcept>
+
+#include "api_key.hpp"
+#include "langsmith_settings.hpp"
+#include "listen_address.hpp"
+#include "prompt_template.hpp"
+
+#ifndef CBM_INSTALLED_WORKER
+#error "CBM_INSTALLED_WORKER (the installed worker's path) is defined by the build"
+#endif
+
+namespace cbm {
+namespace {
+
+using PublicMode = concurrent_bigmodel::Mode;
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("concurrent_bigmodel::Config: " + what);
+}
+
+Mode internal_mode(PublicMode m) {
+  switch (m) {
+    case PublicMode::multiprocessing:
+      return Mode::multiprocessing;
+    case PublicMode::threading:
+      return Mode::threading;
+    case PublicMode::asyncio:
+      return Mode::asyncio;
+  }
+  throw std::invalid_argument("concurrent_bigmodel::Config: mode: unknown value");
+}
+
+}  // namespace
+
+RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
+  require(!c.api_key.empty(), "api_key: empty");
+  require(c.api_key.find_first_of("\r\n") == std::string::npos, "api_key: contains a line break");
+  require(is_http_url(c.base_url), "base_url: '" + c.base_url + "' is not an http:// or https:// URL");
+  require(c.allow_insecure_http || key_may_travel_to(c.base_url),
+          "base_url: '" + c.base_url + "' is plain http to a non-loopback host (set allow_insecure_http)");
+  require(c.concurrency >= 1 && c.concurrency <= 1024, "concurrency: must be in 1..1024");
+  require(c.timeout.count() > 0, "timeout: must be positive");
+  require(c.delay.count() >= 0, "delay: must not be negative");
+  require(c.max_retries >= 0 && c.max_retries <= 100, "max_retries: must be in 0..100");
+  require(c.batch_size >= 0, "batch_size: must not be negative");
+  require(c.requests_per_minute >= 0, "requests_per_minute: must not be negative");
+  require(c.tokens_per_minute >= 0, "tokens_per_minute: must not be negative");
+  require(!c.chat_model.empty(), "chat_model: empty");
+  require(!c.tool_model.empty(), "tool_model: empty");
+  require(c.keep_rounds >= 0, "keep_rounds: must not be negative");
+  require(c.progress_interval.count() > 0, "progress_interval: must be positive");
+  require(c.kill_grace.count() >= 0, "kill_grace: must not be negative");
+  require(c.drain_grace.count() >= 0, "drain_grace: must not be negative");
+  require(c.max_restarts >= 0, "max_restarts: must not be negative");
+  require(c.restart_period.count() > 0, "restart_period: must be positive");
+  std::optional<ListenAddress> metrics_address;
+  if (!c.metrics_address.empty()) {
+    metrics_address = parse_listen_address(c.metrics_address);
+    require(metrics_address.has_value(), "metrics_address: '" + c.metrics_address + "' is not HOST:PORT");
+  }
+  std::optional<LangSmithSettings> langsmith;
+  if (c.langsmith_from_environment) {
+    auto settings = langsmith_settings(process_environment(), c.allow_insecure_http);
+    if (!settings) throw std::invalid_argument(settings.error());
+    langsmith = std::move(settings.value());
+  }
+
+  RunConfig r;
+  r.mode = internal_mode(c.mode);
+  r.concurrency = c.concurrency;
+  r.timeout = c.timeout;
+  r.delay = c.delay;
+  r.batch_size = c.batch_size;
+  r.rate.requests_per_minute = c.requests_per_minute;
+  r.rate.tokens_per_minute = c.tokens_per_minute;
+  r.output = c.output;
+  r.journal = c.journal;
+  if (r.journal.empty() && !r.output.empty()) {
+    r.journal = r.output.parent_path() / (r.output.stem().string() + ".journal.jsonl");
+  }
+  require(!c.resume || !r.journal.empty(), "resume: needs output or journal (the run to resume)");
+  r.resume = c.resume;
+  r.force_resume = c.force_resume;
+  r.keep_rounds = c.keep_rounds;
+  r.log_file = c.log_file;
+  r.quiet = !c.console;
+  r.progress_interval = c.progress_interval;
+  r.kill_grace = c.kill_grace;
+  r.drain_grace = c.drain_grace;
+  r.restart_intensity.max_restarts = c.max_restarts;
+  r.restart_intensity.period = c.restart_period;
+  r.langsmith = std::move(langsmith);
+  r.metrics_address = std::move(metrics_address);
+  r.worker_executable = c.worker_executable.empty() ? std::filesystem::path(CBM_INSTALLED_WORKER)
+                                                    : c.worker_executable;
+  r.client.base_url = c.base_url;
+  r.client.api_key = c.api_key;
+  r.client.stream = c.stream;
+  r.pipeline.chat_model = c.chat_model;
+  r.pipeline.tool_model = c.tool_model;
+  r.pipeline.search = c.search;
+  if (!c.prompts.empty()) {
+    auto prompts = PromptSet::from_file_text(c.prompts);
+    require(prompts.ok(), prompts.ok() ? std::string() : "prompts: " + prompts.error().message);
+    r.pipeline.prompts = std::move(prompts.value());
+  }
+  r.retry.max_retries = c.max_retries;
+  return r;
+}
+
+}  // namespace cbm

@@ -1,0 +1,13 @@
+// The library's public Config, checked and turned into the internal RunConfig: everything about a
+// run but its topics. Used by the Executor and by the HTTP service, so both refuse the same configs.
+#pragma once
+
+#include "concurrent_bigmodel/executor.hpp"
+#include "run_config.hpp"
+
+namespace cbm {
+
+// Throws std::invalid_argument naming the field when `config` is unusable.
+RunConfig checked_run_config(const concurrent_bigmodel::Config& config);
+
+}  // namespace cbm

@@ -1,0 +1,286 @@
+#include "serve.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <variant>
+
+#include "fd_limit.hpp"
+#include "result_codec.hpp"
+#include "run_driver.hpp"
+#include "run_totals.hpp"
+#include "task_progress.hpp"
+
+namespace cbm {
+namespace {
+
+constexpr std::uint32_t kRound = 1;
+// After the pool has stopped, answers still being written get this long.
+constexpr std::chrono::milliseconds kAnswerGrace{5000};
+
+std::string json_object(const std::function<void(JsonWriter&)>& members) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  members(w);
+  w.EndObject();
+  return {buf.GetString(), buf.GetSize()};
+}
+
+HttpAnswer error_response(unsigned status, std::string_view message, bool close = false) {
+  HttpAnswer r;
+  r.status = status;
+  r.body = json_object([&](JsonWriter& w) { write_key_string(w, "error", message); });
+  r.close = close;
+  return r;
+}
+
+// A POST /analyze body, checked.
+struct AnalyzeRequest {
+  std::vector<std::string> topics;
+  std::size_t concurrency = 0;
+};
+
+// The request, or the message of a 400 naming what is wrong.
+std::variant<AnalyzeRequest, std::string> parse_analyze(const std::string& body, std::size_t max_topics,
+                                                         std::size_t pool) {
+  rapidjson::Document doc;
+  doc.Parse(body.data(), body.size());
+  if (doc.HasParseError()) {
+    return "the body is not valid JSON (at byte " + std::to_string(doc.GetErrorOffset()) +
+           ": " + rapidjson::GetParseError_En(doc.GetParseError()) + ")";
+  }
+  if (!doc.IsObject()) return std::string("the body must be a JSON object: {\"topics\": [...], \"concurrency\": N}");
+  const auto topics = doc.FindMember("topics");
+  if (topics == doc.MemberEnd()) return std::string("topics: missing (an array of strings)");
+  if (!topics->value.IsArray()) return std::string("topics: must be an array of strings");
+  const auto& list = topics->value.GetArray();
+  if (list.Empty()) return std::string("topics: empty (give at least one topic)");
+  if (list.Size() > max_topics) {
+    return "topics: " + std::to_string(list.Size()) + " topics, more than the limit of " +
+           std::to_string(max_topics) + " per request (--max-topics)";
+  }
+  AnalyzeRequest out;
+  out.topics.reserve(list.Size());
+  for (rapidjson::SizeType i = 0; i < list.Size(); ++i) {
+    const std::string where = "topics[" + std::to_string(i) + "]: ";
+    if (!list[i].IsString()) return where + "must be a string";
+    std::string topic(list[i].GetString(), list[i].GetStringLength());
+    if (topic.find_first_not_of(" \t\r\n\v\f") == std::string::npos) return where + "empty";
+    if (auto problem = topic_line_problem(topic)) return where + *problem;
+    out.topics.push_back(std::move(topic));
+  }
+  out.concurrency = pool;
+  if (const auto c = doc.FindMember("concurrency"); c != doc.MemberEnd() && !c->value.IsNull()) {
+    if (!c->value.IsInt64() || c->value.GetInt64() < 1) return std::string("concurrency: must be a positive integer");
+    // More than the pool has is the whole pool.
+    out.concurrency = std::min(pool, static_cast<std::size_t>(c->value.GetInt64()));
+  }
+  return out;
+}
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// The CLI report's shape over one request's records (in request order, ids = indexes).
+std::string batch_report(const std::vector<TaskResult>& results, std::size_t concurrency,
+                         WallClock::time_point started, Clock::duration took) {
+  RunTotals totals;
+  for (const auto& r : results) totals.add(r);
+  return json_object([&](JsonWriter& w) {
+    w.Key("summary");
+    w.StartObject();
+    write_totals(w, totals);
+    w.Key("total_time");
+    w.Double(seconds(took));
+    w.Key("concurrency");
+    w.Uint64(concurrency);
+    w.Key("interrupted");
+    w.Bool(totals.cancelled > 0);
+    write_key_string(w, "started_at", iso8601(started));
+    write_key_string(w, "finished_at", iso8601(WallClock::now()));
+    w.EndObject();
+    w.Key("results");
+    w.StartArray();
+    for (const auto& r : results) write_task_result(w, r);
+    w.EndArray();
+  });
+}
+
+std::string path_of(const std::string& target) { return target.substr(0, target.find('?')); }
+
+}  // namespace
+
+Service::Service(const RunConfig& config, ServeOptions options)
+    : config_(config), options_(std::move(options)), server_(options_.listen, {}), queue_(control_) {}
+
+Service::~Service() {
+  // The handlers use the queue: the server stops first.
+  server_.stop(std::chrono::milliseconds(0));
+}
+
+int Service::run() {
+  ensure_open_file_limit(config_.mode, config_.concurrency);  // before anything is sent or written
+  RunParts parts(config_, control_, queue_);
+  parts.ledger.begin_round(kRound);
+  parts.progress.begin_round(kRound, std::nullopt);
+  {
+    std::lock_guard lock(mu_);
+    log_ = &parts.log;
+  }
+  server_.start([this](const IncomingRequest& request, HttpReply reply) { return handle(request, std::move(reply)); });
+  parts.log.info("serving on " + server_.url() + ": mode " + std::string(to_string(config_.mode)) +
+                 ", concurrency " + std::to_string(config_.concurrency) + ", at most " +
+                 std::to_string(options_.max_topics) + " topics per request");
+  std::cout << "serving on " << server_.url() << std::endl;
+
+  parts.executor->run_round(kRound, queue_);
+
+  // The pool stopped (drained, cancelled, or aborted): requests it did not read get cancelled
+  // records, so each accepted request is answered whole.
+  queue_.close();
+  const std::string why = parts.ledger.abort_reason() ? "cancelled: the service's pool was aborted"
+                                                      : "cancelled: the service was stopped";
+  while (auto t = queue_.next()) {
+    parts.ledger.record(TaskProgress(Task{t->id, kRound, std::move(t->topic), 0}).cancel(why, -1));
+  }
+  std::jthread timer;
+  {
+    std::lock_guard lock(mu_);
+    round_over_ = true;
+    timer = std::move(grace_timer_);
+  }
+  server_.stop(kAnswerGrace);
+  {
+    std::lock_guard lock(mu_);
+    log_ = nullptr;
+  }
+  if (parts.tracer) parts.tracer->close(kTraceFlushGrace);
+  parts.progress.finish();
+
+  int status = kExitAllSucceeded;
+  if (auto reason = parts.ledger.abort_reason()) {
+    parts.log.error("service aborted: " + *reason);
+    status = kExitAborted;
+  } else if (control_.level() == StopLevel::now && control_.first_signal() != 0) {
+    status = 128 + control_.first_signal();
+  }
+  parts.log.info("service stopped with exit status " + std::to_string(status) + ": " +
+                 summary_line(parts.ledger.totals(), "none") + "; " + own_usage());
+  return status;
+}
+
+void Service::stop_by_signal(int signal) {
+  std::lock_guard lock(mu_);
+  if (!draining_) {
+    draining_ = true;
+    stop_signal_ = signal;
+    if (log_ != nullptr) {
+      log_->info("signal " + std::to_string(signal) + ": taking no more requests; the accepted ones have " +
+                 std::to_string(config_.drain_grace.count()) + " ms to finish");
+    }
+    queue_.close();
+    if (!round_over_) grace_timer_ = std::jthread([this](std::stop_token stop) { cancel_after_grace(stop); });
+    return;
+  }
+  if (log_ != nullptr) log_->warn("signal " + std::to_string(signal) + ": cancelling what still runs");
+  control_.interrupt(StopLevel::now, stop_signal_, false);
+}
+
+void Service::cancel_after_grace(std::stop_token stop) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lock(m);
+  cv.wait_for(lock, stop, config_.drain_grace, [] { return false; });
+  if (stop.stop_requested()) return;
+  {
+    std::lock_guard service_lock(mu_);
+    if (log_ != nullptr) log_->warn("drain grace over: cancelling what still runs");
+  }
+  control_.interrupt(StopLevel::now, stop_signal_, false);
+}
+
+void Service::log_status() {
+  const BatchQueue::Gauges g = queue_.gauges();
+  std::lock_guard lock(mu_);
+  if (log_ == nullptr) return;
+  log_->info("status: " + std::to_string(g.requests) + " requests in progress, " + std::to_string(g.in_flight) +
+             " topics in flight, " + std::to_string(g.queued) + " queued");
+}
+
+std::optional<HttpAnswer> Service::handle(const IncomingRequest& request, HttpReply reply) {
+  const std::string path = path_of(request.target);
+  if (path == "/healthz") {
+    if (request.method != "GET") {
+      HttpAnswer r = error_response(405, "method not allowed: use GET /healthz");
+      r.allow = "GET";
+      return r;
+    }
+    return health();
+  }
+  if (path == "/analyze") {
+    if (request.method != "POST") {
+      HttpAnswer r = error_response(405, "method not allowed: use POST /analyze");
+      r.allow = "POST";
+      return r;
+    }
+    return analyze(request, std::move(reply));
+  }
+  return error_response(404, "not found: the endpoints are POST /analyze and GET /healthz");
+}
+
+HttpAnswer Service::health() const {
+  const BatchQueue::Gauges g = queue_.gauges();
+  const bool draining = !queue_.accepting();
+  HttpAnswer r;
+  r.status = draining ? 503 : 200;
+  r.close = draining;
+  r.body = json_object([&](JsonWriter& w) {
+    write_key_string(w, "status", draining ? "draining" : "ok");
+    w.Key("requests");
+    w.Uint64(g.requests);
+    w.Key("in_flight");
+    w.Uint64(g.in_flight);
+    w.Key("queued");
+    w.Uint64(g.queued);
+  });
+  return r;
+}
+
+std::optional<HttpAnswer> Service::analyze(const IncomingRequest& request, HttpReply reply) {
+  auto parsed = parse_analyze(request.body, options_.max_topics, static_cast<std::size_t>(config_.concurrency));
+  if (auto* problem = std::get_if<std::string>(&parsed)) return error_response(400, *problem);
+  AnalyzeRequest& req = std::get<AnalyzeRequest>(parsed);
+  const std::size_t n = req.topics.size();
+  const std::size_t concurrency = req.concurrency;
+  const WallClock::time_point started = WallClock::now();
+  const Clock::time_point started_mono = Clock::now();
+  Logger* log = log_;
+  // Called under the ledger's lock: only hands the records to the server's thread, which renders them.
+  auto done = [reply, concurrency, started, started_mono, log](std::vector<TaskResult> results) mutable {
+    reply.send([results = std::move(results), concurrency, started, started_mono, log] {
+      const Clock::duration took = Clock::now() - started_mono;
+      std::string body = batch_report(results, concurrency, started, took);
+      if (log != nullptr) {
+        RunTotals t;
+        for (const auto& r : results) t.add(r);
+        log->info("POST /analyze answered: " + summary_line(t, "in the response") + " in " +
+                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()) + " ms");
+      }
+      HttpAnswer r;
+      r.body = std::move(body);
+      return r;
+    });
+  };
+  if (!queue_.submit(std::move(req.topics), concurrency, std::move(done))) {
+    return error_response(503, "the service is shutting down: no new requests", true);
+  }
+  if (log_ != nullptr) {
+    log_->info("POST /analyze accepted: " + std::to_string(n) + " topics, concurrency " + std::to_string(concurrency));
+  }
+  return std::nullopt;
+}
+
+}  // namespace cbm

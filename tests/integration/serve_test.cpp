@@ -1,0 +1,361 @@
+// `concurrent_bigmodel serve` as its users call it: real HTTP requests to the service, which runs its
+// shared pool against the simulator.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <memory>
+#include <thread>
+
+#include "simulator.hpp"
+
+using namespace std::chrono_literals;
+using cbm::test::eventually;
+using cbm::test::http_request;
+using cbm::test::HttpReply;
+using cbm::test::Simulator;
+using cbm::test::SpawnOptions;
+using cbm::test::Subprocess;
+using cbm::test::TempDir;
+
+namespace {
+
+constexpr const char* kTestKey = "sk-test-CANARY-5f3a9c1e";
+
+// The service on a free port of 127.0.0.1, its URL read from its "serving on" line.
+class Service {
+ public:
+  Service(const Simulator& sim, std::vector<std::string> args) {
+    std::vector<std::string> argv = {cbm::test::supervisor_path(),
+                                     "serve",
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--base-url",
+                                     sim.base_url(),
+                                     "--log-file",
+                                     (dir_ / "serve.log").string(),
+                                     "--delay",
+                                     "0",
+                                     "--no-search",
+                                     "--quiet"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    SpawnOptions opts;
+    opts.output_dir = dir_.path();
+    opts.cwd = dir_.path();
+    opts.env["BIGMODEL_API_KEY"] = kTestKey;
+    opts.unset_env = {"ZHIPUAI_API_KEY", "BIGMODEL_BASE_URL"};
+    process_ = std::make_unique<Subprocess>(argv, opts);
+    const bool up = eventually([&] { return process_->out().find('\n') != std::string::npos; });
+    INFO(diagnostics());
+    REQUIRE(up);
+    const std::string out = process_->out();
+    const std::string prefix = "serving on ";
+    REQUIRE(out.rfind(prefix, 0) == 0);
+    url_ = out.substr(prefix.size(), out.find('\n') - prefix.size());
+  }
+  ~Service() {
+    if (!process_->wait_for(0ms)) {
+      process_->signal(SIGKILL);
+      process_->wait_for(5s);
+    }
+  }
+
+  const std::string& url() const { return url_; }
+  Subprocess& process() { return *process_; }
+  std::string diagnostics() const {
+    return "stdout:\n" + process_->out() + "\nstderr:\n" + process_->err() + "\nlog:\n" +
+           cbm::test::read_text(dir_ / "serve.log");
+  }
+
+  HttpReply analyze(const std::string& body) const { return http_request("POST", url_ + "/analyze", body); }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Subprocess> process_;
+  std::string url_;
+};
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string analyze_body(const std::vector<std::string>& topics, int concurrency = 0) {
+  std::string body = "{\"topics\":[";
+  for (std::size_t i = 0; i < topics.size(); ++i) body += (i > 0 ? "," : "") + json_string(topics[i]);
+  body += "]";
+  if (concurrency > 0) body += ",\"concurrency\":" + std::to_string(concurrency);
+  return body + "}";
+}
+
+std::vector<std::string> numbered(const std::string& stem, std::size_t n) {
+  std::vector<std::string> topics;
+  for (std::size_t i = 0; i < n; ++i) topics.push_back(stem + " " + std::to_string(i));
+  return topics;
+}
+
+rapidjson::Document parse(const HttpReply& reply) {
+  rapidjson::Document doc;
+  doc.Parse(reply.body.c_str());
+  INFO("body: " << reply.body.substr(0, 2000));
+  REQUIRE_FALSE(doc.HasParseError());
+  REQUIRE(doc.IsObject());
+  return doc;
+}
+
+// The reply is the report of exactly `topics`: in their order, ids their indexes, each `status`.
+void require_report(const HttpReply& reply, const std::vector<std::string>& topics,
+                    const std::string& status = "succeeded") {
+  INFO("body: " << reply.body.substr(0, 2000));
+  REQUIRE(reply.status == 200);
+  const rapidjson::Document doc = parse(reply);
+  REQUIRE(doc["summary"]["total_tasks"].GetUint64() == topics.size());
+  const auto& results = doc["results"].GetArray();
+  REQUIRE(results.Size() == topics.size());
+  for (rapidjson::SizeType i = 0; i < results.Size(); ++i) {
+    CHECK(results[i]["topic"].GetString() == topics[i]);
+    CHECK(results[i]["id"].GetUint64() == i);
+    CHECK(results[i]["status"].GetString() == status);
+  }
+  if (status == "succeeded") REQUIRE(doc["summary"]["successful_tasks"].GetUint64() == topics.size());
+}
+
+// A 4xx whose JSON body names the problem.
+void require_rejected(const HttpReply& reply, long status, const std::string& mentions) {
+  INFO("body: " << reply.body);
+  REQUIRE(reply.status == status);
+  const rapidjson::Document doc = parse(reply);
+  REQUIRE(doc["error"].IsString());
+  REQUIRE(std::string(doc["error"].GetString()).find(mentions) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("serve: GET /healthz says the service is up", "[serve]") {
+  Simulator sim;
+  Service service(sim, {});
+  const HttpReply reply = http_request("GET", service.url() + "/healthz");
+  REQUIRE(reply.status == 200);
+  const rapidjson::Document doc = parse(reply);
+  REQUIRE(std::string(doc["status"].GetString()) == "ok");
+  REQUIRE(doc["in_flight"].GetUint64() == 0);
+  REQUIRE(doc["requests"].GetUint64() == 0);
+}
+
+TEST_CASE("serve: a POST /analyze is answered with the report of its topics, in their order", "[serve]") {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("mode " << mode);
+  Simulator sim({"--latency-ms", "20"});
+  Service service(sim, {"--mode", mode});
+  const auto topics = numbered("serve order", 5);
+  require_report(service.analyze(analyze_body(topics, 2)), topics);
+  // The pool stays up for the next request.
+  const auto more = numbered("serve again", 3);
+  require_report(service.analyze(analyze_body(more)), more);
+}
+
+TEST_CASE("serve: concurrent requests share one pool and its limit", "[serve]") {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("mode " << mode);
+  Simulator sim({"--latency-ms", "200"});
+  Service service(sim, {"--mode", mode, "--concurrency", "4"});
+  constexpr int kRequests = 4;
+  std::vector<std::vector<std::string>> topics;
+  std::vector<HttpReply> replies(kRequests);
+  std::vector<std::string> errors(kRequests);
+  for (int r = 0; r < kRequests; ++r) topics.push_back(numbered("shared pool " + std::to_string(r), 10));
+  {
+    std::vector<std::jthread> clients;
+    for (int r = 0; r < kRequests; ++r) {
+      clients.emplace_back([&, r] {
+        try {
+          replies[r] = service.analyze(analyze_body(topics[r], 2));
+        } catch (const std::exception& e) {
+          errors[r] = e.what();
+        }
+      });
+    }
+  }
+  INFO(service.diagnostics());
+  for (int r = 0; r < kRequests; ++r) {
+    INFO("request " << r << " " << errors[r]);
+    REQUIRE(errors[r].empty());
+    require_report(replies[r], topics[r]);
+  }
+  const auto stats = sim.stats();
+  CHECK(stats["requests_total"].GetInt64() == 4 * 10);
+  // The pool's limit held across requests, and the requests did share it.
+  REQUIRE(stats["peak_in_flight"].GetInt64() <= 4);
+  REQUIRE(stats["peak_in_flight"].GetInt64() >= 2);
+}
+
+TEST_CASE("serve: a request's concurrency caps its share of the pool", "[serve]") {
+  Simulator sim({"--latency-ms", "50"});
+  Service service(sim, {"--concurrency", "4"});
+  const auto topics = numbered("one at a time", 6);
+  require_report(service.analyze(analyze_body(topics, 1)), topics);
+  REQUIRE(sim.stats()["peak_in_flight"].GetInt64() == 1);
+}
+
+TEST_CASE("serve: bad requests get a 4xx naming the problem, and the service goes on", "[serve]") {
+  Simulator sim;
+  Service service(sim, {"--max-topics", "3"});
+  require_rejected(service.analyze("{\"topics\": [\"a\""), 400, "not valid JSON");
+  require_rejected(service.analyze("[\"a\"]"), 400, "JSON object");
+  require_rejected(service.analyze("{}"), 400, "topics: missing");
+  require_rejected(service.analyze("{\"topics\": \"a\"}"), 400, "topics: must be an array");
+  require_rejected(service.analyze("{\"topics\": []}"), 400, "topics: empty");
+  require_rejected(service.analyze("{\"topics\": [\"a\", 7]}"), 400, "topics[1]: must be a string");
+  require_rejected(service.analyze("{\"topics\": [\"a\", \"  \"]}"), 400, "topics[1]: empty");
+  require_rejected(service.analyze("{\"topics\": [\"a\\u0000b\"]}"), 400, "topics[0]: contains a NUL byte");
+  require_rejected(service.analyze("{\"topics\": [\"" + std::string(5000, 'x') + "\"]}"), 400,
+                   "topics[0]: longer than 4096 bytes");
+  require_rejected(service.analyze(analyze_body({"a", "b", "c", "d"})), 400, "more than the limit of 3");
+  require_rejected(service.analyze("{\"topics\": [\"a\"], \"concurrency\": 0}"), 400, "concurrency");
+  require_rejected(service.analyze("{\"topics\": [\"a\"], \"concurrency\": \"2\"}"), 400, "concurrency");
+  require_rejected(service.analyze("{\"topics\": [\"" + std::string(9 * 1024 * 1024, 'x') + "\"]}"), 413,
+                   "larger than");
+  require_rejected(http_request("GET", service.url() + "/analyze"), 405, "POST");
+  require_rejected(http_request("POST", service.url() + "/healthz", "{}"), 405, "GET");
+  require_rejected(http_request("GET", service.url() + "/nowhere"), 404, "/analyze");
+  REQUIRE(sim.requests_total() == 0);
+
+  const std::vector<std::string> topics = {"still serving"};
+  require_report(service.analyze(analyze_body(topics)), topics);
+}
+
+TEST_CASE("serve: a fault shows as failed in its own request's report only", "[serve]") {
+  Simulator sim({"--latency-ms", "50"});
+  Service service(sim, {"--concurrency", "4"});
+  const std::vector<std::string> faulty = {"fine first", "[[fault:400_1301]] refused", "fine last"};
+  const auto clean = numbered("clean neighbour", 4);
+  HttpReply faulty_reply;
+  HttpReply clean_reply;
+  {
+    std::jthread a([&] { faulty_reply = service.analyze(analyze_body(faulty, 2)); });
+    std::jthread b([&] { clean_reply = service.analyze(analyze_body(clean, 2)); });
+  }
+  require_report(clean_reply, clean);
+  REQUIRE(faulty_reply.status == 200);
+  const rapidjson::Document doc = parse(faulty_reply);
+  const auto& results = doc["results"].GetArray();
+  REQUIRE(results.Size() == 3);
+  CHECK(std::string(results[0]["status"].GetString()) == "succeeded");
+  CHECK(std::string(results[1]["status"].GetString()) == "failed");
+  CHECK(std::string(results[1]["error"]["code"].GetString()) == "1301");
+  CHECK(std::string(results[2]["status"].GetString()) == "succeeded");
+  REQUIRE(doc["summary"]["failed_tasks"].GetUint64() == 1);
+}
+
+TEST_CASE("serve: a client that hangs up has its topics run and dropped, and the service goes on", "[serve]") {
+  Simulator sim({"--latency-ms", "100"});
+  Service service(sim, {});
+  {
+    const std::string body = analyze_body({"abandoned topic"});
+    const std::string request = "POST /analyze HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\n\r\n" + body;
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(service.url().substr(service.url().rfind(':') + 1))));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+    ::close(fd);
+  }
+  REQUIRE(eventually([&] { return sim.requests_total() == 1; }));
+  REQUIRE(eventually([&] { return parse(http_request("GET", service.url() + "/healthz"))["requests"].GetUint64() == 0; }));
+  const std::vector<std::string> topics = {"next client"};
+  require_report(service.analyze(analyze_body(topics)), topics);
+}
+
+TEST_CASE("serve: TERM finishes the accepted requests, refuses new ones, and exits 0", "[serve]") {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("mode " << mode);
+  Simulator sim({"--latency-ms", "300"});
+  Service service(sim, {"--mode", mode, "--concurrency", "2"});
+  const auto first = numbered("drained first", 3);
+  const auto second = numbered("drained second", 3);
+  HttpReply first_reply;
+  HttpReply second_reply;
+  std::jthread a([&] { first_reply = service.analyze(analyze_body(first, 1)); });
+  std::jthread b([&] { second_reply = service.analyze(analyze_body(second, 1)); });
+  REQUIRE(eventually([&] { return sim.stats()["in_flight"].GetInt64() == 2; }));
+
+  service.process().signal(SIGTERM);
+  // A new request is refused: 503 while the accepted ones finish, or no connection once it is gone.
+  REQUIRE(eventually([&] {
+    try {
+      return http_request("GET", service.url() + "/healthz").status == 503;
+    } catch (const std::exception&) {
+      return true;
+    }
+  }));
+  try {
+    require_rejected(service.analyze(analyze_body({"too late"})), 503, "shutting down");
+  } catch (const std::runtime_error&) {
+    // Connection refused: the service had already finished.
+  }
+  a.join();
+  b.join();
+  INFO(service.diagnostics());
+  require_report(first_reply, first);
+  require_report(second_reply, second);
+  REQUIRE(service.process().exit_code() == 0);
+  REQUIRE(sim.requests_total() == 6);  // nothing of the refused request
+}
+
+TEST_CASE("serve: a second TERM cancels what still runs, answers its requests, and exits 143", "[serve]") {
+  Simulator sim({"--latency-ms", "2000"});
+  Service service(sim, {"--concurrency", "2"});
+  const auto topics = numbered("cut short", 4);
+  HttpReply reply;
+  std::jthread client([&] { reply = service.analyze(analyze_body(topics, 2)); });
+  REQUIRE(eventually([&] { return sim.stats()["in_flight"].GetInt64() == 2; }));
+  service.process().signal(SIGTERM);
+  REQUIRE(eventually([&] { return http_request("GET", service.url() + "/healthz").status == 503; }));
+  service.process().signal(SIGTERM);
+  client.join();
+  INFO(service.diagnostics());
+  require_report(reply, topics, "cancelled");
+  REQUIRE(service.process().exit_code() == 143);
+}
+
+TEST_CASE("serve: usage errors exit 2 and name the flag", "[serve]") {
+  TempDir dir;
+  const auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {cbm::test::supervisor_path(), "serve"});
+    SpawnOptions opts;
+    opts.output_dir = dir.path();
+    opts.cwd = dir.path();
+    opts.env["BIGMODEL_API_KEY"] = kTestKey;
+    Subprocess p(args, opts);
+    const int code = p.exit_code();
+    return std::make_pair(code, p.out() + p.err());
+  };
+  const auto help = run({"--help"});
+  CHECK(help.first == 0);
+  CHECK(help.second.find("POST /analyze") != std::string::npos);
+  CHECK(help.second.find("--max-topics") != std::string::npos);
+  CHECK(help.second.find("--topics-file") == std::string::npos);
+
+  const auto topics = run({"--topics", "x"});
+  CHECK(topics.first == 2);
+  CHECK(topics.second.find("--topics") != std::string::npos);
+  const auto listen = run({"--listen", "nowhere"});
+  CHECK(listen.first == 2);
+  CHECK(listen.second.find("--listen: 'nowhere'") != std::string::npos);
+
+  Simulator sim;  // a port in use
+  const auto busy = run({"--listen", "127.0.0.1:" + std::to_string(sim.port())});
+  CHECK(busy.first == 2);
+  CHECK(busy.second.find("cannot listen") != std::string::npos);
+}
