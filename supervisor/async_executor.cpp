@@ -253,13 +253,14 @@ void AsyncExecutor::stop_all_now() {
     if (!s.task) continue;
     http_.cancel(slot);
     const TaskIndex i = *s.task;
-    AttemptOutcome stopped;
+    AttemptOutcome stopped = s.attempt->take_outcome();  // the steps that did finish still count
     stopped.error = ApiError{};
     stopped.error->kind = ErrorKind::cancelled;
     stopped.error->error_class = ErrorClass::task_fatal;
     stopped.error->message = "the run was stopped during the attempt";
     gate_.release(*s.permit, stopped);
     release(slot);
+    tasks_.at(i).end_attempt(stopped);
     observer_.attempt_ended(tasks_.at(i).task(), stopped, static_cast<int>(slot));
     finish_task(i, tasks_.at(i).cancel("cancelled: the run was stopped during the attempt", static_cast<int>(slot)));
   }

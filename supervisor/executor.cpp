@@ -9,6 +9,7 @@
 
 #include "public_config.hpp"
 #include "run_driver.hpp"
+#include "topic_source.hpp"
 
 namespace concurrent_bigmodel {
 namespace {
@@ -149,10 +150,27 @@ struct Executor::Impl {
 
   cbm::RunConfig with_topics(const std::vector<std::string>& topics, int iterations) const {
     if (topics.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics");
+    for (std::size_t i = 0; i < topics.size(); ++i) {
+      std::string_view t = topics[i];
+      const auto first = t.find_first_not_of(" \t\r\n");
+      if (first == std::string_view::npos) {
+        throw std::invalid_argument("concurrent_bigmodel::Executor: topic " + std::to_string(i) + " is empty");
+      }
+      if (auto problem = cbm::topic_line_problem(t)) {
+        throw std::invalid_argument("concurrent_bigmodel::Executor: topic " + std::to_string(i) + " " + *problem);
+      }
+    }
+    cbm::RunConfig c = for_iterations(iterations);
+    c.topics = topics;
+    return c;
+  }
+
+  // The base config for a run of `iterations` rounds (the automatic keep_rounds depends on it).
+  cbm::RunConfig for_iterations(int iterations) const {
     if (iterations < 0) throw std::invalid_argument("concurrent_bigmodel::Executor: iterations must not be negative");
     cbm::RunConfig c = base;
-    c.topics = topics;
     c.iterations = iterations;
+    if (c.keep_rounds < 0) c.keep_rounds = iterations == 0 ? 10 : 0;
     return c;
   }
 };
@@ -179,10 +197,8 @@ Summary Executor::run(const std::vector<std::string>& topics, int iterations) {
 
 Summary Executor::run_file(const std::filesystem::path& topics_file, int iterations) {
   if (topics_file.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics file");
-  if (iterations < 0) throw std::invalid_argument("concurrent_bigmodel::Executor: iterations must not be negative");
-  cbm::RunConfig c = impl_->base;
+  cbm::RunConfig c = impl_->for_iterations(iterations);
   c.topics_file = topics_file.string();
-  c.iterations = iterations;
   return impl_->run(std::move(c), nullptr);
 }
 

@@ -307,15 +307,25 @@ void ProcessExecutor::wait_for_events() {
   for (const auto& s : slots_) idle += s->state == Slot::State::idle ? 1 : 0;
   // Stopped slots matter only when start_workers() would start one (the same "wanted" rule).
   const bool more_workers_wanted = ready_.size() + retry_at_.size() > idle;
+  std::optional<Clock::time_point> first_idle;  // when the first idle slot may take a task
   for (const auto& s : slots_) {
     if (s->state == Slot::State::busy || s->state == Slot::State::terminating)
       next = std::min(next, s->deadline);
-    if (work && s->state == Slot::State::idle && !ready_.empty()) next = std::min(next, s->available_at);
+    if (work && s->state == Slot::State::idle && !ready_.empty()) {
+      next = std::min(next, s->available_at);
+      first_idle = std::min(first_idle.value_or(s->available_at), s->available_at);
+    }
     if (work && s->state == Slot::State::down && more_workers_wanted) next = std::min(next, s->available_at);
   }
   if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
-  // A rate cap that holds back a dispatch: wake when it lets the next attempt go.
-  if (work && !ready_.empty()) next = std::min(next, Clock::now() + rate_.wait(Clock::now()));
+  // A rate cap that holds back a dispatch: wake when it lets the next attempt go, if a slot can take
+  // it by then (no cap, or one that does not bind, adds nothing: the slots' times above rule).
+  if (first_idle) {
+    const auto now = Clock::now();
+    if (const auto rate_wait = rate_.wait(now); rate_wait > Clock::duration::zero()) {
+      next = std::min(next, std::max(now + rate_wait, *first_idle));
+    }
+  }
   if (drain_deadline_) next = std::min(next, *drain_deadline_);
   next = std::min(next, Clock::now() + progress_.next_due());
   const auto wait = std::chrono::ceil<milliseconds>(next - Clock::now());

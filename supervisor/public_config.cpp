@@ -41,6 +41,14 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   require(c.allow_insecure_http || key_may_travel_to(c.base_url),
           "base_url: '" + c.base_url + "' is plain http to a non-loopback host (set allow_insecure_http)");
   require(c.concurrency >= 1 && c.concurrency <= 1024, "concurrency: must be in 1..1024");
+  // Beyond a day, deadlines computed from now could overflow; no real run needs more.
+  constexpr std::chrono::milliseconds kDay = std::chrono::hours(24);
+  for (const auto& [name, value] : {std::pair{"timeout", c.timeout}, std::pair{"delay", c.delay},
+                                    std::pair{"kill_grace", c.kill_grace}, std::pair{"drain_grace", c.drain_grace},
+                                    std::pair{"restart_period", c.restart_period},
+                                    std::pair{"progress_interval", c.progress_interval}}) {
+    require(value <= kDay, std::string(name) + ": must be at most 24 hours");
+  }
   require(c.timeout.count() > 0, "timeout: must be positive");
   require(c.delay.count() >= 0, "delay: must not be negative");
   require(c.max_retries >= 0 && c.max_retries <= 100, "max_retries: must be in 0..100");
@@ -49,7 +57,7 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   require(c.tokens_per_minute >= 0, "tokens_per_minute: must not be negative");
   require(!c.chat_model.empty(), "chat_model: empty");
   require(!c.tool_model.empty(), "tool_model: empty");
-  require(c.keep_rounds >= 0, "keep_rounds: must not be negative");
+  require(c.keep_rounds >= -1, "keep_rounds: must be -1 (automatic) or more");
   require(c.progress_interval.count() > 0, "progress_interval: must be positive");
   require(c.kill_grace.count() >= 0, "kill_grace: must not be negative");
   require(c.drain_grace.count() >= 0, "drain_grace: must not be negative");

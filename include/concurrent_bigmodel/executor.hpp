@@ -2,7 +2,7 @@
 // OpenAI-compatible server), many at once, in supervised worker processes or in threads.
 //
 //   concurrent_bigmodel::Config config;
-//   config.api_key = std::getenv("BIGMODEL_API_KEY");
+//   if (const char* key = std::getenv("BIGMODEL_API_KEY")) config.api_key = key;
 //   concurrent_bigmodel::Executor executor(config);
 //   executor.on_result([](const concurrent_bigmodel::Result& r) { std::cout << r.topic << "\n"; });
 //   concurrent_bigmodel::Report report = executor.execute_concurrent({"RISC-V adoption", "Fusion"});
@@ -17,6 +17,8 @@
 // or child process running once a call returns. A program that wants the CLI's signal behaviour
 // forwards its signals itself (stop_by_signal, reload_topics, log_status). Multiprocessing mode needs
 // SIGCHLD not to be ignored (SIG_IGN would make the kernel reap the workers; the run refuses to start).
+// One process-wide change is made: a run raises the soft open-file limit to the hard one (asyncio
+// at high concurrency needs a socket per task), and refuses to start when the concurrency cannot fit.
 //
 // Header only std types: the implementation (libcurl, Boost, the shared-memory channels) stays behind it.
 #pragma once
@@ -71,7 +73,7 @@ struct Config {
   std::filesystem::path journal;
   bool resume = false;
   bool force_resume = false;  // resume even if the journal was written with other models or prompts
-  int keep_rounds = 0;        // rounds kept in the journal and report; 0 = all
+  int keep_rounds = -1;       // rounds kept in the journal and report; 0 = all; -1 = 10 when iterations is 0, else all
   std::filesystem::path log_file;  // empty: no log
 
   // Console: progress on stderr (a live line on a terminal, else a line every progress_interval),
@@ -84,7 +86,7 @@ struct Config {
 
   // Supervision (multiprocessing mode).
   std::chrono::milliseconds kill_grace{2000};    // SIGTERM -> SIGKILL for a timed-out attempt
-  std::chrono::milliseconds drain_grace{30000};  // in-flight tasks may finish this long after stop()
+  std::chrono::milliseconds drain_grace{30000};  // in-flight tasks may finish this long after stop() (every mode)
   int max_restarts = 20;                         // more worker restarts than this within...
   std::chrono::milliseconds restart_period{10000};  // ...this window abort the run
   // The worker program (multiprocessing mode). Empty: the installed one, under the install prefix's
@@ -187,8 +189,9 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // Called once per Result, the moment it is final, cancelled ones included. In multiprocessing mode on
-  // the thread that called execute_concurrent/run; in threading mode on the worker threads (and on the
+  // Called once per Result, the moment it is final, cancelled ones included (not for the Results a
+  // resume restores from the journal: those count in the Summary only). In multiprocessing and asyncio
+  // modes on the thread that called execute_concurrent/run; in threading mode on the worker threads (and on the
   // calling thread for tasks cancelled before they started); never two at once. It runs on the
   // critical path, so keep it short; it may call stop()/stop_now(), not start a run. If it throws, the
   // run stops at once and the exception is rethrown by the call. Set it before a run.

@@ -267,6 +267,15 @@ TEST_CASE("a missing worker program and a bad config are clear errors", "[librar
   lib::Config bad_prompts = config_for(sim, lib::Mode::threading);
   bad_prompts.prompts = "[analysis.user]\nTopic: {topik}\n";
   CHECK_THROWS_AS(lib::Executor(bad_prompts), std::invalid_argument);
+  lib::Config forever = config_for(sim, lib::Mode::threading);
+  forever.timeout = std::chrono::hours(24 * 365 * 400);  // a deadline this far would overflow
+  CHECK_THROWS_WITH(lib::Executor(forever), Catch::Contains("timeout"));
+
+  // Topics are checked as the CLI checks them, before anything is sent (and billed).
+  lib::Executor threads(config_for(sim, lib::Mode::threading));
+  CHECK_THROWS_WITH(threads.execute_concurrent({"fine", "  "}), Catch::Contains("topic 1 is empty"));
+  CHECK_THROWS_WITH(threads.execute_concurrent({std::string("bad \xC3\x28 utf8")}), Catch::Contains("topic 0"));
+  CHECK(sim.requests_total() == 0);
 }
 
 TEST_CASE("a report and journal are written only when asked for", "[library]") {
