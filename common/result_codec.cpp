@@ -358,7 +358,7 @@ Result<Task, DecodeError> decode_task(std::string_view json) {
   return t;
 }
 
-std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutcome& o) {
+std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutcome& o, bool with_trace) {
   return to_json([&](JsonWriter& w) {
     w.StartObject();
     w.Key("task_id");
@@ -369,7 +369,7 @@ std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutc
     w.Key("sources");
     write_sources(w, o.sources, false);
     w.Key("steps");
-    write_steps(w, o.steps, true);
+    write_steps(w, o.steps, with_trace);
     if (o.error) {
       w.Key("error");
       write_error(w, *o.error);

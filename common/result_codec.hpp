@@ -33,11 +33,11 @@ void write_task_result(JsonWriter& w, const TaskResult& r);
 std::string encode_task_result(const TaskResult& r);
 Result<TaskResult, DecodeError> decode_task_result(const rapidjson::Value& v);
 
-// Worker <-> supervisor messages. An outcome's steps carry what tracing needs (start, messages,
-// output), which the report and the journal leave out.
+// Worker <-> supervisor messages. With `with_trace`, an outcome's steps carry what tracing needs
+// (start, messages, output), which the report and the journal leave out.
 std::string encode_task(const Task& t);
 Result<Task, DecodeError> decode_task(std::string_view json);
-std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutcome& o);
+std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutcome& o, bool with_trace);
 struct OutcomeMessage {
   std::uint64_t task_id = 0;
   int attempt = 0;

@@ -24,6 +24,8 @@ std::string encode_worker_config(const WorkerConfig& c) {
   w.Uint64(c.client.http.max_body_bytes);
   w.Key("attempt_timeout_ms");
   w.Int64(c.attempt_timeout.count());
+  w.Key("trace");
+  w.Bool(c.trace);
   write_key_string(w, "tool_model", c.pipeline.tool_model);
   write_key_string(w, "chat_model", c.pipeline.chat_model);
   w.Key("search");
@@ -59,6 +61,7 @@ Result<WorkerConfig, DecodeError> decode_worker_config(std::string_view json) {
   r.integer("low_speed_time_s", low_speed_s);
   r.integer("max_body_bytes", max_body);
   r.integer("attempt_timeout_ms", timeout_ms);
+  r.boolean("trace", c.trace);
   r.string("tool_model", c.pipeline.tool_model);
   r.string("chat_model", c.pipeline.chat_model);
   r.boolean("search", c.pipeline.search);

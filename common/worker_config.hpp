@@ -18,6 +18,7 @@ struct WorkerConfig {
   ClientConfig client;  // api_key is not encoded
   PipelineConfig pipeline;
   std::chrono::milliseconds attempt_timeout{120000};
+  bool trace = false;  // send each call's messages and output back (LangSmith tracing is on)
 };
 
 std::string encode_worker_config(const WorkerConfig& c);

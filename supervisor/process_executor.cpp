@@ -97,6 +97,7 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
   wc.client.api_key.clear();
   wc.pipeline = config.pipeline;
   wc.attempt_timeout = config.timeout;
+  wc.trace = config.langsmith.has_value();  // the messages and answers cost wire bytes only when traced
   worker_config_message_ = encode_worker_config(wc);
   if (::access(worker_path_.c_str(), X_OK) != 0) {
     throw std::runtime_error("worker executable not found or not executable: '" + worker_path_.string() +

@@ -94,7 +94,7 @@ int serve(cbm::WorkerChannel& channel) {
       return kExitChannel;
     }
     const auto outcome = pipeline.run(task.value(), cbm::Clock::now() + config->attempt_timeout);
-    if (channel.send(cbm::encode_outcome(task->id, task->attempt, outcome)) != cbm::SendResult::kAccepted) {
+    if (channel.send(cbm::encode_outcome(task->id, task->attempt, outcome, config->trace)) != cbm::SendResult::kAccepted) {
       return kExitChannel;
     }
   }

@@ -77,7 +77,7 @@ TEST_CASE("worker messages round-trip and malformed ones are rejected with a rea
 
   cbm::AttemptOutcome o;
   o.analysis = std::string(300000, 'a');
-  auto m = cbm::decode_outcome(cbm::encode_outcome(7, 2, o));
+  auto m = cbm::decode_outcome(cbm::encode_outcome(7, 2, o, false));
   REQUIRE(m.ok());
   CHECK(m->outcome.analysis.size() == 300000);
   CHECK(m->outcome.ok());

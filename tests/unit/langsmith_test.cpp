@@ -160,13 +160,13 @@ TEST_CASE("LangSmith settings are read the way its SDK reads them", "[langsmith]
   }
 }
 
-TEST_CASE("a step's start, messages and output cross the wire but stay out of the report", "[codec][langsmith]") {
+TEST_CASE("a step's start, messages and output cross the wire when traced, and stay out of the report", "[codec][langsmith]") {
   cbm::AttemptOutcome o;
   o.analysis = "a";
   cbm::StepRecord step{"search", "glm-4.5-air", "stop", {3, 4, 7}, 250ms, kT, {{"system", "s"}, {"user", "u"}},
                        "found"};
   o.steps = {step};
-  auto m = cbm::decode_outcome(cbm::encode_outcome(1, 1, o));
+  auto m = cbm::decode_outcome(cbm::encode_outcome(1, 1, o, true));
   REQUIRE(m.ok());
   REQUIRE(m->outcome.steps.size() == 1);
   const cbm::StepRecord& back = m->outcome.steps[0];
@@ -176,6 +176,10 @@ TEST_CASE("a step's start, messages and output cross the wire but stay out of th
   CHECK(back.messages[1].content == "u");
   CHECK(back.output == "found");
   CHECK(back.usage.total_tokens == 7);
+  // Untraced runs do not pay for them on the wire.
+  const std::string untraced = cbm::encode_outcome(1, 1, o, false);
+  CHECK(untraced.find("messages") == std::string::npos);
+  CHECK(untraced.find("found") == std::string::npos);
 
   cbm::TaskResult r;
   r.steps = {step};
