@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <rapidjson/reader.h>
 #include <stdexcept>
 #include <system_error>
 
@@ -232,17 +233,21 @@ void Journal::sync() {
   last_sync_ = std::chrono::steady_clock::now();
 }
 
-void Journal::for_each(std::optional<std::uint32_t> from_round,
-                       const std::function<void(const JournalRecord&)>& on_record) const {
+void Journal::for_each_line(std::optional<std::uint32_t> from_round,
+                            const std::function<void(const std::string&)>& on_line) const {
   bool torn = false;
+  rapidjson::Reader reader;
+  rapidjson::BaseReaderHandler<> ignore;  // validates without building a document
   read_lines(
       path_,
       [&](const std::string& line) {
-        auto result = parse_record(line);
-        if (!result) return;
-        if (from_round && result->round < *from_round) return;
-        JournalRecord rec{result->round, result->id, result->status, &line, &*result};
-        on_record(rec);
+        if (from_round) {
+          auto result = parse_record(line);
+          if (result && result->round >= *from_round) on_line(line);
+          return;
+        }
+        rapidjson::StringStream in(line.c_str());
+        if (!reader.Parse<rapidjson::kParseIterativeFlag>(in, ignore).IsError() && line.front() == '{') on_line(line);
       },
       torn);
 }

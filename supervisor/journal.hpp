@@ -64,8 +64,11 @@ class Journal {
   void append(const TaskResult& result);
   void sync();  // fdatasync now
 
-  // Streams every record of round >= `from_round` (nullopt = all) to `on_record`, in file order.
-  void for_each(std::optional<std::uint32_t> from_round, const std::function<void(const JournalRecord&)>& on_record) const;
+  // Streams the line of every record of round >= `from_round` (nullopt = all) to `on_line`, in file
+  // order: each one a whole JSON object (a line that is not, such as one cut short by a failed write,
+  // is skipped). All rounds need no decoding, only a check that the line is well-formed JSON.
+  void for_each_line(std::optional<std::uint32_t> from_round,
+                     const std::function<void(const std::string&)>& on_line) const;
 
   // Rewrites the journal keeping only rounds >= `from_round` (monitoring mode's --keep-rounds).
   void compact(std::uint32_t from_round);

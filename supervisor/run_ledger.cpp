@@ -260,10 +260,10 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   bool first = true;
   const std::optional<std::uint32_t> from =
       rounds_.empty() ? std::nullopt : std::optional<std::uint32_t>(rounds_.begin()->first);
-  journal_->for_each(from, [&](const JournalRecord& r) {
+  journal_->for_each_line(from, [&](const std::string& line) {
     if (!first) out.write(",");
     first = false;
-    out.write(*r.line);
+    out.write(line);
   });
   out.write("]}\n");
   out.commit();
