@@ -24,39 +24,30 @@ AsyncExecutor::AsyncExecutor(const RunConfig& config, RunLedger& ledger, RunCont
       log_(log),
       progress_(progress),
       observer_(observer),
-      batch_size_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
-                                        : 4 * static_cast<std::size_t>(config.concurrency)),
       protocol_(config.client),
       steps_(config.pipeline),
       http_(config.client.http, static_cast<std::size_t>(config.concurrency), control.wake_fd()),
-      rng_(std::random_device{}()),
       gate_(config.concurrency, config.rate, config.pipeline.search ? 2 : 1),
-      slots_(static_cast<std::size_t>(config.concurrency)) {
+      slots_(static_cast<std::size_t>(config.concurrency)),
+      tasks_(config, ledger, control, log, "a") {
   for (std::size_t i = 0; i < slots_.size(); ++i) idle_.push_back(i);
   finished_.reserve(slots_.size());
 }
 
 std::size_t AsyncExecutor::run_round(std::uint32_t round, TopicSource& topics) {
-  round_ = round;
-  source_ = &topics;
-  source_done_ = false;
-  planned_ = 0;
-  tasks_.clear();
-  ready_.clear();
-  retry_at_.clear();
+  tasks_.begin(round, topics);
   drain_deadline_.reset();
 
-  while (!source_done_ || !tasks_.empty()) {
+  while (!tasks_.done()) {
     handle_control();
-    refill();
+    tasks_.refill(slots_.size());
     dispatch();
-    if (source_done_ && tasks_.empty()) break;
+    if (tasks_.done()) break;
     progress_.tick(gauges());
     wait_for_events();
     collect();
   }
-  source_ = nullptr;
-  return planned_;
+  return tasks_.end();
 }
 
 // Signals and run-wide decisions: a drain stops dispatch and cancels what waits; an immediate stop
@@ -68,53 +59,28 @@ void AsyncExecutor::handle_control() {
   if (level == StopLevel::drain && !drain_deadline_) {
     drain_deadline_ = Clock::now() + config_.drain_grace;
     log_.info("draining: no new tasks; in-flight tasks have " + secs(config_.drain_grace) + " to finish");
-    cancel_waiting_tasks("cancelled: the run was stopped before the task started");
+    tasks_.cancel_waiting("cancelled: the run was stopped before the task started");
   }
   if (level == StopLevel::drain && Clock::now() >= *drain_deadline_) {
     log_.warn("drain grace over: stopping in-flight tasks now");
     control_.stop_now();
   }
   if (control_.level() == StopLevel::now) {
-    cancel_waiting_tasks(ledger_.abort_reason() ? "cancelled: the run was aborted" : "cancelled: the run was stopped");
+    tasks_.cancel_waiting(ledger_.abort_reason() ? "cancelled: the run was aborted" : "cancelled: the run was stopped");
     stop_all_now();
-  }
-}
-
-// Reads topics ahead of the slots: at most --concurrency + --batch-size tasks are held at once,
-// whatever the size of the input. Topics already finished (--resume) are skipped.
-void AsyncExecutor::refill() {
-  // An open source (the HTTP service's queue) is read no further ahead than the free slots: what runs
-  // next is its choice (turns across requests), not the order topics were read in.
-  const bool open = source_->open();
-  const std::size_t window = slots_.size() + (open ? 0 : batch_size_);
-  while (!source_done_ && tasks_.size() < window && !control_.stopping()) {
-    const bool still_open = source_->open();  // asked first: topics added after next() still count
-    auto next = source_->next();
-    if (!next) {
-      source_done_ = !still_open;
-      break;
-    }
-    ++planned_;
-    if (ledger_.has(round_, next->id)) continue;
-    tasks_.emplace(next->id, TaskProgress(Task{next->id, round_, std::move(next->topic), 0}));
-    ready_.push_back(next->id);
   }
 }
 
 void AsyncExecutor::dispatch() {
   const auto now = Clock::now();
-  while (!retry_at_.empty() && retry_at_.begin()->first <= now) {
-    ready_.push_back(retry_at_.begin()->second);
-    retry_at_.erase(retry_at_.begin());
-  }
+  tasks_.promote_due(now);
   if (control_.stopping()) return;
-  while (!ready_.empty() && !idle_.empty() && slots_[idle_.front()].available_at <= now) {
+  while (tasks_.has_ready() && !idle_.empty() && slots_[idle_.front()].available_at <= now) {
     auto permit = gate_.try_acquire(now);
     if (!permit) return;
     const std::size_t slot = idle_.front();
     idle_.pop_front();
-    const TaskIndex i = ready_.front();
-    ready_.pop_front();
+    const TaskIndex i = tasks_.pop_ready();
     slots_[slot].permit = std::move(permit);
     start_attempt(slot, i);
   }
@@ -126,12 +92,12 @@ void AsyncExecutor::wait_for_events() {
   // An idle slot's --delay matters only when a task could be dispatched to it (else: no busy wait).
   // Nor does the gate's next admission (a rate cap's), unless a slot is free by then; while the
   // in-flight limit binds, an attempt's end is what frees a place.
-  if (!ready_.empty() && !idle_.empty() && !control_.stopping()) {
+  if (tasks_.has_ready() && !idle_.empty() && !control_.stopping()) {
     if (const auto admission = gate_.next_admission(now)) {
       next = std::min(next, std::max(*admission, slots_[idle_.front()].available_at));
     }
   }
-  if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
+  if (const auto retry = tasks_.next_retry()) next = std::min(next, *retry);
   if (drain_deadline_) next = std::min(next, *drain_deadline_);
   const auto wait = std::max(milliseconds::zero(), std::chrono::ceil<milliseconds>(next - now));
   if (http_.wait(wait)) control_.drain_wakeups();
@@ -184,9 +150,9 @@ void AsyncExecutor::end_attempt(std::size_t slot) {
               (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
   }
   if (outcome.ok()) {
-    finish_task(i, t.finish(TaskStatus::succeeded, std::move(outcome), static_cast<int>(slot)));
+    tasks_.finish(i, t.finish(TaskStatus::succeeded, std::move(outcome), static_cast<int>(slot)));
   } else {
-    on_attempt_failed(i, std::move(outcome), static_cast<int>(slot));
+    tasks_.after_failure(i, std::move(outcome), static_cast<int>(slot));
   }
 }
 
@@ -199,51 +165,6 @@ void AsyncExecutor::release(std::size_t slot) {
   s.available_at = Clock::now() + config_.delay;
   idle_.push_back(slot);
   --running_;
-}
-
-void AsyncExecutor::on_attempt_failed(TaskIndex i, AttemptOutcome outcome, int slot) {
-  TaskProgress& t = tasks_.at(i);
-  const ApiError& error = *outcome.error;
-  log_.warn("[a" + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " + std::to_string(t.attempts()) +
-            " failed (" + std::string(to_string(error.error_class)) + ", " + std::string(to_string(error.kind)) +
-            "): " + error.describe());
-  std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  const RetryDecision decision = decide_retry(config_.retry, error, t.attempts(), jitter(rng_));
-  if (std::holds_alternative<AbortRun>(decision)) {
-    ledger_.mark_aborted("run-fatal API error: " + error.describe());
-    finish_task(i, t.finish(TaskStatus::failed, std::move(outcome), slot));
-    control_.stop_now();
-  } else if (std::holds_alternative<FailTask>(decision)) {
-    finish_task(i, t.finish(TaskStatus::failed, std::move(outcome), slot));
-  } else if (control_.stopping()) {
-    finish_task(i, t.cancel("cancelled: the run stopped before a retry", slot));
-  } else {
-    retry_at_.emplace(Clock::now() + std::get<RetryAfter>(decision).delay, i);
-  }
-}
-
-void AsyncExecutor::finish_task(TaskIndex i, TaskResult result) {
-  ledger_.record(std::move(result));
-  tasks_.erase(i);
-}
-
-void AsyncExecutor::cancel_waiting_tasks(const std::string& why) {
-  const std::deque<TaskIndex> ready = std::exchange(ready_, {});
-  for (TaskIndex i : ready) finish_task(i, tasks_.at(i).cancel(why, -1));
-  const auto waiting = std::exchange(retry_at_, {});
-  for (const auto& [when, i] : waiting) finish_task(i, tasks_.at(i).cancel(why, -1));
-  // Topics not read yet get their terminal record too: nothing is dropped.
-  while (source_ != nullptr && !source_done_) {
-    auto next = source_->next();
-    if (!next) {
-      source_done_ = true;
-      break;
-    }
-    ++planned_;
-    if (!ledger_.has(round_, next->id)) {
-      ledger_.record(TaskProgress(Task{next->id, round_, std::move(next->topic), 0}).cancel(why, -1));
-    }
-  }
 }
 
 // Abandons every transfer: each running attempt ends as cancelled, and so does its task.
@@ -262,7 +183,7 @@ void AsyncExecutor::stop_all_now() {
     release(slot);
     tasks_.at(i).end_attempt(stopped);
     observer_.attempt_ended(tasks_.at(i).task(), stopped, static_cast<int>(slot));
-    finish_task(i, tasks_.at(i).cancel("cancelled: the run was stopped during the attempt", static_cast<int>(slot)));
+    tasks_.finish(i, tasks_.at(i).cancel("cancelled: the run was stopped during the attempt", static_cast<int>(slot)));
   }
 }
 
@@ -274,8 +195,8 @@ ExecutorGauges AsyncExecutor::gauges() const {
 }
 
 void AsyncExecutor::log_status() {
-  log_.info("status: " + progress_.line(gauges()) + ", " + std::to_string(ready_.size()) + " queued, " +
-            std::to_string(retry_at_.size()) + " waiting to retry");
+  log_.info("status: " + progress_.line(gauges()) + ", " + std::to_string(tasks_.ready_count()) + " queued, " +
+            std::to_string(tasks_.waiting_count()) + " waiting to retry");
 }
 
 }  // namespace cbm

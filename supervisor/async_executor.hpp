@@ -16,24 +16,21 @@
 #pragma once
 
 #include <deque>
-#include <map>
 #include <optional>
-#include <random>
-#include <unordered_map>
 #include <vector>
 
-#include "concurrency_gate.hpp"
 #include "async_http.hpp"
 #include "bigmodel_client.hpp"
+#include "concurrency_gate.hpp"
 #include "logger.hpp"
 #include "pipeline.hpp"
 #include "progress.hpp"
 #include "round_executor.hpp"
+#include "round_tasks.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
 #include "run_ledger.hpp"
 #include "run_observer.hpp"
-#include "task_progress.hpp"
 
 namespace cbm {
 
@@ -45,7 +42,7 @@ class AsyncExecutor final : public RoundExecutor {
   std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
 
  private:
-  using TaskIndex = std::uint64_t;  // the task's id
+  using TaskIndex = RoundTasks::TaskIndex;
 
   // A place for one pipeline in flight (the threading mode's thread, the process mode's worker).
   struct Slot {
@@ -57,7 +54,6 @@ class AsyncExecutor final : public RoundExecutor {
   };
 
   void handle_control();
-  void refill();
   void dispatch();
   void wait_for_events();
   void collect();
@@ -65,10 +61,7 @@ class AsyncExecutor final : public RoundExecutor {
   void start_attempt(std::size_t slot, TaskIndex task);
   void send_next(std::size_t slot);
   void end_attempt(std::size_t slot);
-  void on_attempt_failed(TaskIndex task, AttemptOutcome outcome, int slot);
-  void finish_task(TaskIndex task, TaskResult result);
   void release(std::size_t slot);
-  void cancel_waiting_tasks(const std::string& why);
   void stop_all_now();
   void log_status();
   ExecutorGauges gauges() const;
@@ -79,11 +72,9 @@ class AsyncExecutor final : public RoundExecutor {
   Logger& log_;
   Progress& progress_;
   RunObserver& observer_;
-  const std::size_t batch_size_;  // topics read ahead beyond the slots' count
   BigModelProtocol protocol_;
   PipelineSteps steps_;
   AsyncHttp http_;
-  std::mt19937_64 rng_;
   ConcurrencyGate gate_;  // adaptive in-flight limit and --rpm/--tpm: try_acquire, never blocks
   std::vector<Slot> slots_;
   // Idle slots, oldest first: --delay is the same for all, so this is also the order they become free.
@@ -91,14 +82,7 @@ class AsyncExecutor final : public RoundExecutor {
   std::size_t running_ = 0;
   std::vector<AsyncHttp::Finished> finished_;  // reused by collect()
 
-  // The current round: the tasks read from the source and not yet finished.
-  std::uint32_t round_ = 0;
-  TopicSource* source_ = nullptr;
-  bool source_done_ = false;
-  std::size_t planned_ = 0;
-  std::unordered_map<TaskIndex, TaskProgress> tasks_;
-  std::deque<TaskIndex> ready_;
-  std::multimap<Clock::time_point, TaskIndex> retry_at_;
+  RoundTasks tasks_;  // the current round's tasks not finished yet
   std::optional<Clock::time_point> drain_deadline_;
 };
 

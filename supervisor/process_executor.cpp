@@ -82,14 +82,12 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
       progress_(progress),
       observer_(observer),
       worker_path_(config.worker_executable),
-      batch_size_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
-                                        : 4 * static_cast<std::size_t>(config.concurrency)),
       launcher_(worker_path_, config.client.api_key, log),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
       instance_(next_instance()),
-      rng_(std::random_device{}()),
       limit_(config.concurrency),
-      rate_(config.rate, config.pipeline.search ? 2 : 1, Clock::now()) {
+      rate_(config.rate, config.pipeline.search ? 2 : 1, Clock::now()),
+      tasks_(config, ledger, control, log, "w") {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   watch(control_.wake_fd(), kControlTag);
   WorkerConfig wc;
@@ -131,49 +129,21 @@ ProcessExecutor::~ProcessExecutor() {
 }
 
 std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics) {
-  round_ = round;
-  source_ = &topics;
-  source_done_ = false;
-  planned_ = 0;
-  tasks_.clear();
-  ready_.clear();
-  retry_at_.clear();
+  tasks_.begin(round, topics);
   drain_deadline_.reset();
 
-  while (!source_done_ || !tasks_.empty()) {
+  while (!tasks_.done()) {
     handle_control();
-    refill();
+    tasks_.refill(slots_.size());
     reap_workers();
     enforce_deadlines();
     start_workers();
     dispatch();
-    if (source_done_ && tasks_.empty()) break;
+    if (tasks_.done()) break;
     progress_.tick(gauges());
     wait_for_events();
   }
-  source_ = nullptr;
-  return planned_;
-}
-
-// Reads topics ahead of the workers: at most --concurrency + --batch-size tasks are held at once,
-// whatever the size of the input. Topics already finished (--resume) are skipped. An open source is
-// read only as workers free up, so its own order (the service's turns across requests) decides what
-// runs next; when it has nothing now, the loop sleeps until its notify().
-void ProcessExecutor::refill() {
-  const bool open = source_->open();
-  const std::size_t window = static_cast<std::size_t>(config_.concurrency) + (open ? 0 : batch_size_);
-  while (!source_done_ && tasks_.size() < window && !control_.stopping()) {
-    const bool still_open = source_->open();
-    auto next = source_->next();
-    if (!next) {
-      source_done_ = !still_open;
-      break;
-    }
-    ++planned_;
-    if (ledger_.has(round_, next->id)) continue;
-    tasks_.emplace(next->id, TaskProgress(Task{next->id, round_, std::move(next->topic), 0}));
-    ready_.push_back(next->id);
-  }
+  return tasks_.end();
 }
 
 // Signals and run-wide decisions: a drain stops dispatch and cancels what waits; an immediate stop
@@ -185,15 +155,15 @@ void ProcessExecutor::handle_control() {
   if (level == StopLevel::drain && !drain_deadline_) {
     drain_deadline_ = Clock::now() + config_.drain_grace;
     log_.info("draining: no new tasks; in-flight tasks have " + secs(config_.drain_grace) + " to finish");
-    cancel_waiting_tasks("cancelled: the run was stopped before the task started");
+    tasks_.cancel_waiting("cancelled: the run was stopped before the task started");
   }
   if (level == StopLevel::drain && Clock::now() >= *drain_deadline_) {
     log_.warn("drain grace over: stopping in-flight tasks now");
     control_.stop_now();
   }
   if (control_.level() == StopLevel::now) {
-    cancel_waiting_tasks(ledger_.abort_reason() ? "cancelled: the run was aborted"
-                                                : "cancelled: the run was stopped");
+    tasks_.cancel_waiting(ledger_.abort_reason() ? "cancelled: the run was aborted"
+                                                 : "cancelled: the run was stopped");
     stop_all_now();
   }
 }
@@ -236,7 +206,8 @@ void ProcessExecutor::start_workers() {
   // Start only the workers the queued tasks need (a 3-topic run at --concurrency 64 starts 3).
   std::size_t idle = 0;
   for (const auto& s : slots_) idle += s->state == Slot::State::idle ? 1 : 0;
-  std::size_t wanted = ready_.size() + retry_at_.size() > idle ? ready_.size() + retry_at_.size() - idle : 0;
+  const std::size_t queued = tasks_.ready_count() + tasks_.waiting_count();
+  std::size_t wanted = queued > idle ? queued - idle : 0;
   int started = 0;
   for (auto& s : slots_) {
     if (wanted == 0) break;
@@ -270,21 +241,17 @@ void ProcessExecutor::start_workers() {
 
 void ProcessExecutor::dispatch() {
   const auto now = Clock::now();
-  while (!retry_at_.empty() && retry_at_.begin()->first <= now) {
-    ready_.push_back(retry_at_.begin()->second);
-    retry_at_.erase(retry_at_.begin());
-  }
+  tasks_.promote_due(now);
   if (control_.stopping()) return;
   std::size_t in_flight = busy_slots();
   for (auto& s : slots_) {
-    if (ready_.empty() || in_flight >= static_cast<std::size_t>(limit_.effective())) return;
+    if (!tasks_.has_ready() || in_flight >= static_cast<std::size_t>(limit_.effective())) return;
     if (rate_.wait(now) > Clock::duration::zero()) return;  // wait_for_events() wakes for it
     if (s->state != Slot::State::idle || now < s->available_at) continue;
-    const TaskIndex i = ready_.front();
-    ready_.pop_front();
+    const TaskIndex i = tasks_.pop_ready();
     // A channel that closed under us: the exit is reaped next turn, and no attempt is spent on it.
     if (s->channel->status() != ChannelStatus::kOpen) {
-      ready_.push_front(i);
+      tasks_.push_front(i);
       continue;
     }
     const Task& task = tasks_.at(i).start_attempt();
@@ -307,18 +274,18 @@ void ProcessExecutor::wait_for_events() {
   std::size_t idle = 0;
   for (const auto& s : slots_) idle += s->state == Slot::State::idle ? 1 : 0;
   // Stopped slots matter only when start_workers() would start one (the same "wanted" rule).
-  const bool more_workers_wanted = ready_.size() + retry_at_.size() > idle;
+  const bool more_workers_wanted = tasks_.ready_count() + tasks_.waiting_count() > idle;
   std::optional<Clock::time_point> first_idle;  // when the first idle slot may take a task
   for (const auto& s : slots_) {
     if (s->state == Slot::State::busy || s->state == Slot::State::terminating)
       next = std::min(next, s->deadline);
-    if (work && s->state == Slot::State::idle && !ready_.empty()) {
+    if (work && s->state == Slot::State::idle && tasks_.has_ready()) {
       next = std::min(next, s->available_at);
       first_idle = std::min(first_idle.value_or(s->available_at), s->available_at);
     }
     if (work && s->state == Slot::State::down && more_workers_wanted) next = std::min(next, s->available_at);
   }
-  if (!retry_at_.empty()) next = std::min(next, retry_at_.begin()->first);
+  if (const auto retry = tasks_.next_retry()) next = std::min(next, *retry);
   // A rate cap that holds back a dispatch: wake when it lets the next attempt go, if a slot can take
   // it by then (no cap, or one that does not bind, adds nothing: the slots' times above rule).
   if (first_idle) {
@@ -397,10 +364,9 @@ void ProcessExecutor::on_messages(Slot& s) {
                 (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
     }
     if (outcome.ok()) {
-      finish_task(i, tasks_.at(i).finish(TaskStatus::succeeded, std::move(outcome), s.index));
+      tasks_.finish(i, tasks_.at(i).finish(TaskStatus::succeeded, std::move(outcome), s.index));
     } else {
-      ApiError err = std::move(*outcome.error);
-      on_attempt_failed(i, std::move(err), s.index);
+      tasks_.after_failure(i, std::move(outcome), s.index);
     }
   }
   if (received.status == ChannelStatus::kCorrupt && !s.retiring) {
@@ -428,7 +394,7 @@ void ProcessExecutor::on_worker_exit(Slot& s) {
     // Its --rpm/--tpm reservation stands: what a killed attempt spent is unknown.
     tasks_.at(i).end_attempt(crashed);
     observer_.attempt_ended(tasks_.at(i).task(), crashed, s.index);
-    on_attempt_failed(i, std::move(*crashed.error), s.index);
+    tasks_.after_failure(i, std::move(crashed), s.index);
   }
   release_worker(s);
   s.state = Slot::State::down;
@@ -463,52 +429,6 @@ void ProcessExecutor::note_restart(const Slot& slot, const std::string& why) {
   }
 }
 
-void ProcessExecutor::on_attempt_failed(TaskIndex i, ApiError error, int slot) {
-  TaskProgress& t = tasks_.at(i);
-  log_.warn("[w" + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " +
-            std::to_string(t.attempts()) + " failed (" + std::string(to_string(error.error_class)) + ", " +
-            std::string(to_string(error.kind)) + "): " + error.describe());
-  std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  const RetryDecision decision = decide_retry(config_.retry, error, t.attempts(), jitter(rng_));
-  AttemptOutcome last;
-  last.error = std::move(error);
-  if (std::holds_alternative<AbortRun>(decision)) {
-    ledger_.mark_aborted("run-fatal API error: " + last.error->describe());
-    finish_task(i, t.finish(TaskStatus::failed, std::move(last), slot));
-    control_.stop_now();
-  } else if (std::holds_alternative<FailTask>(decision)) {
-    finish_task(i, t.finish(TaskStatus::failed, std::move(last), slot));
-  } else if (control_.stopping()) {
-    finish_task(i, t.cancel("cancelled: the run stopped before a retry", slot));
-  } else {
-    retry_at_.emplace(Clock::now() + std::get<RetryAfter>(decision).delay, i);
-  }
-}
-
-void ProcessExecutor::finish_task(TaskIndex i, TaskResult result) {
-  ledger_.record(std::move(result));
-  tasks_.erase(i);
-}
-
-void ProcessExecutor::cancel_waiting_tasks(const std::string& why) {
-  const std::deque<TaskIndex> ready = std::exchange(ready_, {});
-  for (TaskIndex i : ready) finish_task(i, tasks_.at(i).cancel(why, -1));
-  const auto waiting = std::exchange(retry_at_, {});
-  for (const auto& [when, i] : waiting) finish_task(i, tasks_.at(i).cancel(why, -1));
-  // Topics not read yet get their terminal record too: nothing is dropped.
-  while (source_ != nullptr && !source_done_) {
-    auto next = source_->next();
-    if (!next) {
-      source_done_ = true;
-      break;
-    }
-    ++planned_;
-    if (!ledger_.has(round_, next->id)) {
-      ledger_.record(TaskProgress(Task{next->id, round_, std::move(next->topic), 0}).cancel(why, -1));
-    }
-  }
-}
-
 void ProcessExecutor::stop_all_now() {
   for (auto& s : slots_) {
     if (!s->process) continue;
@@ -519,7 +439,7 @@ void ProcessExecutor::stop_all_now() {
       AttemptOutcome stopped;
       stopped.error = worker_error(ErrorKind::cancelled, "the run was stopped during the attempt");
       observer_.attempt_ended(tasks_.at(*s->task).task(), stopped, s->index);
-      finish_task(*s->task,
+      tasks_.finish(*s->task,
                   tasks_.at(*s->task).cancel("cancelled: the run was stopped during the attempt", s->index));
       s->task.reset();
     }
@@ -535,7 +455,7 @@ std::size_t ProcessExecutor::busy_slots() const {
 }
 
 bool ProcessExecutor::has_work() const {
-  return !ready_.empty() || !retry_at_.empty();
+  return tasks_.has_ready() || tasks_.waiting_count() > 0;
 }
 
 ExecutorGauges ProcessExecutor::gauges() const {
@@ -547,8 +467,8 @@ ExecutorGauges ProcessExecutor::gauges() const {
 }
 
 void ProcessExecutor::log_status() {
-  log_.info("status: " + progress_.line(gauges()) + ", " + std::to_string(ready_.size()) + " queued, " +
-            std::to_string(retry_at_.size()) + " waiting to retry");
+  log_.info("status: " + progress_.line(gauges()) + ", " + std::to_string(tasks_.ready_count()) + " queued, " +
+            std::to_string(tasks_.waiting_count()) + " waiting to retry");
 }
 
 }  // namespace cbm

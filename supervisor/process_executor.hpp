@@ -12,11 +12,8 @@
 
 #include <deque>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <optional>
-#include <random>
-#include <unordered_map>
 #include <vector>
 
 #include "adaptive_limit.hpp"
@@ -24,12 +21,12 @@
 #include "progress.hpp"
 #include "rate_limit.hpp"
 #include "round_executor.hpp"
+#include "round_tasks.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
 #include "run_ledger.hpp"
 #include "run_observer.hpp"
 #include "worker_launcher.hpp"
-#include "task_progress.hpp"
 
 namespace cbm {
 
@@ -46,10 +43,9 @@ class ProcessExecutor final : public RoundExecutor {
 
  private:
   struct Slot;
-  using TaskIndex = std::uint64_t;  // the task's id
+  using TaskIndex = RoundTasks::TaskIndex;
 
   void handle_control();
-  void refill();
   void reap_workers();
   void enforce_deadlines();
   void start_workers();
@@ -58,9 +54,6 @@ class ProcessExecutor final : public RoundExecutor {
 
   void on_messages(Slot& slot);
   void on_worker_exit(Slot& slot);
-  void on_attempt_failed(TaskIndex task, ApiError error, int slot);
-  void finish_task(TaskIndex task, TaskResult result);
-  void cancel_waiting_tasks(const std::string& why);
   void stop_all_now();
   void note_restart(const Slot& slot, const std::string& why);
   void log_status();
@@ -78,7 +71,6 @@ class ProcessExecutor final : public RoundExecutor {
   Progress& progress_;
   RunObserver& observer_;
   const std::filesystem::path worker_path_;
-  const std::size_t batch_size_;  // topics read ahead beyond the workers' count
   WorkerLauncher launcher_;       // declared before slots_: it outlives the workers it forked
   int epoll_fd_;
   std::string worker_config_message_;
@@ -86,18 +78,10 @@ class ProcessExecutor final : public RoundExecutor {
   std::deque<Clock::time_point> recent_restarts_;
   std::uint64_t restarts_total_ = 0;
   const std::uint64_t instance_;  // this executor's number in the process, in its channels' names
-  std::mt19937_64 rng_;
   AdaptiveLimit limit_;  // tasks in flight allowed now (adapts to 1302/1305)
   RateLimit rate_;       // --rpm / --tpm: when the next attempt may start
 
-  // The current round: the tasks read from the source and not yet finished.
-  std::uint32_t round_ = 0;
-  TopicSource* source_ = nullptr;
-  bool source_done_ = false;
-  std::size_t planned_ = 0;
-  std::unordered_map<TaskIndex, TaskProgress> tasks_;
-  std::deque<TaskIndex> ready_;
-  std::multimap<Clock::time_point, TaskIndex> retry_at_;
+  RoundTasks tasks_;  // the current round's tasks not finished yet
   std::optional<Clock::time_point> drain_deadline_;
 };
 

@@ -1,0 +1,116 @@
+#include "round_tasks.hpp"
+
+#include <utility>
+
+#include "retry_policy.hpp"
+
+namespace cbm {
+
+RoundTasks::RoundTasks(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
+                       std::string slot_label)
+    : config_(config),
+      ledger_(ledger),
+      control_(control),
+      log_(log),
+      slot_label_(std::move(slot_label)),
+      read_ahead_(config.batch_size > 0 ? static_cast<std::size_t>(config.batch_size)
+                                        : 4 * static_cast<std::size_t>(config.concurrency)),
+      rng_(std::random_device{}()) {}
+
+void RoundTasks::begin(std::uint32_t round, TopicSource& source) {
+  round_ = round;
+  source_ = &source;
+  source_done_ = false;
+  planned_ = 0;
+  tasks_.clear();
+  ready_.clear();
+  retry_at_.clear();
+}
+
+std::size_t RoundTasks::end() {
+  source_ = nullptr;
+  return planned_;
+}
+
+void RoundTasks::refill(std::size_t slots) {
+  const std::size_t window = slots + (source_->open() ? 0 : read_ahead_);
+  while (!source_done_ && tasks_.size() < window && !control_.stopping()) {
+    const bool still_open = source_->open();  // asked first: topics added after next() still count
+    auto next = source_->next();
+    if (!next) {
+      source_done_ = !still_open;
+      break;
+    }
+    ++planned_;
+    if (ledger_.has(round_, next->id)) continue;  // finished before a --resume
+    tasks_.emplace(next->id, TaskProgress(Task{next->id, round_, std::move(next->topic), 0}));
+    ready_.push_back(next->id);
+  }
+}
+
+void RoundTasks::promote_due(Clock::time_point now) {
+  while (!retry_at_.empty() && retry_at_.begin()->first <= now) {
+    ready_.push_back(retry_at_.begin()->second);
+    retry_at_.erase(retry_at_.begin());
+  }
+}
+
+std::optional<Clock::time_point> RoundTasks::next_retry() const {
+  if (retry_at_.empty()) return std::nullopt;
+  return retry_at_.begin()->first;
+}
+
+RoundTasks::TaskIndex RoundTasks::pop_ready() {
+  const TaskIndex i = ready_.front();
+  ready_.pop_front();
+  return i;
+}
+
+void RoundTasks::push_front(TaskIndex task) { ready_.push_front(task); }
+
+void RoundTasks::finish(TaskIndex task, TaskResult result) {
+  ledger_.record(std::move(result));
+  tasks_.erase(task);
+}
+
+void RoundTasks::after_failure(TaskIndex i, AttemptOutcome outcome, int slot) {
+  TaskProgress& t = tasks_.at(i);
+  const ApiError& error = *outcome.error;
+  log_.warn("[" + slot_label_ + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " +
+            std::to_string(t.attempts()) + " failed (" + std::string(to_string(error.error_class)) + ", " +
+            std::string(to_string(error.kind)) + "): " + error.describe());
+  std::uniform_real_distribution<double> jitter(0.0, 1.0);
+  const RetryDecision decision = decide_retry(config_.retry, error, t.attempts(), jitter(rng_));
+  if (std::holds_alternative<AbortRun>(decision)) {
+    ledger_.mark_aborted("run-fatal API error: " + error.describe());
+    finish(i, t.finish(TaskStatus::failed, std::move(outcome), slot));
+    control_.stop_now();
+  } else if (std::holds_alternative<FailTask>(decision)) {
+    finish(i, t.finish(TaskStatus::failed, std::move(outcome), slot));
+  } else if (control_.stopping()) {
+    finish(i, t.cancel("cancelled: the run stopped before a retry", slot));
+  } else {
+    retry_at_.emplace(Clock::now() + std::get<RetryAfter>(decision).delay, i);
+  }
+}
+
+void RoundTasks::cancel_waiting(const std::string& why) {
+  const std::deque<TaskIndex> ready = std::exchange(ready_, {});
+  for (TaskIndex i : ready) finish(i, tasks_.at(i).cancel(why, -1));
+  const auto waiting = std::exchange(retry_at_, {});
+  for (const auto& [when, i] : waiting) finish(i, tasks_.at(i).cancel(why, -1));
+  // Topics not read yet get their terminal record too: nothing is dropped.
+  while (source_ != nullptr && !source_done_) {
+    auto next = source_->next();
+    if (!next) {
+      source_done_ = true;
+      break;
+    }
+    ++planned_;
+    if (!ledger_.has(round_, next->id)) {
+      ledger_.record(TaskProgress(Task{next->id, round_, std::move(next->topic), 0}).cancel(why, -1));
+    }
+  }
+}
+
+}  // namespace cbm

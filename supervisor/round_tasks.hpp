@@ -1,0 +1,80 @@
+// RoundTasks: the tasks of the round in progress, for an executor driven by one loop (multiprocessing,
+// asyncio): read from the topic source ahead of the slots, ready to run, or waiting to retry. It owns
+// what those executors share: reading ahead (with --resume's skips and open sources), the retry
+// policy's verdict on a failed attempt, terminal records, and the sweep that cancels what waits when
+// the run stops. The executor owns its slots and decides when a ready task starts. Not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+#include "logger.hpp"
+#include "run_config.hpp"
+#include "run_control.hpp"
+#include "run_ledger.hpp"
+#include "task_progress.hpp"
+#include "topic_source.hpp"
+
+namespace cbm {
+
+class RoundTasks {
+ public:
+  using TaskIndex = std::uint64_t;  // the task's id
+
+  // `slot_label` prefixes a slot's number in log lines ("w" for a worker, "a" for an event-loop slot).
+  RoundTasks(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, std::string slot_label);
+
+  void begin(std::uint32_t round, TopicSource& source);
+  // Ends the round; returns how many topics it had.
+  std::size_t end();
+  // True once the source is out and every task read has its terminal record.
+  bool done() const { return source_done_ && tasks_.empty(); }
+
+  // Reads topics until `slots` plus the read-ahead (--batch-size) are held. An open source (the
+  // service's queue) is read only as slots free up, so its own order decides what runs next.
+  void refill(std::size_t slots);
+  // Retries whose time has come join the ready queue.
+  void promote_due(Clock::time_point now);
+
+  bool has_ready() const { return !ready_.empty(); }
+  std::size_t ready_count() const { return ready_.size(); }
+  std::size_t waiting_count() const { return retry_at_.size(); }
+  std::optional<Clock::time_point> next_retry() const;
+  TaskIndex pop_ready();           // precondition: has_ready()
+  void push_front(TaskIndex task);  // a task taken that could not start after all
+
+  TaskProgress& at(TaskIndex task) { return tasks_.at(task); }
+
+  // The task's terminal record.
+  void finish(TaskIndex task, TaskResult result);
+  // An attempt failed: by the retry policy the task fails, aborts the run (run-fatal), is cancelled
+  // (the run is stopping), or waits to retry.
+  void after_failure(TaskIndex task, AttemptOutcome outcome, int slot);
+  // Every task not running (ready, waiting to retry, not read yet) gets a cancelled record.
+  void cancel_waiting(const std::string& why);
+
+ private:
+  const RunConfig& config_;
+  RunLedger& ledger_;
+  RunControl& control_;
+  Logger& log_;
+  const std::string slot_label_;
+  const std::size_t read_ahead_;
+  std::mt19937_64 rng_;  // retry jitter
+
+  std::uint32_t round_ = 0;
+  TopicSource* source_ = nullptr;
+  bool source_done_ = true;
+  std::size_t planned_ = 0;
+  std::unordered_map<TaskIndex, TaskProgress> tasks_;
+  std::deque<TaskIndex> ready_;
+  std::multimap<Clock::time_point, TaskIndex> retry_at_;
+};
+
+}  // namespace cbm
