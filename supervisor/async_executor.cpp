@@ -1,20 +1,10 @@
 #include "async_executor.hpp"
 
 #include <algorithm>
-#include <cstdio>
 
 namespace cbm {
-namespace {
 
 using std::chrono::milliseconds;
-
-std::string secs(milliseconds ms) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g s", static_cast<double>(ms.count()) / 1000.0);
-  return buf;
-}
-
-}  // namespace
 
 AsyncExecutor::AsyncExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
                              Progress& progress, RunObserver& observer)
@@ -36,7 +26,6 @@ AsyncExecutor::AsyncExecutor(const RunConfig& config, RunLedger& ledger, RunCont
 
 std::size_t AsyncExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   tasks_.begin(round, topics);
-  drain_deadline_.reset();
 
   while (!tasks_.done()) {
     handle_control();
@@ -54,21 +43,7 @@ std::size_t AsyncExecutor::run_round(std::uint32_t round, TopicSource& topics) {
 // (second signal, drain grace over, run-fatal error) abandons the transfers and cancels what runs.
 void AsyncExecutor::handle_control() {
   if (control_.take_status()) log_status();
-  if (ledger_.abort_reason() && !control_.stopping()) control_.stop_now();
-  const StopLevel level = control_.level();
-  if (level == StopLevel::drain && !drain_deadline_) {
-    drain_deadline_ = Clock::now() + config_.drain_grace;
-    log_.info("draining: no new tasks; in-flight tasks have " + secs(config_.drain_grace) + " to finish");
-    tasks_.cancel_waiting("cancelled: the run was stopped before the task started");
-  }
-  if (level == StopLevel::drain && Clock::now() >= *drain_deadline_) {
-    log_.warn("drain grace over: stopping in-flight tasks now");
-    control_.stop_now();
-  }
-  if (control_.level() == StopLevel::now) {
-    tasks_.cancel_waiting(ledger_.abort_reason() ? "cancelled: the run was aborted" : "cancelled: the run was stopped");
-    stop_all_now();
-  }
+  if (tasks_.apply_stop_rules()) stop_all_now();
 }
 
 void AsyncExecutor::dispatch() {
@@ -98,7 +73,7 @@ void AsyncExecutor::wait_for_events() {
     }
   }
   if (const auto retry = tasks_.next_retry()) next = std::min(next, *retry);
-  if (drain_deadline_) next = std::min(next, *drain_deadline_);
+  if (const auto drain = tasks_.drain_deadline()) next = std::min(next, *drain);
   const auto wait = std::max(milliseconds::zero(), std::chrono::ceil<milliseconds>(next - now));
   if (http_.wait(wait)) control_.drain_wakeups();
 }

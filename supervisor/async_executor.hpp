@@ -83,7 +83,6 @@ class AsyncExecutor final : public RoundExecutor {
   std::vector<AsyncHttp::Finished> finished_;  // reused by collect()
 
   RoundTasks tasks_;  // the current round's tasks not finished yet
-  std::optional<Clock::time_point> drain_deadline_;
 };
 
 }  // namespace cbm

@@ -130,7 +130,6 @@ ProcessExecutor::~ProcessExecutor() {
 
 std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   tasks_.begin(round, topics);
-  drain_deadline_.reset();
 
   while (!tasks_.done()) {
     handle_control();
@@ -150,22 +149,7 @@ std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics)
 // (second signal, drain grace over, run-fatal error) kills the workers and cancels what runs.
 void ProcessExecutor::handle_control() {
   if (control_.take_status()) log_status();
-  if (ledger_.abort_reason() && !control_.stopping()) control_.stop_now();
-  const StopLevel level = control_.level();
-  if (level == StopLevel::drain && !drain_deadline_) {
-    drain_deadline_ = Clock::now() + config_.drain_grace;
-    log_.info("draining: no new tasks; in-flight tasks have " + secs(config_.drain_grace) + " to finish");
-    tasks_.cancel_waiting("cancelled: the run was stopped before the task started");
-  }
-  if (level == StopLevel::drain && Clock::now() >= *drain_deadline_) {
-    log_.warn("drain grace over: stopping in-flight tasks now");
-    control_.stop_now();
-  }
-  if (control_.level() == StopLevel::now) {
-    tasks_.cancel_waiting(ledger_.abort_reason() ? "cancelled: the run was aborted"
-                                                 : "cancelled: the run was stopped");
-    stop_all_now();
-  }
+  if (tasks_.apply_stop_rules()) stop_all_now();
 }
 
 void ProcessExecutor::reap_workers() {
@@ -294,7 +278,7 @@ void ProcessExecutor::wait_for_events() {
       next = std::min(next, std::max(now + rate_wait, *first_idle));
     }
   }
-  if (drain_deadline_) next = std::min(next, *drain_deadline_);
+  if (const auto drain = tasks_.drain_deadline()) next = std::min(next, *drain);
   next = std::min(next, Clock::now() + progress_.next_due());
   const auto wait = std::chrono::ceil<milliseconds>(next - Clock::now());
   epoll_event events[64];

@@ -82,7 +82,6 @@ class ProcessExecutor final : public RoundExecutor {
   RateLimit rate_;       // --rpm / --tpm: when the next attempt may start
 
   RoundTasks tasks_;  // the current round's tasks not finished yet
-  std::optional<Clock::time_point> drain_deadline_;
 };
 
 }  // namespace cbm

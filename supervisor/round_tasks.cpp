@@ -1,5 +1,6 @@
 #include "round_tasks.hpp"
 
+#include <cstdio>
 #include <utility>
 
 #include "retry_policy.hpp"
@@ -25,6 +26,7 @@ void RoundTasks::begin(std::uint32_t round, TopicSource& source) {
   tasks_.clear();
   ready_.clear();
   retry_at_.clear();
+  drain_deadline_.reset();
 }
 
 std::size_t RoundTasks::end() {
@@ -92,6 +94,25 @@ void RoundTasks::after_failure(TaskIndex i, AttemptOutcome outcome, int slot) {
   } else {
     retry_at_.emplace(Clock::now() + std::get<RetryAfter>(decision).delay, i);
   }
+}
+
+bool RoundTasks::apply_stop_rules() {
+  if (ledger_.abort_reason() && !control_.stopping()) control_.stop_now();
+  const StopLevel level = control_.level();
+  if (level == StopLevel::drain && !drain_deadline_) {
+    drain_deadline_ = Clock::now() + config_.drain_grace;
+    char grace[32];
+    std::snprintf(grace, sizeof grace, "%.3g s", static_cast<double>(config_.drain_grace.count()) / 1000.0);
+    log_.info(std::string("draining: no new tasks; in-flight tasks have ") + grace + " to finish");
+    cancel_waiting("cancelled: the run was stopped before the task started");
+  }
+  if (level == StopLevel::drain && Clock::now() >= *drain_deadline_) {
+    log_.warn("drain grace over: stopping in-flight tasks now");
+    control_.stop_now();
+  }
+  if (control_.level() != StopLevel::now) return false;
+  cancel_waiting(ledger_.abort_reason() ? "cancelled: the run was aborted" : "cancelled: the run was stopped");
+  return true;
 }
 
 void RoundTasks::cancel_waiting(const std::string& why) {

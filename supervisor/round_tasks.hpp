@@ -59,6 +59,13 @@ class RoundTasks {
   // Every task not running (ready, waiting to retry, not read yet) gets a cancelled record.
   void cancel_waiting(const std::string& why);
 
+  // The run-wide stop rules, once per turn of the loop: a run-fatal error stops the run at once; a
+  // drain (TERM/INT) cancels what waits and, after --drain-grace, becomes an immediate stop, which
+  // cancels what waits too. True when the executor must stop what runs now.
+  bool apply_stop_rules();
+  // When the drain grace ends (the loop wakes for it), if a drain is on.
+  std::optional<Clock::time_point> drain_deadline() const { return drain_deadline_; }
+
  private:
   const RunConfig& config_;
   RunLedger& ledger_;
@@ -75,6 +82,7 @@ class RoundTasks {
   std::unordered_map<TaskIndex, TaskProgress> tasks_;
   std::deque<TaskIndex> ready_;
   std::multimap<Clock::time_point, TaskIndex> retry_at_;
+  std::optional<Clock::time_point> drain_deadline_;
 };
 
 }  // namespace cbm
