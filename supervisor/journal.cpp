@@ -180,7 +180,7 @@ Journal Journal::create(const std::filesystem::path& path, const JournalSettings
 }
 
 Journal Journal::open_for_resume(const std::filesystem::path& path, const JournalSettings& settings, bool force,
-                                 const std::function<void(const JournalRecord&)>& on_record) {
+                                 const std::function<void(const TaskResult&)>& on_record) {
   const auto found = parse_header(read_first_line(path));
   if (!found) throw std::runtime_error("'" + path.string() + "' is not a concurrent_bigmodel journal");
   if (!(*found == settings) && !force) {
@@ -190,14 +190,14 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
   }
   const std::string header = header_line(settings);
   std::uint64_t line_no = 1;
-  rewrite(path, header, [&](const std::string& line, const std::optional<TaskResult>& result) {
+  rewrite(path, header, [&](const std::string&, const std::optional<TaskResult>& result) {
     ++line_no;
     if (!result) {
       throw std::runtime_error("'" + path.string() + "' line " + std::to_string(line_no) +
                                " is not a result record (and not a torn last line): refusing to guess");
     }
     if (result->status == TaskStatus::cancelled) return false;  // to be run again
-    on_record(JournalRecord{result->round, result->id, result->status, &line, &*result});
+    on_record(*result);
     return true;
   });
   return Journal(path, open_append(path, 0), header);

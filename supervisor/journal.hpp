@@ -36,15 +36,6 @@ struct JournalSettings {
   std::string describe() const;
 };
 
-// One record read back from a journal: its round, id, topic and status, and the line itself.
-struct JournalRecord {
-  std::uint32_t round = 0;
-  std::uint64_t id = 0;
-  TaskStatus status = TaskStatus::failed;
-  const std::string* line = nullptr;  // the raw JSON object, valid during the callback
-  const TaskResult* result = nullptr;
-};
-
 class Journal {
  public:
   // Starts a new journal (truncating any old one) with the header. Throws std::runtime_error.
@@ -54,7 +45,7 @@ class Journal {
   // throws unless `force`), hands every kept record to `on_record`, drops a torn last line and
   // cancelled records (rewriting the file atomically), and returns the journal ready to append.
   static Journal open_for_resume(const std::filesystem::path& path, const JournalSettings& settings, bool force,
-                                 const std::function<void(const JournalRecord&)>& on_record);
+                                 const std::function<void(const TaskResult&)>& on_record);
 
   Journal(Journal&&) noexcept;
   Journal& operator=(Journal&&) = delete;

@@ -167,8 +167,8 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
     const JournalSettings settings = JournalSettings::of(cfg);
     if (cfg.resume) {
       std::size_t restored = 0;
-      journal.emplace(Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const JournalRecord& r) {
-        ledger.restore(*r.result);
+      journal.emplace(Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const TaskResult& r) {
+        ledger.restore(r);
         first_round = std::max(first_round, r.round);
         ++restored;
       }));
