@@ -1,12 +1,12 @@
 #include "journal.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <rapidjson/reader.h>
 #include <stdexcept>
 #include <system_error>
 
@@ -157,18 +157,123 @@ std::string JournalSettings::describe() const {
          ", prompts " + prompts_digest;
 }
 
-Journal::Journal(std::filesystem::path path, int fd, std::string header)
-    : path_(std::move(path)), fd_(fd), header_(std::move(header)), last_sync_(std::chrono::steady_clock::now()) {}
+// The journal's state, shared with its writer thread. `mu` guards everything below it; the thread
+// writes outside the lock (busy = true), with the fd it took under the lock.
+struct Journal::Writer {
+  Writer(std::filesystem::path p, int f, std::string h)
+      : path(std::move(p)), header(std::move(h)), fd(f), last_sync(std::chrono::steady_clock::now()) {
+    thread = std::thread([this] { run(); });
+  }
 
-Journal::Journal(Journal&& o) noexcept
-    : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), header_(std::move(o.header_)), last_sync_(o.last_sync_) {}
+  ~Writer() {
+    {
+      std::lock_guard lock(mu);
+      stop = true;
+    }
+    wake.notify_all();
+    thread.join();
+    if (fd >= 0) {
+      ::fdatasync(fd);
+      ::close(fd);
+    }
+  }
 
-Journal::~Journal() {
-  if (fd_ >= 0) {
-    ::fdatasync(fd_);
-    ::close(fd_);
+  void run();
+  void write_batch(int to, const std::vector<TaskResult>& batch);
+  // Waits (holding `lock`) until the queue is written and the thread idle.
+  void drain(std::unique_lock<std::mutex>& lock) {
+    hurry = true;
+    wake.notify_one();
+    written.wait(lock, [&] { return queue.empty() && !busy; });
+    hurry = false;
+  }
+
+  const std::filesystem::path path;
+  const std::string header;
+  std::mutex mu;
+  std::condition_variable wake;     // the writer: records queued, or stop
+  std::condition_variable written;  // producers: room in the queue, or the queue written
+  int fd;
+  std::vector<TaskResult> queue;
+  bool busy = false;  // the thread writes (or syncs) a batch outside the lock
+  bool dirty = false;  // written since the last fdatasync
+  bool stop = false;
+  bool hurry = false;  // sync() waits: write what is queued now
+  std::optional<std::string> failure;
+  std::chrono::steady_clock::time_point last_sync;
+  std::thread thread;  // last: it starts once everything above is ready
+};
+
+void Journal::Writer::run() {
+  ::pthread_setname_np(::pthread_self(), "cbm-journal");
+  std::vector<TaskResult> batch;
+  std::unique_lock lock(mu);
+  for (;;) {
+    const auto has_work = [&] { return !queue.empty() || stop; };
+    if (dirty) {
+      // Written but not yet durable: durable within kSyncInterval, even if nothing more comes.
+      wake.wait_until(lock, last_sync + kSyncInterval, has_work);
+    } else {
+      wake.wait(lock, has_work);
+    }
+    if (queue.empty() && stop) return;  // the destructor syncs
+    // Let a batch gather: one wake-up and one write per batch, not per record.
+    wake.wait_for(lock, kGather, [&] { return stop || hurry || queue.size() >= kMaxQueued / 2; });
+    batch.swap(queue);
+    busy = true;
+    const int to = fd;
+    lock.unlock();
+    written.notify_all();  // room in the queue
+
+    std::optional<std::string> error;
+    if (!batch.empty()) {
+      try {
+        write_batch(to, batch);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      batch.clear();
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const bool due = now - last_sync >= kSyncInterval;  // last_sync: written only by this thread while busy
+    if (due) ::fdatasync(to);
+
+    lock.lock();
+    busy = false;
+    if (due) {
+      last_sync = now;
+      dirty = false;
+    } else {
+      dirty = true;
+    }
+    if (error && !failure) {
+      failure = std::move(error);
+      queue.clear();  // nothing more is written: whole lines, but for at most a cut last one
+    }
+    written.notify_all();
   }
 }
+
+// One write(2) for the whole batch, encoded into one buffer.
+void Journal::Writer::write_batch(int to, const std::vector<TaskResult>& batch) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  for (const TaskResult& r : batch) {
+    w.Reset(buf);
+    write_task_result(w, r);
+    buf.Put('\n');
+  }
+  write_all(to, std::string_view(buf.GetString(), buf.GetSize()), "cannot append to journal '" + path.string() + "'");
+}
+
+Journal::Journal(std::filesystem::path path, int fd, std::string header)
+    : w_(std::make_unique<Writer>(std::move(path), fd, std::move(header))) {}
+
+Journal::Journal(Journal&& o) noexcept = default;
+
+Journal::~Journal() = default;
+
+const std::filesystem::path& Journal::path() const { return w_->path; }
 
 Journal Journal::create(const std::filesystem::path& path, const JournalSettings& settings) {
   const int fd = open_append(path, O_TRUNC);
@@ -220,44 +325,78 @@ void Journal::rewrite(const std::filesystem::path& path, const std::string& head
   out.commit();
 }
 
-void Journal::append(const TaskResult& result) {
-  std::string line = encode_task_result(result);
-  line += '\n';
-  write_all(fd_, line, "cannot append to journal '" + path_.string() + "'");
-  const auto now = std::chrono::steady_clock::now();
-  if (now - last_sync_ >= std::chrono::seconds(1)) sync();
+void Journal::append(TaskResult result) {
+  Writer& w = *w_;
+  {
+    std::unique_lock lock(w.mu);
+    w.written.wait(lock, [&] { return w.queue.size() < kMaxQueued || w.failure; });
+    if (w.failure) return;
+    w.queue.push_back(std::move(result));
+    // The writer sleeps on an empty queue, or gathers until half full (see run()).
+    if (w.queue.size() != 1 && w.queue.size() != kMaxQueued / 2) return;
+  }
+  w.wake.notify_one();
 }
 
 void Journal::sync() {
-  ::fdatasync(fd_);
-  last_sync_ = std::chrono::steady_clock::now();
+  Writer& w = *w_;
+  std::unique_lock lock(w.mu);
+  w.drain(lock);
+  ::fdatasync(w.fd);
+  w.last_sync = std::chrono::steady_clock::now();
+  w.dirty = false;
 }
 
-void Journal::for_each_line(std::optional<std::uint32_t> from_round,
-                            const std::function<void(const std::string&)>& on_line) const {
-  bool torn = false;
-  rapidjson::Reader reader;
-  rapidjson::BaseReaderHandler<> ignore;  // validates without building a document
-  read_lines(
-      path_,
-      [&](const std::string& line) {
-        if (from_round) {
-          auto result = parse_record(line);
-          if (result && result->round >= *from_round) on_line(line);
-          return;
-        }
-        rapidjson::StringStream in(line.c_str());
-        if (!reader.Parse<rapidjson::kParseIterativeFlag>(in, ignore).IsError() && line.front() == '{') on_line(line);
-      },
-      torn);
+std::optional<std::string> Journal::failure() const {
+  std::lock_guard lock(w_->mu);
+  return w_->failure;
+}
+
+void Journal::for_each_record(const std::function<void(std::string_view)>& on_record) const {
+  const int fd = ::open(w_->path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail_errno("cannot read journal '" + w_->path.string() + "'");
+  std::vector<char> buf(1 << 20);
+  std::string split;  // a line that spans two reads
+  bool header = true;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      throw std::system_error(err, std::generic_category(), "cannot read journal '" + w_->path.string() + "'");
+    }
+    if (n == 0) break;
+    std::string_view data(buf.data(), static_cast<std::size_t>(n));
+    for (std::size_t nl; (nl = data.find('\n')) != std::string_view::npos; data.remove_prefix(nl + 1)) {
+      std::string_view line = data.substr(0, nl);
+      if (!split.empty()) {
+        split.append(line);
+        line = split;
+      }
+      if (header) {
+        header = false;
+      } else if (!line.empty()) {
+        on_record(line);
+      }
+      split.clear();
+    }
+    split.append(data);  // the start of the next line, or a cut last one
+  }
+  ::close(fd);
 }
 
 void Journal::compact(std::uint32_t from_round) {
-  rewrite(path_, header_, [&](const std::string&, const std::optional<TaskResult>& result) {
+  Writer& w = *w_;
+  std::unique_lock lock(w.mu);
+  w.drain(lock);
+  rewrite(w.path, w.header, [&](const std::string&, const std::optional<TaskResult>& result) {
     return result && result->round >= from_round;
   });
-  ::close(fd_);
-  fd_ = open_append(path_, 0);
+  ::close(std::exchange(w.fd, -1));  // if the reopen fails, the writer's next write fails (run aborts)
+  w.fd = open_append(w.path, 0);
+  w.last_sync = std::chrono::steady_clock::now();  // the rewrite was made durable
+  w.dirty = false;
 }
 
 }  // namespace cbm

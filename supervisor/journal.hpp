@@ -3,21 +3,36 @@
 // Line 1 is a header with the settings that change results (models, prompts, search); every other
 // line is a report entry (the `results[i]` object, which carries its round and id).
 //
-// Durability policy: each record is written with one write(2) to an O_APPEND file, so a kill -9 of the
-// supervisor loses nothing already recorded (the page cache survives the process). fdatasync runs at
-// most once a second, at each round's end and at exit: a power cut loses at most about a second of
-// results, which --resume then runs again.
+// Who writes: append() only queues the record. The journal's own writer thread encodes what is queued
+// and appends it with one write(2) per batch to an O_APPEND file, so the executor's loop pays neither
+// for the encoding nor for the disk. The queue is short (the writer takes all of it at once) and
+// bounded: append() blocks while kMaxQueued records wait, so a slow disk slows the run down instead of
+// growing its memory.
 //
-// A crash can leave a torn last line; open_for_resume() drops it (and cancelled records, which are to
-// be run again) by rewriting the journal atomically before appending to it.
+// Durability policy: a record is in the page cache about kGather (2 ms) after append(), and a kill -9 of the
+// supervisor loses only what was still queued (DESIGN: "at most the results not yet appended";
+// --resume runs those again). fdatasync runs at most about a second after a write, at each round's end
+// (sync()) and at exit: a power cut loses at most about a second of results.
+//
+// Whole lines only: after a failed write (disk full...) the journal takes no more records (failure()
+// says why, and the run aborts), so a line cut short can only be the last one. Readers skip a last
+// line without its newline; open_for_resume() drops it (and cancelled records, which are to be run
+// again) by rewriting the journal atomically before appending to it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
 
 #include "run_config.hpp"
 #include "task.hpp"
@@ -38,6 +53,10 @@ struct JournalSettings {
 
 class Journal {
  public:
+  static constexpr std::size_t kMaxQueued = 4096;  // records waiting for the writer before append() blocks
+  static constexpr std::chrono::seconds kSyncInterval{1};
+  static constexpr std::chrono::milliseconds kGather{2};  // the writer lets a batch gather this long
+
   // Starts a new journal (truncating any old one) with the header. Throws std::runtime_error.
   static Journal create(const std::filesystem::path& path, const JournalSettings& settings);
 
@@ -49,33 +68,36 @@ class Journal {
 
   Journal(Journal&&) noexcept;
   Journal& operator=(Journal&&) = delete;
+  // Writes what is queued, makes it durable, stops the writer.
   ~Journal();
 
-  // Appends one terminal record. Throws std::system_error on a write failure (disk full...).
-  void append(const TaskResult& result);
-  void sync();  // fdatasync now
+  // Queues one terminal record for the writer (records reach the file in the order queued). Blocks
+  // while kMaxQueued records wait. After a failed write it drops the record: see failure().
+  void append(TaskResult result);
+  // Waits until every queued record is written, then fdatasync.
+  void sync();
+  // Why the journal stopped taking records (a write failed: disk full...); nullopt while it works.
+  std::optional<std::string> failure() const;
 
-  // Streams the line of every record of round >= `from_round` (nullopt = all) to `on_line`, in file
-  // order: each one a whole JSON object (a line that is not, such as one cut short by a failed write,
-  // is skipped). All rounds need no decoding, only a check that the line is well-formed JSON.
-  void for_each_line(std::optional<std::uint32_t> from_round,
-                     const std::function<void(const std::string&)>& on_line) const;
+  // Streams every record line (without its newline) to `on_record`, in file order; a last line
+  // without its newline (cut short) is not one. Call after sync(): what is still queued is not read.
+  // No decoding: the lines are this journal's own whole records (see "Whole lines only").
+  void for_each_record(const std::function<void(std::string_view)>& on_record) const;
 
   // Rewrites the journal keeping only rounds >= `from_round` (monitoring mode's --keep-rounds).
+  // Writes what is queued first.
   void compact(std::uint32_t from_round);
 
-  const std::filesystem::path& path() const { return path_; }
+  const std::filesystem::path& path() const;
 
  private:
+  struct Writer;
   Journal(std::filesystem::path path, int fd, std::string header);
   // Replaces `path` atomically with `header` and the record lines `keep` accepts (in file order).
   static void rewrite(const std::filesystem::path& path, const std::string& header,
                       const std::function<bool(const std::string&, const std::optional<TaskResult>&)>& keep);
 
-  std::filesystem::path path_;
-  int fd_;
-  std::string header_;
-  std::chrono::steady_clock::time_point last_sync_;
+  std::unique_ptr<Writer> w_;  // its thread holds its address: it stays put when the Journal moves
 };
 
 }  // namespace cbm

@@ -59,20 +59,18 @@ bool RunLedger::record(TaskResult result) {
 
 bool RunLedger::record_locked(TaskResult result) {
   if (has_locked(result.round, result.id)) return false;
-  try {
-    if (journal_ != nullptr) journal_->append(result);
-  } catch (const std::exception& e) {
-    // Results that cannot be made durable must not pile up unjournaled: the run stops (exit 3).
-    if (!abort_reason_) abort_reason_ = std::string("cannot write the journal: ") + e.what();
-  }
   count_locked(result);
   if (observer_ != nullptr) observer_->task_finished(result);
   auto original = originals_.find(result.id);
-  if (original != originals_.end()) {
-    for (std::uint64_t dup : waiting_copies_[result.id]) record_copy_locked(result, dup);
-    waiting_copies_.erase(result.id);
-    original->second = std::move(result);
+  if (original == originals_.end()) {
+    if (journal_ != nullptr) journal_->append(std::move(result));
+    return true;
   }
+  // A topic repeated later in the round: its record stays here for the copies (the original first).
+  original->second = result;
+  if (journal_ != nullptr) journal_->append(std::move(result));
+  for (std::uint64_t dup : waiting_copies_[original->first]) record_copy_locked(*original->second, dup);
+  waiting_copies_.erase(original->first);
   return true;
 }
 
@@ -124,12 +122,12 @@ void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
   Round& r = round_locked(round);
   r.planned = planned;
   r.finished = WallClock::now();
-  if (r.totals.total == planned && !interrupted_ && !abort_reason_) ++rounds_completed_;
+  if (journal_ != nullptr) journal_->sync();
+  if (r.totals.total == planned && !interrupted_ && !abort_reason_locked()) ++rounds_completed_;
   done_.erase(round);  // memory stays flat: a finished round needs no done-flags
   restored_topics_.erase(round);
   originals_.clear();
   waiting_copies_.clear();
-  if (journal_ != nullptr) journal_->sync();
   if (observer_ != nullptr) observer_->round_finished(round);
   // Only the kept rounds' totals stay (and, in the journal, their records).
   const auto keep = static_cast<std::size_t>(config_.keep_rounds);
@@ -147,7 +145,7 @@ void RunLedger::mark_interrupted(int signal) {
 
 void RunLedger::mark_aborted(std::string reason) {
   std::lock_guard lock(mu_);
-  if (!abort_reason_) abort_reason_ = std::move(reason);
+  if (!abort_reason_locked()) abort_reason_ = std::move(reason);
 }
 
 void RunLedger::note_invalid_lines(std::size_t n) {
@@ -162,7 +160,16 @@ RunTotals RunLedger::totals() const {
 
 std::optional<std::string> RunLedger::abort_reason() const {
   std::lock_guard lock(mu_);
-  return abort_reason_;
+  return abort_reason_locked();
+}
+
+// Results that cannot be made durable must not pile up unjournaled: a failed journal aborts the run (exit 3).
+std::optional<std::string> RunLedger::abort_reason_locked() const {
+  if (abort_reason_) return abort_reason_;
+  if (journal_ != nullptr) {
+    if (auto failure = journal_->failure()) return "cannot write the journal: " + *failure;
+  }
+  return std::nullopt;
 }
 
 void RunLedger::write_report(const std::filesystem::path& path, int exit_status) const {
@@ -189,10 +196,10 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   w.Key("interrupted_by_signal");
   interrupted_by_ != 0 ? w.Int(interrupted_by_) : w.Null();
   w.Key("aborted");
-  w.Bool(abort_reason_.has_value());
+  const auto abort_reason = abort_reason_locked();
+  w.Bool(abort_reason.has_value());
   w.Key("abort_reason");
-  abort_reason_ ? w.String(abort_reason_->c_str(), static_cast<rapidjson::SizeType>(abort_reason_->size()))
-                : w.Null();
+  abort_reason ? w.String(abort_reason->c_str(), static_cast<rapidjson::SizeType>(abort_reason->size())) : w.Null();
   w.Key("exit_status");
   w.Int(exit_status);
   write_key_string(w, "started_at", iso8601(started_));
@@ -257,10 +264,10 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   doc.remove_suffix(2);
   AtomicFile out(path);
   out.write(doc);
+  // The journal holds only the kept rounds' records (end_round compacts it as it drops a round).
+  journal_->sync();
   bool first = true;
-  const std::optional<std::uint32_t> from =
-      rounds_.empty() ? std::nullopt : std::optional<std::uint32_t>(rounds_.begin()->first);
-  journal_->for_each_line(from, [&](const std::string& line) {
+  journal_->for_each_record([&](std::string_view line) {
     if (!first) out.write(",");
     first = false;
     out.write(line);

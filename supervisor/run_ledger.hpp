@@ -1,10 +1,11 @@
 // RunLedger: the run's terminal records and the report built from them.
 //
 // Every task of every round must end here exactly once (the "nothing lost, nothing duplicated"
-// guarantee): `record` refuses a second record for the same (round, id). Records go straight to the
-// journal; the ledger keeps only counters, a done-flag per id of the rounds in progress, and the totals
-// of the last --keep-rounds rounds, so its memory stays flat however long a monitor runs. The report is
-// rebuilt by streaming the journal. Thread-safe: the threading executor records from its threads.
+// guarantee): `record` refuses a second record for the same (round, id). Records go to the journal
+// (queued for its writer thread); the ledger keeps only counters, a done-flag per id of the rounds in
+// progress, and the totals of the last --keep-rounds rounds, so its memory stays flat however long a
+// monitor runs. The report is rebuilt by streaming the journal. Thread-safe: the threading executor
+// records from its threads.
 #pragma once
 
 #include <deque>
@@ -75,6 +76,7 @@ class RunLedger {
   void count_locked(const TaskResult& r);
   bool has_locked(std::uint32_t round, std::uint64_t id) const;
   bool record_locked(TaskResult result);
+  std::optional<std::string> abort_reason_locked() const;
   void record_copy_locked(const TaskResult& original, std::uint64_t duplicate_id);
 
   const RunConfig& config_;

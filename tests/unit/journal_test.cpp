@@ -1,0 +1,115 @@
+// The journal's writer thread: order, backpressure, compaction, and a write that fails half-way.
+#include <sys/resource.h>
+
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "journal.hpp"
+#include "result_codec.hpp"
+#include "subprocess.hpp"
+
+namespace {
+
+cbm::TaskResult record(std::uint64_t id, std::uint32_t round = 1) {
+  cbm::TaskResult r;
+  r.id = id;
+  r.round = round;
+  r.topic = "topic " + std::to_string(id);
+  r.status = cbm::TaskStatus::succeeded;
+  r.analysis = std::string(1000, 'a');
+  r.attempts = 1;
+  return r;
+}
+
+cbm::JournalSettings settings() {
+  cbm::JournalSettings s;
+  s.chat_model = "glm-4.5-air";
+  s.tool_model = "glm-4.5-air";
+  s.prompts_digest = "0123456789abcdef";
+  return s;
+}
+
+// Every record line, decoded (a line that is not a record fails the test).
+std::vector<cbm::TaskResult> records_of(const cbm::Journal& journal) {
+  std::vector<cbm::TaskResult> out;
+  journal.for_each_record([&](std::string_view line) {
+    rapidjson::Document d;
+    d.Parse(line.data(), line.size());
+    REQUIRE_FALSE(d.HasParseError());
+    auto r = cbm::decode_task_result(d);
+    REQUIRE(r.ok());
+    out.push_back(std::move(r.value()));
+  });
+  return out;
+}
+
+std::size_t lines_in(const std::filesystem::path& p) {
+  const std::string text = cbm::test::read_text(p);
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+}  // namespace
+
+TEST_CASE("the journal's writer appends every record, in the order queued, past its queue's bound", "[journal]") {
+  cbm::test::TempDir dir;
+  auto journal = cbm::Journal::create(dir / "j.jsonl", settings());
+  const std::uint64_t n = 3 * cbm::Journal::kMaxQueued + 17;  // append() must wait for room, not drop
+  for (std::uint64_t id = 0; id < n; ++id) journal.append(record(id));
+  journal.sync();
+
+  CHECK(lines_in(dir / "j.jsonl") == n + 1);  // and the header
+  const auto back = records_of(journal);
+  REQUIRE(back.size() == n);
+  for (std::uint64_t id = 0; id < n; ++id) CHECK(back[id].id == id);
+  CHECK_FALSE(journal.failure());
+}
+
+TEST_CASE("compaction writes what is queued first, then keeps only the later rounds", "[journal]") {
+  cbm::test::TempDir dir;
+  auto journal = cbm::Journal::create(dir / "j.jsonl", settings());
+  for (std::uint32_t round = 1; round <= 3; ++round) {
+    for (std::uint64_t id = 0; id < 100; ++id) journal.append(record(id, round));
+  }
+  journal.compact(3);  // no sync() before: compact must take the queued records into account
+  journal.append(record(100, 3));
+  journal.sync();
+
+  const auto back = records_of(journal);
+  REQUIRE(back.size() == 101);
+  for (const auto& r : back) CHECK(r.round == 3);
+  CHECK(back.back().id == 100);
+}
+
+// RLIMIT_FSIZE makes a write stop part-way (short write, then EFBIG), as a full disk does.
+TEST_CASE("a write that fails part-way stops the journal at whole lines, and failure() says why", "[journal]") {
+  cbm::test::TempDir dir;
+  auto journal = cbm::Journal::create(dir / "j.jsonl", settings());
+  const auto header_size = std::filesystem::file_size(dir / "j.jsonl");
+
+  std::signal(SIGXFSZ, SIG_IGN);  // else the oversized write kills the process
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  rlimit small = old;
+  small.rlim_cur = header_size + 50'000;  // room for some 40 records, the last one cut
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  for (std::uint64_t id = 0; id < 1000; ++id) journal.append(record(id));
+  journal.sync();
+  const auto failure = journal.failure();
+  const auto back = records_of(journal);
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &old) == 0);
+  std::signal(SIGXFSZ, SIG_DFL);
+
+  REQUIRE(failure);
+  CHECK(failure->find("cannot append to journal") != std::string::npos);
+  CHECK(std::filesystem::file_size(dir / "j.jsonl") == header_size + 50'000);  // it did write up to the limit
+  REQUIRE(!back.empty());
+  CHECK(back.size() < 1000);
+  for (std::size_t i = 0; i < back.size(); ++i) CHECK(back[i].id == i);  // whole records, in order, no gap
+
+  journal.append(record(5000));  // refused from now on: the file keeps ending where it failed
+  journal.sync();
+  CHECK(records_of(journal).size() == back.size());
+}
