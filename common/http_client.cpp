@@ -104,34 +104,43 @@ std::size_t HttpExchange::on_header(char* data, std::size_t size, std::size_t nm
 
 void HttpExchange::start(CURL* curl, const HttpRequest& request, const HttpOptions& options,
                          std::chrono::milliseconds timeout) {
-  // "Expect:" suppresses libcurl's 100-continue round trip on large bodies.
-  curl_slist* list = append_header(nullptr, "Expect:");
-  for (const auto& h : request.headers) list = append_header(list, h.c_str());
-  headers_.reset(list);
+  if (curl != configured_ || request.url != url_ || request.headers != header_lines_ || options.abort != abort_) {
+    configure(curl, request, options);
+  }
   response_ = HttpResponse{};
   max_body_ = options.max_body_bytes;
   too_large_ = false;
   error_buffer_[0] = '\0';
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min(options.connect_timeout, timeout).count()));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+}
 
-  // The handle keeps its connection cache across calls; only per-request options are reset here.
+// Every option, from a reset handle (its connection cache stays).
+void HttpExchange::configure(CURL* curl, const HttpRequest& request, const HttpOptions& options) {
+  // "Expect:" suppresses libcurl's 100-continue round trip on large bodies.
+  curl_slist* list = append_header(nullptr, "Expect:");
+  for (const auto& h : request.headers) list = append_header(list, h.c_str());
   curl_easy_reset(curl);
+  headers_.reset(list);
+  configured_ = curl;
+  url_ = request.url;
+  header_lines_ = request.headers;
+  abort_ = options.abort;
+
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);  // HTTP/2 where TLS offers it
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);  // never carry the key to another host
   curl_easy_setopt(curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &HttpExchange::on_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, this);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &HttpExchange::on_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, this);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer_);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(std::min(options.connect_timeout, timeout).count()));
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, options.low_speed_bytes);
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.low_speed_time.count()));
   curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
@@ -145,10 +154,6 @@ void HttpExchange::start(CURL* curl, const HttpRequest& request, const HttpOptio
 
 Result<HttpResponse, TransportError> HttpExchange::finish(CURL* curl, int curl_code) {
   const auto rc = static_cast<CURLcode>(curl_code);
-  // The handle outlives this exchange (connections stay cached): it must not point into it any more.
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
-  headers_.reset();
   if (too_large_) {
     return Err{TransportError{TransportError::Kind::too_large,
                               "response body exceeds the cap of " + std::to_string(max_body_) + " bytes"}};
@@ -172,9 +177,8 @@ HttpClient::~HttpClient() { curl_easy_cleanup(curl_); }
 
 Result<HttpResponse, TransportError> HttpClient::post(const HttpRequest& request, std::chrono::milliseconds timeout) {
   if (timeout <= std::chrono::milliseconds::zero()) return Err{deadline_passed()};
-  HttpExchange exchange;
-  exchange.start(curl_, request, options_, timeout);
-  return exchange.finish(curl_, curl_easy_perform(curl_));
+  exchange_.start(curl_, request, options_, timeout);
+  return exchange_.finish(curl_, curl_easy_perform(curl_));
 }
 
 }  // namespace cbm

@@ -58,17 +58,20 @@ struct HttpRequest {
   std::string body;                  // POSTed as is
 };
 
-// One POST on an easy handle: every option this program relies on (connect/total timeouts, low-speed
+// POSTs on one easy handle: every option this program relies on (connect/total timeouts, low-speed
 // limit, body cap with a clear error, no signals, no redirects, keep-alive, the Retry-After headers
-// captured), and the result read back. `start` resets the handle's options (its connections stay
-// cached); the exchange must stay where it is, and keep `request` alive, until the transfer ends.
+// captured), and the result read back. The handle points into the exchange (callbacks, error
+// buffer, header list): the exchange must outlive the handle's use, stay where it is, and keep
+// `request` alive until the transfer ends. The handle's connections stay cached across requests.
 class HttpExchange {
  public:
   HttpExchange() = default;
   HttpExchange(const HttpExchange&) = delete;
   HttpExchange& operator=(const HttpExchange&) = delete;
 
-  // Configures `curl` for `request`; the whole transfer must end within `timeout` (> 0).
+  // Configures `curl` for `request`; the whole transfer must end within `timeout` (> 0). A handle
+  // configured by the previous start() for the same URL, headers and options keeps its options: only
+  // the body and the timeouts are set again (a full reset costs more than the request's own work).
   void start(CURL* curl, const HttpRequest& request, const HttpOptions& options, std::chrono::milliseconds timeout);
   // The result, given the transfer's CURLcode (an int, so callers need not include curl.h).
   Result<HttpResponse, TransportError> finish(CURL* curl, int curl_code);
@@ -80,9 +83,16 @@ class HttpExchange {
   static std::size_t on_body(char* data, std::size_t size, std::size_t nmemb, void* self);
   static std::size_t on_header(char* data, std::size_t size, std::size_t nmemb, void* self);
 
+  void configure(CURL* curl, const HttpRequest& request, const HttpOptions& options);
+
   HttpResponse response_;
   std::size_t max_body_ = 0;
   bool too_large_ = false;
+  // What the handle was last configured with (configure()): reused while it stays the same.
+  CURL* configured_ = nullptr;
+  std::string url_;
+  std::vector<std::string> header_lines_;
+  const std::atomic<bool>* abort_ = nullptr;
   std::unique_ptr<void, SlistDeleter> headers_;
   char error_buffer_[256] = {0};  // CURL_ERROR_SIZE
 };
@@ -103,6 +113,7 @@ class HttpClient {
  private:
   HttpOptions options_;
   CURL* curl_;
+  HttpExchange exchange_;  // outlives the handle's last use: cleaned up in ~HttpClient, before it
 };
 
 }  // namespace cbm

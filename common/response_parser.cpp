@@ -98,7 +98,31 @@ std::optional<PlatformError> error_member(const Value& doc) {
   return out;
 }
 
-std::string json_error(const rapidjson::Document& doc) {
+// A document whose values and parse stack start in the caller's frame: a typical answer (a few KiB)
+// parses without a heap allocation; a larger one spills over to the heap.
+class LocalDocument {
+ public:
+  using Pool = rapidjson::MemoryPoolAllocator<>;
+  using Document = rapidjson::GenericDocument<rapidjson::UTF8<>, Pool, Pool>;
+
+  LocalDocument() : values_(value_bytes_, sizeof value_bytes_), stack_(stack_bytes_, sizeof stack_bytes_),
+                    doc_(&values_, sizeof stack_bytes_ / 2, &stack_) {}
+  LocalDocument(const LocalDocument&) = delete;
+  LocalDocument& operator=(const LocalDocument&) = delete;
+
+  Document& operator*() { return doc_; }
+  Document* operator->() { return &doc_; }
+
+ private:
+  alignas(8) char value_bytes_[16384];
+  alignas(8) char stack_bytes_[4096];
+  Pool values_;
+  Pool stack_;
+  Document doc_;
+};
+
+template <typename Doc>
+std::string json_error(const Doc& doc) {
   return std::string("invalid JSON at offset ") + std::to_string(doc.GetErrorOffset()) + ": " +
          rapidjson::GetParseError_En(doc.GetParseError());
 }
@@ -106,7 +130,8 @@ std::string json_error(const rapidjson::Document& doc) {
 }  // namespace
 
 Result<ChatResponse, ParseError> parse_chat_response(std::string_view body) {
-  rapidjson::Document doc;
+  LocalDocument local;
+  auto& doc = *local;
   doc.Parse<kParseFlags>(body.data(), body.size());
   if (doc.HasParseError()) return Err{ParseError{json_error(doc)}};
   if (!doc.IsObject()) return Err{ParseError{"response: expected object, got " + std::string(json_type_name(doc))}};
@@ -143,7 +168,8 @@ Result<StreamOutcome, ParseError> parse_chat_stream(std::string_view body) {
       saw_done = true;
       break;
     }
-    rapidjson::Document doc;
+    LocalDocument local;
+    auto& doc = *local;
     doc.Parse<kParseFlags>(line.data(), line.size());
     if (doc.HasParseError()) return Err{ParseError{"stream chunk: " + json_error(doc)}};
     if (!doc.IsObject()) return Err{ParseError{"stream chunk: expected object, got " + std::string(json_type_name(doc))}};
