@@ -1,31 +1,18 @@
 #include "request_builder.hpp"
 
+#include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include <algorithm>
 
 namespace cbm {
 
-namespace {
-
-// rapidjson's output stream concept over a std::string: the body is built where it is returned, in
-// one allocation when `reserve` guessed right.
-struct StringOutput {
-  using Ch = char;
-  std::string& out;
-  void Put(char c) { out.push_back(c); }
-  void Flush() {}
-};
-
-}  // namespace
-
 std::string build_request_body(const ChatRequest& request) {
-  std::string body;
+  // Sized from the messages (plus the fixed members and some escapes): one allocation, not a growth series.
   std::size_t text = request.web_search ? request.web_search->query.size() : 0;
   for (const auto& m : request.messages) text += m.content.size();
-  body.reserve(text + text / 8 + 384);  // the fixed members, and some room for escapes
-  StringOutput buf{body};
-  rapidjson::Writer<StringOutput> w(buf);
+  rapidjson::StringBuffer buf(nullptr, text + text / 8 + 384);
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
   auto str = [&w](std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); };
 
   w.StartObject();
@@ -83,7 +70,7 @@ std::string build_request_body(const ChatRequest& request) {
     w.EndArray();
   }
   w.EndObject();
-  return body;
+  return {buf.GetString(), buf.GetSize()};
 }
 
 }  // namespace cbm
