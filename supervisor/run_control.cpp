@@ -46,6 +46,21 @@ bool RunControl::wait_for(std::chrono::steady_clock::duration d) {
   return cv_.wait_for(lock, d, [this] { return stopping(); });
 }
 
+bool RunControl::pause(std::chrono::steady_clock::duration d, const std::function<void()>& on_status) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (stopping()) return true;
+    if (status_.exchange(false)) {
+      lock.unlock();
+      on_status();
+      lock.lock();
+      continue;
+    }
+    if (!cv_.wait_until(lock, until, [this] { return stopping() || status_.load(); })) return false;
+  }
+}
+
 void RunControl::notify() {
   {
     // Taking the lock orders this notify after a waiter's predicate check: no lost wake-up.

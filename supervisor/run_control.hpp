@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 
 namespace cbm {
@@ -44,6 +45,9 @@ class RunControl {
 
   // Sleeps for `d` unless a stop is requested first; returns true if stopping.
   bool wait_for(std::chrono::steady_clock::duration d);
+  // As wait_for, and answers each status request (SIGUSR1) that comes meanwhile with `on_status`, at
+  // once (a monitor's pause between rounds).
+  bool pause(std::chrono::steady_clock::duration d, const std::function<void()>& on_status);
 
   // Wakes the driving loop (also used by worker threads when they finish a task, and by an open
   // topic source when topics arrive).

@@ -202,7 +202,20 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
        cfg.iterations == 0 || round <= static_cast<std::uint32_t>(cfg.iterations); ++round) {
     // The first round runs even when a stop came before it: each of its topics is reported (cancelled).
     if ((round > first_round && control.stopping()) || ledger.abort_reason()) break;
-    if (round > first_round && cfg.delay.count() > 0 && control.wait_for(cfg.delay)) break;
+    if (round > first_round && cfg.delay.count() > 0) {
+      const auto next_at = std::chrono::steady_clock::now() + cfg.delay;
+      const bool stopping = control.pause(cfg.delay, [&] {
+        const std::chrono::duration<double> left = next_at - std::chrono::steady_clock::now();
+        char starts[32];
+        std::snprintf(starts, sizeof starts, "%.1f", std::max(0.0, left.count()));
+        const RunTotals t = ledger.totals();
+        log.info("status: round " + std::to_string(round - 1) + " finished, round " + std::to_string(round) +
+                 " starts in " + starts + " s; so far " + std::to_string(t.total) + " tasks: " +
+                 std::to_string(t.succeeded) + " succeeded, " + std::to_string(t.failed) + " failed, " +
+                 std::to_string(t.cancelled) + " cancelled");
+      });
+      if (stopping) break;
+    }
     if (control.take_reload()) topics.on_reload_request();
     ledger.begin_round(round);
     RoundSurvey survey = survey_round(*topics.round_source());

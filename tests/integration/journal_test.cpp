@@ -31,6 +31,7 @@ struct Run {
   TempDir dir;
   Simulator& sim;
   std::string mode = "multiprocessing";
+  std::string delay = "0";  // --delay, seconds
 
   explicit Run(Simulator& s) : sim(s) { write_text(dir / "prompts.txt", kBareTopicPrompt); }
 
@@ -41,7 +42,7 @@ struct Run {
   std::vector<std::string> argv(std::vector<std::string> extra) const {
     std::vector<std::string> a = {cbm::test::supervisor_path(), "--base-url", sim.base_url(), "--output",
                                   report().string(), "--log-file", log().string(), "--prompt-file",
-                                  (dir / "prompts.txt").string(), "--no-search", "--delay", "0", "--mode", mode};
+                                  (dir / "prompts.txt").string(), "--no-search", "--delay", delay, "--mode", mode};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -277,6 +278,25 @@ TEST_CASE("a monitor rewrites its report every round, rereads topics on SIGHUP, 
   CHECK(rounds_in_results.size() <= 3);
   // The journal was compacted to the kept rounds as well.
   CHECK(line_count(run.journal()) <= 1 + 3 * 2);
+}
+
+TEST_CASE("SIGUSR1 during a monitor's pause between rounds is answered at once, not at the next round",
+          "[monitor]") {
+  Simulator sim;
+  Run run(sim);
+  write_text(run.dir / "topics.txt", "paused one\npaused two\n");
+  // A 60 s pause: an answer that waits for the next round fails the test (eventually() gives up first).
+  run.delay = "60";
+  auto p = run.start({"--topics-file", (run.dir / "topics.txt").string(), "--concurrency", "2", "--iterations", "0",
+                      "--quiet"});
+  auto log_has = [&](const std::string& s) { return read_text(run.log()).find(s) != std::string::npos; };
+  REQUIRE(eventually([&] { return log_has("round 1 finished"); }));
+  p->signal(SIGUSR1);
+  REQUIRE(eventually([&] { return log_has("status: round 1 finished, round 2 starts in "); }));
+  CHECK(log_has("so far 2 tasks: 2 succeeded, 0 failed, 0 cancelled"));
+  CHECK(sim.requests_total() == 2);  // the pause went on: round 2 has not started
+  p->signal(SIGTERM);
+  CHECK(p->exit_code() == 143);
 }
 
 TEST_CASE("progress is a live line on a terminal, periodic lines otherwise, and nothing with --quiet", "[progress]") {
