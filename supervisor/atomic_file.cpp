@@ -28,6 +28,8 @@ AtomicFile::AtomicFile(std::filesystem::path path)
     ::unlink(tmp_.c_str());
     throw std::system_error(err, std::generic_category(), "fdopen");
   }
+  buffer_ = std::make_unique<char[]>(kBufferSize);
+  std::setvbuf(f_, buffer_.get(), _IOFBF, kBufferSize);
 }
 
 AtomicFile::~AtomicFile() {
