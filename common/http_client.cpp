@@ -104,30 +104,32 @@ std::size_t HttpExchange::on_header(char* data, std::size_t size, std::size_t nm
 
 void HttpExchange::start(CURL* curl, const HttpRequest& request, const HttpOptions& options,
                          std::chrono::milliseconds timeout) {
-  if (curl != configured_ || request.url != url_ || request.headers != header_lines_ || options.abort != abort_) {
+  const bool same = curl == configured_ && request.url == url_ && request.headers == header_lines_ && options == options_;
+  if (!same) {
     configure(curl, request, options);
   }
   response_ = HttpResponse{};
   max_body_ = options.max_body_bytes;
   too_large_ = false;
   error_buffer_[0] = '\0';
+  const auto connect_timeout = std::min(options.connect_timeout, timeout);
   curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
   curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min(options.connect_timeout, timeout).count()));
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout.count()));
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
 }
 
 // Every option, from a reset handle (its connection cache stays).
 void HttpExchange::configure(CURL* curl, const HttpRequest& request, const HttpOptions& options) {
+  configured_ = nullptr;  // until it is done: a throw below leaves the handle to be configured again
+  url_ = request.url;
+  header_lines_ = request.headers;
+  options_ = options;
   // "Expect:" suppresses libcurl's 100-continue round trip on large bodies.
   curl_slist* list = append_header(nullptr, "Expect:");
   for (const auto& h : request.headers) list = append_header(list, h.c_str());
   curl_easy_reset(curl);
   headers_.reset(list);
-  configured_ = curl;
-  url_ = request.url;
-  header_lines_ = request.headers;
-  abort_ = options.abort;
 
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -150,6 +152,7 @@ void HttpExchange::configure(CURL* curl, const HttpRequest& request, const HttpO
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, &on_progress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, options.abort);
   }
+  configured_ = curl;
 }
 
 Result<HttpResponse, TransportError> HttpExchange::finish(CURL* curl, int curl_code) {

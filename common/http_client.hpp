@@ -36,6 +36,8 @@ struct HttpOptions {
   std::size_t max_body_bytes = 8u << 20;
   // When set and true, transfers in progress abort within a second (an immediate stop of the run).
   const std::atomic<bool>* abort = nullptr;
+
+  bool operator==(const HttpOptions&) const = default;
 };
 
 struct HttpResponse {
@@ -92,7 +94,7 @@ class HttpExchange {
   CURL* configured_ = nullptr;
   std::string url_;
   std::vector<std::string> header_lines_;
-  const std::atomic<bool>* abort_ = nullptr;
+  HttpOptions options_;
   std::unique_ptr<void, SlistDeleter> headers_;
   char error_buffer_[256] = {0};  // CURL_ERROR_SIZE
 };

@@ -109,7 +109,7 @@ for mode in "${modes[@]}"; do
     ok=$(grep -o '"successful_tasks":[0-9]*' "$work/report.json" | head -1 | cut -d: -f2)
     # Each request's own round trip as the client measured it: what the server and the network add to
     # the 100 ms (the ideal counts none of it).
-    step=$(grep -o '"latency_ms":[0-9]*' "$work/report.json" | awk -F: '{ s += $2; n++ } END { printf "%.1f", s / n }')
+    step=$(grep -o '"latency_ms":[0-9]*' "$work/report.json" | awk -F: '{ s += $2; n++ } END { if (n) printf "%.1f", s / n; else printf "n/a" }')
     note "| $mode, $n topics, concurrency $conc, 100 ms | wall $wall s vs ideal $ideal s ($(calc "($wall / $ideal - 1) * 100" 1)% over); first dispatch to last result $span s ($(calc "($span / $ideal - 1) * 100" 1)% over); mean request round trip $step ms; $ok succeeded | supervisor peak RSS ${rss} KiB, peak PSS sum ${pss} KiB |"
   done
 done

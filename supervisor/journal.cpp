@@ -5,10 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
+#include <vector>
 
 #include "atomic_file.hpp"
 #include "fnv1a.hpp"
@@ -86,34 +90,48 @@ int open_append(const std::filesystem::path& path, int extra_flags) {
   return fd;
 }
 
-// Calls `on_line` for each line of the file after the header; reports a final line without '\n' as
-// torn (it is passed to nothing). Returns the header line.
-std::string read_lines(const std::filesystem::path& path, const std::function<void(const std::string&)>& on_line,
-                       bool& torn_tail) {
-  std::FILE* f = std::fopen(path.c_str(), "re");
-  if (f == nullptr) throw std::runtime_error("cannot open journal '" + path.string() + "': " + std::strerror(errno));
-  char* buf = nullptr;
-  std::size_t cap = 0;
-  std::string header;
-  bool first = true;
-  torn_tail = false;
-  for (ssize_t n; (n = ::getline(&buf, &cap, f)) >= 0;) {
-    std::string line(buf, static_cast<std::size_t>(n));
-    if (!line.ends_with('\n')) {
-      torn_tail = true;
-      break;
-    }
-    line.pop_back();
-    if (first) {
-      header = std::move(line);
-      first = false;
-    } else if (!line.empty()) {
-      on_line(line);
-    }
+// An fd closed on every way out of its scope.
+struct OwnedFd {
+  int fd;
+  explicit OwnedFd(int f) : fd(f) {}
+  OwnedFd(const OwnedFd&) = delete;
+  OwnedFd& operator=(const OwnedFd&) = delete;
+  ~OwnedFd() {
+    if (fd >= 0) ::close(fd);
   }
-  std::free(buf);
-  std::fclose(f);
-  return header;
+};
+
+// Calls `on_line` for each line of the file after the header, without its '\n' (empty lines skipped).
+// A last line without '\n' (cut short by a crash or a failed write) is not a line. Reads in large
+// blocks: no copy of a line unless it spans two of them.
+void read_record_lines(const std::filesystem::path& path,
+                       const std::function<void(std::string_view)>& on_line) {
+  const OwnedFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.fd < 0) fail_errno("cannot read journal '" + path.string() + "'");
+  std::vector<char> buf(1 << 20);
+  std::string split;  // a line that spans two reads
+  bool header = true;
+  for (;;) {
+    const ssize_t n = ::read(in.fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail_errno("cannot read journal '" + path.string() + "'");
+    if (n == 0) return;  // what is left in `split` is a cut last line
+    std::string_view data(buf.data(), static_cast<std::size_t>(n));
+    for (std::size_t nl; (nl = data.find('\n')) != std::string_view::npos; data.remove_prefix(nl + 1)) {
+      std::string_view line = data.substr(0, nl);
+      if (!split.empty()) {
+        split.append(line);
+        line = split;
+      }
+      if (header) {
+        header = false;
+      } else if (!line.empty()) {
+        on_line(line);
+      }
+      split.clear();
+    }
+    split.append(data);
+  }
 }
 
 std::string read_first_line(const std::filesystem::path& path) {
@@ -130,9 +148,9 @@ std::string read_first_line(const std::filesystem::path& path) {
 }
 
 // Parses a record line; nullopt if it is not a valid report entry.
-std::optional<TaskResult> parse_record(const std::string& line) {
+std::optional<TaskResult> parse_record(std::string_view line) {
   rapidjson::Document d;
-  d.Parse<rapidjson::kParseIterativeFlag>(line.c_str(), line.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(line.data(), line.size());
   if (d.HasParseError()) return std::nullopt;
   auto r = decode_task_result(d);
   if (!r) return std::nullopt;
@@ -159,10 +177,37 @@ std::string JournalSettings::describe() const {
 
 // The journal's state, shared with its writer thread. `mu` guards everything below it; the thread
 // writes outside the lock (busy = true), with the fd it took under the lock.
+namespace {
+
+// What a queued record holds in memory, roughly: the queue's bound in bytes counts this.
+std::size_t footprint(const TaskResult& r) {
+  std::size_t n = sizeof r + r.topic.size() + r.analysis.size();
+  for (const auto& s : r.sources) {
+    n += sizeof s + s.title.size() + s.link.size() + s.media.size() + s.publish_date.size() + s.content.size();
+  }
+  for (const auto& s : r.steps) {
+    n += sizeof s + s.output.size();
+    for (const auto& m : s.messages) n += sizeof m + m.content.size();
+  }
+  if (r.error) n += r.error->message.size();
+  return n;
+}
+
+}  // namespace
+
+// The journal's state, shared with its writer thread. `mu` guards everything below it; the thread
+// writes (and syncs) outside the lock while `busy`, with the fd it took under the lock, and nobody
+// else touches the file or `last_sync` until it is idle again (drain()).
 struct Journal::Writer {
+  // Takes `f` (closed here whatever happens).
   Writer(std::filesystem::path p, int f, std::string h)
       : path(std::move(p)), header(std::move(h)), fd(f), last_sync(std::chrono::steady_clock::now()) {
-    thread = std::thread([this] { run(); });
+    try {
+      thread = std::thread([this] { run(); });
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
   }
 
   ~Writer() {
@@ -171,7 +216,7 @@ struct Journal::Writer {
       stop = true;
     }
     wake.notify_all();
-    thread.join();
+    thread.join();  // it writes what is queued first
     if (fd >= 0) {
       ::fdatasync(fd);
       ::close(fd);
@@ -187,6 +232,13 @@ struct Journal::Writer {
     written.wait(lock, [&] { return queue.empty() && !busy; });
     hurry = false;
   }
+  bool full() const { return queue.size() >= kMaxQueued || queued_bytes >= kMaxQueuedBytes; }
+  void fail(std::string why) {
+    if (failure) return;
+    failure = std::move(why);
+    queue.clear();  // nothing more is written: whole lines, but for at most a cut last one
+    queued_bytes = 0;
+  }
 
   const std::filesystem::path path;
   const std::string header;
@@ -195,8 +247,9 @@ struct Journal::Writer {
   std::condition_variable written;  // producers: room in the queue, or the queue written
   int fd;
   std::vector<TaskResult> queue;
-  bool busy = false;  // the thread writes (or syncs) a batch outside the lock
-  bool dirty = false;  // written since the last fdatasync
+  std::size_t queued_bytes = 0;  // footprint() of what is queued
+  bool busy = false;             // the thread writes (or syncs) a batch outside the lock
+  bool dirty = false;            // written since the last fdatasync
   bool stop = false;
   bool hurry = false;  // sync() waits: write what is queued now
   std::optional<std::string> failure;
@@ -220,6 +273,7 @@ void Journal::Writer::run() {
     // Let a batch gather: one wake-up and one write per batch, not per record.
     wake.wait_for(lock, kGather, [&] { return stop || hurry || queue.size() >= kMaxQueued / 2; });
     batch.swap(queue);
+    queued_bytes = 0;
     busy = true;
     const int to = fd;
     lock.unlock();
@@ -235,21 +289,17 @@ void Journal::Writer::run() {
       batch.clear();
     }
     const auto now = std::chrono::steady_clock::now();
-    const bool due = now - last_sync >= kSyncInterval;  // last_sync: written only by this thread while busy
-    if (due) ::fdatasync(to);
+    const bool due = now - last_sync >= kSyncInterval;
+    if (due && !error && ::fdatasync(to) != 0) {
+      error = "cannot sync journal '" + path.string() + "': " + std::strerror(errno);
+    }
 
     lock.lock();
     busy = false;
-    if (due) {
-      last_sync = now;
-      dirty = false;
-    } else {
-      dirty = true;
-    }
-    if (error && !failure) {
-      failure = std::move(error);
-      queue.clear();  // nothing more is written: whole lines, but for at most a cut last one
-    }
+    dirty = !due;
+    if (due) last_sync = now;
+    // The run learns of it through the ledger's abort reason, at its loop's next turn.
+    if (error) fail(std::move(*error));
     written.notify_all();
   }
 }
@@ -263,7 +313,8 @@ void Journal::Writer::write_batch(int to, const std::vector<TaskResult>& batch) 
     write_task_result(w, r);
     buf.Put('\n');
   }
-  write_all(to, std::string_view(buf.GetString(), buf.GetSize()), "cannot append to journal '" + path.string() + "'");
+  write_all(to, std::string_view(buf.GetString(), buf.GetSize()),
+            "cannot append to journal '" + path.string() + "'");
 }
 
 Journal::Journal(std::filesystem::path path, int fd, std::string header)
@@ -276,11 +327,11 @@ Journal::~Journal() = default;
 const std::filesystem::path& Journal::path() const { return w_->path; }
 
 Journal Journal::create(const std::filesystem::path& path, const JournalSettings& settings) {
-  const int fd = open_append(path, O_TRUNC);
   std::string header = header_line(settings);
-  Journal j(path, fd, header);
-  write_all(fd, header, "cannot write journal '" + path.string() + "'");
+  Journal j(path, open_append(path, O_TRUNC), header);
+  write_all(j.w_->fd, header, "cannot write journal '" + path.string() + "'");  // the writer is idle
   j.sync();
+  if (auto failure = j.failure()) throw std::runtime_error(*failure);
   return j;
 }
 
@@ -295,7 +346,7 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
   }
   const std::string header = header_line(settings);
   std::uint64_t line_no = 1;
-  rewrite(path, header, [&](const std::string&, const std::optional<TaskResult>& result) {
+  rewrite(path, header, [&](std::string_view, const std::optional<TaskResult>& result) {
     ++line_no;
     if (!result) {
       throw std::runtime_error("'" + path.string() + "' line " + std::to_string(line_no) +
@@ -309,19 +360,15 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
 }
 
 void Journal::rewrite(const std::filesystem::path& path, const std::string& header,
-                      const std::function<bool(const std::string&, const std::optional<TaskResult>&)>& keep) {
+                      const std::function<bool(std::string_view, const std::optional<TaskResult>&)>& keep) {
   AtomicFile out(path);
   out.write(header);
-  bool torn = false;
-  read_lines(
-      path,
-      [&](const std::string& line) {
-        if (keep(line, parse_record(line))) {
-          out.write(line);
-          out.write("\n");
-        }
-      },
-      torn);
+  read_record_lines(path, [&](std::string_view line) {
+    if (keep(line, parse_record(line))) {
+      out.write(line);
+      out.write("\n");
+    }
+  });
   out.commit();
 }
 
@@ -329,8 +376,9 @@ void Journal::append(TaskResult result) {
   Writer& w = *w_;
   {
     std::unique_lock lock(w.mu);
-    w.written.wait(lock, [&] { return w.queue.size() < kMaxQueued || w.failure; });
+    w.written.wait(lock, [&] { return !w.full() || w.failure; });
     if (w.failure) return;
+    w.queued_bytes += footprint(result);
     w.queue.push_back(std::move(result));
     // The writer sleeps on an empty queue, or gathers until half full (see run()).
     if (w.queue.size() != 1 && w.queue.size() != kMaxQueued / 2) return;
@@ -342,7 +390,8 @@ void Journal::sync() {
   Writer& w = *w_;
   std::unique_lock lock(w.mu);
   w.drain(lock);
-  ::fdatasync(w.fd);
+  if (w.failure) return;
+  if (::fdatasync(w.fd) != 0) w.fail("cannot sync journal '" + w.path.string() + "': " + std::strerror(errno));
   w.last_sync = std::chrono::steady_clock::now();
   w.dirty = false;
 }
@@ -353,44 +402,14 @@ std::optional<std::string> Journal::failure() const {
 }
 
 void Journal::for_each_record(const std::function<void(std::string_view)>& on_record) const {
-  const int fd = ::open(w_->path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail_errno("cannot read journal '" + w_->path.string() + "'");
-  std::vector<char> buf(1 << 20);
-  std::string split;  // a line that spans two reads
-  bool header = true;
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      throw std::system_error(err, std::generic_category(), "cannot read journal '" + w_->path.string() + "'");
-    }
-    if (n == 0) break;
-    std::string_view data(buf.data(), static_cast<std::size_t>(n));
-    for (std::size_t nl; (nl = data.find('\n')) != std::string_view::npos; data.remove_prefix(nl + 1)) {
-      std::string_view line = data.substr(0, nl);
-      if (!split.empty()) {
-        split.append(line);
-        line = split;
-      }
-      if (header) {
-        header = false;
-      } else if (!line.empty()) {
-        on_record(line);
-      }
-      split.clear();
-    }
-    split.append(data);  // the start of the next line, or a cut last one
-  }
-  ::close(fd);
+  read_record_lines(w_->path, on_record);
 }
 
 void Journal::compact(std::uint32_t from_round) {
   Writer& w = *w_;
   std::unique_lock lock(w.mu);
   w.drain(lock);
-  rewrite(w.path, w.header, [&](const std::string&, const std::optional<TaskResult>& result) {
+  rewrite(w.path, w.header, [&](std::string_view, const std::optional<TaskResult>& result) {
     return result && result->round >= from_round;
   });
   ::close(std::exchange(w.fd, -1));  // if the reopen fails, the writer's next write fails (run aborts)

@@ -6,8 +6,8 @@
 // Who writes: append() only queues the record. The journal's own writer thread encodes what is queued
 // and appends it with one write(2) per batch to an O_APPEND file, so the executor's loop pays neither
 // for the encoding nor for the disk. The queue is short (the writer takes all of it at once) and
-// bounded: append() blocks while kMaxQueued records wait, so a slow disk slows the run down instead of
-// growing its memory.
+// bounded: append() blocks while kMaxQueued records (or kMaxQueuedBytes) wait, so a slow disk slows
+// the run down instead of growing its memory.
 //
 // Durability policy: a record is in the page cache about kGather (2 ms) after append(), and a kill -9 of the
 // supervisor loses only what was still queued (DESIGN: "at most the results not yet appended";
@@ -20,19 +20,14 @@
 // again) by rewriting the journal atomically before appending to it.
 #pragma once
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <vector>
 
 #include "run_config.hpp"
 #include "task.hpp"
@@ -53,7 +48,9 @@ struct JournalSettings {
 
 class Journal {
  public:
-  static constexpr std::size_t kMaxQueued = 4096;  // records waiting for the writer before append() blocks
+  // append() blocks while this many records, or this many bytes of them, wait for the writer.
+  static constexpr std::size_t kMaxQueued = 4096;
+  static constexpr std::size_t kMaxQueuedBytes = 8u << 20;
   static constexpr std::chrono::seconds kSyncInterval{1};
   static constexpr std::chrono::milliseconds kGather{2};  // the writer lets a batch gather this long
 
@@ -72,11 +69,12 @@ class Journal {
   ~Journal();
 
   // Queues one terminal record for the writer (records reach the file in the order queued). Blocks
-  // while kMaxQueued records wait. After a failed write it drops the record: see failure().
+  // while the queue is full. After a failed write or sync it drops the record: see failure().
   void append(TaskResult result);
   // Waits until every queued record is written, then fdatasync.
   void sync();
-  // Why the journal stopped taking records (a write failed: disk full...); nullopt while it works.
+  // Why the journal stopped taking records (a write or fdatasync failed: disk full, I/O error...);
+  // nullopt while it works. The run aborts on it at its loop's next turn (RunLedger::abort_reason).
   std::optional<std::string> failure() const;
 
   // Streams every record line (without its newline) to `on_record`, in file order; a last line
@@ -95,7 +93,7 @@ class Journal {
   Journal(std::filesystem::path path, int fd, std::string header);
   // Replaces `path` atomically with `header` and the record lines `keep` accepts (in file order).
   static void rewrite(const std::filesystem::path& path, const std::string& header,
-                      const std::function<bool(const std::string&, const std::optional<TaskResult>&)>& keep);
+                      const std::function<bool(std::string_view, const std::optional<TaskResult>&)>& keep);
 
   std::unique_ptr<Writer> w_;  // its thread holds its address: it stays put when the Journal moves
 };

@@ -100,6 +100,18 @@ class TopicPlan {
   std::shared_ptr<const std::vector<std::string>> list_;
 };
 
+// SIGUSR1 during a monitor's pause between rounds.
+void log_pause_status(Logger& log, const RunLedger& ledger, std::uint32_t next_round,
+                      std::chrono::steady_clock::time_point next_at) {
+  const std::chrono::duration<double> left = next_at - std::chrono::steady_clock::now();
+  char starts[32];
+  std::snprintf(starts, sizeof starts, "%.1f", std::max(0.0, left.count()));
+  const RunTotals t = ledger.totals();
+  log.info("status: round " + std::to_string(next_round - 1) + " finished, round " + std::to_string(next_round) +
+           " starts in " + starts + " s; so far " + std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) +
+           " succeeded, " + std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled");
+}
+
 }  // namespace
 
 // Resident memory is split: anonymous (heap: what could leak) and shared (the workers' channel rings,
@@ -204,17 +216,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
     if ((round > first_round && control.stopping()) || ledger.abort_reason()) break;
     if (round > first_round && cfg.delay.count() > 0) {
       const auto next_at = std::chrono::steady_clock::now() + cfg.delay;
-      const bool stopping = control.pause(cfg.delay, [&] {
-        const std::chrono::duration<double> left = next_at - std::chrono::steady_clock::now();
-        char starts[32];
-        std::snprintf(starts, sizeof starts, "%.1f", std::max(0.0, left.count()));
-        const RunTotals t = ledger.totals();
-        log.info("status: round " + std::to_string(round - 1) + " finished, round " + std::to_string(round) +
-                 " starts in " + starts + " s; so far " + std::to_string(t.total) + " tasks: " +
-                 std::to_string(t.succeeded) + " succeeded, " + std::to_string(t.failed) + " failed, " +
-                 std::to_string(t.cancelled) + " cancelled");
-      });
-      if (stopping) break;
+      if (control.pause(cfg.delay, [&] { log_pause_status(log, ledger, round, next_at); })) break;
     }
     if (control.take_reload()) topics.on_reload_request();
     ledger.begin_round(round);

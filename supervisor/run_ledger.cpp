@@ -60,7 +60,14 @@ bool RunLedger::record(TaskResult result) {
 bool RunLedger::record_locked(TaskResult result) {
   if (has_locked(result.round, result.id)) return false;
   count_locked(result);
-  if (observer_ != nullptr) observer_->task_finished(result);
+  if (observer_ != nullptr) {
+    // The record is counted: it must reach the journal whatever the observer does.
+    try {
+      observer_->task_finished(result);
+    } catch (const std::exception& e) {
+      if (!abort_reason_locked()) abort_reason_ = std::string("a result observer failed: ") + e.what();
+    }
+  }
   auto original = originals_.find(result.id);
   if (original == originals_.end()) {
     if (journal_ != nullptr) journal_->append(std::move(result));

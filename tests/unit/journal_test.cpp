@@ -53,7 +53,8 @@ std::size_t lines_in(const std::filesystem::path& p) {
 
 }  // namespace
 
-TEST_CASE("the journal's writer appends every record, in the order queued, past its queue's bound", "[journal]") {
+TEST_CASE("the journal's writer appends every record, in the order queued, when more come than its queue holds",
+          "[journal]") {
   cbm::test::TempDir dir;
   auto journal = cbm::Journal::create(dir / "j.jsonl", settings());
   const std::uint64_t n = 3 * cbm::Journal::kMaxQueued + 17;  // append() must wait for room, not drop
@@ -65,6 +66,18 @@ TEST_CASE("the journal's writer appends every record, in the order queued, past 
   REQUIRE(back.size() == n);
   for (std::uint64_t id = 0; id < n; ++id) CHECK(back[id].id == id);
   CHECK_FALSE(journal.failure());
+}
+
+TEST_CASE("a journal destroyed with records queued writes them first", "[journal]") {
+  cbm::test::TempDir dir;
+  const std::uint64_t n = 1000;
+  {
+    auto journal = cbm::Journal::create(dir / "j.jsonl", settings());
+    for (std::uint64_t id = 0; id < n; ++id) journal.append(record(id));
+  }  // no sync(): a library run with a journal and no report ends like this
+  CHECK(lines_in(dir / "j.jsonl") == n + 1);
+  const auto reopened = cbm::Journal::open_for_resume(dir / "j.jsonl", settings(), false, [](const cbm::TaskResult&) {});
+  CHECK(records_of(reopened).size() == n);
 }
 
 TEST_CASE("compaction writes what is queued first, then keeps only the later rounds", "[journal]") {
