@@ -87,15 +87,17 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
         const Task& task = progress.start_attempt();
         observer_.attempt_started(task, slot);
         AttemptOutcome outcome = pipeline.run(task, Clock::now() + config_.timeout);
-        const auto limit_change = gate_.release(*permit, outcome);
+        {
+          std::lock_guard lock(limit_mu_);
+          if (const auto limit_change = gate_.release(*permit, outcome)) {
+            observer_.limit_changed(limit_change->to);
+            log_.info("in-flight limit " + std::to_string(limit_change->from) + " -> " +
+                      std::to_string(limit_change->to) +
+                      (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
+          }
+        }
         progress.end_attempt(outcome);
         observer_.attempt_ended(task, outcome, slot);
-        if (limit_change) {
-          observer_.limit_changed(limit_change->to);
-          log_.info("in-flight limit " + std::to_string(limit_change->from) + " -> " +
-                    std::to_string(limit_change->to) +
-                    (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
-        }
         if (outcome.ok()) {
           ledger_.record(progress.finish(TaskStatus::succeeded, std::move(outcome), slot));
           break;

@@ -5,6 +5,8 @@
 // What it cannot survive, by nature: a crash anywhere takes the whole process (use multiprocessing).
 #pragma once
 
+#include <mutex>
+
 #include <string>
 #include <vector>
 
@@ -34,6 +36,9 @@ class ThreadExecutor final : public RoundExecutor {
   Progress& progress_;
   RunObserver& observer_;
   ConcurrencyGate gate_;
+  // Held from a release() that changes the limit until observers hear of it: threads release
+  // concurrently, and the last change must be the last one heard (the metrics gauge, the log).
+  std::mutex limit_mu_;
 };
 
 }  // namespace cbm
