@@ -75,24 +75,36 @@ void RoundTasks::finish(TaskIndex task, TaskResult result) {
   tasks_.erase(task);
 }
 
+std::variant<TaskResult, Clock::duration> judge_failure(const RetryPolicy& policy, RunLedger& ledger,
+                                                        RunControl& control, Logger& log,
+                                                        std::string_view slot_label, int slot,
+                                                        const TaskProgress& task, AttemptOutcome outcome,
+                                                        double jitter) {
+  const ApiError& error = *outcome.error;
+  log.warn("[" + std::string(slot_label) + std::to_string(slot) + "] task " + std::to_string(task.task().id) +
+           " attempt " + std::to_string(task.attempts()) + " failed (" + std::string(to_string(error.error_class)) +
+           ", " + std::string(to_string(error.kind)) + "): " + error.describe());
+  if (error.kind == ErrorKind::cancelled) return task.cancel("cancelled by an immediate stop", slot);
+  const RetryDecision decision = decide_retry(policy, error, task.attempts(), jitter);
+  if (std::holds_alternative<AbortRun>(decision)) {
+    ledger.mark_aborted("run-fatal API error: " + error.describe());
+    control.stop_now();
+  }
+  if (const auto* retry = std::get_if<RetryAfter>(&decision)) return retry->delay;
+  return task.finish(TaskStatus::failed, std::move(outcome), slot);
+}
+
 void RoundTasks::after_failure(TaskIndex i, AttemptOutcome outcome, int slot) {
   TaskProgress& t = tasks_.at(i);
-  const ApiError& error = *outcome.error;
-  log_.warn("[" + slot_label_ + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " +
-            std::to_string(t.attempts()) + " failed (" + std::string(to_string(error.error_class)) + ", " +
-            std::string(to_string(error.kind)) + "): " + error.describe());
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  const RetryDecision decision = decide_retry(config_.retry, error, t.attempts(), jitter(rng_));
-  if (std::holds_alternative<AbortRun>(decision)) {
-    ledger_.mark_aborted("run-fatal API error: " + error.describe());
-    finish(i, t.finish(TaskStatus::failed, std::move(outcome), slot));
-    control_.stop_now();
-  } else if (std::holds_alternative<FailTask>(decision)) {
-    finish(i, t.finish(TaskStatus::failed, std::move(outcome), slot));
+  auto verdict = judge_failure(config_.retry, ledger_, control_, log_, slot_label_, slot, t, std::move(outcome),
+                               jitter(rng_));
+  if (auto* record = std::get_if<TaskResult>(&verdict)) {
+    finish(i, std::move(*record));
   } else if (control_.stopping()) {
     finish(i, t.cancel("cancelled: the run stopped before a retry", slot));
   } else {
-    retry_at_.emplace(Clock::now() + std::get<RetryAfter>(decision).delay, i);
+    retry_at_.emplace(Clock::now() + std::get<Clock::duration>(verdict), i);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <variant>
 
 #include "logger.hpp"
 #include "run_config.hpp"
@@ -22,6 +23,17 @@
 #include "topic_source.hpp"
 
 namespace cbm {
+
+// The retry policy's verdict on a failed attempt of `task`, as every executor enacts it: the failure
+// is logged ("[<slot_label><slot>] task N attempt K failed ..."), a run-fatal error aborts the run.
+// Returns the task's terminal record (failed; cancelled when an immediate stop ended the attempt), or
+// how long to wait before the next attempt. (RoundTasks schedules that wait as a timer; the threading
+// executor's threads wait it out themselves.)
+std::variant<TaskResult, Clock::duration> judge_failure(const RetryPolicy& policy, RunLedger& ledger,
+                                                        RunControl& control, Logger& log,
+                                                        std::string_view slot_label, int slot,
+                                                        const TaskProgress& task, AttemptOutcome outcome,
+                                                        double jitter);
 
 class RoundTasks {
  public:

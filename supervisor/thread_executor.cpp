@@ -10,6 +10,7 @@
 #include "bigmodel_client.hpp"
 #include "concurrency_gate.hpp"
 #include "pipeline.hpp"
+#include "round_tasks.hpp"
 #include "task_progress.hpp"
 
 namespace cbm {
@@ -75,7 +76,6 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
       first = false;
       auto next = next_task();
       if (!next) return;
-      const std::uint64_t i = next->id;
       TaskProgress progress(std::move(*next));
       for (;;) {
         const auto permit = gate_.acquire();
@@ -102,26 +102,13 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
           ledger_.record(progress.finish(TaskStatus::succeeded, std::move(outcome), slot));
           break;
         }
-        const ApiError& err = *outcome.error;
-        log_.warn("[t" + std::to_string(slot) + "] task " + std::to_string(i) + " attempt " +
-                  std::to_string(task.attempt) + " failed (" + std::string(to_string(err.error_class)) +
-                  ", " + std::string(to_string(err.kind)) + "): " + err.describe());
-        if (err.kind == ErrorKind::cancelled) {
-          ledger_.record(progress.cancel("cancelled by an immediate stop", slot));
+        auto verdict = judge_failure(config_.retry, ledger_, control_, log_, "t", slot, progress, std::move(outcome),
+                                     jitter(rng));
+        if (auto* record = std::get_if<TaskResult>(&verdict)) {
+          ledger_.record(std::move(*record));
           break;
         }
-        const RetryDecision decision = decide_retry(config_.retry, err, task.attempt, jitter(rng));
-        if (std::holds_alternative<AbortRun>(decision)) {
-          ledger_.mark_aborted("run-fatal API error: " + err.describe());
-          ledger_.record(progress.finish(TaskStatus::failed, std::move(outcome), slot));
-          control_.stop_now();
-          break;
-        }
-        if (std::holds_alternative<FailTask>(decision)) {
-          ledger_.record(progress.finish(TaskStatus::failed, std::move(outcome), slot));
-          break;
-        }
-        if (control_.wait_for(std::get<RetryAfter>(decision).delay)) {
+        if (control_.wait_for(std::get<Clock::duration>(verdict))) {
           ledger_.record(progress.cancel("the run stopped while the task waited to retry", slot));
           break;
         }
