@@ -14,13 +14,7 @@
 #include "simulator.hpp"
 
 using namespace std::chrono_literals;
-using cbm::test::eventually;
-using cbm::test::read_text;
-using cbm::test::Simulator;
-using cbm::test::SpawnOptions;
-using cbm::test::Subprocess;
-using cbm::test::TempDir;
-using cbm::test::write_text;
+using namespace cbm::test;  // the fixtures: Simulator, Subprocess, TempDir, eventually, ...
 
 namespace {
 

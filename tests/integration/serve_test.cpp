@@ -13,13 +13,7 @@
 #include "simulator.hpp"
 
 using namespace std::chrono_literals;
-using cbm::test::eventually;
-using cbm::test::http_request;
-using cbm::test::HttpReply;
-using cbm::test::Simulator;
-using cbm::test::SpawnOptions;
-using cbm::test::Subprocess;
-using cbm::test::TempDir;
+using namespace cbm::test;  // the fixtures: Simulator, Subprocess, TempDir, eventually, ...
 
 namespace {
 
