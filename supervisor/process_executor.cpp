@@ -187,6 +187,8 @@ void ProcessExecutor::enforce_deadlines() {
 void ProcessExecutor::start_workers() {
   if (control_.stopping() || !has_work()) return;
   const auto now = Clock::now();
+  tasks_.promote_due(now);
+  std::size_t in_flight = busy_slots();
   // Start only the workers the queued tasks need (a 3-topic run at --concurrency 64 starts 3).
   std::size_t idle = 0;
   for (const auto& s : slots_) idle += s->state == Slot::State::idle ? 1 : 0;
@@ -216,6 +218,10 @@ void ProcessExecutor::start_workers() {
     s->timed_out = false;
     s->retiring = false;
     s->available_at = now;
+    // Its first task follows the config at once: with hundreds of workers to start, the first ones
+    // work while the last ones are still being forked.
+    const auto started_at = Clock::now();
+    if (may_dispatch(started_at, in_flight)) dispatch_to(*s, started_at, in_flight);
   }
   if (started > 1) {
     log_.info("started " + std::to_string(started) + " workers in " +
@@ -226,27 +232,30 @@ void ProcessExecutor::start_workers() {
 void ProcessExecutor::dispatch() {
   const auto now = Clock::now();
   tasks_.promote_due(now);
-  if (control_.stopping()) return;
   std::size_t in_flight = busy_slots();
   for (auto& s : slots_) {
-    if (!tasks_.has_ready() || in_flight >= static_cast<std::size_t>(limit_.effective())) return;
-    if (rate_.wait(now) > Clock::duration::zero()) return;  // wait_for_events() wakes for it
-    if (s->state != Slot::State::idle || now < s->available_at) continue;
-    const TaskIndex i = tasks_.pop_ready();
-    // A channel that closed under us: the exit is reaped next turn, and no attempt is spent on it.
-    if (s->channel->status() != ChannelStatus::kOpen) {
-      tasks_.push_front(i);
-      continue;
-    }
-    const Task& task = tasks_.at(i).start_attempt();
-    s->channel->try_send(encode_task(task));
-    observer_.attempt_started(task, s->index);
-    s->task = i;
-    s->reserved = rate_.reserve(now);
-    s->state = Slot::State::busy;
-    s->deadline = now + config_.timeout;
-    ++in_flight;
+    if (!may_dispatch(now, in_flight)) return;  // a rate cap: wait_for_events() wakes for it
+    if (s->state == Slot::State::idle && now >= s->available_at) dispatch_to(*s, now, in_flight);
   }
+}
+
+bool ProcessExecutor::may_dispatch(Clock::time_point now, std::size_t in_flight) const {
+  return !control_.stopping() && tasks_.has_ready() && in_flight < static_cast<std::size_t>(limit_.effective()) &&
+         rate_.wait(now) <= Clock::duration::zero();
+}
+
+void ProcessExecutor::dispatch_to(Slot& s, Clock::time_point now, std::size_t& in_flight) {
+  // A channel that closed under us: the exit is reaped next turn, and no attempt is spent on it.
+  if (s.channel->status() != ChannelStatus::kOpen) return;
+  const TaskIndex i = tasks_.pop_ready();
+  const Task& task = tasks_.at(i).start_attempt();
+  s.channel->try_send(encode_task(task));
+  observer_.attempt_started(task, s.index);
+  s.task = i;
+  s.reserved = rate_.reserve(now);
+  s.state = Slot::State::busy;
+  s.deadline = now + config_.timeout;
+  ++in_flight;
 }
 
 void ProcessExecutor::wait_for_events() {

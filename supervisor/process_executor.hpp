@@ -50,6 +50,10 @@ class ProcessExecutor final : public RoundExecutor {
   void enforce_deadlines();
   void start_workers();
   void dispatch();
+  // Whether a task may go out now: not stopping, one is ready, the in-flight limit and --rpm/--tpm allow.
+  bool may_dispatch(Clock::time_point now, std::size_t in_flight) const;
+  // Sends the next ready task to idle slot `s` (nothing if its channel has closed); counts it in `in_flight`.
+  void dispatch_to(Slot& s, Clock::time_point now, std::size_t& in_flight);
   void wait_for_events();
 
   void on_messages(Slot& slot);
