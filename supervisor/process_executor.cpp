@@ -130,6 +130,7 @@ ProcessExecutor::~ProcessExecutor() {
 
 std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   tasks_.begin(round, topics);
+  last_round_ = config_.iterations != 0 && round >= static_cast<std::uint32_t>(config_.iterations);
 
   while (!tasks_.done()) {
     handle_control();
@@ -138,6 +139,7 @@ std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics)
     enforce_deadlines();
     start_workers();
     dispatch();
+    retire_spare_workers();
     if (tasks_.done()) break;
     progress_.tick(gauges());
     wait_for_events();
@@ -256,6 +258,23 @@ void ProcessExecutor::dispatch_to(Slot& s, Clock::time_point now, std::size_t& i
   s.state = Slot::State::busy;
   s.deadline = now + config_.timeout;
   ++in_flight;
+}
+
+// In the run's last round, once no task is left to start (the source is read out, nothing is ready or
+// waiting to retry), an idle worker has nothing more to do: it is stopped at once (its channel closed),
+// so that the workers' exits overlap the attempts still running instead of all following the last one.
+// A retry that comes up after all starts a worker as usual.
+void ProcessExecutor::retire_spare_workers() {
+  if (!last_round_ || !tasks_.source_done() || has_work()) return;
+  const auto deadline = Clock::now() + kWorkerExitWait;
+  for (auto& s : slots_) {
+    if (s->state != Slot::State::idle) continue;
+    unwatch(s->channel->fd());
+    s->channel.reset();
+    s->retiring = true;
+    s->state = Slot::State::terminating;
+    s->deadline = deadline;
+  }
 }
 
 void ProcessExecutor::wait_for_events() {
