@@ -21,6 +21,9 @@ using std::chrono::milliseconds;
 constexpr milliseconds kRestartBackoffBase{50};
 constexpr milliseconds kRestartBackoffCap{5000};
 constexpr milliseconds kWorkerExitWait{1000};
+// The longest a turn of the loop spends starting workers: hundreds take a good part of a second, and the
+// results that come in meanwhile are collected (their workers given their next task) between slices.
+constexpr milliseconds kStartSlice{5};
 // epoll tags: slot * 2 for its channel, slot * 2 + 1 for its pidfd; the control eventfd is apart.
 constexpr std::uint64_t kControlTag = ~std::uint64_t{0};
 
@@ -196,9 +199,14 @@ void ProcessExecutor::start_workers() {
   for (const auto& s : slots_) idle += s->state == Slot::State::idle ? 1 : 0;
   const std::size_t queued = tasks_.ready_count() + tasks_.waiting_count();
   std::size_t wanted = queued > idle ? queued - idle : 0;
-  int started = 0;
+  std::size_t started = 0;
+  bool more = false;  // the slice ended before every worker wanted was started
   for (auto& s : slots_) {
     if (wanted == 0) break;
+    if (Clock::now() - now >= kStartSlice) {
+      more = true;
+      break;
+    }
     if (s->state != Slot::State::down || now < s->available_at) continue;
     --wanted;
     ++s->generation;
@@ -225,10 +233,15 @@ void ProcessExecutor::start_workers() {
     const auto started_at = Clock::now();
     if (may_dispatch(started_at, in_flight)) dispatch_to(*s, started_at, in_flight);
   }
-  if (started > 1) {
-    log_.info("started " + std::to_string(started) + " workers in " +
-              std::to_string(std::chrono::duration_cast<milliseconds>(Clock::now() - now).count()) + " ms");
+  if (starting_.count == 0) starting_.began = now;
+  starting_.count += started;
+  if (more || starting_.count == 0) return;  // with more, the next turn starts the rest
+  if (starting_.count > 1) {
+    log_.info("started " + std::to_string(starting_.count) + " workers in " +
+              std::to_string(std::chrono::duration_cast<milliseconds>(Clock::now() - starting_.began).count()) +
+              " ms");
   }
+  starting_ = {};
 }
 
 void ProcessExecutor::dispatch() {

@@ -89,6 +89,10 @@ class ProcessExecutor final : public RoundExecutor {
 
   RoundTasks tasks_;  // the current round's tasks not finished yet
   bool last_round_ = false;  // the current round is the run's last (--iterations)
+  struct {
+    std::size_t count = 0;  // workers started by the slices of start_workers() so far
+    Clock::time_point began{};
+  } starting_;  // the start of a batch of workers, spread over turns of the loop
 };
 
 }  // namespace cbm
