@@ -56,7 +56,9 @@ inline constexpr std::size_t kFrameHeaderBytes = 16;
 inline constexpr std::uint64_t kFrameCheck = 0x6362'6d2e'6672'616dULL;
 
 struct ChannelOptions {
-  std::size_t ring_capacity = 256 * 1024;           // bytes per direction; the segment holds two rings
+  // Bytes per direction; the segment holds two rings. Reserved (zeroed) when the channel is created and
+  // freed with it, per worker: a task is under 1 KiB and a result a few KiB, larger messages stream.
+  std::size_t ring_capacity = 64 * 1024;
   std::size_t max_message_size = 64 * 1024 * 1024;  // larger frames are refused (send) or corrupt (receive)
 };
 

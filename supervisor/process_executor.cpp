@@ -21,6 +21,9 @@ using std::chrono::milliseconds;
 constexpr milliseconds kRestartBackoffBase{50};
 constexpr milliseconds kRestartBackoffCap{5000};
 constexpr milliseconds kWorkerExitWait{1000};
+// The longest a turn of the loop spends starting workers: hundreds take a good part of a second, and the
+// results that come in meanwhile are collected (their workers given their next task) between slices.
+constexpr milliseconds kStartSlice{5};
 // epoll tags: slot * 2 for its channel, slot * 2 + 1 for its pidfd; the control eventfd is apart.
 constexpr std::uint64_t kControlTag = ~std::uint64_t{0};
 
@@ -130,6 +133,7 @@ ProcessExecutor::~ProcessExecutor() {
 
 std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   tasks_.begin(round, topics);
+  last_round_ = config_.iterations != 0 && round >= static_cast<std::uint32_t>(config_.iterations);
 
   while (!tasks_.done()) {
     handle_control();
@@ -138,6 +142,7 @@ std::size_t ProcessExecutor::run_round(std::uint32_t round, TopicSource& topics)
     enforce_deadlines();
     start_workers();
     dispatch();
+    retire_spare_workers();
     if (tasks_.done()) break;
     progress_.tick(gauges());
     wait_for_events();
@@ -187,14 +192,21 @@ void ProcessExecutor::enforce_deadlines() {
 void ProcessExecutor::start_workers() {
   if (control_.stopping() || !has_work()) return;
   const auto now = Clock::now();
+  tasks_.promote_due(now);
+  std::size_t in_flight = busy_slots();
   // Start only the workers the queued tasks need (a 3-topic run at --concurrency 64 starts 3).
   std::size_t idle = 0;
   for (const auto& s : slots_) idle += s->state == Slot::State::idle ? 1 : 0;
   const std::size_t queued = tasks_.ready_count() + tasks_.waiting_count();
   std::size_t wanted = queued > idle ? queued - idle : 0;
-  int started = 0;
+  std::size_t started = 0;
+  bool more = false;  // the slice ended before every worker wanted was started
   for (auto& s : slots_) {
     if (wanted == 0) break;
+    if (Clock::now() - now >= kStartSlice) {
+      more = true;
+      break;
+    }
     if (s->state != Slot::State::down || now < s->available_at) continue;
     --wanted;
     ++s->generation;
@@ -216,36 +228,65 @@ void ProcessExecutor::start_workers() {
     s->timed_out = false;
     s->retiring = false;
     s->available_at = now;
+    // Its first task follows the config at once: with hundreds of workers to start, the first ones
+    // work while the last ones are still being forked.
+    const auto started_at = Clock::now();
+    if (may_dispatch(started_at, in_flight)) dispatch_to(*s, started_at, in_flight);
   }
-  if (started > 1) {
-    log_.info("started " + std::to_string(started) + " workers in " +
-              std::to_string(std::chrono::duration_cast<milliseconds>(Clock::now() - now).count()) + " ms");
+  if (starting_.count == 0) starting_.began = now;
+  starting_.count += started;
+  if (more || starting_.count == 0) return;  // with more, the next turn starts the rest
+  if (starting_.count > 1) {
+    log_.info("started " + std::to_string(starting_.count) + " workers in " +
+              std::to_string(std::chrono::duration_cast<milliseconds>(Clock::now() - starting_.began).count()) +
+              " ms");
   }
+  starting_ = {};
 }
 
 void ProcessExecutor::dispatch() {
   const auto now = Clock::now();
   tasks_.promote_due(now);
-  if (control_.stopping()) return;
   std::size_t in_flight = busy_slots();
   for (auto& s : slots_) {
-    if (!tasks_.has_ready() || in_flight >= static_cast<std::size_t>(limit_.effective())) return;
-    if (rate_.wait(now) > Clock::duration::zero()) return;  // wait_for_events() wakes for it
-    if (s->state != Slot::State::idle || now < s->available_at) continue;
-    const TaskIndex i = tasks_.pop_ready();
-    // A channel that closed under us: the exit is reaped next turn, and no attempt is spent on it.
-    if (s->channel->status() != ChannelStatus::kOpen) {
-      tasks_.push_front(i);
-      continue;
-    }
-    const Task& task = tasks_.at(i).start_attempt();
-    s->channel->try_send(encode_task(task));
-    observer_.attempt_started(task, s->index);
-    s->task = i;
-    s->reserved = rate_.reserve(now);
-    s->state = Slot::State::busy;
-    s->deadline = now + config_.timeout;
-    ++in_flight;
+    if (!may_dispatch(now, in_flight)) return;  // a rate cap: wait_for_events() wakes for it
+    if (s->state == Slot::State::idle && now >= s->available_at) dispatch_to(*s, now, in_flight);
+  }
+}
+
+bool ProcessExecutor::may_dispatch(Clock::time_point now, std::size_t in_flight) const {
+  return !control_.stopping() && tasks_.has_ready() && in_flight < static_cast<std::size_t>(limit_.effective()) &&
+         rate_.wait(now) <= Clock::duration::zero();
+}
+
+void ProcessExecutor::dispatch_to(Slot& s, Clock::time_point now, std::size_t& in_flight) {
+  // A channel that closed under us: the exit is reaped next turn, and no attempt is spent on it.
+  if (s.channel->status() != ChannelStatus::kOpen) return;
+  const TaskIndex i = tasks_.pop_ready();
+  const Task& task = tasks_.at(i).start_attempt();
+  s.channel->try_send(encode_task(task));
+  observer_.attempt_started(task, s.index);
+  s.task = i;
+  s.reserved = rate_.reserve(now);
+  s.state = Slot::State::busy;
+  s.deadline = now + config_.timeout;
+  ++in_flight;
+}
+
+// In the run's last round, once no task is left to start (the source is read out, nothing is ready or
+// waiting to retry), an idle worker has nothing more to do: it is stopped at once (its channel closed),
+// so that the workers' exits overlap the attempts still running instead of all following the last one.
+// A retry that comes up after all starts a worker as usual.
+void ProcessExecutor::retire_spare_workers() {
+  if (!last_round_ || !tasks_.source_done() || has_work()) return;
+  const auto deadline = Clock::now() + kWorkerExitWait;
+  for (auto& s : slots_) {
+    if (s->state != Slot::State::idle) continue;
+    unwatch(s->channel->fd());
+    s->channel.reset();
+    s->retiring = true;
+    s->state = Slot::State::terminating;
+    s->deadline = deadline;
   }
 }
 

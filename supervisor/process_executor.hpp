@@ -1,7 +1,8 @@
 // ProcessExecutor (--mode multiprocessing): N worker processes, one shared-memory channel each, driven
 // by one single-threaded loop (gunicorn's arbiter, ninja's SubprocessSet):
 //
-//   handle_control -> reap_workers -> enforce_deadlines -> start_workers -> dispatch -> wait
+//   handle_control -> reap_workers -> enforce_deadlines -> start_workers -> dispatch
+//     -> retire_spare_workers -> wait
 //
 // The loop sleeps in epoll_wait() on the control eventfd, every channel's doorbell and every worker's pidfd,
 // with a timeout equal to the next deadline. A worker may be SIGKILLed at any instant: its channel is
@@ -50,6 +51,11 @@ class ProcessExecutor final : public RoundExecutor {
   void enforce_deadlines();
   void start_workers();
   void dispatch();
+  void retire_spare_workers();
+  // Whether a task may go out now: not stopping, one is ready, the in-flight limit and --rpm/--tpm allow.
+  bool may_dispatch(Clock::time_point now, std::size_t in_flight) const;
+  // Sends the next ready task to idle slot `s` (nothing if its channel has closed); counts it in `in_flight`.
+  void dispatch_to(Slot& s, Clock::time_point now, std::size_t& in_flight);
   void wait_for_events();
 
   void on_messages(Slot& slot);
@@ -82,6 +88,11 @@ class ProcessExecutor final : public RoundExecutor {
   RateLimit rate_;       // --rpm / --tpm: when the next attempt may start
 
   RoundTasks tasks_;  // the current round's tasks not finished yet
+  bool last_round_ = false;  // the current round is the run's last (--iterations)
+  struct {
+    std::size_t count = 0;  // workers started by the slices of start_workers() so far
+    Clock::time_point began{};
+  } starting_;  // the start of a batch of workers, spread over turns of the loop
 };
 
 }  // namespace cbm

@@ -47,6 +47,8 @@ class RoundTasks {
   std::size_t end();
   // True once the source is out and every task read has its terminal record.
   bool done() const { return source_done_ && tasks_.empty(); }
+  // True once the source is out: every task of the round has been read.
+  bool source_done() const { return source_done_; }
 
   // Reads topics until `slots` plus the read-ahead (--batch-size) are held. An open source (the
   // service's queue) is read only as slots free up, so its own order decides what runs next.

@@ -254,6 +254,28 @@ std::int64_t in_flight(const Simulator& sim) {
 
 }  // namespace
 
+TEST_CASE("in the last round a worker left without a task stops at once, while the last attempt still runs",
+          "[supervisor][shutdown]") {
+  Simulator sim;
+  const std::string hanging = "stuck [[fault:hang*1]]";
+  SupervisorRun run(sim.base_url(),
+                    {.topics = {"quick 1", "quick 2", hanging},
+                     .args = {"--concurrency", "3", "--timeout", "3", "--kill-grace", "0.5", "--max-retries", "1",
+                              "--quiet"}});
+  std::set<ProcessIdentity> processes_seen;
+  // The hanging attempt is the only request in flight, and its worker the only one left: the two
+  // quick topics' workers are gone before --timeout ends that attempt.
+  CHECK(eventually([&] { return in_flight(sim) == 1 && workers_of(run.pid(), &processes_seen).size() == 1; }, 2500ms));
+  CHECK(run.log().find("passed --timeout") == std::string::npos);
+  // The retry that follows the timeout gets a worker again, and nothing is left behind.
+  const int status = run.process().exit_code(30s);
+  INFO(run.diagnostics());
+  REQUIRE(status == 0);
+  CHECK(run.report().by_topic(hanging).attempts == 2);
+  for (const auto& w : processes_seen) CHECK_FALSE(still_running(w));
+  CHECK(cbm::test::shm_segments(segment_prefix(run.pid())).empty());
+}
+
 TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process and no segment",
           "[supervisor][chaos]") {
   const std::size_t n = env_size("CBM_CHAOS_TOPICS", 400);
