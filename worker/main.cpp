@@ -289,8 +289,9 @@ int run_launcher() {
   }
   if (!ready_to_fork()) return kExitChannel;
   const auto worker = serve_launcher();
-  if (worker) end_worker(run_worker(*worker));
-  return 0;
+  // The launcher's end too: its exit handlers would only free, page by page, what the kernel takes
+  // back at once (the supervisor waits for this exit).
+  end_worker(worker ? run_worker(*worker) : 0);
 }
 
 }  // namespace
