@@ -158,9 +158,13 @@ void ProcessExecutor::handle_control() {
 }
 
 void ProcessExecutor::reap_workers() {
+  // Results first, from every worker that sent one: they must not wait behind other workers' exits
+  // (at the end of a run, hundreds of workers stop while the last results come in).
   for (auto& s : slots_) {
     if (s->readable && s->channel) on_messages(*s);
     s->readable = false;
+  }
+  for (auto& s : slots_) {
     // Messages sent just before the exit are read first: a finished result is never lost to a crash.
     if (s->exited && s->process && s->process->try_reap()) {
       if (s->channel) on_messages(*s);
