@@ -6,20 +6,14 @@ namespace cbm {
 
 using std::chrono::milliseconds;
 
-AsyncExecutor::AsyncExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
-                             Progress& progress, RunObserver& observer)
-    : config_(config),
-      ledger_(ledger),
-      control_(control),
-      log_(log),
-      progress_(progress),
-      observer_(observer),
-      protocol_(config.client),
-      steps_(config.pipeline),
-      http_(config.client.http, static_cast<std::size_t>(config.concurrency), control.wake_fd()),
-      gate_(config.concurrency, config.rate, config.pipeline.search ? 2 : 1),
-      slots_(static_cast<std::size_t>(config.concurrency)),
-      tasks_(config, ledger, control, log, "a") {
+AsyncExecutor::AsyncExecutor(const ExecutorContext& run)
+    : RoundExecutor(run),
+      protocol_(run.config.client),
+      steps_(run.config.pipeline),
+      http_(run.config.client.http, static_cast<std::size_t>(run.config.concurrency), run.control.wake_fd()),
+      gate_(run.config.concurrency, run.config.rate, run.config.pipeline.search ? 2 : 1),
+      slots_(static_cast<std::size_t>(run.config.concurrency)),
+      tasks_(run.config, run.ledger, run.control, run.log, "a") {
   for (std::size_t i = 0; i < slots_.size(); ++i) idle_.push_back(i);
   finished_.reserve(slots_.size());
 }

@@ -36,8 +36,7 @@ namespace cbm {
 
 class AsyncExecutor final : public RoundExecutor {
  public:
-  AsyncExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress,
-                RunObserver& observer);
+  explicit AsyncExecutor(const ExecutorContext& run);
 
   std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
 
@@ -66,12 +65,6 @@ class AsyncExecutor final : public RoundExecutor {
   void log_status();
   ExecutorGauges gauges() const;
 
-  const RunConfig& config_;
-  RunLedger& ledger_;
-  RunControl& control_;
-  Logger& log_;
-  Progress& progress_;
-  RunObserver& observer_;
   BigModelProtocol protocol_;
   PipelineSteps steps_;
   AsyncHttp http_;

@@ -76,29 +76,23 @@ struct ProcessExecutor::Slot {
   std::string label() const { return "[w" + std::to_string(index) + "." + std::to_string(generation) + "]"; }
 };
 
-ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
-                                 Progress& progress, RunObserver& observer)
-    : config_(config),
-      ledger_(ledger),
-      control_(control),
-      log_(log),
-      progress_(progress),
-      observer_(observer),
-      worker_path_(config.worker_executable),
-      launcher_(worker_path_, config.client.api_key, log),
+ProcessExecutor::ProcessExecutor(const ExecutorContext& run)
+    : RoundExecutor(run),
+      worker_path_(run.config.worker_executable),
+      launcher_(worker_path_, run.config.client.api_key, run.log),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
       instance_(next_instance()),
-      limit_(config.concurrency),
-      rate_(config.rate, config.pipeline.search ? 2 : 1, Clock::now()),
-      tasks_(config, ledger, control, log, "w") {
+      limit_(run.config.concurrency),
+      rate_(run.config.rate, run.config.pipeline.search ? 2 : 1, Clock::now()),
+      tasks_(run.config, run.ledger, run.control, run.log, "w") {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   watch(control_.wake_fd(), kControlTag);
   WorkerConfig wc;
-  wc.client = config.client;
+  wc.client = config_.client;
   wc.client.api_key.clear();
-  wc.pipeline = config.pipeline;
-  wc.attempt_timeout = config.timeout;
-  wc.trace = config.langsmith.has_value();  // the messages and answers cost wire bytes only when traced
+  wc.pipeline = config_.pipeline;
+  wc.attempt_timeout = config_.timeout;
+  wc.trace = config_.langsmith.has_value();  // the messages and answers cost wire bytes only when traced
   worker_config_message_ = encode_worker_config(wc);
   if (::access(worker_path_.c_str(), X_OK) != 0) {
     throw std::runtime_error("worker executable not found or not executable: '" + worker_path_.string() +
@@ -112,7 +106,7 @@ ProcessExecutor::ProcessExecutor(const RunConfig& config, RunLedger& ledger, Run
   if (const std::size_t swept = sweep_stale_channels(::getuid()); swept > 0) {
     log_.info("removed " + std::to_string(swept) + " shared-memory segments left by a dead supervisor");
   }
-  for (int i = 0; i < config.concurrency; ++i) {
+  for (int i = 0; i < config_.concurrency; ++i) {
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->index = i;
   }

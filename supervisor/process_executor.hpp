@@ -36,8 +36,7 @@ class WorkerProcess;
 
 class ProcessExecutor final : public RoundExecutor {
  public:
-  ProcessExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress,
-                  RunObserver& observer);
+  explicit ProcessExecutor(const ExecutorContext& run);
   ~ProcessExecutor() override;  // stops every worker (EOF on its channel, then SIGKILL) and reaps it
 
   std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
@@ -70,12 +69,6 @@ class ProcessExecutor final : public RoundExecutor {
   void unwatch(int fd);
   void release_worker(Slot& slot);  // forgets its channel and process (reaped or not)
 
-  const RunConfig& config_;
-  RunLedger& ledger_;
-  RunControl& control_;
-  Logger& log_;
-  Progress& progress_;
-  RunObserver& observer_;
   const std::filesystem::path worker_path_;
   WorkerLauncher launcher_;       // declared before slots_: it outlives the workers it forked
   int epoll_fd_;

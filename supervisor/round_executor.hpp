@@ -1,13 +1,30 @@
-// RoundExecutor: how one round's tasks are driven (processes, threads). The executors share the
-// pipeline, the ledger and the stop rules; they differ only in how tasks are run.
+// RoundExecutor: how one round's tasks are driven (processes, threads, an event loop). The executors
+// share the pipeline, the ledger and the stop rules; they differ only in how tasks are run.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "logger.hpp"
+#include "progress.hpp"
+#include "run_config.hpp"
+#include "run_control.hpp"
+#include "run_ledger.hpp"
+#include "run_observer.hpp"
 #include "topic_source.hpp"
 
 namespace cbm {
+
+// What every executor works with: the run's settings, where its records go, its stop state, and what
+// reports on it. Everything must outlive the executor.
+struct ExecutorContext {
+  const RunConfig& config;
+  RunLedger& ledger;
+  RunControl& control;
+  Logger& log;
+  Progress& progress;
+  RunObserver& observer;
+};
 
 class RoundExecutor {
  public:
@@ -16,6 +33,22 @@ class RoundExecutor {
   // (cancelled ones included), whether the round finished, drained after a signal, or stopped at once;
   // the result is how many topics the round had.
   virtual std::size_t run_round(std::uint32_t round, TopicSource& topics) = 0;
+
+ protected:
+  explicit RoundExecutor(const ExecutorContext& run)
+      : config_(run.config),
+        ledger_(run.ledger),
+        control_(run.control),
+        log_(run.log),
+        progress_(run.progress),
+        observer_(run.observer) {}
+
+  const RunConfig& config_;
+  RunLedger& ledger_;
+  RunControl& control_;
+  Logger& log_;
+  Progress& progress_;
+  RunObserver& observer_;
 };
 
 }  // namespace cbm

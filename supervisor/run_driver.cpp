@@ -33,15 +33,14 @@ int exit_status_of(const RunLedger& ledger, const RunControl& control) {
   return t.succeeded == t.total ? kExitAllSucceeded : kExitSomeFailed;
 }
 
-std::unique_ptr<RoundExecutor> make_executor(const RunConfig& cfg, RunLedger& ledger, RunControl& control,
-                                             Logger& log, Progress& progress, RunObserver& observer) {
-  switch (cfg.mode) {
+std::unique_ptr<RoundExecutor> make_executor(const ExecutorContext& run) {
+  switch (run.config.mode) {
     case Mode::multiprocessing:
-      return std::make_unique<ProcessExecutor>(cfg, ledger, control, log, progress, observer);
+      return std::make_unique<ProcessExecutor>(run);
     case Mode::threading:
-      return std::make_unique<ThreadExecutor>(cfg, ledger, control, log, progress, observer);
+      return std::make_unique<ThreadExecutor>(run);
     case Mode::asyncio:
-      return std::make_unique<AsyncExecutor>(cfg, ledger, control, log, progress, observer);
+      return std::make_unique<AsyncExecutor>(run);
   }
   throw std::invalid_argument("mode: unknown value");
 }
@@ -143,7 +142,7 @@ RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& obser
     : log(cfg.log_file, !cfg.quiet),
       ledger(cfg),
       progress(ledger, cfg.quiet, cfg.progress_interval),
-      executor(make_executor(cfg, ledger, control, log, progress, observers)) {
+      executor(make_executor({cfg, ledger, control, log, progress, observers})) {
   observers.add(observer);
   if (cfg.langsmith) {
     tracer.emplace(*cfg.langsmith, log);

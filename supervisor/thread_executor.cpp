@@ -15,15 +15,9 @@
 
 namespace cbm {
 
-ThreadExecutor::ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log,
-                               Progress& progress, RunObserver& observer)
-    : config_(config),
-      ledger_(ledger),
-      control_(control),
-      log_(log),
-      progress_(progress),
-      observer_(observer),
-      gate_(config.concurrency, config.rate, config.pipeline.search ? 2 : 1) {}
+ThreadExecutor::ThreadExecutor(const ExecutorContext& run)
+    : RoundExecutor(run),
+      gate_(run.config.concurrency, run.config.rate, run.config.pipeline.search ? 2 : 1) {}
 
 std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) {
   std::mutex source_mu;

@@ -23,18 +23,11 @@ namespace cbm {
 
 class ThreadExecutor final : public RoundExecutor {
  public:
-  ThreadExecutor(const RunConfig& config, RunLedger& ledger, RunControl& control, Logger& log, Progress& progress,
-                  RunObserver& observer);
+  explicit ThreadExecutor(const ExecutorContext& run);
 
   std::size_t run_round(std::uint32_t round, TopicSource& topics) override;
 
  private:
-  const RunConfig& config_;
-  RunLedger& ledger_;
-  RunControl& control_;
-  Logger& log_;
-  Progress& progress_;
-  RunObserver& observer_;
   ConcurrencyGate gate_;
   // Held from a release() that changes the limit until observers hear of it: threads release
   // concurrently, and the last change must be the last one heard (the metrics gauge, the log).
