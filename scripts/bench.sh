@@ -5,10 +5,14 @@
 #   scripts/bench.sh --quick    smaller sizes (a minute)
 #   BENCH_MILLION=1 scripts/bench.sh   also the 1,000,000-topic streaming run (~5 minutes)
 #   BENCH_MODES="asyncio threading" scripts/bench.sh   only these modes (default: every mode the build has)
+#   BENCH_RUNS=5 scripts/bench.sh   timed runs per measurement (default 3, 1 with --quick): the median is
+#                                   reported with the range (the simulator shares the cores: runs vary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
+runs=${BENCH_RUNS:-3}
+[ $quick = 1 ] && runs=${BENCH_RUNS:-1}
 scripts/setup.sh build >/dev/null
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
 
@@ -23,6 +27,8 @@ out=docs/benchmarks.md
 results=()
 note() { results+=("$1"); echo "$1"; }
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+range() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
 
 start_sim() {  # start_sim NAME ARGS... ; sets $port
   local name=$1; shift
@@ -32,24 +38,27 @@ start_sim() {  # start_sim NAME ARGS... ; sets $port
   port=$(cat "$work/$name.port")
 }
 
-descendants() {  # every process below $1 (workers are the fork server's children)
-  local kid
-  for kid in $(pgrep -P "$1" 2>/dev/null); do echo "$kid"; descendants "$kid"; done
+# The PSS of `pid` and every process below it (workers are the fork server's children), in two
+# processes per sample whatever their number: a sampler that forks per worker would load the very
+# cores whose time it is measuring.
+pss_tree() {
+  local files
+  files=$(ps -e -o pid=,ppid= | awk -v root="$1" '
+    { parent[$1] = $2 }
+    END { for (p in parent) { q = p; while (q != "" && q + 0 != root + 0 && q + 0 > 1) q = parent[q]; if (q + 0 == root + 0) print "/proc/" p "/smaps_rollup" } }')
+  # shellcheck disable=SC2086
+  awk '/^Pss:/ { s += $2 } END { print s + 0 }' $files 2>/dev/null || echo 0
 }
 
 # Peak of (supervisor RSS) and of (sum of PSS over the supervisor and its workers) while $1 runs.
 sample_memory() {
   local pid=$1 peak_rss=0 peak_pss=0
   while kill -0 "$pid" 2>/dev/null; do
-    local rss pss=0
+    local rss pss
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-    for p in $pid $(descendants "$pid"); do
-      local v
-      v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
-      pss=$((pss + ${v:-0}))
-    done
+    pss=$(pss_tree "$pid")
     [ "${rss:-0}" -gt "$peak_rss" ] && peak_rss=$rss
-    [ "$pss" -gt "$peak_pss" ] && peak_pss=$pss
+    [ "${pss:-0}" -gt "$peak_pss" ] && peak_pss=$pss
     sleep 0.1
   done
   echo "$peak_rss $peak_pss"
@@ -57,18 +66,21 @@ sample_memory() {
 
 topics() { seq 1 "$1" | sed 's/^/bench topic /' > "$work/topics.$1"; echo "$work/topics.$1"; }
 
-run_cbm() {  # run_cbm LOG ARGS... ; prints wall seconds; memory peaks go to $work/mem
+run_cbm() {  # run_cbm LOG ARGS... ; prints wall seconds (nothing else runs meanwhile)
   local log=$1; shift
   local t0 t1
   t0=$(date +%s.%N)
-  "$bin" --quiet --delay 0 --log-file "$log" --output "$work/report.json" "$@" &
-  local pid=$!
-  sample_memory "$pid" > "$work/mem" &
-  local sampler=$!
-  wait "$pid" || true
+  "$bin" --quiet --delay 0 --log-file "$log" --output "$work/report.json" "$@" || true
   t1=$(date +%s.%N)
-  wait "$sampler" || true
   calc "$t1 - $t0" 3
+}
+
+measure_memory() {  # measure_memory LOG ARGS... ; the same run again, sampled: peaks go to $work/mem
+  local log=$1; shift
+  "$bin" --quiet --delay 0 --log-file "$log" --output "$work/memory-report.json" "$@" &
+  local pid=$!
+  sample_memory "$pid" > "$work/mem"
+  wait "$pid" || true
 }
 
 echo "== 1. the simulator's capacity (wrk) =="
@@ -100,17 +112,26 @@ for mode in "${modes[@]}"; do
     [ $quick = 1 ] && n=$((conc * 10))
     f=$(topics $n)
     ideal=$(calc "$n / $conc * 0.1" 3)
-    wall=$(run_cbm "$work/slow.$mode.$conc.log" --base-url "http://127.0.0.1:$sim_slow/api/paas/v4" --topics-file "$f" \
-      --concurrency $conc --no-search --mode "$mode")
-    read -r rss pss < "$work/mem"
-    span=$(grep -o '"started_at_ms":[0-9]*\|"finished_at_ms":[0-9]*' "$work/report.json" |
-      awk -F: '/started/ { if (min == "" || $2 < min) min = $2 } /finished/ { if ($2 > max) max = $2 }
-               END { printf "%.3f", (max - min) / 1000 }')
+    args=(--base-url "http://127.0.0.1:$sim_slow/api/paas/v4" --topics-file "$f" --concurrency $conc --no-search
+      --mode "$mode")
+    walls=(); spans=(); steps=()
+    for _ in $(seq 1 "$runs"); do
+      walls+=("$(run_cbm "$work/slow.$mode.$conc.log" "${args[@]}")")
+      spans+=("$(grep -o '"started_at_ms":[0-9]*\|"finished_at_ms":[0-9]*' "$work/report.json" |
+        awk -F: '/started/ { if (min == "" || $2 < min) min = $2 } /finished/ { if ($2 > max) max = $2 }
+                 END { printf "%.3f", (max - min) / 1000 }')")
+      # Each request's own round trip as the client measured it: what the server and the network add
+      # to the 100 ms (the ideal counts none of it).
+      steps+=("$(grep -o '"latency_ms":[0-9]*' "$work/report.json" |
+        awk -F: '{ s += $2; n++ } END { if (n) printf "%.1f", s / n; else printf "0" }')")
+    done
     ok=$(grep -o '"successful_tasks":[0-9]*' "$work/report.json" | head -1 | cut -d: -f2)
-    # Each request's own round trip as the client measured it: what the server and the network add to
-    # the 100 ms (the ideal counts none of it).
-    step=$(grep -o '"latency_ms":[0-9]*' "$work/report.json" | awk -F: '{ s += $2; n++ } END { if (n) printf "%.1f", s / n; else printf "n/a" }')
-    note "| $mode, $n topics, concurrency $conc, 100 ms | wall $wall s vs ideal $ideal s ($(calc "($wall / $ideal - 1) * 100" 1)% over); first dispatch to last result $span s ($(calc "($span / $ideal - 1) * 100" 1)% over); mean request round trip $step ms; $ok succeeded | supervisor peak RSS ${rss} KiB, peak PSS sum ${pss} KiB |"
+    measure_memory "$work/slow-memory.$mode.$conc.log" "${args[@]}"
+    read -r rss pss < "$work/mem"
+    wall=$(median "${walls[@]}"); span=$(median "${spans[@]}")
+    over() { calc "($1 / $ideal - 1) * 100" 1; }
+    lo_hi=$(range "${walls[@]}")
+    note "| $mode, $n topics, concurrency $conc, 100 ms | wall $wall s vs ideal $ideal s ($(over "$wall")% over; median of $runs runs, range $(over "${lo_hi%-*}")% to $(over "${lo_hi#*-}")%); first dispatch to last result $span s ($(over "$span")% over); mean request round trip $(median "${steps[@]}") ms; $ok succeeded (last run) | supervisor peak RSS ${rss} KiB, peak PSS sum ${pss} KiB (a separate, sampled run) |"
   done
 done
 
@@ -119,14 +140,19 @@ n=20000
 [ $quick = 1 ] && n=5000
 f=$(topics $n)
 for mode in "${modes[@]}"; do
-  wall=$(run_cbm "$work/zero.$mode.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" \
-    --concurrency 64 --no-search --mode "$mode")
-  cpu=$(grep -o 'cpu_s=[0-9.]*' "$work/zero.$mode.log" | tail -1 | cut -d= -f2)
+  walls=(); rates=(); cpus=()
+  for _ in $(seq 1 "$runs"); do
+    walls+=("$(run_cbm "$work/zero.$mode.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" \
+      --concurrency 64 --no-search --mode "$mode")")
+    cpus+=("$(grep -o 'cpu_s=[0-9.]*' "$work/zero.$mode.log" | tail -1 | cut -d= -f2)")
+    # The run's own rate, as the report's summary measures it (throughput_tasks_per_second): without
+    # the process start and the report written at the end (the 20,000 records copied from the journal).
+    rates+=("$(grep -o '"throughput_tasks_per_second":[0-9.]*' "$work/report.json" | head -1 | cut -d: -f2)")
+  done
   ok=$(grep -o '"successful_tasks":[0-9]*' "$work/report.json" | head -1 | cut -d: -f2)
-  # The run's own rate, as the report's summary measures it (throughput_tasks_per_second): without the
-  # process start and the report written at the end (the 20,000 records rebuilt from the journal).
-  round_rate=$(grep -o '"throughput_tasks_per_second":[0-9.]*' "$work/report.json" | head -1 | cut -d: -f2)
-  note "| $mode, $n topics, zero latency, concurrency 64 | wall: $(calc "$n / $wall" 0) tasks/s ($(calc "$n / $wall / $wrk_rps * 100" 1)% of wrk); in-run (report's throughput): $(calc "$round_rate" 0) tasks/s ($(calc "$round_rate / $wrk_rps * 100" 1)% of wrk); $ok succeeded | supervisor CPU $(calc "$cpu / $n * 1000 * 1000" 1) ms per 1,000 tasks (threading/asyncio: includes the HTTP work) |"
+  wall=$(median "${walls[@]}"); round_rate=$(median "${rates[@]}"); cpu=$(median "${cpus[@]}")
+  lo_hi=$(range "${walls[@]}")
+  note "| $mode, $n topics, zero latency, concurrency 64 | wall: $(calc "$n / $wall" 0) tasks/s ($(calc "$n / $wall / $wrk_rps * 100" 1)% of wrk; median of $runs, $(calc "$n / ${lo_hi#*-}" 0)-$(calc "$n / ${lo_hi%-*}" 0) tasks/s); in-run (report's throughput): $(calc "$round_rate" 0) tasks/s ($(calc "$round_rate / $wrk_rps * 100" 1)% of wrk); $ok succeeded | supervisor CPU $(calc "$cpu / $n * 1000 * 1000" 1) ms per 1,000 tasks (threading/asyncio: includes the HTTP work) |"
 done
 
 echo "== 4. monitoring: memory flat over rounds =="
@@ -141,8 +167,10 @@ note "| monitor, $rounds rounds x 500 topics, zero latency | supervisor heap (Rs
 if [ "${BENCH_MILLION:-0}" = 1 ]; then
   echo "== 5. 1,000,000 topics streamed =="
   f=$(topics 1000000)
-  wall=$(run_cbm "$work/million.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" \
-    --concurrency 64 --no-search --journal "$work/million.journal")
+  args=(--base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" --concurrency 64 --no-search
+    --journal "$work/million.journal")
+  wall=$(run_cbm "$work/million.log" "${args[@]}")
+  measure_memory "$work/million-memory.log" "${args[@]}"
   read -r rss pss < "$work/mem"
   note "| multiprocessing, 1,000,000 topics streamed, zero latency | $wall s | supervisor peak RSS ${rss} KiB (target < 65,536) |"
 fi
