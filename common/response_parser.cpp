@@ -130,9 +130,16 @@ std::string json_error(const Doc& doc) {
 }  // namespace
 
 Result<ChatResponse, ParseError> parse_chat_response(std::string_view body) {
+  // Parsed in place, in a NUL-terminated copy: strings are unescaped where they lie instead of being
+  // copied character by character into the document. A NUL of the body's own is not JSON (and would
+  // end the copy early): refused first.
+  if (const auto nul = body.find('\0'); nul != std::string_view::npos) {
+    return Err{ParseError{"invalid JSON at offset " + std::to_string(nul) + ": a NUL byte"}};
+  }
+  std::string text(body);
   LocalDocument local;
   auto& doc = *local;
-  doc.Parse<kParseFlags>(body.data(), body.size());
+  doc.ParseInsitu<kParseFlags>(text.data());
   if (doc.HasParseError()) return Err{ParseError{json_error(doc)}};
   if (!doc.IsObject()) return Err{ParseError{"response: expected object, got " + std::string(json_type_name(doc))}};
 

@@ -59,6 +59,9 @@ TEST_CASE("invalid, truncated, empty and non-object bodies are errors, not crash
   CHECK(parse_chat_response("[1,2]").error().message == "response: expected object, got array");
   CHECK(parse_chat_response(R"({"choices":[]})").error().message == "choices: missing or empty");
   CHECK(parse_chat_response(R"({"id":"x"})").error().message == "choices: missing or empty");
+  // A valid document followed by a NUL and more: not JSON (a parser reading up to the NUL would accept it).
+  const std::string with_nul = std::string(R"({"choices":[{"message":{"content":"x"}}]})") + '\0' + "trailing";
+  CHECK(parse_chat_response(with_nul).error().message == "invalid JSON at offset 41: a NUL byte");
 }
 
 TEST_CASE("deeply nested input does not exhaust the stack", "[parser]") {
