@@ -98,8 +98,10 @@ std::optional<PlatformError> error_member(const Value& doc) {
   return out;
 }
 
-// A document whose values and parse stack start in the caller's frame: a typical answer (a few KiB)
-// parses without a heap allocation; a larger one spills over to the heap.
+// How every body from the wire is parsed: into a document whose values and parse stack start in the
+// caller's frame (a typical answer, a few KiB, needs no heap allocation; a larger one spills over),
+// in place in a NUL-terminated copy (strings are unescaped where they lie, not copied a character at
+// a time). A NUL byte of the body's own is not JSON, and would end the copy early: refused.
 class LocalDocument {
  public:
   using Pool = rapidjson::MemoryPoolAllocator<>;
@@ -110,37 +112,35 @@ class LocalDocument {
   LocalDocument(const LocalDocument&) = delete;
   LocalDocument& operator=(const LocalDocument&) = delete;
 
-  Document& operator*() { return doc_; }
-  Document* operator->() { return &doc_; }
+  // Parses `body`; "" on success, else what is wrong with it ("invalid JSON at offset N: ...").
+  std::string parse(std::string_view body) {
+    if (const auto nul = body.find('\0'); nul != std::string_view::npos) {
+      return "invalid JSON at offset " + std::to_string(nul) + ": a NUL byte";
+    }
+    text_.assign(body);
+    doc_.ParseInsitu<kParseFlags>(text_.data());
+    if (!doc_.HasParseError()) return {};
+    return "invalid JSON at offset " + std::to_string(doc_.GetErrorOffset()) + ": " +
+           rapidjson::GetParseError_En(doc_.GetParseError());
+  }
+
+  const Document& operator*() const { return doc_; }
 
  private:
   alignas(8) char value_bytes_[16384];
   alignas(8) char stack_bytes_[4096];
   Pool values_;
   Pool stack_;
+  std::string text_;  // the strings of doc_ point into it
   Document doc_;
 };
-
-template <typename Doc>
-std::string json_error(const Doc& doc) {
-  return std::string("invalid JSON at offset ") + std::to_string(doc.GetErrorOffset()) + ": " +
-         rapidjson::GetParseError_En(doc.GetParseError());
-}
 
 }  // namespace
 
 Result<ChatResponse, ParseError> parse_chat_response(std::string_view body) {
-  // Parsed in place, in a NUL-terminated copy: strings are unescaped where they lie instead of being
-  // copied character by character into the document. A NUL of the body's own is not JSON (and would
-  // end the copy early): refused first.
-  if (const auto nul = body.find('\0'); nul != std::string_view::npos) {
-    return Err{ParseError{"invalid JSON at offset " + std::to_string(nul) + ": a NUL byte"}};
-  }
-  std::string text(body);
   LocalDocument local;
-  auto& doc = *local;
-  doc.ParseInsitu<kParseFlags>(text.data());
-  if (doc.HasParseError()) return Err{ParseError{json_error(doc)}};
+  if (auto error = local.parse(body); !error.empty()) return Err{ParseError{error}};
+  const auto& doc = *local;
   if (!doc.IsObject()) return Err{ParseError{"response: expected object, got " + std::string(json_type_name(doc))}};
 
   std::string error;
@@ -176,9 +176,8 @@ Result<StreamOutcome, ParseError> parse_chat_stream(std::string_view body) {
       break;
     }
     LocalDocument local;
-    auto& doc = *local;
-    doc.Parse<kParseFlags>(line.data(), line.size());
-    if (doc.HasParseError()) return Err{ParseError{"stream chunk: " + json_error(doc)}};
+    if (auto error = local.parse(line); !error.empty()) return Err{ParseError{"stream chunk: " + error}};
+    const auto& doc = *local;
     if (!doc.IsObject()) return Err{ParseError{"stream chunk: expected object, got " + std::string(json_type_name(doc))}};
     if (auto e = error_member(doc)) {
       out.error_frame = std::move(e);
@@ -201,10 +200,9 @@ Result<StreamOutcome, ParseError> parse_chat_stream(std::string_view body) {
 }
 
 std::optional<PlatformError> parse_error_body(std::string_view body) {
-  rapidjson::Document doc;
-  doc.Parse<kParseFlags>(body.data(), body.size());
-  if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
-  return error_member(doc);
+  LocalDocument local;
+  if (!local.parse(body).empty() || !(*local).IsObject()) return std::nullopt;
+  return error_member(*local);
 }
 
 }  // namespace cbm

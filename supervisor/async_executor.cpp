@@ -113,16 +113,8 @@ void AsyncExecutor::end_attempt(std::size_t slot) {
   TaskProgress& t = tasks_.at(i);
   t.end_attempt(outcome);
   observer_.attempt_ended(t.task(), outcome, static_cast<int>(slot));
-  if (limit_change) {
-    observer_.limit_changed(limit_change->to);
-    log_.info("in-flight limit " + std::to_string(limit_change->from) + " -> " + std::to_string(limit_change->to) +
-              (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
-  }
-  if (outcome.ok()) {
-    tasks_.finish(i, t.finish(TaskStatus::succeeded, std::move(outcome), static_cast<int>(slot)));
-  } else {
-    tasks_.after_failure(i, std::move(outcome), static_cast<int>(slot));
-  }
+  if (limit_change) announce_limit(limit_change->from, limit_change->to, outcome.ok());
+  tasks_.conclude(i, std::move(outcome), static_cast<int>(slot));
 }
 
 // The slot is free for its next task after --delay.

@@ -90,29 +90,18 @@ int open_append(const std::filesystem::path& path, int extra_flags) {
   return fd;
 }
 
-// An fd closed on every way out of its scope.
-struct OwnedFd {
-  int fd;
-  explicit OwnedFd(int f) : fd(f) {}
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  ~OwnedFd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 // Calls `on_line` for each line of the file after the header, without its '\n' (empty lines skipped).
 // A last line without '\n' (cut short by a crash or a failed write) is not a line. Reads in large
 // blocks: no copy of a line unless it spans two of them.
 void read_record_lines(const std::filesystem::path& path,
                        const std::function<void(std::string_view)>& on_line) {
-  const OwnedFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.fd < 0) fail_errno("cannot read journal '" + path.string() + "'");
+  const UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) fail_errno("cannot read journal '" + path.string() + "'");
   std::vector<char> buf(1 << 20);
   std::string split;  // a line that spans two reads
   bool header = true;
   for (;;) {
-    const ssize_t n = ::read(in.fd, buf.data(), buf.size());
+    const ssize_t n = ::read(in.get(), buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) fail_errno("cannot read journal '" + path.string() + "'");
     if (n == 0) return;  // what is left in `split` is a cut last line
@@ -175,8 +164,6 @@ std::string JournalSettings::describe() const {
          ", prompts " + prompts_digest;
 }
 
-// The journal's state, shared with its writer thread. `mu` guards everything below it; the thread
-// writes outside the lock (busy = true), with the fd it took under the lock.
 namespace {
 
 // What a queued record holds in memory, roughly: the queue's bound in bytes counts this.
@@ -199,15 +186,9 @@ std::size_t footprint(const TaskResult& r) {
 // writes (and syncs) outside the lock while `busy`, with the fd it took under the lock, and nobody
 // else touches the file or `last_sync` until it is idle again (drain()).
 struct Journal::Writer {
-  // Takes `f` (closed here whatever happens).
-  Writer(std::filesystem::path p, int f, std::string h)
-      : path(std::move(p)), header(std::move(h)), fd(f), last_sync(std::chrono::steady_clock::now()) {
-    try {
-      thread = std::thread([this] { run(); });
-    } catch (...) {
-      ::close(fd);
-      throw;
-    }
+  Writer(std::filesystem::path p, UniqueFd f, std::string h)
+      : path(std::move(p)), header(std::move(h)), fd(std::move(f)), last_sync(std::chrono::steady_clock::now()) {
+    thread = std::thread([this] { run(); });
   }
 
   ~Writer() {
@@ -217,10 +198,7 @@ struct Journal::Writer {
     }
     wake.notify_all();
     thread.join();  // it writes what is queued first
-    if (fd >= 0) {
-      ::fdatasync(fd);
-      ::close(fd);
-    }
+    if (fd.get() >= 0) ::fdatasync(fd.get());
   }
 
   void run();
@@ -231,6 +209,11 @@ struct Journal::Writer {
     wake.notify_one();
     written.wait(lock, [&] { return queue.empty() && !busy; });
     hurry = false;
+  }
+  // fdatasync; why it failed, if it did.
+  std::optional<std::string> sync_file(int to) const {
+    if (::fdatasync(to) == 0) return std::nullopt;
+    return "cannot sync journal '" + path.string() + "': " + std::strerror(errno);
   }
   bool full() const { return queue.size() >= kMaxQueued || queued_bytes >= kMaxQueuedBytes; }
   void fail(std::string why) {
@@ -245,7 +228,7 @@ struct Journal::Writer {
   std::mutex mu;
   std::condition_variable wake;     // the writer: records queued, or stop
   std::condition_variable written;  // producers: room in the queue, or the queue written
-  int fd;
+  UniqueFd fd;
   std::vector<TaskResult> queue;
   std::size_t queued_bytes = 0;  // footprint() of what is queued
   bool busy = false;             // the thread writes (or syncs) a batch outside the lock
@@ -275,7 +258,7 @@ void Journal::Writer::run() {
     batch.swap(queue);
     queued_bytes = 0;
     busy = true;
-    const int to = fd;
+    const int to = fd.get();
     lock.unlock();
     written.notify_all();  // room in the queue
 
@@ -290,9 +273,7 @@ void Journal::Writer::run() {
     }
     const auto now = std::chrono::steady_clock::now();
     const bool due = now - last_sync >= kSyncInterval;
-    if (due && !error && ::fdatasync(to) != 0) {
-      error = "cannot sync journal '" + path.string() + "': " + std::strerror(errno);
-    }
+    if (due && !error) error = sync_file(to);
 
     lock.lock();
     busy = false;
@@ -317,8 +298,8 @@ void Journal::Writer::write_batch(int to, const std::vector<TaskResult>& batch) 
             "cannot append to journal '" + path.string() + "'");
 }
 
-Journal::Journal(std::filesystem::path path, int fd, std::string header)
-    : w_(std::make_unique<Writer>(std::move(path), fd, std::move(header))) {}
+Journal::Journal(std::filesystem::path path, UniqueFd fd, std::string header)
+    : w_(std::make_unique<Writer>(std::move(path), std::move(fd), std::move(header))) {}
 
 Journal::Journal(Journal&& o) noexcept = default;
 
@@ -328,8 +309,8 @@ const std::filesystem::path& Journal::path() const { return w_->path; }
 
 Journal Journal::create(const std::filesystem::path& path, const JournalSettings& settings) {
   std::string header = header_line(settings);
-  Journal j(path, open_append(path, O_TRUNC), header);
-  write_all(j.w_->fd, header, "cannot write journal '" + path.string() + "'");  // the writer is idle
+  Journal j(path, UniqueFd(open_append(path, O_TRUNC)), header);
+  write_all(j.w_->fd.get(), header, "cannot write journal '" + path.string() + "'");  // the writer is idle
   j.sync();
   if (auto failure = j.failure()) throw std::runtime_error(*failure);
   return j;
@@ -356,7 +337,7 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
     on_record(*result);
     return true;
   });
-  return Journal(path, open_append(path, 0), header);
+  return Journal(path, UniqueFd(open_append(path, 0)), header);
 }
 
 void Journal::rewrite(const std::filesystem::path& path, const std::string& header,
@@ -391,7 +372,7 @@ void Journal::sync() {
   std::unique_lock lock(w.mu);
   w.drain(lock);
   if (w.failure) return;
-  if (::fdatasync(w.fd) != 0) w.fail("cannot sync journal '" + w.path.string() + "': " + std::strerror(errno));
+  if (auto error = w.sync_file(w.fd.get())) w.fail(std::move(*error));
   w.last_sync = std::chrono::steady_clock::now();
   w.dirty = false;
 }
@@ -412,8 +393,8 @@ void Journal::compact(std::uint32_t from_round) {
   rewrite(w.path, w.header, [&](std::string_view, const std::optional<TaskResult>& result) {
     return result && result->round >= from_round;
   });
-  ::close(std::exchange(w.fd, -1));  // if the reopen fails, the writer's next write fails (run aborts)
-  w.fd = open_append(w.path, 0);
+  w.fd.reset();  // if the reopen fails, the writer's next write fails (run aborts)
+  w.fd.reset(open_append(w.path, 0));
   w.last_sync = std::chrono::steady_clock::now();  // the rewrite was made durable
   w.dirty = false;
 }

@@ -31,6 +31,7 @@
 
 #include "run_config.hpp"
 #include "task.hpp"
+#include "unique_fd.hpp"
 
 namespace cbm {
 
@@ -90,7 +91,7 @@ class Journal {
 
  private:
   struct Writer;
-  Journal(std::filesystem::path path, int fd, std::string header);
+  Journal(std::filesystem::path path, UniqueFd fd, std::string header);
   // Replaces `path` atomically with `header` and the record lines `keep` accepts (in file order).
   static void rewrite(const std::filesystem::path& path, const std::string& header,
                       const std::function<bool(std::string_view, const std::optional<TaskResult>&)>& keep);

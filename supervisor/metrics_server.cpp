@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "unique_fd.hpp"
+
 namespace cbm {
 namespace {
 
@@ -26,28 +28,10 @@ constexpr std::size_t kMaxConnections = 16;
 constexpr std::chrono::seconds kConnectionTime{5};
 constexpr std::string_view kMetricsType = "text/plain; version=0.0.4; charset=utf-8";
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
 struct Connection {
   enum class State { reading, writing, draining };
-  Connection(Fd f, Clock::time_point d) : fd(std::move(f)), deadline(d) {}
-  Fd fd;
+  Connection(UniqueFd f, Clock::time_point d) : fd(std::move(f)), deadline(d) {}
+  UniqueFd fd;
   Clock::time_point deadline;
   State state = State::reading;
   std::string in;
@@ -188,9 +172,9 @@ MetricsServer::MetricsServer(const ListenAddress& address, Render render) : rend
     throw std::runtime_error(where + ": cannot resolve the host: " + ::gai_strerror(rc));
   }
   int error = 0;
-  Fd listener(-1);
+  UniqueFd listener(-1);
   for (const addrinfo* ai = found; ai != nullptr && listener.get() < 0; ai = ai->ai_next) {
-    Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
+    UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
     if (fd.get() < 0) {
       error = errno;
       continue;
@@ -216,7 +200,7 @@ MetricsServer::MetricsServer(const ListenAddress& address, Render render) : rend
                                         : reinterpret_cast<const sockaddr_in&>(bound).sin_port);
   url_ = "http://" + ListenAddress{numeric_host(bound, len), bound_port}.to_string() + "/metrics";
 
-  Fd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (stop.get() < 0) throw std::runtime_error(where + ": eventfd: " + std::strerror(errno));
   listen_fd_ = listener.release();
   stop_fd_ = stop.release();
@@ -270,7 +254,7 @@ void MetricsServer::serve() {
 
     if ((fds[1].revents & POLLIN) != 0) {
       for (std::size_t accepted = 0; accepted < kMaxConnections; ++accepted) {
-        Fd fd(::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        UniqueFd fd(::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (fd.get() < 0) {
           if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
             accept_paused_until = now + std::chrono::milliseconds(100);

@@ -380,17 +380,8 @@ void ProcessExecutor::on_messages(Slot& s) {
     observer_.attempt_ended(tasks_.at(i).task(), outcome, s.index);
     rate_.settle(s.reserved, outcome, Clock::now());
     const int limit_before = limit_.effective();
-    if (limit_.on_outcome(outcome, busy_slots())) {
-      observer_.limit_changed(limit_.effective());
-      log_.info("in-flight limit " + std::to_string(limit_before) + " -> " +
-                std::to_string(limit_.effective()) +
-                (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
-    }
-    if (outcome.ok()) {
-      tasks_.finish(i, tasks_.at(i).finish(TaskStatus::succeeded, std::move(outcome), s.index));
-    } else {
-      tasks_.after_failure(i, std::move(outcome), s.index);
-    }
+    if (limit_.on_outcome(outcome, busy_slots())) announce_limit(limit_before, limit_.effective(), outcome.ok());
+    tasks_.conclude(i, std::move(outcome), s.index);
   }
   if (received.status == ChannelStatus::kCorrupt && !s.retiring) {
     log_.error(s.label() + " corrupted its channel; replacing the worker");

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "logger.hpp"
 #include "progress.hpp"
@@ -42,6 +43,14 @@ class RoundExecutor {
         log_(run.log),
         progress_(run.progress),
         observer_(run.observer) {}
+
+  // The in-flight limit moved from `from` to `to` after an attempt that ended `ok` or not: observers
+  // hear of it and the log says why.
+  void announce_limit(int from, int to, bool ok) {
+    observer_.limit_changed(to);
+    log_.info("in-flight limit " + std::to_string(from) + " -> " + std::to_string(to) +
+              (ok ? " (recovering)" : " (the platform says: too many requests)"));
+  }
 
   const RunConfig& config_;
   RunLedger& ledger_;

@@ -94,6 +94,14 @@ std::variant<TaskResult, Clock::duration> judge_failure(const RetryPolicy& polic
   return task.finish(TaskStatus::failed, std::move(outcome), slot);
 }
 
+void RoundTasks::conclude(TaskIndex i, AttemptOutcome outcome, int slot) {
+  if (!outcome.ok()) {
+    after_failure(i, std::move(outcome), slot);
+    return;
+  }
+  finish(i, tasks_.at(i).finish(TaskStatus::succeeded, std::move(outcome), slot));
+}
+
 void RoundTasks::after_failure(TaskIndex i, AttemptOutcome outcome, int slot) {
   TaskProgress& t = tasks_.at(i);
   std::uniform_real_distribution<double> jitter(0.0, 1.0);

@@ -67,6 +67,8 @@ class RoundTasks {
 
   // The task's terminal record.
   void finish(TaskIndex task, TaskResult result);
+  // An attempt ended: a success is the task's record, a failure goes to after_failure().
+  void conclude(TaskIndex task, AttemptOutcome outcome, int slot);
   // An attempt failed: by the retry policy the task fails, aborts the run (run-fatal), is cancelled
   // (the run is stopping), or waits to retry.
   void after_failure(TaskIndex task, AttemptOutcome outcome, int slot);

@@ -84,10 +84,7 @@ std::size_t ThreadExecutor::run_round(std::uint32_t round, TopicSource& topics) 
         {
           std::lock_guard lock(limit_mu_);
           if (const auto limit_change = gate_.release(*permit, outcome)) {
-            observer_.limit_changed(limit_change->to);
-            log_.info("in-flight limit " + std::to_string(limit_change->from) + " -> " +
-                      std::to_string(limit_change->to) +
-                      (outcome.ok() ? " (recovering)" : " (the platform says: too many requests)"));
+            announce_limit(limit_change->from, limit_change->to, outcome.ok());
           }
         }
         progress.end_attempt(outcome);
