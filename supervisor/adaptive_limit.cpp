@@ -30,8 +30,8 @@ bool AdaptiveLimit::on_error(const ApiError& error, std::size_t in_flight, Clock
   return effective() != before;
 }
 
-bool AdaptiveLimit::on_outcome(const AttemptOutcome& outcome, std::size_t in_flight) {
-  if (!outcome.ok()) return on_error(*outcome.error, in_flight);
+bool AdaptiveLimit::on_outcome(const AttemptOutcome& outcome, std::size_t in_flight, Clock::time_point now) {
+  if (!outcome.ok()) return on_error(*outcome.error, in_flight, now);
   std::chrono::milliseconds latency{0};
   for (const auto& step : outcome.steps) latency += step.latency;
   return on_success(latency, in_flight);

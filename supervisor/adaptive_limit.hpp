@@ -25,9 +25,9 @@ class AdaptiveLimit {
   // Feed every attempt's outcome; returns true when the effective limit changed. `in_flight` counts
   // the attempts still running besides this one.
   bool on_success(std::chrono::milliseconds latency, std::size_t in_flight);
-  bool on_error(const ApiError& error, std::size_t in_flight, Clock::time_point now = Clock::now());
+  bool on_error(const ApiError& error, std::size_t in_flight, Clock::time_point now);
   // Either of the above, for an attempt's outcome (its latency: the sum of its steps').
-  bool on_outcome(const AttemptOutcome& outcome, std::size_t in_flight);
+  bool on_outcome(const AttemptOutcome& outcome, std::size_t in_flight, Clock::time_point now);
 
   int effective() const { return static_cast<int>(limit_); }
   int ceiling() const { return ceiling_; }

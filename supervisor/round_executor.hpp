@@ -1,5 +1,5 @@
-// RoundExecutor: how one round's tasks are driven (processes, threads, an event loop). The executors
-// share the pipeline, the ledger and the stop rules; they differ only in how tasks are run.
+// RoundExecutor: what runs one round's tasks. Its one implementation is the AttemptEngine
+// (engine/attempt_engine.hpp) over the transport of the configured mode; a fleet node would be another.
 #pragma once
 
 #include <cstddef>
@@ -8,6 +8,7 @@
 
 #include "logger.hpp"
 #include "progress.hpp"
+#include "run_clock.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
 #include "run_ledger.hpp"
@@ -25,6 +26,7 @@ struct ExecutorContext {
   Logger& log;
   Progress& progress;
   RunObserver& observer;
+  RunClock& clock;
 };
 
 class RoundExecutor {
@@ -42,7 +44,8 @@ class RoundExecutor {
         control_(run.control),
         log_(run.log),
         progress_(run.progress),
-        observer_(run.observer) {}
+        observer_(run.observer),
+        clock_(run.clock) {}
 
   // The in-flight limit moved from `from` to `to` after an attempt that ended `ok` or not: observers
   // hear of it and the log says why.
@@ -58,6 +61,7 @@ class RoundExecutor {
   Logger& log_;
   Progress& progress_;
   RunObserver& observer_;
+  RunClock& clock_;
 };
 
 }  // namespace cbm

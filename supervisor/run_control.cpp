@@ -68,6 +68,10 @@ void RunControl::notify() {
     ++notifications_;
   }
   cv_.notify_all();
+  wake();
+}
+
+void RunControl::wake() {
   const std::uint64_t one = 1;
   // EAGAIN means the counter is already non-zero: a wake-up is pending anyway.
   [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);

@@ -52,6 +52,8 @@ class RunControl {
   // Wakes the driving loop (also used by worker threads when they finish a task, and by an open
   // topic source when topics arrive).
   void notify();
+  // Wakes the driving loop only (a transport's thread with an outcome for it).
+  void wake();
   // For threads that wait for something notify() announces (an open source's topics): read
   // notifications() before checking for it; wait_for_notification(seen) then returns once notify()
   // has been called since, or at once when stopping. No wake-up is lost between check and wait.

@@ -9,7 +9,8 @@
 #include <memory>
 #include <stdexcept>
 
-#include "async_executor.hpp"
+#include "attempt_engine.hpp"
+#include "event_loop_transport.hpp"
 #include "duplicate_topics.hpp"
 #include "fd_limit.hpp"
 #include "http_client.hpp"
@@ -18,9 +19,9 @@
 #include "logger.hpp"
 #include "metrics.hpp"
 #include "metrics_server.hpp"
-#include "process_executor.hpp"
+#include "process_transport.hpp"
 #include "progress.hpp"
-#include "thread_executor.hpp"
+#include "thread_transport.hpp"
 #include "topic_source.hpp"
 
 namespace cbm {
@@ -33,14 +34,14 @@ int exit_status_of(const RunLedger& ledger, const RunControl& control) {
   return t.succeeded == t.total ? kExitAllSucceeded : kExitSomeFailed;
 }
 
-std::unique_ptr<RoundExecutor> make_executor(const ExecutorContext& run) {
+std::unique_ptr<Transport> make_transport(const ExecutorContext& run) {
   switch (run.config.mode) {
     case Mode::multiprocessing:
-      return std::make_unique<ProcessExecutor>(run);
+      return std::make_unique<ProcessTransport>(run.config, run.control, run.log, run.clock);
     case Mode::threading:
-      return std::make_unique<ThreadExecutor>(run);
+      return std::make_unique<ThreadTransport>(run.config, run.control);
     case Mode::asyncio:
-      return std::make_unique<AsyncExecutor>(run);
+      return std::make_unique<EventLoopTransport>(run.config, run.control);
   }
   throw std::invalid_argument("mode: unknown value");
 }
@@ -138,11 +139,12 @@ std::string own_usage() {
   return buf;
 }
 
-RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& observer)
+RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& observer, DrainPolicy drain)
     : log(cfg.log_file, !cfg.quiet),
       ledger(cfg),
-      progress(ledger, cfg.quiet, cfg.progress_interval),
-      executor(make_executor({cfg, ledger, control, log, progress, observers})) {
+      progress(ledger, cfg.quiet, cfg.progress_interval) {
+  const ExecutorContext context{cfg, ledger, control, log, progress, observers, RunClock::steady()};
+  executor = std::make_unique<AttemptEngine>(context, make_transport(context), drain);
   observers.add(observer);
   if (cfg.langsmith) {
     tracer.emplace(*cfg.langsmith, log);

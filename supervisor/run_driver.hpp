@@ -13,6 +13,7 @@
 #include "metrics.hpp"
 #include "metrics_server.hpp"
 #include "progress.hpp"
+#include "attempt_engine.hpp"
 #include "round_executor.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
@@ -41,7 +42,8 @@ struct RunOutcome {
 // the configured mode. run_rounds drives rounds over it (with a journal); the HTTP service
 // (serve.hpp) drives one endless round. Throws when the executor cannot start (no worker program).
 struct RunParts {
-  RunParts(const RunConfig& config, RunControl& control, RunObserver& observer);
+  RunParts(const RunConfig& config, RunControl& control, RunObserver& observer,
+           DrainPolicy drain = DrainPolicy::in_flight);
 
   CurlGlobal curl;
   Logger log;

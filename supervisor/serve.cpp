@@ -123,7 +123,7 @@ Service::~Service() {
 
 int Service::run() {
   ensure_open_file_limit(config_.mode, config_.concurrency);  // before anything is sent or written
-  RunParts parts(config_, control_, queue_);
+  RunParts parts(config_, control_, queue_, DrainPolicy::accepted);
   parts.ledger.begin_round(kRound);
   parts.progress.begin_round(kRound, std::nullopt);
   {
@@ -141,16 +141,10 @@ int Service::run() {
   // The pool stopped (drained, cancelled, or aborted): requests it did not read get cancelled
   // records, so each accepted request is answered whole.
   queue_.close();
-  const std::string why = parts.ledger.abort_reason() ? "cancelled: the service's pool was aborted"
-                                                      : "cancelled: the service was stopped";
+  const bool aborted = parts.ledger.abort_reason().has_value();
   while (auto t = queue_.next()) {
-    parts.ledger.record(TaskProgress(Task{t->id, kRound, std::move(t->topic), 0}).cancel(why, -1));
-  }
-  std::jthread timer;
-  {
-    std::lock_guard lock(mu_);
-    round_over_ = true;
-    timer = std::move(grace_timer_);
+    parts.ledger.record(TaskProgress(Task{t->id, kRound, std::move(t->topic), 0})
+                            .cancel(CancelPoint::before_start, aborted, -1, Clock::now()));
   }
   server_.stop(kAnswerGrace);
   {
@@ -172,34 +166,17 @@ int Service::run() {
   return status;
 }
 
+// The engine drains (DrainPolicy::accepted): what the closed queue holds still runs, for up to
+// --drain-grace; a second signal, or the grace's end, cancels what is left.
 void Service::stop_by_signal(int signal) {
   std::lock_guard lock(mu_);
-  if (!draining_) {
-    draining_ = true;
-    stop_signal_ = signal;
-    if (log_ != nullptr) {
-      log_->info("signal " + std::to_string(signal) + ": taking no more requests; the accepted ones have " +
-                 std::to_string(config_.drain_grace.count()) + " ms to finish");
-    }
-    queue_.close();
-    if (!round_over_) grace_timer_ = std::jthread([this](std::stop_token stop) { cancel_after_grace(stop); });
-    return;
+  if (log_ != nullptr) {
+    log_->info(control_.stopping() ? "signal " + std::to_string(signal) + ": cancelling what still runs"
+                                   : "signal " + std::to_string(signal) + ": taking no more requests; the accepted ones have " +
+                                         std::to_string(config_.drain_grace.count()) + " ms to finish");
   }
-  if (log_ != nullptr) log_->warn("signal " + std::to_string(signal) + ": cancelling what still runs");
-  control_.interrupt(StopLevel::now, stop_signal_, false);
-}
-
-void Service::cancel_after_grace(std::stop_token stop) {
-  std::mutex m;
-  std::condition_variable_any cv;
-  std::unique_lock lock(m);
-  cv.wait_for(lock, stop, config_.drain_grace, [] { return false; });
-  if (stop.stop_requested()) return;
-  {
-    std::lock_guard service_lock(mu_);
-    if (log_ != nullptr) log_->warn("drain grace over: cancelling what still runs");
-  }
-  control_.interrupt(StopLevel::now, stop_signal_, false);
+  queue_.close();
+  control_.on_stop_signal(signal);
 }
 
 void Service::log_status() {

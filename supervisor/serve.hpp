@@ -22,7 +22,6 @@
 #include <cstddef>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "batch_queue.hpp"
 #include "http_server.hpp"
@@ -62,7 +61,6 @@ class Service {
   std::optional<HttpAnswer> handle(const IncomingRequest& request, HttpReply reply);
   std::optional<HttpAnswer> analyze(const IncomingRequest& request, HttpReply reply);
   HttpAnswer health() const;
-  void cancel_after_grace(std::stop_token stop);
 
   const RunConfig& config_;
   const ServeOptions options_;
@@ -72,10 +70,6 @@ class Service {
   Logger* log_ = nullptr;  // the run's, while run() runs
 
   std::mutex mu_;
-  bool draining_ = false;
-  bool round_over_ = false;
-  int stop_signal_ = 0;
-  std::jthread grace_timer_;
 };
 
 }  // namespace cbm

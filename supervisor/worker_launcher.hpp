@@ -4,7 +4,7 @@
 // pays that once and forks ready workers.
 //
 // Who calls what
-//   The ProcessExecutor owns one and hands it to WorkerProcess for every worker start; WorkerProcess
+//   The WorkerPool owns one and hands it to WorkerProcess for every worker start; WorkerProcess
 //   asks it for the exit status of the workers it forked. Everything runs on the supervisor's loop
 //   thread; every wait on the server is bounded by kReplyTimeout. The server starts with the first spawn().
 //

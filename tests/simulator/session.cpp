@@ -284,6 +284,7 @@ void Session::reply(unsigned status, std::string_view content_type, std::string 
   response_.keep_alive(keep_alive_);
   response_.body() = std::move(body);
   response_.prepare_payload();
+  end_admission();
   http::async_write(socket_, response_,
                     [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_written(ec); });
 }
@@ -346,6 +347,7 @@ void Session::send_stream(std::vector<std::string> frames) {
 
 void Session::write_next_frame() {
   if (next_frame_ == frames_.size()) {
+    end_admission();
     net::async_write(socket_, http::make_chunk_last(),
                      [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_written(ec); });
     return;
@@ -372,6 +374,7 @@ void Session::drip(std::string body) {
 
 void Session::drip_next_byte() {
   if (raw_sent_ >= kDripBytes || raw_sent_ + 1 >= raw_body_.size()) {
+    end_admission();
     net::async_write(socket_, net::buffer(raw_body_) + raw_sent_,
                      [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_written(ec); });
     return;
@@ -432,6 +435,10 @@ void Session::write_head(void (Session::*next)()) {
                              (self.get()->*next)();
                            });
 }
+
+// The answer's last bytes go out now: the client may read them and send its next request (on another
+// connection) before this write's completion runs, so the request stops counting as in flight here.
+void Session::end_admission() { admission_.reset(); }
 
 void Session::on_written(ErrorCode ec) {
   admission_.reset();

@@ -73,6 +73,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void handle_runs_batch();
   std::optional<Fault> choose_fault();
   void answer_chat();
+  void end_admission();
 
   // Well-formed answers.
   void reply(unsigned status, std::string_view content_type, std::string body, ExtraHeader extra = {});

@@ -1,0 +1,335 @@
+#include "attempt_engine.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "retry_policy.hpp"
+
+namespace cbm {
+namespace {
+
+std::string secs(Clock::duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g s", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+// The error an attempt ended early by the engine carries, the same whichever transport ran it.
+ApiError ended_early(CancelCause cause, Clock::duration timeout) {
+  ApiError e;
+  if (cause == CancelCause::timeout) {
+    e.kind = ErrorKind::timeout;
+    e.error_class = ErrorClass::retryable;
+    e.message = "the attempt exceeded --timeout " + secs(timeout);
+  } else {
+    e.kind = ErrorKind::cancelled;
+    e.error_class = ErrorClass::task_fatal;
+    e.message = "the run was stopped during the attempt";
+  }
+  return e;
+}
+
+}  // namespace
+
+AttemptEngine::AttemptEngine(const ExecutorContext& run, std::unique_ptr<Transport> transport, DrainPolicy drain)
+    : RoundExecutor(run),
+      transport_(std::move(transport)),
+      drain_policy_(drain),
+      gate_(static_cast<int>(transport_->slots()), run.config.rate, run.config.pipeline.search ? 2 : 1,
+            run.clock.now()),
+      book_(run.ledger, run.config.batch_size > 0 ? static_cast<std::size_t>(run.config.batch_size)
+                                                  : 4 * transport_->slots()),
+      slots_(transport_->slots()),
+      rng_(std::random_device{}()) {
+  for (std::size_t i = 0; i < slots_.size(); ++i) idle_.push_back(i);
+}
+
+AttemptEngine::~AttemptEngine() = default;
+
+std::size_t AttemptEngine::run_round(std::uint32_t round, TopicSource& topics) {
+  book_.begin(round, topics);
+  last_round_ = config_.iterations != 0 && round >= static_cast<std::uint32_t>(config_.iterations);
+  retired_ = false;
+  stopped_now_ = false;
+  drain_deadline_.reset();
+  try {
+    loop();
+  } catch (const std::exception& e) {
+    // Before anything was sent (a --resume over changed input, found at once) it is a usage error
+    // for the caller: exit 2, nothing spent. Later, the run ends cleanly: aborted, with its records.
+    if (attempts_started_ == 0) {
+      book_.end();
+      throw;
+    }
+    fail_run(e.what());
+  }
+  return book_.end();
+}
+
+void AttemptEngine::loop() {
+  while (!book_.done()) {
+    fire_due_timers();
+    if (control_.take_status()) log_status();
+    apply_stop_rules();
+    refill();
+    dispatch();
+    retire_if_done();
+    if (book_.done()) break;
+    progress_.tick(gauges());
+    wait();
+  }
+}
+
+void AttemptEngine::fire_due_timers() {
+  const auto now = clock_.now();
+  while (auto timer = timers_.pop_due(now)) {
+    switch (timer->kind) {
+      case Timer::Kind::deadline: {
+        Slot& s = slots_[timer->target];
+        if (!s.task || s.serial != timer->serial || s.cancelled) break;  // it ended before its deadline
+        log_.warn(slot_name(timer->target) + " task " + std::to_string(*s.task) + " attempt " +
+                  std::to_string(book_.at(*s.task).attempts()) + " passed --timeout " + secs(config_.timeout) +
+                  ": ending it");
+        s.cancelled = CancelCause::timeout;
+        transport_->cancel(timer->target, CancelCause::timeout);
+        break;
+      }
+      case Timer::Kind::retry:
+        book_.retry_due(timer->target);
+        break;
+      case Timer::Kind::slot_free:
+        idle_.push_back(timer->target);
+        break;
+      case Timer::Kind::admission:
+        admission_timer_set_ = false;
+        break;
+      case Timer::Kind::drain_end:
+        if (control_.level() == StopLevel::drain) {
+          log_.warn("drain grace over: stopping in-flight tasks now");
+          control_.stop_now();
+        }
+        break;
+    }
+  }
+}
+
+// A run-fatal error stops the run at once. A drain (TERM/INT) stops taking tasks — under
+// DrainPolicy::in_flight what waits is cancelled now — and after --drain-grace becomes an immediate
+// stop, which cancels what waits and ends the running attempts (each still ends in one record).
+void AttemptEngine::apply_stop_rules() {
+  if (ledger_.abort_reason() && control_.level() != StopLevel::now) control_.stop_now();
+  const auto now = clock_.now();
+  const StopLevel level = control_.level();
+  if (level == StopLevel::drain && !drain_deadline_) {
+    drain_deadline_ = now + config_.drain_grace;
+    timers_.set(*drain_deadline_, Timer{Timer::Kind::drain_end});
+    if (drain_policy_ == DrainPolicy::in_flight) {
+      log_.info("draining: no new tasks; in-flight tasks have " + secs(config_.drain_grace) + " to finish");
+      book_.cancel_waiting(false, now);
+    } else {
+      log_.info("draining: the accepted tasks have " + secs(config_.drain_grace) + " to finish");
+    }
+  }
+  if (level != StopLevel::now || stopped_now_) return;
+  stopped_now_ = true;
+  book_.cancel_waiting(ledger_.abort_reason().has_value(), now);
+  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+    Slot& s = slots_[slot];
+    if (!s.task || s.cancelled == CancelCause::stop) continue;
+    s.cancelled = CancelCause::stop;
+    transport_->cancel(slot, CancelCause::stop);
+  }
+}
+
+bool AttemptEngine::may_dispatch() const {
+  const StopLevel level = control_.level();
+  return level == StopLevel::none || (level == StopLevel::drain && drain_policy_ == DrainPolicy::accepted);
+}
+
+void AttemptEngine::refill() {
+  if (may_dispatch()) book_.refill(slots_.size());
+}
+
+void AttemptEngine::dispatch() {
+  if (!may_dispatch()) return;
+  const auto now = clock_.now();
+  while (book_.has_ready()) {
+    const auto slot = take_startable_slot();
+    if (!slot) return;
+    auto permit = gate_.try_acquire(now);
+    if (!permit) {
+      idle_.push_front(*slot);
+      // While a rate cap holds the next attempt back, wake when it lets it go (a binding in-flight
+      // limit has no time: an attempt's end frees the place).
+      const auto admission = gate_.next_admission(now);
+      if (admission && !admission_timer_set_) {
+        timers_.set(*admission, Timer{Timer::Kind::admission});
+        admission_timer_set_ = true;
+      }
+      return;
+    }
+    start_attempt(*slot, book_.pop_ready(), *permit);
+  }
+}
+
+std::optional<std::size_t> AttemptEngine::take_startable_slot() {
+  for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+    if (!transport_->can_start(*it)) continue;
+    const std::size_t slot = *it;
+    idle_.erase(it);
+    return slot;
+  }
+  return std::nullopt;
+}
+
+void AttemptEngine::start_attempt(std::size_t slot, TaskId id, ConcurrencyGate::Permit permit) {
+  Slot& s = slots_[slot];
+  const auto now = clock_.now();
+  const Task& task = book_.at(id).start_attempt(now);
+  s.task = id;
+  s.permit = permit;
+  s.cancelled.reset();
+  ++s.serial;
+  ++running_;
+  ++attempts_started_;
+  const auto deadline = now + config_.timeout;
+  timers_.set(deadline, Timer{Timer::Kind::deadline, slot, s.serial});
+  observer_.attempt_started(task, static_cast<int>(slot));
+  transport_->start(slot, task, deadline);
+}
+
+// In the run's last round, once no task is left to start, idle slots let go of their workers.
+void AttemptEngine::retire_if_done() {
+  if (!last_round_ || !book_.source_done() || book_.has_ready() || book_.waiting_count() > 0) return;
+  transport_->retire_idle();
+}
+
+void AttemptEngine::wait() {
+  const auto now = clock_.now();
+  auto until = now + progress_.next_due();
+  if (const auto timer = timers_.next()) until = std::min(until, *timer);
+  transport_->wait(until, *this);
+}
+
+void AttemptEngine::attempt_ended(std::size_t slot, AttemptOutcome outcome) {
+  Slot& s = slots_[slot];
+  if (!s.task) throw std::logic_error(slot_name(slot) + " reported an attempt it was not running");
+  const TaskId id = *s.task;
+  const auto now = clock_.now();
+  if (s.cancelled && !outcome.ok()) outcome.error = ended_early(*s.cancelled, config_.timeout);
+  const bool stopped = s.cancelled == CancelCause::stop;
+  const auto limit_change = gate_.release(*s.permit, outcome, now);
+  s.task.reset();
+  s.permit.reset();
+  s.cancelled.reset();
+  --running_;
+  free_slot(slot);
+
+  TaskProgress& t = book_.at(id);
+  t.end_attempt(outcome);
+  observer_.attempt_ended(t.task(), outcome, static_cast<int>(slot));
+  if (limit_change) announce_limit(limit_change->from, limit_change->to, outcome.ok());
+  if (outcome.ok()) {
+    book_.finish(id, t.finish(TaskStatus::succeeded, std::move(outcome), static_cast<int>(slot), now));
+  } else if (stopped) {
+    book_.finish(id, t.cancel(CancelPoint::during_attempt, ledger_.abort_reason().has_value(),
+                              static_cast<int>(slot), now));
+  } else {
+    after_failure(id, std::move(outcome), slot);
+  }
+}
+
+// The retry policy's verdict on a failed attempt: the task fails, aborts the run (run-fatal), is
+// cancelled (the run is stopping), or waits its backoff to retry.
+void AttemptEngine::after_failure(TaskId id, AttemptOutcome outcome, std::size_t slot) {
+  TaskProgress& t = book_.at(id);
+  const ApiError& error = *outcome.error;
+  const auto now = clock_.now();
+  log_.warn(slot_name(slot) + " task " + std::to_string(id) + " attempt " + std::to_string(t.attempts()) +
+            " failed (" + std::string(to_string(error.error_class)) + ", " + std::string(to_string(error.kind)) +
+            "): " + error.describe());
+  std::uniform_real_distribution<double> jitter(0.0, 1.0);
+  const RetryDecision decision = decide_retry(config_.retry, error, t.attempts(), jitter(rng_));
+  if (std::holds_alternative<AbortRun>(decision)) {
+    ledger_.mark_aborted("run-fatal API error: " + error.describe());
+    control_.stop_now();
+  }
+  const auto* retry = std::get_if<RetryAfter>(&decision);
+  if (retry == nullptr) {
+    book_.finish(id, t.finish(TaskStatus::failed, std::move(outcome), static_cast<int>(slot), now));
+  } else if (!may_dispatch()) {
+    book_.finish(id, t.cancel(CancelPoint::before_retry, ledger_.abort_reason().has_value(),
+                              static_cast<int>(slot), now));
+  } else {
+    book_.wait_to_retry(id);
+    timers_.set(now + retry->delay, Timer{Timer::Kind::retry, id});
+  }
+}
+
+// The slot may take its next task after --delay.
+void AttemptEngine::free_slot(std::size_t slot) {
+  if (config_.delay.count() > 0) {
+    timers_.set(clock_.now() + config_.delay, Timer{Timer::Kind::slot_free, slot});
+  } else {
+    idle_.push_back(slot);
+  }
+}
+
+void AttemptEngine::worker_restarted(std::size_t slot) { observer_.worker_restarted(static_cast<int>(slot)); }
+
+void AttemptEngine::transport_failed(std::string reason) {
+  if (!ledger_.abort_reason()) ledger_.mark_aborted(std::move(reason));
+  control_.stop_now();
+}
+
+// An exception from the topic source (say, --resume finding a changed topic) or the transport: the
+// run is aborted, and the loop goes on until every task read has its record (running attempts are
+// ended and come back cancelled). If the loop throws again, what runs is recorded as cancelled here.
+void AttemptEngine::fail_run(const std::string& what) {
+  log_.error("the run cannot go on: " + what);
+  if (!ledger_.abort_reason()) ledger_.mark_aborted(what);
+  control_.stop_now();
+  try {
+    loop();
+  } catch (const std::exception& e) {
+    log_.error("while stopping: " + std::string(e.what()));
+    abandon_running();
+  }
+}
+
+void AttemptEngine::abandon_running() {
+  const auto now = clock_.now();
+  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+    Slot& s = slots_[slot];
+    if (!s.task) continue;
+    book_.finish(*s.task, book_.at(*s.task).cancel(CancelPoint::during_attempt, true, static_cast<int>(slot), now));
+    s.task.reset();
+    s.permit.reset();
+    s.cancelled.reset();
+    --running_;
+  }
+  try {
+    book_.cancel_waiting(true, now);
+  } catch (const std::exception& e) {
+    log_.error("topics not read: " + std::string(e.what()));
+  }
+}
+
+ExecutorGauges AttemptEngine::gauges() const {
+  ExecutorGauges g;
+  g.in_flight = running_;
+  g.limit = gate_.limit();
+  g.restarts = transport_->restarts();
+  return g;
+}
+
+void AttemptEngine::log_status() {
+  log_.info("status: " + progress_.line(gauges()) + ", " + std::to_string(book_.ready_count()) + " queued, " +
+            std::to_string(book_.waiting_count()) + " waiting to retry");
+}
+
+std::string AttemptEngine::slot_name(std::size_t slot) const {
+  return "[" + std::string(transport_->slot_label()) + std::to_string(slot) + "]";
+}
+
+}  // namespace cbm
