@@ -1,0 +1,367 @@
+// The engine's rules, driven deterministically: a scripted transport and a clock moved by hand.
+// Nothing here waits for real time: when the engine sleeps, the clock jumps to its wake-up (or to the
+// next scripted event), so every test runs in microseconds and its timings are exact.
+#include "attempt_engine.hpp"
+
+#include <catch2/catch.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "logger.hpp"
+#include "progress.hpp"
+#include "run_ledger.hpp"
+#include "run_observer.hpp"
+#include "topic_source.hpp"
+
+using namespace std::chrono_literals;
+using cbm::AttemptOutcome;
+using cbm::Clock;
+using cbm::TaskResult;
+using cbm::TaskStatus;
+
+namespace {
+
+class ManualClock final : public cbm::RunClock {
+ public:
+  Clock::time_point now() const override { return now_; }
+  void advance_to(Clock::time_point t) { now_ = std::max(now_, t); }
+
+ private:
+  Clock::time_point now_{std::chrono::hours(1)};
+};
+
+// What an attempt does: ends after `after` with `outcome`, or never (nullopt: it hangs until cancelled).
+struct Step {
+  Clock::duration after;
+  std::optional<AttemptOutcome> outcome;
+};
+using Script = std::function<Step(const cbm::Task&)>;
+
+AttemptOutcome ok() {
+  AttemptOutcome o;
+  o.analysis = "fine";
+  return o;
+}
+
+AttemptOutcome failed(cbm::ErrorClass c, std::string code = "") {
+  AttemptOutcome o;
+  o.error.emplace();
+  o.error->error_class = c;
+  o.error->kind = cbm::ErrorKind::api;
+  o.error->http_status = c == cbm::ErrorClass::run_fatal ? 401 : 500;
+  o.error->code = std::move(code);
+  o.error->message = "scripted";
+  return o;
+}
+
+struct Start {
+  std::size_t slot;
+  std::uint64_t task;
+  int attempt;
+  Clock::time_point at;
+};
+
+class ScriptedTransport final : public cbm::Transport {
+ public:
+  ScriptedTransport(std::size_t slots, ManualClock& clock, Script script)
+      : clock_(clock), script_(std::move(script)), running_(slots) {}
+
+  std::size_t slots() const override { return running_.size(); }
+  std::string_view slot_label() const override { return "s"; }
+  void start(std::size_t slot, const cbm::Task& task, Clock::time_point) override {
+    REQUIRE_FALSE(running_[slot]);
+    starts.push_back({slot, task.id, task.attempt, clock_.now()});
+    Step step = script_(task);
+    running_[slot] = Running{clock_.now() + step.after, std::move(step.outcome)};
+    if (!running_[slot]->outcome) running_[slot]->end = Clock::time_point::max();
+  }
+  void cancel(std::size_t slot, cbm::CancelCause cause) override {
+    cancels.emplace_back(slot, cause);
+    if (!running_[slot]) return;
+    AttemptOutcome aborted;
+    aborted.error.emplace();
+    aborted.error->message = "aborted by the transport";
+    running_[slot] = Running{clock_.now(), std::move(aborted)};
+  }
+  void wait(Clock::time_point until, cbm::AttemptSink& sink) override {
+    REQUIRE(++waits < 100000);  // an engine that never finishes fails here instead of hanging
+    Clock::time_point next = until;
+    for (const auto& r : running_) {
+      if (r) next = std::min(next, r->end);
+    }
+    if (!events.empty()) next = std::min(next, events.begin()->first);
+    REQUIRE(next != Clock::time_point::max());
+    clock_.advance_to(next);
+    while (!events.empty() && events.begin()->first <= clock_.now()) {
+      auto event = std::move(events.begin()->second);
+      events.erase(events.begin());
+      event();
+    }
+    for (std::size_t slot = 0; slot < running_.size(); ++slot) {
+      if (running_[slot] && running_[slot]->end <= clock_.now()) {
+        AttemptOutcome o = std::move(*running_[slot]->outcome);
+        running_[slot].reset();
+        sink.attempt_ended(slot, std::move(o));
+      }
+    }
+  }
+
+  std::vector<Start> starts;
+  std::vector<std::pair<std::size_t, cbm::CancelCause>> cancels;
+  std::multimap<Clock::time_point, std::function<void()>> events;  // things that happen at a time
+  int waits = 0;
+
+ private:
+  struct Running {
+    Clock::time_point end;
+    std::optional<AttemptOutcome> outcome;
+  };
+  ManualClock& clock_;
+  Script script_;
+  std::vector<std::optional<Running>> running_;
+};
+
+class Records final : public cbm::RunObserver {
+ public:
+  void task_finished(const TaskResult& r) override { by_id[r.id].push_back(r); }
+  const TaskResult& of(std::uint64_t id) const {
+    REQUIRE(by_id.count(id) == 1);
+    REQUIRE(by_id.at(id).size() == 1);
+    return by_id.at(id).front();
+  }
+  std::map<std::uint64_t, std::vector<TaskResult>> by_id;
+};
+
+// One engine over a scripted transport, and what it needs around it.
+struct Bench {
+  explicit Bench(Script script, std::size_t slots = 2, std::function<void(cbm::RunConfig&)> tune = {}) {
+    config.concurrency = static_cast<int>(slots);
+    config.delay = 0ms;
+    config.timeout = 10s;
+    config.drain_grace = 5s;
+    if (tune) tune(config);
+    ledger = std::make_unique<cbm::RunLedger>(config);
+    ledger->observe(records);
+    progress = std::make_unique<cbm::Progress>(*ledger, true, 10s);
+    auto t = std::make_unique<ScriptedTransport>(slots, clock, std::move(script));
+    transport = t.get();
+    engine = std::make_unique<cbm::AttemptEngine>(
+        cbm::ExecutorContext{config, *ledger, control, log, *progress, observers, clock}, std::move(t));
+  }
+
+  std::size_t run(std::vector<std::string> topics, std::uint32_t round = 1) {
+    auto source = cbm::topics_from_list(std::make_shared<const std::vector<std::string>>(std::move(topics)));
+    ledger->begin_round(round);
+    const std::size_t planned = engine->run_round(round, *source);
+    ledger->end_round(round, planned);
+    return planned;
+  }
+
+  cbm::RunConfig config;
+  ManualClock clock;
+  cbm::RunControl control;
+  cbm::Logger log{"", false};
+  Records records;
+  cbm::ObserverList observers;
+  std::unique_ptr<cbm::RunLedger> ledger;
+  std::unique_ptr<cbm::Progress> progress;
+  ScriptedTransport* transport = nullptr;
+  std::unique_ptr<cbm::AttemptEngine> engine;
+};
+
+std::vector<std::string> topics(int n) {
+  std::vector<std::string> t;
+  for (int i = 0; i < n; ++i) t.push_back("topic " + std::to_string(i));
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("engine: a transient failure is retried after its backoff, and the task succeeds once", "[engine]") {
+  Bench b([](const cbm::Task& t) {
+    return Step{100ms, t.attempt < 3 ? failed(cbm::ErrorClass::retryable) : ok()};
+  });
+  REQUIRE(b.run({"flaky"}) == 1);
+  const TaskResult& r = b.records.of(0);
+  CHECK(r.status == TaskStatus::succeeded);
+  CHECK(r.attempts == 3);
+  REQUIRE(b.transport->starts.size() == 3);
+  // Full jitter: retry n waits at most min(cap, base * 2^n) after the failure, never before it.
+  const auto& s = b.transport->starts;
+  CHECK(s[1].at >= s[0].at + 100ms);
+  CHECK(s[1].at <= s[0].at + 100ms + b.config.retry.base);
+  CHECK(s[2].at >= s[1].at + 100ms);
+  CHECK(s[2].at <= s[1].at + 100ms + 2 * b.config.retry.base);
+}
+
+TEST_CASE("engine: retries run out after --max-retries and the task fails with the last error", "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{10ms, failed(cbm::ErrorClass::retryable, "1234")}; });
+  b.run({"always failing"});
+  const TaskResult& r = b.records.of(0);
+  CHECK(r.status == TaskStatus::failed);
+  CHECK(r.attempts == b.config.retry.max_retries + 1);
+  CHECK(r.error->code == "1234");
+}
+
+TEST_CASE("engine: a task-fatal error fails the task at once; the others go on", "[engine]") {
+  Bench b([](const cbm::Task& t) {
+    return Step{10ms, t.topic == "bad" ? failed(cbm::ErrorClass::task_fatal) : ok()};
+  });
+  b.run({"good", "bad", "good too"});
+  CHECK(b.records.of(1).status == TaskStatus::failed);
+  CHECK(b.records.of(1).attempts == 1);
+  CHECK(b.records.of(0).status == TaskStatus::succeeded);
+  CHECK(b.records.of(2).status == TaskStatus::succeeded);
+}
+
+TEST_CASE("engine: an attempt past --timeout is ended by the engine and retried as a timeout", "[engine]") {
+  Bench b([](const cbm::Task& t) { return t.attempt == 1 ? Step{0ms, std::nullopt} : Step{10ms, ok()}; });
+  b.run({"hangs once"});
+  REQUIRE(b.transport->cancels.size() == 1);
+  CHECK(b.transport->cancels[0].second == cbm::CancelCause::timeout);
+  const auto& s = b.transport->starts;
+  REQUIRE(s.size() == 2);
+  CHECK(s[1].at >= s[0].at + b.config.timeout);
+  const TaskResult& r = b.records.of(0);
+  CHECK(r.status == TaskStatus::succeeded);
+  CHECK(r.attempts == 2);
+}
+
+TEST_CASE("engine: a run-fatal error aborts the run; every other topic gets one cancelled record",
+          "[engine]") {
+  Bench b([](const cbm::Task& t) {
+    return t.topic == "topic 0" ? Step{10ms, failed(cbm::ErrorClass::run_fatal)} : Step{1s, ok()};
+  });
+  const std::size_t planned = b.run(topics(20));
+  CHECK(planned == 20);
+  REQUIRE(b.ledger->abort_reason());
+  CHECK(b.records.by_id.size() == 20);
+  CHECK(b.records.of(0).status == TaskStatus::failed);
+  // The other slot's attempt was ended at once, not waited for.
+  REQUIRE(b.transport->cancels.size() == 1);
+  CHECK(b.transport->cancels[0].second == cbm::CancelCause::stop);
+  for (std::uint64_t id = 1; id < 20; ++id) {
+    const TaskResult& r = b.records.of(id);
+    CHECK(r.status == TaskStatus::cancelled);
+    CHECK_THAT(r.error->message, Catch::StartsWith("cancelled: the run was aborted"));
+  }
+  CHECK(b.transport->starts.size() == 2);
+}
+
+TEST_CASE("engine: a drain lets running attempts finish and cancels what waits, each once", "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{1s, ok()}; });
+  b.transport->events.emplace(b.clock.now() + 500ms, [&] { b.control.on_stop_signal(15); });
+  b.run(topics(10));
+  CHECK(b.records.by_id.size() == 10);
+  CHECK(b.records.of(0).status == TaskStatus::succeeded);
+  CHECK(b.records.of(1).status == TaskStatus::succeeded);
+  for (std::uint64_t id = 2; id < 10; ++id) {
+    CHECK(b.records.of(id).status == TaskStatus::cancelled);
+    CHECK(b.records.of(id).error->message == "cancelled: the run was stopped before the task started");
+  }
+  CHECK(b.transport->cancels.empty());
+}
+
+TEST_CASE("engine: a second signal ends the running attempts at once; they are cancelled in flight",
+          "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{1h, ok()}; });
+  b.transport->events.emplace(b.clock.now() + 1s, [&] { b.control.on_stop_signal(15); });
+  b.transport->events.emplace(b.clock.now() + 2s, [&] { b.control.on_stop_signal(15); });
+  const auto began = b.clock.now();
+  b.run(topics(4));
+  CHECK(b.clock.now() == began + 2s);
+  REQUIRE(b.transport->cancels.size() == 2);
+  for (std::uint64_t id : {0, 1}) {
+    CHECK(b.records.of(id).status == TaskStatus::cancelled);
+    CHECK(b.records.of(id).error->message == "cancelled: the run was stopped during the attempt");
+  }
+  for (std::uint64_t id : {2, 3}) CHECK(b.records.of(id).status == TaskStatus::cancelled);
+}
+
+TEST_CASE("engine: the drain grace ends with an immediate stop", "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{1h, ok()}; });
+  const auto signalled = b.clock.now() + 1s;
+  b.transport->events.emplace(signalled, [&] { b.control.on_stop_signal(2); });
+  b.run(topics(3));
+  CHECK(b.clock.now() == signalled + b.config.drain_grace);
+  CHECK(b.records.by_id.size() == 3);
+  CHECK(b.records.of(0).error->message == "cancelled: the run was stopped during the attempt");
+}
+
+TEST_CASE("engine: a stop while a task waits to retry cancels it before its next attempt", "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{10ms, failed(cbm::ErrorClass::retryable)}; },
+         1, [](cbm::RunConfig& c) { c.retry.base = 10s; c.retry.cap = 10s; });
+  b.transport->events.emplace(b.clock.now() + 20ms, [&] { b.control.on_stop_signal(15); });
+  b.run({"waiting"});
+  const TaskResult& r = b.records.of(0);
+  CHECK(r.status == TaskStatus::cancelled);
+  CHECK_THAT(r.error->message, Catch::StartsWith("cancelled: the run was stopped before the task's next attempt"));
+  CHECK(r.attempts == 1);
+}
+
+TEST_CASE("engine: --delay holds a slot between its tasks", "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{100ms, ok()}; }, 1, [](cbm::RunConfig& c) { c.delay = 2s; });
+  b.run(topics(3));
+  const auto& s = b.transport->starts;
+  REQUIRE(s.size() == 3);
+  CHECK(s[1].at - s[0].at == 2100ms);
+  CHECK(s[2].at - s[1].at == 2100ms);
+}
+
+TEST_CASE("engine: --rpm paces attempt starts from the first one", "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{10ms, ok()}; }, 4,
+         [](cbm::RunConfig& c) { c.rate.requests_per_minute = 60; c.pipeline.search = false; });
+  b.run(topics(5));
+  const auto& s = b.transport->starts;
+  REQUIRE(s.size() == 5);
+  for (std::size_t i = 1; i < s.size(); ++i) CHECK(s[i].at - s[i - 1].at >= 990ms);
+}
+
+TEST_CASE("engine: topics finished before a --resume are skipped, and counted in the round", "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{10ms, ok()}; });
+  TaskResult done;
+  done.id = 1;
+  done.round = 1;
+  done.topic = "topic 1";
+  done.status = TaskStatus::succeeded;
+  b.ledger->restore(done);
+  CHECK(b.run(topics(3)) == 3);
+  for (const auto& s : b.transport->starts) CHECK(s.task != 1);
+  CHECK(b.transport->starts.size() == 2);
+}
+
+TEST_CASE("engine: a source that throws mid-run aborts it with a record for every topic read", "[engine]") {
+  class Breaking final : public cbm::TopicSource {
+   public:
+    std::optional<cbm::TopicLine> next() override {
+      if (n_ == 5) throw std::runtime_error("topic 5 changed under --resume");
+      return cbm::TopicLine{n_, "topic " + std::to_string(n_++)};
+    }
+
+   private:
+    std::uint64_t n_ = 0;
+  };
+  Bench b([](const cbm::Task&) { return Step{1s, ok()}; }, 2, [](cbm::RunConfig& c) { c.batch_size = 1; });
+  Breaking source;
+  b.ledger->begin_round(1);
+  b.engine->run_round(1, source);
+  REQUIRE(b.ledger->abort_reason());
+  CHECK_THAT(*b.ledger->abort_reason(), Catch::Contains("topic 5 changed"));
+  CHECK(b.records.by_id.size() == 5);  // each topic read got exactly one record
+  CHECK(b.records.of(0).status == TaskStatus::succeeded);
+  CHECK(b.records.of(4).status == TaskStatus::cancelled);  // read, not started when the source broke
+  CHECK_THAT(b.records.of(4).error->message, Catch::StartsWith("cancelled: the run was aborted"));
+}
+
+TEST_CASE("engine: every task of a monitor's rounds ends once, round after round", "[engine]") {
+  Bench b([](const cbm::Task& t) {
+    return Step{10ms, t.id % 3 == 0 && t.attempt == 1 ? failed(cbm::ErrorClass::retryable) : ok()};
+  });
+  for (std::uint32_t round = 1; round <= 3; ++round) b.run(topics(7), round);
+  const auto totals = b.ledger->totals();
+  CHECK(totals.total == 21);
+  CHECK(totals.succeeded == 21);
+}
