@@ -227,6 +227,7 @@ void AttemptEngine::attempt_ended(std::size_t slot, AttemptOutcome outcome) {
 
   TaskProgress& t = book_.at(id);
   t.end_attempt(outcome);
+  crashes_.note(id, !outcome.ok() && outcome.error->kind == ErrorKind::crash);
   observer_.attempt_ended(t.task(), outcome, static_cast<int>(slot));
   if (limit_change) announce_limit(limit_change->from, limit_change->to, outcome.ok());
   if (outcome.ok()) {
@@ -248,8 +249,13 @@ void AttemptEngine::after_failure(TaskId id, AttemptOutcome outcome, std::size_t
   log_.warn(slot_name(slot) + " task " + std::to_string(id) + " attempt " + std::to_string(t.attempts()) +
             " failed (" + std::string(to_string(error.error_class)) + ", " + std::string(to_string(error.kind)) +
             "): " + error.describe());
+  if (error.kind == ErrorKind::crash && t.excused() < CrashAttribution::kMaxExcused && crashes_.background(id)) {
+    t.excuse_attempt();
+    log_.info(slot_name(slot) + " task " + std::to_string(id) +
+              ": not counted against its retries (workers are dying under other tasks too)");
+  }
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  const RetryDecision decision = decide_retry(config_.retry, error, t.attempts(), jitter(rng_));
+  const RetryDecision decision = decide_retry(config_.retry, error, t.charged_attempts(), jitter(rng_));
   if (std::holds_alternative<AbortRun>(decision)) {
     ledger_.mark_aborted("run-fatal API error: " + error.describe());
     control_.stop_now();

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "concurrency_gate.hpp"
+#include "crash_attribution.hpp"
 #include "round_executor.hpp"
 #include "task_book.hpp"
 #include "timer_heap.hpp"
@@ -95,6 +96,7 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   std::size_t running_ = 0;
   std::uint64_t attempts_started_ = 0;  // in the whole run
   std::mt19937_64 rng_;           // retry jitter
+  CrashAttribution crashes_;
   bool last_round_ = false;
   bool retired_ = false;
   bool stopped_now_ = false;      // the stop rules ended the running attempts (once a round)

@@ -129,6 +129,7 @@ struct ResultRow {
   std::string status;
   std::string error_message;
   std::string error_kind;
+  std::string error_class;
   int attempts = 0;
   std::uint64_t id = 0;
 };
@@ -171,6 +172,7 @@ Report read_report(const fs::path& path) {
     row.status = r["status"].GetString();
     if (r["error_message"].IsString()) row.error_message = r["error_message"].GetString();
     if (r.HasMember("error") && r["error"].HasMember("kind")) row.error_kind = r["error"]["kind"].GetString();
+    if (r.HasMember("error") && r["error"].HasMember("class")) row.error_class = r["error"]["class"].GetString();
     row.attempts = r["attempts"].GetInt();
     row.id = r["id"].GetUint64();
     report.results.push_back(std::move(row));
@@ -636,4 +638,112 @@ TEST_CASE("the API key never appears in a worker's argv, the log, the report or 
   CHECK_THAT(run.process().err(), !Catch::Contains(kTestKey));
   CHECK_THAT(run.process().out(), !Catch::Contains(kTestKey));
   CHECK_FALSE(run.log().empty());
+}
+
+namespace {
+
+// What a record says of how its task ended, without what varies from run to run (times, pids, ids).
+std::map<std::string, std::string> record_kinds(const Report& report) {
+  std::map<std::string, std::string> kinds;
+  for (const auto& r : report.results) {
+    std::string kind = r.status + " " + r.error_class + " " + r.error_kind + " attempts=" + std::to_string(r.attempts);
+    if (r.status == "cancelled") kind += " " + r.error_message.substr(0, r.error_message.find(" ("));
+    kinds[r.topic] = kind;
+  }
+  return kinds;
+}
+
+}  // namespace
+
+TEST_CASE("every mode writes the same records for the same events", "[supervisor][modes]") {
+  std::map<std::string, std::map<std::string, std::string>> finished_by_mode;
+  std::map<std::string, std::map<std::string, std::string>> stopped_by_mode;
+  for (const std::string& mode : cbm::test::all_modes()) {
+    INFO("--mode " << mode);
+    {
+      // Success, a task-fatal error, retries exhausted, a timeout.
+      Simulator sim;
+      SupervisorRun run(sim.base_url(), {.topics = {"fine", "unsafe [[fault:400_1301]]",
+                                                    "broken [[fault:500_1234]]", "stuck [[fault:hang]]"},
+                                         .args = {"--timeout", "1", "--kill-grace", "0.5", "--max-retries", "1",
+                                                  "--concurrency", "4", "--quiet", "--mode", mode}});
+      const int status = run.process().exit_code(60s);
+      INFO(run.diagnostics());
+      REQUIRE(status == 1);
+      finished_by_mode[mode] = record_kinds(run.report());
+    }
+    {
+      // Cancelled in flight (a second signal) and cancelled before starting.
+      Simulator sim;
+      SupervisorRun run(sim.base_url(), {.topics = {"hung 1 [[fault:hang]]", "hung 2 [[fault:hang]]", "queued 1",
+                                                    "queued 2"},
+                                         .args = {"--concurrency", "2", "--quiet", "--mode", mode}});
+      REQUIRE(eventually([&] { return in_flight(sim) == 2; }));
+      run.process().signal(SIGTERM);
+      // Two signals sent at once may arrive as one: the second follows the drain it escalates.
+      REQUIRE(eventually([&] { return run.log().find("draining") != std::string::npos; }));
+      run.process().signal(SIGTERM);
+      const int status = run.process().exit_code(30s);
+      INFO(run.diagnostics());
+      REQUIRE(status == 143);
+      stopped_by_mode[mode] = record_kinds(run.report());
+    }
+  }
+  const auto& finished = finished_by_mode.begin()->second;
+  CHECK(finished.at("fine") == "succeeded   attempts=1");
+  CHECK(finished.at("unsafe [[fault:400_1301]]") == "failed task_fatal api attempts=1");
+  CHECK(finished.at("broken [[fault:500_1234]]") == "failed retryable api attempts=2");
+  CHECK(finished.at("stuck [[fault:hang]]") == "failed retryable timeout attempts=2");
+  const auto& stopped = stopped_by_mode.begin()->second;
+  CHECK(stopped.at("hung 1 [[fault:hang]]") ==
+        "cancelled task_fatal cancelled attempts=1 cancelled: the run was stopped during the attempt");
+  CHECK(stopped.at("queued 1") ==
+        "cancelled task_fatal cancelled attempts=0 cancelled: the run was stopped before the task started");
+  for (const auto& [mode, kinds] : finished_by_mode) {
+    INFO("--mode " << mode);
+    CHECK(kinds == finished);
+  }
+  for (const auto& [mode, kinds] : stopped_by_mode) {
+    INFO("--mode " << mode);
+    CHECK(kinds == stopped);
+  }
+}
+
+TEST_CASE("workers SIGKILLed every 30 ms while tasks keep finishing are restarted without limit",
+          "[supervisor][chaos]") {
+  // Default --max-restarts (20 within 10 s) and --max-retries: the kills outnumber the restart limit,
+  // but work keeps finishing, so the pool is not broken (an OOM killer, an operator) and the run goes on.
+  Simulator sim({"--latency-dist", "uniform", "--latency-ms", "20", "--latency-max-ms", "40"});
+  const auto topics = numbered_topics("killed often", 1000);
+  constexpr std::size_t kConcurrency = 8;
+  SupervisorRun run(sim.base_url(),
+                    {.topics = topics, .args = {"--concurrency", std::to_string(kConcurrency), "--quiet"}});
+  const pid_t supervisor = run.pid();
+  std::atomic<bool> supervisor_exited{false};
+  int kills = 0;
+  std::thread chaos([&] {
+    std::mt19937 rng(std::random_device{}());
+    std::uniform_int_distribution<std::size_t> slot(0, kConcurrency - 1);
+    while (!supervisor_exited.load()) {
+      const auto workers = workers_of(supervisor);
+      if (const std::size_t hit = slot(rng); hit < workers.size() && kill_process(workers[hit])) ++kills;
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));  // pacing, not synchronisation
+    }
+  });
+  int status = -1;
+  try {
+    status = run.process().exit_code(180s);
+  } catch (...) {
+    supervisor_exited = true;
+    chaos.join();
+    throw;
+  }
+  supervisor_exited = true;
+  chaos.join();
+  INFO("kills " << kills << "\n" << run.diagnostics().substr(0, 4000));
+  REQUIRE(status == 0);
+  CHECK(kills > 20);  // more than the default --max-restarts: the old rule would have aborted
+  const Report report = run.report();
+  require_each_topic_exactly_once(report, topics);
+  CHECK(report.count("succeeded") == topics.size());
 }

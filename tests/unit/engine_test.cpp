@@ -365,3 +365,38 @@ TEST_CASE("engine: every task of a monitor's rounds ends once, round after round
   CHECK(totals.total == 21);
   CHECK(totals.succeeded == 21);
 }
+
+namespace {
+AttemptOutcome crashed() {
+  AttemptOutcome o;
+  o.error.emplace();
+  o.error->kind = cbm::ErrorKind::crash;
+  o.error->message = "worker killed by signal 9 (SIGKILL) during the attempt";
+  return o;
+}
+}  // namespace
+
+TEST_CASE("engine: a task that kills its worker on every attempt fails after its retries", "[engine]") {
+  Bench b([](const cbm::Task& t) { return Step{10ms, t.topic == "pill" ? crashed() : ok()}; });
+  auto list = topics(40);
+  list[20] = "pill";
+  b.run(list);
+  const TaskResult& pill = b.records.of(20);
+  CHECK(pill.status == TaskStatus::failed);
+  CHECK(pill.attempts == b.config.retry.max_retries + 1);
+}
+
+TEST_CASE("engine: crashes that hit every task alike are not charged to the one they hit", "[engine]") {
+  // Every 4th attempt's worker dies, whatever it runs; one unlucky task is hit three times running.
+  int n = 0;
+  Bench b([&n](const cbm::Task& t) {
+    const bool unlucky = t.topic == "unlucky" && t.attempt <= 3;
+    return Step{10ms, unlucky || ++n % 4 == 0 ? crashed() : ok()};
+  });
+  auto list = topics(200);
+  list[150] = "unlucky";
+  b.run(list);
+  CHECK(b.records.of(150).status == TaskStatus::succeeded);
+  CHECK(b.records.of(150).attempts == 4);
+  CHECK(b.ledger->totals().succeeded == 200);
+}
