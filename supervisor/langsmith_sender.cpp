@@ -1,9 +1,9 @@
 #include "langsmith_sender.hpp"
 
 #include <algorithm>
-#include <random>
 #include <unordered_map>
 
+#include "backoff.hpp"
 #include "bigmodel_client.hpp"
 
 namespace cbm {
@@ -22,13 +22,8 @@ HttpOptions http_options(const std::atomic<bool>* abort) {
   return o;
 }
 
-// LangSmith's SDK: about 0.5 s, 1 s, 2 s..., each times a random factor in (0.75, 1].
-milliseconds backoff(int retry) {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  std::uniform_real_distribution<double> jitter(0.75, 1.0);
-  const double base_ms = 500.0 * static_cast<double>(1 << std::min(retry, 6));
-  return milliseconds(static_cast<std::int64_t>(base_ms * jitter(rng)));
-}
+// As LangSmith's SDK: about 0.5 s, 1 s, 2 s... up to 32 s, each between 75% and all of it.
+constexpr Backoff kBackoff{milliseconds(500), milliseconds(32000), 0.25};
 
 void scrub(std::string& text, const std::string& secret) {
   if (secret.empty()) return;
@@ -223,7 +218,9 @@ LangSmithSender::Delivery LangSmithSender::deliver(const Batch& b) {
       note_failure(failure, b.records);
       return Delivery::unreachable;
     }
-    if (!pause(wait ? std::min(*wait, kMaxRetryAfter) : backoff(retry))) return Delivery::abandoned;
+    if (!pause(wait ? std::min(*wait, kMaxRetryAfter) : kBackoff.delay(retry, jitter_(rng_)))) {
+      return Delivery::abandoned;
+    }
   }
 }
 
