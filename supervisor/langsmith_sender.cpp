@@ -5,6 +5,7 @@
 
 #include "backoff.hpp"
 #include "bigmodel_client.hpp"
+#include "secret_scrubber.hpp"
 
 namespace cbm {
 namespace {
@@ -24,13 +25,6 @@ HttpOptions http_options(const std::atomic<bool>* abort) {
 
 // As LangSmith's SDK: about 0.5 s, 1 s, 2 s... up to 32 s, each between 75% and all of it.
 constexpr Backoff kBackoff{milliseconds(500), milliseconds(32000), 0.25};
-
-void scrub(std::string& text, const std::string& secret) {
-  if (secret.empty()) return;
-  for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos)) {
-    text.replace(pos, secret.size(), "[redacted]");
-  }
-}
 
 }  // namespace
 
@@ -203,9 +197,7 @@ LangSmithSender::Delivery LangSmithSender::deliver(const Batch& b) {
       }
       failure = "HTTP " + std::to_string(status);
       if (status != 408 && status != 429 && status < 500) {
-        std::string detail = reply->body.substr(0, 200);
-        scrub(detail, settings_.api_key);
-        note_failure(failure + " " + detail, b.records);
+        note_failure(failure + " " + scrub_secret(reply->body, settings_.api_key).substr(0, 200), b.records);
         return Delivery::rejected;
       }
       if (status == 429) wait = parse_retry_after(reply->retry_after, reply->retry_after_ms, WallClock::now());
@@ -214,8 +206,7 @@ LangSmithSender::Delivery LangSmithSender::deliver(const Batch& b) {
       failure = reply.error().message;
     }
     if (retry >= limits_.max_retries) {
-      scrub(failure, settings_.api_key);
-      note_failure(failure, b.records);
+      note_failure(scrub_secret(std::move(failure), settings_.api_key), b.records);
       return Delivery::unreachable;
     }
     if (!pause(wait ? std::min(*wait, kMaxRetryAfter) : kBackoff.delay(retry, jitter_(rng_)))) {
