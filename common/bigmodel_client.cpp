@@ -7,6 +7,7 @@
 #include "error_classification.hpp"
 #include "request_builder.hpp"
 #include "response_parser.hpp"
+#include "secret_scrubber.hpp"
 
 namespace cbm {
 namespace {
@@ -67,14 +68,6 @@ ApiError protocol_error(std::string message) {
   return err;
 }
 
-// A server or proxy may echo the Authorization header in an error text: the key must not travel on.
-void scrub_secret(std::string& text, const std::string& secret) {
-  if (secret.empty()) return;
-  for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos)) {
-    text.replace(pos, secret.size(), "[redacted]");
-  }
-}
-
 std::string trim_trailing_slashes(std::string url) {
   while (!url.empty() && url.back() == '/') url.pop_back();
   return url;
@@ -115,7 +108,8 @@ HttpRequest BigModelProtocol::prepare(ChatRequest request) const {
 
 Result<ChatResponse, ApiError> BigModelProtocol::interpret(const Result<HttpResponse, TransportError>& sent) const {
   auto answer = classify(sent);
-  if (!answer) scrub_secret(answer.error().message, config_.api_key);
+  // A server or proxy may echo the Authorization header in an error text.
+  if (!answer) answer.error().message = scrub_secret(std::move(answer.error().message), config_.api_key);
   return answer;
 }
 

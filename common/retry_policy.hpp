@@ -1,14 +1,13 @@
 // RetryPolicy: whether and when a failed task attempt runs again.
 //
-// Capped exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And
-// Jitter"): the n-th retry waits uniform(0, min(cap, base * 2^n)); a server's Retry-After /
-// retry-after-ms raises that wait (never lowers it), itself capped so a hostile header cannot stall a
-// run. The policy is pure: the scheduler (process, thread or event loop) owns the waiting.
+// Capped exponential backoff with full jitter (backoff.hpp): the n-th retry waits
+// uniform(0, min(cap, base * 2^n)), so tasks that failed together do not retry together; a server's
+// Retry-After / retry-after-ms raises that wait (never lowers it), itself capped so a hostile header cannot
+// stall a run. The policy is pure: the scheduler (process, thread or event loop) owns the waiting.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <random>
 #include <variant>
 
 #include "api_error.hpp"
@@ -33,8 +32,5 @@ using RetryDecision = std::variant<RetryAfter, FailTask, AbortRun>;
 // `uniform01` is a random draw in [0, 1): the caller owns the generator, so tests are deterministic.
 RetryDecision decide_retry(const RetryPolicy& policy, const ApiError& error, int attempts_made,
                            double uniform01);
-
-// The jitter-free ceiling of the wait before retry number `retry_index` (0-based): min(cap, base*2^i).
-std::chrono::milliseconds backoff_ceiling(const RetryPolicy& policy, int retry_index);
 
 }  // namespace cbm

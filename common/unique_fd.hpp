@@ -11,9 +11,10 @@ class UniqueFd {
  public:
   UniqueFd() = default;
   explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  // Closes the descriptor held before at once, not whenever `o` happens to go.
   UniqueFd& operator=(UniqueFd&& o) noexcept {
-    std::swap(fd_, o.fd_);
+    if (this != &o) reset(o.release());
     return *this;
   }
   ~UniqueFd() { reset(); }

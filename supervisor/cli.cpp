@@ -11,6 +11,7 @@
 #include "listen_address.hpp"
 #include "prompt_template.hpp"
 #include "run_driver.hpp"
+#include "topic_rules.hpp"
 #include "topic_source.hpp"
 #include "worker_process.hpp"
 
@@ -71,13 +72,6 @@ std::string read_file(const std::string& path, std::string& error) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string trim(std::string_view s) {
-  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return std::string(s);
 }
 
 CommandLine usage_error(std::string message) {
@@ -379,9 +373,13 @@ CommandLine parse_command_line(int argc, char** argv) {
       std::fclose(f);
     }
   }
-  for (const auto& t : inv.topics) {
-    if (trim(t).empty()) return usage_error("--topics: a topic is empty");
-    if (auto problem = topic_line_problem(t)) return usage_error("--topics: '" + t.substr(0, 80) + "' " + *problem);
+  for (auto& t : inv.topics) {
+    auto topic = checked_topic(t);
+    if (!topic) {
+      if (topic.error().kind == TopicProblem::Kind::empty) return usage_error("--topics: a topic is empty");
+      return usage_error("--topics: '" + t.substr(0, 80) + "' " + topic.error().what);
+    }
+    t = std::move(topic).value();
   }
   if (inv.topics.empty() && inv.topics_file.empty()) inv.topics = kDefaultTopics;
 

@@ -9,7 +9,7 @@
 
 #include "public_config.hpp"
 #include "run_driver.hpp"
-#include "topic_source.hpp"
+#include "topic_rules.hpp"
 
 namespace concurrent_bigmodel {
 namespace {
@@ -150,18 +150,19 @@ struct Executor::Impl {
 
   cbm::RunConfig with_topics(const std::vector<std::string>& topics, int iterations) const {
     if (topics.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics");
+    std::vector<std::string> checked;
+    checked.reserve(topics.size());
     for (std::size_t i = 0; i < topics.size(); ++i) {
-      std::string_view t = topics[i];
-      const auto first = t.find_first_not_of(" \t\r\n");
-      if (first == std::string_view::npos) {
-        throw std::invalid_argument("concurrent_bigmodel::Executor: topic " + std::to_string(i) + " is empty");
+      auto topic = cbm::checked_topic(topics[i]);
+      if (!topic) {
+        const std::string which = "concurrent_bigmodel::Executor: topic " + std::to_string(i);
+        if (topic.error().kind == cbm::TopicProblem::Kind::empty) throw std::invalid_argument(which + " is empty");
+        throw std::invalid_argument(which + " " + topic.error().what);
       }
-      if (auto problem = cbm::topic_line_problem(t)) {
-        throw std::invalid_argument("concurrent_bigmodel::Executor: topic " + std::to_string(i) + " " + *problem);
-      }
+      checked.push_back(std::move(topic).value());
     }
     cbm::RunConfig c = for_iterations(iterations);
-    c.topics = topics;
+    c.topics = std::move(checked);
     return c;
   }
 

@@ -83,9 +83,11 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.result(r.status);
     response_.set(http::field::content_type, r.content_type);
     if (!r.allow.empty()) response_.set(http::field::allow, r.allow);
-    response_.body() = std::move(r.body);
+    const std::size_t length = r.body.size();
+    if (!head_) response_.body() = std::move(r.body);
     response_.keep_alive(keep_alive_ && !r.close && !server_.stopping);
     response_.prepare_payload();
+    if (head_) response_.content_length(length);  // HEAD: the length of the body left out (RFC 9110 9.3.2)
     stream_.expires_after(server_.limits.read_timeout);  // a client that does not read its answer is dropped
     http::async_write(stream_, response_, [self = shared_from_this()](ErrorCode ec, std::size_t) {
       if (ec) return self->end();
@@ -107,6 +109,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void read_header() {
     phase_ = Phase::reading;
+    head_ = false;
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(server_.limits.max_body);
@@ -117,6 +120,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_header(ErrorCode ec) {
     if (ec) return on_read_error(ec);
+    head_ = parser_->get().method() == http::verb::head;
     if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       continue_ = {http::status::continue_, parser_->get().version()};
       http::async_write(stream_, continue_, [self = shared_from_this()](ErrorCode ec2, std::size_t) {
@@ -134,9 +138,15 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_read_error(ErrorCode ec) {
+    // The client closed (or half-closed) between requests: it is done, nothing is malformed.
+    if (ec == http::error::end_of_stream) return end();
     if (ec == http::error::body_limit) {
       return reply_now({413, error_body("request body larger than " + std::to_string(server_.limits.max_body) +
                                         " bytes"),
+                        "application/json", "", true});
+    }
+    if (ec == http::error::header_limit) {
+      return reply_now({431, error_body("request header larger than " + std::to_string(kHeaderLimit) + " bytes"),
                         "application/json", "", true});
     }
     if (is_http_parse_error(ec)) {
@@ -203,6 +213,7 @@ class Session : public std::enable_shared_from_this<Session> {
   http::response<http::empty_body> continue_;
   http::response<http::string_body> response_;
   bool keep_alive_ = true;
+  bool head_ = false;  // the request is a HEAD: its answer is the header alone
   unsigned version_ = 11;
   char scratch_[4096];
 };

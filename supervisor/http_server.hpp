@@ -1,11 +1,14 @@
-// HttpServer: a small HTTP/1.1 server (Boost.Beast) for the service, on one thread of its own.
+// HttpServer: a small HTTP/1.1 server (Boost.Beast) on one thread of its own: the one our servers
+// share (the service, serve.hpp, and the Prometheus endpoint, metrics_server.hpp).
 //
 // It binds when made (so a port in use is reported before anything else starts) and serves once
 // started. Every request goes to one handler, which answers at once or later: it may keep the
-// HttpReply and answer from any thread (a request that waits for its batch's results). Bounded: a
-// request body of at most `max_body` bytes (413 beyond; `Expect: 100-continue` is honoured), a request
-// must arrive within `read_timeout` (else the connection is closed), at most `max_connections` at once
-// (more are closed at accept). Connections are kept alive unless the client or the answer says not.
+// HttpReply and answer from any thread (a request that waits for its batch's results). An answer to a
+// HEAD request goes out as its header alone, with the length of the body it leaves out. Bounded: a
+// request header of at most 16 KiB (431 beyond), a body of at most `max_body` bytes (413 beyond;
+// `Expect: 100-continue` is honoured), a request must arrive within `read_timeout` (else the
+// connection is closed), at most `max_connections` at once (more are closed at accept). What is not
+// HTTP gets 400. Connections are kept alive unless the client or the answer says not.
 #pragma once
 
 #include <chrono>

@@ -1,10 +1,11 @@
 #include "langsmith_sender.hpp"
 
 #include <algorithm>
-#include <random>
 #include <unordered_map>
 
+#include "backoff.hpp"
 #include "bigmodel_client.hpp"
+#include "secret_scrubber.hpp"
 
 namespace cbm {
 namespace {
@@ -22,20 +23,8 @@ HttpOptions http_options(const std::atomic<bool>* abort) {
   return o;
 }
 
-// LangSmith's SDK: about 0.5 s, 1 s, 2 s..., each times a random factor in (0.75, 1].
-milliseconds backoff(int retry) {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  std::uniform_real_distribution<double> jitter(0.75, 1.0);
-  const double base_ms = 500.0 * static_cast<double>(1 << std::min(retry, 6));
-  return milliseconds(static_cast<std::int64_t>(base_ms * jitter(rng)));
-}
-
-void scrub(std::string& text, const std::string& secret) {
-  if (secret.empty()) return;
-  for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos)) {
-    text.replace(pos, secret.size(), "[redacted]");
-  }
-}
+// As LangSmith's SDK: about 0.5 s, 1 s, 2 s... up to 32 s, each between 75% and all of it.
+constexpr Backoff kBackoff{milliseconds(500), milliseconds(32000), 0.25};
 
 }  // namespace
 
@@ -208,9 +197,7 @@ LangSmithSender::Delivery LangSmithSender::deliver(const Batch& b) {
       }
       failure = "HTTP " + std::to_string(status);
       if (status != 408 && status != 429 && status < 500) {
-        std::string detail = reply->body.substr(0, 200);
-        scrub(detail, settings_.api_key);
-        note_failure(failure + " " + detail, b.records);
+        note_failure(failure + " " + scrub_secret(reply->body, settings_.api_key).substr(0, 200), b.records);
         return Delivery::rejected;
       }
       if (status == 429) wait = parse_retry_after(reply->retry_after, reply->retry_after_ms, WallClock::now());
@@ -219,11 +206,12 @@ LangSmithSender::Delivery LangSmithSender::deliver(const Batch& b) {
       failure = reply.error().message;
     }
     if (retry >= limits_.max_retries) {
-      scrub(failure, settings_.api_key);
-      note_failure(failure, b.records);
+      note_failure(scrub_secret(std::move(failure), settings_.api_key), b.records);
       return Delivery::unreachable;
     }
-    if (!pause(wait ? std::min(*wait, kMaxRetryAfter) : backoff(retry))) return Delivery::abandoned;
+    if (!pause(wait ? std::min(*wait, kMaxRetryAfter) : kBackoff.delay(retry, jitter_(rng_)))) {
+      return Delivery::abandoned;
+    }
   }
 }
 

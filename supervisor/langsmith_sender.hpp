@@ -21,6 +21,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -105,6 +106,8 @@ class LangSmithSender {
   std::atomic<bool> abort_{false};
   HttpClient http_;  // the sender thread's only
   bool failing_ = false;  // sender thread only: the last delivery failed (logged once per outage)
+  std::mt19937_64 rng_{std::random_device{}()};  // sender thread only: the backoff's draws
+  std::uniform_real_distribution<double> jitter_{0.0, 1.0};
 
   std::mutex mu_;
   std::condition_variable cv_;

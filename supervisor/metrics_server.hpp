@@ -1,17 +1,17 @@
-// MetricsServer: a minimal HTTP/1.1 server for Prometheus scrapes (--metrics-addr). It answers
-// `GET /metrics` (and HEAD) with the document `render` returns at that moment, 404 for any other path,
-// 405 for any other method and 400 for what is not HTTP; every connection is closed after its answer.
+// MetricsServer: the Prometheus scrape endpoint (--metrics-addr), served by HttpServer. It answers
+// `GET /metrics` (and HEAD) with the document `render` returns at that moment, 404 for any other path
+// and 405 for any other method; what is not HTTP gets HttpServer's 4xx.
 //
-// It runs on a thread of its own with one poll() loop, and can neither block nor crash the run: sockets
-// are non-blocking, a request is bounded (8 KiB of head, the body ignored), a connection that has not
-// been answered and drained within 5 s is dropped, and at most 16 are served at once (more are closed on
-// accept). `render` is called on the server's thread and must be thread-safe.
+// It can neither block nor crash the run: the server has a thread of its own, a request must arrive
+// within 5 s, a request body beyond 64 KiB is refused and at most 16 connections are served at once
+// (more are closed on accept). `render` is called on the server's thread and must be thread-safe; a
+// render that throws is a 500 for that scrape.
 #pragma once
 
 #include <functional>
 #include <string>
-#include <thread>
 
+#include "http_server.hpp"
 #include "listen_address.hpp"
 
 namespace cbm {
@@ -23,8 +23,8 @@ class MetricsServer {
   // Binds and listens on `address` and starts serving. Throws std::runtime_error naming the address
   // when it cannot (unknown host, port in use, no permission).
   MetricsServer(const ListenAddress& address, Render render);
-  // Stops serving and joins the thread (at once: open connections are dropped).
-  ~MetricsServer();
+  // Stops serving at once (open connections are dropped).
+  ~MetricsServer() = default;
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
@@ -32,13 +32,9 @@ class MetricsServer {
   const std::string& url() const { return url_; }
 
  private:
-  void serve();
-
   Render render_;
-  int listen_fd_ = -1;
-  int stop_fd_ = -1;  // eventfd: written by the destructor to end serve()
+  HttpServer server_;  // after render_: stopped (by its destructor) before render_ goes
   std::string url_;
-  std::thread thread_;
 };
 
 }  // namespace cbm

@@ -68,10 +68,9 @@ std::variant<AnalyzeRequest, std::string> parse_analyze(const std::string& body,
   for (rapidjson::SizeType i = 0; i < list.Size(); ++i) {
     const std::string where = "topics[" + std::to_string(i) + "]: ";
     if (!list[i].IsString()) return where + "must be a string";
-    std::string topic(list[i].GetString(), list[i].GetStringLength());
-    if (topic.find_first_not_of(" \t\r\n\v\f") == std::string::npos) return where + "empty";
-    if (auto problem = topic_line_problem(topic)) return where + *problem;
-    out.topics.push_back(std::move(topic));
+    auto topic = checked_topic(std::string_view(list[i].GetString(), list[i].GetStringLength()));
+    if (!topic) return where + topic.error().what;
+    out.topics.push_back(std::move(topic).value());
   }
   out.concurrency = pool;
   if (const auto c = doc.FindMember("concurrency"); c != doc.MemberEnd() && !c->value.IsNull()) {

@@ -8,43 +8,6 @@
 namespace cbm {
 namespace {
 
-bool valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = 0;
-    std::uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > s.size()) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
-
 // Reads one line of any length with getline(3), so a huge line costs one buffer, not a crash.
 class LineReader {
  public:
@@ -72,13 +35,14 @@ class LineFilter {
  public:
   std::optional<TopicLine> accept(std::string_view raw) {
     ++line_number_;
-    const std::string_view line = normalise_topic_line(raw);
-    if (line.empty()) return std::nullopt;
-    if (auto problem = topic_line_problem(raw)) {
-      invalid_.push_back({line_number_, *problem});
+    const std::string_view line = trim_topic(raw);
+    if (line.empty() || line.starts_with('#')) return std::nullopt;
+    auto topic = checked_topic(line);
+    if (!topic) {
+      invalid_.push_back({line_number_, std::move(topic.error().what)});
       return std::nullopt;
     }
-    return TopicLine{next_id_++, std::string(line)};
+    return TopicLine{next_id_++, std::move(topic).value()};
   }
   std::vector<InvalidLine> take_invalid() { return std::exchange(invalid_, {}); }
 
@@ -126,23 +90,6 @@ class FileSource final : public TopicSource {
 };
 
 }  // namespace
-
-std::string_view normalise_topic_line(std::string_view line) {
-  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; };
-  while (!line.empty() && is_space(line.front())) line.remove_prefix(1);
-  while (!line.empty() && is_space(line.back())) line.remove_suffix(1);
-  if (line.starts_with('#')) return {};
-  return line;
-}
-
-std::optional<std::string> topic_line_problem(std::string_view line) {
-  if (line.find('\0') != std::string_view::npos) return "contains a NUL byte";
-  if (line.size() > kMaxTopicBytes) {
-    return "longer than " + std::to_string(kMaxTopicBytes) + " bytes (" + std::to_string(line.size()) + ")";
-  }
-  if (!valid_utf8(line)) return "not valid UTF-8";
-  return std::nullopt;
-}
 
 std::unique_ptr<TopicSource> topics_from_list(std::shared_ptr<const std::vector<std::string>> topics) {
   return std::make_unique<ListSource>(std::move(topics));

@@ -1,9 +1,10 @@
 // TopicSource: the topics of one round, read as a stream (never the whole list in memory).
 //
-// Input format (--topics-file PATH | -): UTF-8, one topic per line; surrounding whitespace trimmed;
-// CRLF accepted; blank lines and lines starting with '#' skipped. A line that is not valid UTF-8,
-// holds a NUL byte or is longer than kMaxTopicBytes is skipped and reported (with its line number)
-// through `invalid_lines()`; the run goes on with the others.
+// Input format (--topics-file PATH | -): one topic per line; CRLF accepted; blank lines and lines
+// starting with '#' (after the whitespace) skipped. Every other line is a topic by the rules of
+// topic_rules.hpp (trimmed; UTF-8, no NUL byte, at most kMaxTopicBytes): a line that breaks them is
+// skipped and reported (with its line number) through `take_invalid_lines()`; the run goes on with the
+// others.
 //
 // Topic ids are positions among the accepted topics (0, 1, 2, ...), stable for a given input: --resume
 // joins journal records to topics by id and checks the text matches.
@@ -16,9 +17,9 @@
 #include <string>
 #include <vector>
 
-namespace cbm {
+#include "topic_rules.hpp"
 
-inline constexpr std::size_t kMaxTopicBytes = 4096;
+namespace cbm {
 
 struct InvalidLine {
   std::uint64_t line_number;
@@ -46,11 +47,6 @@ class TopicSource {
   // Lines skipped since the last call (for the log and the report).
   virtual std::vector<InvalidLine> take_invalid_lines() { return {}; }
 };
-
-// Why a topic line is unusable, or nullopt when it is fine (after trimming).
-std::optional<std::string> topic_line_problem(std::string_view line);
-// Trims whitespace and a trailing CR; "" for lines to skip silently (blank, comment).
-std::string_view normalise_topic_line(std::string_view line);
 
 // Topics given on the command line (or read from stdin once, for every round).
 std::unique_ptr<TopicSource> topics_from_list(std::shared_ptr<const std::vector<std::string>> topics);

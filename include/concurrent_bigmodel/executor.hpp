@@ -200,7 +200,9 @@ class Executor {
   // Analyses each topic `iterations` times (0 = until stopped: a monitor) and returns every Result.
   // The results stay in memory for the whole call: a monitor should use run() and the callback
   // instead. Blocks until the run ends. Throws std::runtime_error when the run cannot start (the
-  // worker program is missing, a file cannot be written, a journal cannot be resumed).
+  // worker program is missing, a file cannot be written, a journal cannot be resumed), and
+  // std::invalid_argument for no topics or a topic that is empty, holds a NUL byte, is over 4096 bytes
+  // or is not UTF-8. Each topic is trimmed of surrounding ASCII whitespace, as in a topics file.
   Report execute_concurrent(const std::vector<std::string>& topics, int iterations = 1);
 
   // As execute_concurrent, without keeping results: memory stays flat however long it runs.

@@ -21,17 +21,7 @@ std::chrono::milliseconds delay_of(const cbm::RetryDecision& d) {
 
 }  // namespace
 
-TEST_CASE("the backoff ceiling doubles from the base and stops at the cap", "[retry]") {
-  cbm::RetryPolicy p{5, 1000ms, 8000ms, 120000ms};
-  CHECK(cbm::backoff_ceiling(p, 0) == 1000ms);
-  CHECK(cbm::backoff_ceiling(p, 1) == 2000ms);
-  CHECK(cbm::backoff_ceiling(p, 2) == 4000ms);
-  CHECK(cbm::backoff_ceiling(p, 3) == 8000ms);
-  CHECK(cbm::backoff_ceiling(p, 4) == 8000ms);
-  CHECK(cbm::backoff_ceiling(p, 1000) == 8000ms);  // no overflow however many retries
-}
-
-TEST_CASE("full jitter draws the wait uniformly below the ceiling", "[retry]") {
+TEST_CASE("a task's retry waits with full jitter below the doubling ceiling", "[retry]") {
   cbm::RetryPolicy p{5, 1000ms, 8000ms, 120000ms};
   const ApiError e = error_of(ErrorClass::retryable);
   CHECK(delay_of(cbm::decide_retry(p, e, 1, 0.0)) == 0ms);
