@@ -1,7 +1,8 @@
 #include "restart_governor.hpp"
 
-#include <algorithm>
 #include <cstdio>
+
+#include "backoff.hpp"
 
 namespace cbm {
 
@@ -17,11 +18,8 @@ std::optional<std::string> RestartGovernor::on_death(Clock::time_point now) {
 }
 
 RestartGovernor::Clock::duration RestartGovernor::backoff(int consecutive_deaths) {
-  constexpr std::chrono::milliseconds kBase{50};
-  constexpr std::chrono::milliseconds kCap{5000};
-  std::chrono::milliseconds d = kBase;
-  for (int i = 1; i < consecutive_deaths && d < kCap; ++i) d *= 2;
-  return std::min(d, kCap);
+  constexpr Backoff kRestart{std::chrono::milliseconds(50), std::chrono::milliseconds(5000)};
+  return kRestart.ceiling(consecutive_deaths - 1);
 }
 
 }  // namespace cbm
