@@ -194,7 +194,8 @@ CommandLine parse_command_line(int argc, char** argv) {
         ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000000000}))
         ->group(rel);
     a.add_option("--max-restarts", cfg.max_restarts,
-                 "Abort (exit 3) after more worker restarts than this within --restart-period")
+                 "Abort (exit 3) after more worker restarts than this within --restart-period while no task "
+                 "finishes (workers killed from outside while work goes on are restarted without limit)")
         ->check(CLI::Range(0, 1000000))
         ->capture_default_str()
         ->group(rel);
