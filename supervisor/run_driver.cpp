@@ -26,11 +26,12 @@
 namespace cbm {
 namespace {
 
+// A run's stop by a signal is reported even when the drain let everything finish: the run did not do
+// all it was asked to.
 int exit_status_of(const RunLedger& ledger, const RunControl& control) {
-  if (control.first_signal() != 0) return 128 + control.first_signal();
-  if (ledger.abort_reason()) return kExitAborted;
   const RunTotals t = ledger.totals();
-  return t.succeeded == t.total ? kExitAllSucceeded : kExitSomeFailed;
+  return exit_status_of(
+      RunEnding{ledger.abort_reason().has_value(), control.first_signal(), t.succeeded == t.total});
 }
 
 std::unique_ptr<RoundExecutor> make_executor(const ExecutorContext& run) {

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <variant>
 
+#include "exit_status.hpp"
 #include "fd_limit.hpp"
 #include "result_codec.hpp"
 #include "run_driver.hpp"
@@ -160,13 +161,12 @@ int Service::run() {
   if (parts.tracer) parts.tracer->close(kTraceFlushGrace);
   parts.progress.finish();
 
-  int status = kExitAllSucceeded;
-  if (auto reason = parts.ledger.abort_reason()) {
-    parts.log.error("service aborted: " + *reason);
-    status = kExitAborted;
-  } else if (control_.level() == StopLevel::now && control_.first_signal() != 0) {
-    status = 128 + control_.first_signal();
-  }
+  const auto abort_reason = parts.ledger.abort_reason();
+  if (abort_reason) parts.log.error("service aborted: " + *abort_reason);
+  // A stop by signal is how a service ends: it counts only when it cut work short. Failed tasks were
+  // answered in their requests; they are not the service's failure.
+  const int cutting_signal = control_.level() == StopLevel::now ? control_.first_signal() : 0;
+  const int status = exit_status_of(RunEnding{abort_reason.has_value(), cutting_signal, true});
   parts.log.info("service stopped with exit status " + std::to_string(status) + ": " +
                  summary_line(parts.ledger.totals(), "none") + "; " + own_usage());
   return status;
