@@ -106,10 +106,8 @@ void log_pause_status(Logger& log, const RunLedger& ledger, std::uint32_t next_r
   const std::chrono::duration<double> left = next_at - std::chrono::steady_clock::now();
   char starts[32];
   std::snprintf(starts, sizeof starts, "%.1f", std::max(0.0, left.count()));
-  const RunTotals t = ledger.totals();
   log.info("status: round " + std::to_string(next_round - 1) + " finished, round " + std::to_string(next_round) +
-           " starts in " + starts + " s; so far " + std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) +
-           " succeeded, " + std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled");
+           " starts in " + starts + " s; so far " + to_string(ledger.totals()));
 }
 
 }  // namespace
@@ -257,8 +255,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
 }
 
 std::string summary_line(const RunTotals& t, const std::string& report) {
-  return std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) + " succeeded, " +
-         std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled; report: " + report;
+  return to_string(t) + "; report: " + report;
 }
 
 }  // namespace cbm
