@@ -1,7 +1,6 @@
 #include "run_ledger.hpp"
 
 #include "atomic_file.hpp"
-#include "duplicate_topics.hpp"
 #include "result_codec.hpp"
 
 namespace cbm {
@@ -40,16 +39,12 @@ void RunLedger::restore(const TaskResult& result) {
   std::lock_guard lock(mu_);
   if (has_locked(result.round, result.id)) return;
   count_locked(result);
-  auto& hashes = restored_topics_[result.round];
-  if (hashes.size() <= result.id) hashes.resize(std::max<std::size_t>(result.id + 1, hashes.size() * 2), 0);
-  hashes[result.id] = topic_hash(result.topic) | 1;  // never 0, which means "none"
+  restored_.add(result);
 }
 
 bool RunLedger::restored_topic_matches(std::uint32_t round, std::uint64_t id, std::uint64_t hash) const {
   std::lock_guard lock(mu_);
-  auto it = restored_topics_.find(round);
-  if (it == restored_topics_.end() || id >= it->second.size() || it->second[id] == 0) return true;
-  return it->second[id] == (hash | 1);
+  return restored_.matches(round, id, hash);
 }
 
 bool RunLedger::record(TaskResult result) {
@@ -68,50 +63,27 @@ bool RunLedger::record_locked(TaskResult result) {
       if (!abort_reason_locked()) abort_reason_ = std::string("a result observer failed: ") + e.what();
     }
   }
-  auto original = originals_.find(result.id);
-  if (original == originals_.end()) {
-    if (journal_ != nullptr) journal_->append(std::move(result));
-    return true;
-  }
-  // A topic repeated later in the round: its record stays here for the copies (the original first).
-  original->second = result;
+  // The original first, then the copies that waited for it.
+  std::vector<TaskResult> copies = duplicates_.on_recorded(result);
   if (journal_ != nullptr) journal_->append(std::move(result));
-  for (std::uint64_t dup : waiting_copies_[original->first]) record_copy_locked(*original->second, dup);
-  waiting_copies_.erase(original->first);
+  for (auto& copy : copies) record_locked(std::move(copy));
   return true;
-}
-
-void RunLedger::record_copy_locked(const TaskResult& original, std::uint64_t duplicate_id) {
-  TaskResult copy = original;
-  copy.id = duplicate_id;
-  copy.duplicate_of = original.id;
-  // The copy cost no API work: it adds no attempts, tokens or execution time to the totals.
-  copy.attempts = 0;
-  copy.usage = {};
-  copy.execution_time = std::chrono::milliseconds(0);
-  record_locked(std::move(copy));
 }
 
 void RunLedger::expect_duplicates(std::uint32_t, std::uint64_t id) {
   std::lock_guard lock(mu_);
-  originals_.try_emplace(id);
+  duplicates_.expect(id);
 }
 
 void RunLedger::record_duplicate(std::uint32_t round, std::uint64_t duplicate, std::uint64_t original) {
   std::lock_guard lock(mu_);
   if (has_locked(round, duplicate)) return;
-  auto it = originals_.find(original);
-  if (it != originals_.end() && it->second) {
-    record_copy_locked(*it->second, duplicate);
-  } else {
-    waiting_copies_[original].push_back(duplicate);
-  }
+  if (auto copy = duplicates_.copy_or_wait(duplicate, original)) record_locked(std::move(*copy));
 }
 
 bool RunLedger::holds_result(std::uint32_t, std::uint64_t id) const {
   std::lock_guard lock(mu_);
-  auto it = originals_.find(id);
-  return it != originals_.end() && it->second.has_value();
+  return duplicates_.holds(id);
 }
 
 bool RunLedger::has_locked(std::uint32_t round, std::uint64_t id) const {
@@ -132,9 +104,8 @@ void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
   if (journal_ != nullptr) journal_->sync();
   if (r.totals.total == planned && !interrupted_ && !abort_reason_locked()) ++rounds_completed_;
   done_.erase(round);  // memory stays flat: a finished round needs no done-flags
-  restored_topics_.erase(round);
-  originals_.clear();
-  waiting_copies_.clear();
+  restored_.forget(round);
+  duplicates_.clear();
   if (observer_ != nullptr) observer_->round_finished(round);
   // Only the kept rounds' totals stay (and, in the journal, their records).
   const auto keep = static_cast<std::size_t>(config_.keep_rounds);

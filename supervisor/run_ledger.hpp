@@ -4,8 +4,12 @@
 // guarantee): `record` refuses a second record for the same (round, id). Records go to the journal
 // (queued for its writer thread); the ledger keeps only counters, a done-flag per id of the rounds in
 // progress, and the totals of the last --keep-rounds rounds, so its memory stays flat however long a
-// monitor runs. The report is rebuilt by streaming the journal. Thread-safe: the threading executor
-// records from its threads.
+// monitor runs. The report is rebuilt by streaming the journal.
+//
+// What it drives under its one lock, each in a file of its own: the copies for repeated topics
+// (duplicate_resolver.hpp), so an original and its copies are recorded in one step, and the topics of
+// the records --resume restored (resume_index.hpp). Thread-safe: the threading executor records from
+// its threads.
 #pragma once
 
 #include <deque>
@@ -16,7 +20,9 @@
 #include <string>
 #include <vector>
 
+#include "duplicate_resolver.hpp"
 #include "journal.hpp"
+#include "resume_index.hpp"
 #include "run_observer.hpp"
 #include "run_config.hpp"
 #include "run_totals.hpp"
@@ -77,7 +83,6 @@ class RunLedger {
   bool has_locked(std::uint32_t round, std::uint64_t id) const;
   bool record_locked(TaskResult result);
   std::optional<std::string> abort_reason_locked() const;
-  void record_copy_locked(const TaskResult& original, std::uint64_t duplicate_id);
 
   const RunConfig& config_;
   Journal* journal_ = nullptr;
@@ -86,11 +91,9 @@ class RunLedger {
   WallClock::time_point started_;
   std::map<std::uint32_t, Round> rounds_;                      // the last keep_rounds rounds
   std::map<std::uint32_t, std::vector<std::uint8_t>> done_;    // rounds in progress: id -> recorded
-  std::map<std::uint32_t, std::vector<std::uint64_t>> restored_topics_;  // id -> topic hash (0: none)
   RunTotals totals_;
-  // Repeated topics of the round in progress: originals to keep, their records, waiting copies.
-  std::map<std::uint64_t, std::optional<TaskResult>> originals_;
-  std::map<std::uint64_t, std::vector<std::uint64_t>> waiting_copies_;
+  DuplicateResolver duplicates_;  // of the round in progress
+  ResumeIndex restored_;
   std::size_t rounds_completed_ = 0;
   std::size_t invalid_lines_ = 0;
   bool interrupted_ = false;
