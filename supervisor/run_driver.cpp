@@ -172,22 +172,21 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   auto& tracer = parts.tracer;
 
   std::uint32_t first_round = 1;
-  std::optional<Journal> journal;
   if (!cfg.journal.empty()) {
     const JournalSettings settings = JournalSettings::of(cfg);
     if (cfg.resume) {
       std::size_t restored = 0;
-      journal.emplace(Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const TaskResult& r) {
-        ledger.restore(r);
-        first_round = std::max(first_round, r.round);
-        ++restored;
-      }));
+      ledger.attach(
+          Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const TaskResult& r) {
+            ledger.restore(r);
+            first_round = std::max(first_round, r.round);
+            ++restored;
+          }));
       log.info("resuming from '" + cfg.journal.string() + "': " + std::to_string(restored) +
                " finished tasks restored, continuing at round " + std::to_string(first_round));
     } else {
-      journal.emplace(Journal::create(cfg.journal, settings));
+      ledger.attach(Journal::create(cfg.journal, settings));
     }
-    ledger.attach(*journal);
   }
 
   TopicPlan topics(cfg, log);

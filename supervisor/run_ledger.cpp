@@ -1,5 +1,7 @@
 #include "run_ledger.hpp"
 
+#include <stdexcept>
+
 #include "atomic_file.hpp"
 #include "result_codec.hpp"
 
@@ -11,6 +13,11 @@ double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.cou
 }  // namespace
 
 RunLedger::RunLedger(const RunConfig& config) : config_(config), started_(WallClock::now()) {}
+
+void RunLedger::attach(Journal journal) {
+  std::lock_guard lock(mu_);
+  journal_.emplace(std::move(journal));
+}
 
 RunLedger::Round& RunLedger::round_locked(std::uint32_t round) {
   Round& r = rounds_[round];
@@ -65,7 +72,7 @@ bool RunLedger::record_locked(TaskResult result) {
   }
   // The original first, then the copies that waited for it.
   std::vector<TaskResult> copies = duplicates_.on_recorded(result);
-  if (journal_ != nullptr) journal_->append(std::move(result));
+  if (journal_) journal_->append(std::move(result));
   for (auto& copy : copies) record_locked(std::move(copy));
   return true;
 }
@@ -101,7 +108,7 @@ void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
   Round& r = round_locked(round);
   r.planned = planned;
   r.finished = WallClock::now();
-  if (journal_ != nullptr) journal_->sync();
+  if (journal_) journal_->sync();
   if (r.totals.total == planned && !interrupted_ && !abort_reason_locked()) ++rounds_completed_;
   done_.erase(round);  // memory stays flat: a finished round needs no done-flags
   restored_.forget(round);
@@ -111,7 +118,7 @@ void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
   const auto keep = static_cast<std::size_t>(config_.keep_rounds);
   if (keep > 0 && rounds_.size() > keep) {
     while (rounds_.size() > keep) rounds_.erase(rounds_.begin());
-    if (journal_ != nullptr) journal_->compact(rounds_.begin()->first);
+    if (journal_) journal_->compact(rounds_.begin()->first);
   }
 }
 
@@ -144,14 +151,15 @@ std::optional<std::string> RunLedger::abort_reason() const {
 // Results that cannot be made durable must not pile up unjournaled: a failed journal aborts the run (exit 3).
 std::optional<std::string> RunLedger::abort_reason_locked() const {
   if (abort_reason_) return abort_reason_;
-  if (journal_ != nullptr) {
+  if (journal_) {
     if (auto failure = journal_->failure()) return "cannot write the journal: " + *failure;
   }
   return std::nullopt;
 }
 
-void RunLedger::write_report(const std::filesystem::path& path, int exit_status) const {
+void RunLedger::write_report(const std::filesystem::path& path, int exit_status) {
   std::lock_guard lock(mu_);
+  if (!journal_) throw std::logic_error("the report's results come from the journal, and none is attached");
   const auto now = WallClock::now();
   const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(now - started_);
   rapidjson::StringBuffer buf;

@@ -33,9 +33,10 @@ namespace cbm {
 class RunLedger {
  public:
   explicit RunLedger(const RunConfig& config);
-  // Every record goes to `journal` (which must outlive the ledger); attach before the first record.
-  // Without a journal the ledger only counts (and cannot write a report).
-  void attach(Journal& journal) { journal_ = &journal; }
+  // From now on every record goes to `journal`, which the ledger keeps until it is destroyed (and so
+  // writes and syncs what is queued after the last record). Attach before the first record. Without
+  // a journal the ledger only counts (and cannot write a report).
+  void attach(Journal journal);
   // `observer` (which must outlive the ledger) hears of every terminal record and finished round,
   // under the ledger's lock: it must not call back into the ledger.
   void observe(RunObserver& observer) { observer_ = &observer; }
@@ -66,9 +67,10 @@ class RunLedger {
   RunTotals totals() const;
   std::optional<std::string> abort_reason() const;
 
-  // Writes the report atomically (see README "Report"). Throws std::system_error on failure.
-  // Precondition: a journal is attached (the results come from it).
-  void write_report(const std::filesystem::path& path, int exit_status) const;
+  // Writes the report atomically (see README "Report"), the results streamed from the journal (after
+  // syncing it). Throws std::system_error when the file cannot be written, std::logic_error when no
+  // journal is attached.
+  void write_report(const std::filesystem::path& path, int exit_status);
 
  private:
   struct Round {
@@ -85,9 +87,9 @@ class RunLedger {
   std::optional<std::string> abort_reason_locked() const;
 
   const RunConfig& config_;
-  Journal* journal_ = nullptr;
   RunObserver* observer_ = nullptr;
   mutable std::mutex mu_;
+  std::optional<Journal> journal_;
   WallClock::time_point started_;
   std::map<std::uint32_t, Round> rounds_;                      // the last keep_rounds rounds
   std::map<std::uint32_t, std::vector<std::uint8_t>> done_;    // rounds in progress: id -> recorded

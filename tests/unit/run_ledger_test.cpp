@@ -1,0 +1,135 @@
+// The ledger: exactly one record per task, a journal it keeps to its end, and the report.
+#include <catch2/catch.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "exit_status.hpp"
+#include "journal.hpp"
+#include "result_codec.hpp"
+#include "run_ledger.hpp"
+#include "subprocess.hpp"
+
+namespace {
+
+cbm::TaskResult finished(std::uint64_t id, std::uint32_t round = 1,
+                         cbm::TaskStatus status = cbm::TaskStatus::succeeded) {
+  cbm::TaskResult r;
+  r.id = id;
+  r.round = round;
+  r.topic = "topic " + std::to_string(id);
+  r.status = status;
+  r.analysis = "analysis of " + r.topic;
+  r.attempts = 1;
+  return r;
+}
+
+struct Recorder : cbm::RunObserver {
+  std::vector<std::uint64_t> ids;
+  void task_finished(const cbm::TaskResult& r) override { ids.push_back(r.id); }
+};
+
+// The ids of a journal's records, in file order.
+std::vector<std::uint64_t> journal_ids(const std::filesystem::path& path) {
+  std::vector<std::uint64_t> ids;
+  const std::string text = cbm::test::read_text(path);
+  std::size_t start = text.find('\n') + 1;  // after the header
+  while (start < text.size()) {
+    const std::size_t end = text.find('\n', start);
+    rapidjson::Document d;
+    d.Parse(text.data() + start, end - start);
+    REQUIRE_FALSE(d.HasParseError());
+    ids.push_back(d["id"].GetUint64());
+    start = end + 1;
+  }
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("a second record for the same round and id is refused, and neither counted nor announced",
+          "[ledger]") {
+  cbm::RunConfig config;
+  cbm::RunLedger ledger(config);
+  Recorder observer;
+  ledger.observe(observer);
+  ledger.begin_round(1);
+
+  REQUIRE(ledger.record(finished(7)));
+  CHECK_FALSE(ledger.record(finished(7, 1, cbm::TaskStatus::failed)));
+  CHECK(ledger.has(1, 7));
+  CHECK_FALSE(ledger.has(2, 7));
+  CHECK(ledger.record(finished(7, 2)));  // the same id in another round is another task
+
+  CHECK(ledger.totals().total == 2);
+  CHECK(ledger.totals().failed == 0);
+  CHECK(observer.ids == std::vector<std::uint64_t>{7, 7});
+}
+
+TEST_CASE("the ledger keeps its journal to its end: what is still queued when it goes is written",
+          "[ledger][journal]") {
+  cbm::test::TempDir dir;
+  const auto path = dir / "j.jsonl";
+  cbm::RunConfig config;
+  std::vector<std::uint64_t> recorded;
+  {
+    cbm::RunLedger ledger(config);
+    ledger.attach(cbm::Journal::create(path, cbm::JournalSettings{}));
+    ledger.begin_round(1);
+    for (std::uint64_t id = 0; id < 100; ++id) {
+      ledger.record(finished(id));
+      recorded.push_back(id);
+    }
+  }
+  CHECK(journal_ids(path) == recorded);
+}
+
+TEST_CASE("an observer that throws aborts the run, and the record stays counted and journalled",
+          "[ledger][journal]") {
+  cbm::test::TempDir dir;
+  const auto path = dir / "j.jsonl";
+  cbm::RunConfig config;
+  struct Thrower : cbm::RunObserver {
+    void task_finished(const cbm::TaskResult&) override { throw std::runtime_error("callback broke"); }
+  } observer;
+  {
+    cbm::RunLedger ledger(config);
+    ledger.attach(cbm::Journal::create(path, cbm::JournalSettings{}));
+    ledger.observe(observer);
+    ledger.begin_round(1);
+    CHECK(ledger.record(finished(3)));
+    CHECK(ledger.has(1, 3));
+    CHECK(ledger.abort_reason() == "a result observer failed: callback broke");
+  }
+  CHECK(journal_ids(path) == std::vector<std::uint64_t>{3});
+}
+
+TEST_CASE("the report holds the summary, the run's sections and every journalled record",
+          "[ledger][report]") {
+  cbm::test::TempDir dir;
+  cbm::RunConfig config;
+  config.journal = dir / "j.jsonl";
+  cbm::RunLedger ledger(config);
+  CHECK_THROWS_AS(ledger.write_report(dir / "r.json", 0), std::logic_error);  // no journal: no results
+
+  ledger.attach(cbm::Journal::create(config.journal, cbm::JournalSettings{}));
+  ledger.begin_round(1);
+  ledger.record(finished(0));
+  ledger.record(finished(1, 1, cbm::TaskStatus::failed));
+  ledger.end_round(1, 2);
+  ledger.write_report(dir / "r.json", cbm::kExitSomeFailed);
+
+  const std::string text = cbm::test::read_text(dir / "r.json");
+  rapidjson::Document report;
+  report.Parse(text.data(), text.size());
+  REQUIRE_FALSE(report.HasParseError());
+  CHECK(report["summary"]["total_tasks"].GetUint64() == 2);
+  CHECK(report["summary"]["successful_tasks"].GetUint64() == 1);
+  CHECK(report["summary"]["iterations_completed"].GetUint64() == 1);
+  CHECK(report["summary"]["exit_status"].GetInt() == cbm::kExitSomeFailed);
+  CHECK(report["config"]["journal"].GetString() == config.journal.string());
+  REQUIRE(report["rounds"].Size() == 1);
+  CHECK(report["rounds"][0]["planned_tasks"].GetUint64() == 2);
+  REQUIRE(report["results"].Size() == 2);
+  CHECK(std::string(report["results"][1]["topic"].GetString()) == "topic 1");
+}
