@@ -55,26 +55,29 @@ bool RunLedger::restored_topic_matches(std::uint32_t round, std::uint64_t id, st
 }
 
 bool RunLedger::record(TaskResult result) {
-  std::lock_guard lock(mu_);
-  return record_locked(std::move(result));
+  bool recorded = false;
+  {
+    std::lock_guard lock(mu_);
+    recorded = record_locked(std::move(result));
+  }
+  if (recorded) deliver();
+  return recorded;
 }
 
 bool RunLedger::record_locked(TaskResult result) {
   if (has_locked(result.round, result.id)) return false;
   count_locked(result);
-  if (observer_ != nullptr) {
-    // The record is counted: it must reach the journal whatever the observer does.
-    try {
-      observer_->task_finished(result);
-    } catch (const std::exception& e) {
-      if (!abort_reason_locked()) abort_reason_ = std::string("a result observer failed: ") + e.what();
-    }
-  }
   // The original first, then the copies that waited for it.
   std::vector<TaskResult> copies = duplicates_.on_recorded(result);
-  if (journal_) journal_->append(std::move(result));
+  // Journalled before posted: another thread's delivery may take it from the outbox at once.
+  if (journal_) journal_->append(result);
+  outbox_.post_record(std::move(result));
   for (auto& copy : copies) record_locked(std::move(copy));
   return true;
+}
+
+void RunLedger::deliver() {
+  if (auto failure = outbox_.deliver()) mark_aborted("a result observer failed: " + *failure);
 }
 
 void RunLedger::expect_duplicates(std::uint32_t, std::uint64_t id) {
@@ -83,9 +86,14 @@ void RunLedger::expect_duplicates(std::uint32_t, std::uint64_t id) {
 }
 
 void RunLedger::record_duplicate(std::uint32_t round, std::uint64_t duplicate, std::uint64_t original) {
-  std::lock_guard lock(mu_);
-  if (has_locked(round, duplicate)) return;
-  if (auto copy = duplicates_.copy_or_wait(duplicate, original)) record_locked(std::move(*copy));
+  {
+    std::lock_guard lock(mu_);
+    if (has_locked(round, duplicate)) return;
+    auto copy = duplicates_.copy_or_wait(duplicate, original);
+    if (!copy) return;
+    record_locked(std::move(*copy));
+  }
+  deliver();
 }
 
 bool RunLedger::holds_result(std::uint32_t, std::uint64_t id) const {
@@ -104,22 +112,25 @@ bool RunLedger::has(std::uint32_t round, std::uint64_t id) const {
 }
 
 void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
-  std::lock_guard lock(mu_);
-  Round& r = round_locked(round);
-  r.planned = planned;
-  r.finished = WallClock::now();
-  if (journal_) journal_->sync();
-  if (r.totals.total == planned && !interrupted_ && !abort_reason_locked()) ++rounds_completed_;
-  done_.erase(round);  // memory stays flat: a finished round needs no done-flags
-  restored_.forget(round);
-  duplicates_.clear();
-  if (observer_ != nullptr) observer_->round_finished(round);
-  // Only the kept rounds' totals stay (and, in the journal, their records).
-  const auto keep = static_cast<std::size_t>(config_.keep_rounds);
-  if (keep > 0 && rounds_.size() > keep) {
-    while (rounds_.size() > keep) rounds_.erase(rounds_.begin());
-    if (journal_) journal_->compact(rounds_.begin()->first);
+  {
+    std::lock_guard lock(mu_);
+    Round& r = round_locked(round);
+    r.planned = planned;
+    r.finished = WallClock::now();
+    if (journal_) journal_->sync();
+    if (r.totals.total == planned && !interrupted_ && !abort_reason_locked()) ++rounds_completed_;
+    done_.erase(round);  // memory stays flat: a finished round needs no done-flags
+    restored_.forget(round);
+    duplicates_.clear();
+    outbox_.post_round_end(round);
+    // Only the kept rounds' totals stay (and, in the journal, their records).
+    const auto keep = static_cast<std::size_t>(config_.keep_rounds);
+    if (keep > 0 && rounds_.size() > keep) {
+      while (rounds_.size() > keep) rounds_.erase(rounds_.begin());
+      if (journal_) journal_->compact(rounds_.begin()->first);
+    }
   }
+  deliver();
 }
 
 void RunLedger::mark_interrupted(int signal) {

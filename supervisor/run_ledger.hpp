@@ -1,10 +1,12 @@
 // RunLedger: the run's terminal records and the report built from them.
 //
 // Every task of every round must end here exactly once (the "nothing lost, nothing duplicated"
-// guarantee): `record` refuses a second record for the same (round, id). Records go to the journal
-// (queued for its writer thread); the ledger keeps only counters, a done-flag per id of the rounds in
-// progress, and the totals of the last --keep-rounds rounds, so its memory stays flat however long a
-// monitor runs. The report is rebuilt by streaming the journal.
+// guarantee): `record` refuses a second record for the same (round, id). A record is counted, handed to
+// the journal (which the ledger owns: its writer thread writes the record), and only then announced to
+// the observer, outside the ledger's lock (record_outbox.hpp says what order holds). The ledger keeps
+// only counters, a done-flag per id of the rounds in progress and the totals of the last --keep-rounds
+// rounds, so its memory stays flat however long a monitor runs. The report is rebuilt by streaming the
+// journal.
 //
 // What it drives under its one lock, each in a file of its own: the copies for repeated topics
 // (duplicate_resolver.hpp), so an original and its copies are recorded in one step, and the topics of
@@ -22,6 +24,7 @@
 
 #include "duplicate_resolver.hpp"
 #include "journal.hpp"
+#include "record_outbox.hpp"
 #include "resume_index.hpp"
 #include "run_observer.hpp"
 #include "run_config.hpp"
@@ -37,14 +40,15 @@ class RunLedger {
   // writes and syncs what is queued after the last record). Attach before the first record. Without
   // a journal the ledger only counts (and cannot write a report).
   void attach(Journal journal);
-  // `observer` (which must outlive the ledger) hears of every terminal record and finished round,
-  // under the ledger's lock: it must not call back into the ledger.
-  void observe(RunObserver& observer) { observer_ = &observer; }
+  // `observer` (which must outlive the ledger) hears of every terminal record and finished round, each
+  // once, outside the ledger's lock and one call at a time: it may call the ledger, but not record.
+  void observe(RunObserver& observer) { outbox_.observe(observer); }
 
   void begin_round(std::uint32_t round);
   // Counts a record read back from the journal by --resume (not written again).
   void restore(const TaskResult& result);
-  // Appends the terminal record to the journal. False (nothing recorded) when (round, id) already has one.
+  // Journals the terminal record, and returns once the observer has heard of it. False (nothing
+  // recorded) when (round, id) already has one.
   bool record(TaskResult result);
   bool has(std::uint32_t round, std::uint64_t id) const;
   // --resume joins journal records to topics by id: false when the record restored for (round, id)
@@ -85,9 +89,11 @@ class RunLedger {
   bool has_locked(std::uint32_t round, std::uint64_t id) const;
   bool record_locked(TaskResult result);
   std::optional<std::string> abort_reason_locked() const;
+  // Outside the lock: tells the observer what was recorded (by this thread or another).
+  void deliver();
 
   const RunConfig& config_;
-  RunObserver* observer_ = nullptr;
+  RecordOutbox outbox_;
   mutable std::mutex mu_;
   std::optional<Journal> journal_;
   WallClock::time_point started_;

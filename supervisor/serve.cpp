@@ -258,7 +258,8 @@ std::optional<HttpAnswer> Service::analyze(const IncomingRequest& request, HttpR
   const WallClock::time_point started = WallClock::now();
   const Clock::time_point started_mono = Clock::now();
   Logger* log = log_;
-  // Called under the ledger's lock: only hands the records to the server's thread, which renders them.
+  // Called once, with the batch's last record, as the ledger tells its observers (one call at a time,
+  // outside its lock): only hands the records to the server's thread, which renders them.
   auto done = [reply, concurrency, started, started_mono, log](std::vector<TaskResult> results) mutable {
     reply.send([results = std::move(results), concurrency, started, started_mono, log] {
       const Clock::duration took = Clock::now() - started_mono;

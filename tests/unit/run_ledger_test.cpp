@@ -1,7 +1,10 @@
-// The ledger: exactly one record per task, a journal it keeps to its end, and the report.
+// The ledger: exactly one record per task, journalled before its observer hears of it, and an observer
+// free to call back into the ledger.
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "exit_status.hpp"
@@ -24,9 +27,19 @@ cbm::TaskResult finished(std::uint64_t id, std::uint32_t round = 1,
   return r;
 }
 
+// Records what it hears; the ledger's calls never overlap, which `overlapping` would catch.
 struct Recorder : cbm::RunObserver {
   std::vector<std::uint64_t> ids;
-  void task_finished(const cbm::TaskResult& r) override { ids.push_back(r.id); }
+  std::vector<std::uint32_t> rounds;
+  std::atomic<int> inside{0};
+  std::atomic<bool> overlapping{false};
+
+  void task_finished(const cbm::TaskResult& r) override {
+    if (inside.fetch_add(1) != 0) overlapping = true;
+    ids.push_back(r.id);
+    inside.fetch_sub(1);
+  }
+  void round_finished(std::uint32_t round) override { rounds.push_back(round); }
 };
 
 // The ids of a journal's records, in file order.
@@ -64,6 +77,64 @@ TEST_CASE("a second record for the same round and id is refused, and neither cou
   CHECK(ledger.totals().total == 2);
   CHECK(ledger.totals().failed == 0);
   CHECK(observer.ids == std::vector<std::uint64_t>{7, 7});
+}
+
+TEST_CASE("an observer may call back into the ledger from task_finished", "[ledger]") {
+  cbm::RunConfig config;
+  cbm::RunLedger ledger(config);
+  struct Reader : cbm::RunObserver {
+    cbm::RunLedger* ledger = nullptr;
+    std::vector<std::size_t> totals_seen;
+    void task_finished(const cbm::TaskResult& r) override {
+      totals_seen.push_back(ledger->totals().total);
+      CHECK(ledger->has(r.round, r.id));
+      if (r.status == cbm::TaskStatus::failed) ledger->mark_aborted("the observer saw a failure");
+    }
+  } observer;
+  observer.ledger = &ledger;
+  ledger.observe(observer);
+  ledger.begin_round(1);
+
+  ledger.record(finished(0));
+  ledger.record(finished(1, 1, cbm::TaskStatus::failed));
+
+  CHECK(observer.totals_seen == std::vector<std::size_t>{1, 2});
+  CHECK(ledger.abort_reason() == "the observer saw a failure");
+}
+
+TEST_CASE("records from many threads reach the observer once each, one call at a time, in journal order",
+          "[ledger][journal]") {
+  cbm::test::TempDir dir;
+  const auto path = dir / "j.jsonl";
+  cbm::RunConfig config;
+  Recorder observer;
+  constexpr std::uint64_t kThreads = 4;
+  constexpr std::uint64_t kEach = 500;
+  {
+    cbm::RunLedger ledger(config);
+    ledger.attach(cbm::Journal::create(path, cbm::JournalSettings{}));
+    ledger.observe(observer);
+    ledger.begin_round(1);
+    std::vector<std::thread> threads;
+    for (std::uint64_t t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&ledger, t] {
+        // Each task is recorded twice, as an executor racing a cancellation might: one record counts.
+        for (std::uint64_t i = 0; i < kEach; ++i) {
+          ledger.record(finished(t * kEach + i));
+          ledger.record(finished(t * kEach + i, 1, cbm::TaskStatus::cancelled));
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    ledger.end_round(1, kThreads * kEach);
+    CHECK(ledger.totals().total == kThreads * kEach);
+    CHECK(ledger.totals().cancelled == 0);
+  }  // the ledger's journal writes what is queued as the ledger goes
+
+  CHECK_FALSE(observer.overlapping);
+  REQUIRE(observer.ids.size() == kThreads * kEach);
+  CHECK(observer.ids == journal_ids(path));
+  CHECK(observer.rounds == std::vector<std::uint32_t>{1});
 }
 
 TEST_CASE("the ledger keeps its journal to its end: what is still queued when it goes is written",
