@@ -1,16 +1,11 @@
 #include "run_ledger.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "atomic_file.hpp"
-#include "result_codec.hpp"
 
 namespace cbm {
-namespace {
-
-double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
-
-}  // namespace
 
 RunLedger::RunLedger(const RunConfig& config) : config_(config), started_(WallClock::now()) {}
 
@@ -19,13 +14,10 @@ void RunLedger::attach(Journal journal) {
   journal_.emplace(std::move(journal));
 }
 
-RunLedger::Round& RunLedger::round_locked(std::uint32_t round) {
-  Round& r = rounds_[round];
-  if (r.number == 0) {
-    r.number = round;
-    r.started = WallClock::now();
-  }
-  return r;
+RoundSummary& RunLedger::round_locked(std::uint32_t round) {
+  auto [it, added] = rounds_.try_emplace(round);
+  if (added) it->second.started = WallClock::now();
+  return it->second;
 }
 
 void RunLedger::begin_round(std::uint32_t round) {
@@ -114,7 +106,7 @@ bool RunLedger::has(std::uint32_t round, std::uint64_t id) const {
 void RunLedger::end_round(std::uint32_t round, std::size_t planned) {
   {
     std::lock_guard lock(mu_);
-    Round& r = round_locked(round);
+    RoundSummary& r = round_locked(round);
     r.planned = planned;
     r.finished = WallClock::now();
     if (journal_) journal_->sync();
@@ -171,105 +163,27 @@ std::optional<std::string> RunLedger::abort_reason_locked() const {
 void RunLedger::write_report(const std::filesystem::path& path, int exit_status) {
   std::lock_guard lock(mu_);
   if (!journal_) throw std::logic_error("the report's results come from the journal, and none is attached");
-  const auto now = WallClock::now();
-  const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(now - started_);
-  rapidjson::StringBuffer buf;
-  JsonWriter w(buf);
-  w.StartObject();
+  ReportSummary summary;
+  summary.totals = totals_;
+  summary.started = started_;
+  summary.finished = WallClock::now();
+  summary.took = std::chrono::duration_cast<Clock::duration>(summary.finished - summary.started);
+  summary.iterations_completed = rounds_completed_;
+  summary.invalid_input_lines = invalid_lines_;
+  summary.interrupted = interrupted_;
+  summary.interrupted_by_signal = interrupted_by_;
+  summary.abort_reason = abort_reason_locked();
+  summary.exit_status = exit_status;
 
-  w.Key("summary");
-  w.StartObject();
-  write_totals(w, totals_);
-  w.Key("total_time");
-  w.Double(seconds(wall));
-  w.Key("throughput_tasks_per_second");
-  w.Double(wall.count() == 0 ? 0.0 : static_cast<double>(totals_.total) / seconds(wall));
-  w.Key("iterations_completed");
-  w.Uint64(rounds_completed_);
-  w.Key("invalid_input_lines");
-  w.Uint64(invalid_lines_);
-  w.Key("interrupted");
-  w.Bool(interrupted_);
-  w.Key("interrupted_by_signal");
-  interrupted_by_ != 0 ? w.Int(interrupted_by_) : w.Null();
-  w.Key("aborted");
-  const auto abort_reason = abort_reason_locked();
-  w.Bool(abort_reason.has_value());
-  w.Key("abort_reason");
-  abort_reason ? w.String(abort_reason->c_str(), static_cast<rapidjson::SizeType>(abort_reason->size())) : w.Null();
-  w.Key("exit_status");
-  w.Int(exit_status);
-  write_key_string(w, "started_at", iso8601(started_));
-  write_key_string(w, "finished_at", iso8601(now));
-  w.EndObject();
-
-  w.Key("config");
-  w.StartObject();
-  write_key_string(w, "mode", to_string(config_.mode));
-  w.Key("concurrency");
-  w.Int(config_.concurrency);
-  w.Key("iterations");
-  w.Int(config_.iterations);
-  w.Key("rpm");
-  w.Int64(config_.rate.requests_per_minute);
-  w.Key("tpm");
-  w.Int64(config_.rate.tokens_per_minute);
-  w.Key("timeout");
-  w.Double(seconds(config_.timeout));
-  w.Key("delay");
-  w.Double(seconds(config_.delay));
-  w.Key("max_retries");
-  w.Int(config_.retry.max_retries);
-  write_key_string(w, "chat_model", config_.pipeline.chat_model);
-  write_key_string(w, "tool_model", config_.pipeline.tool_model);
-  w.Key("search");
-  w.Bool(config_.pipeline.search);
-  write_key_string(w, "base_url", config_.client.base_url);
-  write_key_string(w, "journal", journal_->path().string());
-  w.Key("keep_rounds");
-  w.Int(config_.keep_rounds);
-  w.EndObject();
-
-  w.Key("rounds");
-  w.StartArray();
-  for (const auto& [n, r] : rounds_) {
-    w.StartObject();
-    w.Key("round");
-    w.Uint(n);
-    w.Key("planned_tasks");
-    r.finished ? w.Uint64(r.planned) : w.Null();
-    write_totals(w, r.totals);
-    write_key_string(w, "started_at", iso8601(r.started));
-    w.Key("finished_at");
-    if (r.finished) {
-      const std::string f = iso8601(*r.finished);
-      w.String(f.c_str(), static_cast<rapidjson::SizeType>(f.size()));
-    } else {
-      w.Null();
-    }
-    w.EndObject();
-  }
-  w.EndArray();
-  w.Key("results");
-  w.StartArray();
-  w.EndArray();
-  w.EndObject();
-
-  // The results come from the journal, spliced in as they are: the document above ends in
-  // `"results":[]}`, which is split to stream them between the brackets.
-  std::string_view doc(buf.GetString(), buf.GetSize());
-  doc.remove_suffix(2);
   AtomicFile out(path);
-  out.write(doc);
+  ReportWriter report([&](std::string_view piece) { out.write(piece); }, summary, [&](JsonWriter& w) {
+    write_run_config(w, config_, journal_->path());
+    write_rounds(w, rounds_);
+  });
   // The journal holds only the kept rounds' records (end_round compacts it as it drops a round).
   journal_->sync();
-  bool first = true;
-  journal_->for_each_record([&](std::string_view line) {
-    if (!first) out.write(",");
-    first = false;
-    out.write(line);
-  });
-  out.write("]}\n");
+  journal_->for_each_record([&](std::string_view line) { report.add_encoded(line); });
+  report.finish();
   out.commit();
 }
 

@@ -1,12 +1,12 @@
-// RunLedger: the run's terminal records and the report built from them.
+// RunLedger: the run's terminal records, each task's exactly once, and the counts over them.
 //
 // Every task of every round must end here exactly once (the "nothing lost, nothing duplicated"
 // guarantee): `record` refuses a second record for the same (round, id). A record is counted, handed to
 // the journal (which the ledger owns: its writer thread writes the record), and only then announced to
 // the observer, outside the ledger's lock (record_outbox.hpp says what order holds). The ledger keeps
 // only counters, a done-flag per id of the rounds in progress and the totals of the last --keep-rounds
-// rounds, so its memory stays flat however long a monitor runs. The report is rebuilt by streaming the
-// journal.
+// rounds, so its memory stays flat however long a monitor runs; the report is rebuilt by streaming the
+// journal (report_writer.hpp writes it).
 //
 // What it drives under its one lock, each in a file of its own: the copies for repeated topics
 // (duplicate_resolver.hpp), so an original and its copies are recorded in one step, and the topics of
@@ -14,7 +14,7 @@
 // its threads.
 #pragma once
 
-#include <deque>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -25,9 +25,10 @@
 #include "duplicate_resolver.hpp"
 #include "journal.hpp"
 #include "record_outbox.hpp"
+#include "report_writer.hpp"
 #include "resume_index.hpp"
-#include "run_observer.hpp"
 #include "run_config.hpp"
+#include "run_observer.hpp"
 #include "run_totals.hpp"
 #include "task.hpp"
 
@@ -45,7 +46,7 @@ class RunLedger {
   void observe(RunObserver& observer) { outbox_.observe(observer); }
 
   void begin_round(std::uint32_t round);
-  // Counts a record read back from the journal by --resume (not written again).
+  // Counts a record read back from the journal by --resume (not written again, not announced).
   void restore(const TaskResult& result);
   // Journals the terminal record, and returns once the observer has heard of it. False (nothing
   // recorded) when (round, id) already has one.
@@ -71,20 +72,13 @@ class RunLedger {
   RunTotals totals() const;
   std::optional<std::string> abort_reason() const;
 
-  // Writes the report atomically (see README "Report"), the results streamed from the journal (after
+  // Writes the report (README "The report") atomically, the results streamed from the journal (after
   // syncing it). Throws std::system_error when the file cannot be written, std::logic_error when no
   // journal is attached.
   void write_report(const std::filesystem::path& path, int exit_status);
 
  private:
-  struct Round {
-    std::uint32_t number = 0;
-    std::size_t planned = 0;
-    WallClock::time_point started{};
-    std::optional<WallClock::time_point> finished;
-    RunTotals totals;
-  };
-  Round& round_locked(std::uint32_t round);
+  RoundSummary& round_locked(std::uint32_t round);
   void count_locked(const TaskResult& r);
   bool has_locked(std::uint32_t round, std::uint64_t id) const;
   bool record_locked(TaskResult result);
@@ -97,8 +91,8 @@ class RunLedger {
   mutable std::mutex mu_;
   std::optional<Journal> journal_;
   WallClock::time_point started_;
-  std::map<std::uint32_t, Round> rounds_;                      // the last keep_rounds rounds
-  std::map<std::uint32_t, std::vector<std::uint8_t>> done_;    // rounds in progress: id -> recorded
+  std::map<std::uint32_t, RoundSummary> rounds_;             // the last keep_rounds rounds
+  std::map<std::uint32_t, std::vector<std::uint8_t>> done_;  // rounds in progress: id -> recorded
   RunTotals totals_;
   DuplicateResolver duplicates_;  // of the round in progress
   ResumeIndex restored_;
