@@ -6,21 +6,9 @@
 
 #include "duplicate_topics.hpp"
 #include "run_ledger.hpp"
+#include "terminal_record.hpp"
 
 namespace {
-
-cbm::TaskResult finished(std::uint64_t id, const std::string& topic) {
-  cbm::TaskResult r;
-  r.id = id;
-  r.round = 1;
-  r.topic = topic;
-  r.status = cbm::TaskStatus::succeeded;
-  r.analysis = "analysis of " + topic;
-  r.attempts = 2;
-  r.usage.total_tokens = 100;
-  r.execution_time = std::chrono::milliseconds(1500);
-  return r;
-}
 
 struct Recorder : cbm::RunObserver {
   std::vector<cbm::TaskResult> records;
@@ -55,7 +43,11 @@ TEST_CASE("a repeated topic runs once; its later occurrences get copies, also wh
   CHECK(deduped.consumed() == 4);
   CHECK_FALSE(ledger.has(1, 2));
 
-  ledger.record(finished(0, "fusion"));
+  cbm::TaskResult original = cbm::test::terminal_record(0, "fusion");
+  original.attempts = 2;
+  original.usage.total_tokens = 100;
+  original.execution_time = std::chrono::milliseconds(1500);
+  ledger.record(original);
   CHECK(ledger.has(1, 2));
   CHECK(ledger.has(1, 3));
   CHECK(ledger.holds_result(1, 0));
@@ -84,11 +76,11 @@ TEST_CASE("a duplicate already recorded is not copied again", "[duplicates][ledg
   cbm::RunLedger ledger(config);
   ledger.begin_round(1);
   ledger.expect_duplicates(1, 0);
-  cbm::TaskResult restored = finished(1, "fusion");
+  cbm::TaskResult restored = cbm::test::terminal_record(1, "fusion");
   restored.duplicate_of = 0;
   ledger.restore(restored);
   ledger.record_duplicate(1, 1, 0);
-  ledger.record(finished(0, "fusion"));
+  ledger.record(cbm::test::terminal_record(0, "fusion"));
   CHECK(ledger.totals().total == 2);
 }
 
@@ -97,7 +89,7 @@ TEST_CASE("duplicates are forgotten at the round's end", "[duplicates][ledger]")
   cbm::RunLedger ledger(config);
   ledger.begin_round(1);
   ledger.expect_duplicates(1, 0);
-  ledger.record(finished(0, "fusion"));
+  ledger.record(cbm::test::terminal_record(0, "fusion"));
   CHECK(ledger.holds_result(1, 0));
   ledger.end_round(1, 1);
   CHECK_FALSE(ledger.holds_result(1, 0));

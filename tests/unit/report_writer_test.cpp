@@ -5,17 +5,12 @@
 
 #include "exit_status.hpp"
 #include "report_writer.hpp"
+#include "terminal_record.hpp"
 
 namespace {
 
 cbm::TaskResult finished(std::uint64_t id, cbm::TaskStatus status) {
-  cbm::TaskResult r;
-  r.id = id;
-  r.round = 1;
-  r.topic = "topic " + std::to_string(id);
-  r.status = status;
-  r.analysis = status == cbm::TaskStatus::succeeded ? "an analysis" : "";
-  r.attempts = 1;
+  cbm::TaskResult r = cbm::test::terminal_record(id, "topic " + std::to_string(id), 1, status);
   r.execution_time = std::chrono::milliseconds(2000);
   return r;
 }

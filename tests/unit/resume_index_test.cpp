@@ -7,40 +7,27 @@
 
 #include "duplicate_topics.hpp"
 #include "run_ledger.hpp"
-
-namespace {
-
-cbm::TaskResult restored(std::uint64_t id, const std::string& topic, std::uint32_t round = 1) {
-  cbm::TaskResult r;
-  r.id = id;
-  r.round = round;
-  r.topic = topic;
-  r.status = cbm::TaskStatus::succeeded;
-  r.attempts = 1;
-  return r;
-}
-
-}  // namespace
+#include "terminal_record.hpp"
 
 TEST_CASE("restored records count, their tasks are done, and a record for one is refused",
           "[resume][ledger]") {
   cbm::RunConfig config;
   cbm::RunLedger ledger(config);
-  ledger.restore(restored(1, "batteries"));
-  ledger.restore(restored(1, "batteries"));  // a journal line read twice counts once
+  ledger.restore(cbm::test::terminal_record(1, "batteries"));
+  ledger.restore(cbm::test::terminal_record(1, "batteries"));  // a journal line read twice counts once
 
   CHECK(ledger.totals().total == 1);
   CHECK(ledger.has(1, 1));
   CHECK_FALSE(ledger.has(1, 0));
   ledger.begin_round(1);
-  CHECK_FALSE(ledger.record(restored(1, "batteries")));
-  CHECK(ledger.record(restored(0, "fusion")));
+  CHECK_FALSE(ledger.record(cbm::test::terminal_record(1, "batteries")));
+  CHECK(ledger.record(cbm::test::terminal_record(0, "fusion")));
 }
 
 TEST_CASE("a topic that is not the one restored at its position is detected", "[resume][ledger]") {
   cbm::RunConfig config;
   cbm::RunLedger ledger(config);
-  ledger.restore(restored(1, "batteries"));
+  ledger.restore(cbm::test::terminal_record(1, "batteries"));
 
   CHECK(ledger.restored_topic_matches(1, 1, cbm::topic_hash("batteries")));
   CHECK_FALSE(ledger.restored_topic_matches(1, 1, cbm::topic_hash("reactors")));
@@ -59,7 +46,7 @@ TEST_CASE("a topic that is not the one restored at its position is detected", "[
 TEST_CASE("a round's restored topics are forgotten when it ends", "[resume][ledger]") {
   cbm::RunConfig config;
   cbm::RunLedger ledger(config);
-  ledger.restore(restored(1, "batteries"));
+  ledger.restore(cbm::test::terminal_record(1, "batteries"));
   ledger.begin_round(1);
   ledger.end_round(1, 2);
   CHECK(ledger.restored_topic_matches(1, 1, cbm::topic_hash("reactors")));

@@ -12,19 +12,13 @@
 #include "result_codec.hpp"
 #include "run_ledger.hpp"
 #include "subprocess.hpp"
+#include "terminal_record.hpp"
 
 namespace {
 
 cbm::TaskResult finished(std::uint64_t id, std::uint32_t round = 1,
                          cbm::TaskStatus status = cbm::TaskStatus::succeeded) {
-  cbm::TaskResult r;
-  r.id = id;
-  r.round = round;
-  r.topic = "topic " + std::to_string(id);
-  r.status = status;
-  r.analysis = "analysis of " + r.topic;
-  r.attempts = 1;
-  return r;
+  return cbm::test::terminal_record(id, "topic " + std::to_string(id), round, status);
 }
 
 // Records what it hears; the ledger's calls never overlap, which `overlapping` would catch.
