@@ -7,10 +7,11 @@
 // pool and the server's --concurrency caps the pool. Task ids are global and increasing (unique within
 // the round, as the ledger wants); each maps to (batch, index in the batch).
 //
-// The ledger reports every terminal record through task_finished(), under its lock: the record is only
-// moved into its batch. The batch's last record hands all of them to the batch's `done` callback and
-// the batch leaves the queue, its memory with it. A topic repeated within a request is analysed once
-// per occurrence (the service keeps no results to copy from). Thread-safe.
+// The ledger reports every terminal record through task_finished(), one call at a time and outside its
+// lock (record_outbox.hpp): the record is only moved into its batch. The batch's last record hands all
+// of them to the batch's `done` callback and the batch leaves the queue, its memory with it. A topic
+// repeated within a request is analysed once per occurrence (the service keeps no results to copy
+// from). Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +39,8 @@ class BatchQueue final : public TopicSource, public RunObserver {
   explicit BatchQueue(RunControl& control);
 
   // Queues a request's topics (at least one), at most `concurrency` of them out at once. False, and
-  // nothing queued, once the queue is closed. `done` is called once, with the ledger's lock held (hand
-  // the results on; do not call the ledger).
+  // nothing queued, once the queue is closed. `done` is called once, as the ledger tells its observers
+  // of the batch's last record: it may read the ledger, not record (and should hand the results on).
   bool submit(std::vector<std::string> topics, std::size_t concurrency, Done done);
   // No more batches: the round ends once the queued ones have finished.
   void close();

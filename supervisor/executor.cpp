@@ -63,8 +63,8 @@ Summary public_summary(const cbm::RunOutcome& o) {
 }
 
 // Hands every terminal record to the caller's callback and, for execute_concurrent, keeps it. The
-// ledger calls it under its lock, so calls never overlap. A callback that throws stops the run now;
-// its exception is rethrown when the run has ended.
+// ledger tells its observers one call at a time (record_outbox.hpp), so calls never overlap. A callback
+// that throws stops the run now; its exception is rethrown when the run has ended.
 class ResultSink final : public cbm::RunObserver {
  public:
   ResultSink(const std::function<void(const Result&)>& callback, std::vector<Result>* keep, cbm::RunControl& control)

@@ -13,10 +13,14 @@
 namespace cbm {
 namespace {
 
+// The library's summary in the run's own summary line (run_driver.hpp), so the console and the log agree.
 std::string summary_line(const concurrent_bigmodel::Summary& s, const std::string& report) {
-  return std::to_string(s.total_tasks) + " tasks: " + std::to_string(s.successful_tasks) + " succeeded, " +
-         std::to_string(s.failed_tasks) + " failed, " + std::to_string(s.cancelled_tasks) +
-         " cancelled; report: " + report;
+  RunTotals counts;
+  counts.total = s.total_tasks;
+  counts.succeeded = s.successful_tasks;
+  counts.failed = s.failed_tasks;
+  counts.cancelled = s.cancelled_tasks;
+  return cbm::summary_line(counts, report);
 }
 
 int run(const Invocation& inv) {

@@ -1,8 +1,8 @@
 // Metrics: the run's numbers for a Prometheus scrape (--metrics-addr), kept as a RunObserver.
 // Counters and gauges are relaxed atomics; the histograms and the retry bookkeeping each take a small
-// mutex held only to add or copy a few numbers, so executor threads (and the ledger, which calls under
-// its lock) never wait on a scrape for long. Counters start at zero with the process, as Prometheus
-// expects (a resumed run counts only its own work).
+// mutex held only to add or copy a few numbers, so executor threads (and the ledger's announcements,
+// which every record waits for) never wait on a scrape for long. Counters start at zero with the
+// process, as Prometheus expects (a resumed run counts only its own work).
 //
 // What is counted, and when:
 //   cbm_tasks_total{outcome}             terminal records (succeeded | failed | cancelled), copies of

@@ -27,11 +27,12 @@
 namespace cbm {
 namespace {
 
+// A run's stop by a signal is reported even when the drain let everything finish: the run did not do
+// all it was asked to.
 int exit_status_of(const RunLedger& ledger, const RunControl& control) {
-  if (control.first_signal() != 0) return 128 + control.first_signal();
-  if (ledger.abort_reason()) return kExitAborted;
   const RunTotals t = ledger.totals();
-  return t.succeeded == t.total ? kExitAllSucceeded : kExitSomeFailed;
+  return exit_status_of(
+      RunEnding{ledger.abort_reason().has_value(), control.first_signal(), t.succeeded == t.total});
 }
 
 std::unique_ptr<Transport> make_transport(const ExecutorContext& run) {
@@ -106,10 +107,8 @@ void log_pause_status(Logger& log, const RunLedger& ledger, std::uint32_t next_r
   const std::chrono::duration<double> left = next_at - std::chrono::steady_clock::now();
   char starts[32];
   std::snprintf(starts, sizeof starts, "%.1f", std::max(0.0, left.count()));
-  const RunTotals t = ledger.totals();
   log.info("status: round " + std::to_string(next_round - 1) + " finished, round " + std::to_string(next_round) +
-           " starts in " + starts + " s; so far " + std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) +
-           " succeeded, " + std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled");
+           " starts in " + starts + " s; so far " + to_string(ledger.totals()));
 }
 
 }  // namespace
@@ -175,22 +174,21 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   auto& tracer = parts.tracer;
 
   std::uint32_t first_round = 1;
-  std::optional<Journal> journal;
   if (!cfg.journal.empty()) {
     const JournalSettings settings = JournalSettings::of(cfg);
     if (cfg.resume) {
       std::size_t restored = 0;
-      journal.emplace(Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const TaskResult& r) {
-        ledger.restore(r);
-        first_round = std::max(first_round, r.round);
-        ++restored;
-      }));
+      ledger.attach(
+          Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const TaskResult& r) {
+            ledger.restore(r);
+            first_round = std::max(first_round, r.round);
+            ++restored;
+          }));
       log.info("resuming from '" + cfg.journal.string() + "': " + std::to_string(restored) +
                " finished tasks restored, continuing at round " + std::to_string(first_round));
     } else {
-      journal.emplace(Journal::create(cfg.journal, settings));
+      ledger.attach(Journal::create(cfg.journal, settings));
     }
-    ledger.attach(*journal);
   }
 
   TopicPlan topics(cfg, log);
@@ -258,8 +256,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
 }
 
 std::string summary_line(const RunTotals& t, const std::string& report) {
-  return std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) + " succeeded, " +
-         std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled; report: " + report;
+  return to_string(t) + "; report: " + report;
 }
 
 }  // namespace cbm

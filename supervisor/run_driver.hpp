@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "exit_status.hpp"
 #include "http_client.hpp"
 #include "langsmith_tracer.hpp"
 #include "logger.hpp"
@@ -21,12 +22,6 @@
 #include "run_observer.hpp"
 
 namespace cbm {
-
-// Exit statuses (documented in --help and the README).
-inline constexpr int kExitAllSucceeded = 0;
-inline constexpr int kExitSomeFailed = 1;
-inline constexpr int kExitUsage = 2;
-inline constexpr int kExitAborted = 3;
 
 struct RunOutcome {
   RunTotals totals;

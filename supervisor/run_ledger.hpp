@@ -1,14 +1,20 @@
-// RunLedger: the run's terminal records and the report built from them.
+// RunLedger: the run's terminal records, each task's exactly once, and the counts over them.
 //
 // Every task of every round must end here exactly once (the "nothing lost, nothing duplicated"
-// guarantee): `record` refuses a second record for the same (round, id). Records go to the journal
-// (queued for its writer thread); the ledger keeps only counters, a done-flag per id of the rounds in
-// progress, and the totals of the last --keep-rounds rounds, so its memory stays flat however long a
-// monitor runs. The report is rebuilt by streaming the journal. Thread-safe: the threading executor
-// records from its threads.
+// guarantee): `record` refuses a second record for the same (round, id). A record is counted, handed to
+// the journal (which the ledger owns: its writer thread writes the record), and only then announced to
+// the observer, outside the ledger's lock (record_outbox.hpp says what order holds). The ledger keeps
+// only counters, a done-flag per id of the rounds in progress and the totals of the last --keep-rounds
+// rounds, so its memory stays flat however long a monitor runs; the report is rebuilt by streaming the
+// journal (report_writer.hpp writes it).
+//
+// What it drives under its one lock, each in a file of its own: the copies for repeated topics
+// (duplicate_resolver.hpp), so an original and its copies are recorded in one step, and the topics of
+// the records --resume restored (resume_index.hpp). Thread-safe: the threading executor records from
+// its threads.
 #pragma once
 
-#include <deque>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -16,9 +22,13 @@
 #include <string>
 #include <vector>
 
+#include "duplicate_resolver.hpp"
 #include "journal.hpp"
-#include "run_observer.hpp"
+#include "record_outbox.hpp"
+#include "report_writer.hpp"
+#include "resume_index.hpp"
 #include "run_config.hpp"
+#include "run_observer.hpp"
 #include "run_totals.hpp"
 #include "task.hpp"
 
@@ -27,17 +37,19 @@ namespace cbm {
 class RunLedger {
  public:
   explicit RunLedger(const RunConfig& config);
-  // Every record goes to `journal` (which must outlive the ledger); attach before the first record.
-  // Without a journal the ledger only counts (and cannot write a report).
-  void attach(Journal& journal) { journal_ = &journal; }
-  // `observer` (which must outlive the ledger) hears of every terminal record and finished round,
-  // under the ledger's lock: it must not call back into the ledger.
-  void observe(RunObserver& observer) { observer_ = &observer; }
+  // From now on every record goes to `journal`, which the ledger keeps until it is destroyed (and so
+  // writes and syncs what is queued after the last record). Attach before the first record. Without
+  // a journal the ledger only counts (and cannot write a report).
+  void attach(Journal journal);
+  // `observer` (which must outlive the ledger) hears of every terminal record and finished round, each
+  // once, outside the ledger's lock and one call at a time: it may call the ledger, but not record.
+  void observe(RunObserver& observer) { outbox_.observe(observer); }
 
   void begin_round(std::uint32_t round);
-  // Counts a record read back from the journal by --resume (not written again).
+  // Counts a record read back from the journal by --resume (not written again, not announced).
   void restore(const TaskResult& result);
-  // Appends the terminal record to the journal. False (nothing recorded) when (round, id) already has one.
+  // Journals the terminal record, and returns once the observer has heard of it. False (nothing
+  // recorded) when (round, id) already has one.
   bool record(TaskResult result);
   bool has(std::uint32_t round, std::uint64_t id) const;
   // --resume joins journal records to topics by id: false when the record restored for (round, id)
@@ -60,37 +72,30 @@ class RunLedger {
   RunTotals totals() const;
   std::optional<std::string> abort_reason() const;
 
-  // Writes the report atomically (see README "Report"). Throws std::system_error on failure.
-  // Precondition: a journal is attached (the results come from it).
-  void write_report(const std::filesystem::path& path, int exit_status) const;
+  // Writes the report (README "The report") atomically, the results streamed from the journal (after
+  // syncing it). Throws std::system_error when the file cannot be written, std::logic_error when no
+  // journal is attached.
+  void write_report(const std::filesystem::path& path, int exit_status);
 
  private:
-  struct Round {
-    std::uint32_t number = 0;
-    std::size_t planned = 0;
-    WallClock::time_point started{};
-    std::optional<WallClock::time_point> finished;
-    RunTotals totals;
-  };
-  Round& round_locked(std::uint32_t round);
+  RoundSummary& round_locked(std::uint32_t round);
   void count_locked(const TaskResult& r);
   bool has_locked(std::uint32_t round, std::uint64_t id) const;
   bool record_locked(TaskResult result);
   std::optional<std::string> abort_reason_locked() const;
-  void record_copy_locked(const TaskResult& original, std::uint64_t duplicate_id);
+  // Outside the lock: tells the observer what was recorded (by this thread or another).
+  void deliver();
 
   const RunConfig& config_;
-  Journal* journal_ = nullptr;
-  RunObserver* observer_ = nullptr;
+  RecordOutbox outbox_;
   mutable std::mutex mu_;
+  std::optional<Journal> journal_;
   WallClock::time_point started_;
-  std::map<std::uint32_t, Round> rounds_;                      // the last keep_rounds rounds
-  std::map<std::uint32_t, std::vector<std::uint8_t>> done_;    // rounds in progress: id -> recorded
-  std::map<std::uint32_t, std::vector<std::uint64_t>> restored_topics_;  // id -> topic hash (0: none)
+  std::map<std::uint32_t, RoundSummary> rounds_;             // the last keep_rounds rounds
+  std::map<std::uint32_t, std::vector<std::uint8_t>> done_;  // rounds in progress: id -> recorded
   RunTotals totals_;
-  // Repeated topics of the round in progress: originals to keep, their records, waiting copies.
-  std::map<std::uint64_t, std::optional<TaskResult>> originals_;
-  std::map<std::uint64_t, std::vector<std::uint64_t>> waiting_copies_;
+  DuplicateResolver duplicates_;  // of the round in progress
+  ResumeIndex restored_;
   std::size_t rounds_completed_ = 0;
   std::size_t invalid_lines_ = 0;
   bool interrupted_ = false;

@@ -1,7 +1,8 @@
 // RunObserver: what happens during a run, for whoever watches it (metrics, tracing, a library
 // user's callback). Executors report attempts, restarts and limit changes; the ledger reports
-// terminal records and rounds. Calls come from the executor's threads (several at once in threading
-// mode), so observers must be thread-safe, and fast: they run on the critical path.
+// terminal records and rounds, one call at a time, outside its lock (record_outbox.hpp). Calls come
+// from the executor's threads (several at once in threading mode), so observers must be thread-safe,
+// and fast: they run on the critical path.
 #pragma once
 
 #include <vector>

@@ -52,4 +52,9 @@ void write_totals(JsonWriter& w, const RunTotals& t) {
   write_usage(w, t.usage);
 }
 
+std::string to_string(const RunTotals& t) {
+  return std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) + " succeeded, " +
+         std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled";
+}
+
 }  // namespace cbm

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <string>
 
 #include "result_codec.hpp"
 #include "task.hpp"
@@ -26,5 +27,8 @@ struct RunTotals {
 // The summary's counts: the Python tool's fields first (total_tasks, successful_tasks,
 // average_execution_time), then failed and cancelled counts, rates, attempts, retries and usage.
 void write_totals(JsonWriter& w, const RunTotals& t);
+
+// "N tasks: S succeeded, F failed, C cancelled": the counts as the log and the console say them.
+std::string to_string(const RunTotals& t);
 
 }  // namespace cbm

@@ -8,7 +8,9 @@
 #include <iostream>
 #include <variant>
 
+#include "exit_status.hpp"
 #include "fd_limit.hpp"
+#include "report_writer.hpp"
 #include "result_codec.hpp"
 #include "run_driver.hpp"
 #include "run_totals.hpp"
@@ -81,31 +83,35 @@ std::variant<AnalyzeRequest, std::string> parse_analyze(const std::string& body,
   return out;
 }
 
-double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+// What a run of just a request's topics would report: their counts and times and, when some were
+// cancelled, what cut the batch short (the pool's abort or the service's stop).
+ReportSummary batch_summary(const std::vector<TaskResult>& results, std::size_t concurrency,
+                            WallClock::time_point started, Clock::duration took, const RunLedger& ledger,
+                            const RunControl& control) {
+  ReportSummary s;
+  for (const auto& r : results) s.totals.add(r);
+  s.started = started;
+  s.finished = WallClock::now();
+  s.took = took;
+  s.concurrency = concurrency;
+  s.interrupted = s.totals.cancelled > 0;
+  s.iterations_completed = s.interrupted ? 0 : 1;
+  if (s.interrupted) {
+    s.abort_reason = ledger.abort_reason();
+    s.interrupted_by_signal = control.first_signal();
+  }
+  s.exit_status = exit_status_of(
+      RunEnding{s.abort_reason.has_value(), s.interrupted_by_signal, s.totals.succeeded == s.totals.total});
+  return s;
+}
 
-// The CLI report's shape over one request's records (in request order, ids = indexes).
-std::string batch_report(const std::vector<TaskResult>& results, std::size_t concurrency,
-                         WallClock::time_point started, Clock::duration took) {
-  RunTotals totals;
-  for (const auto& r : results) totals.add(r);
-  return json_object([&](JsonWriter& w) {
-    w.Key("summary");
-    w.StartObject();
-    write_totals(w, totals);
-    w.Key("total_time");
-    w.Double(seconds(took));
-    w.Key("concurrency");
-    w.Uint64(concurrency);
-    w.Key("interrupted");
-    w.Bool(totals.cancelled > 0);
-    write_key_string(w, "started_at", iso8601(started));
-    write_key_string(w, "finished_at", iso8601(WallClock::now()));
-    w.EndObject();
-    w.Key("results");
-    w.StartArray();
-    for (const auto& r : results) write_task_result(w, r);
-    w.EndArray();
-  });
+// The report's shape over one request's records (in request order, ids = indexes).
+std::string batch_report(const std::vector<TaskResult>& results, const ReportSummary& summary) {
+  std::string body;
+  ReportWriter report([&](std::string_view piece) { body.append(piece); }, summary);
+  for (const auto& r : results) report.add(r);
+  report.finish();
+  return body;
 }
 
 std::string path_of(const std::string& target) { return target.substr(0, target.find('?')); }
@@ -128,6 +134,7 @@ int Service::run() {
   {
     std::lock_guard lock(mu_);
     log_ = &parts.log;
+    ledger_ = &parts.ledger;
   }
   server_.start([this](const IncomingRequest& request, HttpReply reply) { return handle(request, std::move(reply)); });
   parts.log.info("serving on " + server_.url() + ": mode " + std::string(to_string(config_.mode)) +
@@ -149,17 +156,17 @@ int Service::run() {
   {
     std::lock_guard lock(mu_);
     log_ = nullptr;
+    ledger_ = nullptr;
   }
   if (parts.tracer) parts.tracer->close(kTraceFlushGrace);
   parts.progress.finish();
 
-  int status = kExitAllSucceeded;
-  if (auto reason = parts.ledger.abort_reason()) {
-    parts.log.error("service aborted: " + *reason);
-    status = kExitAborted;
-  } else if (control_.level() == StopLevel::now && control_.first_signal() != 0) {
-    status = 128 + control_.first_signal();
-  }
+  const auto abort_reason = parts.ledger.abort_reason();
+  if (abort_reason) parts.log.error("service aborted: " + *abort_reason);
+  // A stop by signal is how a service ends: it counts only when it cut work short. Failed tasks were
+  // answered in their requests; they are not the service's failure.
+  const int cutting_signal = control_.level() == StopLevel::now ? control_.first_signal() : 0;
+  const int status = exit_status_of(RunEnding{abort_reason.has_value(), cutting_signal, true});
   parts.log.info("service stopped with exit status " + std::to_string(status) + ": " +
                  summary_line(parts.ledger.totals(), "none") + "; " + own_usage());
   return status;
@@ -233,28 +240,36 @@ std::optional<HttpAnswer> Service::analyze(const IncomingRequest& request, HttpR
   const std::size_t concurrency = req.concurrency;
   const WallClock::time_point started = WallClock::now();
   const Clock::time_point started_mono = Clock::now();
-  Logger* log = log_;
-  // Called under the ledger's lock: only hands the records to the server's thread, which renders them.
-  auto done = [reply, concurrency, started, started_mono, log](std::vector<TaskResult> results) mutable {
-    reply.send([results = std::move(results), concurrency, started, started_mono, log] {
-      const Clock::duration took = Clock::now() - started_mono;
-      std::string body = batch_report(results, concurrency, started, took);
-      if (log != nullptr) {
-        RunTotals t;
-        for (const auto& r : results) t.add(r);
-        log->info("POST /analyze answered: " + summary_line(t, "in the response") + " in " +
-                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()) + " ms");
-      }
+  Logger* log = nullptr;
+  const RunLedger* ledger = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    log = log_;
+    ledger = ledger_;
+  }
+  // Called once, with the batch's last record, as the ledger tells its observers (outside its lock, so
+  // the batch's ending can be read from it): hands the answer's rendering to the server's thread.
+  auto done = [this, reply, concurrency, started, started_mono, log,
+               ledger](std::vector<TaskResult> results) mutable {
+    ReportSummary summary =
+        batch_summary(results, concurrency, started, Clock::now() - started_mono, *ledger, control_);
+    reply.send([results = std::move(results), summary = std::move(summary), log] {
       HttpAnswer r;
-      r.body = std::move(body);
+      r.body = batch_report(results, summary);
+      if (log != nullptr) {
+        const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(summary.took);
+        log->info("POST /analyze answered: " + summary_line(summary.totals, "in the response") + " in " +
+                  std::to_string(took.count()) + " ms");
+      }
       return r;
     });
   };
   if (!queue_.submit(std::move(req.topics), concurrency, std::move(done))) {
     return error_response(503, "the service is shutting down: no new requests", true);
   }
-  if (log_ != nullptr) {
-    log_->info("POST /analyze accepted: " + std::to_string(n) + " topics, concurrency " + std::to_string(concurrency));
+  if (log != nullptr) {
+    log->info("POST /analyze accepted: " + std::to_string(n) + " topics, concurrency " +
+              std::to_string(concurrency));
   }
   return std::nullopt;
 }

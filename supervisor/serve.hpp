@@ -29,6 +29,7 @@
 #include "listen_address.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
+#include "run_ledger.hpp"
 
 namespace cbm {
 
@@ -67,7 +68,8 @@ class Service {
   RunControl control_;
   HttpServer server_;  // outlives the queue: its requests' replies point into it
   BatchQueue queue_;
-  Logger* log_ = nullptr;  // the run's, while run() runs
+  Logger* log_ = nullptr;              // the run's, while run() runs
+  const RunLedger* ledger_ = nullptr;  // the run's, while run() runs: answers read how their batch ended
 
   std::mutex mu_;
 };

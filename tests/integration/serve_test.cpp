@@ -320,6 +320,11 @@ TEST_CASE("serve: a second TERM cancels what still runs, answers its requests, a
   client.join();
   INFO(service.diagnostics());
   require_report(reply, topics, "cancelled");
+  // The answer says how its batch ended, as a run of just its topics would.
+  const rapidjson::Document doc = parse(reply);
+  CHECK(doc["summary"]["interrupted"].GetBool());
+  CHECK(doc["summary"]["interrupted_by_signal"].GetInt() == SIGTERM);
+  CHECK(doc["summary"]["exit_status"].GetInt() == 128 + SIGTERM);
   REQUIRE(service.process().exit_code() == 143);
 }
 
