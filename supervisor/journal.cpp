@@ -221,6 +221,7 @@ struct Journal::Writer {
     failure = std::move(why);
     queue.clear();  // nothing more is written: whole lines, but for at most a cut last one
     queued_bytes = 0;
+    if (on_failure) on_failure();
   }
 
   const std::filesystem::path path;
@@ -233,6 +234,7 @@ struct Journal::Writer {
   std::size_t queued_bytes = 0;  // footprint() of what is queued
   bool busy = false;             // the thread writes (or syncs) a batch outside the lock
   bool dirty = false;            // written since the last fdatasync
+  std::function<void()> on_failure;
   bool stop = false;
   bool hurry = false;  // sync() waits: write what is queued now
   std::optional<std::string> failure;
@@ -279,7 +281,7 @@ void Journal::Writer::run() {
     busy = false;
     dirty = !due;
     if (due) last_sync = now;
-    // The run learns of it through the ledger's abort reason, at its loop's next turn.
+    // The run learns of it through the ledger's abort reason; on_failure wakes its loop for it.
     if (error) fail(std::move(*error));
     written.notify_all();
   }
@@ -375,6 +377,11 @@ void Journal::sync() {
   if (auto error = w.sync_file(w.fd.get())) w.fail(std::move(*error));
   w.last_sync = std::chrono::steady_clock::now();
   w.dirty = false;
+}
+
+void Journal::on_failure(std::function<void()> wake) {
+  std::lock_guard lock(w_->mu);
+  w_->on_failure = std::move(wake);
 }
 
 std::optional<std::string> Journal::failure() const {

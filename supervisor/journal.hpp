@@ -75,8 +75,11 @@ class Journal {
   // Waits until every queued record is written, then fdatasync.
   void sync();
   // Why the journal stopped taking records (a write or fdatasync failed: disk full, I/O error...);
-  // nullopt while it works. The run aborts on it at its loop's next turn (RunLedger::abort_reason).
+  // nullopt while it works. The run aborts on it (RunLedger::abort_reason).
   std::optional<std::string> failure() const;
+  // `wake` is called once when the journal fails (on the writer's thread, with its lock held: it must
+  // only wake someone), so the run's loop aborts at once, not at its next event.
+  void on_failure(std::function<void()> wake);
 
   // Streams every record line (without its newline) to `on_record`, in file order; a last line
   // without its newline (cut short) is not one. Call after sync(): what is still queued is not read.

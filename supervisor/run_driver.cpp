@@ -176,21 +176,21 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   std::uint32_t first_round = 1;
   if (!cfg.journal.empty()) {
     const JournalSettings settings = JournalSettings::of(cfg);
+    std::size_t restored = 0;
+    Journal journal = cfg.resume ? Journal::open_for_resume(cfg.journal, settings, cfg.force_resume,
+                                                            [&](const TaskResult& r) {
+                                                              ledger.restore(r);
+                                                              first_round = std::max(first_round, r.round);
+                                                              ++restored;
+                                                            })
+                                 : Journal::create(cfg.journal, settings);
+    journal.on_failure([&control] { control.wake(); });  // the loop aborts at once (ledger's abort reason)
+    ledger.attach(std::move(journal));
     if (cfg.resume) {
-      std::size_t restored = 0;
-      ledger.attach(
-          Journal::open_for_resume(cfg.journal, settings, cfg.force_resume, [&](const TaskResult& r) {
-            ledger.restore(r);
-            first_round = std::max(first_round, r.round);
-            ++restored;
-          }));
       log.info("resuming from '" + cfg.journal.string() + "': " + std::to_string(restored) +
                " finished tasks restored, continuing at round " + std::to_string(first_round));
-    } else {
-      ledger.attach(Journal::create(cfg.journal, settings));
     }
   }
-
   TopicPlan topics(cfg, log);
   log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
            std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
