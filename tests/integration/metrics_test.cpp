@@ -21,7 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kTestKey = "sk-test-CANARY-5f3a9c1e";
 
 // A supervisor run in its own directory; `args` follow the base URL, report, log and topics file.
 class Run {
@@ -41,12 +40,7 @@ class Run {
                                      "--topics-file",
                                      (dir_ / "topics.txt").string()};
     argv.insert(argv.end(), args.begin(), args.end());
-    SpawnOptions opts;
-    opts.output_dir = dir_.path();
-    opts.cwd = dir_.path();
-    opts.env["BIGMODEL_API_KEY"] = kTestKey;
-    opts.unset_env = {"ZHIPUAI_API_KEY", "BIGMODEL_BASE_URL"};
-    process_ = std::make_unique<Subprocess>(argv, opts);
+    process_ = std::make_unique<Subprocess>(argv, supervisor_spawn_options(dir_.path()));
   }
 
   Subprocess& process() { return *process_; }

@@ -17,7 +17,6 @@ using namespace cbm::test;  // the fixtures: Simulator, Subprocess, TempDir, eve
 
 namespace {
 
-constexpr const char* kTestKey = "sk-test-CANARY-5f3a9c1e";
 
 // The service on a free port of 127.0.0.1, its URL read from its "serving on" line.
 class Service {
@@ -36,12 +35,7 @@ class Service {
                                      "--no-search",
                                      "--quiet"};
     argv.insert(argv.end(), args.begin(), args.end());
-    SpawnOptions opts;
-    opts.output_dir = dir_.path();
-    opts.cwd = dir_.path();
-    opts.env["BIGMODEL_API_KEY"] = kTestKey;
-    opts.unset_env = {"ZHIPUAI_API_KEY", "BIGMODEL_BASE_URL"};
-    process_ = std::make_unique<Subprocess>(argv, opts);
+    process_ = std::make_unique<Subprocess>(argv, supervisor_spawn_options(dir_.path()));
     const bool up = eventually([&] { return process_->out().find('\n') != std::string::npos; });
     INFO(diagnostics());
     REQUIRE(up);

@@ -25,7 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kTestKey = "sk-test-CANARY-5f3a9c1e";
 
 // --- processes -------------------------------------------------------------------------------------
 
@@ -224,12 +223,7 @@ class SupervisorRun {
       argv.insert(argv.end(), {"--topics-file", (dir_ / "topics.txt").string()});
     }
     argv.insert(argv.end(), launch.args.begin(), launch.args.end());
-    SpawnOptions opts;
-    opts.output_dir = dir_.path();
-    opts.cwd = dir_.path();
-    opts.env["BIGMODEL_API_KEY"] = launch.key;
-    opts.unset_env = {"ZHIPUAI_API_KEY", "BIGMODEL_BASE_URL"};
-    process_ = std::make_unique<Subprocess>(argv, opts);
+    process_ = std::make_unique<Subprocess>(argv, supervisor_spawn_options(dir_.path(), launch.key));
   }
 
   Subprocess& process() { return *process_; }
@@ -278,6 +272,34 @@ TEST_CASE("in the last round a worker left without a task stops at once, while t
   CHECK(cbm::test::shm_segments(segment_prefix(run.pid())).empty());
 }
 
+// Kills the worker of a random one of `slots` slots, live or not, every `min`..`max` ms until it is
+// destroyed: each worker dies at the same steady rate (independent crashes). Killing "some live
+// worker" at a fixed rate instead would pile every kill onto the last survivors at the end of the round
+// and fail the last task as a poison pill, rightly.
+class ChaosMonkey {
+ public:
+  ChaosMonkey(pid_t supervisor, std::size_t slots, std::chrono::milliseconds min, std::chrono::milliseconds max)
+      : thread_([=, this](std::stop_token stop) {
+          std::mt19937 rng(std::random_device{}());
+          std::uniform_int_distribution<std::int64_t> pause_ms(min.count(), max.count());
+          std::uniform_int_distribution<std::size_t> slot(0, slots - 1);
+          while (!stop.stop_requested()) {
+            const auto workers = workers_of(supervisor, &seen_);
+            if (const std::size_t hit = slot(rng); hit < workers.size() && kill_process(workers[hit])) ++kills_;
+            std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));  // pacing, not synchronisation
+          }
+        }) {}
+  // Stops the killing (the thread is joined): call before reading what it saw.
+  void stop() { thread_ = {}; }
+  int kills() const { return kills_; }
+  const std::set<ProcessIdentity>& processes_seen() const { return seen_; }
+
+ private:
+  int kills_ = 0;
+  std::set<ProcessIdentity> seen_;
+  std::jthread thread_;  // last: it stops before what it uses goes
+};
+
 TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process and no segment",
           "[supervisor][chaos]") {
   const std::size_t n = env_size("CBM_CHAOS_TOPICS", 400);
@@ -292,36 +314,12 @@ TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process a
                                      .args = {"--concurrency", std::to_string(kConcurrency), "--max-retries",
                                               "10", "--max-restarts", "100000", "--quiet"}});
   const pid_t supervisor = run.pid();
-
-  std::atomic<bool> supervisor_exited{false};
-  std::set<ProcessIdentity> processes_seen;
-  int kills = 0;
-  // Every 20-50 ms one of the 8 slots is hit, live or not: each worker dies at the same steady rate
-  // (independent crashes). Killing "some live worker" at a fixed rate instead would pile every kill onto
-  // the last survivors at the end of the round and fail the last task as a poison pill, rightly.
-  std::thread chaos([&] {
-    std::mt19937 rng(std::random_device{}());
-    std::uniform_int_distribution<int> pause_ms(20, 50);
-    std::uniform_int_distribution<std::size_t> slot(0, kConcurrency - 1);
-    while (!supervisor_exited.load()) {
-      const auto workers = workers_of(supervisor, &processes_seen);
-      if (const std::size_t hit = slot(rng); hit < workers.size() && kill_process(workers[hit])) {
-        ++kills;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));  // pacing, not synchronisation
-    }
-  });
+  ChaosMonkey chaos(supervisor, kConcurrency, 20ms, 50ms);
   const auto t0 = Clock::now();
-  int status = -1;
-  try {
-    status = run.process().exit_code(std::chrono::seconds(60 + n / 20));
-  } catch (...) {
-    supervisor_exited = true;
-    chaos.join();
-    throw;
-  }
-  supervisor_exited = true;
-  chaos.join();
+  const int status = run.process().exit_code(std::chrono::seconds(60 + n / 20));
+  chaos.stop();
+  const int kills = chaos.kills();
+  const auto& processes_seen = chaos.processes_seen();
   const auto took = Clock::now() - t0;
 
   INFO("kills " << kills << ", processes seen " << processes_seen.size() << ", run took "
@@ -710,28 +708,10 @@ TEST_CASE("workers SIGKILLed every 30 ms while tasks keep finishing are restarte
   constexpr std::size_t kConcurrency = 8;
   SupervisorRun run(sim.base_url(),
                     {.topics = topics, .args = {"--concurrency", std::to_string(kConcurrency), "--quiet"}});
-  const pid_t supervisor = run.pid();
-  std::atomic<bool> supervisor_exited{false};
-  int kills = 0;
-  std::thread chaos([&] {
-    std::mt19937 rng(std::random_device{}());
-    std::uniform_int_distribution<std::size_t> slot(0, kConcurrency - 1);
-    while (!supervisor_exited.load()) {
-      const auto workers = workers_of(supervisor);
-      if (const std::size_t hit = slot(rng); hit < workers.size() && kill_process(workers[hit])) ++kills;
-      std::this_thread::sleep_for(std::chrono::milliseconds(30));  // pacing, not synchronisation
-    }
-  });
-  int status = -1;
-  try {
-    status = run.process().exit_code(180s);
-  } catch (...) {
-    supervisor_exited = true;
-    chaos.join();
-    throw;
-  }
-  supervisor_exited = true;
-  chaos.join();
+  ChaosMonkey chaos(run.pid(), kConcurrency, 30ms, 30ms);
+  const int status = run.process().exit_code(180s);
+  chaos.stop();
+  const int kills = chaos.kills();
   INFO("kills " << kills << "\n" << run.diagnostics().substr(0, 4000));
   REQUIRE(status == 0);
   CHECK(kills > 20);  // more than the default --max-restarts: the old rule would have aborted

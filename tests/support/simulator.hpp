@@ -14,6 +14,20 @@
 
 namespace cbm::test {
 
+// The key test runs are given: tests look for it wherever it must never appear.
+inline constexpr const char* kTestKey = "sk-test-CANARY-5f3a9c1e";
+
+// How a test starts the supervisor in `dir`: its output and working directory there, `key` as
+// BIGMODEL_API_KEY, and no other key or base URL inherited from the environment.
+inline SpawnOptions supervisor_spawn_options(const std::filesystem::path& dir, const std::string& key = kTestKey) {
+  SpawnOptions opts;
+  opts.output_dir = dir;
+  opts.cwd = dir;
+  opts.env["BIGMODEL_API_KEY"] = key;
+  opts.unset_env = {"ZHIPUAI_API_KEY", "BIGMODEL_BASE_URL"};
+  return opts;
+}
+
 std::string supervisor_path();  // concurrent_bigmodel
 std::string simulator_path();   // bigmodel_simulator
 
