@@ -187,18 +187,25 @@ Completion make_completion(const ChatRequest& request, std::size_t content_bytes
   return completion;
 }
 
-std::string render_body(const Completion& completion, Shape shape) {
-  rapidjson::StringBuffer buffer;
-  buffer.Reserve(completion.content.size() + 512);
-  JsonWriter writer(buffer);
+// The object's opening up to its choice's first field: the header fields, then "choices": [ and,
+// unless the shape has none, the choice's {"index": 0. False when there is no choice to fill.
+bool open_choice(JsonWriter& writer, const Completion& completion, Shape shape) {
   writer.StartObject();
   write_header_fields(writer, completion);
   writer.Key("choices");
   writer.StartArray();
-  if (shape != Shape::kEmptyChoices) {
-    writer.StartObject();
-    writer.Key("index");
-    writer.Int(0);
+  if (shape == Shape::kEmptyChoices) return false;
+  writer.StartObject();
+  writer.Key("index");
+  writer.Int(0);
+  return true;
+}
+
+std::string render_body(const Completion& completion, Shape shape) {
+  rapidjson::StringBuffer buffer;
+  buffer.Reserve(completion.content.size() + 512);
+  JsonWriter writer(buffer);
+  if (open_choice(writer, completion, shape)) {
     writer.Key("finish_reason");
     string(writer, completion.finish_reason);
     write_message(writer, "message", completion.content, shape);
@@ -219,14 +226,7 @@ std::vector<std::string> render_stream_chunks(const Completion& completion, Shap
     const bool last = i == pieces.size();
     rapidjson::StringBuffer buffer;
     JsonWriter writer(buffer);
-    writer.StartObject();
-    write_header_fields(writer, completion);
-    writer.Key("choices");
-    writer.StartArray();
-    if (shape != Shape::kEmptyChoices) {
-      writer.StartObject();
-      writer.Key("index");
-      writer.Int(0);
+    if (open_choice(writer, completion, shape)) {
       if (last) {
         writer.Key("finish_reason");
         string(writer, completion.finish_reason);
