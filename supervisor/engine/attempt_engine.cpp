@@ -29,6 +29,14 @@ ApiError ended_early(CancelCause cause, Clock::duration timeout) {
   return e;
 }
 
+// An error an early end can explain (the transfer aborted, the worker killed, the deadline passed). An
+// answer that had come back before the cancel reached the attempt (a 401, say) keeps its own error.
+bool caused_by_cancel(const AttemptOutcome& o) {
+  if (o.ok()) return false;
+  const ErrorKind k = o.error->kind;
+  return k == ErrorKind::cancelled || k == ErrorKind::crash || k == ErrorKind::timeout || k == ErrorKind::transport;
+}
+
 }  // namespace
 
 AttemptEngine::AttemptEngine(const ExecutorContext& run, std::unique_ptr<Transport> transport, DrainPolicy drain)
@@ -98,10 +106,13 @@ void AttemptEngine::fire_due_timers() {
         book_.retry_due(timer->target);
         break;
       case Timer::Kind::slot_free:
-        idle_.push_back(timer->target);
+        idle_.push_front(timer->target);
         break;
       case Timer::Kind::admission:
         admission_timer_set_ = false;
+        break;
+      case Timer::Kind::give_up:
+        if (give_up_at_ && running_ > 0) throw std::runtime_error("running attempts did not come back after the stop");
         break;
       case Timer::Kind::drain_end:
         if (control_.level() == StopLevel::drain) {
@@ -132,13 +143,14 @@ void AttemptEngine::apply_stop_rules() {
   }
   if (level != StopLevel::now || stopped_now_) return;
   stopped_now_ = true;
-  book_.cancel_waiting(ledger_.abort_reason().has_value(), now);
+  // Running attempts first: reading out the source below may throw (a --resume over changed input).
   for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
     Slot& s = slots_[slot];
     if (!s.task || s.cancelled == CancelCause::stop) continue;
     s.cancelled = CancelCause::stop;
     transport_->cancel(slot, CancelCause::stop);
   }
+  book_.cancel_waiting(ledger_.abort_reason().has_value(), now);
 }
 
 bool AttemptEngine::may_dispatch() const {
@@ -172,9 +184,10 @@ void AttemptEngine::dispatch() {
   }
 }
 
+// The most recently freed slot first: in process mode its worker is warm (and spares stay unstarted).
 std::optional<std::size_t> AttemptEngine::take_startable_slot() {
   for (auto it = idle_.begin(); it != idle_.end(); ++it) {
-    if (!transport_->can_start(*it)) continue;
+    if (!transport_->prepare(*it)) continue;
     const std::size_t slot = *it;
     idle_.erase(it);
     return slot;
@@ -216,7 +229,7 @@ void AttemptEngine::attempt_ended(std::size_t slot, AttemptOutcome outcome) {
   if (!s.task) throw std::logic_error(slot_name(slot) + " reported an attempt it was not running");
   const TaskId id = *s.task;
   const auto now = clock_.now();
-  if (s.cancelled && !outcome.ok()) outcome.error = ended_early(*s.cancelled, config_.timeout);
+  if (s.cancelled && caused_by_cancel(outcome)) outcome.error = ended_early(*s.cancelled, config_.timeout);
   const bool stopped = s.cancelled == CancelCause::stop;
   const auto limit_change = gate_.release(*s.permit, outcome, now);
   s.task.reset();
@@ -277,7 +290,7 @@ void AttemptEngine::free_slot(std::size_t slot) {
   if (config_.delay.count() > 0) {
     timers_.set(clock_.now() + config_.delay, Timer{Timer::Kind::slot_free, slot});
   } else {
-    idle_.push_back(slot);
+    idle_.push_front(slot);
   }
 }
 
@@ -295,20 +308,37 @@ void AttemptEngine::fail_run(const std::string& what) {
   log_.error("the run cannot go on: " + what);
   if (!ledger_.abort_reason()) ledger_.mark_aborted(what);
   control_.stop_now();
+  // The transport may be what failed: its attempts get the drain grace to come back, no more.
+  give_up_at_ = clock_.now() + config_.drain_grace;
+  timers_.set(*give_up_at_, Timer{Timer::Kind::give_up});
   try {
     loop();
   } catch (const std::exception& e) {
     log_.error("while stopping: " + std::string(e.what()));
     abandon_running();
   }
+  give_up_at_.reset();
 }
 
+// The attempts still running are recorded as cancelled without their outcomes: their places go back
+// to the gate, observers hear that they ended, and the transport is told to end them.
 void AttemptEngine::abandon_running() {
   const auto now = clock_.now();
   for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
     Slot& s = slots_[slot];
     if (!s.task) continue;
-    book_.finish(*s.task, book_.at(*s.task).cancel(CancelPoint::during_attempt, true, static_cast<int>(slot), now));
+    try {
+      transport_->cancel(slot, CancelCause::stop);
+    } catch (const std::exception& e) {
+      log_.error(slot_name(slot) + " cannot be cancelled: " + e.what());
+    }
+    AttemptOutcome abandoned;
+    abandoned.error = ended_early(CancelCause::stop, config_.timeout);
+    gate_.release(*s.permit, abandoned, now);
+    TaskProgress& t = book_.at(*s.task);
+    t.end_attempt(abandoned);
+    observer_.attempt_ended(t.task(), abandoned, static_cast<int>(slot));
+    book_.finish(*s.task, t.cancel(CancelPoint::during_attempt, true, static_cast<int>(slot), now));
     s.task.reset();
     s.permit.reset();
     s.cancelled.reset();

@@ -55,7 +55,7 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
     std::uint64_t serial = 0;                        // numbers its attempts: older timers are stale
   };
   struct Timer {
-    enum class Kind { deadline, retry, slot_free, admission, drain_end } kind;
+    enum class Kind { deadline, retry, slot_free, admission, drain_end, give_up } kind;
     std::uint64_t target = 0;  // the slot (deadline, slot_free) or the task (retry)
     std::uint64_t serial = 0;  // deadline: the attempt it was set for
   };
@@ -92,7 +92,7 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   TaskBook book_;
   TimerHeap<Timer> timers_;
   std::vector<Slot> slots_;
-  std::deque<std::size_t> idle_;  // free slots, in the order they became free
+  std::deque<std::size_t> idle_;  // free slots, the most recently freed first
   std::size_t running_ = 0;
   std::uint64_t attempts_started_ = 0;  // in the whole run
   std::mt19937_64 rng_;           // retry jitter
@@ -102,6 +102,7 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   bool stopped_now_ = false;      // the stop rules ended the running attempts (once a round)
   bool admission_timer_set_ = false;
   std::optional<Clock::time_point> drain_deadline_;
+  std::optional<Clock::time_point> give_up_at_;  // fail_run: when attempts still running are abandoned
 };
 
 }  // namespace cbm

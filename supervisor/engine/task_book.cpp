@@ -1,5 +1,7 @@
 #include "task_book.hpp"
 
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace cbm {
@@ -65,7 +67,9 @@ bool TaskBook::retry_due(TaskId task) {
 }
 
 void TaskBook::finish(TaskId task, TaskResult result) {
-  ledger_.record(std::move(result));
+  if (!ledger_.record(std::move(result))) {
+    throw std::logic_error("task " + std::to_string(task) + " was given a second terminal record");
+  }
   tasks_.erase(task);
 }
 

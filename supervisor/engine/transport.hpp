@@ -4,7 +4,7 @@
 // back what happened, from inside wait(), the one place the engine's loop sleeps.
 //
 // Who calls what (all on the engine's thread):
-//   engine -> can_start(slot), start(slot, task, deadline)   an idle slot takes an attempt
+//   engine -> prepare(slot), start(slot, task, deadline)   an idle slot takes an attempt
 //   engine -> cancel(slot, cause)           end that attempt early; its outcome still comes back
 //   engine -> wait(until, sink)             sleep until `until`, a wake-up (RunControl), or an event;
 //                                           report the events to the sink before returning
@@ -52,10 +52,11 @@ class Transport {
   // Prefixes a slot's number in log lines: "w" (worker process), "t" (thread), "a" (event loop).
   virtual std::string_view slot_label() const = 0;
 
-  // Whether idle `slot` can take an attempt now: false while its worker is being replaced, or when
-  // this turn's budget of worker starts is spent (wait() then returns when it may be ready).
-  virtual bool can_start(std::size_t /*slot*/) { return true; }
-  // Starts an attempt of `task` on `slot` (idle, and can_start); it must end by `deadline` (the
+  // Gets idle `slot` ready to take an attempt now, if it can be (process mode starts its worker here,
+  // so a failed start costs no attempt). False while its worker is being replaced, after a failed
+  // start, or when this turn's budget of worker starts is spent (wait() then returns when it may be).
+  virtual bool prepare(std::size_t /*slot*/) { return true; }
+  // Starts an attempt of `task` on `slot` (idle, and prepared); it must end by `deadline` (the
   // transport's own timeouts, or the engine's cancel at the deadline). `task` lives until it ends.
   virtual void start(std::size_t slot, const Task& task, Clock::time_point deadline) = 0;
   // Ends the slot's running attempt early; its outcome comes back through the sink (promptly).

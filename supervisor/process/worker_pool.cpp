@@ -139,6 +139,11 @@ bool WorkerPool::ensure_running(std::size_t slot) {
 
 void WorkerPool::send(std::size_t slot, std::string message) { slots_[slot]->channel->try_send(std::move(message)); }
 
+void WorkerPool::note_progress(std::size_t slot) {
+  slots_[slot]->consecutive_deaths = 0;
+  governor_.on_progress(clock_.now());
+}
+
 void WorkerPool::terminate(std::size_t slot) {
   Slot& s = *slots_[slot];
   if (!s.process || s.state == Slot::State::stopping) return;
@@ -209,10 +214,6 @@ void WorkerPool::reap(Events& events) {
 
 void WorkerPool::read_messages(Slot& s, Events& events) {
   auto received = s.channel->on_readable();
-  if (!received.messages.empty()) {
-    s.consecutive_deaths = 0;
-    governor_.on_progress(clock_.now());
-  }
   for (auto& message : received.messages) events.worker_message(s.index, std::move(message));
   if (received.status == ChannelStatus::kCorrupt && s.state == Slot::State::running) {
     log_.error(s.label() + " corrupted its channel; replacing the worker");
@@ -231,7 +232,9 @@ void WorkerPool::on_exit(Slot& s, Events& events) {
   release(s);
   s.state = Slot::State::down;
   s.restart_at = clock_.now();
-  if (!deliberate && !control_.stopping()) {
+  // During a drain the service still runs its accepted work: a death then counts as any other.
+  const bool restarting = !deliberate && control_.level() != StopLevel::now;
+  if (restarting) {
     ++restarts_;
     ++s.consecutive_deaths;
     const auto backoff = RestartGovernor::backoff(s.consecutive_deaths);
@@ -239,7 +242,7 @@ void WorkerPool::on_exit(Slot& s, Events& events) {
     log_.warn(s.label() + " " + how + "; restarting in " + secs(backoff));
     if (auto reason = governor_.on_death(clock_.now()); reason && !gave_up_) gave_up_ = *reason + "; last: " + how;
   }
-  events.worker_exited(s.index, how, deliberate);
+  events.worker_exited(s.index, how, restarting);
 }
 
 void WorkerPool::fire_kill_timers() {

@@ -37,9 +37,10 @@ class WorkerPool {
   class Events {
    public:
     virtual void worker_message(std::size_t slot, std::string message) = 0;
-    // The slot's worker is gone. `deliberate`: the pool or its user stopped it (or its fork server
-    // died); otherwise it died on its own and its slot restarts after a backoff.
-    virtual void worker_exited(std::size_t slot, const std::string& how, bool deliberate) = 0;
+    // The slot's worker is gone. `restarting`: it died on its own and counts as a restart (its slot
+    // waits a backoff); not when the pool or its user stopped it, its fork server died, or the run is
+    // stopping now.
+    virtual void worker_exited(std::size_t slot, const std::string& how, bool restarting) = 0;
 
    protected:
     ~Events() = default;
@@ -62,6 +63,9 @@ class WorkerPool {
   // counted as a death).
   bool ensure_running(std::size_t slot);
   void send(std::size_t slot, std::string message);
+  // The slot's worker answered as it should: the pool is making progress (restart intensity), and the
+  // slot's restart backoff starts over.
+  void note_progress(std::size_t slot);
   // Stopping a worker: SIGTERM now and SIGKILL after --kill-grace (terminate); SIGKILL now, reaped and
   // reported before this returns (kill); SIGKILL now, reported by wait() (replace); its channel
   // closed, so it exits by itself, SIGKILLed after kExitWait (retire).

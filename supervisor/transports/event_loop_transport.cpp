@@ -41,6 +41,7 @@ void EventLoopTransport::cancel(std::size_t slot, CancelCause /*cause*/) {
   http_.cancel(slot);
   AttemptOutcome ended = s.attempt->take_outcome();
   ended.error.emplace();  // the engine names it (timeout or stop)
+  ended.error->kind = ErrorKind::cancelled;
   ended_.emplace_back(slot, std::move(ended));
   s.attempt.reset();
 }

@@ -32,12 +32,16 @@ ProcessTransport::ProcessTransport(const RunConfig& config, RunControl& control,
       pool_(config, hello_of(config), control, log, clock),
       running_(pool_.size()) {}
 
+bool ProcessTransport::prepare(std::size_t slot) {
+  if (!pool_.can_start(slot)) return false;
+  if (pool_.ensure_running(slot)) return true;
+  restarted_.push_back(slot);  // a start that failed counts as a death (logged, backoff, intensity)
+  return false;
+}
+
+// A worker that died since prepare() is reaped by the next wait(): the attempt then ends as a crash.
 void ProcessTransport::start(std::size_t slot, const Task& task, Clock::time_point /*deadline*/) {
   running_[slot] = Running{task.id, task.attempt};
-  if (!pool_.ensure_running(slot)) {
-    end(slot, crashed("no worker could be started for the attempt"));
-    return;
-  }
   pool_.send(slot, encode_task(task));
 }
 
@@ -78,12 +82,13 @@ void ProcessTransport::worker_message(std::size_t slot, std::string message) {
     pool_.replace(slot);
     return;
   }
+  pool_.note_progress(slot);  // a valid answer, not just any bytes
   end(slot, std::move(decoded->outcome));
 }
 
-void ProcessTransport::worker_exited(std::size_t slot, const std::string& how, bool deliberate) {
+void ProcessTransport::worker_exited(std::size_t slot, const std::string& how, bool restarting) {
   if (running_[slot]) end(slot, crashed(how + " during the attempt"));
-  if (!deliberate) restarted_.push_back(slot);
+  if (restarting) restarted_.push_back(slot);
 }
 
 void ProcessTransport::end(std::size_t slot, AttemptOutcome outcome) {

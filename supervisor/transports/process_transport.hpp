@@ -28,7 +28,7 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
 
   std::size_t slots() const override { return pool_.size(); }
   std::string_view slot_label() const override { return "w"; }
-  bool can_start(std::size_t slot) override { return pool_.can_start(slot); }
+  bool prepare(std::size_t slot) override;
   void start(std::size_t slot, const Task& task, Clock::time_point deadline) override;
   void cancel(std::size_t slot, CancelCause cause) override;
   void wait(Clock::time_point until, AttemptSink& sink) override;
@@ -43,7 +43,7 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
 
   // WorkerPool::Events
   void worker_message(std::size_t slot, std::string message) override;
-  void worker_exited(std::size_t slot, const std::string& how, bool deliberate) override;
+  void worker_exited(std::size_t slot, const std::string& how, bool restarting) override;
 
   void end(std::size_t slot, AttemptOutcome outcome);
 

@@ -12,10 +12,17 @@ ThreadTransport::ThreadTransport(const RunConfig& config, RunControl& control)
   const auto n = static_cast<std::size_t>(config.concurrency);
   slots_.reserve(n);
   for (std::size_t i = 0; i < n; ++i) slots_.push_back(std::make_unique<Slot>());
-  for (std::size_t i = 0; i < n; ++i) slots_[i]->thread = std::jthread([this, i] { run(i); });
+  try {
+    for (std::size_t i = 0; i < n; ++i) slots_[i]->thread = std::jthread([this, i] { run(i); });
+  } catch (...) {
+    stop_threads();  // a thread that cannot start (a pids limit): the ones started must not wait forever
+    throw;
+  }
 }
 
-ThreadTransport::~ThreadTransport() {
+ThreadTransport::~ThreadTransport() { stop_threads(); }
+
+void ThreadTransport::stop_threads() {
   for (auto& s : slots_) {
     s->abort.store(true);
     std::lock_guard lock(s->mu);

@@ -47,6 +47,7 @@ class ThreadTransport final : public Transport {
   };
 
   void run(std::size_t slot);
+  void stop_threads();  // aborts what runs, wakes every thread to end, joins them
 
   const RunConfig& config_;
   RunControl& control_;

@@ -80,9 +80,11 @@ class ScriptedTransport final : public cbm::Transport {
   }
   void cancel(std::size_t slot, cbm::CancelCause cause) override {
     cancels.emplace_back(slot, cause);
-    if (!running_[slot]) return;
+    // An attempt already over keeps its outcome: the cancel came too late to change it.
+    if (!running_[slot] || running_[slot]->end <= clock_.now()) return;
     AttemptOutcome aborted;
     aborted.error.emplace();
+    aborted.error->kind = cbm::ErrorKind::cancelled;
     aborted.error->message = "aborted by the transport";
     running_[slot] = Running{clock_.now(), std::move(aborted)};
   }
@@ -137,7 +139,8 @@ class Records final : public cbm::RunObserver {
 
 // One engine over a scripted transport, and what it needs around it.
 struct Bench {
-  explicit Bench(Script script, std::size_t slots = 2, std::function<void(cbm::RunConfig&)> tune = {}) {
+  explicit Bench(Script script, std::size_t slots = 2, std::function<void(cbm::RunConfig&)> tune = {},
+                 cbm::DrainPolicy drain = cbm::DrainPolicy::in_flight) {
     config.concurrency = static_cast<int>(slots);
     config.delay = 0ms;
     config.timeout = 10s;
@@ -149,7 +152,7 @@ struct Bench {
     auto t = std::make_unique<ScriptedTransport>(slots, clock, std::move(script));
     transport = t.get();
     engine = std::make_unique<cbm::AttemptEngine>(
-        cbm::ExecutorContext{config, *ledger, control, log, *progress, observers, clock}, std::move(t));
+        cbm::ExecutorContext{config, *ledger, control, log, *progress, observers, clock}, std::move(t), drain);
   }
 
   std::size_t run(std::vector<std::string> topics, std::uint32_t round = 1) {
@@ -399,4 +402,22 @@ TEST_CASE("engine: crashes that hit every task alike are not charged to the one 
   CHECK(b.records.of(150).status == TaskStatus::succeeded);
   CHECK(b.records.of(150).attempts == 4);
   CHECK(b.ledger->totals().succeeded == 200);
+}
+
+TEST_CASE("engine: the service's drain runs what it accepted, within the grace", "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{1s, ok()}; }, 2, {}, cbm::DrainPolicy::accepted);
+  b.transport->events.emplace(b.clock.now() + 500ms, [&] { b.control.on_stop_signal(15); });
+  b.run(topics(6));
+  CHECK(b.ledger->totals().succeeded == 6);
+  CHECK(b.transport->cancels.empty());
+}
+
+TEST_CASE("engine: the service's drain grace still ends with an immediate stop", "[engine]") {
+  Bench b([](const cbm::Task&) { return Step{3s, ok()}; }, 2, {}, cbm::DrainPolicy::accepted);
+  b.transport->events.emplace(b.clock.now() + 500ms, [&] { b.control.on_stop_signal(15); });
+  b.run(topics(6));  // 3 waves of 3 s do not fit in the 5 s grace: the third is cancelled
+  const auto totals = b.ledger->totals();
+  CHECK(totals.succeeded == 2);
+  CHECK(totals.cancelled == 4);
+  CHECK(totals.total == 6);
 }
