@@ -25,8 +25,12 @@ for f in bin/concurrent_bigmodel libexec/concurrent_bigmodel/concurrent_bigmodel
   [ -e "$work/prefix/$f" ] || fail "not installed: $f"
 done
 [ ! -e "$work/prefix/include/run_config.hpp" ] || fail "an internal header was installed"
+# One archive holds the whole library; the package exports one target and no internal one.
+archives=$(cd "$work/prefix/lib" && echo *.a)
+[ "$archives" = libconcurrent_bigmodel.a ] || fail "installed archives: $archives (expected libconcurrent_bigmodel.a)"
+! grep -q 'concurrent_bigmodel::cbm_' "$work/prefix/lib/cmake/concurrent_bigmodel/"*.cmake || fail "an internal target was exported"
 
-# The installed libraries carry the build's sanitizers: the example must link with them too.
+# The installed archive carries the build's sanitizers: the example must link with them too.
 flags=
 [ -z "$sanitize" ] || flags="-fsanitize=$sanitize"
 "$cmake" -S "$example" -B "$work/example" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
