@@ -8,7 +8,7 @@
 
 namespace cbm {
 
-// What a failure means for the caller (bigmodel-api.md, "Errors").
+// What a failure means for the caller (docs/protocol.md, "Errors").
 enum class ErrorClass {
   retryable,   // transient: try the task again after a backoff
   task_fatal,  // this task will fail the same way again: fail it now

@@ -1,4 +1,4 @@
-// The chat-completion request and response as this program uses them (bigmodel-api.md).
+// The chat-completion request and response as this program uses them (docs/protocol.md).
 #pragma once
 
 #include <cstdint>

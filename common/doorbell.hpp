@@ -4,7 +4,7 @@
 // The bytes carry no meaning ("something changed, look again"), so a ring that finds the socket buffer
 // full is dropped: the unread bytes already in it are the wake-up. Waiting happens in the kernel, so a
 // process SIGKILLed while waiting leaves nothing behind, and its death closes its end: the other end reads
-// EOF. That is how the supervisor learns a worker is gone (DESIGN.md §2, "Hazards").
+// EOF. That is how the supervisor learns a worker is gone (docs/design.md, "Hazards").
 #pragma once
 
 #include <utility>

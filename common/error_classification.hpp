@@ -1,4 +1,4 @@
-// The platform's error table (bigmodel-api.md, "Errors") as code: what an HTTP status and a platform
+// The platform's error table (docs/protocol.md, "Errors") as code: what an HTTP status and a platform
 // error code mean for the task and the run.
 #pragma once
 

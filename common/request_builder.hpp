@@ -1,4 +1,4 @@
-// Serialises a ChatRequest into the platform's JSON body (bigmodel-api.md, "Request").
+// Serialises a ChatRequest into the platform's JSON body (docs/protocol.md, "Chat completions request").
 #pragma once
 
 #include <string>

@@ -8,7 +8,7 @@
 //   Worker: constructs a WorkerChannel from the name and fd it was given, then loops receive() / send().
 //   Both block; receive() returns nullopt when the supervisor is gone, and the worker should exit.
 //
-// Why it survives a worker SIGKILLed at any instant (DESIGN.md §2, "Hazards")
+// Why it survives a worker SIGKILLed at any instant (docs/design.md, "Hazards")
 //   No lock or condition variable is shared. Payloads go through two single-producer/single-consumer
 //   byte rings in a shared memory segment (to_worker: tasks, to_supervisor: results) whose only shared
 //   state is a pair of monotonically increasing counters per ring. A producer copies bytes, then

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "api_key.hpp"
+#include "cbm/version.hpp"
 #include "listen_address.hpp"
 #include "prompt_template.hpp"
 #include "run_driver.hpp"
@@ -17,8 +18,6 @@
 
 namespace cbm {
 namespace {
-
-constexpr const char* kVersion = "concurrent_bigmodel 0.1.0";
 
 const std::vector<std::string> kDefaultTopics = {
     "Artificial intelligence in healthcare",
@@ -101,7 +100,8 @@ CommandLine parse_command_line(int argc, char** argv) {
                "chat model writes the analysis. Runs many topics concurrently and writes a JSON report.",
                "concurrent_bigmodel"};
   app.footer(kFooter);
-  app.set_version_flag("--version", kVersion);
+  const std::string version = std::string("concurrent_bigmodel ") + kVersion;
+  app.set_version_flag("--version", version);
   app.get_formatter()->column_width(34);
 
   std::optional<std::string> api_key;
@@ -268,7 +268,7 @@ CommandLine parse_command_line(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return {std::nullopt, kExitAllSucceeded, app.help(), std::nullopt};
   } catch (const CLI::CallForVersion& e) {
-    return {std::nullopt, kExitAllSucceeded, kVersion, std::nullopt};
+    return {std::nullopt, kExitAllSucceeded, version, std::nullopt};
   } catch (const CLI::ParseError& e) {
     return usage_error(e.what());
   }

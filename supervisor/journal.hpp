@@ -10,9 +10,9 @@
 // the run down instead of growing its memory.
 //
 // Durability policy: a record is in the page cache about kGather (2 ms) after append(), and a kill -9 of the
-// supervisor loses only what was still queued (DESIGN: "at most the results not yet appended";
-// --resume runs those again). fdatasync runs at most about a second after a write, at each round's end
-// (sync()) and at exit: a power cut loses at most about a second of results.
+// supervisor loses only what was still queued (docs/design.md, "Guarantees": "at most the results not yet
+// appended"; --resume runs those again). fdatasync runs at most about a second after a write, at each
+// round's end (sync()) and at exit: a power cut loses at most about a second of results.
 //
 // Whole lines only: after a failed write (disk full...) the journal takes no more records (failure()
 // says why, and the run aborts), so a line cut short can only be the last one. Readers skip a last

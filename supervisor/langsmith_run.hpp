@@ -1,4 +1,4 @@
-// LangSmith run records (bigmodel-api.md, "LangSmith tracing"): time-ordered ids, dotted orders, and
+// LangSmith run records (docs/protocol.md, "LangSmith ingestion"): time-ordered ids, dotted orders, and
 // the JSON of a run as `POST /runs/batch` takes it in its `post` and `patch` lists.
 #pragma once
 

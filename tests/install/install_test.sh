@@ -2,7 +2,8 @@
 # The installable package, as a user meets it: installs the build tree into a temporary prefix,
 # configures and builds the example (examples/analyze_topics) against it with find_package in a
 # separate CMake project, runs it against the simulator (every topic reported, a stop from another
-# thread honoured), and runs the installed CLI, which must find its worker under libexec/.
+# thread honoured), and runs the installed CLI, which must find its worker under libexec/ and report
+# the package's version.
 #
 # usage: install_test.sh CMAKE BUILD_DIR EXAMPLE_DIR SIMULATOR GENERATOR [SANITIZERS]
 set -eu
@@ -24,8 +25,12 @@ for f in bin/concurrent_bigmodel libexec/concurrent_bigmodel/concurrent_bigmodel
   [ -e "$work/prefix/$f" ] || fail "not installed: $f"
 done
 [ ! -e "$work/prefix/include/run_config.hpp" ] || fail "an internal header was installed"
+# One archive holds the whole library; the package exports one target and no internal one.
+archives=$(cd "$work/prefix/lib" && echo *.a)
+[ "$archives" = libconcurrent_bigmodel.a ] || fail "installed archives: $archives (expected libconcurrent_bigmodel.a)"
+! grep -q 'concurrent_bigmodel::cbm_' "$work/prefix/lib/cmake/concurrent_bigmodel/"*.cmake || fail "an internal target was exported"
 
-# The installed libraries carry the build's sanitizers: the example must link with them too.
+# The installed archive carries the build's sanitizers: the example must link with them too.
 flags=
 [ -z "$sanitize" ] || flags="-fsanitize=$sanitize"
 "$cmake" -S "$example" -B "$work/example" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
@@ -61,6 +66,13 @@ cat "$work/run2.txt"
 grep -q '^stopping after' "$work/run2.txt" || fail "the watcher did not stop the run"
 grep -q '^result [0-9]* cancelled ' "$work/run2.txt" || fail "nothing was cancelled by the stop"
 for t in t0 t1 t2 t3 t4 t5 t6 t7 t8 t9; do grep -Eq " topic=$t( |\$)" "$work/run2.txt" || fail "$t not reported"; done
+
+# The CLI's --version is the package's version: project() in CMakeLists.txt is its only source.
+package_version=$(sed -n 's/^set(PACKAGE_VERSION "\(.*\)")$/\1/p' \
+  "$work/prefix/lib/cmake/concurrent_bigmodel/concurrent_bigmodelConfigVersion.cmake")
+[ -n "$package_version" ] || fail "no PACKAGE_VERSION in the package's version file"
+cli_version=$("$work/prefix/bin/concurrent_bigmodel" --version) || fail "the installed CLI's --version failed"
+[ "$cli_version" = "concurrent_bigmodel $package_version" ] || fail "--version says '$cli_version', the package $package_version"
 
 # The installed CLI finds the installed worker (multiprocessing mode) wherever the tree was put.
 (cd "$work" && "$work/prefix/bin/concurrent_bigmodel" --base-url "$url" --topics "CLI topic" \

@@ -1,4 +1,4 @@
-// The BigModel client against the simulator: every fault of bigmodel-api.md gets the right class.
+// The BigModel client against the simulator: every fault of docs/protocol.md ("Errors") gets the right class.
 #include <catch2/catch.hpp>
 
 #include "bigmodel_client.hpp"

@@ -1,5 +1,6 @@
 // The supervisor as its users run it: real worker processes against the simulator, killed, hung,
-// signalled and misconfigured. Each test name is a guarantee of DESIGN.md §1 and §3.
+// signalled and misconfigured. Each test name is a guarantee of docs/design.md ("The user's contract",
+// "Guarantees").
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>

@@ -15,7 +15,7 @@ struct ApiError {
   std::string body() const;
 };
 
-// The errors the simulator answers with, named for their meaning. Codes follow bigmodel-api.md.
+// The errors the simulator answers with, named for their meaning. Codes follow docs/protocol.md, "Errors".
 namespace api_errors {
 
 ApiError missing_authorization();  // 401 "1000": no `Authorization: Bearer` header

@@ -12,7 +12,7 @@
 namespace simulator {
 
 // LangSmith's POST /runs/batch: `{"post":[run...],"patch":[run...]}` checked the way the tracing
-// contract reads (bigmodel-api.md, "LangSmith tracing"), stored, and dumped for tests by GET /runs.
+// contract reads (docs/protocol.md, "LangSmith ingestion"), stored, and dumped for tests by GET /runs.
 // Thread-safe.
 //
 // A post needs: `id` and `trace_id` UUIDs; `dotted_order` of segments `<%Y%m%dT%H%M%S%fZ><uuid>`

@@ -11,7 +11,8 @@ namespace simulator {
 // Everything the sessions share. Owned by the Server, which outlives every session; each member is
 // thread-safe on its own.
 struct SimulatorState {
-  explicit SimulatorState(const Options& options) : options(options), limiter(options.concurrency_limit) {}
+  explicit SimulatorState(const Options& server_options)
+      : options(server_options), limiter(server_options.concurrency_limit) {}
 
   const Options& options;
   Stats stats;
