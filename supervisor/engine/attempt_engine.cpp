@@ -365,7 +365,11 @@ void AttemptEngine::log_status() {
 }
 
 std::string AttemptEngine::slot_name(std::size_t slot) const {
-  return "[" + std::string(transport_->slot_label()) + std::to_string(slot) + "]";
+  std::string name = "[";  // appended, not prepended: g++ 12 at -O3 misreads a prepend (-Wrestrict)
+  name += transport_->slot_label();
+  name += std::to_string(slot);
+  name += ']';
+  return name;
 }
 
 }  // namespace cbm
