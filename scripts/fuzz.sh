@@ -12,8 +12,8 @@ done
 out=build-fuzz
 mkdir -p "$out/corpus"
 cp tests/fuzz/corpus/* "$out/corpus/"
-clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
-  tests/fuzz/response_parser_fuzz.cpp common/response_parser.cpp common/json_reader.cpp \
+clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Icommon/protocol \
+  tests/fuzz/response_parser_fuzz.cpp common/protocol/response_parser.cpp common/protocol/json_reader.cpp \
   -o "$out/response_parser_fuzz"
 "$out/response_parser_fuzz" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=1024 \
   -print_final_stats=1 "$out/corpus" 2>&1 | tail -n 15
