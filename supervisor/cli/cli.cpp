@@ -20,10 +20,8 @@ namespace cbm {
 namespace {
 
 const std::vector<std::string> kDefaultTopics = {
-    "Artificial intelligence in healthcare",
-    "Renewable energy storage technologies",
-    "Quantum computing breakthroughs",
-    "Global semiconductor supply chain",
+    "Artificial intelligence in healthcare", "Renewable energy storage technologies",
+    "Quantum computing breakthroughs",       "Global semiconductor supply chain",
     "Climate change adaptation strategies",
 };
 
@@ -74,8 +72,8 @@ std::string read_file(const std::string& path, std::string& error) {
 }
 
 CommandLine usage_error(std::string message) {
-  return {std::nullopt, kExitUsage, "concurrent_bigmodel: " + std::move(message) + "\nRun with --help for usage.",
-          std::nullopt};
+  return {std::nullopt, kExitUsage,
+          "concurrent_bigmodel: " + std::move(message) + "\nRun with --help for usage.", std::nullopt};
 }
 
 // The worker beside the running executable (the build tree), else where an install put it relative to
@@ -93,17 +91,13 @@ std::chrono::milliseconds seconds_to_ms(double s) {
 
 }  // namespace
 
-CommandLine parse_command_line(int argc, char** argv) {
+namespace {
+
+// The flags' values, as CLI11 fills them, and how they become a configuration: one method per group,
+// each returning what is wrong (a usage error's text) or nothing.
+struct Flags {
   Invocation inv;
   concurrent_bigmodel::Config& cfg = inv.config;
-  CLI::App app{"Analyse topics with Zhipu BigModel (GLM): for each topic a tool model searches the web, then a\n"
-               "chat model writes the analysis. Runs many topics concurrently and writes a JSON report.",
-               "concurrent_bigmodel"};
-  app.footer(kFooter);
-  const std::string version = std::string("concurrent_bigmodel ") + kVersion;
-  app.set_version_flag("--version", version);
-  app.get_formatter()->column_width(34);
-
   std::optional<std::string> api_key;
   std::string mode = "multiprocessing";
   double timeout_s = 120.0;
@@ -117,22 +111,29 @@ CommandLine parse_command_line(int argc, char** argv) {
   std::string metrics_addr;
   bool allow_insecure_http = false;
   std::string base_url;
-
   bool quiet = false;
-  const std::string py = "Options of the Python tool (same names, same defaults)";
-  const std::string input = "Input and API";
-  const std::string rel = "Reliability";
   double progress_interval_s = 10.0;
+  std::string journal;
+  int keep_rounds = -1;
+  ServeOptions serve_options;
+  std::string listen = "127.0.0.1:8080";
+
+  static constexpr const char* py = "Options of the Python tool (same names, same defaults)";
+  static constexpr const char* input = "Input and API";
+  static constexpr const char* rel = "Reliability";
+
   // The worker pool's flags, shared by a batch run and the service (bound to the same variables).
-  const auto add_pool_flags = [&](CLI::App& a, bool service) {
+  void add_pool(CLI::App& a, bool service) {
     a.add_option("--api-key", api_key, "BigModel API key (prefer the BIGMODEL_API_KEY environment variable)")
         ->group(py);
     a.add_option("--concurrency", cfg.concurrency,
-                 service ? "Tasks in flight at once, all requests together (workers)" : "Tasks in flight at once (workers)")
+                 service ? "Tasks in flight at once, all requests together (workers)"
+                         : "Tasks in flight at once (workers)")
         ->check(CLI::Range(1, 1024))
         ->capture_default_str()
         ->group(py);
-    a.add_option("--mode", mode, "How tasks are run: multiprocessing (worker processes: survives\n"
+    a.add_option("--mode", mode,
+                 "How tasks are run: multiprocessing (worker processes: survives\n"
                  "a worker's crash or kill) | threading (threads: a crash takes\n"
                  "the run) | asyncio (one event loop, curl_multi: the most tasks\n"
                  "in flight per core; a crash takes the run)")
@@ -144,7 +145,8 @@ CommandLine parse_command_line(int argc, char** argv) {
         ->capture_default_str()
         ->group(py);
     a.add_option("--delay", delay_s,
-                 service ? "Seconds a worker pauses between tasks" : "Seconds a worker pauses between tasks, and between rounds")
+                 service ? "Seconds a worker pauses between tasks"
+                         : "Seconds a worker pauses between tasks, and between rounds")
         ->check(CLI::Range(0.0, 86400.0))
         ->capture_default_str()
         ->group(py);
@@ -152,7 +154,9 @@ CommandLine parse_command_line(int argc, char** argv) {
         ->check(CLI::Range(0, 100))
         ->capture_default_str()
         ->group(py);
-    a.add_option("--chat-model", cfg.chat_model, "Model that writes the analysis")->capture_default_str()->group(py);
+    a.add_option("--chat-model", cfg.chat_model, "Model that writes the analysis")
+        ->capture_default_str()
+        ->group(py);
     a.add_option("--tool-model", cfg.tool_model, "Model that runs the web_search tool")
         ->capture_default_str()
         ->group(py);
@@ -164,12 +168,14 @@ CommandLine parse_command_line(int argc, char** argv) {
     a.add_flag("--allow-insecure-http", allow_insecure_http,
                "Allow sending the key (and the LangSmith key) over plain http:// to a non-loopback host")
         ->group(input);
-    a.add_flag("--no-search", [&cfg](std::int64_t) { cfg.search = false; },
-               "Skip the web_search step; the chat model answers alone")
+    a.add_flag(
+         "--no-search", [this](std::int64_t) { cfg.search = false; },
+         "Skip the web_search step; the chat model answers alone")
         ->group(input);
-    a.add_option("--prompt-file", prompt_file,
-                 "Prompt templates: sections [search.system] [search.user] [analysis.system] [analysis.user]\n"
-                 "with {topic} and {sources} placeholders")
+    a.add_option(
+         "--prompt-file", prompt_file,
+         "Prompt templates: sections [search.system] [search.user] [analysis.system] [analysis.user]\n"
+         "with {topic} and {sources} placeholders")
         ->check(CLI::ExistingFile)
         ->group(input);
     a.add_flag("--stream", cfg.stream, "Ask for server-sent-event streams")->group(input);
@@ -179,7 +185,8 @@ CommandLine parse_command_line(int argc, char** argv) {
         ->capture_default_str()
         ->group(rel);
     a.add_option("--drain-grace", drain_grace_s,
-                 service ? "Seconds accepted requests may finish after TERM/INT" : "Seconds in-flight tasks may finish after TERM/INT")
+                 service ? "Seconds accepted requests may finish after TERM/INT"
+                         : "Seconds in-flight tasks may finish after TERM/INT")
         ->check(CLI::Range(0.0, 86400.0))
         ->capture_default_str()
         ->group(rel);
@@ -215,54 +222,226 @@ CommandLine parse_command_line(int argc, char** argv) {
         ->check(CLI::Range(0.1, 86400.0))
         ->capture_default_str()
         ->group("Output");
-  };
-  add_pool_flags(app, false);
+  }
 
   // Batch runs only.
-  app.add_option("--topics", inv.topics, "Topics to analyse (default: 5 sample topics)")->group(py);
-  app.add_option("--iterations", inv.iterations, "Rounds over the topic list; 0 = until TERM/INT")
-      ->check(CLI::Range(0, 1000000000))
-      ->capture_default_str()
-      ->group(py);
-  app.add_option("--output", output, "Report file (default: concurrent_bigmodel_report_<time>.json)")->group(py);
-  app.add_option("--batch-size", cfg.batch_size, "Topics dispatched ahead of the workers; 0 = 4 x concurrency")
-      ->check(CLI::Range(0, 1000000))
-      ->capture_default_str()
-      ->group(py);
-  app.add_option("--topics-file", inv.topics_file, "Read topics from a file, one per line ('-' = stdin)")
-      ->group(input);
-  std::string journal;
-  int keep_rounds = -1;
-  app.add_option("--journal", journal,
-                 "Append every finished task to this JSONL file (default: beside the report, "
-                 "<report>.journal.jsonl)")
-      ->group("Output");
-  app.add_flag("--resume", cfg.resume,
-               "Continue the run recorded in the journal: finished topics are not sent again")
-      ->group("Output");
-  app.add_flag("--force-resume", cfg.force_resume,
-               "Resume even if the journal was written with other models or prompts")
-      ->group("Output");
-  app.add_option("--keep-rounds", keep_rounds,
-                 "Rounds kept in the journal and report (default: all; 10 with --iterations 0)")
-      ->check(CLI::Range(0, 1000000))
-      ->group("Output");
+  void add_batch(CLI::App& app) {
+    app.add_option("--topics", inv.topics, "Topics to analyse (default: 5 sample topics)")->group(py);
+    app.add_option("--iterations", inv.iterations, "Rounds over the topic list; 0 = until TERM/INT")
+        ->check(CLI::Range(0, 1000000000))
+        ->capture_default_str()
+        ->group(py);
+    app.add_option("--output", output, "Report file (default: concurrent_bigmodel_report_<time>.json)")
+        ->group(py);
+    app.add_option("--batch-size", cfg.batch_size,
+                   "Topics dispatched ahead of the workers; 0 = 4 x concurrency")
+        ->check(CLI::Range(0, 1000000))
+        ->capture_default_str()
+        ->group(py);
+    app.add_option("--topics-file", inv.topics_file, "Read topics from a file, one per line ('-' = stdin)")
+        ->group(input);
+    app.add_option("--journal", journal,
+                   "Append every finished task to this JSONL file (default: beside the report, "
+                   "<report>.journal.jsonl)")
+        ->group("Output");
+    app.add_flag("--resume", cfg.resume,
+                 "Continue the run recorded in the journal: finished topics are not sent again")
+        ->group("Output");
+    app.add_flag("--force-resume", cfg.force_resume,
+                 "Resume even if the journal was written with other models or prompts")
+        ->group("Output");
+    app.add_option("--keep-rounds", keep_rounds,
+                   "Rounds kept in the journal and report (default: all; 10 with --iterations 0)")
+        ->check(CLI::Range(0, 1000000))
+        ->group("Output");
+  }
 
-  CLI::App* serve = app.add_subcommand("serve",
-                                       "Run as an HTTP service: POST /analyze a batch of topics, get its report "
-                                       "(`concurrent_bigmodel serve --help`)");
-  serve->footer(kServeFooter);
-  ServeOptions serve_options;
-  std::string listen = "127.0.0.1:8080";
-  const std::string svc = "Service";
-  serve->add_option("--listen", listen, "Address to serve on, HOST:PORT ([v6]:PORT; port 0 = any free port)")
-      ->capture_default_str()
-      ->group(svc);
-  serve->add_option("--max-topics", serve_options.max_topics, "Most topics one request may hold (more: 400)")
-      ->check(CLI::Range(1, 1000000))
-      ->capture_default_str()
-      ->group(svc);
-  add_pool_flags(*serve, true);
+  CLI::App* add_serve(CLI::App& app) {
+    CLI::App* serve =
+        app.add_subcommand("serve",
+                           "Run as an HTTP service: POST /analyze a batch of topics, get its report "
+                           "(`concurrent_bigmodel serve --help`)");
+    serve->footer(kServeFooter);
+    const std::string svc = "Service";
+    serve
+        ->add_option("--listen", listen, "Address to serve on, HOST:PORT ([v6]:PORT; port 0 = any free port)")
+        ->capture_default_str()
+        ->group(svc);
+    serve
+        ->add_option("--max-topics", serve_options.max_topics, "Most topics one request may hold (more: 400)")
+        ->check(CLI::Range(1, 1000000))
+        ->capture_default_str()
+        ->group(svc);
+    add_pool(*serve, true);
+    return serve;
+  }
+
+  // The pool's settings, checked (the key given as a flag is blanked out of argv).
+  std::optional<std::string> pool_config(int argc, char** argv) {
+    using concurrent_bigmodel::Mode;
+    cfg.mode = mode == "threading" ? Mode::threading
+               : mode == "asyncio" ? Mode::asyncio
+                                   : Mode::multiprocessing;
+    cfg.timeout = seconds_to_ms(timeout_s);
+    cfg.delay = seconds_to_ms(delay_s);
+    cfg.kill_grace = seconds_to_ms(kill_grace_s);
+    cfg.progress_interval = seconds_to_ms(progress_interval_s);
+    cfg.drain_grace = seconds_to_ms(drain_grace_s);
+    cfg.restart_period = seconds_to_ms(restart_period_s);
+    cfg.console = !quiet;
+    if (cfg.chat_model.empty()) return "--chat-model: must not be empty";
+    if (cfg.tool_model.empty()) return "--tool-model: must not be empty";
+
+    if (base_url.empty()) {
+      const char* env = std::getenv("BIGMODEL_BASE_URL");
+      base_url = env != nullptr && *env != '\0' ? env : kDefaultBaseUrl;
+    }
+    if (!is_http_url(base_url)) return "--base-url: '" + base_url + "' is not an http:// or https:// URL";
+    if (!allow_insecure_http && !key_may_travel_to(base_url)) {
+      return "--base-url: '" + base_url +
+             "' is plain http to a non-loopback host; the API key would travel unencrypted "
+             "(pass --allow-insecure-http to accept that)";
+    }
+    cfg.base_url = base_url;
+    cfg.allow_insecure_http = allow_insecure_http;
+
+    auto key = resolve_api_key(api_key);
+    if (!key) return "no API key: pass --api-key or set BIGMODEL_API_KEY (or ZHIPUAI_API_KEY)";
+    if (key->find_first_of("\r\n") != std::string::npos) {
+      return "the API key contains a line break (check BIGMODEL_API_KEY)";
+    }
+    cfg.api_key = std::move(*key);
+    // The key given as a flag is readable in /proc/<pid>/cmdline for as long as we run: blank it out.
+    for (int i = 1; i < argc; ++i) {
+      const std::string_view arg = argv[i];
+      char* secret = nullptr;
+      if (arg == "--api-key" && i + 1 < argc) {
+        secret = argv[i + 1];
+      } else if (arg.starts_with("--api-key=")) {
+        secret = argv[i] + std::strlen("--api-key=");
+      }
+      if (secret != nullptr) std::memset(secret, '*', std::strlen(secret));
+    }
+
+    if (!prompt_file.empty()) {
+      std::string error;
+      const std::string text = read_file(prompt_file, error);
+      if (!error.empty()) return "--prompt-file: " + error;
+      auto prompts = PromptSet::from_file_text(text);
+      if (!prompts) return "--prompt-file '" + prompt_file + "': " + prompts.error().message;
+      cfg.prompts = text;
+    }
+
+    cfg.log_file = log_file;
+    if (!log_file.empty()) {
+      const auto log_dir =
+          cfg.log_file.has_parent_path() ? cfg.log_file.parent_path() : std::filesystem::path(".");
+      if (::access(log_dir.c_str(), W_OK | X_OK) != 0) {
+        return "--log-file: cannot write to directory '" + log_dir.string() + "': " + std::strerror(errno);
+      }
+    }
+    cfg.worker_executable = worker_beside_self();
+    if (!metrics_addr.empty()) {
+      if (!parse_listen_address(metrics_addr)) {
+        return "--metrics-addr: '" + metrics_addr + "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)";
+      }
+      cfg.metrics_address = metrics_addr;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<std::string> serve_config(const CLI::App& app) {
+    // Batch flags given before the word `serve` reach the main parser: refused here.
+    for (const char* batch : {"--topics", "--iterations", "--output", "--batch-size", "--topics-file",
+                              "--journal", "--resume", "--force-resume", "--keep-rounds"}) {
+      if (app.count(batch) > 0) {
+        return std::string(batch) + ": not an option of serve (each request brings its topics)";
+      }
+    }
+    auto address = parse_listen_address(listen);
+    if (!address) return "--listen: '" + listen + "' is not HOST:PORT";
+    serve_options.listen = *address;
+    return std::nullopt;
+  }
+
+  // Where the topics come from; stdin is read here, once.
+  std::optional<std::string> batch_input() {
+    if (!inv.topics_file.empty()) {
+      if (!inv.topics.empty()) return "--topics and --topics-file: give one or the other";
+      if (inv.topics_file == "-") {
+        std::vector<InvalidLine> invalid;
+        inv.topics = read_topic_lines(stdin, invalid);
+        for (const auto& bad : invalid) {
+          std::cerr << "concurrent_bigmodel: stdin line " << bad.line_number << " skipped: " << bad.reason
+                    << "\n";
+        }
+        if (inv.topics.empty()) return "--topics-file -: no topics on standard input";
+        inv.topics_file.clear();
+      } else {
+        std::FILE* f = std::fopen(inv.topics_file.c_str(), "re");
+        if (f == nullptr) {
+          return "--topics-file: cannot open '" + inv.topics_file + "': " + std::strerror(errno);
+        }
+        std::fclose(f);
+      }
+    }
+    for (auto& t : inv.topics) {
+      auto topic = checked_topic(t);
+      if (!topic) {
+        if (topic.error().kind == TopicProblem::Kind::empty) return "--topics: a topic is empty";
+        return "--topics: '" + t.substr(0, 80) + "' " + topic.error().what;
+      }
+      t = std::move(topic).value();
+    }
+    if (inv.topics.empty() && inv.topics_file.empty()) inv.topics = kDefaultTopics;
+    return std::nullopt;
+  }
+
+  // The report, the journal and --resume's checks.
+  std::optional<std::string> batch_output() {
+    const bool output_was_default = output.empty();
+    if (output.empty()) {
+      const std::time_t now = std::time(nullptr);
+      std::tm tm{};
+      localtime_r(&now, &tm);
+      char name[64];
+      std::strftime(name, sizeof name, "concurrent_bigmodel_report_%Y%m%d_%H%M%S.json", &tm);
+      output = name;
+    }
+    cfg.output = output;
+    const auto out_dir = cfg.output.has_parent_path() ? cfg.output.parent_path() : std::filesystem::path(".");
+    if (::access(out_dir.c_str(), W_OK | X_OK) != 0) {
+      return "--output: cannot write to directory '" + out_dir.string() + "': " + std::strerror(errno);
+    }
+    cfg.journal = journal.empty() ? cfg.output.parent_path() / (cfg.output.stem().string() + ".journal.jsonl")
+                                  : std::filesystem::path(journal);
+    if (cfg.resume && output_was_default && journal.empty()) {
+      return "--resume: name the run to resume with --output (or --journal)";
+    }
+    if (cfg.resume && !std::filesystem::exists(cfg.journal)) {
+      return "--resume: no journal at '" + cfg.journal.string() + "'";
+    }
+    cfg.keep_rounds = keep_rounds >= 0 ? keep_rounds : (inv.iterations == 0 ? 10 : 0);
+    return std::nullopt;
+  }
+};
+
+}  // namespace
+
+CommandLine parse_command_line(int argc, char** argv) {
+  Flags f;
+  CLI::App app{
+      "Analyse topics with Zhipu BigModel (GLM): for each topic a tool model searches the web, then a\n"
+      "chat model writes the analysis. Runs many topics concurrently and writes a JSON report.",
+      "concurrent_bigmodel"};
+  app.footer(kFooter);
+  const std::string version = std::string("concurrent_bigmodel ") + kVersion;
+  app.set_version_flag("--version", version);
+  app.get_formatter()->column_width(34);
+
+  f.add_pool(app, false);
+  f.add_batch(app);
+  CLI::App* serve = f.add_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -273,141 +452,16 @@ CommandLine parse_command_line(int argc, char** argv) {
     return usage_error(e.what());
   }
 
-  using concurrent_bigmodel::Mode;
-  cfg.mode = mode == "threading" ? Mode::threading : mode == "asyncio" ? Mode::asyncio : Mode::multiprocessing;
-  cfg.timeout = seconds_to_ms(timeout_s);
-  cfg.delay = seconds_to_ms(delay_s);
-  cfg.kill_grace = seconds_to_ms(kill_grace_s);
-  cfg.progress_interval = seconds_to_ms(progress_interval_s);
-  cfg.drain_grace = seconds_to_ms(drain_grace_s);
-  cfg.restart_period = seconds_to_ms(restart_period_s);
-  cfg.console = !quiet;
-  if (cfg.chat_model.empty()) return usage_error("--chat-model: must not be empty");
-  if (cfg.tool_model.empty()) return usage_error("--tool-model: must not be empty");
-
-  if (base_url.empty()) {
-    const char* env = std::getenv("BIGMODEL_BASE_URL");
-    base_url = env != nullptr && *env != '\0' ? env : kDefaultBaseUrl;
-  }
-  if (!is_http_url(base_url)) return usage_error("--base-url: '" + base_url + "' is not an http:// or https:// URL");
-  if (!allow_insecure_http && !key_may_travel_to(base_url)) {
-    return usage_error("--base-url: '" + base_url +
-                       "' is plain http to a non-loopback host; the API key would travel unencrypted "
-                       "(pass --allow-insecure-http to accept that)");
-  }
-  cfg.base_url = base_url;
-  cfg.allow_insecure_http = allow_insecure_http;
-
-  auto key = resolve_api_key(api_key);
-  if (!key) return usage_error("no API key: pass --api-key or set BIGMODEL_API_KEY (or ZHIPUAI_API_KEY)");
-  if (key->find_first_of("\r\n") != std::string::npos) {
-    return usage_error("the API key contains a line break (check BIGMODEL_API_KEY)");
-  }
-  cfg.api_key = std::move(*key);
-  // The key given as a flag is readable in /proc/<pid>/cmdline for as long as we run: blank it out.
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    char* secret = nullptr;
-    if (arg == "--api-key" && i + 1 < argc) {
-      secret = argv[i + 1];
-    } else if (arg.starts_with("--api-key=")) {
-      secret = argv[i] + std::strlen("--api-key=");
-    }
-    if (secret != nullptr) std::memset(secret, '*', std::strlen(secret));
-  }
-
-  if (!prompt_file.empty()) {
-    std::string error;
-    const std::string text = read_file(prompt_file, error);
-    if (!error.empty()) return usage_error("--prompt-file: " + error);
-    auto prompts = PromptSet::from_file_text(text);
-    if (!prompts) return usage_error("--prompt-file '" + prompt_file + "': " + prompts.error().message);
-    cfg.prompts = text;
-  }
-
-  cfg.log_file = log_file;
-  if (!log_file.empty()) {
-    const auto log_dir = cfg.log_file.has_parent_path() ? cfg.log_file.parent_path() : std::filesystem::path(".");
-    if (::access(log_dir.c_str(), W_OK | X_OK) != 0) {
-      return usage_error("--log-file: cannot write to directory '" + log_dir.string() + "': " + std::strerror(errno));
-    }
-  }
-  cfg.worker_executable = worker_beside_self();
-  if (!metrics_addr.empty()) {
-    if (!parse_listen_address(metrics_addr)) {
-      return usage_error("--metrics-addr: '" + metrics_addr + "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)");
-    }
-    cfg.metrics_address = metrics_addr;
-  }
-
+  if (auto problem = f.pool_config(argc, argv)) return usage_error(*problem);
   if (serve->parsed()) {
-    // Batch flags given before the word `serve` reach the main parser: refused here.
-    for (const char* batch : {"--topics", "--iterations", "--output", "--batch-size", "--topics-file", "--journal",
-                              "--resume", "--force-resume", "--keep-rounds"}) {
-      if (app.count(batch) > 0) {
-        return usage_error(std::string(batch) + ": not an option of serve (each request brings its topics)");
-      }
-    }
-    auto address = parse_listen_address(listen);
-    if (!address) return usage_error("--listen: '" + listen + "' is not HOST:PORT");
-    serve_options.listen = *address;
+    if (auto problem = f.serve_config(app)) return usage_error(*problem);
     CommandLine cl;
-    cl.serve = ServeInvocation{std::move(cfg), std::move(serve_options)};
+    cl.serve = ServeInvocation{std::move(f.cfg), std::move(f.serve_options)};
     return cl;
   }
-
-  if (!inv.topics_file.empty()) {
-    if (!inv.topics.empty()) return usage_error("--topics and --topics-file: give one or the other");
-    if (inv.topics_file == "-") {
-      std::vector<InvalidLine> invalid;
-      inv.topics = read_topic_lines(stdin, invalid);
-      for (const auto& bad : invalid) {
-        std::cerr << "concurrent_bigmodel: stdin line " << bad.line_number << " skipped: " << bad.reason << "\n";
-      }
-      if (inv.topics.empty()) return usage_error("--topics-file -: no topics on standard input");
-      inv.topics_file.clear();
-    } else {
-      std::FILE* f = std::fopen(inv.topics_file.c_str(), "re");
-      if (f == nullptr) {
-        return usage_error("--topics-file: cannot open '" + inv.topics_file + "': " + std::strerror(errno));
-      }
-      std::fclose(f);
-    }
-  }
-  for (auto& t : inv.topics) {
-    auto topic = checked_topic(t);
-    if (!topic) {
-      if (topic.error().kind == TopicProblem::Kind::empty) return usage_error("--topics: a topic is empty");
-      return usage_error("--topics: '" + t.substr(0, 80) + "' " + topic.error().what);
-    }
-    t = std::move(topic).value();
-  }
-  if (inv.topics.empty() && inv.topics_file.empty()) inv.topics = kDefaultTopics;
-
-  const bool output_was_default = output.empty();
-  if (output.empty()) {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&now, &tm);
-    char name[64];
-    std::strftime(name, sizeof name, "concurrent_bigmodel_report_%Y%m%d_%H%M%S.json", &tm);
-    output = name;
-  }
-  cfg.output = output;
-  const auto out_dir = cfg.output.has_parent_path() ? cfg.output.parent_path() : std::filesystem::path(".");
-  if (::access(out_dir.c_str(), W_OK | X_OK) != 0) {
-    return usage_error("--output: cannot write to directory '" + out_dir.string() + "': " + std::strerror(errno));
-  }
-  cfg.journal = journal.empty() ? cfg.output.parent_path() / (cfg.output.stem().string() + ".journal.jsonl")
-                                : std::filesystem::path(journal);
-  if (cfg.resume && output_was_default && journal.empty()) {
-    return usage_error("--resume: name the run to resume with --output (or --journal)");
-  }
-  if (cfg.resume && !std::filesystem::exists(cfg.journal)) {
-    return usage_error("--resume: no journal at '" + cfg.journal.string() + "'");
-  }
-  cfg.keep_rounds = keep_rounds >= 0 ? keep_rounds : (inv.iterations == 0 ? 10 : 0);
-  return {std::move(inv), 0, {}, std::nullopt};
+  if (auto problem = f.batch_input()) return usage_error(*problem);
+  if (auto problem = f.batch_output()) return usage_error(*problem);
+  return {std::move(f.inv), 0, {}, std::nullopt};
 }
 
 }  // namespace cbm

@@ -90,18 +90,9 @@ void AttemptEngine::loop() {
 
 void AttemptEngine::fire_due_timers() {
   const auto now = clock_.now();
+  if (now >= next_deadline_) expire_attempts(now);
   while (auto timer = timers_.pop_due(now)) {
     switch (timer->kind) {
-      case Timer::Kind::deadline: {
-        Slot& s = slots_[timer->target];
-        if (!s.task || s.serial != timer->serial || s.cancelled) break;  // it ended before its deadline
-        log_.warn(slot_name(timer->target) + " task " + std::to_string(*s.task) + " attempt " +
-                  std::to_string(book_.at(*s.task).attempts()) + " passed --timeout " + secs(config_.timeout) +
-                  ": ending it");
-        s.cancelled = CancelCause::timeout;
-        transport_->cancel(timer->target, CancelCause::timeout);
-        break;
-      }
       case Timer::Kind::retry:
         book_.retry_due(timer->target);
         break;
@@ -121,6 +112,25 @@ void AttemptEngine::fire_due_timers() {
         }
         break;
     }
+  }
+}
+
+// Attempts past their --timeout are ended through the transport (their outcomes come back as timeouts).
+// Deadlines live in the slots, not the timer heap: an attempt that ends in time leaves nothing behind.
+void AttemptEngine::expire_attempts(Clock::time_point now) {
+  next_deadline_ = Clock::time_point::max();
+  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+    Slot& s = slots_[slot];
+    if (!s.task || s.cancelled) continue;
+    if (now < s.deadline) {
+      next_deadline_ = std::min(next_deadline_, s.deadline);
+      continue;
+    }
+    log_.warn(slot_name(slot) + " task " + std::to_string(*s.task) + " attempt " +
+              std::to_string(book_.at(*s.task).attempts()) + " passed --timeout " + secs(config_.timeout) +
+              ": ending it");
+    s.cancelled = CancelCause::timeout;
+    transport_->cancel(slot, CancelCause::timeout);
   }
 }
 
@@ -202,11 +212,11 @@ void AttemptEngine::start_attempt(std::size_t slot, TaskId id, ConcurrencyGate::
   s.task = id;
   s.permit = permit;
   s.cancelled.reset();
-  ++s.serial;
   ++running_;
   ++attempts_started_;
   const auto deadline = now + config_.timeout;
-  timers_.set(deadline, Timer{Timer::Kind::deadline, slot, s.serial});
+  s.deadline = deadline;
+  next_deadline_ = std::min(next_deadline_, deadline);
   observer_.attempt_started(task, static_cast<int>(slot));
   transport_->start(slot, task, deadline);
 }
@@ -219,7 +229,7 @@ void AttemptEngine::retire_if_done() {
 
 void AttemptEngine::wait() {
   const auto now = clock_.now();
-  auto until = now + progress_.next_due();
+  auto until = std::min(now + progress_.next_due(), next_deadline_);
   if (const auto timer = timers_.next()) until = std::min(until, *timer);
   transport_->wait(until, *this);
 }

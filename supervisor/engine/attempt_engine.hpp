@@ -9,8 +9,9 @@
 //
 //   fire_due_timers -> apply_stop_rules -> refill -> dispatch -> retire_idle -> wait (transport)
 //
-// Every wake-up it needs is a timer in one TimerHeap (deadlines, retries, --delay, admissions, the
-// drain grace); the transport's wait() sleeps until the earliest, a control wake-up or an event.
+// Every wake-up it needs is a timer in one TimerHeap (retries, --delay, admissions, the drain grace)
+// or a running attempt's deadline (kept in its slot: an attempt that ends in time leaves nothing
+// behind); the transport's wait() sleeps until the earliest, a control wake-up or an event.
 // Time comes from the injected RunClock. Single-threaded: the transport reports on this thread.
 #pragma once
 
@@ -52,16 +53,16 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
     std::optional<TaskId> task;                      // the running attempt's task
     std::optional<ConcurrencyGate::Permit> permit;   // its place (limit and rate caps)
     std::optional<CancelCause> cancelled;            // the engine ended it early, and why
-    std::uint64_t serial = 0;                        // numbers its attempts: older timers are stale
+    Clock::time_point deadline{};                    // the running attempt's --timeout
   };
   struct Timer {
-    enum class Kind { deadline, retry, slot_free, admission, drain_end, give_up } kind;
-    std::uint64_t target = 0;  // the slot (deadline, slot_free) or the task (retry)
-    std::uint64_t serial = 0;  // deadline: the attempt it was set for
+    enum class Kind { retry, slot_free, admission, drain_end, give_up } kind;
+    std::uint64_t target = 0;  // the slot (slot_free) or the task (retry)
   };
 
   void loop();
   void fire_due_timers();
+  void expire_attempts(Clock::time_point now);
   void apply_stop_rules();
   void refill();
   void dispatch();
@@ -102,7 +103,9 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   bool stopped_now_ = false;      // the stop rules ended the running attempts (once a round)
   bool admission_timer_set_ = false;
   std::optional<Clock::time_point> drain_deadline_;
-  std::optional<Clock::time_point> give_up_at_;  // fail_run: when attempts still running are abandoned
+  std::optional<Clock::time_point> give_up_at_;
+  // No running attempt's deadline is before this (recomputed when one passes).
+  Clock::time_point next_deadline_ = Clock::time_point::max();  // fail_run: when attempts still running are abandoned
 };
 
 }  // namespace cbm

@@ -1,8 +1,9 @@
-// TimerHeap: the one structure for "wake me at T" in a loop (the engine's attempt deadlines, retry
-// backoffs, --delay, the drain grace and rate-cap admissions; the worker pool's kill deadlines and
-// restart backoffs). A binary heap of (time, payload); a timer is not removed when it stops mattering:
-// its payload carries what it was set for (a slot's attempt serial, say) and the owner ignores a stale
-// one when it fires. Ties fire in the order they were set. Not thread-safe.
+// TimerHeap: the one structure for "wake me at T" in a loop (the engine's retry backoffs, --delay, the
+// drain grace and rate-cap admissions; the worker pool's kill deadlines). A binary heap of (time,
+// payload); a timer is not removed when it stops mattering: its payload carries what it was set for (a
+// worker's generation, say) and the owner ignores a stale one when it fires. So it suits timers that
+// mostly fire: one set per attempt and mostly outlived (a --timeout) would pile up, and lives elsewhere.
+// Ties fire in the order they were set. Not thread-safe.
 #pragma once
 
 #include <chrono>
