@@ -10,7 +10,7 @@
 // Launcher mode: exec costs a worker ~10 ms of CPU in the dynamic loader (libcurl's libraries); fork()
 // of a process that has them loaded and libcurl initialised costs a fraction of it. The launcher is
 // single-threaded, so fork() is safe (see run_launcher). It serves requests from its control socket
-// (fd 3; common/launcher_protocol.hpp): fork a worker, reply with its pid and a pidfd; and it
+// (fd 3; common/ipc/launcher_protocol.hpp): fork a worker, reply with its pid and a pidfd; and it
 // reaps its workers and reports each exit status. A worker dies with the launcher (PR_SET_PDEATHSIG),
 // the launcher with the supervisor: none outlives the supervisor, even after kill -9.
 #include <dirent.h>
