@@ -8,19 +8,13 @@
 namespace cbm {
 namespace {
 
-std::string secs(Clock::duration d) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g s", std::chrono::duration<double>(d).count());
-  return buf;
-}
-
 // The error an attempt ended early by the engine carries, the same whichever transport ran it.
 ApiError ended_early(CancelCause cause, Clock::duration timeout) {
   ApiError e;
   if (cause == CancelCause::timeout) {
     e.kind = ErrorKind::timeout;
     e.error_class = ErrorClass::retryable;
-    e.message = "the attempt exceeded --timeout " + secs(timeout);
+    e.message = "the attempt exceeded --timeout " + seconds_text(timeout);
   } else {
     e.kind = ErrorKind::cancelled;
     e.error_class = ErrorClass::task_fatal;
@@ -57,7 +51,6 @@ AttemptEngine::~AttemptEngine() = default;
 std::size_t AttemptEngine::run_round(std::uint32_t round, TopicSource& topics) {
   book_.begin(round, topics);
   last_round_ = config_.iterations != 0 && round >= static_cast<std::uint32_t>(config_.iterations);
-  retired_ = false;
   stopped_now_ = false;
   drain_deadline_.reset();
   try {
@@ -103,7 +96,7 @@ void AttemptEngine::fire_due_timers() {
         admission_timer_set_ = false;
         break;
       case Timer::Kind::give_up:
-        if (give_up_at_ && running_ > 0) throw std::runtime_error("running attempts did not come back after the stop");
+        if (failing_ && running_ > 0) throw std::runtime_error("running attempts did not come back after the stop");
         break;
       case Timer::Kind::drain_end:
         if (control_.level() == StopLevel::drain) {
@@ -127,7 +120,7 @@ void AttemptEngine::expire_attempts(Clock::time_point now) {
       continue;
     }
     log_.warn(slot_name(slot) + " task " + std::to_string(*s.task) + " attempt " +
-              std::to_string(book_.at(*s.task).attempts()) + " passed --timeout " + secs(config_.timeout) +
+              std::to_string(book_.at(*s.task).attempts()) + " passed --timeout " + seconds_text(config_.timeout) +
               ": ending it");
     s.cancelled = CancelCause::timeout;
     transport_->cancel(slot, CancelCause::timeout);
@@ -145,10 +138,10 @@ void AttemptEngine::apply_stop_rules() {
     drain_deadline_ = now + config_.drain_grace;
     timers_.set(*drain_deadline_, Timer{Timer::Kind::drain_end});
     if (drain_policy_ == DrainPolicy::in_flight) {
-      log_.info("draining: no new tasks; in-flight tasks have " + secs(config_.drain_grace) + " to finish");
+      log_.info("draining: no new tasks; in-flight tasks have " + seconds_text(config_.drain_grace) + " to finish");
       book_.cancel_waiting(false, now);
     } else {
-      log_.info("draining: the accepted tasks have " + secs(config_.drain_grace) + " to finish");
+      log_.info("draining: the accepted tasks have " + seconds_text(config_.drain_grace) + " to finish");
     }
   }
   if (level != StopLevel::now || stopped_now_) return;
@@ -319,19 +312,19 @@ void AttemptEngine::fail_run(const std::string& what) {
   if (!ledger_.abort_reason()) ledger_.mark_aborted(what);
   control_.stop_now();
   // The transport may be what failed: its attempts get the drain grace to come back, no more.
-  give_up_at_ = clock_.now() + config_.drain_grace;
-  timers_.set(*give_up_at_, Timer{Timer::Kind::give_up});
+  failing_ = true;
+  timers_.set(clock_.now() + config_.drain_grace, Timer{Timer::Kind::give_up});
   try {
     loop();
   } catch (const std::exception& e) {
     log_.error("while stopping: " + std::string(e.what()));
     abandon_running();
   }
-  give_up_at_.reset();
+  failing_ = false;
 }
 
-// The attempts still running are recorded as cancelled without their outcomes: their places go back
-// to the gate, observers hear that they ended, and the transport is told to end them.
+// The attempts still running end here, without their outcomes: as a stop would end them (the
+// transport is told, the permit goes back, observers hear of it, the task is cancelled during it).
 void AttemptEngine::abandon_running() {
   const auto now = clock_.now();
   for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
@@ -342,17 +335,10 @@ void AttemptEngine::abandon_running() {
     } catch (const std::exception& e) {
       log_.error(slot_name(slot) + " cannot be cancelled: " + e.what());
     }
+    s.cancelled = CancelCause::stop;
     AttemptOutcome abandoned;
     abandoned.error = ended_early(CancelCause::stop, config_.timeout);
-    gate_.release(*s.permit, abandoned, now);
-    TaskProgress& t = book_.at(*s.task);
-    t.end_attempt(abandoned);
-    observer_.attempt_ended(t.task(), abandoned, static_cast<int>(slot));
-    book_.finish(*s.task, t.cancel(CancelPoint::during_attempt, true, static_cast<int>(slot), now));
-    s.task.reset();
-    s.permit.reset();
-    s.cancelled.reset();
-    --running_;
+    attempt_ended(slot, std::move(abandoned));
   }
   try {
     book_.cancel_waiting(true, now);

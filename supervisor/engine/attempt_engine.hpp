@@ -99,11 +99,10 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   std::mt19937_64 rng_;           // retry jitter
   CrashAttribution crashes_;
   bool last_round_ = false;
-  bool retired_ = false;
   bool stopped_now_ = false;      // the stop rules ended the running attempts (once a round)
   bool admission_timer_set_ = false;
   std::optional<Clock::time_point> drain_deadline_;
-  std::optional<Clock::time_point> give_up_at_;
+  bool failing_ = false;  // in fail_run: attempts still running after the drain grace are abandoned
   // No running attempt's deadline is before this (recomputed when one passes).
   Clock::time_point next_deadline_ = Clock::time_point::max();  // fail_run: when attempts still running are abandoned
 };

@@ -37,13 +37,7 @@ void RunControl::request_drain() {
 
 void RunControl::stop_now() {
   level_.store(StopLevel::now);
-  abort_.store(true);
   notify();
-}
-
-bool RunControl::wait_for(std::chrono::steady_clock::duration d) {
-  std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, d, [this] { return stopping(); });
 }
 
 bool RunControl::pause(std::chrono::steady_clock::duration d, const std::function<void()>& on_status) {
@@ -65,7 +59,6 @@ void RunControl::notify() {
   {
     // Taking the lock orders this notify after a waiter's predicate check: no lost wake-up.
     std::lock_guard lock(mu_);
-    ++notifications_;
   }
   cv_.notify_all();
   wake();
@@ -75,16 +68,6 @@ void RunControl::wake() {
   const std::uint64_t one = 1;
   // EAGAIN means the counter is already non-zero: a wake-up is pending anyway.
   [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
-}
-
-std::uint64_t RunControl::notifications() {
-  std::lock_guard lock(mu_);
-  return notifications_;
-}
-
-void RunControl::wait_for_notification(std::uint64_t seen) {
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return notifications_ != seen || stopping(); });
 }
 
 void RunControl::drain_wakeups() {

@@ -1,7 +1,7 @@
 // RunControl: the run's stop state and the requests from outside it (a library caller, or the CLI's
-// signals), shared by the loop that drives the run and the threads that wait inside it. Each change
-// wakes both kinds of waiter: threads blocked in wait_for() (condition variable) and loops polling
-// wake_fd() (an eventfd the loop drains with drain_wakeups()).
+// signals), shared by the loop that drives the run and whoever asks it to stop. Each change wakes both
+// kinds of waiter: the engine's loop polling wake_fd() (an eventfd it drains with drain_wakeups()) and
+// a monitor's pause() between rounds (a condition variable).
 #pragma once
 
 #include <atomic>
@@ -35,30 +35,21 @@ class RunControl {
   void request_status() { status_.store(true); notify(); }
 
   StopLevel level() const { return level_.load(); }
-  // True once an immediate stop is requested: HTTP transfers poll it to abort (HttpOptions::abort).
-  const std::atomic<bool>& abort_flag() const { return abort_; }
   bool stopping() const { return level() != StopLevel::none; }
   int first_signal() const { return first_signal_.load(); }  // 0 when no signal arrived
   bool interrupted() const { return interrupted_.load(); }
   bool take_reload() { return reload_.exchange(false); }
   bool take_status() { return status_.exchange(false); }
 
-  // Sleeps for `d` unless a stop is requested first; returns true if stopping.
-  bool wait_for(std::chrono::steady_clock::duration d);
-  // As wait_for, and answers each status request (SIGUSR1) that comes meanwhile with `on_status`, at
-  // once (a monitor's pause between rounds).
+  // Sleeps for `d` unless a stop is requested first (true if stopping); answers each status request
+  // (SIGUSR1) that comes meanwhile with `on_status`, at once (a monitor's pause between rounds).
   bool pause(std::chrono::steady_clock::duration d, const std::function<void()>& on_status);
 
-  // Wakes the driving loop (also used by worker threads when they finish a task, and by an open
-  // topic source when topics arrive).
+  // Wakes the driving loop and a pause() between rounds (a signal's request, an open topic source's
+  // new topics).
   void notify();
   // Wakes the driving loop only (a transport's thread with an outcome for it).
   void wake();
-  // For threads that wait for something notify() announces (an open source's topics): read
-  // notifications() before checking for it; wait_for_notification(seen) then returns once notify()
-  // has been called since, or at once when stopping. No wake-up is lost between check and wait.
-  std::uint64_t notifications();
-  void wait_for_notification(std::uint64_t seen);
   int wake_fd() const { return wake_fd_; }
   void drain_wakeups();
   // Polls wake_fd() for up to `timeout`, then drains it (for a loop with nothing else to watch).
@@ -66,14 +57,12 @@ class RunControl {
 
  private:
   std::atomic<StopLevel> level_{StopLevel::none};
-  std::atomic<bool> abort_{false};
   std::atomic<int> first_signal_{0};
   std::atomic<bool> interrupted_{false};
   std::atomic<bool> reload_{false};
   std::atomic<bool> status_{false};
   std::mutex mu_;
   std::condition_variable cv_;
-  std::uint64_t notifications_ = 0;  // guarded by mu_
   int wake_fd_;
 };
 

@@ -56,8 +56,6 @@ TaskBook::TaskId TaskBook::pop_ready() {
   return id;
 }
 
-void TaskBook::push_front(TaskId task) { ready_.push_front(task); }
-
 void TaskBook::wait_to_retry(TaskId task) { waiting_.insert(task); }
 
 bool TaskBook::retry_due(TaskId task) {

@@ -41,13 +41,11 @@ class TaskBook {
   std::size_t ready_count() const { return ready_.size(); }
   std::size_t waiting_count() const { return waiting_.size(); }
   TaskId pop_ready();                // precondition: has_ready()
-  void push_front(TaskId task);      // taken, but could not start after all
   void wait_to_retry(TaskId task);   // its next attempt comes after a backoff
   // A retry's time has come: back to the ready queue (false if the task has ended meanwhile).
   bool retry_due(TaskId task);
 
   TaskProgress& at(TaskId task) { return tasks_.at(task); }
-  bool holds(TaskId task) const { return tasks_.count(task) != 0; }
 
   // The task's terminal record.
   void finish(TaskId task, TaskResult result);

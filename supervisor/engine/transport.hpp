@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "task.hpp"
 
@@ -39,6 +41,23 @@ class AttemptSink {
 
  protected:
   ~AttemptSink() = default;
+};
+
+// Attempts a transport saw end, held until its wait() hands them to the sink (a transport reports only
+// from wait(): never from start() or cancel(), which the engine calls mid-turn).
+class EndedAttempts {
+ public:
+  void add(std::size_t slot, AttemptOutcome outcome) { ended_.emplace_back(slot, std::move(outcome)); }
+  bool empty() const { return ended_.empty(); }
+  // Hands every one to `sink`, in the order they ended, and forgets them.
+  void deliver(AttemptSink& sink) {
+    for (auto& [slot, outcome] : ended_) sink.attempt_ended(slot, std::move(outcome));
+    ended_.clear();
+  }
+  void swap(EndedAttempts& other) noexcept { ended_.swap(other.ended_); }
+
+ private:
+  std::vector<std::pair<std::size_t, AttemptOutcome>> ended_;
 };
 
 class Transport {

@@ -47,4 +47,10 @@ void Logger::log(LogLevel level, std::string_view message) {
   }
 }
 
+std::string seconds_text(std::chrono::steady_clock::duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g s", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
 }  // namespace cbm

@@ -2,14 +2,19 @@
 // Thread-safe. Callers never pass the API key; ApiError messages are scrubbed by the client.
 #pragma once
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <string>
 #include <string_view>
 
 namespace cbm {
 
 enum class LogLevel { debug, info, warning, error };
+
+// How a duration reads in a log line or a message: "0.05 s", "2 s", "120 s".
+std::string seconds_text(std::chrono::steady_clock::duration d);
 
 class Logger {
  public:

@@ -1,8 +1,7 @@
 #include "restart_governor.hpp"
 
-#include <cstdio>
-
 #include "backoff.hpp"
+#include "logger.hpp"
 
 namespace cbm {
 
@@ -11,9 +10,8 @@ std::optional<std::string> RestartGovernor::on_death(Clock::time_point now) {
   while (!recent_.empty() && recent_.front() < now - limits_.period) recent_.pop_front();
   if (static_cast<int>(recent_.size()) <= limits_.max_restarts) return std::nullopt;
   if (last_progress_ && *last_progress_ >= now - limits_.period) return std::nullopt;
-  char period[32];
-  std::snprintf(period, sizeof period, "%.3g s", std::chrono::duration<double>(limits_.period).count());
-  return "workers keep crashing: " + std::to_string(recent_.size()) + " restarts within " + period +
+  return "workers keep crashing: " + std::to_string(recent_.size()) + " restarts within " +
+         seconds_text(limits_.period) +
          " (over --max-restarts " + std::to_string(limits_.max_restarts) + ") and no task finished meanwhile";
 }
 

@@ -26,12 +26,6 @@ std::uint64_t next_instance() {
   return count.fetch_add(1) + 1;
 }
 
-std::string secs(Clock::duration d) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g s", std::chrono::duration<double>(d).count());
-  return buf;
-}
-
 }  // namespace
 
 struct WorkerPool::Slot {
@@ -239,7 +233,7 @@ void WorkerPool::on_exit(Slot& s, Events& events) {
     ++s.consecutive_deaths;
     const auto backoff = RestartGovernor::backoff(s.consecutive_deaths);
     s.restart_at += backoff;
-    log_.warn(s.label() + " " + how + "; restarting in " + secs(backoff));
+    log_.warn(s.label() + " " + how + "; restarting in " + seconds_text(backoff));
     if (auto reason = governor_.on_death(clock_.now()); reason && !gave_up_) gave_up_ = *reason + "; last: " + how;
   }
   events.worker_exited(s.index, how, restarting);

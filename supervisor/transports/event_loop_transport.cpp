@@ -26,7 +26,7 @@ void EventLoopTransport::send_next(std::size_t slot) {
   Slot& s = slots_[slot];
   auto request = s.attempt->next_request();
   if (!request) {
-    ended_.emplace_back(slot, s.attempt->take_outcome());
+    ended_.add(slot, s.attempt->take_outcome());
     s.attempt.reset();
     return;
   }
@@ -42,7 +42,7 @@ void EventLoopTransport::cancel(std::size_t slot, CancelCause /*cause*/) {
   AttemptOutcome ended = s.attempt->take_outcome();
   ended.error.emplace();  // the engine names it (timeout or stop)
   ended.error->kind = ErrorKind::cancelled;
-  ended_.emplace_back(slot, std::move(ended));
+  ended_.add(slot, std::move(ended));
   s.attempt.reset();
 }
 
@@ -56,9 +56,8 @@ void EventLoopTransport::wait(Clock::time_point until, AttemptSink& sink) {
       send_next(f.slot);
     }
   }
-  delivering_.clear();
-  std::swap(delivering_, ended_);  // the sink does not start attempts: ended_ stays as it is meanwhile
-  for (auto& [slot, outcome] : delivering_) sink.attempt_ended(slot, std::move(outcome));
+  delivering_.swap(ended_);
+  delivering_.deliver(sink);
 }
 
 }  // namespace cbm

@@ -44,8 +44,8 @@ class EventLoopTransport final : public Transport {
   AsyncHttp http_;
   std::vector<Slot> slots_;
   std::vector<AsyncHttp::Finished> finished_;                  // reused by wait()
-  std::vector<std::pair<std::size_t, AttemptOutcome>> ended_;  // attempts over, for the sink
-  std::vector<std::pair<std::size_t, AttemptOutcome>> delivering_;
+  EndedAttempts ended_;       // attempts over, for the sink
+  EndedAttempts delivering_;  // what wait() hands over (the sink starts nothing meanwhile)
 };
 
 }  // namespace cbm

@@ -58,9 +58,8 @@ void ProcessTransport::cancel(std::size_t slot, CancelCause cause) {
 void ProcessTransport::wait(Clock::time_point until, AttemptSink& sink) {
   if (ended_.empty()) pool_.wait(until, *this);
   for (std::size_t slot : std::exchange(restarted_, {})) sink.worker_restarted(slot);
-  delivering_.clear();
-  std::swap(delivering_, ended_);
-  for (auto& [slot, outcome] : delivering_) sink.attempt_ended(slot, std::move(outcome));
+  delivering_.swap(ended_);
+  delivering_.deliver(sink);
   if (pool_.gave_up() && !failure_reported_) {
     failure_reported_ = true;
     sink.transport_failed(*pool_.gave_up());
@@ -93,7 +92,7 @@ void ProcessTransport::worker_exited(std::size_t slot, const std::string& how, b
 
 void ProcessTransport::end(std::size_t slot, AttemptOutcome outcome) {
   running_[slot].reset();
-  ended_.emplace_back(slot, std::move(outcome));
+  ended_.add(slot, std::move(outcome));
 }
 
 }  // namespace cbm

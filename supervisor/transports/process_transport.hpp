@@ -50,8 +50,8 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
   Logger& log_;
   WorkerPool pool_;
   std::vector<std::optional<Running>> running_;                // per slot
-  std::vector<std::pair<std::size_t, AttemptOutcome>> ended_;  // for the sink
-  std::vector<std::pair<std::size_t, AttemptOutcome>> delivering_;
+  EndedAttempts ended_;  // for the sink
+  EndedAttempts delivering_;
   std::vector<std::size_t> restarted_;
   bool failure_reported_ = false;
 };

@@ -52,7 +52,7 @@ void ThreadTransport::run(std::size_t slot) {
     {
       std::lock_guard lock(ended_mu_);
       was_empty = ended_.empty();
-      ended_.emplace_back(slot, std::move(outcome));
+      ended_.add(slot, std::move(outcome));
     }
     // The loop takes every outcome at once: one wake-up for a batch is enough.
     if (was_empty) control_.wake();
@@ -80,12 +80,11 @@ void ThreadTransport::wait(Clock::time_point until, AttemptSink& sink) {
     control_.wait_until_woken(
         std::max(std::chrono::milliseconds::zero(), std::chrono::ceil<std::chrono::milliseconds>(until - now)));
   }
-  delivering_.clear();
   {
     std::lock_guard lock(ended_mu_);
-    std::swap(delivering_, ended_);
+    delivering_.swap(ended_);
   }
-  for (auto& [slot, outcome] : delivering_) sink.attempt_ended(slot, std::move(outcome));
+  delivering_.deliver(sink);
 }
 
 }  // namespace cbm

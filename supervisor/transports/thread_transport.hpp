@@ -53,8 +53,8 @@ class ThreadTransport final : public Transport {
   RunControl& control_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::mutex ended_mu_;
-  std::vector<std::pair<std::size_t, AttemptOutcome>> ended_;  // guarded by ended_mu_
-  std::vector<std::pair<std::size_t, AttemptOutcome>> delivering_;
+  EndedAttempts ended_;  // guarded by ended_mu_
+  EndedAttempts delivering_;
 };
 
 }  // namespace cbm
