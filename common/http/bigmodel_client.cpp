@@ -117,8 +117,7 @@ BigModelClient::BigModelClient(ClientConfig config) : protocol_(std::move(config
 
 Result<ChatResponse, ApiError> BigModelClient::complete(ChatRequest request,
                                                         std::chrono::steady_clock::time_point deadline) {
-  const auto timeout = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
-  return protocol_.interpret(http_.post(protocol_.prepare(std::move(request)), timeout));
+  return protocol_.interpret(http_.post(protocol_.prepare(std::move(request)), time_until(deadline)));
 }
 
 Result<ChatResponse, ApiError> BigModelProtocol::classify(const Result<HttpResponse, TransportError>& sent) const {

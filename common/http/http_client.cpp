@@ -172,6 +172,10 @@ Result<HttpResponse, TransportError> HttpExchange::finish(CURL* curl, int curl_c
   return std::move(response_);
 }
 
+std::chrono::milliseconds time_until(std::chrono::steady_clock::time_point deadline) {
+  return std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+}
+
 HttpClient::HttpClient(HttpOptions options) : options_(options), curl_(curl_easy_init()) {
   if (curl_ == nullptr) throw std::runtime_error("curl_easy_init failed");
 }

@@ -102,6 +102,10 @@ class HttpExchange {
 // A timeout that is over before the request leaves (the attempt's deadline passed in an earlier step).
 TransportError deadline_passed();
 
+// The time left until `deadline`, rounded up: curl counts whole milliseconds, and a request must never end
+// before its deadline (truncating would cut up to a millisecond off every timeout).
+std::chrono::milliseconds time_until(std::chrono::steady_clock::time_point deadline);
+
 class HttpClient {
  public:
   explicit HttpClient(HttpOptions options);

@@ -30,8 +30,7 @@ void EventLoopTransport::send_next(std::size_t slot) {
     s.attempt.reset();
     return;
   }
-  const auto timeout = std::chrono::duration_cast<milliseconds>(s.deadline - Clock::now());
-  http_.start(slot, protocol_.prepare(std::move(*request)), timeout);
+  http_.start(slot, protocol_.prepare(std::move(*request)), time_until(s.deadline));
 }
 
 // The transfer is abandoned; the steps that did finish still count (their usage was paid for).
