@@ -40,7 +40,9 @@ a flag is visible to other users in the process list. The key is never logged or
 
 LangSmith tracing (one trace per task attempt) is on when LANGSMITH_TRACING=true, configured as
 LangSmith's SDK reads it: LANGSMITH_API_KEY, LANGSMITH_ENDPOINT (default https://api.smith.langchain.com),
-LANGSMITH_PROJECT (default "default"); LANGCHAIN_* names are read when the LANGSMITH_* ones are unset.)";
+LANGSMITH_PROJECT (default "default"), LANGSMITH_WORKSPACE_ID (sent as X-Tenant-Id),
+LANGSMITH_TRACING_SAMPLING_RATE (0-1, per trace), LANGSMITH_HIDE_INPUTS/_OUTPUTS/_METADATA=true;
+LANGCHAIN_* names are read when the LANGSMITH_* ones are unset.)";
 
 constexpr const char* kServeFooter = R"(Endpoints:
   POST /analyze  {"topics": ["...", ...], "concurrency": N}  -> 200 and the report of that batch

@@ -183,6 +183,7 @@ std::string LangSmithSender::render(const Batch& b) const {
 LangSmithSender::Delivery LangSmithSender::deliver(const Batch& b) {
   HttpRequest request{url_, {"Content-Type: application/json"}, render(b)};
   if (!settings_.api_key.empty()) request.headers.push_back("x-api-key: " + settings_.api_key);
+  if (!settings_.workspace_id.empty()) request.headers.push_back("X-Tenant-Id: " + settings_.workspace_id);
   for (int retry = 0;; ++retry) {
     if (abort_) return Delivery::abandoned;
     auto reply = http_.post(request, request_timeout());

@@ -1,6 +1,8 @@
 #include "langsmith_settings.hpp"
 
+#include <cmath>
 #include <cstdlib>
+#include <strings.h>
 
 #include "api_key.hpp"
 
@@ -16,6 +18,23 @@ std::optional<std::string> setting(const EnvLookup& env, const std::string& name
     }
   }
   return std::nullopt;
+}
+
+// The SDK's test for its HIDE_* switches: "true" in any case.
+bool switched_on(const EnvLookup& env, const std::string& name) {
+  auto v = setting(env, name);
+  return v && ::strcasecmp(v->c_str(), "true") == 0;
+}
+
+std::optional<double> fraction(const std::string& text) {
+  try {
+    std::size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used != text.size() || !std::isfinite(v) || v < 0.0 || v > 1.0) return std::nullopt;
+    return v;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
 }  // namespace
@@ -45,6 +64,20 @@ Result<std::optional<LangSmithSettings>, std::string> langsmith_settings(const E
   if (auto key = setting(env, "API_KEY")) s.api_key = std::move(*key);
   if (s.api_key.find_first_of("\r\n") != std::string::npos) {
     return Err{std::string("the LangSmith API key contains a line break (check LANGSMITH_API_KEY)")};
+  }
+  std::string workspace_var = "LANGSMITH_WORKSPACE_ID";
+  if (auto workspace = setting(env, "WORKSPACE_ID", &workspace_var)) s.workspace_id = std::move(*workspace);
+  if (s.workspace_id.find_first_of("\r\n") != std::string::npos) {
+    return Err{workspace_var + " contains a line break"};
+  }
+  s.hide_inputs = switched_on(env, "HIDE_INPUTS");
+  s.hide_outputs = switched_on(env, "HIDE_OUTPUTS");
+  s.hide_metadata = switched_on(env, "HIDE_METADATA");
+  std::string rate_var = "LANGSMITH_TRACING_SAMPLING_RATE";
+  if (auto rate = setting(env, "TRACING_SAMPLING_RATE", &rate_var)) {
+    auto v = fraction(*rate);
+    if (!v) return Err{rate_var + ": '" + *rate + "' is not a number from 0 to 1"};
+    s.sampling_rate = *v;
   }
 
   // A loopback endpoint (a local collector, the test simulator) may need no key; a remote one does.

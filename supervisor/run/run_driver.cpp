@@ -146,9 +146,16 @@ RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& obser
   executor = std::make_unique<AttemptEngine>(context, make_transport(context), drain);
   observers.add(observer);
   if (cfg.langsmith) {
-    tracer.emplace(*cfg.langsmith, log);
+    tracer.emplace(*cfg.langsmith, TracedModelSettings{cfg.pipeline.temperature, cfg.pipeline.max_tokens}, log);
     observers.add(*tracer);
-    log.info("tracing to LangSmith at " + cfg.langsmith->endpoint + ", project '" + cfg.langsmith->project + "'");
+    const LangSmithSettings& ls = *cfg.langsmith;
+    std::string line = "tracing to LangSmith at " + ls.endpoint + ", project '" + ls.project + "'";
+    if (!ls.workspace_id.empty()) line += ", workspace " + ls.workspace_id;
+    if (ls.sampling_rate < 1.0) line += ", sampling rate " + std::to_string(ls.sampling_rate);
+    if (ls.hide_inputs) line += ", inputs hidden";
+    if (ls.hide_outputs) line += ", outputs hidden";
+    if (ls.hide_metadata) line += ", metadata hidden";
+    log.info(line);
   }
   // Bound before anything is sent: a port in use is a configuration error (exit 2).
   if (cfg.metrics_address) {

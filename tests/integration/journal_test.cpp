@@ -190,7 +190,7 @@ TEST_CASE("resuming with another model is refused unless forced", "[journal][res
   CHECK(sim.requests_total() == 0);  // both topics were already finished
 }
 
-TEST_CASE("invalid topic lines are skipped with their line numbers; comments, blanks and CRLF are fine",
+TEST_CASE("invalid topic lines are skipped with their line numbers, comments, blanks and CRLF are fine",
           "[topics]") {
   Simulator sim;
   Run run(sim);

@@ -29,7 +29,7 @@ std::string str(const rapidjson::Value& v, const char* name) {
 class TracedRun {
  public:
   TracedRun(const Simulator& bigmodel, const std::string& langsmith_endpoint, const std::vector<std::string>& topics,
-            const std::vector<std::string>& args) {
+            const std::vector<std::string>& args, const std::map<std::string, std::string>& langsmith_env = {}) {
     std::string text;
     for (const auto& t : topics) text += t + "\n";
     write_text(dir_ / "topics.txt", text);
@@ -45,8 +45,12 @@ class TracedRun {
                 {"LANGSMITH_API_KEY", kLangSmithKey},
                 {"LANGSMITH_ENDPOINT", langsmith_endpoint},
                 {"LANGSMITH_PROJECT", kProject}};
+    for (const auto& [name, value] : langsmith_env) opts.env[name] = value;
     opts.unset_env = {"ZHIPUAI_API_KEY",      "BIGMODEL_BASE_URL", "LANGSMITH_TRACING_V2", "LANGCHAIN_TRACING_V2",
-                      "LANGCHAIN_TRACING",    "LANGCHAIN_API_KEY", "LANGCHAIN_ENDPOINT",   "LANGCHAIN_PROJECT"};
+                      "LANGCHAIN_TRACING",    "LANGCHAIN_API_KEY", "LANGCHAIN_ENDPOINT",   "LANGCHAIN_PROJECT",
+                      "LANGSMITH_WORKSPACE_ID", "LANGCHAIN_WORKSPACE_ID", "LANGSMITH_HIDE_INPUTS",
+                      "LANGSMITH_HIDE_OUTPUTS", "LANGSMITH_HIDE_METADATA", "LANGSMITH_TRACING_SAMPLING_RATE"};
+    for (const auto& [name, value] : langsmith_env) std::erase(opts.unset_env, name);
     started_ = std::chrono::steady_clock::now();
     process_ = std::make_unique<Subprocess>(argv, opts);
   }
@@ -207,6 +211,88 @@ TEST_CASE("every attempt of a run arrives in LangSmith as one complete, well-for
   }
   CHECK(attempts.size() == 10);
   for (const auto& [topic, n] : attempts) CHECK(n == report.at(topic).attempts);
+}
+
+TEST_CASE("LangSmith's workspace, hiding and sampling settings act as in its SDK, and llm runs name the model settings",
+          "[langsmith][config]") {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("mode " << mode);
+  Simulator bigmodel;
+  std::vector<std::string> topics;
+  for (int i = 0; i < 6; ++i) topics.push_back("setting topic " + std::to_string(i));
+  const std::vector<std::string> args = {"--mode", mode, "--concurrency", "3"};
+
+  SECTION("an org-scoped key's workspace goes as X-Tenant-Id; without it every batch is refused") {
+    Simulator langsmith({"--langsmith-workspace", "ws-7"});
+    TracedRun without(bigmodel, langsmith_url(langsmith), topics, args);
+    REQUIRE(without.process().exit_code(60s) == 0);
+    CHECK(stored_runs(langsmith)["runs"].Size() == 0);
+    CHECK(dropped_in(without.log()) > 0);
+    TracedRun with(bigmodel, langsmith_url(langsmith), topics, args, {{"LANGSMITH_WORKSPACE_ID", "ws-7"}});
+    REQUIRE(with.process().exit_code(60s) == 0);
+    INFO(with.diagnostics());
+    CHECK(dropped_in(with.log()) == 0);
+    CHECK(traces_of(stored_runs(langsmith)["runs"]).size() == topics.size());
+  }
+  SECTION("hidden inputs and outputs are sent as {}, the traces otherwise whole") {
+    Simulator langsmith;
+    TracedRun run(bigmodel, langsmith_url(langsmith), topics, args,
+                  {{"LANGSMITH_HIDE_INPUTS", "true"}, {"LANGSMITH_HIDE_OUTPUTS", "TRUE"}});
+    REQUIRE(run.process().exit_code(60s) == 0);
+    const rapidjson::Document stored = stored_runs(langsmith);
+    REQUIRE(stored["runs"].Size() == topics.size() * 3);  // a root and two llm runs each
+    for (const auto& r : stored["runs"].GetArray()) {
+      CHECK(r["inputs"].ObjectEmpty());
+      CHECK(r["outputs"].ObjectEmpty());
+      CHECK(r.HasMember("end_time"));
+    }
+    CHECK(run.log().find("inputs hidden, outputs hidden") != std::string::npos);
+  }
+  SECTION("llm runs carry ls_temperature and ls_max_tokens, and the search run its sources") {
+    Simulator langsmith;
+    TracedRun run(bigmodel, langsmith_url(langsmith), {"one topic"}, args);
+    REQUIRE(run.process().exit_code(60s) == 0);
+    const rapidjson::Document stored = stored_runs(langsmith);
+    const std::vector<Trace> traces = traces_of(stored["runs"]);
+    REQUIRE(traces.size() == 1);
+    REQUIRE(traces[0].children.size() == 2);
+    for (const rapidjson::Value* child : traces[0].children) {
+      const auto& meta = (*child)["extra"]["metadata"];
+      CHECK(meta["ls_temperature"].IsNumber());
+      CHECK(meta["ls_max_tokens"].GetInt() > 0);
+    }
+    const auto& search_out = (*traces[0].children[0])["outputs"];
+    REQUIRE(search_out.HasMember("sources"));
+    REQUIRE(search_out["sources"].Size() > 0);
+    CHECK_THAT(str(search_out["sources"][0], "link"), Catch::StartsWith("http"));
+    CHECK_FALSE((*traces[0].children[1])["outputs"].HasMember("sources"));
+  }
+  SECTION("a sampling rate sends whole traces: none at 0, some but not all at 0.5") {
+    Simulator none;
+    TracedRun zero(bigmodel, langsmith_url(none), topics, args, {{"LANGSMITH_TRACING_SAMPLING_RATE", "0"}});
+    REQUIRE(zero.process().exit_code(60s) == 0);
+    CHECK(stored_runs(none)["runs"].Size() == 0);
+    CHECK(zero.report().size() == topics.size());
+
+    // 40 traces each drawn at 0.5: all or none of them sent has odds of 2 in 2^40.
+    std::vector<std::string> many;
+    for (int i = 0; i < 40; ++i) many.push_back("sampled topic " + std::to_string(i));
+    Simulator some;
+    TracedRun half(bigmodel, langsmith_url(some), many, args, {{"LANGSMITH_TRACING_SAMPLING_RATE", "0.5"}});
+    REQUIRE(half.process().exit_code(60s) == 0);
+    const rapidjson::Document stored = stored_runs(some);
+    const std::vector<Trace> traces = traces_of(stored["runs"]);
+    CHECK(traces.size() > 0);
+    CHECK(traces.size() < many.size());
+    for (const Trace& t : traces) CHECK(t.children.size() == 2);  // children follow their root
+    CHECK(stored["runs"].Size() == traces.size() * 3);
+  }
+  SECTION("a sampling rate outside [0,1] is a usage error naming the variable") {
+    Simulator langsmith;
+    TracedRun bad(bigmodel, langsmith_url(langsmith), topics, args, {{"LANGSMITH_TRACING_SAMPLING_RATE", "1.5"}});
+    CHECK(bad.process().exit_code(60s) == 2);
+    CHECK_THAT(bad.process().err(), Catch::Contains("LANGSMITH_TRACING_SAMPLING_RATE: '1.5'"));
+  }
 }
 
 TEST_CASE("a worker killed mid-task still gets its trace closed with the crash", "[langsmith][crash]") {

@@ -424,7 +424,7 @@ TEST_CASE("a second SIGTERM during the drain stops at once and records in-flight
   for (const auto& w : processes_seen) CHECK_FALSE(still_running(w));
 }
 
-TEST_CASE("a poison pill that kills its worker fails after its attempts; the other topics succeed",
+TEST_CASE("a poison pill that kills its worker fails after its attempts, the other topics succeed",
           "[supervisor][crash]") {
   Simulator sim;
   const std::string boom = "boom [[fault:kill_client]]";
@@ -468,7 +468,7 @@ TEST_CASE("workers that keep dying at start-up abort the run with exit 3 and say
   CHECK(sim.requests_total() == 0);
 }
 
-TEST_CASE("a supervisor killed with SIGKILL takes its workers along; the next run sweeps its segments",
+TEST_CASE("a supervisor killed with SIGKILL takes its workers along, the next run sweeps its segments",
           "[supervisor][crash]") {
   Simulator sim({"--latency-ms", "300"});
   pid_t dead = 0;

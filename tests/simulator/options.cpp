@@ -152,6 +152,8 @@ void add_options(CLI::App& app, Options& options) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_flag("--verbose", options.verbose, "Log every request to stderr");
+  app.add_option("--langsmith-workspace", options.langsmith_workspace,
+                 "Require X-Tenant-Id: ID on /runs/batch (403 otherwise), as for an org-scoped key");
   app.add_option("--langsmith-api-key", options.langsmith_api_key,
                  "The only x-api-key /runs/batch accepts (401 otherwise); default: any, or none");
   app.add_option_function<std::string>(

@@ -33,6 +33,9 @@ struct Options {
   std::size_t max_body = 4 * 1024 * 1024;
   bool verbose = false;
   std::string langsmith_api_key;  // the only accepted x-api-key on /runs/batch; empty: any or none
+  // An org-scoped key's workspace: /runs/batch without `X-Tenant-Id: <it>` is refused with 403, as
+  // LangSmith refuses such a key without a workspace. Empty: no header needed.
+  std::string langsmith_workspace;
   RunsFault runs_fault = RunsFault::kNone;
 };
 

@@ -193,6 +193,10 @@ void Session::handle_runs_batch() {
   if (!expected.empty() && request["x-api-key"] != expected) {
     return reply(401, kJson, R"({"detail":"Invalid token"})");
   }
+  const std::string& workspace = state_.options.langsmith_workspace;
+  if (!workspace.empty() && request["x-tenant-id"] != workspace) {
+    return reply(403, kJson, R"({"detail":"org_scoped_key_requires_workspace"})");
+  }
   switch (state_.options.runs_fault) {
     case RunsFault::kHang:
       note_outcome(0);

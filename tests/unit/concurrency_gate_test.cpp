@@ -27,7 +27,7 @@ const ConcurrencyGate::Clock::time_point t0{};  // the gate reads no clock: time
 
 }  // namespace
 
-TEST_CASE("the gate admits up to its limit; only a release frees a place", "[gate]") {
+TEST_CASE("the gate admits up to its limit, only a release frees a place", "[gate]") {
   ConcurrencyGate gate(2, {}, 1, t0);
   auto a = gate.try_acquire(t0);
   auto b = gate.try_acquire(t0);
@@ -54,7 +54,7 @@ TEST_CASE("a rate cap holds the next attempt back until its time, and says when"
   CHECK(gate.try_acquire(*next));
 }
 
-TEST_CASE("refusals from the platform lower the gate's limit; releases report the move", "[gate]") {
+TEST_CASE("refusals from the platform lower the gate's limit, releases report the move", "[gate]") {
   ConcurrencyGate gate(10, {}, 1, t0);
   std::vector<ConcurrencyGate::Permit> permits;
   for (int i = 0; i < 10; ++i) permits.push_back(*gate.try_acquire(t0));

@@ -24,7 +24,7 @@ std::vector<std::uint64_t> yielded(cbm::TopicSource& source) {
 
 }  // namespace
 
-TEST_CASE("a repeated topic runs once; its later occurrences get copies, also when it ends after them",
+TEST_CASE("a repeated topic runs once, its later occurrences get copies, also when it ends after them",
           "[duplicates][ledger]") {
   const auto topics = std::make_shared<const std::vector<std::string>>(
       std::vector<std::string>{"fusion", "batteries", "fusion", "fusion"});

@@ -209,7 +209,7 @@ TEST_CASE("engine: retries run out after --max-retries and the task fails with t
   CHECK(r.error->code == "1234");
 }
 
-TEST_CASE("engine: a task-fatal error fails the task at once; the others go on", "[engine]") {
+TEST_CASE("engine: a task-fatal error fails the task at once, the others go on", "[engine]") {
   Bench b([](const cbm::Task& t) {
     return Step{10ms, t.topic == "bad" ? failed(cbm::ErrorClass::task_fatal) : ok()};
   });
@@ -233,7 +233,7 @@ TEST_CASE("engine: an attempt past --timeout is ended by the engine and retried 
   CHECK(r.attempts == 2);
 }
 
-TEST_CASE("engine: a run-fatal error aborts the run; every other topic gets one cancelled record",
+TEST_CASE("engine: a run-fatal error aborts the run, every other topic gets one cancelled record",
           "[engine]") {
   Bench b([](const cbm::Task& t) {
     return t.topic == "topic 0" ? Step{10ms, failed(cbm::ErrorClass::run_fatal)} : Step{1s, ok()};
@@ -268,7 +268,7 @@ TEST_CASE("engine: a drain lets running attempts finish and cancels what waits, 
   CHECK(b.transport->cancels.empty());
 }
 
-TEST_CASE("engine: a second signal ends the running attempts at once; they are cancelled in flight",
+TEST_CASE("engine: a second signal ends the running attempts at once, they are cancelled in flight",
           "[engine]") {
   Bench b([](const cbm::Task&) { return Step{1h, ok()}; });
   b.transport->events.emplace(b.clock.now() + 1s, [&] { b.control.on_stop_signal(15); });

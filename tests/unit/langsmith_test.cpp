@@ -145,6 +145,31 @@ TEST_CASE("LangSmith settings are read the way its SDK reads them", "[langsmith]
     REQUIRE_FALSE(remote.ok());
     CHECK_THAT(remote.error(), Catch::Contains("LANGSMITH_API_KEY"));
   }
+  SECTION("workspace, hidden parts and sampling rate, as the SDK reads them") {
+    Vars on = {{"LANGSMITH_TRACING", "true"}, {"LANGSMITH_API_KEY", "k"}};
+    auto plain = read(on);
+    REQUIRE(plain.value());
+    CHECK(plain.value()->workspace_id.empty());
+    CHECK_FALSE(plain.value()->hide_inputs);
+    CHECK(plain.value()->sampling_rate == 1.0);
+    Vars set = on;
+    set.insert({{"LANGCHAIN_WORKSPACE_ID", "ws"}, {"LANGSMITH_HIDE_INPUTS", "True"}, {"LANGSMITH_HIDE_OUTPUTS", "1"},
+                {"LANGSMITH_HIDE_METADATA", "true"}, {"LANGSMITH_TRACING_SAMPLING_RATE", "0.25"}});
+    auto s = read(set);
+    REQUIRE(s.value());
+    CHECK(s.value()->workspace_id == "ws");
+    CHECK(s.value()->hide_inputs);
+    CHECK_FALSE(s.value()->hide_outputs);  // only "true", in any case, switches it on
+    CHECK(s.value()->hide_metadata);
+    CHECK(s.value()->sampling_rate == 0.25);
+    for (const char* bad : {"-0.1", "1.01", "half", "0.5x", "nan"}) {
+      Vars v = on;
+      v["LANGSMITH_TRACING_SAMPLING_RATE"] = bad;
+      auto refused = read(v);
+      REQUIRE_FALSE(refused.ok());
+      CHECK_THAT(refused.error(), Catch::Contains(std::string("LANGSMITH_TRACING_SAMPLING_RATE: '") + bad + "'"));
+    }
+  }
   SECTION("plain http to a remote host needs --allow-insecure-http; the key is never in the message") {
     Vars vars = {{"LANGSMITH_TRACING", "true"},
                  {"LANGSMITH_API_KEY", "ls-SECRET"},

@@ -426,7 +426,7 @@ TEST_CASE("a channel is never created over an existing segment, nor attached to 
   CHECK_THROWS_AS(SupervisorChannel(fresh_name(5), ChannelOptions{16, 1024}), std::invalid_argument);
 }
 
-TEST_CASE("sweep removes the segments of a dead supervisor and keeps ours; segments are mode 0600", "[shm]") {
+TEST_CASE("sweep removes the segments of a dead supervisor and keeps ours, segments are mode 0600", "[shm]") {
   // Names under a uid no one runs as: a real supervisor sweeping concurrently (parallel ctest) cannot
   // take this test's orphan first, and the count below is exact.
   const uid_t test_uid = ::getuid() + 104729;
