@@ -241,4 +241,9 @@ void LangSmithSender::note_failure(const std::string& why, std::size_t records) 
             "; traces are dropped while this lasts (the analysis goes on)");
 }
 
+SenderTotals LangSmithSender::totals() {
+  std::lock_guard lk(mu_);
+  return totals_;
+}
+
 }  // namespace cbm

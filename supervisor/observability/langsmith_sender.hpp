@@ -76,6 +76,8 @@ class LangSmithSender {
   // Sends what is queued within `grace` (a request in progress is cut off at its end), stops the
   // thread and returns the totals. Idempotent.
   SenderTotals close(std::chrono::milliseconds grace);
+  // What became of the records so far (for the metrics); any thread.
+  SenderTotals totals();
 
  private:
   enum class Delivery { sent, rejected, unreachable, abandoned };

@@ -47,6 +47,8 @@ class LangSmithTracer final : public RunObserver {
   // Delivers what is queued within `grace`, stops, and logs one summary line (sent, dropped and why).
   // Idempotent.
   void close(std::chrono::milliseconds grace);
+  // What became of the run records so far.
+  SenderTotals totals() { return sender_.totals(); }
 
  private:
   using AttemptKey = std::tuple<std::uint32_t, std::uint64_t, int>;  // round, task id, attempt

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "cbm/version.hpp"
 #include "prometheus_text.hpp"
 
 namespace cbm {
@@ -26,9 +27,9 @@ double seconds(std::chrono::milliseconds ms) {
   return static_cast<double>(ms.count()) / 1000.0;
 }
 
-void add_tokens(std::atomic<std::uint64_t>& counter, std::int64_t n) {
-  if (n > 0) counter.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-}
+std::uint64_t count_of(std::int64_t n) { return n > 0 ? static_cast<std::uint64_t>(n) : 0; }
+
+double unix_now() { return std::chrono::duration<double>(WallClock::now().time_since_epoch()).count(); }
 
 }  // namespace
 
@@ -45,7 +46,7 @@ void Metrics::Histogram::observe(double v) {
 
 Metrics::Metrics(int concurrency)
     : limit_(concurrency),
-      start_time_(std::chrono::duration<double>(WallClock::now().time_since_epoch()).count()),
+      start_time_(unix_now()),
       task_durations_(kStatuses, Histogram(kTaskBuckets)) {}
 
 void Metrics::attempt_started(const Task& task, int) {
@@ -65,14 +66,14 @@ void Metrics::attempt_started(const Task& task, int) {
 void Metrics::attempt_ended(const Task& task, const AttemptOutcome& outcome, int) {
   in_flight_.fetch_sub(1, std::memory_order_relaxed);
   attempts_[result_index(outcome)].fetch_add(1, std::memory_order_relaxed);
-  for (const StepRecord& step : outcome.steps) {
-    add_tokens(prompt_tokens_, step.usage.prompt_tokens);
-    add_tokens(completion_tokens_, step.usage.completion_tokens);
-  }
   if (!outcome.steps.empty()) {
     std::lock_guard lock(histograms_mu_);
     for (const StepRecord& step : outcome.steps) {
-      request_durations_.try_emplace(step.name, kRequestBuckets).first->second.observe(seconds(step.latency));
+      Tokens& t = tokens_[step.model];
+      t.prompt += count_of(step.usage.prompt_tokens);
+      t.completion += count_of(step.usage.completion_tokens);
+      request_durations_.try_emplace({step.name, step.model}, kRequestBuckets)
+          .first->second.observe(seconds(step.latency));
     }
   }
   if (!outcome.ok() && outcome.error->kind != ErrorKind::cancelled) {
@@ -84,6 +85,10 @@ void Metrics::attempt_ended(const Task& task, const AttemptOutcome& outcome, int
 void Metrics::task_finished(const TaskResult& result) {
   const auto status = static_cast<std::size_t>(result.status);
   tasks_[status].fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(histograms_mu_);
+    round_failed_[result.round] |= !result.success();
+  }
   if (result.attempts == 0 || result.duplicate_of) return;
   {
     std::lock_guard lock(failures_mu_);
@@ -101,8 +106,17 @@ void Metrics::limit_changed(int effective) {
   limit_.store(effective, std::memory_order_relaxed);
 }
 
-void Metrics::round_finished(std::uint32_t) {
+void Metrics::round_finished(std::uint32_t round) {
   rounds_completed_.fetch_add(1, std::memory_order_relaxed);
+  bool failed = false;
+  {
+    std::lock_guard lock(histograms_mu_);
+    if (auto it = round_failed_.find(round); it != round_failed_.end()) {
+      failed = it->second;
+      round_failed_.erase(it);
+    }
+  }
+  if (!failed) last_round_success_.store(unix_now(), std::memory_order_relaxed);
 }
 
 std::string Metrics::render() const {
@@ -138,9 +152,15 @@ std::string Metrics::render() const {
       out.histogram("cbm_task_duration_seconds", {{"outcome", to_string(s)}}, {*h.bounds, h.counts, h.sum});
     }
     out.family("cbm_request_duration_seconds", "histogram",
-               "Seconds each model call took, failed ones included, by pipeline step.");
-    for (const auto& [step, h] : request_durations_) {
-      out.histogram("cbm_request_duration_seconds", {{"step", step}}, {*h.bounds, h.counts, h.sum});
+               "Seconds each model call took, failed ones included, by pipeline step and model.");
+    for (const auto& [key, h] : request_durations_) {
+      out.histogram("cbm_request_duration_seconds", {{"step", key.first}, {"model", key.second}},
+                    {*h.bounds, h.counts, h.sum});
+    }
+    out.family("cbm_tokens_total", "counter", "Tokens the platform reported for every model call, by kind and model.");
+    for (const auto& [model, t] : tokens_) {
+      out.sample("cbm_tokens_total", {{"kind", "prompt"}, {"model", model}}, t.prompt);
+      out.sample("cbm_tokens_total", {{"kind", "completion"}, {"model", model}}, t.completion);
     }
   }
 
@@ -151,11 +171,23 @@ std::string Metrics::render() const {
   out.sample("cbm_concurrency_limit", {}, static_cast<double>(limit_.load(relaxed)));
   out.family("cbm_worker_restarts_total", "counter", "Workers that died unexpectedly and were restarted.");
   out.sample("cbm_worker_restarts_total", {}, worker_restarts_.load(relaxed));
-  out.family("cbm_tokens_total", "counter", "Tokens the platform reported for every model call, by kind.");
-  out.sample("cbm_tokens_total", {{"kind", "prompt"}}, prompt_tokens_.load(relaxed));
-  out.sample("cbm_tokens_total", {{"kind", "completion"}}, completion_tokens_.load(relaxed));
   out.family("cbm_rounds_completed_total", "counter", "Rounds over the topic list that ended.");
   out.sample("cbm_rounds_completed_total", {}, rounds_completed_.load(relaxed));
+  out.family("cbm_last_round_success_timestamp_seconds", "gauge",
+             "When the last round in which every task succeeded ended, since the Unix epoch; 0: none yet.");
+  out.sample("cbm_last_round_success_timestamp_seconds", {}, last_round_success_.load(relaxed));
+  if (trace_totals_) {
+    const SenderTotals t = trace_totals_();
+    out.family("cbm_langsmith_sent_total", "counter", "LangSmith run records delivered.");
+    out.sample("cbm_langsmith_sent_total", {}, t.sent);
+    out.family("cbm_langsmith_dropped_total", "counter", "LangSmith run records lost, by reason.");
+    const std::pair<std::string_view, std::size_t> dropped[] = {
+        {"queue_full", t.queue_full}, {"rejected", t.rejected}, {"unreachable", t.unreachable},
+        {"orphaned", t.orphaned},     {"unsent_at_exit", t.unsent_at_exit}};
+    for (const auto& [reason, n] : dropped) out.sample("cbm_langsmith_dropped_total", {{"reason", reason}}, n);
+  }
+  out.family("cbm_build_info", "gauge", "1, labelled with the version of concurrent_bigmodel.");
+  out.sample("cbm_build_info", {{"version", kVersion}}, std::uint64_t{1});
   out.family("process_start_time_seconds", "gauge",
              "Start time of the process since the Unix epoch, in seconds.");
   out.sample("process_start_time_seconds", {}, start_time_);

@@ -13,26 +13,33 @@
 //                                        kind (only retryable failures are retried)
 //   cbm_task_duration_seconds{outcome}   first attempt's start to terminal record, retries and backoff
 //                                        included; tasks that never ran and duplicates' copies excluded
-//   cbm_request_duration_seconds{step}   each model call that ended, failed ones included (step search |
-//                                        analysis); a crashed worker's calls are lost with it
+//   cbm_request_duration_seconds{step,model}  each model call that ended, failed ones included (step
+//                                        search | analysis); a crashed worker's calls are lost with it
 //   cbm_in_flight                        attempts running now
 //   cbm_concurrency_limit                the effective in-flight limit (--concurrency until the
 //                                        platform's 429s lower it)
 //   cbm_worker_restarts_total            unexpected worker deaths (multiprocessing)
-//   cbm_tokens_total{kind}               prompt and completion tokens of every returned model call
+//   cbm_tokens_total{kind,model}         prompt and completion tokens of every returned model call
 //   cbm_rounds_completed_total           rounds ended (a stop cuts the last one short)
+//   cbm_last_round_success_timestamp_seconds  when the last round in which every task succeeded ended
+//                                        (Unix time; 0: none yet): a monitor's staleness alert
+//   cbm_langsmith_dropped_total{reason}  LangSmith run records lost (queue_full | rejected | unreachable |
+//                                        orphaned | unsent_at_exit); cbm_langsmith_sent_total: delivered
+//   cbm_build_info{version}              1, labelled with the program's version
 //   process_start_time_seconds           when the supervisor started (Unix time)
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "langsmith_sender.hpp"
 #include "run_observer.hpp"
 
 namespace cbm {
@@ -48,6 +55,9 @@ class Metrics final : public RunObserver {
   void worker_restarted(int worker) override;
   void limit_changed(int effective) override;
   void round_finished(std::uint32_t round) override;
+
+  // Where the LangSmith counters come from (set once, before the run; none: not rendered).
+  void trace_totals(std::function<SenderTotals()> source) { trace_totals_ = std::move(source); }
 
   // The exposition document (Prometheus text format 0.0.4). Safe to call from any thread.
   std::string render() const;
@@ -73,16 +83,24 @@ class Metrics final : public RunObserver {
   std::array<Counter, kResults> attempts_{};
   std::array<Counter, kKinds> retries_{};
   Counter worker_restarts_{0};
-  Counter prompt_tokens_{0};
-  Counter completion_tokens_{0};
   Counter rounds_completed_{0};
+  std::atomic<double> last_round_success_{0.0};
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<int> limit_;
   double start_time_;
 
-  mutable std::mutex histograms_mu_;
-  std::vector<Histogram> task_durations_;               // by TaskStatus
-  std::map<std::string, Histogram> request_durations_;  // by step name
+  struct Tokens {
+    std::uint64_t prompt = 0;
+    std::uint64_t completion = 0;
+  };
+  using StepModel = std::pair<std::string, std::string>;
+
+  mutable std::mutex histograms_mu_;  // also guards tokens_ and failed_rounds_
+  std::vector<Histogram> task_durations_;            // by TaskStatus
+  std::map<StepModel, Histogram> request_durations_;  // by step name and model
+  std::map<std::string, Tokens> tokens_;              // by model
+  std::map<std::uint32_t, bool> round_failed_;        // rounds in progress: did a task not succeed?
+  std::function<SenderTotals()> trace_totals_;
 
   // The kind of each task's last failed attempt, until its next attempt starts or it ends.
   std::mutex failures_mu_;

@@ -160,6 +160,7 @@ RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& obser
   // Bound before anything is sent: a port in use is a configuration error (exit 2).
   if (cfg.metrics_address) {
     metrics.emplace(cfg.concurrency);
+    if (tracer) metrics->trace_totals([this] { return tracer->totals(); });
     observers.add(*metrics);
     try {
       metrics_server.emplace(*cfg.metrics_address, [this] { return metrics->render(); });

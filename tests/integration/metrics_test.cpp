@@ -194,16 +194,21 @@ TEST_CASE("a monitor serves Prometheus metrics over HTTP that agree with its rep
   CHECK(m.total("cbm_retries_total") == 2 + crashes);
   CHECK(m.value("cbm_worker_restarts_total") == crashes);
   // Tokens: the platform's usage of every call, as the report sums it.
-  CHECK(m.value("cbm_tokens_total", {{"kind", "prompt"}}) == report->prompt_tokens);
-  CHECK(m.value("cbm_tokens_total", {{"kind", "completion"}}) == report->completion_tokens);
+  CHECK(m.total("cbm_tokens_total", {{"kind", "prompt"}}) == report->prompt_tokens);
+  CHECK(m.total("cbm_tokens_total", {{"kind", "completion"}}) == report->completion_tokens);
   CHECK(report->prompt_tokens > 0);
   // Every call that ended is timed, failed ones included: each successful attempt's search and analysis,
   // and the flaky topic's failed search, then its answered search and failed analysis. A crashed
   // attempt's calls died with its worker.
-  CHECK(m.value("cbm_request_duration_seconds_count", {{"step", "search"}}) == rounds * n + 2);
-  CHECK(m.value("cbm_request_duration_seconds_count", {{"step", "analysis"}}) == rounds * n + 1);
+  CHECK(m.total("cbm_request_duration_seconds_count", {{"step", "search"}}) == rounds * n + 2);
+  CHECK(m.total("cbm_request_duration_seconds_count", {{"step", "analysis"}}) == rounds * n + 1);
   CHECK(m.value("cbm_task_duration_seconds_count", {{"outcome", "succeeded"}}) == rounds * n);
   CHECK(m.value("cbm_task_duration_seconds_sum", {{"outcome", "succeeded"}}) > 0);
+  // Each call is labelled with its model: the defaults, the same for both steps.
+  CHECK(m.value("cbm_tokens_total", {{"kind", "prompt"}, {"model", "glm-4.5-air"}}) == report->prompt_tokens);
+  // Every round succeeded (the flaky ones on a retry): the staleness gauge is set, after the start.
+  CHECK(m.value("cbm_last_round_success_timestamp_seconds") >= m.value("process_start_time_seconds"));
+  CHECK(m.total("cbm_build_info") == 1);
   CHECK(m.value("cbm_concurrency_limit") == 4);
   CHECK(m.value("cbm_in_flight") >= 0);
   CHECK(m.value("cbm_in_flight") <= 4);

@@ -1,5 +1,7 @@
 #include "exposition.hpp"
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstdlib>
 #include <set>
@@ -174,11 +176,16 @@ double Exposition::value(const std::string& name, const Labels& labels) const {
   throw std::runtime_error("no series " + series_key(wanted));
 }
 
-double Exposition::total(const std::string& name) const {
+double Exposition::total(const std::string& name, const Labels& subset) const {
   double sum = 0.0;
   for (const auto& [family_name, family] : families) {
     for (const Sample& s : family.samples) {
-      if (s.name == name) sum += s.value;
+      if (s.name != name) continue;
+      const bool included = std::all_of(subset.begin(), subset.end(), [&s](const auto& label) {
+        const auto it = s.labels.find(label.first);
+        return it != s.labels.end() && it->second == label.second;
+      });
+      if (included) sum += s.value;
     }
   }
   return sum;

@@ -35,8 +35,8 @@ struct Exposition {
   std::optional<double> find(const std::string& name, const Labels& labels = {}) const;
   // Same, but throws std::runtime_error naming the series when it is absent.
   double value(const std::string& name, const Labels& labels = {}) const;
-  // The sum over every sample of `name`, whatever its labels.
-  double total(const std::string& name) const;
+  // The sum over every sample of `name` whose labels include `subset` (all of them by default).
+  double total(const std::string& name, const Labels& subset = {}) const;
 };
 
 // Throws std::runtime_error naming the line (1-based) and the fault.

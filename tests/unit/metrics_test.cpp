@@ -24,9 +24,10 @@ cbm::AttemptOutcome failure(cbm::ErrorClass c, cbm::ErrorKind k) {
 }
 
 cbm::StepRecord step(std::string name, std::chrono::milliseconds latency, std::int64_t prompt,
-                     std::int64_t completion) {
+                     std::int64_t completion, std::string model = "glm-4.5-air") {
   cbm::StepRecord s;
   s.name = std::move(name);
+  s.model = std::move(model);
   s.latency = latency;
   s.usage = {prompt, completion, prompt + completion};
   return s;
@@ -109,7 +110,8 @@ TEST_CASE("fresh metrics render every family at zero, the limit at --concurrency
   for (const char* family :
        {"cbm_tasks_total", "cbm_attempts_total", "cbm_retries_total", "cbm_task_duration_seconds",
         "cbm_request_duration_seconds", "cbm_in_flight", "cbm_concurrency_limit", "cbm_worker_restarts_total",
-        "cbm_tokens_total", "cbm_rounds_completed_total", "process_start_time_seconds"}) {
+        "cbm_tokens_total", "cbm_rounds_completed_total", "cbm_last_round_success_timestamp_seconds",
+        "cbm_build_info", "process_start_time_seconds"}) {
     INFO(family);
     CHECK(m.families.count(family) == 1);
   }
@@ -119,6 +121,57 @@ TEST_CASE("fresh metrics render every family at zero, the limit at --concurrency
   CHECK(m.value("cbm_retries_total", {{"kind", "timeout"}}) == 0);
   CHECK(m.value("cbm_task_duration_seconds_count", {{"outcome", "failed"}}) == 0);
   CHECK(m.value("process_start_time_seconds") > 1.6e9);
+  CHECK(m.value("cbm_last_round_success_timestamp_seconds") == 0);
+  CHECK(m.total("cbm_build_info") == 1);
+  CHECK(m.families.count("cbm_langsmith_dropped_total") == 0);  // no tracing, no LangSmith families
+}
+
+TEST_CASE("tokens and request durations are labelled by model", "[metrics]") {
+  cbm::Metrics metrics(4);
+  cbm::AttemptOutcome ok;
+  ok.steps = {step("search", 300ms, 100, 20, "glm-4.5-flash"), step("analysis", 2000ms, 400, 300, "glm-4.6")};
+  metrics.attempt_started(task_of(1, 1), 0);
+  metrics.attempt_ended(task_of(1, 1), ok, 0);
+  const auto m = parse_exposition(metrics.render());
+  CHECK(m.value("cbm_tokens_total", {{"kind", "prompt"}, {"model", "glm-4.5-flash"}}) == 100);
+  CHECK(m.value("cbm_tokens_total", {{"kind", "completion"}, {"model", "glm-4.6"}}) == 300);
+  CHECK(m.value("cbm_request_duration_seconds_count", {{"step", "analysis"}, {"model", "glm-4.6"}}) == 1);
+  CHECK_FALSE(m.find("cbm_request_duration_seconds_count", {{"step", "analysis"}, {"model", "glm-4.5-flash"}}));
+}
+
+TEST_CASE("the last-round-success time moves only when a whole round succeeded", "[metrics]") {
+  cbm::Metrics metrics(4);
+  auto in_round = [](std::uint64_t id, std::uint32_t round, cbm::TaskStatus status) {
+    cbm::TaskResult r = finished(id, status, 1, 10ms);
+    r.round = round;
+    return r;
+  };
+  metrics.task_finished(in_round(1, 1, cbm::TaskStatus::succeeded));
+  metrics.task_finished(in_round(2, 1, cbm::TaskStatus::failed));
+  metrics.round_finished(1);
+  CHECK(parse_exposition(metrics.render()).value("cbm_last_round_success_timestamp_seconds") == 0);
+  metrics.task_finished(in_round(1, 2, cbm::TaskStatus::succeeded));
+  metrics.task_finished(in_round(2, 2, cbm::TaskStatus::succeeded));
+  metrics.round_finished(2);
+  const double first = parse_exposition(metrics.render()).value("cbm_last_round_success_timestamp_seconds");
+  CHECK(first > 1.6e9);
+  metrics.task_finished(in_round(1, 3, cbm::TaskStatus::cancelled));
+  metrics.round_finished(3);
+  CHECK(parse_exposition(metrics.render()).value("cbm_last_round_success_timestamp_seconds") == first);
+}
+
+TEST_CASE("LangSmith's sent and dropped records are counted by reason when tracing", "[metrics][langsmith]") {
+  cbm::Metrics metrics(4);
+  cbm::SenderTotals t;
+  t.sent = 40;
+  t.queue_full = 3;
+  t.unsent_at_exit = 2;
+  metrics.trace_totals([&t] { return t; });
+  const auto m = parse_exposition(metrics.render());
+  CHECK(m.value("cbm_langsmith_sent_total") == 40);
+  CHECK(m.value("cbm_langsmith_dropped_total", {{"reason", "queue_full"}}) == 3);
+  CHECK(m.value("cbm_langsmith_dropped_total", {{"reason", "unsent_at_exit"}}) == 2);
+  CHECK(m.total("cbm_langsmith_dropped_total") == 5);
 }
 
 TEST_CASE("metrics count what the run's observer hears", "[metrics]") {
@@ -162,8 +215,8 @@ TEST_CASE("metrics count what the run's observer hears", "[metrics]") {
   CHECK(m.value("cbm_in_flight") == 1);  // task 6
   CHECK(m.value("cbm_concurrency_limit") == 3);
   CHECK(m.value("cbm_worker_restarts_total") == 1);
-  CHECK(m.value("cbm_tokens_total", {{"kind", "prompt"}}) == 500);
-  CHECK(m.value("cbm_tokens_total", {{"kind", "completion"}}) == 320);
+  CHECK(m.total("cbm_tokens_total", {{"kind", "prompt"}}) == 500);
+  CHECK(m.total("cbm_tokens_total", {{"kind", "completion"}}) == 320);
   CHECK(m.value("cbm_rounds_completed_total") == 1);
   // Durations: the copy and the task that never ran are not timed.
   CHECK(m.value("cbm_task_duration_seconds_count", {{"outcome", "succeeded"}}) == 1);
@@ -172,10 +225,10 @@ TEST_CASE("metrics count what the run's observer hears", "[metrics]") {
   CHECK(m.value("cbm_task_duration_seconds_bucket", {{"outcome", "succeeded"}, {"le", "5"}}) == 1);
   CHECK(m.value("cbm_task_duration_seconds_count", {{"outcome", "failed"}}) == 1);
   CHECK(m.value("cbm_task_duration_seconds_count", {{"outcome", "cancelled"}}) == 1);
-  CHECK(m.value("cbm_request_duration_seconds_count", {{"step", "search"}}) == 1);
-  CHECK(m.value("cbm_request_duration_seconds_bucket", {{"step", "search"}, {"le", "0.25"}}) == 0);
-  CHECK(m.value("cbm_request_duration_seconds_bucket", {{"step", "search"}, {"le", "0.5"}}) == 1);
-  CHECK(m.value("cbm_request_duration_seconds_sum", {{"step", "analysis"}}) == 2.0);
+  CHECK(m.total("cbm_request_duration_seconds_count", {{"step", "search"}}) == 1);
+  CHECK(m.total("cbm_request_duration_seconds_bucket", {{"step", "search"}, {"le", "0.25"}}) == 0);
+  CHECK(m.total("cbm_request_duration_seconds_bucket", {{"step", "search"}, {"le", "0.5"}}) == 1);
+  CHECK(m.total("cbm_request_duration_seconds_sum", {{"step", "analysis"}}) == 2.0);
 }
 
 TEST_CASE("a bucket's bound is inclusive", "[metrics]") {
