@@ -48,7 +48,13 @@ constexpr const char* kServeFooter = R"(Endpoints:
   POST /analyze  {"topics": ["...", ...], "concurrency": N}  -> 200 and the report of that batch
                  (N optional: at most N of its topics run at once; default and upper bound --concurrency)
   GET  /healthz  -> 200 {"status":"ok","requests":..,"in_flight":..,"queued":..}; 503 while stopping
-A bad body or too many topics gets 400 with {"error": "..."}; a body over 8 MiB gets 413.
+A bad body or too many topics gets 400 with {"error": "..."}; a body over 8 MiB gets 413; a POST without
+Content-Length gets 411. More than --max-queued-topics waiting gets 503 with Retry-After. A client that
+hangs up before its answer has its topics not yet started dropped (never sent). With --auth-token-file,
+POST /analyze needs "Authorization: Bearer <token>" (401 otherwise); /healthz stays open.
+Connections: a request's header must arrive within 10 s, its body within 30 s more; at most 256
+connections, 64 per client address; past a cap the longest-waiting connection without a whole request is
+closed, so slow clients cannot lock out others.
 
 Exit status:
   0    stopped by TERM/INT after every accepted request was answered in full
@@ -118,6 +124,7 @@ struct Flags {
   std::string journal;
   int keep_rounds = -1;
   ServeOptions serve_options;
+  std::string auth_token_file;
   std::string listen = "127.0.0.1:8080";
 
   static constexpr const char* py = "Options of the Python tool (same names, same defaults)";
@@ -274,6 +281,16 @@ struct Flags {
         ->check(CLI::Range(1, 1000000))
         ->capture_default_str()
         ->group(svc);
+    serve
+        ->add_option("--max-queued-topics", serve_options.max_queued_topics,
+                     "Most topics waiting to run over all requests (more: 503 with Retry-After)")
+        ->check(CLI::Range(1, 100000000))
+        ->capture_default_str()
+        ->group(svc);
+    serve
+        ->add_option("--auth-token-file", auth_token_file,
+                     "File holding a bearer token POST /analyze must present (first line; /healthz stays open)")
+        ->group(svc);
     add_pool(*serve, true);
     return serve;
   }
@@ -363,6 +380,17 @@ struct Flags {
     auto address = parse_listen_address(listen);
     if (!address) return "--listen: '" + listen + "' is not HOST:PORT";
     serve_options.listen = *address;
+    if (!auth_token_file.empty()) {
+      std::string error;
+      std::string token = read_file(auth_token_file, error);
+      if (!error.empty()) return "--auth-token-file: " + error;
+      token = token.substr(0, token.find_first_of("\r\n"));
+      if (token.empty()) return "--auth-token-file: '" + auth_token_file + "' holds no token on its first line";
+      if (token.find_first_of(" \t") != std::string::npos || token.size() > 4096) {
+        return "--auth-token-file: '" + auth_token_file + "': the token must be one word of at most 4096 bytes";
+      }
+      serve_options.auth_token = std::move(token);
+    }
     return std::nullopt;
   }
 

@@ -7,6 +7,9 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <list>
 #include <stdexcept>
@@ -19,6 +22,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using ErrorCode = boost::system::error_code;
+using Clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 // After an answer that closes the connection, what the client still sends is read and dropped for
@@ -59,6 +63,9 @@ class HttpServerState {
   std::list<std::weak_ptr<Session>> sessions;
 
   void accept();
+  // Room for a connection from `peer`: true at once when under both caps, else after evicting a
+  // connection still waiting for its request; false when none can be.
+  bool make_room(const net::ip::address& peer);
   void begin_stop(std::chrono::milliseconds grace);
   void session_ended();
 };
@@ -69,7 +76,21 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServerState& server) : stream_(std::move(socket)), server_(server) {
     ++server_.live;
+    ErrorCode ec;
+    peer_ = stream_.socket().remote_endpoint(ec).address();
   }
+
+  const net::ip::address& peer() const { return peer_; }
+  // Waiting for (the rest of) a request, or lingering after the last answer: nothing is lost by closing.
+  bool evictable() const { return phase_ == Phase::reading || phase_ == Phase::lingering; }
+  Clock::time_point waiting_since() const { return waiting_since_; }
+  bool ended() const { return phase_ == Phase::ended; }
+  void evict() {
+    ErrorCode ignored;
+    stream_.socket().close(ignored);  // the pending read ends with an error: end() follows
+    phase_ = Phase::lingering;        // no longer a candidate while that completes
+  }
+  void set_gone_callback(std::function<void()> callback) { gone_ = std::move(callback); }
 
   void start() { read_header(); }
   net::any_io_executor executor() { return stream_.get_executor(); }
@@ -78,11 +99,17 @@ class Session : public std::enable_shared_from_this<Session> {
   void answer(HttpAnswer r) {
     if (phase_ != Phase::handling) return;
     phase_ = Phase::writing;
+    gone_ = nullptr;
+    if (watching_) {
+      ErrorCode ignored;
+      stream_.socket().cancel(ignored);  // the hang-up watch: its handler sees operation_aborted
+    }
     response_ = {};
     response_.version(version_);
     response_.result(r.status);
     response_.set(http::field::content_type, r.content_type);
     if (!r.allow.empty()) response_.set(http::field::allow, r.allow);
+    for (const auto& [name, value] : r.headers) response_.set(name, value);
     const std::size_t length = r.body.size();
     if (!head_) response_.body() = std::move(r.body);
     response_.keep_alive(keep_alive_ && !r.close && !server_.stopping);
@@ -109,18 +136,27 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void read_header() {
     phase_ = Phase::reading;
+    waiting_since_ = Clock::now();
     head_ = false;
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(server_.limits.max_body);
-    stream_.expires_after(server_.limits.read_timeout);
+    stream_.expires_after(server_.limits.header_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_header(ec); });
   }
 
   void on_header(ErrorCode ec) {
     if (ec) return on_read_error(ec);
-    head_ = parser_->get().method() == http::verb::head;
+    const auto method = parser_->get().method();
+    head_ = method == http::verb::head;
+    const bool has_body_semantics =
+        method == http::verb::post || method == http::verb::put || method == http::verb::patch;
+    if (has_body_semantics && !parser_->chunked() && !parser_->content_length()) {
+      return reply_now({411, error_body("Content-Length required: a request body must say its length"),
+                        "application/json", "", {}, true});
+    }
+    stream_.expires_after(server_.limits.read_timeout);
     if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       continue_ = {http::status::continue_, parser_->get().version()};
       http::async_write(stream_, continue_, [self = shared_from_this()](ErrorCode ec2, std::size_t) {
@@ -143,14 +179,14 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::body_limit) {
       return reply_now({413, error_body("request body larger than " + std::to_string(server_.limits.max_body) +
                                         " bytes"),
-                        "application/json", "", true});
+                        "application/json", "", {}, true});
     }
     if (ec == http::error::header_limit) {
       return reply_now({431, error_body("request header larger than " + std::to_string(kHeaderLimit) + " bytes"),
-                        "application/json", "", true});
+                        "application/json", "", {}, true});
     }
     if (is_http_parse_error(ec)) {
-      return reply_now({400, error_body("malformed HTTP request: " + ec.message()), "application/json", "", true});
+      return reply_now({400, error_body("malformed HTTP request: " + ec.message()), "application/json", "", {}, true});
     }
     end();  // the client closed, went silent past the read timeout, or reset
   }
@@ -160,7 +196,8 @@ class Session : public std::enable_shared_from_this<Session> {
     auto& req = parser_->get();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
-    IncomingRequest request{std::string(req.method_string()), std::string(req.target()), std::move(req.body())};
+    IncomingRequest request{std::string(req.method_string()), std::string(req.target()),
+                            std::string(req[http::field::authorization]), std::move(req.body())};
     parser_.reset();
     phase_ = Phase::handling;
     stream_.expires_never();
@@ -168,9 +205,27 @@ class Session : public std::enable_shared_from_this<Session> {
     try {
       now = server_.handler(request, HttpReply(std::make_shared<HttpReply::Target>(shared_from_this())));
     } catch (const std::exception& e) {
-      now = HttpAnswer{500, error_body(std::string("internal error: ") + e.what()), "application/json", "", true};
+      now = HttpAnswer{500, error_body(std::string("internal error: ") + e.what()), "application/json", "", {}, true};
     }
-    if (now) answer(std::move(*now));
+    if (now) return answer(std::move(*now));
+    if (gone_) watch_for_hangup();
+  }
+
+  // While the answer is pending: readable with nothing to read is the client's close (a reset is an
+  // error); bytes are a pipelined request, left for after the answer.
+  void watch_for_hangup() {
+    watching_ = true;
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](ErrorCode ec) {
+      self->watching_ = false;
+      if (ec == net::error::operation_aborted || self->phase_ != Phase::handling) return;
+      char byte = 0;
+      const ssize_t n = ec ? -1 : ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;
+      if (n < 0 && !ec && (errno == EAGAIN || errno == EWOULDBLOCK)) return self->watch_for_hangup();
+      auto gone = std::move(self->gone_);
+      self->end();
+      if (gone) gone();
+    });
   }
 
   void reply_now(HttpAnswer r) {
@@ -214,6 +269,10 @@ class Session : public std::enable_shared_from_this<Session> {
   http::response<http::string_body> response_;
   bool keep_alive_ = true;
   bool head_ = false;  // the request is a HEAD: its answer is the header alone
+  net::ip::address peer_;
+  Clock::time_point waiting_since_ = Clock::now();
+  std::function<void()> gone_;  // the handler's on_client_gone
+  bool watching_ = false;       // a hang-up watch is pending
   unsigned version_ = 11;
   char scratch_[4096];
 };
@@ -224,6 +283,10 @@ struct HttpReply::Target {
   explicit Target(std::shared_ptr<Session> s) : session(std::move(s)) {}
   std::shared_ptr<Session> session;
 };
+
+void HttpReply::on_client_gone(std::function<void()> callback) {
+  if (target_ && target_->session) target_->session->set_gone_callback(std::move(callback));
+}
 
 void HttpReply::send(std::function<HttpAnswer()> make) {
   if (!target_) return;
@@ -236,7 +299,7 @@ void HttpReply::send(std::function<HttpAnswer()> make) {
     try {
       session->answer(make());
     } catch (const std::exception& e) {
-      session->answer({500, error_body(std::string("internal error: ") + e.what()), "application/json", "", true});
+      session->answer({500, error_body(std::string("internal error: ") + e.what()), "application/json", "", {}, true});
     }
   });
 }
@@ -252,13 +315,42 @@ void HttpServerState::accept() {
       return;
     }
     sessions.remove_if([](const std::weak_ptr<Session>& s) { return s.expired(); });
-    if (live < limits.max_connections) {
+    ErrorCode peer_error;
+    const auto peer = socket.remote_endpoint(peer_error).address();
+    if (!peer_error && make_room(peer)) {
       auto session = std::make_shared<Session>(std::move(socket), *this);
       sessions.push_back(session);
       session->start();
     }
     accept();
   });
+}
+
+bool HttpServerState::make_room(const net::ip::address& peer) {
+  std::size_t open = 0;
+  std::size_t from_peer = 0;
+  std::shared_ptr<Session> oldest;       // the longest-waiting evictable connection
+  std::shared_ptr<Session> oldest_peer;  // ... of this address
+  for (const auto& weak : sessions) {
+    auto s = weak.lock();
+    if (!s || s->ended()) continue;
+    ++open;
+    const bool same = s->peer() == peer;
+    from_peer += same ? 1 : 0;
+    if (!s->evictable()) continue;
+    if (!oldest || s->waiting_since() < oldest->waiting_since()) oldest = s;
+    if (same && (!oldest_peer || s->waiting_since() < oldest_peer->waiting_since())) oldest_peer = s;
+  }
+  if (from_peer >= limits.max_connections_per_client) {
+    if (!oldest_peer) return false;
+    oldest_peer->evict();
+    return true;
+  }
+  if (open >= limits.max_connections) {
+    if (!oldest) return false;
+    oldest->evict();
+  }
+  return true;
 }
 
 void HttpServerState::begin_stop(std::chrono::milliseconds grace) {

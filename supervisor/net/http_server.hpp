@@ -6,9 +6,18 @@
 // HttpReply and answer from any thread (a request that waits for its batch's results). An answer to a
 // HEAD request goes out as its header alone, with the length of the body it leaves out. Bounded: a
 // request header of at most 16 KiB (431 beyond), a body of at most `max_body` bytes (413 beyond;
-// `Expect: 100-continue` is honoured), a request must arrive within `read_timeout` (else the
-// connection is closed), at most `max_connections` at once (more are closed at accept). What is not
-// HTTP gets 400. Connections are kept alive unless the client or the answer says not.
+// `Expect: 100-continue` is honoured). What is not HTTP gets 400; a POST, PUT or PATCH that gives
+// neither Content-Length nor chunked framing gets 411 and the connection is closed (its body would
+// otherwise be read as the next request).
+//
+// Hostile clients: a request's header must arrive within `header_timeout` of the connection being
+// ready for it (an idle kept-alive connection included), its body within `read_timeout` more; else the
+// connection is closed. At most `max_connections` connections at once and `max_connections_per_client`
+// from one address: a connection past either cap evicts the longest-waiting connection that has not
+// yet sent a whole request (of the same address, for the per-address cap), and is refused only when
+// every connection is busy with a request. So connections that trickle their headers can never lock
+// out a quick request such as /healthz. Connections are kept alive unless the client or the answer
+// says not.
 #pragma once
 
 #include <chrono>
@@ -17,6 +26,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "listen_address.hpp"
 
@@ -27,6 +38,7 @@ class HttpServerState;
 struct IncomingRequest {
   std::string method;
   std::string target;  // as sent: path and query
+  std::string authorization;  // the Authorization header; empty when absent
   std::string body;
 };
 
@@ -35,6 +47,7 @@ struct HttpAnswer {
   std::string body;
   std::string content_type = "application/json";
   std::string allow;   // the Allow header of a 405, else empty
+  std::vector<std::pair<std::string, std::string>> headers;  // any other header (Retry-After...)
   bool close = false;  // close the connection after this answer
 };
 
@@ -46,6 +59,10 @@ class HttpReply {
   struct Target;
   explicit HttpReply(std::shared_ptr<Target> target) : target_(std::move(target)) {}
   void send(std::function<HttpAnswer()> make);
+  // Called (on the server's thread) if the client closes or resets its connection before the answer
+  // is sent. Only from the handler that received this reply, before it returns. A client that sends
+  // more (a pipelined request) while it waits is not watched further.
+  void on_client_gone(std::function<void()> callback);
 
  private:
   std::shared_ptr<Target> target_;
@@ -55,8 +72,10 @@ class HttpServer {
  public:
   struct Limits {
     std::size_t max_body = 8 * 1024 * 1024;
-    std::chrono::milliseconds read_timeout{30000};
+    std::chrono::milliseconds header_timeout{10000};
+    std::chrono::milliseconds read_timeout{30000};  // the body, after the header
     std::size_t max_connections = 256;
+    std::size_t max_connections_per_client = 64;
   };
   // The answer now, or nullopt when the handler keeps `reply` to answer later.
   using Handler = std::function<std::optional<HttpAnswer>(const IncomingRequest&, HttpReply reply)>;

@@ -11,10 +11,10 @@ constexpr const char* kMetricsType = "text/plain; version=0.0.4; charset=utf-8";
 constexpr const char* kPlainType = "text/plain; charset=utf-8";
 
 // A scrape has no body and a monitor's server has few clients: small bounds.
-constexpr HttpServer::Limits kLimits{64 * 1024, std::chrono::seconds(5), 16};
+constexpr HttpServer::Limits kLimits{64 * 1024, std::chrono::seconds(5), std::chrono::seconds(5), 16, 16};
 
 HttpAnswer text(unsigned status, std::string body, std::string type = kPlainType, std::string allow = "") {
-  return {status, std::move(body), std::move(type), std::move(allow), false};
+  return {status, std::move(body), std::move(type), std::move(allow), {}, false};
 }
 
 HttpAnswer answer(const IncomingRequest& request, const MetricsServer::Render& render) {

@@ -7,10 +7,11 @@ namespace cbm {
 
 BatchQueue::BatchQueue(RunControl& control) : control_(control) {}
 
-bool BatchQueue::submit(std::vector<std::string> topics, std::size_t concurrency, Done done) {
+BatchQueue::Submitted BatchQueue::submit(std::vector<std::string> topics, std::size_t concurrency,
+                                         std::size_t max_queued, Done done) {
   if (topics.empty()) {
     done({});
-    return true;
+    return {};
   }
   auto batch = std::make_shared<Batch>();
   batch->concurrency = std::max<std::size_t>(concurrency, 1);
@@ -18,15 +19,46 @@ bool BatchQueue::submit(std::vector<std::string> topics, std::size_t concurrency
   batch->results.resize(topics.size());
   const std::size_t n = topics.size();
   batch->topics = std::move(topics);
+  Submitted out;
   {
     std::lock_guard lock(mu_);
-    if (!open_) return false;
+    if (!open_) return {Admission::closed, 0};
+    if (queued_ + n > max_queued) return {Admission::full, 0};
+    batch->id = next_batch_++;
+    out.batch = batch->id;
+    batches_.emplace(batch->id, batch);
     waiting_.push_back(std::move(batch));
     ++requests_;
     queued_ += n;
   }
   control_.notify();
-  return true;
+  return out;
+}
+
+std::size_t BatchQueue::abandon(std::uint64_t id) {
+  Done done;
+  std::vector<TaskResult> results;
+  std::size_t dropped = 0;
+  {
+    std::lock_guard lock(mu_);
+    const auto found = batches_.find(id);
+    if (found == batches_.end()) return 0;
+    const std::shared_ptr<Batch> batch = found->second.lock();
+    if (!batch) return 0;
+    dropped = batch->topics.size() - batch->next;
+    queued_ -= dropped;
+    batch->topics.resize(batch->next);
+    batch->results.resize(batch->next);
+    std::erase(waiting_, batch);
+    if (batch->finished == batch->results.size()) {
+      done = std::move(batch->done);
+      results = std::move(batch->results);
+      batches_.erase(found);
+      --requests_;
+    }
+  }
+  if (done) done(std::move(results));
+  return dropped;
 }
 
 void BatchQueue::close() {
@@ -97,6 +129,7 @@ void BatchQueue::task_finished(const TaskResult& result) {
     if (batch->finished == batch->results.size()) {
       done = std::move(batch->done);
       results = std::move(batch->results);
+      batches_.erase(batch->id);
       --requests_;
     }
   }

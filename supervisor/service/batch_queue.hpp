@@ -38,10 +38,20 @@ class BatchQueue final : public TopicSource, public RunObserver {
   // `control` (which must outlive the queue) is notified when topics arrive or the queue closes.
   explicit BatchQueue(RunControl& control);
 
-  // Queues a request's topics (at least one), at most `concurrency` of them out at once. False, and
-  // nothing queued, once the queue is closed. `done` is called once, as the ledger tells its observers
-  // of the batch's last record: it may read the ledger, not record (and should hand the results on).
-  bool submit(std::vector<std::string> topics, std::size_t concurrency, Done done);
+  enum class Admission { accepted, closed, full };
+  struct Submitted {
+    Admission admission = Admission::accepted;
+    std::uint64_t batch = 0;  // for abandon(), when accepted
+  };
+  // Queues a request's topics (at least one), at most `concurrency` of them out at once; nothing is
+  // queued once the queue is closed, or when the topics waiting (of every batch, these included) would
+  // pass `max_queued`. `done` is called once, as the ledger tells its observers of the batch's last
+  // record: it may read the ledger, not record (and should hand the results on).
+  Submitted submit(std::vector<std::string> topics, std::size_t concurrency, std::size_t max_queued, Done done);
+  // The batch's client is gone: its topics not yet handed out are dropped (never sent); `done` is then
+  // called with the records of those that were, once they finish (at once when none is out). Returns
+  // how many were dropped.
+  std::size_t abandon(std::uint64_t batch);
   // No more batches: the round ends once the queued ones have finished.
   void close();
   bool accepting() const;
@@ -61,7 +71,8 @@ class BatchQueue final : public TopicSource, public RunObserver {
 
  private:
   struct Batch {
-    std::vector<std::string> topics;  // each moved out when handed out
+    std::uint64_t id = 0;
+    std::vector<std::string> topics;  // each moved out when handed out; cut to `next` when abandoned
     std::size_t concurrency = 1;
     Done done;
     std::size_t next = 0;  // the next topic to hand out
@@ -78,7 +89,9 @@ class BatchQueue final : public TopicSource, public RunObserver {
   mutable std::mutex mu_;
   bool open_ = true;
   std::uint64_t next_id_ = 0;
+  std::uint64_t next_batch_ = 0;
   std::deque<std::shared_ptr<Batch>> waiting_;  // batches with topics not handed out yet, in turn order
+  std::unordered_map<std::uint64_t, std::weak_ptr<Batch>> batches_;  // accepted and not done
   std::unordered_map<std::uint64_t, Slot> out_;  // task id -> its batch and index
   std::size_t requests_ = 0;
   std::size_t queued_ = 0;

@@ -1,13 +1,15 @@
 #include "serve.hpp"
 
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 
+#include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <variant>
 
+#include "bounded_json.hpp"
 #include "exit_status.hpp"
 #include "fd_limit.hpp"
 #include "report_writer.hpp"
@@ -20,6 +22,12 @@ namespace cbm {
 namespace {
 
 constexpr std::uint32_t kRound = 1;
+// A request body's shape: {"topics": [...], "concurrency": N} is two levels deep and holds its topics
+// plus a few values; more is refused before a document is built.
+constexpr std::size_t kMaxBodyDepth = 8;
+constexpr std::size_t kMaxOtherValues = 64;
+// A full queue's answer: come back after about this long.
+constexpr std::chrono::seconds kFullRetryAfter{5};
 // After the pool has stopped, answers still being written get this long.
 constexpr std::chrono::milliseconds kAnswerGrace{5000};
 
@@ -50,10 +58,9 @@ struct AnalyzeRequest {
 std::variant<AnalyzeRequest, std::string> parse_analyze(const std::string& body, std::size_t max_topics,
                                                          std::size_t pool) {
   rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
-  if (doc.HasParseError()) {
-    return "the body is not valid JSON (at byte " + std::to_string(doc.GetErrorOffset()) +
-           ": " + rapidjson::GetParseError_En(doc.GetParseError()) + ")";
+  // Bounded before it is built: the topics, a few members, a shallow shape (docs/protocol.md "Service").
+  if (auto problem = parse_bounded(doc, body, JsonBounds{kMaxBodyDepth, max_topics + kMaxOtherValues})) {
+    return "the body is not a usable JSON request: " + *problem;
   }
   if (!doc.IsObject()) return std::string("the body must be a JSON object: {\"topics\": [...], \"concurrency\": N}");
   const auto topics = doc.FindMember("topics");
@@ -116,10 +123,30 @@ std::string batch_report(const std::vector<TaskResult>& results, const ReportSum
 
 std::string path_of(const std::string& target) { return target.substr(0, target.find('?')); }
 
+// Whether `given` equals `expected`, in a time that depends on the expected length only.
+bool same_secret(std::string_view given, std::string_view expected) {
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const unsigned char g = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+    diff |= static_cast<unsigned char>(g ^ static_cast<unsigned char>(expected[i]));
+  }
+  return diff == 0;
+}
+
+bool authorized(const std::string& header, const std::string& token) {
+  constexpr std::string_view kScheme = "Bearer ";
+  if (header.size() < kScheme.size() || !std::equal(kScheme.begin(), kScheme.end(), header.begin(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+      })) {
+    return false;
+  }
+  return same_secret(std::string_view(header).substr(kScheme.size()), token);
+}
+
 }  // namespace
 
 Service::Service(const RunConfig& config, ServeOptions options)
-    : config_(config), options_(std::move(options)), server_(options_.listen, {}), queue_(control_) {}
+    : config_(config), options_(std::move(options)), server_(options_.listen, options_.http), queue_(control_) {}
 
 Service::~Service() {
   // The handlers use the queue: the server stops first.
@@ -139,7 +166,9 @@ int Service::run() {
   server_.start([this](const IncomingRequest& request, HttpReply reply) { return handle(request, std::move(reply)); });
   parts.log.info("serving on " + server_.url() + ": mode " + std::string(to_string(config_.mode)) +
                  ", concurrency " + std::to_string(config_.concurrency) + ", at most " +
-                 std::to_string(options_.max_topics) + " topics per request");
+                 std::to_string(options_.max_topics) + " topics per request and " +
+                 std::to_string(options_.max_queued_topics) + " waiting" +
+                 (options_.auth_token.empty() ? ", no token required" : ", a bearer token required"));
   std::cout << "serving on " << server_.url() << std::endl;
 
   parts.executor->run_round(kRound, queue_);
@@ -209,6 +238,11 @@ std::optional<HttpAnswer> Service::handle(const IncomingRequest& request, HttpRe
       r.allow = "POST";
       return r;
     }
+    if (!options_.auth_token.empty() && !authorized(request.authorization, options_.auth_token)) {
+      HttpAnswer r = error_response(401, "a bearer token is required: Authorization: Bearer <token>");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return r;
+    }
     return analyze(request, std::move(reply));
   }
   return error_response(404, "not found: the endpoints are POST /analyze and GET /healthz");
@@ -264,9 +298,27 @@ std::optional<HttpAnswer> Service::analyze(const IncomingRequest& request, HttpR
       return r;
     });
   };
-  if (!queue_.submit(std::move(req.topics), concurrency, std::move(done))) {
-    return error_response(503, "the service is shutting down: no new requests", true);
+  const BatchQueue::Submitted submitted =
+      queue_.submit(std::move(req.topics), concurrency, options_.max_queued_topics, std::move(done));
+  switch (submitted.admission) {
+    case BatchQueue::Admission::closed:
+      return error_response(503, "the service is shutting down: no new requests", true);
+    case BatchQueue::Admission::full: {
+      HttpAnswer r = error_response(503, "too many topics waiting (--max-queued-topics " +
+                                             std::to_string(options_.max_queued_topics) + "): try again later");
+      r.headers.emplace_back("Retry-After", std::to_string(kFullRetryAfter.count()));
+      return r;
+    }
+    case BatchQueue::Admission::accepted:
+      break;
   }
+  // A client that hangs up takes its unstarted topics with it: nobody would read their results.
+  reply.on_client_gone([this, batch = submitted.batch, log] {
+    const std::size_t dropped = queue_.abandon(batch);
+    if (log != nullptr) {
+      log->info("POST /analyze: the client went away; " + std::to_string(dropped) + " of its topics not run");
+    }
+  });
   if (log != nullptr) {
     log->info("POST /analyze accepted: " + std::to_string(n) + " topics, concurrency " +
               std::to_string(concurrency));

@@ -3,6 +3,11 @@
 //   POST /analyze  {"topics": ["...", ...], "concurrency": N}  -> 200, the report of that batch
 //   GET  /healthz                                             -> 200 {"status":"ok",...} | 503 draining
 //
+// Hostile clients (the HTTP bounds are http_server.hpp's): a body is parsed only within a shallow shape
+// and its topic limit (400 naming the bound); the topics waiting over all requests are capped (503
+// with Retry-After); a client that hangs up has its topics not yet started dropped, never sent, and
+// its answer with them; with a token, /analyze needs it (401; compared in constant time), /healthz not.
+//
 // One worker pool serves every request: the service runs a single endless round of the executor of
 // the configured mode over a BatchQueue (batch_queue.hpp), which the requests feed. A request's N
 // (default and upper bound: --concurrency) caps how many of its topics run at once; --concurrency caps
@@ -35,7 +40,10 @@ namespace cbm {
 
 struct ServeOptions {
   ListenAddress listen{"127.0.0.1", 8080};
-  std::size_t max_topics = 1000;  // per request
+  std::size_t max_topics = 1000;          // per request
+  std::size_t max_queued_topics = 10000;  // waiting to run, over all requests: more get 503 + Retry-After
+  std::string auth_token;  // secret; non-empty: POST /analyze needs `Authorization: Bearer <it>`
+  HttpServer::Limits http;
 };
 
 class Service {

@@ -70,39 +70,6 @@ class Run {
   int port_ = 0;
 };
 
-int connect_to(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// Sends `request` as is and returns everything the server answers before it closes (bounded: 5 s).
-std::string raw_exchange(int port, const std::string& request) {
-  const int fd = connect_to(port);
-  REQUIRE(fd >= 0);
-  REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
-  ::shutdown(fd, SHUT_WR);
-  std::string reply;
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  char buf[4096];
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    reply.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return reply;
-}
 
 Exposition scrape(const std::string& url) {
   const auto reply = cbm::test::http_request("GET", url);
@@ -156,7 +123,7 @@ TEST_CASE("a monitor serves Prometheus metrics over HTTP that agree with its rep
   const std::string url = run.metrics_url();
 
   // A client that connects and says nothing does not hold up a scrape.
-  const int silent = connect_to(run.port());
+  const int silent = connect_loopback(run.port());
   REQUIRE(silent >= 0);
 
   // Wait for two rounds, then for a moment where the metrics and the last report describe the same
@@ -230,7 +197,7 @@ TEST_CASE("a monitor serves Prometheus metrics over HTTP that agree with its rep
   run.process().signal(SIGTERM);
   CHECK(run.process().exit_code(30s) == 143);
   // The server went with the run.
-  const int after = connect_to(run.port());
+  const int after = connect_loopback(run.port());
   CHECK(after < 0);
   if (after >= 0) ::close(after);
 }

@@ -203,7 +203,7 @@ TEST_CASE("serve: a request's concurrency caps its share of the pool", "[serve]"
 TEST_CASE("serve: bad requests get a 4xx naming the problem, and the service goes on", "[serve]") {
   Simulator sim;
   Service service(sim, {"--max-topics", "3"});
-  require_rejected(service.analyze("{\"topics\": [\"a\""), 400, "not valid JSON");
+  require_rejected(service.analyze("{\"topics\": [\"a\""), 400, "invalid JSON at byte 15");
   require_rejected(service.analyze("[\"a\"]"), 400, "JSON object");
   require_rejected(service.analyze("{}"), 400, "topics: missing");
   require_rejected(service.analyze("{\"topics\": \"a\"}"), 400, "topics: must be an array");
@@ -250,27 +250,122 @@ TEST_CASE("serve: a fault shows as failed in its own request's report only", "[s
   REQUIRE(doc["summary"]["failed_tasks"].GetUint64() == 1);
 }
 
-TEST_CASE("serve: a client that hangs up has its topics run and dropped, and the service goes on", "[serve]") {
-  Simulator sim({"--latency-ms", "100"});
-  Service service(sim, {});
-  {
-    const std::string body = analyze_body({"abandoned topic"});
-    const std::string request = "POST /analyze HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                                std::to_string(body.size()) + "\r\n\r\n" + body;
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(service.url().substr(service.url().rfind(':') + 1))));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
-    ::close(fd);
-  }
+TEST_CASE("serve: a client that hangs up has its unstarted topics dropped, never sent, and the service goes on",
+          "[serve][hostile]") {
+  Simulator sim;
+  Service service(sim, {"--timeout", "1", "--max-retries", "0"});
+  // One at a time: the first hangs until the attempt's timeout, the other nine wait their turn.
+  std::vector<std::string> topics = {"held [[fault:hang]]"};
+  for (const auto& t : numbered("never sent", 9)) topics.push_back(t);
+  const std::string body = analyze_body(topics, 1);
+  const std::string request = "POST /analyze HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body;
+  const int fd = connect_loopback(port_of(service.url()));
+  REQUIRE(fd >= 0);
+  REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
   REQUIRE(eventually([&] { return sim.requests_total() == 1; }));
+  ::close(fd);
+  // Its batch ends when the held topic does; nothing of it is left.
   REQUIRE(eventually([&] { return parse(http_request("GET", service.url() + "/healthz"))["requests"].GetUint64() == 0; }));
-  const std::vector<std::string> topics = {"next client"};
+  CHECK(sim.requests_total() == 1);
+  INFO(service.diagnostics());
+  CHECK(service.diagnostics().find("the client went away; 9 of its topics not run") != std::string::npos);
+  const std::vector<std::string> next = {"next client"};
+  require_report(service.analyze(analyze_body(next)), next);
+}
+
+TEST_CASE("serve: a deeply nested or value-stuffed body gets a 400 naming the bound, and the service goes on",
+          "[serve][hostile]") {
+  Simulator sim;
+  Service service(sim, {"--max-topics", "10"});
+  require_rejected(service.analyze(std::string(1 << 20, '[')), 400, "nested deeper than 8 levels");
+  std::string stuffed = "{\"topics\":[\"a\"],\"x\":[";
+  for (int i = 0; i < 100000; ++i) stuffed += "0,";
+  stuffed += "0]}";
+  require_rejected(service.analyze(stuffed), 400, "more than 74 values");
+  CHECK(sim.requests_total() == 0);
+  const std::vector<std::string> topics = {"still serving"};
   require_report(service.analyze(analyze_body(topics)), topics);
+}
+
+TEST_CASE("serve: connections that trickle their headers never lock out /healthz", "[serve][hostile]") {
+  Simulator sim;
+  Service service(sim, {});
+  const int port = port_of(service.url());
+  std::vector<int> slow;  // more than the 256 connections and 64 per address the service keeps
+  for (int i = 0; i < 300; ++i) {
+    const int fd = connect_loopback(port);
+    if (fd < 0) continue;
+    const std::string start = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    ::send(fd, start.data(), start.size(), MSG_NOSIGNAL);
+    slow.push_back(fd);
+  }
+  REQUIRE(slow.size() > 256);
+  for (int turn = 0; turn < 3; ++turn) {
+    for (const int fd : slow) ::send(fd, "X-Drip: 1\r\n", 11, MSG_NOSIGNAL);  // closed ones fail: fine
+    const HttpReply health = http_request("GET", service.url() + "/healthz");
+    CHECK(health.status == 200);
+  }
+  for (const int fd : slow) ::close(fd);
+  const std::vector<std::string> topics = {"after the trickle"};
+  require_report(service.analyze(analyze_body(topics)), topics);
+}
+
+TEST_CASE("serve: topics waiting over all requests are capped, with 503 and Retry-After", "[serve][hostile]") {
+  Simulator sim;
+  Service service(sim, {"--max-queued-topics", "5", "--concurrency", "1", "--timeout", "1", "--max-retries", "0"});
+  // A first client's three held topics: one runs, two wait.
+  const std::string body = analyze_body({"held 1 [[fault:hang]]", "held 2 [[fault:hang]]", "held 3 [[fault:hang]]"});
+  const int fd = connect_loopback(port_of(service.url()));
+  REQUIRE(fd >= 0);
+  const std::string request = "POST /analyze HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body;
+  REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+  REQUIRE(eventually([&] { return sim.requests_total() == 1; }));
+  REQUIRE(parse(http_request("GET", service.url() + "/healthz"))["queued"].GetUint64() == 2);
+  // Two waiting and four more would be six: refused whole, nothing queued.
+  const HttpReply full = service.analyze(analyze_body(numbered("too many", 4)));
+  require_rejected(full, 503, "--max-queued-topics 5");
+  CHECK_THAT(full.headers, Catch::Contains("Retry-After: 5"));
+  CHECK(parse(http_request("GET", service.url() + "/healthz"))["queued"].GetUint64() == 2);
+  // Three fit.
+  const std::vector<std::string> fits = numbered("fits", 3);
+  require_report(service.analyze(analyze_body(fits)), fits);
+  ::close(fd);
+}
+
+TEST_CASE("serve: with a token file /analyze needs the bearer token, /healthz does not", "[serve][hostile]") {
+  Simulator sim;
+  TempDir dir;
+  const std::string token = "tok-CANARY-71c2e9";
+  write_text(dir / "token", token + "\n");
+  Service service(sim, {"--auth-token-file", (dir / "token").string()});
+  const std::vector<std::string> topics = {"guarded"};
+  const HttpReply none = service.analyze(analyze_body(topics));
+  require_rejected(none, 401, "bearer token");
+  CHECK_THAT(none.headers, Catch::Contains("WWW-Authenticate: Bearer"));
+  require_rejected(http_request("POST", service.url() + "/analyze", analyze_body(topics),
+                                {"Authorization: Bearer tok-CANARY-71c2e8"}),
+                   401, "bearer token");
+  require_rejected(http_request("POST", service.url() + "/analyze", analyze_body(topics),
+                                {"Authorization: Bearer " + token + "x"}),
+                   401, "bearer token");
+  CHECK(sim.requests_total() == 0);
+  require_report(http_request("POST", service.url() + "/analyze", analyze_body(topics),
+                              {"Authorization: Bearer " + token}),
+                 topics);
+  CHECK(http_request("GET", service.url() + "/healthz").status == 200);
+  CHECK(service.diagnostics().find(token) == std::string::npos);
+}
+
+TEST_CASE("serve: a POST without Content-Length gets 411 and its body is never read as a request",
+          "[serve][hostile]") {
+  Simulator sim;
+  Service service(sim, {});
+  const std::string answer = raw_exchange(
+      port_of(service.url()), "POST /analyze HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK_THAT(answer, Catch::StartsWith("HTTP/1.1 411 "));
+  CHECK(answer.find("HTTP/1.1 200") == std::string::npos);  // the "body" was not served as a request
 }
 
 TEST_CASE("serve: TERM finishes the accepted requests, refuses new ones, and exits 0", "[serve]") {

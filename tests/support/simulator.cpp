@@ -1,6 +1,14 @@
 #include "simulator.hpp"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <csignal>
 #include <stdexcept>
@@ -34,9 +42,15 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
   return true;
 }
 
-HttpReply http_request(const std::string& method, const std::string& url, const std::string& body) {
+HttpReply http_request(const std::string& method, const std::string& url, const std::string& body,
+                       const std::vector<std::string>& request_headers) {
   HttpReply reply;
   CURL* c = curl_easy_init();
+  curl_slist* headers = nullptr;
+  for (const auto& h : request_headers) headers = curl_slist_append(headers, h.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &collect);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &reply.headers);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -50,7 +64,46 @@ HttpReply http_request(const std::string& method, const std::string& url, const 
   const CURLcode rc = curl_easy_perform(c);
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply.status);
   curl_easy_cleanup(c);
+  curl_slist_free_all(headers);
   if (rc != CURLE_OK) throw std::runtime_error("HTTP " + method + " " + url + ": " + curl_easy_strerror(rc));
+  return reply;
+}
+
+int connect_loopback(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int port_of(const std::string& url) { return std::stoi(url.substr(url.rfind(':') + 1)); }
+
+std::string raw_exchange(int port, const std::string& request) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) throw std::runtime_error("connection to port " + std::to_string(port) + " refused");
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    throw std::runtime_error("the request could not be sent");
+  }
+  ::shutdown(fd, SHUT_WR);
+  std::string reply;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
   return reply;
 }
 

@@ -40,9 +40,20 @@ bool eventually(const std::function<bool()>& condition,
 
 struct HttpReply {
   long status = 0;
+  std::string headers;  // the response's header lines, as received
   std::string body;
 };
-HttpReply http_request(const std::string& method, const std::string& url, const std::string& body = {});
+// `request_headers` are whole lines ("Authorization: Bearer x"). Throws on a transport failure.
+HttpReply http_request(const std::string& method, const std::string& url, const std::string& body = {},
+                       const std::vector<std::string>& request_headers = {});
+
+// A TCP connection to 127.0.0.1:`port`; -1 when refused.
+int connect_loopback(int port);
+// The port of an http://HOST:PORT URL.
+int port_of(const std::string& url);
+// Sends `request` as is on a new connection, half-closes it, and returns everything the server answers
+// before it closes (a hang guard stops reading after 5 s).
+std::string raw_exchange(int port, const std::string& request);
 
 class Simulator {
  public:
