@@ -1,6 +1,6 @@
 // A row's fields: the named values beside a topic in a JSONL or CSV input (`{"topic": "...",
 // "region": "EU"}`), each a `{name}` placeholder in the prompt templates and kept in the task's record
-// (`fields`). Values are text, as they render into a prompt (docs/protocol.md, "Row inputs"). Text
+// (`fields`). Values are text, as they render into a prompt (README.md, "Row inputs"). Text
 // input has none.
 #pragma once
 

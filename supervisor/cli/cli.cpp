@@ -378,7 +378,7 @@ struct Flags {
     auto address = parse_listen_address(listen);
     if (!address) return "--listen: '" + listen + "' is not HOST:PORT";
     if (results_jsonl == "-") return "--results-jsonl: '-' is not for serve (stdout carries its address line)";
-    if (concurrent_bigmodel::same_file_path(results_jsonl, cfg.log_file)) {
+    if (same_file_path(results_jsonl, cfg.log_file)) {
       return "--results-jsonl: '" + results_jsonl + "' is also the --log-file";
     }
     cfg.results_jsonl = results_jsonl;
@@ -462,7 +462,7 @@ struct Flags {
       for (const auto& [flag, other] : {std::pair{"--output", cfg.output}, std::pair{"--journal", cfg.journal},
                                         std::pair{"--log-file", cfg.log_file},
                                         std::pair{"--topics-file", std::filesystem::path(inv.topics_file)}}) {
-        if (concurrent_bigmodel::same_file_path(results_jsonl, other)) {
+        if (same_file_path(results_jsonl, other)) {
           return "--results-jsonl: '" + results_jsonl + "' is also the " + flag + " file";
         }
       }

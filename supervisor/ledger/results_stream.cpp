@@ -18,7 +18,8 @@ ResultsStream::ResultsStream(const std::filesystem::path& path, bool append) : p
   const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (append ? 0 : O_TRUNC);
   fd_ = ::open(path.c_str(), flags, 0644);
   if (fd_ < 0) {
-    throw std::system_error(errno, std::generic_category(), "--results-jsonl: cannot open '" + path.string() + "'");
+    throw std::system_error(errno, std::generic_category(),
+                            "--results-jsonl: cannot open '" + path.string() + "'");
   }
   owned_ = true;
 }

@@ -202,9 +202,10 @@ struct Executor::Impl {
         }
         row.fields.push_back({name, value});
       }
-      // The first row's fields are the input's (checked against the prompts when the run starts).
+      // The first row's fields are the input's: the run's start checks them against the prompts (and
+      // refuses a placeholder when the first row has none, as for plain topics).
       for (const auto& name : required) {
-        if (i > 0 && cbm::find_field(row.fields, name) == nullptr) {
+        if (i > 0 && !rows[0].fields.empty() && cbm::find_field(row.fields, name) == nullptr) {
           throw std::invalid_argument(which + " has no field '" + name + "' (the prompts use {" + name + "})");
         }
       }

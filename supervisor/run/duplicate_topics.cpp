@@ -32,7 +32,7 @@ std::optional<TopicLine> DedupingSource::next() {
     const std::uint64_t hash = task_hash(t->topic, t->fields);
     if (!ledger_.restored_topic_matches(round_, t->id, hash)) {
       throw std::runtime_error("--resume: topic " + std::to_string(t->id) + " ('" + t->topic.substr(0, 60) +
-                               "') is not the topic (or has not the fields) the journal recorded at that position: the input changed "
+                               "') is not the topic the journal recorded at that position (or has other fields): the input changed "
                                "since; resume with the same input, or start a new run");
     }
     if (!std::binary_search(duplicated_.begin(), duplicated_.end(), hash)) return t;

@@ -97,7 +97,9 @@ class BoundedLineReader {
   std::uint64_t number_ = 0;
 };
 
-std::string too_long_reason() { return "longer than " + std::to_string(kMaxRowBytes) + " bytes"; }
+std::string too_long_reason() {
+  return "longer than " + std::to_string(kMaxRowBytes) + " bytes";
+}
 
 // A field value: UTF-8, no NUL byte. Empty when it is fine, else why not.
 std::string value_problem(const std::string& name, std::string_view value) {
@@ -177,8 +179,9 @@ class TextReader final : public RowReader {
       const std::string_view line = trim_topic(*raw);
       if (line.empty() || line.starts_with('#')) continue;
       auto topic = checked_topic(line);  // a line is its topic: the reason needs no "topic"
-      Result<TopicRow, std::string> row = topic ? Result<TopicRow, std::string>(TopicRow{std::move(topic).value(), {}})
-                                                : Err{std::move(topic.error().what)};
+      Result<TopicRow, std::string> row =
+          topic ? Result<TopicRow, std::string>(TopicRow{std::move(topic).value(), {}})
+                : Err{std::move(topic.error().what)};
       if (auto t = accept(line_number_, std::move(row), {})) return t;
     }
     return std::nullopt;
@@ -192,7 +195,8 @@ class TextReader final : public RowReader {
 
 class JsonlReader final : public RowReader {
  public:
-  JsonlReader(std::FILE* in, std::vector<std::string> required) : lines_(in), required_(std::move(required)) {}
+  JsonlReader(std::FILE* in, std::vector<std::string> required)
+      : lines_(in), required_(std::move(required)) {}
 
   std::optional<TopicLine> next() override {
     if (peeked_) {
@@ -250,10 +254,12 @@ class CsvReader final : public RowReader {
     do {
       if (!read_record(header, problem, line)) throw std::invalid_argument("the CSV input has no header row");
     } while (problem.empty() && header.size() == 1 && header[0].empty());
-    if (!problem.empty()) throw std::invalid_argument("the CSV header (line " + std::to_string(line) + ") " + problem);
+    if (!problem.empty())
+      throw std::invalid_argument("the CSV header (line " + std::to_string(line) + ") " + problem);
     for (std::size_t i = 0; i < header.size(); ++i) {
       std::string name(trim_topic(header[i]));
-      if (name.empty()) throw std::invalid_argument("the CSV header's column " + std::to_string(i + 1) + " has no name");
+      if (name.empty())
+        throw std::invalid_argument("the CSV header's column " + std::to_string(i + 1) + " has no name");
       if (auto why = name_problem(name); !why.empty()) throw std::invalid_argument("the CSV header: " + why);
       if (std::find(columns_.begin(), columns_.end(), name) != columns_.end()) {
         throw std::invalid_argument("the CSV header names column '" + name + "' twice");
@@ -300,7 +306,8 @@ class CsvReader final : public RowReader {
   Result<TopicRow, std::string> to_row(std::vector<std::string>& record, const std::string& problem) const {
     if (!problem.empty()) return Err{problem};
     if (record.size() != columns_.size()) {
-      return Err{"has " + std::to_string(record.size()) + " fields, the header " + std::to_string(columns_.size())};
+      return Err{"has " + std::to_string(record.size()) + " fields, the header " +
+                 std::to_string(columns_.size())};
     }
     auto topic = row_topic(record[topic_column_]);
     if (!topic) return Err{std::move(topic.error())};
@@ -320,7 +327,13 @@ class CsvReader final : public RowReader {
     problem.clear();
     line = line_ + 1;
     std::size_t bytes = 0;
-    enum class State { field_start, unquoted, quoted, quote_in_quoted, after_quoted } state = State::field_start;
+    enum class State {
+      field_start,
+      unquoted,
+      quoted,
+      quote_in_quoted,
+      after_quoted
+    } state = State::field_start;
     int c = in_.get();
     if (c == EOF) return false;
     for (; c != EOF; c = in_.get()) {
@@ -338,7 +351,8 @@ class CsvReader final : public RowReader {
           } else if (ch == '"' && state == State::field_start) {
             state = State::quoted;
           } else if (state == State::after_quoted && ch != '\r') {
-            if (problem.empty()) problem = "has text after a closing quote (line " + std::to_string(line_ + 1) + ")";
+            if (problem.empty())
+              problem = "has text after a closing quote (line " + std::to_string(line_ + 1) + ")";
           } else {
             append(fields, ch, problem);
             if (state == State::field_start) state = State::unquoted;
@@ -414,9 +428,11 @@ std::optional<InputFormat> input_format_from_string(std::string_view s) {
 InputFormat input_format_of_path(std::string_view path) {
   const std::size_t dot = path.rfind('.');
   const std::size_t slash = path.rfind('/');
-  if (dot == std::string_view::npos || (slash != std::string_view::npos && dot < slash)) return InputFormat::text;
+  if (dot == std::string_view::npos || (slash != std::string_view::npos && dot < slash))
+    return InputFormat::text;
   std::string ext(path.substr(dot + 1));
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (ext == "jsonl" || ext == "ndjson") return InputFormat::jsonl;
   if (ext == "csv") return InputFormat::csv;
   return InputFormat::text;
@@ -426,8 +442,8 @@ Result<TopicRow, std::string> parse_jsonl_row(std::string_view line) {
   RowHandler handler;
   rapidjson::Reader reader;
   rapidjson::MemoryStream ms(line.data(), line.size());
-  constexpr unsigned kFlags =
-      rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag;
+  constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag |
+                              rapidjson::kParseIterativeFlag;
   const rapidjson::ParseResult ok = reader.Parse<kFlags>(ms, handler);
   if (!handler.problem.empty()) return Err{std::move(handler.problem)};
   if (!ok) {

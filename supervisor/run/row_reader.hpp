@@ -1,5 +1,5 @@
 // RowReader: the rows of a topics input, read as a stream from a FILE* (never the whole input in
-// memory), in one of three formats (docs/protocol.md, "Row inputs"):
+// memory), in one of three formats (README.md, "Row inputs"):
 //
 //   text   one topic per line (topic_source.hpp); no fields.
 //   jsonl  one JSON object per line: a string `topic` and any other fields, each a string, a number or

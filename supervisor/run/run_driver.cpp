@@ -124,7 +124,7 @@ void check_placeholders(const RunConfig& cfg) {
   } else if (!cfg.topics.empty()) {
     for (const auto& f : cfg.topics.front().fields) known.push_back(f.name);
   }
-  if (auto e = cfg.pipeline.prompts.check_fields(known)) throw std::invalid_argument("prompts: " + e->message);
+  if (auto e = cfg.pipeline.prompts.check_fields(known)) throw std::invalid_argument("--prompt-file (prompts): " + e->message);
 }
 
 namespace {

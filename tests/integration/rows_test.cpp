@@ -26,19 +26,30 @@ struct RowRun {
   std::filesystem::path log() const { return dir / "run.log"; }
 
   // Starts the supervisor with `input` as the topics file `name` and `prompts` as the prompt file.
-  void start(const Simulator& sim, const std::string& name, const std::string& input, const std::string& prompts,
-             std::vector<std::string> extra) {
+  void start(const Simulator& sim, const std::string& name, const std::string& input,
+             const std::string& prompts, std::vector<std::string> extra) {
     write_text(dir / name, input);
     write_text(dir / "prompts.txt", prompts);
-    std::vector<std::string> argv = {supervisor_path(), "--base-url", sim.base_url(), "--output",
-                                     report().string(), "--log-file", log().string(), "--delay", "0",
-                                     "--no-search", "--topics-file", (dir / name).string(), "--prompt-file",
+    std::vector<std::string> argv = {supervisor_path(),
+                                     "--base-url",
+                                     sim.base_url(),
+                                     "--output",
+                                     report().string(),
+                                     "--log-file",
+                                     log().string(),
+                                     "--delay",
+                                     "0",
+                                     "--no-search",
+                                     "--topics-file",
+                                     (dir / name).string(),
+                                     "--prompt-file",
                                      (dir / "prompts.txt").string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     process = std::make_unique<Subprocess>(argv, supervisor_spawn_options(dir.path()));
   }
   std::string diagnostics() const {
-    return "stderr:\n" + process->err() + "\nlog:\n" + (std::filesystem::exists(log()) ? read_text(log()) : "");
+    return "stderr:\n" + process->err() + "\nlog:\n" +
+           (std::filesystem::exists(log()) ? read_text(log()) : "");
   }
 };
 
@@ -74,7 +85,9 @@ std::string fields_of(const rapidjson::Value& record) {
   return out;
 }
 
-std::string analysis_of(const rapidjson::Value& record) { return record["analysis"].GetString(); }
+std::string analysis_of(const rapidjson::Value& record) {
+  return record["analysis"].GetString();
+}
 
 }  // namespace
 
@@ -97,8 +110,10 @@ TEST_CASE("JSONL rows: each field fills its placeholder on the wire and is kept 
   std::map<std::string, std::string> analysis_by_fields;
   for (const auto& r : report["results"].GetArray()) analysis_by_fields[fields_of(r)] = analysis_of(r);
   REQUIRE(analysis_by_fields.size() == 2);
-  CHECK_THAT(analysis_by_fields["region=EU;year=2024;"], Catch::StartsWith("Analysis of Analyse Tariffs for EU in 2024"));
-  CHECK_THAT(analysis_by_fields["region=US;year=2025;"], Catch::StartsWith("Analysis of Analyse Tariffs for US in 2025"));
+  CHECK_THAT(analysis_by_fields["region=EU;year=2024;"],
+             Catch::StartsWith("Analysis of Analyse Tariffs for EU in 2024"));
+  CHECK_THAT(analysis_by_fields["region=US;year=2025;"],
+             Catch::StartsWith("Analysis of Analyse Tariffs for US in 2025"));
   CHECK_THAT(read_text(run.log()),
              Catch::Contains("topics line 3 skipped: has no field 'region' (the prompts use {region})"));
 }
@@ -137,17 +152,19 @@ TEST_CASE("CSV rows: quoted fields fill their placeholders and are kept in the r
   CHECK(streamed == reported);
 }
 
-TEST_CASE("a placeholder the input has no field for, or a CSV without a topic column, exits 2 sending nothing",
-          "[rows]") {
+TEST_CASE(
+    "a placeholder the input has no field for, or a CSV without a topic column, exits 2 sending nothing",
+    "[rows]") {
   Simulator sim;
   {
     RowRun run;
     run.start(sim, "rows.csv", "topic,region,year\nGrids,EU,2025\n", "[search.user]\n{topic} in {regoin}\n",
               {"--results-jsonl", "results.jsonl"});
     CHECK(run.process->exit_code() == 2);
-    CHECK_THAT(run.process->err(),
-               Catch::Contains("[search.user]: unknown placeholder {regoin}: the known ones are {topic}, {sources}, "
-                               "{region}, {year}"));
+    CHECK_THAT(
+        run.process->err(),
+        Catch::Contains("[search.user]: unknown placeholder {regoin}: the known ones are {topic}, {sources}, "
+                        "{region}, {year}"));
     CHECK_FALSE(std::filesystem::exists(run.report()));
     CHECK_FALSE(std::filesystem::exists(run.results()));
     CHECK_FALSE(std::filesystem::exists(run.dir / "report.journal.jsonl"));
@@ -162,7 +179,8 @@ TEST_CASE("a placeholder the input has no field for, or a CSV without a topic co
     RowRun run;
     run.start(sim, "rows.csv", "subject,region\nGrids,EU\n", "[analysis.user]\n{topic}\n", {});
     CHECK(run.process->exit_code() == 2);
-    CHECK_THAT(run.process->err(), Catch::Contains("the CSV header has no 'topic' column (columns: subject, region)"));
+    CHECK_THAT(run.process->err(),
+               Catch::Contains("the CSV header has no 'topic' column (columns: subject, region)"));
   }
   {
     RowRun run;  // --input-format overrides the extension
@@ -173,7 +191,7 @@ TEST_CASE("a placeholder the input has no field for, or a CSV without a topic co
   CHECK(sim.requests_total() == 1);  // the last run's only
 }
 
-TEST_CASE("--results-jsonl must not be another file of the run", "[rows][results]") {
+TEST_CASE("the results stream (--results-jsonl) must not be another file of the run", "[rows][results]") {
   Simulator sim;
   for (const std::string other : {"report.json", "run.log", "rows.jsonl", "report.journal.jsonl"}) {
     RowRun run;
@@ -185,18 +203,22 @@ TEST_CASE("--results-jsonl must not be another file of the run", "[rows][results
   CHECK(sim.requests_total() == 0);
 }
 
-TEST_CASE("--results-jsonl has a whole line per finished task while the run still goes", "[rows][results]") {
+TEST_CASE("the results stream (--results-jsonl) has a whole line per finished task while the run still goes",
+          "[rows][results]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   CAPTURE(mode);
   Simulator sim;
   RowRun run;
   run.start(sim, "topics.txt", "quick\nheld [[fault:hang]]\n", "[analysis.user]\n{topic}\n",
-            {"--mode", mode, "--concurrency", "2", "--timeout", "120", "--drain-grace", "0", "--results-jsonl",
-             "results.jsonl"});
+            {"--mode", mode, "--concurrency", "2", "--timeout", "120", "--drain-grace", "0",
+             "--results-jsonl", "results.jsonl"});
   // The held topic keeps the run going; the quick one's record must be readable meanwhile.
-  REQUIRE(eventually([&] {
-    return std::filesystem::exists(run.results()) && read_text(run.results()).find('\n') != std::string::npos;
-  }, 30s));
+  REQUIRE(eventually(
+      [&] {
+        return std::filesystem::exists(run.results()) &&
+               read_text(run.results()).find('\n') != std::string::npos;
+      },
+      30s));
   const auto during = whole_lines(read_text(run.results()));
   REQUIRE(during.size() == 1);
   CHECK(std::string(during[0]["topic"].GetString()) == "quick");
@@ -219,7 +241,9 @@ TEST_CASE("--results-jsonl has a whole line per finished task while the run stil
   }
 }
 
-TEST_CASE("--results-jsonl - makes stdout pure JSONL, every round of a monitor appended", "[rows][results]") {
+TEST_CASE(
+    "the results stream to stdout (--results-jsonl -) makes it pure JSONL, every round of a monitor appended",
+    "[rows][results]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   CAPTURE(mode);
   Simulator sim;

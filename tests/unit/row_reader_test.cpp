@@ -68,28 +68,27 @@ TEST_CASE("a JSONL row keeps its fields in order: strings as given, numbers as w
   REQUIRE(r.invalid.empty());
   REQUIRE(r.rows.size() == 1);
   CHECK(r.rows[0].topic == "Tariffs");
-  CHECK(r.rows[0].fields ==
-        Fields{{"region", "EU"}, {"price", "2.50"}, {"year", "2024"}, {"big", "true"}});
+  CHECK(r.rows[0].fields == Fields{{"region", "EU"}, {"price", "2.50"}, {"year", "2024"}, {"big", "true"}});
   CHECK(r.field_names == std::vector<std::string>{"region", "price", "year", "big"});
 }
 
 TEST_CASE("bad JSONL rows are skipped with their line numbers, the others are read", "[rows][jsonl]") {
   const std::string text =
-      "\xEF\xBB\xBF{\"topic\": \"first\", \"region\": \"EU\"}\r\n"  // 1: a BOM and CRLF
-      "\n"                                                          // 2: blank, skipped silently
-      "{\"topic\": \"nested\", \"region\": {\"a\": 1}}\n"           // 3
-      "{\"topic\": \"list\", \"region\": [1]}\n"                    // 4
-      "{\"topic\": \"null\", \"region\": null}\n"                   // 5
-      "{\"region\": \"no topic\"}\n"                                // 6
-      "{\"topic\": 42, \"region\": \"EU\"}\n"                       // 7
-      "[\"topic\"]\n"                                               // 8
-      "{\"topic\": \"cut\"\n"                                       // 9
-      "{\"topic\": \"missing region\"}\n"                           // 10
-      "{\"topic\": \"twice\", \"region\": \"a\", \"region\": \"b\"}\n"  // 11
+      "\xEF\xBB\xBF{\"topic\": \"first\", \"region\": \"EU\"}\r\n"           // 1: a BOM and CRLF
+      "\n"                                                                   // 2: blank, skipped silently
+      "{\"topic\": \"nested\", \"region\": {\"a\": 1}}\n"                    // 3
+      "{\"topic\": \"list\", \"region\": [1]}\n"                             // 4
+      "{\"topic\": \"null\", \"region\": null}\n"                            // 5
+      "{\"region\": \"no topic\"}\n"                                         // 6
+      "{\"topic\": 42, \"region\": \"EU\"}\n"                                // 7
+      "[\"topic\"]\n"                                                        // 8
+      "{\"topic\": \"cut\"\n"                                                // 9
+      "{\"topic\": \"missing region\"}\n"                                    // 10
+      "{\"topic\": \"twice\", \"region\": \"a\", \"region\": \"b\"}\n"       // 11
       "{\"topic\": \"reserved\", \"region\": \"EU\", \"sources\": \"x\"}\n"  // 12
-      "{\"topic\": \"\", \"region\": \"EU\"}\n"                     // 13
-      "{\"topic\": \"bad \xC3\", \"region\": \"EU\"}\n"             // 14
-      "{\"topic\": \"last\", \"region\": \"US\"}";                  // 15: no final newline
+      "{\"topic\": \"\", \"region\": \"EU\"}\n"                              // 13
+      "{\"topic\": \"bad \xC3\", \"region\": \"EU\"}\n"                      // 14
+      "{\"topic\": \"last\", \"region\": \"US\"}";                           // 15: no final newline
   const Read r = read(text, InputFormat::jsonl, {"region"});
   REQUIRE(r.rows.size() == 2);
   CHECK(r.rows[0].topic == "first");
@@ -126,8 +125,9 @@ TEST_CASE("a JSONL line over the cap is skipped whole and the next line is read"
 }
 
 TEST_CASE("a JSONL input's fields are its first valid row's", "[rows][jsonl]") {
-  const Read r = read("not json\n{\"topic\": \"a\", \"region\": \"EU\"}\n{\"topic\": \"b\", \"lang\": \"de\"}\n",
-                      InputFormat::jsonl);
+  const Read r =
+      read("not json\n{\"topic\": \"a\", \"region\": \"EU\"}\n{\"topic\": \"b\", \"lang\": \"de\"}\n",
+           InputFormat::jsonl);
   CHECK(r.field_names == std::vector<std::string>{"region"});
   CHECK(r.rows.size() == 2);  // nothing required: b's other field is its own business
   REQUIRE(r.invalid.size() == 1);
@@ -160,14 +160,14 @@ TEST_CASE("CSV fields may be quoted with commas, doubled quotes and line breaks"
 
 TEST_CASE("bad CSV rows are skipped with the line they start on", "[rows][csv]") {
   const std::string text =
-      "topic,region\n"                  // 1
-      "ok,EU\n"                         // 2
-      "\"multi\nline\",EU,extra\n"      // 3-4: three fields
-      "short\n"                         // 5
-      "\"closed\"x,EU\n"                // 6
-      ",EU\n"                           // 7: empty topic
-      "fine,US\n"                       // 8
-      "\"never closed,EU\nmore\n";      // 9-10
+      "topic,region\n"              // 1
+      "ok,EU\n"                     // 2
+      "\"multi\nline\",EU,extra\n"  // 3-4: three fields
+      "short\n"                     // 5
+      "\"closed\"x,EU\n"            // 6
+      ",EU\n"                       // 7: empty topic
+      "fine,US\n"                   // 8
+      "\"never closed,EU\nmore\n";  // 9-10
   const Read r = read(text, InputFormat::csv);
   REQUIRE(r.rows.size() == 2);
   CHECK(r.rows[0].topic == "ok");
@@ -227,7 +227,7 @@ TEST_CASE("rows with one topic and different fields are different tasks; field o
   CHECK(cbm::task_hash("Tariffs", {}) == cbm::topic_hash("Tariffs"));
 }
 
-TEST_CASE("--resume tells a row from the same topic with other fields", "[rows][resume]") {
+TEST_CASE("resume tells a row from the same topic with other fields", "[rows][resume]") {
   cbm::ResumeIndex index;
   cbm::TaskResult restored;
   restored.round = 1;
