@@ -65,7 +65,7 @@ PipelineSteps::PipelineSteps(PipelineConfig config)
 std::string PipelineSteps::next_request_id() { return id_prefix_ + std::to_string(++sequence_); }
 
 PipelineAttempt::PipelineAttempt(PipelineSteps& steps, const Task& task)
-    : steps_(&steps), topic_(task.topic), stage_(steps.config().search ? Stage::search : Stage::analysis) {}
+    : steps_(&steps), topic_(task.topic), fields_(task.fields), stage_(steps.config().search ? Stage::search : Stage::analysis) {}
 
 std::optional<ChatRequest> PipelineAttempt::next_request() {
   if (stage_ == Stage::done) return std::nullopt;
@@ -77,13 +77,14 @@ std::optional<ChatRequest> PipelineAttempt::next_request() {
   const PromptSet& p = config.prompts;
   if (stage_ == Stage::search) {
     req.model = config.tool_model;
-    req.messages = {{"system", p.search_system.render(topic_, "")}, {"user", p.search_user.render(topic_, "")}};
+    req.messages = {{"system", p.search_system.render(topic_, "", fields_)},
+                    {"user", p.search_user.render(topic_, "", fields_)}};
     req.web_search = WebSearchTool{topic_, config.search_count};
   } else {
     const std::string sources_text = format_sources(outcome_.sources, search_summary_);
     req.model = config.chat_model;
-    req.messages = {{"system", p.analysis_system.render(topic_, sources_text)},
-                    {"user", p.analysis_user.render(topic_, sources_text)}};
+    req.messages = {{"system", p.analysis_system.render(topic_, sources_text, fields_)},
+                    {"user", p.analysis_user.render(topic_, sources_text, fields_)}};
   }
   outcome_.steps.push_back(StepRecord{stage_ == Stage::search ? "search" : "analysis", req.model, {}, {}, {},
                                       WallClock::now(), req.messages, {}});

@@ -48,6 +48,7 @@ class PipelineAttempt {
 
   PipelineSteps* steps_;
   std::string topic_;
+  Fields fields_;  // the row's, for the templates' field placeholders
   Stage stage_;
   Clock::time_point sent_at_{};
   std::string search_summary_;

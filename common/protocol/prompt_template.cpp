@@ -1,5 +1,6 @@
 #include "prompt_template.hpp"
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <utility>
@@ -56,9 +57,11 @@ Result<PromptTemplate, TemplateError> PromptTemplate::parse(std::string_view tex
       t.segments_.push_back({Piece::topic, {}});
     } else if (name == "sources") {
       t.segments_.push_back({Piece::sources, {}});
+    } else if (name.empty() || name.find('{') != std::string_view::npos) {
+      return Err{TemplateError{"empty or nested placeholder at offset " + std::to_string(i) +
+                               " (write '{{' for a brace)"}};
     } else {
-      return Err{TemplateError{"unknown placeholder {" + std::string(name) +
-                               "}: the known ones are {topic} and {sources}"}};
+      t.segments_.push_back({Piece::field, std::string(name)});
     }
     i = close;
   }
@@ -66,7 +69,7 @@ Result<PromptTemplate, TemplateError> PromptTemplate::parse(std::string_view tex
   return t;
 }
 
-std::string PromptTemplate::render(std::string_view topic, std::string_view sources) const {
+std::string PromptTemplate::render(std::string_view topic, std::string_view sources, const Fields& fields) const {
   std::string out;
   for (const auto& s : segments_) {
     switch (s.piece) {
@@ -79,9 +82,22 @@ std::string PromptTemplate::render(std::string_view topic, std::string_view sour
       case Piece::sources:
         out += sources;
         break;
+      case Piece::field:
+        if (const std::string* value = find_field(fields, s.text)) out += *value;
+        break;
     }
   }
   return out;
+}
+
+std::vector<std::string> PromptTemplate::field_names() const {
+  std::vector<std::string> names;
+  for (const auto& s : segments_) {
+    if (s.piece == Piece::field && std::find(names.begin(), names.end(), s.text) == names.end()) {
+      names.push_back(s.text);
+    }
+  }
+  return names;
 }
 
 bool PromptTemplate::uses_sources() const {
@@ -89,6 +105,40 @@ bool PromptTemplate::uses_sources() const {
     if (s.piece == Piece::sources) return true;
   }
   return false;
+}
+
+std::vector<std::string> PromptSet::field_names() const {
+  std::vector<std::string> names;
+  for (const PromptTemplate* t : {&search_system, &search_user, &analysis_system, &analysis_user}) {
+    for (auto& name : t->field_names()) {
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+    }
+  }
+  return names;
+}
+
+std::optional<TemplateError> PromptSet::check_fields(const std::vector<std::string>& known) const {
+  const std::array<std::pair<std::string_view, const PromptTemplate*>, 4> sections{{
+      {"[search.system]", &search_system},
+      {"[search.user]", &search_user},
+      {"[analysis.system]", &analysis_system},
+      {"[analysis.user]", &analysis_user},
+  }};
+  for (const auto& [section, t] : sections) {
+    for (const auto& name : t->field_names()) {
+      if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+      std::string message(section);
+      message += ": unknown placeholder {" + name + "}: the known ones are {topic}, {sources}";
+      for (const auto& k : known) {
+        message += ", {";
+        message += k;
+        message += '}';
+      }
+      if (known.empty()) message += " (the input has no fields; rows with fields come as JSONL or CSV)";
+      return TemplateError{std::move(message)};
+    }
+  }
+  return std::nullopt;
 }
 
 PromptSet PromptSet::defaults() {

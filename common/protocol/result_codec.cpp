@@ -66,6 +66,29 @@ void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps, bool with_
   w.EndArray();
 }
 
+// `"fields":{"name":"value",...}`, left out when there are none (text input), so a text run's records
+// are what they always were.
+void write_fields(JsonWriter& w, const Fields& fields) {
+  if (fields.empty()) return;
+  w.Key("fields");
+  w.StartObject();
+  for (const auto& f : fields) write_key_string(w, f.name.c_str(), f.value);
+  w.EndObject();
+}
+
+void read_fields(JsonReader& r, Fields& out) {
+  const Value* v = r.object("fields");
+  if (v == nullptr) return;
+  for (auto it = v->MemberBegin(); it != v->MemberEnd(); ++it) {
+    if (!it->value.IsString()) {
+      r.fail("fields", "values must be strings");
+      return;
+    }
+    out.push_back({std::string(it->name.GetString(), it->name.GetStringLength()),
+                   std::string(it->value.GetString(), it->value.GetStringLength())});
+  }
+}
+
 void write_error(JsonWriter& w, const ApiError& e) {
   w.StartObject();
   write_key_string(w, "class", to_string(e.error_class));
@@ -245,6 +268,7 @@ void write_task_result(JsonWriter& w, const TaskResult& r) {
   w.Uint64(r.id);
   w.Key("round");
   w.Uint(r.round);
+  write_fields(w, r.fields);
   w.Key("attempts");
   w.Int(r.attempts);
   w.Key("worker");
@@ -297,6 +321,7 @@ Result<TaskResult, DecodeError> decode_task_result(const Value& v) {
   r.integer("started_at_ms", started);
   r.integer("finished_at_ms", finished);
   r.number("execution_time", execution_time);
+  read_fields(r, t.fields);
   read_usage(r, t.usage);
   read_sources(r, error, t.sources);
   read_steps(r, error, t.steps);
@@ -334,6 +359,7 @@ std::string encode_task(const Task& t) {
     write_key_string(w, "topic", t.topic);
     w.Key("attempt");
     w.Int(t.attempt);
+    write_fields(w, t.fields);
     w.EndObject();
   });
 }
@@ -350,6 +376,7 @@ Result<Task, DecodeError> decode_task(std::string_view json) {
   r.integer("round", round);
   r.string("topic", t.topic);
   r.integer("attempt", t.attempt);
+  read_fields(r, t.fields);
   if (id < 0) r.fail("id", "missing");
   if (round < 1) r.fail("round", "missing or below 1");
   if (!error.empty()) return Err{DecodeError{"task: " + error}};

@@ -10,6 +10,7 @@
 
 #include "api_error.hpp"
 #include "chat_types.hpp"
+#include "row_fields.hpp"
 
 namespace cbm {
 
@@ -21,6 +22,7 @@ struct Task {
   std::uint32_t round = 1;  // 1-based iteration
   std::string topic;
   int attempt = 1;          // 1-based; attempt max_retries+1 is the last
+  Fields fields;            // the row's other fields (row_fields.hpp); none for text input
 };
 
 // One model call of the pipeline.
@@ -66,6 +68,7 @@ struct TaskResult {
   WallClock::time_point finished{};      // terminal record written
   std::chrono::milliseconds execution_time{0};  // started -> finished, including retries and backoff
   std::optional<std::uint64_t> duplicate_of;    // a repeated topic: the id whose record this copies
+  Fields fields;                                // the task's row fields; none for text input
 
   bool success() const { return status == TaskStatus::succeeded; }
 };

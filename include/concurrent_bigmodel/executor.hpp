@@ -40,6 +40,25 @@ enum class Mode {
   asyncio,          // one event-loop thread driving every task with curl_multi: the most in flight per core; a crash takes the process
 };
 
+// How run_file reads its file (README "Row inputs"): one topic per line, or rows of a topic and fields
+// as JSONL (one object per line) or CSV (a header row with a `topic` column).
+enum class InputFormat {
+  by_extension,  // .jsonl/.ndjson: jsonl, .csv: csv, anything else: text
+  text,
+  jsonl,
+  csv,
+};
+
+// A row's fields beside its topic, in the input's order: each is a `{name}` placeholder in the prompts,
+// and is kept in the row's Result. Values are text (a JSONL number as written, a boolean as true/false).
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+// One row of input: a topic and its fields.
+struct Row {
+  std::string topic;
+  Fields fields;
+};
+
 // Everything that decides how a run goes. The command-line flags map onto it one to one (--quiet is
 // `console = false`, --prompt-file's contents go to `prompts`). Defaults are the CLI's, except that a
 // library run writes no file (log, report, journal) unless asked and prints nothing.
@@ -62,8 +81,10 @@ struct Config {
   bool search = true;                      // false: skip the web_search step
   bool stream = false;                     // ask for server-sent-event streams
   // Prompt templates in the CLI's --prompt-file format (sections [search.system] [search.user]
-  // [analysis.system] [analysis.user], {topic} and {sources} placeholders); empty: the built-in ones.
+  // [analysis.system] [analysis.user], {topic} and {sources} placeholders, and {name} for a row's
+  // field); empty: the built-in ones. A placeholder the input has no field for fails the run's start.
   std::string prompts;
+  InputFormat input_format = InputFormat::by_extension;  // run_file's
 
   // Files. The report is the CLI's JSON report (README "The report"), written atomically when the run
   // ends (and after every round of a multi-round run). The journal gets every result as it finishes;
@@ -75,6 +96,10 @@ struct Config {
   bool force_resume = false;  // resume even if the journal was written with other models or prompts
   int keep_rounds = -1;       // rounds kept in the journal and report; 0 = all; -1 = 10 when iterations is 0, else all
   std::filesystem::path log_file;  // empty: no log
+  // Every Result as one line of JSON (the report's `results[i]`), written and flushed as it becomes
+  // final: a file a consumer can read while the run goes on ("-": standard output). A new run
+  // truncates it, a resumed one appends. Must not be the report, the journal or the log. Empty: none.
+  std::filesystem::path results_jsonl;
 
   // Console: progress on stderr (a live line on a terminal, else a line every progress_interval),
   // warnings, errors.
@@ -137,6 +162,7 @@ struct Result {
   std::uint64_t id = 0;     // the topic's position in the input (0-based)
   std::uint32_t round = 1;  // 1-based iteration
   std::string topic;
+  Fields fields;  // the row's (empty for plain topics)
   Status status = Status::failed;
   std::string analysis;
   std::vector<Source> sources;
@@ -207,9 +233,19 @@ class Executor {
 
   // As execute_concurrent, without keeping results: memory stays flat however long it runs.
   Summary run(const std::vector<std::string>& topics, int iterations = 1);
-  // As run, over a file of topics (one per line, '#' comments, blank lines skipped). A one-round run
+  // As execute_concurrent and run, over rows: each row's fields fill the prompts' placeholders. The
+  // first row's fields are the ones the prompts may use; a row without one of those the prompts use,
+  // or with a field named "topic", "sources" or holding a NUL byte or invalid UTF-8, throws
+  // std::invalid_argument naming the row. Rows with the same topic and different fields are different
+  // tasks.
+  Report execute_rows(const std::vector<Row>& rows, int iterations = 1);
+  Summary run_rows(const std::vector<Row>& rows, int iterations = 1);
+
+  // As run, over a file of topics in Config::input_format: one per line ('#' comments, blank lines
+  // skipped), or JSONL or CSV rows. Invalid lines and rows are skipped and logged. A one-round run
   // streams the file (any size, constant memory); a monitor holds the list and rereads the file when
-  // reload_topics() is called.
+  // reload_topics() is called. Throws std::invalid_argument for a CSV without a usable header or a
+  // prompt placeholder the file has no field for.
   Summary run_file(const std::filesystem::path& topics_file, int iterations = 1);
 
   // Callable from any thread, at any time. A stop requested while no run is in progress applies to

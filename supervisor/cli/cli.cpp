@@ -11,6 +11,7 @@
 #include "cbm/version.hpp"
 #include "listen_address.hpp"
 #include "prompt_template.hpp"
+#include "public_config.hpp"
 #include "run_driver.hpp"
 #include "topic_rules.hpp"
 #include "topic_source.hpp"
@@ -122,6 +123,8 @@ struct Flags {
   bool quiet = false;
   double progress_interval_s = 10.0;
   std::string journal;
+  std::string results_jsonl;
+  std::string input_format;
   int keep_rounds = -1;
   ServeOptions serve_options;
   std::string auth_token_file;
@@ -184,7 +187,7 @@ struct Flags {
     a.add_option(
          "--prompt-file", prompt_file,
          "Prompt templates: sections [search.system] [search.user] [analysis.system] [analysis.user]\n"
-         "with {topic} and {sources} placeholders")
+         "with {topic} and {sources} placeholders, and {name} for a JSONL/CSV row's field")
         ->check(CLI::ExistingFile)
         ->group(input);
     a.add_flag("--stream", cfg.stream, "Ask for server-sent-event streams")->group(input);
@@ -221,6 +224,13 @@ struct Flags {
         ->group(rel);
 
     a.add_option("--log-file", log_file, "Log file")->capture_default_str()->group("Output");
+    a.add_option("--results-jsonl", results_jsonl,
+                 service ? "Append every finished task's record to this file as one JSON line, as it\n"
+                           "finishes (the report's results[i] shape); truncated at start"
+                         : "Write every finished task's record as one JSON line, as it finishes (the\n"
+                           "report's results[i] shape; '-' = stdout); truncated at start, appended with --resume")
+        ->type_name("PATH")
+        ->group("Output");
     a.add_option("--metrics-addr", metrics_addr,
                  "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; port 0 = any\n"
                  "free port, logged); off by default")
@@ -247,7 +257,14 @@ struct Flags {
         ->check(CLI::Range(0, 1000000))
         ->capture_default_str()
         ->group(py);
-    app.add_option("--topics-file", inv.topics_file, "Read topics from a file, one per line ('-' = stdin)")
+    app.add_option("--topics-file", inv.topics_file,
+                   "Read topics from a file ('-' = stdin): one per line, or JSONL/CSV rows of a topic and\n"
+                   "fields (README \"Row inputs\"), by the extension (.jsonl .ndjson .csv) or --input-format")
+        ->group(input);
+    app.add_option("--input-format", input_format,
+                   "Format of --topics-file: text | jsonl | csv (default: by the file's extension; text\n"
+                   "for stdin)")
+        ->check(CLI::IsMember({"text", "jsonl", "csv"}))
         ->group(input);
     app.add_option("--journal", journal,
                    "Append every finished task to this JSONL file (default: beside the report, "
@@ -372,13 +389,18 @@ struct Flags {
   std::optional<std::string> serve_config(const CLI::App& app) {
     // Batch flags given before the word `serve` reach the main parser: refused here.
     for (const char* batch : {"--topics", "--iterations", "--output", "--batch-size", "--topics-file",
-                              "--journal", "--resume", "--force-resume", "--keep-rounds"}) {
+                              "--input-format", "--journal", "--resume", "--force-resume", "--keep-rounds"}) {
       if (app.count(batch) > 0) {
         return std::string(batch) + ": not an option of serve (each request brings its topics)";
       }
     }
     auto address = parse_listen_address(listen);
     if (!address) return "--listen: '" + listen + "' is not HOST:PORT";
+    if (results_jsonl == "-") return "--results-jsonl: '-' is not for serve (stdout carries its address line)";
+    if (same_file_path(results_jsonl, cfg.log_file)) {
+      return "--results-jsonl: '" + results_jsonl + "' is also the --log-file";
+    }
+    cfg.results_jsonl = results_jsonl;
     serve_options.listen = *address;
     if (!auth_token_file.empty()) {
       std::string error;
@@ -396,16 +418,15 @@ struct Flags {
 
   // Where the topics come from; stdin is read here, once.
   std::optional<std::string> batch_input() {
+    if (!input_format.empty() && inv.topics_file.empty()) return "--input-format: only with --topics-file";
     if (!inv.topics_file.empty()) {
       if (!inv.topics.empty()) return "--topics and --topics-file: give one or the other";
+      const InputFormat format = !input_format.empty() ? *input_format_from_string(input_format)
+                                 : inv.topics_file == "-" ? InputFormat::text
+                                                          : input_format_of_path(inv.topics_file);
+      cfg.input_format = public_format(format);
       if (inv.topics_file == "-") {
-        std::vector<InvalidLine> invalid;
-        inv.topics = read_topic_lines(stdin, invalid);
-        for (const auto& bad : invalid) {
-          std::cerr << "concurrent_bigmodel: stdin line " << bad.line_number << " skipped: " << bad.reason
-                    << "\n";
-        }
-        if (inv.topics.empty()) return "--topics-file -: no topics on standard input";
+        if (auto problem = read_stdin(format)) return *problem;
         inv.topics_file.clear();
       } else {
         std::FILE* f = std::fopen(inv.topics_file.c_str(), "re");
@@ -424,6 +445,59 @@ struct Flags {
       t = std::move(topic).value();
     }
     if (inv.topics.empty() && inv.topics_file.empty()) inv.topics = kDefaultTopics;
+    return std::nullopt;
+  }
+
+  // Stdin, read once into `topics` (text) or `rows`; its bad lines are reported here.
+  std::optional<std::string> read_stdin(InputFormat format) {
+    std::vector<InvalidLine> invalid;
+    std::vector<std::string> fields;
+    try {
+      const PromptSet prompts = cfg.prompts.empty() ? PromptSet::defaults() : PromptSet::from_file_text(cfg.prompts).value();
+      for (auto& row : read_topic_rows(stdin, InputSpec{format, prompts.field_names()}, invalid, fields)) {
+        if (format == InputFormat::text) {
+          inv.topics.push_back(std::move(row.topic));
+          continue;
+        }
+        concurrent_bigmodel::Row r{std::move(row.topic), {}};
+        for (auto& f : row.fields) r.fields.emplace_back(std::move(f.name), std::move(f.value));
+        inv.rows.push_back(std::move(r));
+      }
+    } catch (const std::invalid_argument& e) {
+      return std::string("--topics-file -: ") + e.what();
+    }
+    for (const auto& bad : invalid) {
+      std::cerr << "concurrent_bigmodel: stdin line " << bad.line_number << " skipped: " << bad.reason << "\n";
+    }
+    if (inv.topics.empty() && inv.rows.empty()) return "--topics-file -: no topics on standard input";
+    return std::nullopt;
+  }
+
+  static concurrent_bigmodel::InputFormat public_format(InputFormat f) {
+    switch (f) {
+      case InputFormat::jsonl:
+        return concurrent_bigmodel::InputFormat::jsonl;
+      case InputFormat::csv:
+        return concurrent_bigmodel::InputFormat::csv;
+      case InputFormat::text:
+        break;
+    }
+    return concurrent_bigmodel::InputFormat::text;
+  }
+
+  // --results-jsonl must be a file of its own.
+  std::optional<std::string> results_path() {
+    if (results_jsonl.empty()) return std::nullopt;
+    if (results_jsonl != "-") {
+      for (const auto& [flag, other] : {std::pair{"--output", cfg.output}, std::pair{"--journal", cfg.journal},
+                                        std::pair{"--log-file", cfg.log_file},
+                                        std::pair{"--topics-file", std::filesystem::path(inv.topics_file)}}) {
+        if (same_file_path(results_jsonl, other)) {
+          return "--results-jsonl: '" + results_jsonl + "' is also the " + flag + " file";
+        }
+      }
+    }
+    cfg.results_jsonl = results_jsonl;
     return std::nullopt;
   }
 
@@ -491,6 +565,7 @@ CommandLine parse_command_line(int argc, char** argv) {
   }
   if (auto problem = f.batch_input()) return usage_error(*problem);
   if (auto problem = f.batch_output()) return usage_error(*problem);
+  if (auto problem = f.results_path()) return usage_error(*problem);
   return {std::move(f.inv), 0, {}, std::nullopt};
 }
 

@@ -15,7 +15,8 @@ namespace cbm {
 struct Invocation {
   concurrent_bigmodel::Config config;
   std::vector<std::string> topics;  // when no topics file
-  std::string topics_file;          // a file to stream (stdin has been read into `topics`)
+  std::vector<concurrent_bigmodel::Row> rows;  // JSONL or CSV rows read from stdin (then no topics)
+  std::string topics_file;          // a file to stream (stdin has been read into `topics` or `rows`)
   int iterations = 1;               // 0 = until signalled
 };
 

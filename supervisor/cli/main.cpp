@@ -33,8 +33,9 @@ int run(const Invocation& inv) {
   SignalWatcher signals({[&](int sig) { executor.stop_by_signal(sig); }, [&] { executor.reload_topics(); },
                          [&] { executor.log_status(); }});
   const concurrent_bigmodel::Summary summary =
-      inv.topics_file.empty() ? executor.run(inv.topics, inv.iterations)
-                              : executor.run_file(inv.topics_file, inv.iterations);
+      !inv.topics_file.empty() ? executor.run_file(inv.topics_file, inv.iterations)
+      : !inv.rows.empty()      ? executor.run_rows(inv.rows, inv.iterations)
+                               : executor.run(inv.topics, inv.iterations);
   if (inv.config.console) {
     std::cerr << "concurrent_bigmodel: " << summary_line(summary, inv.config.output.string()) << "\n";
   }

@@ -45,7 +45,8 @@ void TaskBook::refill(std::size_t slots) {
       break;
     }
     if (ledger_.has(round_, next->id)) continue;  // finished before a --resume
-    tasks_.emplace(next->id, TaskProgress(Task{next->id, round_, std::move(next->topic), 0}));
+    tasks_.emplace(next->id,
+                   TaskProgress(Task{next->id, round_, std::move(next->topic), 0, std::move(next->fields)}));
     ready_.push_back(next->id);
   }
 }
@@ -85,7 +86,7 @@ void TaskBook::cancel_waiting(bool aborted, Clock::time_point now) {
   // service's queue) is read out as it is now; what it takes later is its owner's to cancel.
   while (auto next = read_next()) {
     if (ledger_.has(round_, next->id)) continue;
-    ledger_.record(TaskProgress(Task{next->id, round_, std::move(next->topic), 0})
+    ledger_.record(TaskProgress(Task{next->id, round_, std::move(next->topic), 0, std::move(next->fields)})
                        .cancel(CancelPoint::before_start, aborted, kNoSlot, now));
   }
   source_done_ = true;

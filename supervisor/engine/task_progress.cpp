@@ -35,6 +35,7 @@ TaskResult TaskProgress::finish(TaskStatus status, AttemptOutcome last, int work
   r.id = task_.id;
   r.round = task_.round;
   r.topic = task_.topic;
+  r.fields = task_.fields;
   r.status = status;
   r.analysis = std::move(last.analysis);
   r.sources = std::move(last.sources);

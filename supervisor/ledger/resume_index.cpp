@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "duplicate_topics.hpp"
+#include "row_fields.hpp"
 
 namespace cbm {
 namespace {
@@ -15,7 +15,7 @@ std::uint64_t stored(std::uint64_t topic_hash) { return topic_hash | 1; }
 void ResumeIndex::add(const TaskResult& record) {
   auto& hashes = hashes_[record.round];
   if (hashes.size() <= record.id) hashes.resize(std::max<std::size_t>(record.id + 1, hashes.size() * 2), 0);
-  hashes[record.id] = stored(topic_hash(record.topic));
+  hashes[record.id] = stored(task_hash(record.topic, record.fields));
 }
 
 bool ResumeIndex::matches(std::uint32_t round, std::uint64_t id, std::uint64_t topic_hash) const {

@@ -1,6 +1,7 @@
 // ResumeIndex: which topic each record restored by --resume was of. Records join topics by id (the
 // topic's position in the input), so a rerun over a changed input would skip the wrong topics: the
-// rerun checks each topic it reads against the record restored at its position.
+// rerun checks each topic it reads (with its fields: task_hash) against the record restored at its
+// position.
 //
 // 8 bytes per position of a round with restored records, dropped when that round ends. Passive: the
 // ledger holds it under its lock.

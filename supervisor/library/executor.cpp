@@ -21,6 +21,7 @@ Result public_result(const cbm::TaskResult& t) {
   r.id = t.id;
   r.round = t.round;
   r.topic = t.topic;
+  for (const auto& f : t.fields) r.fields.emplace_back(f.name, f.value);
   r.status = t.status == cbm::TaskStatus::succeeded ? Status::succeeded
              : t.status == cbm::TaskStatus::cancelled ? Status::cancelled
                                                       : Status::failed;
@@ -95,10 +96,36 @@ class ResultSink final : public cbm::RunObserver {
   std::exception_ptr error_;
 };
 
+cbm::InputFormat internal_format(InputFormat f, const std::filesystem::path& file) {
+  switch (f) {
+    case InputFormat::text:
+      return cbm::InputFormat::text;
+    case InputFormat::jsonl:
+      return cbm::InputFormat::jsonl;
+    case InputFormat::csv:
+      return cbm::InputFormat::csv;
+    case InputFormat::by_extension:
+      break;
+  }
+  return cbm::input_format_of_path(file.string());
+}
+
+// A row's field, by the rules of a JSONL or CSV input's (row_reader.hpp): empty when fine, else why not.
+std::string field_problem(const std::string& name, const std::string& value) {
+  if (name == "topic") return "a field is named 'topic' (the topic is the row's own)";
+  if (name == "sources") return "a field is named 'sources', the placeholder of the search results";
+  if (name.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {
+    return "field '" + name + "' contains a NUL byte";
+  }
+  if (!cbm::is_valid_utf8(name) || !cbm::is_valid_utf8(value)) return "field '" + name + "' is not valid UTF-8";
+  return {};
+}
+
 }  // namespace
 
 struct Executor::Impl {
   cbm::RunConfig base;
+  InputFormat input_format = InputFormat::by_extension;
   std::function<void(const Result&)> callback;
 
   // The stop state: requests reach the run in progress, or wait for the next one.
@@ -149,17 +176,40 @@ struct Executor::Impl {
   }
 
   cbm::RunConfig with_topics(const std::vector<std::string>& topics, int iterations) const {
-    if (topics.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics");
-    std::vector<std::string> checked;
-    checked.reserve(topics.size());
-    for (std::size_t i = 0; i < topics.size(); ++i) {
-      auto topic = cbm::checked_topic(topics[i]);
+    std::vector<Row> rows;
+    rows.reserve(topics.size());
+    for (const auto& t : topics) rows.push_back({t, {}});
+    return with_rows(rows, iterations, "topic ");
+  }
+
+  cbm::RunConfig with_rows(const std::vector<Row>& rows, int iterations, const char* what = "row ") const {
+    if (rows.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics");
+    const std::vector<std::string> required = base.pipeline.prompts.field_names();
+    std::vector<cbm::TopicRow> checked;
+    checked.reserve(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const std::string which = "concurrent_bigmodel::Executor: " + std::string(what) + std::to_string(i);
+      auto topic = cbm::checked_topic(rows[i].topic);
       if (!topic) {
-        const std::string which = "concurrent_bigmodel::Executor: topic " + std::to_string(i);
         if (topic.error().kind == cbm::TopicProblem::Kind::empty) throw std::invalid_argument(which + " is empty");
         throw std::invalid_argument(which + " " + topic.error().what);
       }
-      checked.push_back(std::move(topic).value());
+      cbm::TopicRow row{std::move(topic).value(), {}};
+      for (const auto& [name, value] : rows[i].fields) {
+        if (auto why = field_problem(name, value); !why.empty()) throw std::invalid_argument(which + ": " + why);
+        if (cbm::find_field(row.fields, name) != nullptr) {
+          throw std::invalid_argument(which + ": field '" + name + "' given twice");
+        }
+        row.fields.push_back({name, value});
+      }
+      // The first row's fields are the input's: the run's start checks them against the prompts (and
+      // refuses a placeholder when the first row has none, as for plain topics).
+      for (const auto& name : required) {
+        if (i > 0 && !rows[0].fields.empty() && cbm::find_field(row.fields, name) == nullptr) {
+          throw std::invalid_argument(which + " has no field '" + name + "' (the prompts use {" + name + "})");
+        }
+      }
+      checked.push_back(std::move(row));
     }
     cbm::RunConfig c = for_iterations(iterations);
     c.topics = std::move(checked);
@@ -176,7 +226,10 @@ struct Executor::Impl {
   }
 };
 
-Executor::Executor(Config config) : impl_(std::make_unique<Impl>()) { impl_->base = cbm::checked_run_config(config); }
+Executor::Executor(Config config) : impl_(std::make_unique<Impl>()) {
+  impl_->base = cbm::checked_run_config(config);
+  impl_->input_format = config.input_format;
+}
 
 Executor::~Executor() = default;
 
@@ -196,10 +249,25 @@ Summary Executor::run(const std::vector<std::string>& topics, int iterations) {
   return impl_->run(impl_->with_topics(topics, iterations), nullptr);
 }
 
+Report Executor::execute_rows(const std::vector<Row>& rows, int iterations) {
+  Report report;
+  report.summary = impl_->run(impl_->with_rows(rows, iterations), &report.results);
+  return report;
+}
+
+Summary Executor::run_rows(const std::vector<Row>& rows, int iterations) {
+  return impl_->run(impl_->with_rows(rows, iterations), nullptr);
+}
+
 Summary Executor::run_file(const std::filesystem::path& topics_file, int iterations) {
   if (topics_file.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics file");
+  if (cbm::same_file_path(topics_file, impl_->base.results_jsonl)) {
+    throw std::invalid_argument("concurrent_bigmodel::Config: results_jsonl: '" + topics_file.string() +
+                                "' is also the topics file");
+  }
   cbm::RunConfig c = impl_->for_iterations(iterations);
   c.topics_file = topics_file.string();
+  c.input_format = internal_format(impl_->input_format, topics_file);
   return impl_->run(std::move(c), nullptr);
 }
 

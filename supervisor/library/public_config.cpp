@@ -34,6 +34,14 @@ Mode internal_mode(PublicMode m) {
 
 }  // namespace
 
+bool same_file_path(const std::filesystem::path& a, const std::filesystem::path& b) {
+  if (a.empty() || b.empty()) return false;
+  std::error_code ec;
+  const auto ca = std::filesystem::weakly_canonical(std::filesystem::absolute(a, ec), ec);
+  const auto cb = std::filesystem::weakly_canonical(std::filesystem::absolute(b, ec), ec);
+  return ca == cb;
+}
+
 RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   require(!c.api_key.empty(), "api_key: empty");
   require(c.api_key.find_first_of("\r\n") == std::string::npos, "api_key: contains a line break");
@@ -89,6 +97,14 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
     r.journal = r.output.parent_path() / (r.output.stem().string() + ".journal.jsonl");
   }
   require(!c.resume || !r.journal.empty(), "resume: needs output or journal (the run to resume)");
+  if (!c.results_jsonl.empty() && c.results_jsonl != "-") {
+    for (const auto& [name, other] : {std::pair{"output", r.output}, std::pair{"journal", r.journal},
+                                      std::pair{"log_file", c.log_file}}) {
+      require(!same_file_path(c.results_jsonl, other),
+              "results_jsonl: '" + c.results_jsonl.string() + "' is also the " + name + " file");
+    }
+  }
+  r.results_jsonl = c.results_jsonl;
   r.resume = c.resume;
   r.force_resume = c.force_resume;
   r.keep_rounds = c.keep_rounds;

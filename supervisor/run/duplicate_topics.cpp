@@ -3,15 +3,14 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "fnv1a.hpp"
 
 namespace cbm {
 
-std::uint64_t topic_hash(std::string_view topic) { return fnv1a64(topic); }
+std::uint64_t topic_hash(std::string_view topic) { return task_hash(topic, {}); }
 
 RoundSurvey survey_round(TopicSource& source) {
   std::vector<std::uint64_t> all;
-  while (auto t = source.next()) all.push_back(topic_hash(t->topic));
+  while (auto t = source.next()) all.push_back(task_hash(t->topic, t->fields));
   std::sort(all.begin(), all.end());
   RoundSurvey survey;
   survey.topics = all.size();
@@ -30,14 +29,14 @@ DedupingSource::DedupingSource(TopicSource& inner, RunLedger& ledger, std::uint3
 std::optional<TopicLine> DedupingSource::next() {
   while (auto t = inner_.next()) {
     ++consumed_;
-    const std::uint64_t hash = topic_hash(t->topic);
+    const std::uint64_t hash = task_hash(t->topic, t->fields);
     if (!ledger_.restored_topic_matches(round_, t->id, hash)) {
       throw std::runtime_error("--resume: topic " + std::to_string(t->id) + " ('" + t->topic.substr(0, 60) +
-                               "') is not the topic the journal recorded at that position: the input changed "
+                               "') is not the topic the journal recorded at that position (or has other fields): the input changed "
                                "since; resume with the same input, or start a new run");
     }
     if (!std::binary_search(duplicated_.begin(), duplicated_.end(), hash)) return t;
-    auto [it, first] = first_id_.try_emplace(t->topic, t->id);
+    auto [it, first] = first_id_.try_emplace(task_key(t->topic, t->fields), t->id);
     if (first) {
       ledger_.expect_duplicates(round_, t->id);
       return t;

@@ -1,6 +1,9 @@
 // Duplicate topics within a round are analysed once and reported for each occurrence: the later
 // occurrences get a copy of the first one's terminal record, with `duplicate_of` set to its id.
 //
+// Two rows with the same topic and different fields are different tasks: the key is task_key
+// (row_fields.hpp), which is the topic alone for text input.
+//
 // A streaming list cannot be held in memory, so duplicates are found in two steps: a counting pass
 // over the round's input collects 64-bit hashes of the topics that occur more than once (sorting
 // 8 bytes per topic: 8 MB for a million topics, released after the pass); then, while the round runs,
@@ -19,6 +22,7 @@
 
 namespace cbm {
 
+// The hash of a task without fields (text input): task_hash(topic, {}).
 std::uint64_t topic_hash(std::string_view topic);
 
 // One pass over a round's input (read to its end): how many topics, and the sorted hashes of those
@@ -46,7 +50,7 @@ class DedupingSource final : public TopicSource {
   RunLedger& ledger_;
   std::uint32_t round_;
   std::vector<std::uint64_t> duplicated_;
-  std::unordered_map<std::string, std::uint64_t> first_id_;  // only topics with a duplicated hash
+  std::unordered_map<std::string, std::uint64_t> first_id_;  // task_key -> id, only for duplicated hashes
   std::size_t consumed_ = 0;
 };
 

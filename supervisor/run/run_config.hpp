@@ -14,6 +14,8 @@
 #include "pipeline.hpp"
 #include "rate_limit.hpp"
 #include "retry_policy.hpp"
+#include "row_fields.hpp"
+#include "row_reader.hpp"
 
 namespace cbm {
 
@@ -26,8 +28,9 @@ struct RestartIntensity {
 };
 
 struct RunConfig {
-  std::vector<std::string> topics;
-  std::string topics_file;  // "" = none, "-" = stdin
+  std::vector<TopicRow> topics;  // when no topics file (text input: rows without fields)
+  std::string topics_file;       // "" = none
+  InputFormat input_format = InputFormat::text;  // the topics file's
   int iterations = 1;       // 0 = until signalled
   int concurrency = 4;
   RateCaps rate;  // --rpm / --tpm
@@ -40,6 +43,7 @@ struct RunConfig {
   bool quiet = false;
   std::chrono::milliseconds progress_interval{10000};  // plain progress lines when stderr is no terminal
   std::optional<ListenAddress> metrics_address;        // serve Prometheus metrics here; none = off
+  std::filesystem::path results_jsonl;  // stream terminal records here ("-": stdout); none when empty
 
   // Journal and resume (see journal.hpp for the durability policy).
   std::filesystem::path journal;  // none when empty

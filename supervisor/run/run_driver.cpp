@@ -52,17 +52,18 @@ std::unique_ptr<Transport> make_transport(const ExecutorContext& run) {
 // list when the new one is unreadable or empty.
 class TopicPlan {
  public:
-  TopicPlan(const RunConfig& cfg, Logger& log) : cfg_(cfg), log_(log) {
+  TopicPlan(const RunConfig& cfg, Logger& log)
+      : cfg_(cfg), log_(log), spec_{cfg.input_format, cfg.pipeline.prompts.field_names()} {
     if (cfg.topics_file.empty()) {
-      list_ = std::make_shared<const std::vector<std::string>>(cfg.topics);
+      list_ = std::make_shared<const std::vector<TopicRow>>(cfg.topics);
     } else if (cfg.iterations != 1) {
       if (!reload()) throw std::runtime_error("--topics-file '" + cfg.topics_file + "': no usable topics");
     }
   }
 
   std::unique_ptr<TopicSource> round_source() const {
-    if (list_) return topics_from_list(list_);
-    return topics_from_file(cfg_.topics_file);
+    if (list_) return topics_from_rows(list_);
+    return topics_from_file(cfg_.topics_file, spec_);
   }
 
   // SIGHUP: reread the file for the next round.
@@ -82,7 +83,15 @@ class TopicPlan {
       return false;
     }
     std::vector<InvalidLine> invalid;
-    auto topics = read_topic_lines(f, invalid);
+    std::vector<std::string> fields;
+    std::vector<TopicRow> topics;
+    try {
+      topics = read_topic_rows(f, spec_, invalid, fields);
+    } catch (const std::invalid_argument& e) {  // a CSV whose header is no longer usable
+      std::fclose(f);
+      log_.warn("cannot reread '" + cfg_.topics_file + "': " + e.what() + "; keeping the current topics");
+      return false;
+    }
     std::fclose(f);
     for (const auto& bad : invalid) {
       log_.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
@@ -92,14 +101,33 @@ class TopicPlan {
       return false;
     }
     log_.info("loaded " + std::to_string(topics.size()) + " topics from '" + cfg_.topics_file + "'");
-    list_ = std::make_shared<const std::vector<std::string>>(std::move(topics));
+    list_ = std::make_shared<const std::vector<TopicRow>>(std::move(topics));
     return true;
   }
 
   const RunConfig& cfg_;
   Logger& log_;
-  std::shared_ptr<const std::vector<std::string>> list_;
+  const InputSpec spec_;
+  std::shared_ptr<const std::vector<TopicRow>> list_;
 };
+
+}  // namespace
+
+void check_placeholders(const RunConfig& cfg) {
+  std::vector<std::string> known;
+  if (!cfg.topics_file.empty()) {
+    try {
+      known = input_field_names(cfg.topics_file, cfg.input_format);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("--topics-file '" + cfg.topics_file + "': " + e.what());
+    }
+  } else if (!cfg.topics.empty()) {
+    for (const auto& f : cfg.topics.front().fields) known.push_back(f.name);
+  }
+  if (auto e = cfg.pipeline.prompts.check_fields(known)) throw std::invalid_argument("--prompt-file (prompts): " + e->message);
+}
+
+namespace {
 
 // SIGUSR1 during a monitor's pause between rounds.
 void log_pause_status(Logger& log, const RunLedger& ledger, std::uint32_t next_round,
@@ -169,10 +197,15 @@ RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& obser
     }
     log.info("metrics: serving " + metrics_server->url());
   }
+  if (!cfg.results_jsonl.empty()) {
+    results.emplace(cfg.results_jsonl, cfg.resume);
+    observers.add(*results);
+  }
   ledger.observe(observers);
 }
 
 RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& caller_observer) {
+  check_placeholders(cfg);
   ensure_open_file_limit(cfg.mode, cfg.concurrency);  // before anything is sent or written
   RunParts parts(cfg, control, caller_observer);
   Logger& log = parts.log;

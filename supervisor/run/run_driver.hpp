@@ -14,6 +14,7 @@
 #include "metrics.hpp"
 #include "metrics_server.hpp"
 #include "progress.hpp"
+#include "results_stream.hpp"
 #include "attempt_engine.hpp"
 #include "round_executor.hpp"
 #include "run_config.hpp"
@@ -33,7 +34,7 @@ struct RunOutcome {
 };
 
 // What a run is made of, built in this order from its config: the log, the ledger and its observers
-// (the caller's, then LangSmith's tracer and the metrics when configured), the progress display and the executor of
+// (the caller's, then LangSmith's tracer, the metrics and the results stream when configured), the progress display and the executor of
 // the configured mode. run_rounds drives rounds over it (with a journal); the HTTP service
 // (serve.hpp) drives one endless round. Throws when the executor cannot start (no worker program).
 struct RunParts {
@@ -47,6 +48,7 @@ struct RunParts {
   std::optional<LangSmithTracer> tracer;
   std::optional<Metrics> metrics;               // --metrics-addr: what the server renders...
   std::optional<MetricsServer> metrics_server;  // ...stopped before it
+  std::optional<ResultsStream> results;         // --results-jsonl
   Progress progress;
   std::unique_ptr<RoundExecutor> executor;
 };
@@ -56,6 +58,12 @@ inline constexpr std::chrono::milliseconds kTraceFlushGrace{3000};
 
 // The supervisor's own footprint, for the log (benchmarks read these lines).
 std::string own_usage();
+
+// Every placeholder of the prompts must name a field of the input (a CSV's header, the first JSONL
+// row's, a list's first row's; none for text or the service's requests). Throws std::invalid_argument
+// naming the first that does not (or a CSV header that is unusable): call it before anything is
+// opened, written or sent.
+void check_placeholders(const RunConfig& config);
 
 // Runs `config` until its rounds end or `control` stops it; `observer` hears of everything (see
 // run_observer.hpp). Throws when the run cannot start (a file cannot be opened, the worker is missing).

@@ -9,7 +9,7 @@ bool is_topic_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
-bool valid_utf8(std::string_view s) {
+bool utf8(std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -48,6 +48,8 @@ bool valid_utf8(std::string_view s) {
 
 }  // namespace
 
+bool is_valid_utf8(std::string_view text) { return utf8(text); }
+
 std::string_view trim_topic(std::string_view text) {
   while (!text.empty() && is_topic_space(text.front())) text.remove_prefix(1);
   while (!text.empty() && is_topic_space(text.back())) text.remove_suffix(1);
@@ -65,7 +67,7 @@ Result<std::string, TopicProblem> checked_topic(std::string_view given) {
     return Err(TopicProblem{Kind::too_long, "longer than " + std::to_string(kMaxTopicBytes) + " bytes (" +
                                                 std::to_string(topic.size()) + ")"});
   }
-  if (!valid_utf8(topic)) return Err(TopicProblem{Kind::not_utf8, "not valid UTF-8"});
+  if (!utf8(topic)) return Err(TopicProblem{Kind::not_utf8, "not valid UTF-8"});
   return std::string(topic);
 }
 

@@ -1,13 +1,13 @@
 // TopicSource: the topics of one round, read as a stream (never the whole list in memory).
 //
-// Input format (--topics-file PATH | -): one topic per line; CRLF accepted; blank lines and lines
-// starting with '#' (after the whitespace) skipped. Every other line is a topic by the rules of
-// topic_rules.hpp (trimmed; UTF-8, no NUL byte, at most kMaxTopicBytes): a line that breaks them is
-// skipped and reported (with its line number) through `take_invalid_lines()`; the run goes on with the
-// others.
+// Input formats (--topics-file PATH | -, --input-format): text, one topic per line (CRLF accepted;
+// blank lines and lines starting with '#' (after the whitespace) skipped; every other line is a topic
+// by the rules of topic_rules.hpp), or rows of a topic and fields as JSONL or CSV (row_reader.hpp). A
+// line or row that breaks the rules is skipped and reported (with its line number) through
+// `take_invalid_lines()`; the run goes on with the others.
 //
 // Topic ids are positions among the accepted topics (0, 1, 2, ...), stable for a given input: --resume
-// joins journal records to topics by id and checks the text matches.
+// joins journal records to topics by id and checks the topic (and its fields) match.
 #pragma once
 
 #include <cstdint>
@@ -17,19 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "row_reader.hpp"
 #include "topic_rules.hpp"
 
 namespace cbm {
-
-struct InvalidLine {
-  std::uint64_t line_number;
-  std::string reason;
-};
-
-struct TopicLine {
-  std::uint64_t id;
-  std::string topic;
-};
 
 class TopicSource {
  public:
@@ -50,11 +41,20 @@ class TopicSource {
 
 // Topics given on the command line (or read from stdin once, for every round).
 std::unique_ptr<TopicSource> topics_from_list(std::shared_ptr<const std::vector<std::string>> topics);
+// Rows given as a list (the library's, or stdin's read once).
+std::unique_ptr<TopicSource> topics_from_rows(std::shared_ptr<const std::vector<TopicRow>> rows);
 
-// A file re-read from its start for every round. Throws std::runtime_error if it cannot be opened.
-std::unique_ptr<TopicSource> topics_from_file(const std::string& path);
+// A file re-read from its start for every round. Throws std::runtime_error if it cannot be opened,
+// std::invalid_argument if it is a CSV file without a usable header.
+std::unique_ptr<TopicSource> topics_from_file(const std::string& path, const InputSpec& spec = {});
+
+// The fields a file offers the prompts (RowReader::field_names). Throws as topics_from_file does.
+std::vector<std::string> input_field_names(const std::string& path, InputFormat format);
 
 // Reads a whole stream of topic lines (stdin) into a list, with the same rules.
 std::vector<std::string> read_topic_lines(std::FILE* in, std::vector<InvalidLine>& invalid);
+// Reads a whole stream of rows into a list; `fields` gets the names the input offers the prompts.
+std::vector<TopicRow> read_topic_rows(std::FILE* in, const InputSpec& spec, std::vector<InvalidLine>& invalid,
+                                      std::vector<std::string>& fields);
 
 }  // namespace cbm

@@ -94,7 +94,7 @@ std::optional<TopicLine> BatchQueue::next() {
     ++b.out;
     --queued_;
     const std::uint64_t id = next_id_++;
-    TopicLine line{id, std::move(b.topics[index])};
+    TopicLine line{id, std::move(b.topics[index]), {}};
     std::shared_ptr<Batch> batch = std::move(*it);
     waiting_.erase(it);
     if (batch->next < batch->topics.size()) waiting_.push_back(batch);

@@ -154,6 +154,7 @@ Service::~Service() {
 }
 
 int Service::run() {
+  check_placeholders(config_);  // a request brings topics only: no field placeholders
   ensure_open_file_limit(config_.mode, config_.concurrency);  // before anything is sent or written
   RunParts parts(config_, control_, queue_, DrainPolicy::accepted);
   parts.ledger.begin_round(kRound);
@@ -178,7 +179,7 @@ int Service::run() {
   queue_.close();
   const bool aborted = parts.ledger.abort_reason().has_value();
   while (auto t = queue_.next()) {
-    parts.ledger.record(TaskProgress(Task{t->id, kRound, std::move(t->topic), 0})
+    parts.ledger.record(TaskProgress(Task{t->id, kRound, std::move(t->topic), 0, std::move(t->fields)})
                             .cancel(CancelPoint::before_start, aborted, -1, Clock::now()));
   }
   server_.stop(kAnswerGrace);

@@ -264,6 +264,10 @@ TEST_CASE("a missing worker program and a bad config are clear errors", "[librar
   CHECK_THROWS_WITH(lib::Executor(bad_url), Catch::Contains("base_url"));
   lib::Config bad_prompts = config_for(sim, lib::Mode::threading);
   bad_prompts.prompts = "[analysis.user]\nTopic: {topik}\n";
+  // A placeholder is checked against the run's input (rows may bring fields), when the run starts.
+  lib::Executor with_bad_prompts(bad_prompts);
+  CHECK_THROWS_WITH(with_bad_prompts.run({"a topic"}), Catch::Contains("unknown placeholder {topik}"));
+  bad_prompts.prompts = "[analysis.user]\nTopic: {topic\n";
   CHECK_THROWS_AS(lib::Executor(bad_prompts), std::invalid_argument);
   lib::Config forever = config_for(sim, lib::Mode::threading);
   forever.timeout = std::chrono::hours(24 * 365 * 400);  // a deadline this far would overflow
@@ -288,4 +292,31 @@ TEST_CASE("a report and journal are written only when asked for", "[library]") {
   CHECK(text.find("\"successful_tasks\":1") != std::string::npos);
   CHECK(std::filesystem::exists(dir / "report.journal.jsonl"));
   CHECK(text.find("sk-test-library") == std::string::npos);
+}
+
+TEST_CASE("the library runs rows: fields fill the prompts, reach each Result and the results stream",
+          "[library][rows]") {
+  Simulator sim;
+  cbm::test::TempDir dir;
+  const lib::Mode mode = GENERATE(lib::Mode::multiprocessing, lib::Mode::threading, lib::Mode::asyncio);
+  lib::Config c = config_for(sim, mode);
+  c.search = false;
+  c.prompts = "[analysis.user]\nAnalyse {topic} for {region}\n";
+  c.results_jsonl = dir / "results.jsonl";
+  lib::Executor executor(c);
+  const lib::Report report =
+      executor.execute_rows({{"Tariffs", {{"region", "EU"}}}, {"Tariffs", {{"region", "US"}}}});
+  REQUIRE(report.results.size() == 2);
+  for (const auto& r : report.results) {
+    REQUIRE(r.fields.size() == 1);
+    CHECK_THAT(r.analysis, Catch::StartsWith("Analysis of Analyse Tariffs for " + r.fields[0].second));
+    CHECK(r.duplicate_of == std::nullopt);  // one topic, other fields: two tasks
+  }
+  const std::string streamed = cbm::test::read_text(dir / "results.jsonl");
+  CHECK(std::count(streamed.begin(), streamed.end(), '\n') == 2);
+
+  // A row without a field the prompts use is refused, naming it; so is a placeholder no row has.
+  CHECK_THROWS_WITH(executor.run_rows({{"a", {{"region", "EU"}}}, {"b", {}}}),
+                    Catch::Contains("row 1 has no field 'region'"));
+  CHECK_THROWS_WITH(executor.run({"plain"}), Catch::Contains("unknown placeholder {region}"));
 }

@@ -68,7 +68,7 @@ TEST_CASE("a terminal record survives the journal's round trip", "[codec]") {
 }
 
 TEST_CASE("worker messages round-trip and malformed ones are rejected with a reason", "[codec]") {
-  auto t = cbm::decode_task(cbm::encode_task({7, 2, "x", 3}));
+  auto t = cbm::decode_task(cbm::encode_task({7, 2, "x", 3, {}}));
   REQUIRE(t.ok());
   CHECK(t->id == 7);
   CHECK(t->attempt == 3);

@@ -341,7 +341,7 @@ TEST_CASE("engine: a source that throws mid-run aborts it with a record for ever
    public:
     std::optional<cbm::TopicLine> next() override {
       if (n_ == 5) throw std::runtime_error("topic 5 changed under --resume");
-      return cbm::TopicLine{n_, "topic " + std::to_string(n_++)};
+      return cbm::TopicLine{n_, "topic " + std::to_string(n_++), {}};
     }
 
    private:

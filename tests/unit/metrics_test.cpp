@@ -12,7 +12,7 @@ using cbm::test::parse_exposition;
 namespace {
 
 cbm::Task task_of(std::uint64_t id, int attempt) {
-  return cbm::Task{id, 1, "topic", attempt};
+  return cbm::Task{id, 1, "topic", attempt, {}};
 }
 
 cbm::AttemptOutcome failure(cbm::ErrorClass c, cbm::ErrorKind k) {
@@ -244,14 +244,14 @@ TEST_CASE("a bucket's bound is inclusive", "[metrics]") {
 TEST_CASE("a retry is counted by the kind of the failure before it, per task and round", "[metrics]") {
   cbm::Metrics metrics(2);
   // Two rounds share task ids: the failure of round 1's task 0 is not round 2's.
-  const cbm::Task r1{0, 1, "t", 1};
-  const cbm::Task r2{0, 2, "t", 1};
+  const cbm::Task r1{0, 1, "t", 1, {}};
+  const cbm::Task r2{0, 2, "t", 1, {}};
   metrics.attempt_started(r1, 0);
   metrics.attempt_ended(r1, failure(cbm::ErrorClass::retryable, cbm::ErrorKind::crash), 0);
   metrics.attempt_started(r2, 1);
   metrics.attempt_ended(r2, failure(cbm::ErrorClass::retryable, cbm::ErrorKind::transport), 1);
-  metrics.attempt_started(cbm::Task{0, 2, "t", 2}, 1);
-  metrics.attempt_started(cbm::Task{0, 1, "t", 2}, 0);
+  metrics.attempt_started(cbm::Task{0, 2, "t", 2, {}}, 1);
+  metrics.attempt_started(cbm::Task{0, 1, "t", 2, {}}, 0);
   const auto m = parse_exposition(metrics.render());
   CHECK(m.value("cbm_retries_total", {{"kind", "crash"}}) == 1);
   CHECK(m.value("cbm_retries_total", {{"kind", "transport"}}) == 1);

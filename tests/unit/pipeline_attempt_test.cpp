@@ -24,7 +24,7 @@ TEST_CASE("an attempt asks for the search step, then the analysis step with its 
   config.tool_model = "tool-m";
   config.chat_model = "chat-m";
   cbm::PipelineSteps steps(config);
-  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{7, 1, "tides", 1});
+  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{7, 1, "tides", 1, {}});
 
   auto search = attempt.next_request();
   REQUIRE(search);
@@ -59,7 +59,7 @@ TEST_CASE("an attempt asks for the search step, then the analysis step with its 
 
 TEST_CASE("an attempt ends at its first error, which names its step", "[pipeline]") {
   cbm::PipelineSteps steps(cbm::PipelineConfig{});
-  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1});
+  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
   REQUIRE(attempt.next_request());
   ApiError e;
   e.message = "HTTP 500";
@@ -75,7 +75,7 @@ TEST_CASE("without search an attempt is the analysis step alone", "[pipeline]") 
   cbm::PipelineConfig config;
   config.search = false;
   cbm::PipelineSteps steps(config);
-  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1});
+  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
   auto only = attempt.next_request();
   REQUIRE(only);
   CHECK_FALSE(only->web_search);
