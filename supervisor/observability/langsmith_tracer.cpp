@@ -43,6 +43,9 @@ LangSmithRun llm_run(const LangSmithRun& root, const StepRecord& step, const std
     write_key_string(w, "ls_model_name", step.model);
     write_key_string(w, "ls_model_type", "chat");
     if (!step.finish_reason.empty()) write_key_string(w, "finish_reason", step.finish_reason);
+    // The platform's records know a call by these.
+    if (!step.request_id.empty()) write_key_string(w, "request_id", step.request_id);
+    if (!step.response_id.empty()) write_key_string(w, "response_id", step.response_id);
     w.Key("usage_metadata");
     w.StartObject();
     w.Key("input_tokens");

@@ -164,7 +164,7 @@ TEST_CASE("a step's start, messages and output cross the wire when traced, and s
   cbm::AttemptOutcome o;
   o.analysis = "a";
   cbm::StepRecord step{"search", "glm-4.5-air", "stop", {3, 4, 7}, 250ms, kT, {{"system", "s"}, {"user", "u"}},
-                       "found"};
+                       "found", {}, {}, {}};
   o.steps = {step};
   auto m = cbm::decode_outcome(cbm::encode_outcome(1, 1, o, true));
   REQUIRE(m.ok());
