@@ -5,7 +5,6 @@
 #include <CLI/CLI.hpp>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <sstream>
 
 #include "api_key.hpp"
@@ -121,10 +120,14 @@ struct Flags {
   int keep_rounds = -1;
   ServeOptions serve_options;
   std::string listen = "127.0.0.1:8080";
+  std::string api_flavor = "bigmodel";
+  std::string thinking = "disabled";
+  std::string response_format = "text";
+  std::string search_via = "tool";
 
   static constexpr const char* py =
       "Options of the Python tool (same names and meanings; same defaults except the models: its glm-4.5-aq "
-      "is no model the platform documents)";
+      "is no documented model)";
   static constexpr const char* platform = "Model and search settings";
   static constexpr const char* input = "Input and API";
   static constexpr const char* rel = "Reliability";
@@ -179,15 +182,13 @@ struct Flags {
         ->group(input);
     a.add_flag(
          "--no-search", [this](std::int64_t) { cfg.search = false; },
-         "Skip the web_search step; the chat model answers alone")
+         "Skip the search step; the chat model answers alone")
         ->group(input);
-    a.add_option("--api-flavor", cfg.api_flavor,
+    a.add_option("--api-flavor", api_flavor,
                  "Request fields to send: bigmodel (BigModel's own: thinking, request_id, web_search; also\n"
                  "for gateways in front of it) | openai (only what api.openai.com accepts; needs --no-search)")
-        ->transform(CLI::CheckedTransformer(
-            std::map<std::string, concurrent_bigmodel::ApiFlavor>{{"bigmodel", concurrent_bigmodel::ApiFlavor::bigmodel},
-                                                                  {"openai", concurrent_bigmodel::ApiFlavor::openai}}))
-        ->default_str("bigmodel")
+        ->check(CLI::IsMember({"bigmodel", "openai"}))
+        ->capture_default_str()
         ->group(input);
     a.add_option("--accept-language", cfg.accept_language,
                  "Sent as Accept-Language (e.g. en-US,en: the platform's messages in English); default: not sent")
@@ -248,7 +249,6 @@ struct Flags {
 
   // What is sent to the platform besides the messages (README "Talking to the platform").
   void add_platform(CLI::App& a) {
-    namespace pub = concurrent_bigmodel;
     a.add_option("--temperature", cfg.temperature, "Sampling temperature, 0 to 1")
         ->capture_default_str()
         ->group(platform);
@@ -256,29 +256,26 @@ struct Flags {
     a.add_option("--max-tokens", cfg.max_tokens, "Most tokens an answer may have, 1 to 131072 (and the model's limit)")
         ->capture_default_str()
         ->group(platform);
-    a.add_option("--thinking", cfg.thinking,
+    a.add_option("--thinking", thinking,
                  "enabled | disabled | auto (auto sends no thinking field: the platform's default, enabled).\n"
                  "GLM-5.x and GLM-4.7 think whenever it is enabled, which costs tokens")
-        ->transform(CLI::CheckedTransformer(std::map<std::string, pub::Thinking>{
-            {"enabled", pub::Thinking::enabled}, {"disabled", pub::Thinking::disabled}, {"auto", pub::Thinking::automatic}}))
-        ->default_str("disabled")
+        ->check(CLI::IsMember({"enabled", "disabled", "auto"}))
+        ->capture_default_str()
         ->group(platform);
-    a.add_option("--response-format", cfg.response_format,
+    a.add_option("--response-format", response_format,
                  "text | json (the analysis step asks for a JSON object; an answer that is not one fails the\n"
                  "task as invalid_json)")
-        ->transform(CLI::CheckedTransformer(
-            std::map<std::string, pub::ResponseFormat>{{"text", pub::ResponseFormat::text}, {"json", pub::ResponseFormat::json}}))
-        ->default_str("text")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->capture_default_str()
         ->group(platform);
     a.add_flag("--keep-reasoning", cfg.keep_reasoning,
                "Keep each step's reasoning_content (thinking) in the report and the journal")
         ->group(platform);
-    a.add_option("--search-via", cfg.search_via,
+    a.add_option("--search-via", search_via,
                  "tool (a chat call of --tool-model with the web_search tool) | api (POST {base}/web_search:\n"
                  "the Web Search API, no tokens for the search step)")
-        ->transform(CLI::CheckedTransformer(
-            std::map<std::string, pub::SearchVia>{{"tool", pub::SearchVia::tool}, {"api", pub::SearchVia::api}}))
-        ->default_str("tool")
+        ->check(CLI::IsMember({"tool", "api"}))
+        ->capture_default_str()
         ->group(platform);
     a.add_option("--search-engine", cfg.search_engine,
                  "search_std | search_pro | search_pro_sogou | search_pro_quark (BigModel) | search_pro_jina |\n"
@@ -303,6 +300,13 @@ struct Flags {
 
   // The model and search settings, checked by the protocol's rules, named by their flags.
   std::optional<std::string> platform_config() {
+    namespace pub = concurrent_bigmodel;
+    cfg.api_flavor = api_flavor == "openai" ? pub::ApiFlavor::openai : pub::ApiFlavor::bigmodel;
+    cfg.thinking = thinking == "enabled" ? pub::Thinking::enabled
+                   : thinking == "auto"  ? pub::Thinking::automatic
+                                         : pub::Thinking::disabled;
+    cfg.response_format = response_format == "json" ? pub::ResponseFormat::json : pub::ResponseFormat::text;
+    cfg.search_via = search_via == "api" ? pub::SearchVia::api : pub::SearchVia::tool;
     ModelSettings model;
     model.temperature = cfg.temperature;
     model.top_p = cfg.top_p;

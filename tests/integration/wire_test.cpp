@@ -90,7 +90,7 @@ TEST_CASE("every model and search setting, and the headers, reach the wire", "[w
   CHECK(report["results"][0]["sources"].Size() == 7);
 }
 
-TEST_CASE("thinking auto sends no thinking field; response_format json fails a non-JSON analysis as invalid_json",
+TEST_CASE("thinking auto sends no thinking field, and response_format json fails a non-JSON analysis as invalid_json",
           "[wire]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   Simulator sim;
@@ -112,7 +112,7 @@ TEST_CASE("thinking auto sends no thinking field; response_format json fails a n
              Catch::Contains("analysis step (request_id " + text(body["request_id"]) + ")"));
 }
 
-TEST_CASE("--search-via api: the search step is one Web Search API call, no chat call, its results in the prompt",
+TEST_CASE("search via the Web Search API is one web_search call, no chat call, its results in the prompt",
           "[wire][web_search]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   Simulator sim;
@@ -183,7 +183,7 @@ TEST_CASE("the openai flavour with a search step is refused before anything is s
   CHECK(sim.recent_requests().empty());
 }
 
-TEST_CASE("the Python tool's glm-4.5-aq is refused before anything is sent; --allow-unlisted-model sends it",
+TEST_CASE("the Python tool's glm-4.5-aq is refused before anything is sent, and --allow-unlisted-model sends it",
           "[wire][models]") {
   Simulator sim;
   Run r;

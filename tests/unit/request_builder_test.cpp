@@ -178,7 +178,7 @@ TEST_CASE("settings out of range are refused naming the field (and the flag)", "
   CHECK_FALSE(bad_search([](auto& s) { s.domain = "www.example.com"; }));
 }
 
-TEST_CASE("the Python tool's model is no documented model; the refusal names a listed one and the way out",
+TEST_CASE("the Python tool's model is no documented model, and the refusal names a listed one and the way out",
           "[request][models]") {
   CHECK(cbm::is_documented_model("glm-4.5-air"));
   CHECK(cbm::is_documented_model("glm-5.1"));
