@@ -5,7 +5,6 @@
 #include <charconv>
 
 #include "cbm/version.hpp"
-
 #include "error_classification.hpp"
 #include "request_builder.hpp"
 #include "response_parser.hpp"
@@ -102,7 +101,11 @@ BigModelProtocol::BigModelProtocol(ClientConfig config)
   user_agent += kVersion;
   std::vector<std::string> common{"Content-Type: application/json", std::move(user_agent),
                                   "Authorization: Bearer " + config_.api_key};
-  if (!config_.accept_language.empty()) common.push_back("Accept-Language: " + config_.accept_language);
+  if (!config_.accept_language.empty()) {
+    std::string accept_language = "Accept-Language: ";
+    accept_language += config_.accept_language;
+    common.push_back(std::move(accept_language));
+  }
   headers_ = common;
   headers_.push_back(config_.stream ? "Accept: text/event-stream" : "Accept: application/json");
   web_search_headers_ = std::move(common);
@@ -118,8 +121,8 @@ HttpRequest BigModelProtocol::prepare(const StepRequest& request) const {
   return HttpRequest{chat_url_, headers_, build_request_body(chat, config_.flavor)};
 }
 
-Result<ChatResponse, ApiError> BigModelProtocol::interpret(Endpoint endpoint,
-                                                           const Result<HttpResponse, TransportError>& sent) const {
+Result<ChatResponse, ApiError> BigModelProtocol::interpret(
+    Endpoint endpoint, const Result<HttpResponse, TransportError>& sent) const {
   auto answer = endpoint == Endpoint::web_search && sent && sent->status >= 200 && sent->status < 300
                     ? classify_web_search(sent)
                     : classify(sent);
@@ -132,12 +135,14 @@ BigModelClient::BigModelClient(ClientConfig config) : protocol_(std::move(config
 
 Result<ChatResponse, ApiError> BigModelClient::complete(const StepRequest& request,
                                                         std::chrono::steady_clock::time_point deadline) {
-  return protocol_.interpret(endpoint_of(request), http_.post(protocol_.prepare(request), time_until(deadline)));
+  return protocol_.interpret(endpoint_of(request),
+                             http_.post(protocol_.prepare(request), time_until(deadline)));
 }
 
 // A 2xx answer of the Web Search API: its results; an error body some servers send under 200 is
 // classified as a chat call's is.
-Result<ChatResponse, ApiError> BigModelProtocol::classify_web_search(const Result<HttpResponse, TransportError>& sent) const {
+Result<ChatResponse, ApiError> BigModelProtocol::classify_web_search(
+    const Result<HttpResponse, TransportError>& sent) const {
   auto parsed = parse_web_search_response(sent->body);
   if (parsed) return std::move(parsed.value());
   if (parse_error_body(sent->body)) return classify(sent);

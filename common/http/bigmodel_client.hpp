@@ -28,7 +28,8 @@ class BigModelProtocol {
   HttpRequest prepare(const StepRequest& request) const;
   // The answer to a request for `endpoint`, or the error with its class; the API key never appears in
   // an error's text.
-  Result<ChatResponse, ApiError> interpret(Endpoint endpoint, const Result<HttpResponse, TransportError>& sent) const;
+  Result<ChatResponse, ApiError> interpret(Endpoint endpoint,
+                                           const Result<HttpResponse, TransportError>& sent) const;
 
   const ClientConfig& config() const { return config_; }
 
@@ -49,7 +50,8 @@ class BigModelClient {
 
   // Sends `request` and returns the answer, or the error with its class. The exchange must end by
   // `deadline`.
-  Result<ChatResponse, ApiError> complete(const StepRequest& request, std::chrono::steady_clock::time_point deadline);
+  Result<ChatResponse, ApiError> complete(const StepRequest& request,
+                                          std::chrono::steady_clock::time_point deadline);
 
  private:
   BigModelProtocol protocol_;

@@ -1,10 +1,9 @@
 #include "pipeline.hpp"
 
+#include <rapidjson/document.h>
 #include <unistd.h>
 
 #include <random>
-
-#include <rapidjson/document.h>
 
 namespace cbm {
 namespace {
@@ -132,7 +131,8 @@ void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
     stage_ = Stage::analysis;
     return;
   }
-  if (steps_->config().model.response_format == ResponseFormat::json_object && !is_json_object(answer->content)) {
+  if (steps_->config().model.response_format == ResponseFormat::json_object &&
+      !is_json_object(answer->content)) {
     outcome_.error.emplace();
     outcome_.error->kind = ErrorKind::invalid_json;
     // The same request would be answered the same way often enough: not worth paying again.

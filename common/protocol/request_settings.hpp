@@ -45,10 +45,10 @@ struct ModelSettings {
 
 // The web search's settings, for the web_search tool and the Web Search API alike.
 struct SearchSettings {
-  std::string engine = "search_std";  // one of search_engines(); always sent (the platform requires it)
-  std::string recency = "noLimit";    // one of search_recency_values()
-  std::string domain;                 // one domain to search within; empty: not sent
-  int count = 5;                      // 1 .. kMaxSearchCount
+  std::string engine = "search_std";    // one of search_engines(); always sent (the platform requires it)
+  std::string recency = "noLimit";      // one of search_recency_values()
+  std::string domain;                   // one domain to search within; empty: not sent
+  int count = 5;                        // 1 .. kMaxSearchCount
   std::string content_size = "medium";  // medium | high
 };
 

@@ -205,7 +205,8 @@ Result<ChatResponse, ParseError> parse_web_search_response(std::string_view body
   LocalDocument local;
   if (auto error = local.parse(body); !error.empty()) return Err{ParseError{error}};
   const auto& doc = *local;
-  if (!doc.IsObject()) return Err{ParseError{"response: expected object, got " + std::string(json_type_name(doc))}};
+  if (!doc.IsObject())
+    return Err{ParseError{"response: expected object, got " + std::string(json_type_name(doc))}};
   if (doc.HasMember("error")) return Err{ParseError{"error: an error body, not search results"}};
 
   std::string error;
@@ -216,7 +217,8 @@ Result<ChatResponse, ParseError> parse_web_search_response(std::string_view body
   read_web_search(top, error, resp.web_search, "search_result");
   if (!error.empty()) return Err{ParseError{error}};
   const auto results = doc.FindMember("search_result");
-  if (results == doc.MemberEnd() || !results->value.IsArray()) return Err{ParseError{"search_result: missing"}};
+  if (results == doc.MemberEnd() || !results->value.IsArray())
+    return Err{ParseError{"search_result: missing"}};
   return resp;
 }
 

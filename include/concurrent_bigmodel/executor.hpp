@@ -45,9 +45,9 @@ enum class SearchVia {
 enum class ApiFlavor { bigmodel, openai };
 
 enum class Thinking {
-  enabled,   // the model thinks (GLM-5.x and 4.7 always do then; their reasoning costs tokens)
-  disabled,  // no thinking
-  automatic, // no `thinking` field: the platform's default (enabled from GLM-4.5 on)
+  enabled,    // the model thinks (GLM-5.x and 4.7 always do then; their reasoning costs tokens)
+  disabled,   // no thinking
+  automatic,  // no `thinking` field: the platform's default (enabled from GLM-4.5 on)
 };
 
 enum class ResponseFormat {
@@ -99,11 +99,11 @@ struct Config {
 
   // The web search.
   SearchVia search_via = SearchVia::tool;
-  std::string search_engine = "search_std";  // search_std | search_pro | search_pro_sogou | search_pro_quark |
-                                             // search_pro_jina | search-prime
-  std::string search_recency = "noLimit";    // oneDay | oneWeek | oneMonth | oneYear | noLimit
-  std::string search_domain;                 // one domain to search within; empty: any
-  int search_count = 5;                      // results, 1..50
+  std::string search_engine = "search_std";  // search_std | search_pro | search_pro_sogou | search_pro_quark
+                                             // | search_pro_jina | search-prime
+  std::string search_recency = "noLimit";      // oneDay | oneWeek | oneMonth | oneYear | noLimit
+  std::string search_domain;                   // one domain to search within; empty: any
+  int search_count = 5;                        // results, 1..50
   std::string search_content_size = "medium";  // medium (~500 characters a result) | high (~2500)
   // Prompt templates in the CLI's --prompt-file format (sections [search.system] [search.user]
   // [analysis.system] [analysis.user], {topic} and {sources} placeholders); empty: the built-in ones.
@@ -173,7 +173,8 @@ struct Step {
 // Why a task failed or was cancelled (the report's `error`).
 struct Error {
   std::string error_class;  // "retryable" | "task_fatal" | "run_fatal"
-  std::string kind;  // "api" | "transport" | "timeout" | "protocol" | "content" | "invalid_json" | "crash" | "cancelled"
+  std::string kind;  // "api" | "transport" | "timeout" | "protocol" | "content" | "invalid_json" | "crash" |
+                     // "cancelled"
   int http_status = 0;      // 0 when no HTTP answer was received
   std::string code;         // the platform's error code ("1302"), empty when none
   std::string message;

@@ -164,8 +164,9 @@ struct Flags {
         ->check(CLI::Range(0, 100))
         ->capture_default_str()
         ->group(py);
-    a.add_option("--chat-model", cfg.chat_model,
-                 "Model that writes the analysis (a model the platform documents, see --allow-unlisted-model)")
+    a.add_option(
+         "--chat-model", cfg.chat_model,
+         "Model that writes the analysis (a model the platform documents, see --allow-unlisted-model)")
         ->capture_default_str()
         ->group(py);
     a.add_option("--tool-model", cfg.tool_model, "Model that runs the web_search tool (--search-via tool)")
@@ -184,14 +185,16 @@ struct Flags {
          "--no-search", [this](std::int64_t) { cfg.search = false; },
          "Skip the search step; the chat model answers alone")
         ->group(input);
-    a.add_option("--api-flavor", api_flavor,
-                 "Request fields to send: bigmodel (BigModel's own: thinking, request_id, web_search; also\n"
-                 "for gateways in front of it) | openai (only what api.openai.com accepts; needs --no-search)")
+    a.add_option(
+         "--api-flavor", api_flavor,
+         "Request fields to send: bigmodel (BigModel's own: thinking, request_id, web_search; also\n"
+         "for gateways in front of it) | openai (only what api.openai.com accepts; needs --no-search)")
         ->check(CLI::IsMember({"bigmodel", "openai"}))
         ->capture_default_str()
         ->group(input);
-    a.add_option("--accept-language", cfg.accept_language,
-                 "Sent as Accept-Language (e.g. en-US,en: the platform's messages in English); default: not sent")
+    a.add_option(
+         "--accept-language", cfg.accept_language,
+         "Sent as Accept-Language (e.g. en-US,en: the platform's messages in English); default: not sent")
         ->group(input);
     a.add_option(
          "--prompt-file", prompt_file,
@@ -252,34 +255,41 @@ struct Flags {
     a.add_option("--temperature", cfg.temperature, "Sampling temperature, 0 to 1")
         ->capture_default_str()
         ->group(platform);
-    a.add_option("--top-p", cfg.top_p, "Nucleus sampling, above 0 up to 1")->capture_default_str()->group(platform);
-    a.add_option("--max-tokens", cfg.max_tokens, "Most tokens an answer may have, 1 to 131072 (and the model's limit)")
+    a.add_option("--top-p", cfg.top_p, "Nucleus sampling, above 0 up to 1")
         ->capture_default_str()
         ->group(platform);
-    a.add_option("--thinking", thinking,
-                 "enabled | disabled | auto (auto sends no thinking field: the platform's default, enabled).\n"
-                 "GLM-5.x and GLM-4.7 think whenever it is enabled, which costs tokens")
+    a.add_option("--max-tokens", cfg.max_tokens,
+                 "Most tokens an answer may have, 1 to 131072 (and the model's limit)")
+        ->capture_default_str()
+        ->group(platform);
+    a.add_option(
+         "--thinking", thinking,
+         "enabled | disabled | auto (auto sends no thinking field: the platform's default, enabled).\n"
+         "GLM-5.x and GLM-4.7 think whenever it is enabled, which costs tokens")
         ->check(CLI::IsMember({"enabled", "disabled", "auto"}))
         ->capture_default_str()
         ->group(platform);
-    a.add_option("--response-format", response_format,
-                 "text | json (the analysis step asks for a JSON object; an answer that is not one fails the\n"
-                 "task as invalid_json)")
+    a.add_option(
+         "--response-format", response_format,
+         "text | json (the analysis step asks for a JSON object; an answer that is not one fails the\n"
+         "task as invalid_json)")
         ->check(CLI::IsMember({"text", "json"}))
         ->capture_default_str()
         ->group(platform);
     a.add_flag("--keep-reasoning", cfg.keep_reasoning,
                "Keep each step's reasoning_content (thinking) in the report and the journal")
         ->group(platform);
-    a.add_option("--search-via", search_via,
-                 "tool (a chat call of --tool-model with the web_search tool) | api (POST {base}/web_search:\n"
-                 "the Web Search API, no tokens for the search step)")
+    a.add_option(
+         "--search-via", search_via,
+         "tool (a chat call of --tool-model with the web_search tool) | api (POST {base}/web_search:\n"
+         "the Web Search API, no tokens for the search step)")
         ->check(CLI::IsMember({"tool", "api"}))
         ->capture_default_str()
         ->group(platform);
-    a.add_option("--search-engine", cfg.search_engine,
-                 "search_std | search_pro | search_pro_sogou | search_pro_quark (BigModel) | search_pro_jina |\n"
-                 "search-prime (Z.AI); always sent")
+    a.add_option(
+         "--search-engine", cfg.search_engine,
+         "search_std | search_pro | search_pro_sogou | search_pro_quark (BigModel) | search_pro_jina |\n"
+         "search-prime (Z.AI); always sent")
         ->capture_default_str()
         ->group(platform);
     a.add_option("--search-recency", cfg.search_recency, "oneDay | oneWeek | oneMonth | oneYear | noLimit")
@@ -287,7 +297,9 @@ struct Flags {
         ->group(platform);
     a.add_option("--search-domain", cfg.search_domain, "Search within this one domain (e.g. www.example.com)")
         ->group(platform);
-    a.add_option("--search-count", cfg.search_count, "Search results, 1 to 50")->capture_default_str()->group(platform);
+    a.add_option("--search-count", cfg.search_count, "Search results, 1 to 50")
+        ->capture_default_str()
+        ->group(platform);
     a.add_option("--search-content-size", cfg.search_content_size,
                  "medium (about 500 characters a result) | high (about 2,500)")
         ->capture_default_str()
@@ -323,15 +335,18 @@ struct Flags {
     }
     if (cfg.api_flavor == concurrent_bigmodel::ApiFlavor::openai) {
       if (cfg.search) {
-        return "--api-flavor openai: the search step needs BigModel's web search (the web_search tool or the Web "
+        return "--api-flavor openai: the search step needs BigModel's web search (the web_search tool or the "
+               "Web "
                "Search API), which an OpenAI server does not have; pass --no-search";
       }
       return std::nullopt;
     }
     if (cfg.allow_unlisted_model) return std::nullopt;
-    if (auto problem = model_problem("chat_model", cfg.chat_model)) return problem->flag() + ": " + problem->message;
+    if (auto problem = model_problem("chat_model", cfg.chat_model))
+      return problem->flag() + ": " + problem->message;
     if (cfg.search && cfg.search_via == concurrent_bigmodel::SearchVia::tool) {
-      if (auto problem = model_problem("tool_model", cfg.tool_model)) return problem->flag() + ": " + problem->message;
+      if (auto problem = model_problem("tool_model", cfg.tool_model))
+        return problem->flag() + ": " + problem->message;
     }
     return std::nullopt;
   }

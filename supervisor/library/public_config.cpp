@@ -55,8 +55,9 @@ void set_request_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
   m.top_p = c.top_p;
   m.max_tokens = c.max_tokens;
   m.thinking = internal_thinking(c.thinking);
-  m.response_format = c.response_format == concurrent_bigmodel::ResponseFormat::json ? ResponseFormat::json_object
-                                                                                      : ResponseFormat::text;
+  m.response_format = c.response_format == concurrent_bigmodel::ResponseFormat::json
+                          ? ResponseFormat::json_object
+                          : ResponseFormat::text;
   SearchSettings& s = r.pipeline.search_settings;
   s.engine = c.search_engine;
   s.recency = c.search_recency;
@@ -64,18 +65,22 @@ void set_request_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
   s.count = c.search_count;
   s.content_size = c.search_content_size;
   if (auto problem = settings_problem(m, s)) require(false, problem->field + ": " + problem->message);
-  r.pipeline.search_via = c.search_via == concurrent_bigmodel::SearchVia::api ? SearchVia::api : SearchVia::tool;
+  r.pipeline.search_via =
+      c.search_via == concurrent_bigmodel::SearchVia::api ? SearchVia::api : SearchVia::tool;
   r.pipeline.keep_reasoning = c.keep_reasoning;
   r.client.flavor = internal_flavor(c.api_flavor);
   r.client.accept_language = c.accept_language;
-  require(c.accept_language.find_first_of("\r\n") == std::string::npos, "accept_language: contains a line break");
+  require(c.accept_language.find_first_of("\r\n") == std::string::npos,
+          "accept_language: contains a line break");
   if (r.client.flavor == ApiFlavor::openai) {
-    require(!c.search, "search: the openai flavour has no web search (neither the web_search tool nor the Web "
-                       "Search API); set search = false");
+    require(!c.search,
+            "search: the openai flavour has no web search (neither the web_search tool nor the Web "
+            "Search API); set search = false");
     return;
   }
   if (c.allow_unlisted_model) return;
-  if (auto problem = model_problem("chat_model", c.chat_model)) require(false, problem->field + ": " + problem->message);
+  if (auto problem = model_problem("chat_model", c.chat_model))
+    require(false, problem->field + ": " + problem->message);
   if (c.search && r.pipeline.search_via == SearchVia::tool) {
     if (auto problem = model_problem("tool_model", c.tool_model)) {
       require(false, problem->field + ": " + problem->message);

@@ -308,7 +308,8 @@ TEST_CASE("the library checks the model and search settings naming the Config fi
   CHECK_THAT(refused([](lib::Config& c) { c.search_engine = "bing"; }), Catch::Contains("search_engine"));
   CHECK_THAT(refused([](lib::Config& c) { c.chat_model = "glm-4.5-aq"; }),
              Catch::Contains("chat_model: 'glm-4.5-aq'") && Catch::Contains("allow_unlisted_model"));
-  CHECK_THAT(refused([](lib::Config& c) { c.api_flavor = lib::ApiFlavor::openai; }), Catch::Contains("search"));
+  CHECK_THAT(refused([](lib::Config& c) { c.api_flavor = lib::ApiFlavor::openai; }),
+             Catch::Contains("search"));
   CHECK(refused([](lib::Config& c) {
           c.chat_model = "glm-4.5-aq";
           c.allow_unlisted_model = true;
@@ -316,7 +317,8 @@ TEST_CASE("the library checks the model and search settings naming the Config fi
   CHECK(sim.requests_total() == 0);
 }
 
-TEST_CASE("a library Result's steps carry the request_id sent and the platform's answer id", "[library][wire]") {
+TEST_CASE("a library Result's steps carry the request_id sent and the platform's answer id",
+          "[library][wire]") {
   Simulator sim;
   lib::Config c = config_for(sim, any_mode());
   c.search_via = lib::SearchVia::api;

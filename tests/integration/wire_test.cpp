@@ -10,7 +10,9 @@ using namespace cbm::test;  // the fixtures: Simulator, Subprocess, TempDir, ...
 
 namespace {
 
-std::string text(const rapidjson::Value& v) { return {v.GetString(), v.GetStringLength()}; }
+std::string text(const rapidjson::Value& v) {
+  return {v.GetString(), v.GetStringLength()};
+}
 
 struct Run {
   TempDir dir;
@@ -22,8 +24,9 @@ struct Run {
   // and key from supervisor_spawn_options unless `args` or `env` give them).
   int run(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
           const std::string& key = kTestKey) {
-    std::vector<std::string> argv = {supervisor_path(), "--output", report().string(), "--log-file",
-                                     (dir / "run.log").string(), "--delay", "0"};
+    std::vector<std::string> argv = {
+        supervisor_path(), "--output", report().string(), "--log-file", (dir / "run.log").string(),
+        "--delay",         "0"};
     argv.insert(argv.end(), args.begin(), args.end());
     SpawnOptions o = supervisor_spawn_options(dir.path(), key);
     for (const auto& [name, value] : env) o.env[name] = value;
@@ -55,10 +58,32 @@ TEST_CASE("every model and search setting, and the headers, reach the wire", "[w
   const std::string mode = GENERATE(from_range(all_modes()));
   Simulator sim;
   Run r;
-  REQUIRE(r.run({"--base-url", sim.base_url(), "--mode", mode, "--topics", "tides", "--temperature", "0.3",
-                 "--top-p", "0.8", "--max-tokens", "1000", "--thinking", "enabled", "--search-engine", "search_pro",
-                 "--search-recency", "oneDay", "--search-domain", "www.example.com", "--search-count", "7",
-                 "--search-content-size", "high", "--accept-language", "en-US,en"}) == 0);
+  REQUIRE(r.run({"--base-url",
+                 sim.base_url(),
+                 "--mode",
+                 mode,
+                 "--topics",
+                 "tides",
+                 "--temperature",
+                 "0.3",
+                 "--top-p",
+                 "0.8",
+                 "--max-tokens",
+                 "1000",
+                 "--thinking",
+                 "enabled",
+                 "--search-engine",
+                 "search_pro",
+                 "--search-recency",
+                 "oneDay",
+                 "--search-domain",
+                 "www.example.com",
+                 "--search-count",
+                 "7",
+                 "--search-content-size",
+                 "high",
+                 "--accept-language",
+                 "en-US,en"}) == 0);
 
   const Seen seen(sim);
   REQUIRE(seen.chat.size() == 2);
@@ -90,8 +115,10 @@ TEST_CASE("every model and search setting, and the headers, reach the wire", "[w
   CHECK(report["results"][0]["sources"].Size() == 7);
 }
 
-TEST_CASE("thinking auto sends no thinking field, and response_format json fails a non-JSON analysis as invalid_json",
-          "[wire]") {
+TEST_CASE(
+    "thinking auto sends no thinking field, and response_format json fails a non-JSON analysis as "
+    "invalid_json",
+    "[wire]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   Simulator sim;
   Run r;
@@ -121,7 +148,8 @@ TEST_CASE("search via the Web Search API is one web_search call, no chat call, i
   std::string topic;
   for (int i = 0; i < 80; ++i) topic += "\xE6\xBD\xAE";
   REQUIRE(r.run({"--base-url", sim.base_url(), "--mode", mode, "--topics", topic, "--search-via", "api",
-                 "--search-engine", "search_pro_quark", "--search-recency", "oneWeek", "--search-count", "4"}) == 0);
+                 "--search-engine", "search_pro_quark", "--search-recency", "oneWeek", "--search-count",
+                 "4"}) == 0);
 
   const Seen seen(sim);
   REQUIRE(seen.web_search.size() == 1);
@@ -183,12 +211,14 @@ TEST_CASE("the openai flavour with a search step is refused before anything is s
   CHECK(sim.recent_requests().empty());
 }
 
-TEST_CASE("the Python tool's glm-4.5-aq is refused before anything is sent, and --allow-unlisted-model sends it",
-          "[wire][models]") {
+TEST_CASE(
+    "the Python tool's glm-4.5-aq is refused before anything is sent, and --allow-unlisted-model sends it",
+    "[wire][models]") {
   Simulator sim;
   Run r;
   CHECK(r.run({"--base-url", sim.base_url(), "--topics", "tides", "--chat-model", "glm-4.5-aq"}) == 2);
-  CHECK_THAT(r.process->err(), Catch::Contains("--chat-model: 'glm-4.5-aq'") && Catch::Contains("glm-4.5-air") &&
+  CHECK_THAT(r.process->err(), Catch::Contains("--chat-model: 'glm-4.5-aq'") &&
+                                   Catch::Contains("glm-4.5-air") &&
                                    Catch::Contains("--allow-unlisted-model"));
   Run tool;
   CHECK(tool.run({"--base-url", sim.base_url(), "--topics", "tides", "--tool-model", "glm-4.5-aq"}) == 2);
@@ -206,11 +236,16 @@ TEST_CASE("the Python tool's glm-4.5-aq is refused before anything is sent, and 
 TEST_CASE("out-of-range settings are refused naming the flag, before anything is sent", "[wire][settings]") {
   Simulator sim;
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--temperature", "1.5"}, "--temperature"},     {{"--top-p", "0"}, "--top-p"},
-      {{"--max-tokens", "131073"}, "--max-tokens"},     {{"--thinking", "sometimes"}, "--thinking"},
-      {{"--search-count", "51"}, "--search-count"},     {{"--search-engine", "search-prime-aqdr"}, "--search-engine"},
-      {{"--search-recency", "oneHour"}, "--search-recency"}, {{"--search-via", "mcp"}, "--search-via"},
-      {{"--response-format", "yaml"}, "--response-format"}, {{"--api-flavor", "anthropic"}, "--api-flavor"},
+      {{"--temperature", "1.5"}, "--temperature"},
+      {{"--top-p", "0"}, "--top-p"},
+      {{"--max-tokens", "131073"}, "--max-tokens"},
+      {{"--thinking", "sometimes"}, "--thinking"},
+      {{"--search-count", "51"}, "--search-count"},
+      {{"--search-engine", "search-prime-aqdr"}, "--search-engine"},
+      {{"--search-recency", "oneHour"}, "--search-recency"},
+      {{"--search-via", "mcp"}, "--search-via"},
+      {{"--response-format", "yaml"}, "--response-format"},
+      {{"--api-flavor", "anthropic"}, "--api-flavor"},
   };
   for (const auto& [flags, name] : cases) {
     Run r;

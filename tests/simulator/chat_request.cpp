@@ -73,7 +73,8 @@ bool known_engine(std::string_view engine) {
 
 // Characters, not bytes: the Web Search API counts what the user sees.
 std::size_t utf8_chars(std::string_view s) {
-  return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+  return static_cast<std::size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
 }
 
 }  // namespace
@@ -139,7 +140,8 @@ std::variant<WebSearchApiRequest, ApiError> parse_web_search_request(std::string
   WebSearchApiRequest request;
   const Value* query = member(document, "search_query");
   if (query == nullptr || !query->IsString() || query->GetStringLength() == 0) {
-    return api_errors::invalid_field("search_query", "search_query is required and must be a non-empty string");
+    return api_errors::invalid_field("search_query",
+                                     "search_query is required and must be a non-empty string");
   }
   request.query = std::string(view(*query));
   if (utf8_chars(request.query) > cbm::kMaxSearchQueryChars) {
@@ -156,7 +158,8 @@ std::variant<WebSearchApiRequest, ApiError> parse_web_search_request(std::string
     }
     request.count = count->GetUint();
   }
-  if (const Value* request_id = member(document, "request_id"); request_id != nullptr && request_id->IsString()) {
+  if (const Value* request_id = member(document, "request_id");
+      request_id != nullptr && request_id->IsString()) {
     request.request_id = std::string(view(*request_id));
   }
   return request;

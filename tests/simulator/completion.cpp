@@ -176,7 +176,8 @@ std::string render_web_search_answer(const WebSearchApiRequest& request) {
   rapidjson::StringBuffer buffer;
   JsonWriter writer(buffer);
   const auto created =
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   const std::string id = new_completion_id(created);
   writer.StartObject();
   writer.Key("id");

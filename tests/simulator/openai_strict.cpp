@@ -11,13 +11,40 @@ namespace simulator {
 namespace {
 
 // The request arguments of OpenAI's POST /v1/chat/completions.
-constexpr std::array<std::string_view, 34> kKnownFields{
-    "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
-    "max_completion_tokens", "max_tokens", "messages", "metadata", "modalities", "model", "n",
-    "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key", "reasoning_effort",
-    "response_format", "safety_identifier", "seed", "service_tier", "stop", "store", "stream",
-    "stream_options", "temperature", "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity",
-    "web_search_options"};
+constexpr std::array<std::string_view, 34> kKnownFields{"audio",
+                                                        "frequency_penalty",
+                                                        "function_call",
+                                                        "functions",
+                                                        "logit_bias",
+                                                        "logprobs",
+                                                        "max_completion_tokens",
+                                                        "max_tokens",
+                                                        "messages",
+                                                        "metadata",
+                                                        "modalities",
+                                                        "model",
+                                                        "n",
+                                                        "parallel_tool_calls",
+                                                        "prediction",
+                                                        "presence_penalty",
+                                                        "prompt_cache_key",
+                                                        "reasoning_effort",
+                                                        "response_format",
+                                                        "safety_identifier",
+                                                        "seed",
+                                                        "service_tier",
+                                                        "stop",
+                                                        "store",
+                                                        "stream",
+                                                        "stream_options",
+                                                        "temperature",
+                                                        "tool_choice",
+                                                        "tools",
+                                                        "top_logprobs",
+                                                        "top_p",
+                                                        "user",
+                                                        "verbosity",
+                                                        "web_search_options"};
 
 std::string error_body(std::string_view message, const char* param, const char* code) {
   rapidjson::StringBuffer buffer;
@@ -65,7 +92,9 @@ std::optional<OpenAiRejection> openai_rejection(std::string_view body) {
       std::string message = "Invalid value: '";
       message += t;
       message += "'. Supported values are: 'function' and 'custom'.";
-      const std::string param = "tools[" + std::to_string(i) + "].type";
+      std::string param = "tools[";
+      param += std::to_string(i);
+      param += "].type";
       return OpenAiRejection{400, error_body(message, param.c_str(), "invalid_value")};
     }
   }

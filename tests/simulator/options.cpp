@@ -161,7 +161,8 @@ void add_options(CLI::App& app, Options& options) {
   app.add_flag("--verbose", options.verbose, "Log every request to stderr");
   app.add_flag("--strict-openai", options.strict_openai,
                "Answer as api.openai.com: a chat request with a field OpenAI does not know gets 400\n"
-               "{\"error\":{\"message\":\"Unrecognized request argument supplied: <field>\",...}}, a tool that is not\n"
+               "{\"error\":{\"message\":\"Unrecognized request argument supplied: <field>\",...}}, a tool "
+               "that is not\n"
                "a function 400 invalid_value; POST /web_search is not found");
   app.add_option("--langsmith-api-key", options.langsmith_api_key,
                  "The only x-api-key /runs/batch accepts (401 otherwise); default: any, or none");

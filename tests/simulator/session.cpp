@@ -1,10 +1,11 @@
 #include "session.h"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 #include <cstdio>
 #include <utility>
 #include <variant>
@@ -192,7 +193,8 @@ void Session::handle_chat() {
   if (!authorized()) return;
   const auto token = bearer_token(request[http::field::authorization]);
   if (state_.options.strict_openai) {
-    if (auto rejection = openai_rejection(request.body())) return reply(rejection->status, kJson, rejection->body);
+    if (auto rejection = openai_rejection(request.body()))
+      return reply(rejection->status, kJson, rejection->body);
   }
 
   auto parsed = parse_chat_request(request.body(), state_.options.models);

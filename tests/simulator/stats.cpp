@@ -123,9 +123,9 @@ std::string Stats::to_json() const {
     writer.StartArray();
     for (const auto& r : recorded_) {
       writer.StartObject();
-      for (const auto& [name, value] : {std::pair{"path", &r.path}, std::pair{"user_agent", &r.user_agent},
-                                        std::pair{"accept_language", &r.accept_language},
-                                        std::pair{"body", &r.body}}) {
+      for (const auto& [name, value] :
+           {std::pair{"path", &r.path}, std::pair{"user_agent", &r.user_agent},
+            std::pair{"accept_language", &r.accept_language}, std::pair{"body", &r.body}}) {
         key(writer, name);
         writer.String(value->data(), static_cast<rapidjson::SizeType>(value->size()));
       }

@@ -95,12 +95,15 @@ std::int64_t Simulator::requests_total() const { return stats()["requests_total"
 std::int64_t Simulator::by_status(const std::string& status) const { return member_of(stats(), "by_status", status); }
 std::int64_t Simulator::by_topic(const std::string& topic) const { return member_of(stats(), "by_topic", topic); }
 
-bool RecordedRequest::is_web_search() const { return path.ends_with("/web_search"); }
+bool RecordedRequest::is_web_search() const {
+  return path.ends_with("/web_search");
+}
 
 rapidjson::Document RecordedRequest::json() const {
   rapidjson::Document d;
   d.Parse(body.c_str());
-  if (d.HasParseError() || !d.IsObject()) throw std::runtime_error("recorded body is not a JSON object: " + body);
+  if (d.HasParseError() || !d.IsObject())
+    throw std::runtime_error("recorded body is not a JSON object: " + body);
   return d;
 }
 

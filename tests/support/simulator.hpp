@@ -24,7 +24,8 @@ inline SpawnOptions supervisor_spawn_options(const std::filesystem::path& dir, c
   opts.output_dir = dir;
   opts.cwd = dir;
   opts.env["BIGMODEL_API_KEY"] = key;
-  opts.unset_env = {"ZHIPUAI_API_KEY", "ZAI_API_KEY", "BIGMODEL_BASE_URL", "ZHIPUAI_BASE_URL", "ZAI_BASE_URL"};
+  opts.unset_env = {"ZHIPUAI_API_KEY", "ZAI_API_KEY", "BIGMODEL_BASE_URL", "ZHIPUAI_BASE_URL",
+                    "ZAI_BASE_URL"};
   return opts;
 }
 
@@ -51,7 +52,7 @@ struct RecordedRequest {
   std::string accept_language;
   std::string body;
 
-  bool is_web_search() const;  // POST .../web_search, else a chat completion
+  bool is_web_search() const;        // POST .../web_search, else a chat completion
   rapidjson::Document json() const;  // the body, parsed (fails the test when it is not JSON)
 };
 

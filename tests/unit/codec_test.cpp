@@ -15,7 +15,8 @@ TEST_CASE("a terminal record survives the journal's round trip", "[codec]") {
   r.worker = 7;
   r.usage = {1, 2, 3};
   r.sources = {{"t", "l", "m", "d", ""}};
-  r.steps = {{"search", "glm-4.5-air", "stop", {1, 1, 2}, 120ms, {}, {}, {}, "cbm-1-ab-7", "resp-9", "thought"}};
+  r.steps = {
+      {"search", "glm-4.5-air", "stop", {1, 1, 2}, 120ms, {}, {}, {}, "cbm-1-ab-7", "resp-9", "thought"}};
   r.started = cbm::WallClock::time_point(1700000000123ms);
   r.finished = cbm::WallClock::time_point(1700000001123ms);
   r.execution_time = 1000ms;

@@ -16,7 +16,9 @@ ChatResponse answer(std::string content) {
   return r;
 }
 
-const cbm::ChatRequest& chat(const std::optional<cbm::StepRequest>& r) { return std::get<cbm::ChatRequest>(*r); }
+const cbm::ChatRequest& chat(const std::optional<cbm::StepRequest>& r) {
+  return std::get<cbm::ChatRequest>(*r);
+}
 
 }  // namespace
 
@@ -45,7 +47,8 @@ TEST_CASE("an attempt asks for the search step, then the analysis step with its 
   CHECK_FALSE(analysis.web_search);
   CHECK(analysis.request_id != search.request_id);
   bool sources_in_prompt = false;
-  for (const auto& m : analysis.messages) sources_in_prompt |= m.content.find("Moon pulls") != std::string::npos;
+  for (const auto& m : analysis.messages)
+    sources_in_prompt |= m.content.find("Moon pulls") != std::string::npos;
   CHECK(sources_in_prompt);
   attempt.on_answer(answer("the analysis"));
 
@@ -113,7 +116,8 @@ TEST_CASE("with search via the Web Search API the search step is a web search, i
   auto second = attempt.next_request();
   REQUIRE(second);
   const cbm::ChatRequest& analysis = chat(second);
-  CHECK_THAT(analysis.messages.back().content + analysis.messages.front().content, Catch::Contains("Moon pulls"));
+  CHECK_THAT(analysis.messages.back().content + analysis.messages.front().content,
+             Catch::Contains("Moon pulls"));
   attempt.on_answer(answer("done"));
   const cbm::AttemptOutcome outcome = attempt.take_outcome();
   REQUIRE(outcome.ok());
@@ -125,13 +129,15 @@ TEST_CASE("with search via the Web Search API the search step is a web search, i
   CHECK(outcome.steps[0].response_id == "ws-1");
 }
 
-TEST_CASE("with response_format json an analysis that is not a JSON object fails as invalid_json", "[pipeline]") {
+TEST_CASE("with response_format json an analysis that is not a JSON object fails as invalid_json",
+          "[pipeline]") {
   cbm::PipelineConfig config;
   config.search = false;
   config.model.response_format = cbm::ResponseFormat::json_object;
   cbm::PipelineSteps steps(config);
-  for (const auto& [text, ok] : {std::pair{std::string(" {\"a\": 1}\n"), true}, std::pair{std::string("[1]"), false},
-                                 std::pair{std::string("```json\n{}\n```"), false}, std::pair{std::string(""), false}}) {
+  for (const auto& [text, ok] :
+       {std::pair{std::string(" {\"a\": 1}\n"), true}, std::pair{std::string("[1]"), false},
+        std::pair{std::string("```json\n{}\n```"), false}, std::pair{std::string(""), false}}) {
     cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1});
     auto sent = attempt.next_request();
     REQUIRE(sent);

@@ -2,8 +2,9 @@
 // (docs/protocol.md, "Chat completions request", "API flavours", "The Web Search API").
 #include "request_builder.hpp"
 
-#include <catch2/catch.hpp>
 #include <rapidjson/document.h>
+
+#include <catch2/catch.hpp>
 
 #include "bigmodel_client.hpp"
 #include "request_settings.hpp"
@@ -27,12 +28,15 @@ rapidjson::Document parsed(const std::string& body) {
   return d;
 }
 
-std::string text(const rapidjson::Value& v) { return {v.GetString(), v.GetStringLength()}; }
+std::string text(const rapidjson::Value& v) {
+  return {v.GetString(), v.GetStringLength()};
+}
 
 }  // namespace
 
-TEST_CASE("the default request is BigModel's: thinking disabled, request_id, the web_search tool with its engine",
-          "[request]") {
+TEST_CASE(
+    "the default request is BigModel's: thinking disabled, request_id, the web_search tool with its engine",
+    "[request]") {
   const auto d = parsed(cbm::build_request_body(search_request()));
   CHECK(text(d["model"]) == "glm-4.5-air");
   CHECK(text(d["messages"][1]["content"]) == "u \"quoted\"");
@@ -101,8 +105,10 @@ TEST_CASE("the openai flavour sends only fields OpenAI accepts", "[request][flav
   CHECK(text(d["response_format"]["type"]) == "json_object");
 }
 
-TEST_CASE("the Web Search API body carries the query, cut to 70 characters on a character boundary, and the filters",
-          "[request][web_search]") {
+TEST_CASE(
+    "the Web Search API body carries the query, cut to 70 characters on a character boundary, and the "
+    "filters",
+    "[request][web_search]") {
   cbm::WebSearchRequest req;
   std::string query;
   for (int i = 0; i < 80; ++i) query += "\xE6\xBD\xAE";  // 潮, three bytes each
@@ -122,14 +128,17 @@ TEST_CASE("the Web Search API body carries the query, cut to 70 characters on a 
 TEST_CASE("truncation counts UTF-8 characters and never splits one", "[request][web_search]") {
   CHECK(cbm::truncate_utf8("abc", 70) == "abc");
   CHECK(cbm::truncate_utf8("abcdef", 3) == "abc");
-  CHECK(cbm::truncate_utf8("a\xC3\xA9" "b", 2) == "a\xC3\xA9");
+  CHECK(cbm::truncate_utf8("a\xC3\xA9"
+                           "b",
+                           2) == "a\xC3\xA9");
   CHECK(cbm::truncate_utf8("\xF0\x9F\x8C\x8A\xF0\x9F\x8C\x8A", 1) == "\xF0\x9F\x8C\x8A");
   CHECK(cbm::truncate_utf8("\xE6\xBD", 5) == "\xE6\xBD");  // a cut sequence stays as it was
   CHECK(cbm::truncate_utf8("", 3).empty());
 }
 
-TEST_CASE("the protocol sends chat calls and web searches to their endpoints with User-Agent and Accept-Language",
-          "[request]") {
+TEST_CASE(
+    "the protocol sends chat calls and web searches to their endpoints with User-Agent and Accept-Language",
+    "[request]") {
   cbm::ClientConfig config;
   config.base_url = "http://127.0.0.1:1/api/paas/v4/";
   config.api_key = "k";
@@ -137,12 +146,14 @@ TEST_CASE("the protocol sends chat calls and web searches to their endpoints wit
   const cbm::BigModelProtocol protocol(config);
   const cbm::HttpRequest chat = protocol.prepare(cbm::StepRequest{search_request()});
   CHECK(chat.url == "http://127.0.0.1:1/api/paas/v4/chat/completions");
-  const cbm::HttpRequest search = protocol.prepare(cbm::StepRequest{cbm::WebSearchRequest{"tides", {}, "id-123456"}});
+  const cbm::HttpRequest search =
+      protocol.prepare(cbm::StepRequest{cbm::WebSearchRequest{"tides", {}, "id-123456"}});
   CHECK(search.url == "http://127.0.0.1:1/api/paas/v4/web_search");
   for (const auto* r : {&chat, &search}) {
     CHECK(std::count(r->headers.begin(), r->headers.end(), "Accept-Language: en-US,en") == 1);
-    CHECK(std::count_if(r->headers.begin(), r->headers.end(),
-                        [](const std::string& h) { return h.starts_with("User-Agent: concurrent_bigmodel/"); }) == 1);
+    CHECK(std::count_if(r->headers.begin(), r->headers.end(), [](const std::string& h) {
+            return h.starts_with("User-Agent: concurrent_bigmodel/");
+          }) == 1);
   }
   CHECK(text(parsed(search.body)["search_query"]) == "tides");
 }
@@ -178,8 +189,9 @@ TEST_CASE("settings out of range are refused naming the field (and the flag)", "
   CHECK_FALSE(bad_search([](auto& s) { s.domain = "www.example.com"; }));
 }
 
-TEST_CASE("the Python tool's model is no documented model, and the refusal names a listed one and the way out",
-          "[request][models]") {
+TEST_CASE(
+    "the Python tool's model is no documented model, and the refusal names a listed one and the way out",
+    "[request][models]") {
   CHECK(cbm::is_documented_model("glm-4.5-air"));
   CHECK(cbm::is_documented_model("glm-5.1"));
   CHECK_FALSE(cbm::model_problem("chat_model", "glm-4.7"));
@@ -214,5 +226,6 @@ TEST_CASE("every setting crosses to the worker", "[request][worker_config]") {
   CHECK(back->pipeline.search_settings.domain == "a.org");
   CHECK(back->pipeline.search_settings.count == 9);
   CHECK(back->pipeline.search_settings.content_size == "high");
-  CHECK_THAT(cbm::decode_worker_config(R"({"thinking":"sometimes"})").error().message, Catch::Contains("thinking"));
+  CHECK_THAT(cbm::decode_worker_config(R"({"thinking":"sometimes"})").error().message,
+             Catch::Contains("thinking"));
 }

@@ -156,7 +156,8 @@ TEST_CASE("a Web Search API answer of the wrong shape is an error naming the fie
   CHECK_FALSE(cbm::parse_web_search_response(std::string(100000, '[')).ok());
 }
 
-TEST_CASE("the Web Search API's error under HTTP 200 is classified like a chat call's", "[parser][web_search]") {
+TEST_CASE("the Web Search API's error under HTTP 200 is classified like a chat call's",
+          "[parser][web_search]") {
   cbm::ClientConfig config;
   config.api_key = "k";
   const cbm::BigModelProtocol protocol(config);
