@@ -4,6 +4,7 @@
 
 #include <charconv>
 
+#include "cbm/version.hpp"
 #include "error_classification.hpp"
 #include "request_builder.hpp"
 #include "response_parser.hpp"
@@ -94,20 +95,37 @@ std::optional<milliseconds> parse_retry_after(const std::optional<std::string>& 
 
 BigModelProtocol::BigModelProtocol(ClientConfig config)
     : config_(std::move(config)),
-      url_(trim_trailing_slashes(config_.base_url) + "/chat/completions"),
-      headers_{
-          "Content-Type: application/json",
-          "Accept: " + std::string(config_.stream ? "text/event-stream" : "application/json"),
-          "Authorization: Bearer " + config_.api_key,
-      } {}
-
-HttpRequest BigModelProtocol::prepare(ChatRequest request) const {
-  request.stream = config_.stream;
-  return HttpRequest{url_, headers_, build_request_body(request)};
+      chat_url_(trim_trailing_slashes(config_.base_url) + "/chat/completions"),
+      web_search_url_(trim_trailing_slashes(config_.base_url) + "/web_search") {
+  std::string user_agent = "User-Agent: concurrent_bigmodel/";
+  user_agent += kVersion;
+  std::vector<std::string> common{"Content-Type: application/json", std::move(user_agent),
+                                  "Authorization: Bearer " + config_.api_key};
+  if (!config_.accept_language.empty()) {
+    std::string accept_language = "Accept-Language: ";
+    accept_language += config_.accept_language;
+    common.push_back(std::move(accept_language));
+  }
+  headers_ = common;
+  headers_.push_back(config_.stream ? "Accept: text/event-stream" : "Accept: application/json");
+  web_search_headers_ = std::move(common);
+  web_search_headers_.push_back("Accept: application/json");
 }
 
-Result<ChatResponse, ApiError> BigModelProtocol::interpret(const Result<HttpResponse, TransportError>& sent) const {
-  auto answer = classify(sent);
+HttpRequest BigModelProtocol::prepare(const StepRequest& request) const {
+  if (const auto* search = std::get_if<WebSearchRequest>(&request)) {
+    return HttpRequest{web_search_url_, web_search_headers_, build_web_search_body(*search)};
+  }
+  ChatRequest chat = std::get<ChatRequest>(request);
+  chat.stream = config_.stream;
+  return HttpRequest{chat_url_, headers_, build_request_body(chat, config_.flavor)};
+}
+
+Result<ChatResponse, ApiError> BigModelProtocol::interpret(
+    Endpoint endpoint, const Result<HttpResponse, TransportError>& sent) const {
+  auto answer = endpoint == Endpoint::web_search && sent && sent->status >= 200 && sent->status < 300
+                    ? classify_web_search(sent)
+                    : classify(sent);
   // A server or proxy may echo the Authorization header in an error text.
   if (!answer) answer.error().message = scrub_secret(std::move(answer.error().message), config_.api_key);
   return answer;
@@ -115,9 +133,20 @@ Result<ChatResponse, ApiError> BigModelProtocol::interpret(const Result<HttpResp
 
 BigModelClient::BigModelClient(ClientConfig config) : protocol_(std::move(config)), http_(protocol_.config().http) {}
 
-Result<ChatResponse, ApiError> BigModelClient::complete(ChatRequest request,
+Result<ChatResponse, ApiError> BigModelClient::complete(const StepRequest& request,
                                                         std::chrono::steady_clock::time_point deadline) {
-  return protocol_.interpret(http_.post(protocol_.prepare(std::move(request)), time_until(deadline)));
+  return protocol_.interpret(endpoint_of(request),
+                             http_.post(protocol_.prepare(request), time_until(deadline)));
+}
+
+// A 2xx answer of the Web Search API: its results; an error body some servers send under 200 is
+// classified as a chat call's is.
+Result<ChatResponse, ApiError> BigModelProtocol::classify_web_search(
+    const Result<HttpResponse, TransportError>& sent) const {
+  auto parsed = parse_web_search_response(sent->body);
+  if (parsed) return std::move(parsed.value());
+  if (parse_error_body(sent->body)) return classify(sent);
+  return Err{protocol_error(parsed.error().message)};
 }
 
 Result<ChatResponse, ApiError> BigModelProtocol::classify(const Result<HttpResponse, TransportError>& sent) const {

@@ -1,4 +1,5 @@
-// BigModelClient: one chat-completion call against the platform, with the answer classified.
+// BigModelClient: one call against the platform (a chat completion or a web search), with the answer
+// classified.
 //
 // Every failure comes back as an ApiError whose class says what the caller should do (retry, fail
 // the task, stop the run); the client itself never retries and never sleeps: the pipeline and the
@@ -16,25 +17,31 @@
 
 namespace cbm {
 
-// What to send for a chat request, and what the server's answer (or the transport's failure) means.
+// What to send for a step's request, and what the server's answer (or the transport's failure) means.
 // Pure: no I/O, no state beyond the configuration.
 class BigModelProtocol {
  public:
   explicit BigModelProtocol(ClientConfig config);
 
-  // The HTTP request for `request` (its `stream` flag is overridden by the config).
-  HttpRequest prepare(ChatRequest request) const;
-  // The answer, or the error with its class; the API key never appears in an error's text.
-  Result<ChatResponse, ApiError> interpret(const Result<HttpResponse, TransportError>& sent) const;
+  // The HTTP request for `request`: a chat completion (its `stream` flag is overridden by the config)
+  // or a Web Search API call (never streamed).
+  HttpRequest prepare(const StepRequest& request) const;
+  // The answer to a request for `endpoint`, or the error with its class; the API key never appears in
+  // an error's text.
+  Result<ChatResponse, ApiError> interpret(Endpoint endpoint,
+                                           const Result<HttpResponse, TransportError>& sent) const;
 
   const ClientConfig& config() const { return config_; }
 
  private:
   Result<ChatResponse, ApiError> classify(const Result<HttpResponse, TransportError>& sent) const;
+  Result<ChatResponse, ApiError> classify_web_search(const Result<HttpResponse, TransportError>& sent) const;
 
   ClientConfig config_;
-  std::string url_;
-  std::vector<std::string> headers_;  // the same for every request
+  std::string chat_url_;
+  std::string web_search_url_;
+  std::vector<std::string> headers_;  // the same for every chat request
+  std::vector<std::string> web_search_headers_;
 };
 
 class BigModelClient {
@@ -43,7 +50,8 @@ class BigModelClient {
 
   // Sends `request` and returns the answer, or the error with its class. The exchange must end by
   // `deadline`.
-  Result<ChatResponse, ApiError> complete(ChatRequest request, std::chrono::steady_clock::time_point deadline);
+  Result<ChatResponse, ApiError> complete(const StepRequest& request,
+                                          std::chrono::steady_clock::time_point deadline);
 
  private:
   BigModelProtocol protocol_;

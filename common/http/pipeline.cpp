@@ -1,5 +1,6 @@
 #include "pipeline.hpp"
 
+#include <rapidjson/document.h>
 #include <unistd.h>
 
 #include <random>
@@ -18,6 +19,13 @@ std::string random_hex(std::size_t n) {
 
 std::chrono::milliseconds since(Clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+}
+
+// A JSON object, surrounding whitespace allowed (what response_format json_object promises).
+bool is_json_object(const std::string& text) {
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
+  return !doc.HasParseError() && doc.IsObject();
 }
 
 }  // namespace
@@ -67,28 +75,41 @@ std::string PipelineSteps::next_request_id() { return id_prefix_ + std::to_strin
 PipelineAttempt::PipelineAttempt(PipelineSteps& steps, const Task& task)
     : steps_(&steps), topic_(task.topic), fields_(task.fields), stage_(steps.config().search ? Stage::search : Stage::analysis) {}
 
-std::optional<ChatRequest> PipelineAttempt::next_request() {
+std::optional<StepRequest> PipelineAttempt::next_request() {
   if (stage_ == Stage::done) return std::nullopt;
   const PipelineConfig& config = steps_->config();
+  std::string request_id = steps_->next_request_id();
+  StepRecord record;
+  record.name = stage_ == Stage::search ? "search" : "analysis";
+  record.request_id = request_id;
+  record.started = WallClock::now();
+  sent_at_ = Clock::now();
+  if (stage_ == Stage::search && config.search_via == SearchVia::api) {
+    // No model: the record names the engine, and its usage stays zero.
+    record.model = config.search_settings.engine;
+    record.messages = {{"user", truncate_utf8(topic_, kMaxSearchQueryChars)}};
+    outcome_.steps.push_back(std::move(record));
+    return WebSearchRequest{topic_, config.search_settings, std::move(request_id)};
+  }
   ChatRequest req;
-  req.temperature = config.temperature;
-  req.max_tokens = config.max_tokens;
-  req.request_id = steps_->next_request_id();
+  req.settings = config.model;
+  req.request_id = std::move(request_id);
   const PromptSet& p = config.prompts;
   if (stage_ == Stage::search) {
+    req.settings.response_format = ResponseFormat::text;
     req.model = config.tool_model;
     req.messages = {{"system", p.search_system.render(topic_, "", fields_)},
                     {"user", p.search_user.render(topic_, "", fields_)}};
-    req.web_search = WebSearchTool{topic_, config.search_count};
+    req.web_search = WebSearchTool{topic_, config.search_settings};
   } else {
     const std::string sources_text = format_sources(outcome_.sources, search_summary_);
     req.model = config.chat_model;
     req.messages = {{"system", p.analysis_system.render(topic_, sources_text, fields_)},
                     {"user", p.analysis_user.render(topic_, sources_text, fields_)}};
   }
-  outcome_.steps.push_back(StepRecord{stage_ == Stage::search ? "search" : "analysis", req.model, {}, {}, {},
-                                      WallClock::now(), req.messages, {}});
-  sent_at_ = Clock::now();
+  record.model = req.model;
+  record.messages = req.messages;
+  outcome_.steps.push_back(std::move(record));
   return req;
 }
 
@@ -97,28 +118,50 @@ void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
   record.latency = since(sent_at_);
   if (!answer) {
     outcome_.error = std::move(answer.error());
-    outcome_.error->message = record.name + " step: " + outcome_.error->message;
-    stage_ = Stage::done;
+    fail_step(record);
     return;
   }
+  record.response_id = std::move(answer->id);
   record.finish_reason = answer->finish_reason;
   record.usage = answer->usage;
   record.output = answer->content;
+  if (steps_->config().keep_reasoning) record.reasoning = std::move(answer->reasoning_content);
   if (stage_ == Stage::search) {
     outcome_.sources = std::move(answer->web_search);
     search_summary_ = std::move(answer->content);
     stage_ = Stage::analysis;
-  } else {
-    outcome_.analysis = std::move(answer->content);
-    stage_ = Stage::done;
+    return;
   }
+  if (steps_->config().model.response_format == ResponseFormat::json_object &&
+      !is_json_object(answer->content)) {
+    outcome_.error.emplace();
+    outcome_.error->kind = ErrorKind::invalid_json;
+    // The same request would be answered the same way often enough: not worth paying again.
+    outcome_.error->error_class = ErrorClass::task_fatal;
+    outcome_.error->message = "response_format json: the answer is not a JSON object";
+    fail_step(record);
+    return;
+  }
+  outcome_.analysis = std::move(answer->content);
+  stage_ = Stage::done;
+}
+
+// The attempt ends at its failed step; the error names the step and its request_id (the platform's
+// records and support find a call by it).
+void PipelineAttempt::fail_step(const StepRecord& record) {
+  std::string prefix = record.name;
+  prefix += " step (request_id ";
+  prefix += record.request_id;
+  prefix += "): ";
+  outcome_.error->message.insert(0, prefix);
+  stage_ = Stage::done;
 }
 
 Pipeline::Pipeline(PipelineConfig config, BigModelClient& client) : steps_(std::move(config)), client_(client) {}
 
 AttemptOutcome Pipeline::run(const Task& task, Clock::time_point deadline) {
   PipelineAttempt attempt = steps_.begin(task);
-  while (auto request = attempt.next_request()) attempt.on_answer(client_.complete(std::move(*request), deadline));
+  while (auto request = attempt.next_request()) attempt.on_answer(client_.complete(*request, deadline));
   return attempt.take_outcome();
 }
 

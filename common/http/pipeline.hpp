@@ -1,5 +1,6 @@
-// The topic pipeline: (1) the tool model with the platform's web_search tool gathers sources, (2) the
-// chat model writes the analysis from the topic and those sources. One attempt neither retries nor
+// The topic pipeline: (1) the search step gathers sources (the tool model with the platform's
+// web_search tool, or the Web Search API), (2) the chat model writes the analysis from the topic and
+// those sources. One attempt neither retries nor
 // sleeps, and does not know whether it runs in a process, a thread or an event loop: PipelineAttempt
 // is the attempt as a step machine (what to send next, what an answer changes), which Pipeline::run
 // drives with a blocking client and the asyncio executor with its event loop.
@@ -18,9 +19,12 @@ struct PipelineConfig {
   std::string tool_model = "glm-4.5-air";
   std::string chat_model = "glm-4.5-air";
   bool search = true;  // false: skip step 1 (--no-search)
-  int search_count = 5;
-  double temperature = 0.6;
-  int max_tokens = 4096;
+  SearchVia search_via = SearchVia::tool;
+  SearchSettings search_settings;
+  // Both chat steps' settings; only the analysis step asks for response_format json_object, and only
+  // its answer must then be a JSON object (else the attempt fails as invalid_json, task_fatal).
+  ModelSettings model;
+  bool keep_reasoning = false;  // the steps' reasoning_content goes into their records
   PromptSet prompts = PromptSet::defaults();
 };
 
@@ -38,13 +42,15 @@ class PipelineAttempt {
   PipelineAttempt(PipelineSteps& steps, const Task& task);
 
   // The request to send now (its step record starts), or nullopt when the attempt is over.
-  std::optional<ChatRequest> next_request();
+  std::optional<StepRequest> next_request();
   // What the request returned by next_request() came back with.
   void on_answer(Result<ChatResponse, ApiError> answer);
   AttemptOutcome take_outcome() { return std::move(outcome_); }
 
  private:
   enum class Stage { search, analysis, done };
+
+  void fail_step(const StepRecord& record);
 
   PipelineSteps* steps_;
   std::string topic_;

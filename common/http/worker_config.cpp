@@ -30,12 +30,27 @@ std::string encode_worker_config(const WorkerConfig& c) {
   write_key_string(w, "chat_model", c.pipeline.chat_model);
   w.Key("search");
   w.Bool(c.pipeline.search);
-  w.Key("search_count");
-  w.Int(c.pipeline.search_count);
+  write_key_string(w, "api_flavor", to_string(c.client.flavor));
+  write_key_string(w, "accept_language", c.client.accept_language);
+  const ModelSettings& m = c.pipeline.model;
   w.Key("temperature");
-  w.Double(c.pipeline.temperature);
+  w.Double(m.temperature);
+  w.Key("top_p");
+  w.Double(m.top_p);
   w.Key("max_tokens");
-  w.Int(c.pipeline.max_tokens);
+  w.Int(m.max_tokens);
+  write_key_string(w, "thinking", to_string(m.thinking));
+  write_key_string(w, "response_format", to_string(m.response_format));
+  w.Key("keep_reasoning");
+  w.Bool(c.pipeline.keep_reasoning);
+  const SearchSettings& search = c.pipeline.search_settings;
+  write_key_string(w, "search_via", to_string(c.pipeline.search_via));
+  write_key_string(w, "search_engine", search.engine);
+  write_key_string(w, "search_recency", search.recency);
+  write_key_string(w, "search_domain", search.domain);
+  w.Key("search_count");
+  w.Int(search.count);
+  write_key_string(w, "search_content_size", search.content_size);
   write_key_string(w, "search_system", c.pipeline.prompts.search_system.source());
   write_key_string(w, "search_user", c.pipeline.prompts.search_user.source());
   write_key_string(w, "analysis_system", c.pipeline.prompts.analysis_system.source());
@@ -65,9 +80,32 @@ Result<WorkerConfig, DecodeError> decode_worker_config(std::string_view json) {
   r.string("tool_model", c.pipeline.tool_model);
   r.string("chat_model", c.pipeline.chat_model);
   r.boolean("search", c.pipeline.search);
-  r.integer("search_count", c.pipeline.search_count);
-  r.number("temperature", c.pipeline.temperature);
-  r.integer("max_tokens", c.pipeline.max_tokens);
+  // The enums by name: an unknown one is refused, not defaulted.
+  const auto named = [&r](const char* name, auto& out, auto from_string) {
+    std::string text(to_string(out));
+    r.string(name, text);
+    if (auto value = from_string(text)) {
+      out = *value;
+    } else {
+      r.fail(name, "unknown value '" + text + "'");
+    }
+  };
+  named("api_flavor", c.client.flavor, api_flavor_from_string);
+  r.string("accept_language", c.client.accept_language);
+  ModelSettings& m = c.pipeline.model;
+  r.number("temperature", m.temperature);
+  r.number("top_p", m.top_p);
+  r.integer("max_tokens", m.max_tokens);
+  named("thinking", m.thinking, thinking_from_string);
+  named("response_format", m.response_format, response_format_from_string);
+  r.boolean("keep_reasoning", c.pipeline.keep_reasoning);
+  SearchSettings& search = c.pipeline.search_settings;
+  named("search_via", c.pipeline.search_via, search_via_from_string);
+  r.string("search_engine", search.engine);
+  r.string("search_recency", search.recency);
+  r.string("search_domain", search.domain);
+  r.integer("search_count", search.count);
+  r.string("search_content_size", search.content_size);
   const std::pair<const char*, PromptTemplate PromptSet::*> prompts[] = {
       {"search_system", &PromptSet::search_system},
       {"search_user", &PromptSet::search_user},

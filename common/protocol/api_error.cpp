@@ -12,12 +12,13 @@ constexpr std::array<std::pair<ErrorClass, std::string_view>, 3> kClassNames{{
     {ErrorClass::run_fatal, "run_fatal"},
 }};
 
-constexpr std::array<std::pair<ErrorKind, std::string_view>, 7> kKindNames{{
+constexpr std::array<std::pair<ErrorKind, std::string_view>, 8> kKindNames{{
     {ErrorKind::api, "api"},
     {ErrorKind::transport, "transport"},
     {ErrorKind::timeout, "timeout"},
     {ErrorKind::protocol, "protocol"},
     {ErrorKind::content, "content"},
+    {ErrorKind::invalid_json, "invalid_json"},
     {ErrorKind::crash, "crash"},
     {ErrorKind::cancelled, "cancelled"},
 }};

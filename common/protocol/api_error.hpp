@@ -17,13 +17,14 @@ enum class ErrorClass {
 
 // Where a failure came from, for the report and for metrics.
 enum class ErrorKind {
-  api,        // the server answered with an error status / error body
-  transport,  // connection refused, reset, DNS, TLS...
-  timeout,    // the attempt's deadline passed
-  protocol,   // the server's answer is not a valid response (bad JSON, wrong types, too large)
-  content,    // a valid answer that is not an analysis (finish_reason sensitive / network_error)
-  crash,      // the worker running the attempt died (set by the supervisor)
-  cancelled,  // the run was stopped before the task finished
+  api,           // the server answered with an error status / error body
+  transport,     // connection refused, reset, DNS, TLS...
+  timeout,       // the attempt's deadline passed
+  protocol,      // the server's answer is not a valid response (bad JSON, wrong types, too large)
+  content,       // a valid answer that is not an analysis (finish_reason sensitive / network_error)
+  invalid_json,  // response_format json was asked for and the answer is not a JSON object
+  crash,         // the worker running the attempt died (set by the supervisor)
+  cancelled,     // the run was stopped before the task finished
 };
 
 std::string_view to_string(ErrorClass c);

@@ -1,6 +1,7 @@
 #include "api_key.hpp"
 
 #include <cstdlib>
+#include <initializer_list>
 
 namespace cbm {
 namespace {
@@ -15,15 +16,24 @@ std::string_view host_of(std::string_view url) {
   return rest.substr(0, rest.find(':'));
 }
 
-}  // namespace
-
-std::optional<std::string> resolve_api_key(const std::optional<std::string>& from_flag) {
-  if (from_flag && !from_flag->empty()) return from_flag;
-  for (const char* var : {"BIGMODEL_API_KEY", "ZHIPUAI_API_KEY"}) {
+std::optional<std::string> first_set(std::initializer_list<const char*> variables) {
+  for (const char* var : variables) {
     const char* v = std::getenv(var);
     if (v != nullptr && *v != '\0') return std::string(v);
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> resolve_api_key(const std::optional<std::string>& from_flag) {
+  if (from_flag && !from_flag->empty()) return from_flag;
+  return first_set({"BIGMODEL_API_KEY", "ZHIPUAI_API_KEY", "ZAI_API_KEY"});
+}
+
+std::string resolve_base_url(const std::string& from_flag, const std::string& fallback) {
+  if (!from_flag.empty()) return from_flag;
+  return first_set({"BIGMODEL_BASE_URL", "ZHIPUAI_BASE_URL", "ZAI_BASE_URL"}).value_or(fallback);
 }
 
 bool is_http_url(std::string_view url) {

@@ -1,4 +1,4 @@
-// Where the API key comes from, and the rule for sending it over plain HTTP.
+// Where the API key and the base URL come from, and the rule for sending the key over plain HTTP.
 #pragma once
 
 #include <optional>
@@ -7,8 +7,14 @@
 
 namespace cbm {
 
-// --api-key, else BIGMODEL_API_KEY (the Python tool's), else ZHIPUAI_API_KEY (the SDK's).
+// The first set and non-empty: --api-key, BIGMODEL_API_KEY (the Python tool's), ZHIPUAI_API_KEY (the
+// zhipuai SDK's), ZAI_API_KEY (the zai SDK's).
 std::optional<std::string> resolve_api_key(const std::optional<std::string>& from_flag);
+inline constexpr const char* kApiKeyVariables = "BIGMODEL_API_KEY, ZHIPUAI_API_KEY or ZAI_API_KEY";
+
+// The same order for the base URL: --base-url, BIGMODEL_BASE_URL, ZHIPUAI_BASE_URL, ZAI_BASE_URL, else
+// `fallback` (the platform's mainland endpoint).
+std::string resolve_base_url(const std::string& from_flag, const std::string& fallback);
 
 // True when `url` is https, or http to a loopback host (127.0.0.0/8, ::1, localhost): the only places
 // the key may go without --allow-insecure-http.

@@ -4,7 +4,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
+
+#include "request_settings.hpp"
 
 namespace cbm {
 
@@ -15,19 +18,32 @@ struct Message {
 
 struct WebSearchTool {
   std::string query;
-  int count = 5;
+  SearchSettings settings;
 };
 
 struct ChatRequest {
   std::string model;
   std::vector<Message> messages;
-  double temperature = 0.6;
-  double top_p = 0.95;
-  int max_tokens = 4096;
+  ModelSettings settings;
   bool stream = false;
   std::string request_id;                 // 6-64 chars, unique per request
   std::optional<WebSearchTool> web_search;  // the platform's built-in tool
 };
+
+// `POST {base}/web_search`: the platform's Web Search API, no model involved.
+struct WebSearchRequest {
+  std::string query;  // cut to kMaxSearchQueryChars characters when sent
+  SearchSettings settings;
+  std::string request_id;
+};
+
+// One step of an attempt on the wire: where it goes decides how its answer is read. Both answers
+// become a ChatResponse (a web search's has sources and no content or usage).
+using StepRequest = std::variant<ChatRequest, WebSearchRequest>;
+enum class Endpoint { chat_completions, web_search };
+inline Endpoint endpoint_of(const StepRequest& r) {
+  return std::holds_alternative<ChatRequest>(r) ? Endpoint::chat_completions : Endpoint::web_search;
+}
 
 struct Usage {
   std::int64_t prompt_tokens = 0;

@@ -24,12 +24,14 @@ void read_usage(JsonReader& top, std::string& error, Usage& usage) {
   }
 }
 
-void read_web_search(JsonReader& top, std::string& error, std::vector<Source>& out) {
-  const Value* arr = top.array("web_search");
+// The sources of a chat answer (`web_search`) or of a Web Search API answer (`search_result`).
+void read_web_search(JsonReader& top, std::string& error, std::vector<Source>& out,
+                     const char* field = "web_search") {
+  const Value* arr = top.array(field);
   if (arr == nullptr) return;
   for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
     const Value& item = (*arr)[i];
-    const std::string path = top.element_path("web_search", i);
+    const std::string path = top.element_path(field, i);
     if (!item.IsObject()) {
       if (error.empty()) error = path + ": expected object, got " + std::string(json_type_name(item));
       return;
@@ -197,6 +199,27 @@ Result<StreamOutcome, ParseError> parse_chat_stream(std::string_view body) {
   if (!saw_done) return Err{ParseError{"stream ended without data: [DONE]"}};
   if (!saw_chunk) return Err{ParseError{"stream carried no chunk"}};
   return out;
+}
+
+Result<ChatResponse, ParseError> parse_web_search_response(std::string_view body) {
+  LocalDocument local;
+  if (auto error = local.parse(body); !error.empty()) return Err{ParseError{error}};
+  const auto& doc = *local;
+  if (!doc.IsObject())
+    return Err{ParseError{"response: expected object, got " + std::string(json_type_name(doc))}};
+  if (doc.HasMember("error")) return Err{ParseError{"error: an error body, not search results"}};
+
+  std::string error;
+  JsonReader top(doc, "", error);
+  ChatResponse resp;
+  top.string("id", resp.id);
+  top.string("request_id", resp.request_id);
+  read_web_search(top, error, resp.web_search, "search_result");
+  if (!error.empty()) return Err{ParseError{error}};
+  const auto results = doc.FindMember("search_result");
+  if (results == doc.MemberEnd() || !results->value.IsArray())
+    return Err{ParseError{"search_result: missing"}};
+  return resp;
 }
 
 std::optional<PlatformError> parse_error_body(std::string_view body) {

@@ -1,4 +1,5 @@
-// Parsing of the platform's answers: chat completions (plain JSON and SSE streams) and error bodies.
+// Parsing of the platform's answers: chat completions (plain JSON and SSE streams), Web Search API
+// answers and error bodies.
 //
 // Tolerant of missing optional fields, strict about types: a field present with the wrong type is an
 // error naming the field ("choices[0].message.content: expected string, got number"). Never crashes and
@@ -32,6 +33,10 @@ struct StreamOutcome {
   std::optional<PlatformError> error_frame;
 };
 Result<StreamOutcome, ParseError> parse_chat_stream(std::string_view body);
+
+// A Web Search API answer, `{id, request_id, search_intent, search_result:[{title, link, ...}]}`, as a
+// ChatResponse with its sources (no content, no usage). `search_result` is required (it may be empty).
+Result<ChatResponse, ParseError> parse_web_search_response(std::string_view body);
 
 // `{"error":{"code":"1302","message":"..."}}` (code as string or number). nullopt when the body is not
 // of that shape (HTML from a proxy, empty, truncated).

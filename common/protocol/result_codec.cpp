@@ -47,6 +47,9 @@ void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps, bool with_
     w.Int64(s.latency.count());
     w.Key("usage");
     write_usage(w, s.usage);
+    if (!s.request_id.empty()) write_key_string(w, "request_id", s.request_id);
+    if (!s.response_id.empty()) write_key_string(w, "response_id", s.response_id);
+    if (!s.reasoning.empty()) write_key_string(w, "reasoning", s.reasoning);
     if (with_trace) {
       w.Key("started_at_us");
       w.Int64(std::chrono::duration_cast<microseconds>(s.started.time_since_epoch()).count());
@@ -151,6 +154,9 @@ void read_steps(JsonReader& r, std::string& error, std::vector<StepRecord>& out)
     sr.integer("latency_ms", ms);
     s.latency = milliseconds(ms);
     read_usage(sr, s.usage);
+    sr.string("request_id", s.request_id);
+    sr.string("response_id", s.response_id);
+    sr.string("reasoning", s.reasoning);
     std::int64_t started_us = 0;
     sr.integer("started_at_us", started_us);
     s.started = WallClock::time_point(std::chrono::duration_cast<WallClock::duration>(microseconds(started_us)));

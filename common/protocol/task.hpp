@@ -25,10 +25,10 @@ struct Task {
   Fields fields;            // the row's other fields (row_fields.hpp); none for text input
 };
 
-// One model call of the pipeline.
+// One call of the pipeline (a model's, or the Web Search API's).
 struct StepRecord {
-  std::string name;  // "search" | "analysis"
-  std::string model;
+  std::string name;   // "search" | "analysis"
+  std::string model;  // the search engine for a Web Search API call
   std::string finish_reason;
   Usage usage;
   std::chrono::milliseconds latency{0};
@@ -37,6 +37,10 @@ struct StepRecord {
   WallClock::time_point started{};
   std::vector<Message> messages;
   std::string output;
+  // In the report and the journal too.
+  std::string request_id;   // ours, sent with the call (BigModel flavour)
+  std::string response_id;  // the platform's `id` of its answer; empty when it failed
+  std::string reasoning;    // the answer's reasoning_content, kept only with --keep-reasoning
 };
 
 // What one attempt produced. `error` is set iff the attempt failed.

@@ -34,6 +34,27 @@
 
 namespace concurrent_bigmodel {
 
+// How the search step reaches the platform.
+enum class SearchVia {
+  tool,  // a chat call of tool_model with the web_search tool (the model's tokens are paid)
+  api,   // POST {base_url}/web_search: the Web Search API, no model and no tokens for this step
+};
+
+// Which request fields may be sent: bigmodel sends BigModel's own (thinking, request_id, the web_search
+// tool); openai only what api.openai.com accepts (and needs search = false).
+enum class ApiFlavor { bigmodel, openai };
+
+enum class Thinking {
+  enabled,    // the model thinks (GLM-5.x and 4.7 always do then; their reasoning costs tokens)
+  disabled,   // no thinking
+  automatic,  // no `thinking` field: the platform's default (enabled from GLM-4.5 on)
+};
+
+enum class ResponseFormat {
+  text,
+  json,  // response_format json_object; an analysis that is not a JSON object fails (invalid_json)
+};
+
 enum class Mode {
   multiprocessing,  // worker processes: survives a crash or kill of any worker; timeouts enforced by signal
   threading,        // threads in this process: no extra processes; a crash takes the whole process
@@ -66,6 +87,8 @@ struct Config {
   std::string api_key;  // required; secret: never logged, never put in a child's argv
   std::string base_url = "https://open.bigmodel.cn/api/paas/v4";  // http(s); `{base_url}/chat/completions`
   bool allow_insecure_http = false;  // send the key over plain http:// to a non-loopback host
+  ApiFlavor api_flavor = ApiFlavor::bigmodel;
+  std::string accept_language;  // sent as Accept-Language (e.g. "en-US,en"); empty: not sent
 
   Mode mode = Mode::multiprocessing;
   int concurrency = 4;                        // tasks in flight at once (>= 1)
@@ -77,9 +100,30 @@ struct Config {
   int batch_size = 0;                         // topics read ahead of the workers; 0 = 4 x concurrency
 
   std::string chat_model = "glm-4.5-air";  // writes the analysis
-  std::string tool_model = "glm-4.5-air";  // runs the web_search tool
-  bool search = true;                      // false: skip the web_search step
+  std::string tool_model = "glm-4.5-air";  // runs the web_search tool (search_via tool)
+  // A model the platform does not document is refused (std::invalid_argument) unless this is set
+  // (private aliases, other servers); never checked in the openai flavour.
+  bool allow_unlisted_model = false;
+  bool search = true;                      // false: skip the search step
   bool stream = false;                     // ask for server-sent-event streams
+
+  // Model settings, both chat steps alike (README "Talking to the platform"); checked before anything
+  // is sent, never clamped.
+  double temperature = 0.6;  // [0, 1]
+  double top_p = 0.95;       // (0, 1]
+  int max_tokens = 4096;     // 1..131072
+  Thinking thinking = Thinking::disabled;
+  ResponseFormat response_format = ResponseFormat::text;  // the analysis step's
+  bool keep_reasoning = false;  // keep each step's reasoning_content in its Step (and the report)
+
+  // The web search.
+  SearchVia search_via = SearchVia::tool;
+  std::string search_engine = "search_std";  // search_std | search_pro | search_pro_sogou | search_pro_quark
+                                             // | search_pro_jina | search-prime
+  std::string search_recency = "noLimit";      // oneDay | oneWeek | oneMonth | oneYear | noLimit
+  std::string search_domain;                   // one domain to search within; empty: any
+  int search_count = 5;                        // results, 1..50
+  std::string search_content_size = "medium";  // medium (~500 characters a result) | high (~2500)
   // Prompt templates in the CLI's --prompt-file format (sections [search.system] [search.user]
   // [analysis.system] [analysis.user], {topic} and {sources} placeholders, and {name} for a row's
   // field); empty: the built-in ones. A placeholder the input has no field for fails the run's start.
@@ -139,19 +183,23 @@ struct Source {
   std::string publish_date;
 };
 
-// One model call of the final attempt.
+// One call of the final attempt.
 struct Step {
-  std::string name;  // "search" | "analysis"
-  std::string model;
+  std::string name;   // "search" | "analysis"
+  std::string model;  // the search engine for a Web Search API call (search_via api)
   std::string finish_reason;
   Usage usage;
   std::chrono::milliseconds latency{0};
+  std::string request_id;   // ours, sent with the call: the platform's records know it
+  std::string response_id;  // the platform's id of its answer; empty when the call failed
+  std::string reasoning;    // reasoning_content, with Config::keep_reasoning
 };
 
 // Why a task failed or was cancelled (the report's `error`).
 struct Error {
   std::string error_class;  // "retryable" | "task_fatal" | "run_fatal"
-  std::string kind;         // "api" | "transport" | "timeout" | "protocol" | "content" | "crash" | "cancelled"
+  std::string kind;  // "api" | "transport" | "timeout" | "protocol" | "content" | "invalid_json" | "crash" |
+                     // "cancelled"
   int http_status = 0;      // 0 when no HTTP answer was received
   std::string code;         // the platform's error code ("1302"), empty when none
   std::string message;

@@ -12,6 +12,7 @@
 #include "listen_address.hpp"
 #include "prompt_template.hpp"
 #include "public_config.hpp"
+#include "request_settings.hpp"
 #include "run_driver.hpp"
 #include "topic_rules.hpp"
 #include "topic_source.hpp"
@@ -36,8 +37,9 @@ constexpr const char* kFooter = R"(Exit status:
 Signals: TERM/INT drain in-flight tasks (up to --drain-grace) then write the report; a second TERM/INT
 kills workers at once and records unfinished tasks as cancelled.
 
-The API key is read from --api-key, else BIGMODEL_API_KEY, else ZHIPUAI_API_KEY. Prefer the environment:
-a flag is visible to other users in the process list. The key is never logged or written to the report.
+The API key is read from --api-key, else BIGMODEL_API_KEY, else ZHIPUAI_API_KEY, else ZAI_API_KEY; the base
+URL from --base-url, else BIGMODEL_BASE_URL, ZHIPUAI_BASE_URL, ZAI_BASE_URL. Prefer the environment for the
+key: a flag is visible to other users in the process list. The key is never logged or written to the report.
 
 LangSmith tracing (one trace per task attempt) is on when LANGSMITH_TRACING=true, configured as
 LangSmith's SDK reads it: LANGSMITH_API_KEY, LANGSMITH_ENDPOINT (default https://api.smith.langchain.com),
@@ -67,7 +69,8 @@ Signals: TERM/INT stop taking requests (503) and let accepted ones finish, up to
 TERM/INT cancels what still runs, and its requests are answered with the cancelled records. USR1 writes a
 status line to the log.
 
-The API key is read from --api-key, else BIGMODEL_API_KEY, else ZHIPUAI_API_KEY.)";
+The API key is read from --api-key, else BIGMODEL_API_KEY, else ZHIPUAI_API_KEY, else ZAI_API_KEY; the base
+URL from --base-url, else BIGMODEL_BASE_URL, ZHIPUAI_BASE_URL, ZAI_BASE_URL.)";
 
 std::string read_file(const std::string& path, std::string& error) {
   std::ifstream in(path, std::ios::binary);
@@ -129,8 +132,15 @@ struct Flags {
   ServeOptions serve_options;
   std::string auth_token_file;
   std::string listen = "127.0.0.1:8080";
+  std::string api_flavor = "bigmodel";
+  std::string thinking = "disabled";
+  std::string response_format = "text";
+  std::string search_via = "tool";
 
-  static constexpr const char* py = "Options of the Python tool (same names, same defaults)";
+  static constexpr const char* py =
+      "Options of the Python tool (same names and meanings; same defaults except the models: its glm-4.5-aq "
+      "is no documented model)";
+  static constexpr const char* platform = "Model and search settings";
   static constexpr const char* input = "Input and API";
   static constexpr const char* rel = "Reliability";
 
@@ -166,23 +176,37 @@ struct Flags {
         ->check(CLI::Range(0, 100))
         ->capture_default_str()
         ->group(py);
-    a.add_option("--chat-model", cfg.chat_model, "Model that writes the analysis")
+    a.add_option(
+         "--chat-model", cfg.chat_model,
+         "Model that writes the analysis (a model the platform documents, see --allow-unlisted-model)")
         ->capture_default_str()
         ->group(py);
-    a.add_option("--tool-model", cfg.tool_model, "Model that runs the web_search tool")
+    a.add_option("--tool-model", cfg.tool_model, "Model that runs the web_search tool (--search-via tool)")
         ->capture_default_str()
         ->group(py);
     a.add_flag("--quiet", quiet, "No progress or summary on the console")->group(py);
 
     a.add_option("--base-url", base_url,
-                 "API base URL (env BIGMODEL_BASE_URL; default " + std::string(kDefaultBaseUrl) + ")")
+                 "API base URL (env BIGMODEL_BASE_URL, ZHIPUAI_BASE_URL, ZAI_BASE_URL; default " +
+                     std::string(kDefaultBaseUrl) + ")")
         ->group(input);
     a.add_flag("--allow-insecure-http", allow_insecure_http,
                "Allow sending the key (and the LangSmith key) over plain http:// to a non-loopback host")
         ->group(input);
     a.add_flag(
          "--no-search", [this](std::int64_t) { cfg.search = false; },
-         "Skip the web_search step; the chat model answers alone")
+         "Skip the search step; the chat model answers alone")
+        ->group(input);
+    a.add_option(
+         "--api-flavor", api_flavor,
+         "Request fields to send: bigmodel (BigModel's own: thinking, request_id, web_search; also\n"
+         "for gateways in front of it) | openai (only what api.openai.com accepts; needs --no-search)")
+        ->check(CLI::IsMember({"bigmodel", "openai"}))
+        ->capture_default_str()
+        ->group(input);
+    a.add_option(
+         "--accept-language", cfg.accept_language,
+         "Sent as Accept-Language (e.g. en-US,en: the platform's messages in English); default: not sent")
         ->group(input);
     a.add_option(
          "--prompt-file", prompt_file,
@@ -191,6 +215,8 @@ struct Flags {
         ->check(CLI::ExistingFile)
         ->group(input);
     a.add_flag("--stream", cfg.stream, "Ask for server-sent-event streams")->group(input);
+
+    add_platform(a);
 
     a.add_option("--kill-grace", kill_grace_s, "Seconds between SIGTERM and SIGKILL for a timed-out attempt")
         ->check(CLI::Range(0.0, 600.0))
@@ -241,6 +267,107 @@ struct Flags {
         ->check(CLI::Range(0.1, 86400.0))
         ->capture_default_str()
         ->group("Output");
+  }
+
+  // What is sent to the platform besides the messages (README "Talking to the platform").
+  void add_platform(CLI::App& a) {
+    a.add_option("--temperature", cfg.temperature, "Sampling temperature, 0 to 1")
+        ->capture_default_str()
+        ->group(platform);
+    a.add_option("--top-p", cfg.top_p, "Nucleus sampling, above 0 up to 1")
+        ->capture_default_str()
+        ->group(platform);
+    a.add_option("--max-tokens", cfg.max_tokens,
+                 "Most tokens an answer may have, 1 to 131072 (and the model's limit)")
+        ->capture_default_str()
+        ->group(platform);
+    a.add_option(
+         "--thinking", thinking,
+         "enabled | disabled | auto (auto sends no thinking field: the platform's default, enabled).\n"
+         "GLM-5.x and GLM-4.7 think whenever it is enabled, which costs tokens")
+        ->check(CLI::IsMember({"enabled", "disabled", "auto"}))
+        ->capture_default_str()
+        ->group(platform);
+    a.add_option(
+         "--response-format", response_format,
+         "text | json (the analysis step asks for a JSON object; an answer that is not one fails the\n"
+         "task as invalid_json)")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->capture_default_str()
+        ->group(platform);
+    a.add_flag("--keep-reasoning", cfg.keep_reasoning,
+               "Keep each step's reasoning_content (thinking) in the report and the journal")
+        ->group(platform);
+    a.add_option(
+         "--search-via", search_via,
+         "tool (a chat call of --tool-model with the web_search tool) | api (POST {base}/web_search:\n"
+         "the Web Search API, no tokens for the search step)")
+        ->check(CLI::IsMember({"tool", "api"}))
+        ->capture_default_str()
+        ->group(platform);
+    a.add_option(
+         "--search-engine", cfg.search_engine,
+         "search_std | search_pro | search_pro_sogou | search_pro_quark (BigModel) | search_pro_jina |\n"
+         "search-prime (Z.AI); always sent")
+        ->capture_default_str()
+        ->group(platform);
+    a.add_option("--search-recency", cfg.search_recency, "oneDay | oneWeek | oneMonth | oneYear | noLimit")
+        ->capture_default_str()
+        ->group(platform);
+    a.add_option("--search-domain", cfg.search_domain, "Search within this one domain (e.g. www.example.com)")
+        ->group(platform);
+    a.add_option("--search-count", cfg.search_count, "Search results, 1 to 50")
+        ->capture_default_str()
+        ->group(platform);
+    a.add_option("--search-content-size", cfg.search_content_size,
+                 "medium (about 500 characters a result) | high (about 2,500)")
+        ->capture_default_str()
+        ->group(platform);
+    a.add_flag("--allow-unlisted-model", cfg.allow_unlisted_model,
+               "Accept a --chat-model/--tool-model the platform does not document (a private alias, another\n"
+               "server); unchecked anyway with --api-flavor openai")
+        ->group(platform);
+  }
+
+  // The model and search settings, checked by the protocol's rules, named by their flags.
+  std::optional<std::string> platform_config() {
+    namespace pub = concurrent_bigmodel;
+    cfg.api_flavor = api_flavor == "openai" ? pub::ApiFlavor::openai : pub::ApiFlavor::bigmodel;
+    cfg.thinking = thinking == "enabled" ? pub::Thinking::enabled
+                   : thinking == "auto"  ? pub::Thinking::automatic
+                                         : pub::Thinking::disabled;
+    cfg.response_format = response_format == "json" ? pub::ResponseFormat::json : pub::ResponseFormat::text;
+    cfg.search_via = search_via == "api" ? pub::SearchVia::api : pub::SearchVia::tool;
+    ModelSettings model;
+    model.temperature = cfg.temperature;
+    model.top_p = cfg.top_p;
+    model.max_tokens = cfg.max_tokens;
+    SearchSettings search;
+    search.engine = cfg.search_engine;
+    search.recency = cfg.search_recency;
+    search.domain = cfg.search_domain;
+    search.count = cfg.search_count;
+    search.content_size = cfg.search_content_size;
+    if (auto problem = settings_problem(model, search)) return problem->flag() + ": " + problem->message;
+    if (cfg.accept_language.find_first_of("\r\n") != std::string::npos) {
+      return "--accept-language: contains a line break";
+    }
+    if (cfg.api_flavor == concurrent_bigmodel::ApiFlavor::openai) {
+      if (cfg.search) {
+        return "--api-flavor openai: the search step needs BigModel's web search (the web_search tool or the "
+               "Web "
+               "Search API), which an OpenAI server does not have; pass --no-search";
+      }
+      return std::nullopt;
+    }
+    if (cfg.allow_unlisted_model) return std::nullopt;
+    if (auto problem = model_problem("chat_model", cfg.chat_model))
+      return problem->flag() + ": " + problem->message;
+    if (cfg.search && cfg.search_via == concurrent_bigmodel::SearchVia::tool) {
+      if (auto problem = model_problem("tool_model", cfg.tool_model))
+        return problem->flag() + ": " + problem->message;
+    }
+    return std::nullopt;
   }
 
   // Batch runs only.
@@ -327,11 +454,9 @@ struct Flags {
     cfg.console = !quiet;
     if (cfg.chat_model.empty()) return "--chat-model: must not be empty";
     if (cfg.tool_model.empty()) return "--tool-model: must not be empty";
+    if (auto problem = platform_config()) return problem;
 
-    if (base_url.empty()) {
-      const char* env = std::getenv("BIGMODEL_BASE_URL");
-      base_url = env != nullptr && *env != '\0' ? env : kDefaultBaseUrl;
-    }
+    base_url = resolve_base_url(base_url, kDefaultBaseUrl);
     if (!is_http_url(base_url)) return "--base-url: '" + base_url + "' is not an http:// or https:// URL";
     if (!allow_insecure_http && !key_may_travel_to(base_url)) {
       return "--base-url: '" + base_url +
@@ -342,7 +467,7 @@ struct Flags {
     cfg.allow_insecure_http = allow_insecure_http;
 
     auto key = resolve_api_key(api_key);
-    if (!key) return "no API key: pass --api-key or set BIGMODEL_API_KEY (or ZHIPUAI_API_KEY)";
+    if (!key) return std::string("no API key: pass --api-key or set ") + kApiKeyVariables;
     if (key->find_first_of("\r\n") != std::string::npos) {
       return "the API key contains a line break (check BIGMODEL_API_KEY)";
     }

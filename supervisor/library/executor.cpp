@@ -28,7 +28,8 @@ Result public_result(const cbm::TaskResult& t) {
   r.analysis = t.analysis;
   for (const auto& s : t.sources) r.sources.push_back({s.title, s.link, s.media, s.publish_date});
   for (const auto& s : t.steps) {
-    r.steps.push_back({s.name, s.model, s.finish_reason, public_usage(s.usage), s.latency});
+    r.steps.push_back({s.name, s.model, s.finish_reason, public_usage(s.usage), s.latency, s.request_id,
+                       s.response_id, s.reasoning});
   }
   if (t.error) {
     r.error = Error{std::string(cbm::to_string(t.error->error_class)), std::string(cbm::to_string(t.error->kind)),

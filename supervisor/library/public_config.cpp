@@ -32,6 +32,62 @@ Mode internal_mode(PublicMode m) {
   throw std::invalid_argument("concurrent_bigmodel::Config: mode: unknown value");
 }
 
+ApiFlavor internal_flavor(concurrent_bigmodel::ApiFlavor f) {
+  return f == concurrent_bigmodel::ApiFlavor::openai ? ApiFlavor::openai : ApiFlavor::bigmodel;
+}
+
+Thinking internal_thinking(concurrent_bigmodel::Thinking t) {
+  switch (t) {
+    case concurrent_bigmodel::Thinking::enabled:
+      return Thinking::enabled;
+    case concurrent_bigmodel::Thinking::disabled:
+      return Thinking::disabled;
+    case concurrent_bigmodel::Thinking::automatic:
+      return Thinking::automatic;
+  }
+  throw std::invalid_argument("concurrent_bigmodel::Config: thinking: unknown value");
+}
+
+// The settings sent on the wire, checked by the protocol's one rule (request_settings.hpp).
+void set_request_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
+  ModelSettings& m = r.pipeline.model;
+  m.temperature = c.temperature;
+  m.top_p = c.top_p;
+  m.max_tokens = c.max_tokens;
+  m.thinking = internal_thinking(c.thinking);
+  m.response_format = c.response_format == concurrent_bigmodel::ResponseFormat::json
+                          ? ResponseFormat::json_object
+                          : ResponseFormat::text;
+  SearchSettings& s = r.pipeline.search_settings;
+  s.engine = c.search_engine;
+  s.recency = c.search_recency;
+  s.domain = c.search_domain;
+  s.count = c.search_count;
+  s.content_size = c.search_content_size;
+  if (auto problem = settings_problem(m, s)) require(false, problem->field + ": " + problem->message);
+  r.pipeline.search_via =
+      c.search_via == concurrent_bigmodel::SearchVia::api ? SearchVia::api : SearchVia::tool;
+  r.pipeline.keep_reasoning = c.keep_reasoning;
+  r.client.flavor = internal_flavor(c.api_flavor);
+  r.client.accept_language = c.accept_language;
+  require(c.accept_language.find_first_of("\r\n") == std::string::npos,
+          "accept_language: contains a line break");
+  if (r.client.flavor == ApiFlavor::openai) {
+    require(!c.search,
+            "search: the openai flavour has no web search (neither the web_search tool nor the Web "
+            "Search API); set search = false");
+    return;
+  }
+  if (c.allow_unlisted_model) return;
+  if (auto problem = model_problem("chat_model", c.chat_model))
+    require(false, problem->field + ": " + problem->message);
+  if (c.search && r.pipeline.search_via == SearchVia::tool) {
+    if (auto problem = model_problem("tool_model", c.tool_model)) {
+      require(false, problem->field + ": " + problem->message);
+    }
+  }
+}
+
 }  // namespace
 
 bool same_file_path(const std::filesystem::path& a, const std::filesystem::path& b) {
@@ -125,6 +181,7 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   r.pipeline.chat_model = c.chat_model;
   r.pipeline.tool_model = c.tool_model;
   r.pipeline.search = c.search;
+  set_request_settings(c, r);
   if (!c.prompts.empty()) {
     auto prompts = PromptSet::from_file_text(c.prompts);
     require(prompts.ok(), prompts.ok() ? std::string() : "prompts: " + prompts.error().message);

@@ -96,6 +96,9 @@ LangSmithRun LangSmithTracer::llm_run(const LangSmithRun& root, const StepRecord
         w.Int(*model_.max_tokens);
       }
       if (!step.finish_reason.empty()) write_key_string(w, "finish_reason", step.finish_reason);
+      // The platform's records know a call by these.
+      if (!step.request_id.empty()) write_key_string(w, "request_id", step.request_id);
+      if (!step.response_id.empty()) write_key_string(w, "response_id", step.response_id);
       w.Key("usage_metadata");
       w.StartObject();
       w.Key("input_tokens");
@@ -154,11 +157,12 @@ void LangSmithTracer::attempt_ended(const Task& task, const AttemptOutcome& outc
     root = std::move(it->second);
     open_.erase(it);
   }
-  // The pipeline stops at the first failing call, and names its step in the error.
+  // The pipeline stops at the first failing call, and names its step and request_id in the error.
   for (std::size_t i = 0; i < outcome.steps.size(); ++i) {
     const StepRecord& step = outcome.steps[i];
-    const bool failed = outcome.error && i + 1 == outcome.steps.size() &&
-                        outcome.error->message.starts_with(step.name + " step: ");
+    const bool failed =
+        outcome.error && i + 1 == outcome.steps.size() &&
+        outcome.error->message.starts_with(step.name + " step (request_id " + step.request_id + ")");
     sender_.enqueue({RunOp::Kind::post, llm_run(root, step, outcome, failed)});
   }
   root.end_time = std::max(ended, root.start_time);

@@ -13,9 +13,9 @@ constexpr std::array<TaskStatus, 3> kStatusOrder = {TaskStatus::succeeded, TaskS
                                                     TaskStatus::cancelled};
 constexpr std::array<std::string_view, 5> kResultNames = {"ok", "retryable", "task_fatal", "run_fatal",
                                                           "cancelled"};
-constexpr std::array<ErrorKind, 7> kKindOrder = {
-    ErrorKind::api,     ErrorKind::transport, ErrorKind::timeout,  ErrorKind::protocol,
-    ErrorKind::content, ErrorKind::crash,     ErrorKind::cancelled};
+constexpr std::array<ErrorKind, 8> kKindOrder = {
+    ErrorKind::api,     ErrorKind::transport,    ErrorKind::timeout, ErrorKind::protocol,
+    ErrorKind::content, ErrorKind::invalid_json, ErrorKind::crash,   ErrorKind::cancelled};
 
 std::size_t result_index(const AttemptOutcome& outcome) {
   if (outcome.ok()) return 0;

@@ -77,7 +77,7 @@ class Metrics final : public RunObserver {
   using Counter = std::atomic<std::uint64_t>;
   static constexpr std::size_t kStatuses = 3;  // TaskStatus
   static constexpr std::size_t kResults = 5;   // ok, the three error classes, cancelled
-  static constexpr std::size_t kKinds = 7;     // ErrorKind
+  static constexpr std::size_t kKinds = 8;     // ErrorKind
 
   std::array<Counter, kStatuses> tasks_{};
   std::array<Counter, kResults> attempts_{};

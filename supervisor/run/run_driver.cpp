@@ -174,7 +174,7 @@ RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& obser
   executor = std::make_unique<AttemptEngine>(context, make_transport(context), drain);
   observers.add(observer);
   if (cfg.langsmith) {
-    tracer.emplace(*cfg.langsmith, TracedModelSettings{cfg.pipeline.temperature, cfg.pipeline.max_tokens}, log);
+    tracer.emplace(*cfg.langsmith, TracedModelSettings{cfg.pipeline.model.temperature, cfg.pipeline.model.max_tokens}, log);
     observers.add(*tracer);
     const LangSmithSettings& ls = *cfg.langsmith;
     std::string line = "tracing to LangSmith at " + ls.endpoint + ", project '" + ls.project + "'";

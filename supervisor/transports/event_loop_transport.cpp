@@ -30,7 +30,8 @@ void EventLoopTransport::send_next(std::size_t slot) {
     s.attempt.reset();
     return;
   }
-  http_.start(slot, protocol_.prepare(std::move(*request)), time_until(s.deadline));
+  s.endpoint = endpoint_of(*request);
+  http_.start(slot, protocol_.prepare(*request), time_until(s.deadline));
 }
 
 // The transfer is abandoned; the steps that did finish still count (their usage was paid for).
@@ -51,7 +52,8 @@ void EventLoopTransport::wait(Clock::time_point until, AttemptSink& sink) {
     if (http_.wait(wait)) control_.drain_wakeups();
     http_.take_finished(finished_);
     for (auto& f : finished_) {
-      slots_[f.slot].attempt->on_answer(protocol_.interpret(f.result));
+      Slot& s = slots_[f.slot];
+      s.attempt->on_answer(protocol_.interpret(s.endpoint, f.result));
       send_next(f.slot);
     }
   }

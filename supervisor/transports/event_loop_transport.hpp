@@ -33,6 +33,7 @@ class EventLoopTransport final : public Transport {
   struct Slot {
     std::optional<PipelineAttempt> attempt;
     Clock::time_point deadline{};
+    Endpoint endpoint = Endpoint::chat_completions;  // of the request in flight: how its answer is read
   };
 
   // Sends the attempt's next request, or, when it has none, hands its outcome to `ended_`.

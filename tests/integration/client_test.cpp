@@ -29,7 +29,10 @@ cbm::ChatRequest request_for(const std::string& topic, bool search = false) {
   r.model = "glm-4.5-air";
   r.messages = {{"system", "s"}, {"user", topic}};
   r.request_id = "test-request-1";
-  if (search) r.web_search = cbm::WebSearchTool{topic, 3};
+  if (search) {
+    r.web_search = cbm::WebSearchTool{topic, {}};
+    r.web_search->settings.count = 3;
+  }
   return r;
 }
 

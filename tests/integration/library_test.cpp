@@ -320,3 +320,51 @@ TEST_CASE("the library runs rows: fields fill the prompts, reach each Result and
                     Catch::Contains("row 1 has no field 'region'"));
   CHECK_THROWS_WITH(executor.run({"plain"}), Catch::Contains("unknown placeholder {region}"));
 }
+
+TEST_CASE("the library checks the model and search settings naming the Config field", "[library][wire]") {
+  Simulator sim;
+  const auto refused = [&](auto change) {
+    lib::Config c = config_for(sim, lib::Mode::threading);
+    change(c);
+    try {
+      lib::Executor executor(c);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK_THAT(refused([](lib::Config& c) { c.temperature = 1.5; }), Catch::Contains("temperature: 1.5"));
+  CHECK_THAT(refused([](lib::Config& c) { c.max_tokens = 0; }), Catch::Contains("max_tokens"));
+  CHECK_THAT(refused([](lib::Config& c) { c.search_count = 51; }), Catch::Contains("search_count"));
+  CHECK_THAT(refused([](lib::Config& c) { c.search_engine = "bing"; }), Catch::Contains("search_engine"));
+  CHECK_THAT(refused([](lib::Config& c) { c.chat_model = "glm-4.5-aq"; }),
+             Catch::Contains("chat_model: 'glm-4.5-aq'") && Catch::Contains("allow_unlisted_model"));
+  CHECK_THAT(refused([](lib::Config& c) { c.api_flavor = lib::ApiFlavor::openai; }),
+             Catch::Contains("search"));
+  CHECK(refused([](lib::Config& c) {
+          c.chat_model = "glm-4.5-aq";
+          c.allow_unlisted_model = true;
+        }) == "accepted");
+  CHECK(sim.requests_total() == 0);
+}
+
+TEST_CASE("a library Result's steps carry the request_id sent and the platform's answer id",
+          "[library][wire]") {
+  Simulator sim;
+  lib::Config c = config_for(sim, any_mode());
+  c.search_via = lib::SearchVia::api;
+  lib::Executor executor(c);
+  const lib::Report report = executor.execute_concurrent({"traced ids"});
+  REQUIRE(report.results.size() == 1);
+  const auto& steps = report.results[0].steps;
+  REQUIRE(steps.size() == 2);
+  CHECK(steps[0].model == "search_std");
+  for (const auto& step : steps) {
+    CHECK_THAT(step.request_id, Catch::StartsWith("cbm-"));
+    CHECK_FALSE(step.response_id.empty());
+  }
+  const auto requests = sim.recent_requests();
+  REQUIRE(requests.size() == 2);
+  CHECK(requests[0].is_web_search());
+  CHECK(requests[0].json()["request_id"].GetString() == steps[0].request_id);
+}

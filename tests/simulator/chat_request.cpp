@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "request_settings.hpp"
+
 namespace simulator {
 namespace {
 
@@ -48,6 +50,9 @@ std::optional<WebSearchTool> find_web_search(const Value* tools) {
     if (const Value* enable = member(*settings, "enable"); enable != nullptr && enable->IsFalse()) continue;
 
     WebSearchTool web_search;
+    if (const Value* engine = member(*settings, "search_engine"); engine != nullptr && engine->IsString()) {
+      web_search.engine = std::string(view(*engine));
+    }
     if (const Value* query = member(*settings, "search_query"); query != nullptr && query->IsString()) {
       web_search.query = std::string(view(*query));
     }
@@ -59,6 +64,17 @@ std::optional<WebSearchTool> find_web_search(const Value* tools) {
     return web_search;
   }
   return std::nullopt;
+}
+
+bool known_engine(std::string_view engine) {
+  const auto engines = cbm::search_engines();
+  return std::find(engines.begin(), engines.end(), engine) != engines.end();
+}
+
+// Characters, not bytes: the Web Search API counts what the user sees.
+std::size_t utf8_chars(std::string_view s) {
+  return static_cast<std::size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
 }
 
 }  // namespace
@@ -108,6 +124,44 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body,
     request.stream = stream->GetBool();
   }
   request.web_search = find_web_search(member(document, "tools"));
+  if (request.web_search && !known_engine(request.web_search->engine)) {
+    return api_errors::invalid_field("search_engine",
+                                     "web_search.search_engine is required: search_std, search_pro, "
+                                     "search_pro_sogou, search_pro_quark or search_pro_jina");
+  }
+  return request;
+}
+
+std::variant<WebSearchApiRequest, ApiError> parse_web_search_request(std::string_view body) {
+  rapidjson::Document document;
+  document.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(body.data(),
+                                                                                         body.size());
+  if (document.HasParseError() || !document.IsObject()) return api_errors::malformed_json();
+  WebSearchApiRequest request;
+  const Value* query = member(document, "search_query");
+  if (query == nullptr || !query->IsString() || query->GetStringLength() == 0) {
+    return api_errors::invalid_field("search_query",
+                                     "search_query is required and must be a non-empty string");
+  }
+  request.query = std::string(view(*query));
+  if (utf8_chars(request.query) > cbm::kMaxSearchQueryChars) {
+    return api_errors::invalid_field("search_query", "search_query must be at most 70 characters");
+  }
+  const Value* engine = member(document, "search_engine");
+  if (engine == nullptr || !engine->IsString() || !known_engine(view(*engine))) {
+    return api_errors::invalid_field("search_engine", "search_engine is required and must be a known engine");
+  }
+  request.engine = std::string(view(*engine));
+  if (const Value* count = member(document, "count"); count != nullptr) {
+    if (!count->IsUint() || count->GetUint() < 1 || count->GetUint() > kMaxSearchCount) {
+      return api_errors::invalid_field("count", "count must be an integer in 1..50");
+    }
+    request.count = count->GetUint();
+  }
+  if (const Value* request_id = member(document, "request_id");
+      request_id != nullptr && request_id->IsString()) {
+    request.request_id = std::string(view(*request_id));
+  }
   return request;
 }
 

@@ -13,6 +13,7 @@ namespace simulator {
 
 // The web_search tool of a request, when the request enables it.
 struct WebSearchTool {
+  std::string engine;                // search_engine: required, one of the documented engines
   std::optional<std::string> query;  // search_query
   unsigned count = 5;                // how many results to return
   bool return_results = false;       // search_result:true — the response then carries web_search[]
@@ -33,8 +34,19 @@ struct ChatRequest {
 };
 
 // Parses and validates a /chat/completions body. Returns the error the platform would answer with:
-// 1210 for malformed JSON, 1214 for a missing or mistyped field, 1211 for a model not in `models`.
+// 1210 for malformed JSON, 1214 for a missing or mistyped field (a web_search tool without a known
+// search_engine too), 1211 for a model not in `models`.
 std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body,
                                                        const std::vector<std::string>& models);
+
+// A POST /web_search body (the Web Search API).
+struct WebSearchApiRequest {
+  std::string query;       // search_query: required, at most 70 characters
+  std::string engine;      // search_engine: required, one of the documented engines
+  unsigned count = 10;     // 1..50
+  std::string request_id;  // empty when the client sent none
+};
+// 1210 for malformed JSON, 1214 for a missing, mistyped or out-of-range field.
+std::variant<WebSearchApiRequest, ApiError> parse_web_search_request(std::string_view body);
 
 }  // namespace simulator

@@ -117,19 +117,20 @@ void write_usage(JsonWriter& writer, const Usage& usage) {
   writer.EndObject();
 }
 
-void write_web_search(JsonWriter& writer, const Completion& completion) {
-  if (completion.web_search_count == 0) return;
+// `key`: [count results about topic]: the chat answer's web_search[] and the Web Search API's
+// search_result[] alike.
+void write_results(JsonWriter& writer, const char* key, const std::string& topic, unsigned count) {
   // A URL-safe slug: the topic's hash, so links are stable for a topic whatever its characters.
-  const std::string slug = std::to_string(fnv1a(completion.topic) % 1000000007ull);
-  writer.Key("web_search");
+  const std::string slug = std::to_string(fnv1a(topic) % 1000000007ull);
+  writer.Key(key);
   writer.StartArray();
-  for (unsigned i = 1; i <= completion.web_search_count; ++i) {
+  for (unsigned i = 1; i <= count; ++i) {
     const std::string n = std::to_string(i);
     writer.StartObject();
     writer.Key("title");
-    string(writer, "Result " + n + " about " + completion.topic);
+    string(writer, "Result " + n + " about " + topic);
     writer.Key("content");
-    string(writer, "Summary " + n + ": what the sources say about " + completion.topic + ".");
+    string(writer, "Summary " + n + ": what the sources say about " + topic + ".");
     writer.Key("link");
     string(writer, "https://example.com/" + slug + "/" + n);
     writer.Key("media");
@@ -143,6 +144,11 @@ void write_web_search(JsonWriter& writer, const Completion& completion) {
     writer.EndObject();
   }
   writer.EndArray();
+}
+
+void write_web_search(JsonWriter& writer, const Completion& completion) {
+  if (completion.web_search_count == 0) return;
+  write_results(writer, "web_search", completion.topic, completion.web_search_count);
 }
 
 // `"message":{...}` or `"delta":{...}` with the given content, or a number under kWrongTypes.
@@ -165,6 +171,36 @@ std::string take(const rapidjson::StringBuffer& buffer) {
 }
 
 }  // namespace
+
+std::string render_web_search_answer(const WebSearchApiRequest& request) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter writer(buffer);
+  const auto created =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  const std::string id = new_completion_id(created);
+  writer.StartObject();
+  writer.Key("id");
+  string(writer, id);
+  writer.Key("created");
+  writer.Int64(created);
+  writer.Key("request_id");
+  string(writer, request.request_id.empty() ? id : request.request_id);
+  writer.Key("search_intent");
+  writer.StartArray();
+  writer.StartObject();
+  writer.Key("query");
+  string(writer, request.query);
+  writer.Key("intent");
+  string(writer, "SEARCH_ALL");
+  writer.Key("keywords");
+  string(writer, request.query);
+  writer.EndObject();
+  writer.EndArray();
+  write_results(writer, "search_result", request.query, request.count);
+  writer.EndObject();
+  return take(buffer);
+}
 
 std::uint64_t tokens_for(std::size_t bytes) {
   return std::max<std::uint64_t>(1, (bytes + 3) / 4);

@@ -38,6 +38,9 @@ enum class Shape {
 // The deterministic answer to `request`: "Analysis of <topic>: ..." padded to about `content_bytes`.
 Completion make_completion(const ChatRequest& request, std::size_t content_bytes);
 
+// The Web Search API's answer: {id, created, request_id, search_intent, search_result[count results]}.
+std::string render_web_search_answer(const WebSearchApiRequest& request);
+
 // Tokens as the simulator counts them: about one per four bytes.
 std::uint64_t tokens_for(std::size_t bytes);
 

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "request_settings.hpp"
+
 namespace simulator {
 namespace {
 
@@ -14,7 +16,10 @@ constexpr const char* kDescription =
 
 Endpoints:
   POST .../chat/completions  any path ending so (e.g. /api/paas/v4/chat/completions)
-  GET  /stats                counters as JSON;  POST /stats/reset zeroes them (and the *K marker counts)
+  POST .../web_search        the Web Search API: search_query (<= 70 characters) and search_engine required
+                             (400 "1214" otherwise); search_result[] of count results (default 10)
+  GET  /stats                counters as JSON, and the last 256 API requests (path, User-Agent,
+                             Accept-Language, body); POST /stats/reset zeroes them (and the *K marker counts)
   POST /runs/batch           LangSmith's run ingestion: {"post":[...],"patch":[...]}, validated (ids,
                              trace_id, dotted_order, parent links, times); 202, 409 for a batch already
                              stored, 400 naming the first invalid run (nothing of that batch is stored)
@@ -22,7 +27,7 @@ Endpoints:
 
 Checks, in order: Authorization (401 code "1000" if the header is missing or not Bearer, "1001" if the
 token is empty or differs from --api-key), JSON (400 "1210"), model/messages (400 "1214"), known model
-(400 "1211"), --concurrency-limit (429 "1302"). Requests that pass are delayed by --latency-*, then answered
+(400 "1211"), a web_search tool's search_engine (400 "1214"), --concurrency-limit (429 "1302"). Requests that pass are delayed by --latency-*, then answered
 or faulted.
 
 Fault markers, anywhere in the last user message or the web_search search_query:
@@ -145,6 +150,8 @@ void add_options(CLI::App& app, Options& options) {
       "NAME=P[,NAME=P...]: inject fault NAME into a chat request with probability P");
   app.add_option("--content-bytes", options.content_bytes, "Approximate size of the generated answer")
       ->capture_default_str();
+  const auto documented = cbm::documented_models();
+  options.models.assign(documented.begin(), documented.end());
   app.add_option("--models", options.models, "Known models (comma list); others get 400 code 1211")
       ->delimiter(',')
       ->capture_default_str();
@@ -154,6 +161,11 @@ void add_options(CLI::App& app, Options& options) {
   app.add_flag("--verbose", options.verbose, "Log every request to stderr");
   app.add_option("--langsmith-workspace", options.langsmith_workspace,
                  "Require X-Tenant-Id: ID on /runs/batch (403 otherwise), as for an org-scoped key");
+  app.add_flag("--strict-openai", options.strict_openai,
+               "Answer as api.openai.com: a chat request with a field OpenAI does not know gets 400\n"
+               "{\"error\":{\"message\":\"Unrecognized request argument supplied: <field>\",...}}, a tool "
+               "that is not\n"
+               "a function 400 invalid_value; POST /web_search is not found");
   app.add_option("--langsmith-api-key", options.langsmith_api_key,
                  "The only x-api-key /runs/batch accepts (401 otherwise); default: any, or none");
   app.add_option_function<std::string>(

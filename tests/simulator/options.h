@@ -27,9 +27,7 @@ struct Options {
   std::size_t concurrency_limit = 0;  // chat requests in flight per API key; 0: unlimited
   FaultRates fault_rates;
   std::size_t content_bytes = 600;
-  std::vector<std::string> models = {"glm-4.5",      "glm-4.5-air",   "glm-4.5-x",
-                                     "glm-4.5-airx", "glm-4.5-flash", "glm-4-plus",
-                                     "glm-4-flash",  "glm-4.6",       "glm-4.7"};
+  std::vector<std::string> models;  // default: the documented models (common/protocol/request_settings.hpp)
   std::size_t max_body = 4 * 1024 * 1024;
   bool verbose = false;
   std::string langsmith_api_key;  // the only accepted x-api-key on /runs/batch; empty: any or none
@@ -37,6 +35,7 @@ struct Options {
   // LangSmith refuses such a key without a workspace. Empty: no header needed.
   std::string langsmith_workspace;
   RunsFault runs_fault = RunsFault::kNone;
+  bool strict_openai = false;  // answer unknown request fields as api.openai.com does; no /web_search
 };
 
 // Declares every flag on `app` (with the fault markers in its --help); parsing `app` fills `options`.

@@ -1,14 +1,16 @@
 #include "session.h"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 #include <cstdio>
 #include <utility>
 #include <variant>
 
+#include "openai_strict.h"
 #include "peer_killer.h"
 
 namespace simulator {
@@ -18,6 +20,7 @@ namespace net = boost::asio;
 namespace http = boost::beast::http;
 
 constexpr std::string_view kChatPath = "/chat/completions";
+constexpr std::string_view kWebSearchPath = "/web_search";
 constexpr std::string_view kJson = "application/json; charset=UTF-8";
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view kInvalidJsonBody = R"({"id": nope)";
@@ -123,6 +126,12 @@ void Session::route() {
     }
     return handle_chat();
   }
+  if (path.ends_with(kWebSearchPath) && !state_.options.strict_openai) {
+    if (request.method() != http::verb::post) {
+      return reply_error(api_errors::method_not_allowed("POST"), {"Allow", "POST"});
+    }
+    return handle_web_search();
+  }
   if (path == "/runs/batch") {
     if (request.method() != http::verb::post) {
       return reply_error(api_errors::method_not_allowed("POST"), {"Allow", "POST"});
@@ -152,18 +161,41 @@ void Session::route() {
   reply_error(api_errors::not_found(path));
 }
 
+void Session::record_request() {
+  const auto& request = parser_->get();
+  state_.stats.record_request({std::string(request.target()), std::string(request[http::field::user_agent]),
+                               std::string(request[http::field::accept_language]), request.body()});
+}
+
+bool Session::authorized() {
+  const auto& request = parser_->get();
+  const auto authorization = request.find(http::field::authorization);
+  const auto token = authorization == request.end() ? std::nullopt : bearer_token(authorization->value());
+  if (!token) {
+    reply_error(api_errors::missing_authorization());
+    return false;
+  }
+  const std::string& expected = state_.options.api_key;
+  if (token->empty() || (!expected.empty() && *token != expected)) {
+    reply_error(api_errors::invalid_token());
+    return false;
+  }
+  return true;
+}
+
 void Session::handle_chat() {
   is_chat_ = true;
   Stats& stats = state_.stats;
   stats.count_chat_request();
+  record_request();
 
   const auto& request = parser_->get();
-  const auto authorization = request.find(http::field::authorization);
-  const auto token = authorization == request.end() ? std::nullopt : bearer_token(authorization->value());
-  if (!token) return reply_error(api_errors::missing_authorization());
-  const std::string& expected = state_.options.api_key;
-  if (token->empty() || (!expected.empty() && *token != expected))
-    return reply_error(api_errors::invalid_token());
+  if (!authorized()) return;
+  const auto token = bearer_token(request[http::field::authorization]);
+  if (state_.options.strict_openai) {
+    if (auto rejection = openai_rejection(request.body()))
+      return reply(rejection->status, kJson, rejection->body);
+  }
 
   auto parsed = parse_chat_request(request.body(), state_.options.models);
   if (const auto* error = std::get_if<ApiError>(&parsed)) return reply_error(*error);
@@ -184,6 +216,16 @@ void Session::handle_chat() {
   timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
     if (!ec) self->answer_chat();
   });
+}
+
+// The Web Search API: validated, answered at once (no latency, no faults, no concurrency limit).
+void Session::handle_web_search() {
+  state_.stats.count_web_search_request();
+  record_request();
+  if (!authorized()) return;
+  auto parsed = parse_web_search_request(parser_->get().body());
+  if (const auto* error = std::get_if<ApiError>(&parsed)) return reply_error(*error);
+  reply(200, kJson, render_web_search_answer(std::get<WebSearchApiRequest>(parsed)));
 }
 
 // LangSmith answers with FastAPI's {"detail": "..."}.

@@ -70,7 +70,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // Deciding what to answer.
   void route();
   void handle_chat();
+  void handle_web_search();
   void handle_runs_batch();
+  void record_request();
+  // Authorization as the platform checks it; false when an error answer was sent.
+  bool authorized();
   std::optional<Fault> choose_fault();
   void answer_chat();
   void end_admission();

@@ -41,6 +41,12 @@ void Stats::count_chat_request() {
   }
 }
 
+void Stats::record_request(RecordedRequest request) {
+  std::lock_guard lock(maps_mutex_);
+  if (recorded_.size() == kMaxRecorded) recorded_.pop_front();
+  recorded_.push_back(std::move(request));
+}
+
 void Stats::count_status(unsigned status) {
   if (status < kStatusSlots) by_status_[status].fetch_add(1, std::memory_order_relaxed);
 }
@@ -113,12 +119,26 @@ std::string Stats::to_json() const {
     writer.StartArray();
     for (const auto ms : arrivals_ms_) writer.Uint64(ms);
     writer.EndArray();
+    key(writer, "recent_requests");
+    writer.StartArray();
+    for (const auto& r : recorded_) {
+      writer.StartObject();
+      for (const auto& [name, value] :
+           {std::pair{"path", &r.path}, std::pair{"user_agent", &r.user_agent},
+            std::pair{"accept_language", &r.accept_language}, std::pair{"body", &r.body}}) {
+        key(writer, name);
+        writer.String(value->data(), static_cast<rapidjson::SizeType>(value->size()));
+      }
+      writer.EndObject();
+    }
+    writer.EndArray();
   }
 
   counter(writer, "connections_accepted", connections_accepted_);
   counter(writer, "in_flight", in_flight_);
   counter(writer, "peak_in_flight", peak_in_flight_);
   counter(writer, "stream_requests", stream_requests_);
+  counter(writer, "web_search_requests", web_search_requests_);
   writer.EndObject();
   return {buffer.GetString(), buffer.GetSize()};
 }
@@ -127,6 +147,7 @@ void Stats::reset() {
   requests_total_.store(0, std::memory_order_relaxed);
   connections_accepted_.store(0, std::memory_order_relaxed);
   stream_requests_.store(0, std::memory_order_relaxed);
+  web_search_requests_.store(0, std::memory_order_relaxed);
   peak_in_flight_.store(in_flight_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   for (auto& n : by_status_) n.store(0, std::memory_order_relaxed);
   for (auto& n : by_fault_) n.store(0, std::memory_order_relaxed);
@@ -134,6 +155,7 @@ void Stats::reset() {
   by_code_.clear();
   by_topic_.clear();
   arrivals_ms_.clear();
+  recorded_.clear();
   epoch_ = std::chrono::steady_clock::now();
 }
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -35,7 +36,18 @@ class Stats {
     Stats* stats_;
   };
 
+  // A request to the platform's API as it reached the wire, for tests that prove a setting is sent.
+  struct RecordedRequest {
+    std::string path;
+    std::string user_agent;
+    std::string accept_language;
+    std::string body;
+  };
+
   void count_connection() { connections_accepted_.fetch_add(1, std::memory_order_relaxed); }
+  void count_web_search_request() { web_search_requests_.fetch_add(1, std::memory_order_relaxed); }
+  // Keeps the last kMaxRecorded requests (chat and web search), oldest first.
+  void record_request(RecordedRequest request);
   // A chat request arrived (read whole): counted, and its arrival time kept (the first kMaxArrivals).
   void count_chat_request();
   void count_stream_request() { stream_requests_.fetch_add(1, std::memory_order_relaxed); }
@@ -47,7 +59,8 @@ class Stats {
 
   // {"requests_total":n,"by_status":{"200":n},"by_fault":{"hang":n},"by_code":{"1302":n},
   //  "by_topic":{"<topic>":n},"connections_accepted":n,"in_flight":n,"peak_in_flight":n,"stream_requests":n,
-  //  "arrivals_ms":[ms since start or reset, in arrival order]}
+  //  "arrivals_ms":[ms since start or reset, in arrival order],"web_search_requests":n,
+  //  "recent_requests":[{"path","user_agent","accept_language","body"}, oldest first]}
   std::string to_json() const;
 
   // Zeroes every counter. in_flight is a gauge of live requests, so it is kept, and the peak restarts from
@@ -58,6 +71,7 @@ class Stats {
   using Counter = std::atomic<std::uint64_t>;
   static constexpr std::size_t kStatusSlots = 600;
   static constexpr std::size_t kMaxArrivals = 100000;  // enough for any rate test; bounded for soak runs
+  static constexpr std::size_t kMaxRecorded = 256;
 
   // Heterogeneous lookup: counting a topic hashes the string_view without building a std::string.
   struct TopicHash {
@@ -68,6 +82,7 @@ class Stats {
   Counter requests_total_{0};
   Counter connections_accepted_{0};
   Counter stream_requests_{0};
+  Counter web_search_requests_{0};
   Counter in_flight_{0};
   Counter peak_in_flight_{0};
   std::array<Counter, kStatusSlots> by_status_{};
@@ -78,6 +93,7 @@ class Stats {
   std::unordered_map<std::string, std::uint64_t, TopicHash, std::equal_to<>> by_topic_;
   std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
   std::vector<std::uint64_t> arrivals_ms_;
+  std::deque<RecordedRequest> recorded_;
 };
 
 }  // namespace simulator

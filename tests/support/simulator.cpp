@@ -148,6 +148,28 @@ std::int64_t Simulator::requests_total() const { return stats()["requests_total"
 std::int64_t Simulator::by_status(const std::string& status) const { return member_of(stats(), "by_status", status); }
 std::int64_t Simulator::by_topic(const std::string& topic) const { return member_of(stats(), "by_topic", topic); }
 
+bool RecordedRequest::is_web_search() const {
+  return path.ends_with("/web_search");
+}
+
+rapidjson::Document RecordedRequest::json() const {
+  rapidjson::Document d;
+  d.Parse(body.c_str());
+  if (d.HasParseError() || !d.IsObject())
+    throw std::runtime_error("recorded body is not a JSON object: " + body);
+  return d;
+}
+
+std::vector<RecordedRequest> Simulator::recent_requests() const {
+  const rapidjson::Document d = stats();
+  std::vector<RecordedRequest> out;
+  for (const auto& r : d["recent_requests"].GetArray()) {
+    out.push_back({r["path"].GetString(), r["user_agent"].GetString(), r["accept_language"].GetString(),
+                   std::string(r["body"].GetString(), r["body"].GetStringLength())});
+  }
+  return out;
+}
+
 void Simulator::reset_stats() const { http_request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/stats/reset"); }
 
 }  // namespace cbm::test

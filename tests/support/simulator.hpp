@@ -24,7 +24,8 @@ inline SpawnOptions supervisor_spawn_options(const std::filesystem::path& dir, c
   opts.output_dir = dir;
   opts.cwd = dir;
   opts.env["BIGMODEL_API_KEY"] = key;
-  opts.unset_env = {"ZHIPUAI_API_KEY", "BIGMODEL_BASE_URL"};
+  opts.unset_env = {"ZHIPUAI_API_KEY", "ZAI_API_KEY", "BIGMODEL_BASE_URL", "ZHIPUAI_BASE_URL",
+                    "ZAI_BASE_URL"};
   return opts;
 }
 
@@ -55,6 +56,17 @@ int port_of(const std::string& url);
 // before it closes (a hang guard stops reading after 5 s).
 std::string raw_exchange(int port, const std::string& request);
 
+// A request as it reached the simulator (its /stats "recent_requests").
+struct RecordedRequest {
+  std::string path;
+  std::string user_agent;
+  std::string accept_language;
+  std::string body;
+
+  bool is_web_search() const;        // POST .../web_search, else a chat completion
+  rapidjson::Document json() const;  // the body, parsed (fails the test when it is not JSON)
+};
+
 class Simulator {
  public:
   explicit Simulator(std::vector<std::string> extra_args = {});
@@ -68,6 +80,8 @@ class Simulator {
   std::int64_t by_status(const std::string& status) const;
   std::int64_t by_topic(const std::string& topic) const;
   void reset_stats() const;
+  // The last requests to the API (chat and web search), oldest first.
+  std::vector<RecordedRequest> recent_requests() const;
 
  private:
   TempDir dir_;

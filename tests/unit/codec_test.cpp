@@ -1,30 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include "api_key.hpp"
-#include "request_builder.hpp"
 #include "result_codec.hpp"
 
 using namespace std::chrono_literals;
-
-TEST_CASE("a request carries the web_search tool with the topic as its query", "[request]") {
-  cbm::ChatRequest req;
-  req.model = "glm-4.5-air";
-  req.messages = {{"system", "s"}, {"user", "u \"quoted\""}};
-  req.request_id = "abcdef";
-  req.temperature = 7.0;  // clamped to the platform's range
-  req.web_search = cbm::WebSearchTool{"topic", 5};
-  rapidjson::Document d;
-  d.Parse(cbm::build_request_body(req).c_str());
-  REQUIRE_FALSE(d.HasParseError());
-  CHECK(std::string(d["model"].GetString()) == "glm-4.5-air");
-  CHECK(std::string(d["messages"][1]["content"].GetString()) == "u \"quoted\"");
-  CHECK(d["temperature"].GetDouble() == 1.0);
-  CHECK(std::string(d["thinking"]["type"].GetString()) == "disabled");
-  const auto& ws = d["tools"][0]["web_search"];
-  CHECK(ws["enable"].GetBool());
-  CHECK(ws["search_result"].GetBool());
-  CHECK(std::string(ws["search_query"].GetString()) == "topic");
-}
 
 TEST_CASE("a terminal record survives the journal's round trip", "[codec]") {
   cbm::TaskResult r;
@@ -36,7 +15,8 @@ TEST_CASE("a terminal record survives the journal's round trip", "[codec]") {
   r.worker = 7;
   r.usage = {1, 2, 3};
   r.sources = {{"t", "l", "m", "d", ""}};
-  r.steps = {{"search", "glm-4.5-air", "stop", {1, 1, 2}, 120ms, {}, {}, {}}};
+  r.steps = {
+      {"search", "glm-4.5-air", "stop", {1, 1, 2}, 120ms, {}, {}, {}, "cbm-1-ab-7", "resp-9", "thought"}};
   r.started = cbm::WallClock::time_point(1700000000123ms);
   r.finished = cbm::WallClock::time_point(1700000001123ms);
   r.execution_time = 1000ms;
@@ -61,6 +41,10 @@ TEST_CASE("a terminal record survives the journal's round trip", "[codec]") {
   CHECK(back->attempts == 3);
   CHECK(back->usage.total_tokens == 3);
   CHECK(back->steps.at(0).latency == 120ms);
+  CHECK(back->steps.at(0).request_id == "cbm-1-ab-7");
+  CHECK(back->steps.at(0).response_id == "resp-9");
+  CHECK(back->steps.at(0).reasoning == "thought");
+  CHECK(std::string(d["steps"][0]["request_id"].GetString()) == "cbm-1-ab-7");
   CHECK(back->error->kind == cbm::ErrorKind::timeout);
   CHECK(back->error->retry_after == 1500ms);
   CHECK(back->started == r.started);

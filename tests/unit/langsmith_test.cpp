@@ -188,8 +188,17 @@ TEST_CASE("LangSmith settings are read the way its SDK reads them", "[langsmith]
 TEST_CASE("a step's start, messages and output cross the wire when traced, and stay out of the report", "[codec][langsmith]") {
   cbm::AttemptOutcome o;
   o.analysis = "a";
-  cbm::StepRecord step{"search", "glm-4.5-air", "stop", {3, 4, 7}, 250ms, kT, {{"system", "s"}, {"user", "u"}},
-                       "found"};
+  cbm::StepRecord step{"search",
+                       "glm-4.5-air",
+                       "stop",
+                       {3, 4, 7},
+                       250ms,
+                       kT,
+                       {{"system", "s"}, {"user", "u"}},
+                       "found",
+                       {},
+                       {},
+                       {}};
   o.steps = {step};
   auto m = cbm::decode_outcome(cbm::encode_outcome(1, 1, o, true));
   REQUIRE(m.ok());

@@ -16,6 +16,10 @@ ChatResponse answer(std::string content) {
   return r;
 }
 
+const cbm::ChatRequest& chat(const std::optional<cbm::StepRequest>& r) {
+  return std::get<cbm::ChatRequest>(*r);
+}
+
 }  // namespace
 
 TEST_CASE("an attempt asks for the search step, then the analysis step with its sources, then is over",
@@ -26,22 +30,25 @@ TEST_CASE("an attempt asks for the search step, then the analysis step with its 
   cbm::PipelineSteps steps(config);
   cbm::PipelineAttempt attempt = steps.begin(cbm::Task{7, 1, "tides", 1, {}});
 
-  auto search = attempt.next_request();
-  REQUIRE(search);
-  CHECK(search->model == "tool-m");
-  REQUIRE(search->web_search);
-  CHECK(search->web_search->query == "tides");
+  auto search_step = attempt.next_request();
+  REQUIRE(search_step);
+  const cbm::ChatRequest& search = chat(search_step);
+  CHECK(search.model == "tool-m");
+  REQUIRE(search.web_search);
+  CHECK(search.web_search->query == "tides");
   ChatResponse found = answer("search notes");
   found.web_search.push_back(cbm::Source{"Moon pulls", "https://example.org/moon", "", "", "snippet"});
   attempt.on_answer(found);
 
-  auto analysis = attempt.next_request();
-  REQUIRE(analysis);
-  CHECK(analysis->model == "chat-m");
-  CHECK_FALSE(analysis->web_search);
-  CHECK(analysis->request_id != search->request_id);
+  auto analysis_step = attempt.next_request();
+  REQUIRE(analysis_step);
+  const cbm::ChatRequest& analysis = chat(analysis_step);
+  CHECK(analysis.model == "chat-m");
+  CHECK_FALSE(analysis.web_search);
+  CHECK(analysis.request_id != search.request_id);
   bool sources_in_prompt = false;
-  for (const auto& m : analysis->messages) sources_in_prompt |= m.content.find("Moon pulls") != std::string::npos;
+  for (const auto& m : analysis.messages)
+    sources_in_prompt |= m.content.find("Moon pulls") != std::string::npos;
   CHECK(sources_in_prompt);
   attempt.on_answer(answer("the analysis"));
 
@@ -55,19 +62,22 @@ TEST_CASE("an attempt asks for the search step, then the analysis step with its 
   CHECK(outcome.steps[0].output == "search notes");
   CHECK(outcome.steps[1].name == "analysis");
   CHECK(outcome.steps[1].usage.total_tokens == 10);
+  CHECK(outcome.steps[0].request_id == search.request_id);
+  CHECK(outcome.steps[1].request_id == analysis.request_id);
 }
 
 TEST_CASE("an attempt ends at its first error, which names its step", "[pipeline]") {
   cbm::PipelineSteps steps(cbm::PipelineConfig{});
   cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
-  REQUIRE(attempt.next_request());
+  auto sent = attempt.next_request();
+  REQUIRE(sent);
   ApiError e;
   e.message = "HTTP 500";
   attempt.on_answer(Err{e});
   CHECK_FALSE(attempt.next_request());
   const cbm::AttemptOutcome outcome = attempt.take_outcome();
   REQUIRE(outcome.error);
-  CHECK(outcome.error->message == "search step: HTTP 500");
+  CHECK(outcome.error->message == "search step (request_id " + chat(sent).request_id + "): HTTP 500");
   CHECK(outcome.steps.size() == 1);
 }
 
@@ -78,8 +88,94 @@ TEST_CASE("without search an attempt is the analysis step alone", "[pipeline]") 
   cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
   auto only = attempt.next_request();
   REQUIRE(only);
-  CHECK_FALSE(only->web_search);
+  CHECK_FALSE(chat(only).web_search);
   attempt.on_answer(answer("done"));
   CHECK_FALSE(attempt.next_request());
   CHECK(attempt.take_outcome().analysis == "done");
+}
+
+TEST_CASE("with search via the Web Search API the search step is a web search, its results the sources",
+          "[pipeline]") {
+  cbm::PipelineConfig config;
+  config.search_via = cbm::SearchVia::api;
+  config.search_settings.engine = "search_pro";
+  config.search_settings.recency = "oneDay";
+  cbm::PipelineSteps steps(config);
+  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
+  auto first = attempt.next_request();
+  REQUIRE(first);
+  REQUIRE(cbm::endpoint_of(*first) == cbm::Endpoint::web_search);
+  const auto& search = std::get<cbm::WebSearchRequest>(*first);
+  CHECK(search.query == "tides");
+  CHECK(search.settings.recency == "oneDay");
+  ChatResponse found;
+  found.id = "ws-1";
+  found.web_search.push_back(cbm::Source{"Moon pulls", "https://example.org/moon", "", "", "snippet"});
+  attempt.on_answer(found);
+
+  auto second = attempt.next_request();
+  REQUIRE(second);
+  const cbm::ChatRequest& analysis = chat(second);
+  CHECK_THAT(analysis.messages.back().content + analysis.messages.front().content,
+             Catch::Contains("Moon pulls"));
+  attempt.on_answer(answer("done"));
+  const cbm::AttemptOutcome outcome = attempt.take_outcome();
+  REQUIRE(outcome.ok());
+  REQUIRE(outcome.steps.size() == 2);
+  CHECK(outcome.steps[0].name == "search");
+  CHECK(outcome.steps[0].model == "search_pro");
+  CHECK(outcome.steps[0].usage.total_tokens == 0);
+  CHECK(outcome.steps[0].request_id == search.request_id);
+  CHECK(outcome.steps[0].response_id == "ws-1");
+}
+
+TEST_CASE("with response_format json an analysis that is not a JSON object fails as invalid_json",
+          "[pipeline]") {
+  cbm::PipelineConfig config;
+  config.search = false;
+  config.model.response_format = cbm::ResponseFormat::json_object;
+  cbm::PipelineSteps steps(config);
+  for (const auto& [text, ok] :
+       {std::pair{std::string(" {\"a\": 1}\n"), true}, std::pair{std::string("[1]"), false},
+        std::pair{std::string("```json\n{}\n```"), false}, std::pair{std::string(""), false}}) {
+    cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
+    auto sent = attempt.next_request();
+    REQUIRE(sent);
+    CHECK(chat(sent).settings.response_format == cbm::ResponseFormat::json_object);
+    attempt.on_answer(answer(text));
+    const cbm::AttemptOutcome outcome = attempt.take_outcome();
+    INFO(text);
+    CHECK(outcome.ok() == ok);
+    if (!ok) {
+      CHECK(outcome.error->kind == cbm::ErrorKind::invalid_json);
+      CHECK(outcome.error->error_class == cbm::ErrorClass::task_fatal);
+    }
+  }
+}
+
+TEST_CASE("the search step never asks for a JSON answer", "[pipeline]") {
+  cbm::PipelineConfig config;
+  config.model.response_format = cbm::ResponseFormat::json_object;
+  cbm::PipelineSteps steps(config);
+  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
+  auto sent = attempt.next_request();
+  REQUIRE(sent);
+  CHECK(chat(sent).settings.response_format == cbm::ResponseFormat::text);
+  attempt.on_answer(answer("notes, not JSON"));
+  CHECK(attempt.next_request());
+}
+
+TEST_CASE("reasoning_content is kept in the step record only when asked", "[pipeline]") {
+  for (const bool keep : {false, true}) {
+    cbm::PipelineConfig config;
+    config.search = false;
+    config.keep_reasoning = keep;
+    cbm::PipelineSteps steps(config);
+    cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
+    REQUIRE(attempt.next_request());
+    ChatResponse r = answer("done");
+    r.reasoning_content = "let me think";
+    attempt.on_answer(r);
+    CHECK(attempt.take_outcome().steps.at(0).reasoning == (keep ? "let me think" : ""));
+  }
 }

@@ -127,3 +127,49 @@ TEST_CASE("Retry-After is read as seconds, as an HTTP date, or as retry-after-ms
   CHECK(cbm::parse_retry_after(std::string("999999999999"), std::nullopt, now) == milliseconds(86400000));
   CHECK_FALSE(cbm::parse_retry_after(std::nullopt, std::nullopt, now));
 }
+
+TEST_CASE("a Web Search API answer yields its id and its search_result as sources", "[parser][web_search]") {
+  const char* body = R"({"id":"ws-1","created":1755496956,"request_id":"cbm-1-ab-3",
+    "search_intent":[{"query":"tides","intent":"SEARCH_ALL","keywords":"tides"}],
+    "search_result":[{"title":"T1","content":"C1","link":"https://a","media":"M","icon":"i","refer":"1",
+                      "publish_date":"2025-04-11"},{"title":"T2","link":"https://b"}]})";
+  auto r = cbm::parse_web_search_response(body);
+  REQUIRE(r.ok());
+  CHECK(r->id == "ws-1");
+  CHECK(r->request_id == "cbm-1-ab-3");
+  CHECK(r->content.empty());
+  CHECK(r->usage.total_tokens == 0);
+  REQUIRE(r->web_search.size() == 2);
+  CHECK(r->web_search[0].content == "C1");
+  CHECK(r->web_search[1].title == "T2");
+  CHECK(cbm::parse_web_search_response(R"({"id":"ws-2","search_result":[]})").ok());
+}
+
+TEST_CASE("a Web Search API answer of the wrong shape is an error naming the field", "[parser][web_search]") {
+  CHECK(cbm::parse_web_search_response(R"({"id":"x"})").error().message == "search_result: missing");
+  CHECK_THAT(cbm::parse_web_search_response(R"({"search_result":[{"title":5}]})").error().message,
+             Catch::StartsWith("search_result[0].title: expected string"));
+  CHECK_THAT(cbm::parse_web_search_response(R"({"search_result":[7]})").error().message,
+             Catch::StartsWith("search_result[0]: expected object"));
+  CHECK_FALSE(cbm::parse_web_search_response(R"({"error":{"code":"1214","message":"bad"}})").ok());
+  CHECK_FALSE(cbm::parse_web_search_response("[").ok());
+  CHECK_FALSE(cbm::parse_web_search_response(std::string(100000, '[')).ok());
+}
+
+TEST_CASE("the Web Search API's error under HTTP 200 is classified like a chat call's",
+          "[parser][web_search]") {
+  cbm::ClientConfig config;
+  config.api_key = "k";
+  const cbm::BigModelProtocol protocol(config);
+  cbm::HttpResponse resp;
+  resp.status = 200;
+  resp.content_type = "application/json";
+  resp.body = R"({"error":{"code":"1113","message":"no balance"}})";
+  auto r = protocol.interpret(cbm::Endpoint::web_search, resp);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "1113");
+  resp.body = R"({"id":"ws-1","search_result":[{"title":"T"}]})";
+  auto ok = protocol.interpret(cbm::Endpoint::web_search, resp);
+  REQUIRE(ok.ok());
+  CHECK(ok->web_search.at(0).title == "T");
+}
