@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include "error_classification.hpp"
+
 namespace cbm {
 namespace {
 
@@ -95,6 +97,13 @@ void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
   StepRecord& record = outcome_.steps.back();
   record.latency = since(sent_at_);
   if (!answer) {
+    if (answer.error().code == "1231" && !resent_duplicate_) {
+      // The platform holds a request with this request_id already: the step goes again, once, and
+      // next_request() gives it a fresh id. Its record is the new request's.
+      resent_duplicate_ = true;
+      outcome_.steps.pop_back();
+      return;
+    }
     outcome_.error = std::move(answer.error());
     outcome_.error->message = record.name + " step: " + outcome_.error->message;
     stage_ = Stage::done;
@@ -108,7 +117,16 @@ void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
     search_summary_ = std::move(answer->content);
     stage_ = Stage::analysis;
   } else {
+    // The search step's content is only notes beside its sources: cut or empty, the analysis still
+    // runs. The analysis is the answer: cut or empty, the attempt fails (the partial text is kept).
     outcome_.analysis = std::move(answer->content);
+    if (auto why = incomplete_answer(record.finish_reason, outcome_.analysis)) {
+      ApiError incomplete;
+      incomplete.kind = ErrorKind::incomplete;
+      incomplete.error_class = ErrorClass::task_fatal;
+      incomplete.message = record.name + " step: " + *why;
+      outcome_.error = std::move(incomplete);
+    }
     stage_ = Stage::done;
   }
 }

@@ -100,6 +100,7 @@ struct Flags {
   concurrent_bigmodel::Config& cfg = inv.config;
   std::optional<std::string> api_key;
   std::string mode = "multiprocessing";
+  std::string on_quota = "wait";
   double timeout_s = 120.0;
   double delay_s = 0.5;
   double kill_grace_s = 2.0;
@@ -200,6 +201,17 @@ struct Flags {
                  "corrected from the answers' usage; 0 = no cap")
         ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000000000}))
         ->group(rel);
+    a.add_option("--on-quota", on_quota,
+                 "What a usage cap (codes 1308/1310, \"your limit will reset at ...\") does: wait (no task\n"
+                 "starts until the reset time the platform names, then the run goes on) | stop (abort,\n"
+                 "exit 3; --resume continues later)")
+        ->check(CLI::IsMember({"wait", "stop"}))
+        ->capture_default_str()
+        ->group(rel);
+    a.add_flag("--accept-incomplete", cfg.accept_incomplete,
+               "Count an analysis cut short (finish_reason length or model_context_window_exceeded) or\n"
+               "empty as a success; by default it fails the task, its partial text kept in the report")
+        ->group(rel);
     a.add_option("--max-restarts", cfg.max_restarts,
                  "Abort (exit 3) after more worker restarts than this within --restart-period while no task "
                  "finishes (workers killed from outside while work goes on are restarted without limit)")
@@ -282,6 +294,7 @@ struct Flags {
     cfg.mode = mode == "threading" ? Mode::threading
                : mode == "asyncio" ? Mode::asyncio
                                    : Mode::multiprocessing;
+    cfg.on_quota = on_quota == "stop" ? concurrent_bigmodel::OnQuota::stop : concurrent_bigmodel::OnQuota::wait;
     cfg.timeout = seconds_to_ms(timeout_s);
     cfg.delay = seconds_to_ms(delay_s);
     cfg.kill_grace = seconds_to_ms(kill_grace_s);

@@ -10,15 +10,15 @@ namespace {
 
 constexpr std::array<TaskStatus, 3> kStatusOrder = {TaskStatus::succeeded, TaskStatus::failed,
                                                     TaskStatus::cancelled};
-constexpr std::array<std::string_view, 5> kResultNames = {"ok", "retryable", "task_fatal", "run_fatal",
-                                                          "cancelled"};
-constexpr std::array<ErrorKind, 7> kKindOrder = {
-    ErrorKind::api,     ErrorKind::transport, ErrorKind::timeout,  ErrorKind::protocol,
-    ErrorKind::content, ErrorKind::crash,     ErrorKind::cancelled};
+constexpr std::array<std::string_view, 6> kResultNames = {"ok",        "retryable",  "task_fatal",
+                                                          "run_fatal", "wait_until", "cancelled"};
+constexpr std::array<ErrorKind, 8> kKindOrder = {
+    ErrorKind::api,     ErrorKind::transport, ErrorKind::timeout,   ErrorKind::protocol,
+    ErrorKind::content, ErrorKind::crash,     ErrorKind::cancelled, ErrorKind::incomplete};
 
 std::size_t result_index(const AttemptOutcome& outcome) {
   if (outcome.ok()) return 0;
-  if (outcome.error->kind == ErrorKind::cancelled) return 4;
+  if (outcome.error->kind == ErrorKind::cancelled) return kResultNames.size() - 1;
   return 1 + static_cast<std::size_t>(outcome.error->error_class);
 }
 
@@ -75,6 +75,11 @@ void Metrics::attempt_ended(const Task& task, const AttemptOutcome& outcome, int
       request_durations_.try_emplace(step.name, kRequestBuckets).first->second.observe(seconds(step.latency));
     }
   }
+  if (!outcome.ok() && outcome.error->kind == ErrorKind::api) {
+    const ApiError& e = *outcome.error;
+    std::lock_guard lock(api_errors_mu_);
+    ++api_errors_[{e.code.empty() ? "none" : e.code, e.http_status}];
+  }
   if (!outcome.ok() && outcome.error->kind != ErrorKind::cancelled) {
     std::lock_guard lock(failures_mu_);
     last_failure_[{task.round, task.id}] = static_cast<std::size_t>(outcome.error->kind);
@@ -105,6 +110,12 @@ void Metrics::round_finished(std::uint32_t) {
   rounds_completed_.fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::quota_paused(std::optional<WallClock::time_point> until) {
+  const std::int64_t seconds_since_epoch =
+      until ? std::chrono::duration_cast<std::chrono::seconds>(until->time_since_epoch()).count() : 0;
+  paused_until_.store(seconds_since_epoch, std::memory_order_relaxed);
+}
+
 std::string Metrics::render() const {
   constexpr auto relaxed = std::memory_order_relaxed;
   PrometheusText out;
@@ -130,6 +141,15 @@ std::string Metrics::render() const {
   }
 
   {
+    std::lock_guard lock(api_errors_mu_);
+    out.family("cbm_api_errors_total", "counter",
+               "Error answers from the platform, by its error code and the HTTP status.");
+    for (const auto& [key, n] : api_errors_) {
+      out.sample("cbm_api_errors_total", {{"code", key.first}, {"http_status", std::to_string(key.second)}}, n);
+    }
+  }
+
+  {
     std::lock_guard lock(histograms_mu_);
     out.family("cbm_task_duration_seconds", "histogram",
                "Seconds from a task's first attempt to its terminal record, retries included.");
@@ -149,6 +169,9 @@ std::string Metrics::render() const {
   out.family("cbm_concurrency_limit", "gauge",
              "The effective limit on attempts in flight (--concurrency, lowered by the platform's 429s).");
   out.sample("cbm_concurrency_limit", {}, static_cast<double>(limit_.load(relaxed)));
+  out.family("cbm_quota_paused_until_seconds", "gauge",
+             "While a usage cap pauses dispatch, when the pause ends (Unix time); 0 when not paused.");
+  out.sample("cbm_quota_paused_until_seconds", {}, static_cast<double>(paused_until_.load(relaxed)));
   out.family("cbm_worker_restarts_total", "counter", "Workers that died unexpectedly and were restarted.");
   out.sample("cbm_worker_restarts_total", {}, worker_restarts_.load(relaxed));
   out.family("cbm_tokens_total", "counter", "Tokens the platform reported for every model call, by kind.");
