@@ -19,6 +19,9 @@ namespace {
 
 constexpr int kConcurrency = 4;
 
+// The analysis prompt is the bare topic, so the simulator's stats by topic count requests per topic.
+constexpr const char* kBareTopicPrompt = "[analysis.user]\n{topic}\n";
+
 // One CLI run in its own directory: --topics-file, a report, --no-search, --delay 0 and `args`.
 class Run {
  public:
@@ -26,10 +29,11 @@ class Run {
     std::string text;
     for (const auto& t : topics) text += t + "\n";
     write_text(dir_ / "topics.txt", text);
+    write_text(dir_ / "prompts.txt", kBareTopicPrompt);
     std::vector<std::string> argv = {supervisor_path(), "--base-url", sim.base_url(), "--topics-file",
                                      (dir_ / "topics.txt").string(), "--output", (dir_ / "report.json").string(),
                                      "--log-file", (dir_ / "run.log").string(), "--delay", "0", "--no-search",
-                                     "--quiet"};
+                                     "--quiet", "--prompt-file", (dir_ / "prompts.txt").string()};
     argv.insert(argv.end(), args.begin(), args.end());
     process_ = std::make_unique<Subprocess>(argv, supervisor_spawn_options(dir_.path()));
   }
