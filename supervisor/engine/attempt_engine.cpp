@@ -9,9 +9,9 @@
 namespace cbm {
 namespace {
 
-// A task stopped by usage caps this many times fails on the next one (with backoff retries within
-// --max-retries first): a server that keeps naming a reset and refusing after it cannot hold a task
-// forever.
+// After this many waits for a usage cap's reset, a task's next cap is retried with backoff within
+// --max-retries like a retryable failure: a server that keeps naming a reset and refusing after it
+// cannot hold a task forever.
 constexpr int kMaxQuotaWaits = 5;
 // Dispatch resumes this long after the reset the platform names (to the second): a platform clock a
 // little behind ours does not answer the first request with the cap again.
@@ -316,7 +316,7 @@ void AttemptEngine::after_failure(TaskId id, AttemptOutcome outcome, std::size_t
     return;
   }
   std::optional<Clock::time_point> retry_at;
-  if (quota && error.resume_at && t.quota_waits() < kMaxQuotaWaits) {
+  if (quota && error.resume_at && t.quota_waits() < kMaxQuotaWaits && may_dispatch()) {
     t.count_quota_wait();
     retry_at = pause_for_quota(error);
   } else {

@@ -135,7 +135,8 @@ std::string Metrics::render() const {
   out.family("cbm_retries_total", "counter",
              "Attempts started again after a failed one, by the failure's kind.");
   for (const ErrorKind k : kKindOrder) {
-    if (k == ErrorKind::cancelled) continue;  // a cancelled attempt is never retried
+    // A cancelled attempt is never retried, nor is an incomplete one (task_fatal).
+    if (k == ErrorKind::cancelled || k == ErrorKind::incomplete) continue;
     out.sample("cbm_retries_total", {{"kind", to_string(k)}},
                retries_[static_cast<std::size_t>(k)].load(relaxed));
   }

@@ -235,7 +235,8 @@ TEST_CASE("a usage cap (1308) pauses every task until the reset the platform nam
   CHECK_THAT(run.log(), Catch::Contains("usage cap reset: tasks start again"));
 }
 
-TEST_CASE("--on-quota stop ends the run at a usage cap with exit 3 and points to --resume", "[errors][quota][modes]") {
+TEST_CASE("a usage cap under --on-quota stop ends the run with exit 3 and points to --resume",
+          "[errors][quota][modes]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   const std::string fault = GENERATE(as<std::string>{}, "quota_reset_600s", "quota_1310_reset_600s");
   INFO("--mode " << mode << ", " << fault);
