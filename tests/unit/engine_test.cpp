@@ -4,6 +4,8 @@
 #include "attempt_engine.hpp"
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <memory>
@@ -573,4 +575,25 @@ TEST_CASE("engine: an incomplete analysis fails the task with its partial text; 
     CHECK(r.analysis == "the first half");
     CHECK(r.steps.at(0).finish_reason == "length");
   }
+}
+
+TEST_CASE("the status line says until when a usage cap pauses the run, in local time", "[engine][quota]") {
+  Bench b([](const cbm::Task&) { return Step{10ms, ok()}; });
+  const char* old_tz = std::getenv("TZ");
+  const std::string saved = old_tz != nullptr ? old_tz : "";
+  ::setenv("TZ", "UTC", 1);
+  ::tzset();
+  using namespace std::chrono;
+  const cbm::WallClock::time_point until = sys_days(year(2026) / May / 25) + 11h + 22min + 49s;
+  CHECK(cbm::local_time_of_day(until) == "11:22");
+  cbm::ExecutorGauges g;
+  CHECK_THAT(b.progress->line(g), !Catch::Contains("paused"));
+  g.paused_until = until;
+  CHECK_THAT(b.progress->line(g), Catch::EndsWith(", paused until 11:22 (usage cap)"));
+  if (old_tz != nullptr) {
+    ::setenv("TZ", saved.c_str(), 1);
+  } else {
+    ::unsetenv("TZ");
+  }
+  ::tzset();
 }
