@@ -46,16 +46,21 @@ ApiError transport_error(const TransportError& e) {
   return err;
 }
 
-ApiError http_error(const HttpResponse& resp) {
+// An error answer from the platform — an error status, an HTTP 200 body `{"error":...}` or an error frame
+// in an HTTP 200 event stream — classified by the one table (error_classification.hpp).
+ApiError platform_error(const HttpResponse& resp, const std::optional<PlatformError>& platform) {
   ApiError err;
   err.kind = ErrorKind::api;
   err.http_status = static_cast<int>(resp.status);
-  if (auto platform = parse_error_body(resp.body)) {
+  if (platform) {
     err.code = platform->code;
     err.message = platform->message;
   }
-  if (err.message.empty()) err.message = "the server answered with an error status and no error message";
-  err.error_class = classify_http_error(err.http_status, err.code);
+  if (err.message.empty()) {
+    err.message = resp.status >= 200 && resp.status < 300 ? "the server sent an error with no message"
+                                                          : "the server answered with an error status and no error message";
+  }
+  classify_api_error(err, std::chrono::system_clock::now());
   err.retry_after = parse_retry_after(resp.retry_after, resp.retry_after_ms, std::chrono::system_clock::now());
   return err;
 }
@@ -152,34 +157,23 @@ Result<ChatResponse, ApiError> BigModelProtocol::classify_web_search(
 Result<ChatResponse, ApiError> BigModelProtocol::classify(const Result<HttpResponse, TransportError>& sent) const {
   if (!sent) return Err{transport_error(sent.error())};
   const HttpResponse& resp = sent.value();
-  if (resp.status < 200 || resp.status >= 300) return Err{http_error(resp)};
+  if (resp.status < 200 || resp.status >= 300) return Err{platform_error(resp, parse_error_body(resp.body))};
 
   ChatResponse answer;
   if (resp.content_type.starts_with("text/event-stream")) {
     auto parsed = parse_chat_stream(resp.body);
-    if (!parsed) return Err{protocol_error(parsed.error().message)};
-    if (auto& frame = parsed->error_frame) {
-      ApiError err;
-      err.kind = ErrorKind::api;
-      err.http_status = static_cast<int>(resp.status);
-      err.code = frame->code;
-      err.message = frame->message.empty() ? "error frame in the event stream" : frame->message;
-      err.error_class = classify_http_error(500, frame->code);
-      return Err{std::move(err)};
+    if (!parsed) {
+      // A server that sends its error as a plain JSON body under an event-stream content type.
+      if (auto platform = parse_error_body(resp.body)) return Err{platform_error(resp, platform)};
+      return Err{protocol_error(parsed.error().message)};
     }
+    if (parsed->error_frame) return Err{platform_error(resp, parsed->error_frame)};
     answer = std::move(parsed->response);
   } else {
     auto parsed = parse_chat_response(resp.body);
     if (!parsed) {
       // Some servers answer 200 with an error body.
-      if (auto platform = parse_error_body(resp.body)) {
-        ApiError err;
-        err.http_status = static_cast<int>(resp.status);
-        err.code = platform->code;
-        err.message = platform->message;
-        err.error_class = classify_http_error(err.http_status, err.code);
-        return Err{std::move(err)};
-      }
+      if (auto platform = parse_error_body(resp.body)) return Err{platform_error(resp, platform)};
       return Err{protocol_error(parsed.error().message)};
     }
     answer = std::move(parsed.value());

@@ -5,6 +5,8 @@
 
 #include <random>
 
+#include "error_classification.hpp"
+
 namespace cbm {
 namespace {
 
@@ -117,6 +119,13 @@ void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
   StepRecord& record = outcome_.steps.back();
   record.latency = since(sent_at_);
   if (!answer) {
+    if (answer.error().code == "1231" && !resent_duplicate_) {
+      // The platform holds a request with this request_id already: the step goes again, once, and
+      // next_request() gives it a fresh id. Its record is the new request's.
+      resent_duplicate_ = true;
+      outcome_.steps.pop_back();
+      return;
+    }
     outcome_.error = std::move(answer.error());
     fail_step(record);
     return;
@@ -130,6 +139,17 @@ void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
     outcome_.sources = std::move(answer->web_search);
     search_summary_ = std::move(answer->content);
     stage_ = Stage::analysis;
+    return;
+  }
+  // The search step's content is only notes beside its sources: cut or empty, the analysis still
+  // runs. The analysis is the answer: cut or empty, the attempt fails (the partial text is kept).
+  if (auto why = incomplete_answer(record.finish_reason, answer->content)) {
+    outcome_.analysis = std::move(answer->content);
+    outcome_.error.emplace();
+    outcome_.error->kind = ErrorKind::incomplete;
+    outcome_.error->error_class = ErrorClass::task_fatal;
+    outcome_.error->message = *why;
+    fail_step(record);
     return;
   }
   if (steps_->config().model.response_format == ResponseFormat::json_object &&

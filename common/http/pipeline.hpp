@@ -35,7 +35,9 @@ class PipelineSteps;
 
 // One attempt of one task, step by step. Call next_request(); send what it returns; hand the answer
 // to on_answer(); repeat until next_request() returns nullopt; then take_outcome(). The attempt ends
-// at its first error (the error names its step) or after the analysis step.
+// at its first error (the error names its step) or after the analysis step; an analysis that is cut
+// or empty ends it as ErrorKind::incomplete, its text kept in the outcome. The one step sent again is
+// one the platform refused as a duplicate request_id (1231): once, with a fresh id.
 class PipelineAttempt {
  public:
   // `steps` must outlive the attempt.
@@ -58,6 +60,7 @@ class PipelineAttempt {
   Stage stage_;
   Clock::time_point sent_at_{};
   std::string search_summary_;
+  bool resent_duplicate_ = false;  // a step was sent again after a 1231 (duplicate request_id)
   AttemptOutcome outcome_;
 };
 

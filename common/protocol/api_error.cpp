@@ -6,13 +6,14 @@
 namespace cbm {
 namespace {
 
-constexpr std::array<std::pair<ErrorClass, std::string_view>, 3> kClassNames{{
+constexpr std::array<std::pair<ErrorClass, std::string_view>, 4> kClassNames{{
     {ErrorClass::retryable, "retryable"},
     {ErrorClass::task_fatal, "task_fatal"},
     {ErrorClass::run_fatal, "run_fatal"},
+    {ErrorClass::wait_until, "wait_until"},
 }};
 
-constexpr std::array<std::pair<ErrorKind, std::string_view>, 8> kKindNames{{
+constexpr std::array<std::pair<ErrorKind, std::string_view>, 9> kKindNames{{
     {ErrorKind::api, "api"},
     {ErrorKind::transport, "transport"},
     {ErrorKind::timeout, "timeout"},
@@ -21,6 +22,7 @@ constexpr std::array<std::pair<ErrorKind, std::string_view>, 8> kKindNames{{
     {ErrorKind::invalid_json, "invalid_json"},
     {ErrorKind::crash, "crash"},
     {ErrorKind::cancelled, "cancelled"},
+    {ErrorKind::incomplete, "incomplete"},
 }};
 
 template <typename Enum, std::size_t N>

@@ -13,6 +13,7 @@ enum class ErrorClass {
   retryable,   // transient: try the task again after a backoff
   task_fatal,  // this task will fail the same way again: fail it now
   run_fatal,   // every task will fail (auth, balance, unknown model): stop the run
+  wait_until,  // a usage cap (1308, 1310): every task waits until `resume_at`, then goes on
 };
 
 // Where a failure came from, for the report and for metrics.
@@ -25,6 +26,7 @@ enum class ErrorKind {
   invalid_json,  // response_format json was asked for and the answer is not a JSON object
   crash,         // the worker running the attempt died (set by the supervisor)
   cancelled,     // the run was stopped before the task finished
+  incomplete,    // an answer cut short (finish_reason length / model_context_window_exceeded) or empty
 };
 
 std::string_view to_string(ErrorClass c);
@@ -40,6 +42,9 @@ struct ApiError {
   std::string message;      // human-readable; never contains the API key
   // Server-requested pause (Retry-After / retry-after-ms), honoured by the retry policy.
   std::optional<std::chrono::milliseconds> retry_after;
+  // wait_until only: when the platform says the cap resets (parsed from its message). nullopt when the
+  // message names no plausible time: the error is then retried with backoff like a retryable one.
+  std::optional<std::chrono::system_clock::time_point> resume_at;
 
   // One line for logs and the report: "HTTP 429 code 1302: <message>".
   std::string describe() const;

@@ -80,10 +80,8 @@ bool has_choices(const Value& doc) {
   return it != doc.MemberEnd() && it->value.IsArray() && !it->value.Empty();
 }
 
-std::optional<PlatformError> error_member(const Value& doc) {
-  auto it = doc.FindMember("error");
-  if (it == doc.MemberEnd() || !it->value.IsObject()) return std::nullopt;
-  const Value& e = it->value;
+// `{"code":"1302","message":"..."}`: the code as a string or an integer.
+PlatformError read_platform_error(const Value& e) {
   PlatformError out;
   auto code = e.FindMember("code");
   if (code != e.MemberEnd()) {
@@ -98,6 +96,12 @@ std::optional<PlatformError> error_member(const Value& doc) {
     out.message.assign(message->value.GetString(), message->value.GetStringLength());
   }
   return out;
+}
+
+std::optional<PlatformError> error_member(const Value& doc) {
+  auto it = doc.FindMember("error");
+  if (it == doc.MemberEnd() || !it->value.IsObject()) return std::nullopt;
+  return read_platform_error(it->value);
 }
 
 // How every body from the wire is parsed: into a document whose values and parse stack start in the
@@ -163,23 +167,46 @@ Result<StreamOutcome, ParseError> parse_chat_stream(std::string_view body) {
   StreamOutcome out;
   bool saw_chunk = false;
   bool saw_done = false;
+  bool error_event = false;  // the event being read was announced by `event: error`
   std::size_t pos = 0;
   while (pos < body.size() && !saw_done) {
     std::size_t eol = body.find('\n', pos);
     std::string_view line = body.substr(pos, eol == std::string_view::npos ? body.size() - pos : eol - pos);
     pos = eol == std::string_view::npos ? body.size() : eol + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    // Only `data:` fields matter here; comments (":") and other fields (event:, id:) are skipped.
+    if (line.empty()) {  // a blank line ends an event
+      error_event = false;
+      continue;
+    }
+    if (line.starts_with("event:")) {
+      line.remove_prefix(6);
+      if (line.starts_with(' ')) line.remove_prefix(1);
+      error_event = line == "error";
+      continue;
+    }
+    // Only `data:` fields matter beyond that; comments (":") and other fields (id:, retry:) are skipped.
     if (!line.starts_with("data:")) continue;
     line.remove_prefix(5);
     if (line.starts_with(' ')) line.remove_prefix(1);
-    if (line == "[DONE]") {
+    if (line == "[DONE]" && !error_event) {
       saw_done = true;
       break;
     }
     LocalDocument local;
-    if (auto error = local.parse(line); !error.empty()) return Err{ParseError{"stream chunk: " + error}};
+    const std::string parse_error = local.parse(line);
     const auto& doc = *local;
+    if (error_event) {
+      // `event: error` + `data: {"error":{...}}`, or the error object itself, or plain text.
+      if (!parse_error.empty() || !doc.IsObject()) {
+        out.error_frame = PlatformError{"", std::string(line)};
+      } else if (auto e = error_member(doc)) {
+        out.error_frame = std::move(e);
+      } else {
+        out.error_frame = read_platform_error(doc);
+      }
+      return out;
+    }
+    if (!parse_error.empty()) return Err{ParseError{"stream chunk: " + parse_error}};
     if (!doc.IsObject()) return Err{ParseError{"stream chunk: expected object, got " + std::string(json_type_name(doc))}};
     if (auto e = error_member(doc)) {
       out.error_frame = std::move(e);

@@ -23,7 +23,8 @@ Result<ChatResponse, ParseError> parse_chat_response(std::string_view body);
 
 // A complete `text/event-stream` body: `data: {chunk}` events, ending with `data: [DONE]`.
 // Deltas are concatenated; finish_reason and usage come from the last chunk that has them. An error
-// frame (`data: {"error":{...}}`) yields a PlatformError through `error_frame`.
+// frame — `data: {"error":{...}}`, or any data after `event: error` (`{"error":{...}}`, the error object
+// itself, or text) — ends the parse with a PlatformError through `error_frame`.
 struct PlatformError {
   std::string code;
   std::string message;

@@ -104,6 +104,10 @@ void write_error(JsonWriter& w, const ApiError& e) {
     w.Key("retry_after_ms");
     w.Int64(e.retry_after->count());
   }
+  if (e.resume_at) {
+    w.Key("resume_at_ms");
+    w.Int64(epoch_ms(*e.resume_at));
+  }
   w.EndObject();
 }
 
@@ -183,6 +187,11 @@ void read_error(JsonReader& r, std::string& error, std::optional<ApiError>& out)
   std::int64_t retry_after = -1;
   er.integer("retry_after_ms", retry_after);
   if (retry_after >= 0) e.retry_after = milliseconds(retry_after);
+  std::int64_t resume_at = -1;
+  er.integer("resume_at_ms", resume_at);
+  if (resume_at >= 0) {
+    e.resume_at = WallClock::time_point(std::chrono::duration_cast<WallClock::duration>(milliseconds(resume_at)));
+  }
   auto c = error_class_from_string(cls);
   auto k = error_kind_from_string(kind);
   if (!c) er.fail("class", "unknown error class '" + cls + "'");

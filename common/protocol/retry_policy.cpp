@@ -14,6 +14,7 @@ RetryDecision decide_retry(const RetryPolicy& policy, const ApiError& error, int
     case ErrorClass::task_fatal:
       return FailTask{};
     case ErrorClass::retryable:
+    case ErrorClass::wait_until:  // reached only without a reset time to wait for: backoff, as retryable
       break;
   }
   if (attempts_made > policy.max_retries) return FailTask{};

@@ -28,6 +28,8 @@ struct FailTask {};
 struct AbortRun {};
 using RetryDecision = std::variant<RetryAfter, FailTask, AbortRun>;
 
+// A wait_until error comes here only when the engine has no reset time to pause for (or the task has
+// waited its share): it is retried with backoff like a retryable one.
 // `attempts_made` counts attempts so far, including the one that just failed with `error`.
 // `uniform01` is a random draw in [0, 1): the caller owns the generator, so tests are deterministic.
 RetryDecision decide_retry(const RetryPolicy& policy, const ApiError& error, int attempts_made,

@@ -80,6 +80,12 @@ struct Row {
   Fields fields;
 };
 
+// What a usage cap (platform codes 1308/1310: "your limit will reset at <time>") does to a run.
+enum class OnQuota {
+  wait,  // no task starts until the reset time the platform names (a monitor keeps running), then go on
+  stop,  // abort the run (exit 3 for the CLI); a resume continues it later
+};
+
 // Everything that decides how a run goes. The command-line flags map onto it one to one (--quiet is
 // `console = false`, --prompt-file's contents go to `prompts`). Defaults are the CLI's, except that a
 // library run writes no file (log, report, journal) unless asked and prints nothing.
@@ -97,6 +103,10 @@ struct Config {
   std::int64_t requests_per_minute = 0;  // --rpm: at most this many requests a minute, no first-minute burst; 0 = no cap
   std::int64_t tokens_per_minute = 0;    // --tpm: tokens (prompt + completion) a minute; 0 = no cap
   int max_retries = 2;                        // retries after the first attempt
+  OnQuota on_quota = OnQuota::wait;           // a usage cap: wait for its reset, or stop the run
+  // An analysis cut short (finish_reason length / model_context_window_exceeded) or empty: false fails
+  // the task (error kind "incomplete", the partial text kept in Result::analysis); true accepts it.
+  bool accept_incomplete = false;
   int batch_size = 0;                         // topics read ahead of the workers; 0 = 4 x concurrency
 
   std::string chat_model = "glm-4.5-air";  // writes the analysis
@@ -197,9 +207,10 @@ struct Step {
 
 // Why a task failed or was cancelled (the report's `error`).
 struct Error {
-  std::string error_class;  // "retryable" | "task_fatal" | "run_fatal"
-  std::string kind;  // "api" | "transport" | "timeout" | "protocol" | "content" | "invalid_json" | "crash" |
-                     // "cancelled"
+  std::string error_class;  // "retryable" | "task_fatal" | "run_fatal" | "wait_until" (a usage cap)
+  // "api" | "transport" | "timeout" | "protocol" | "content" | "invalid_json" | "crash" | "cancelled" |
+  // "incomplete"
+  std::string kind;
   int http_status = 0;      // 0 when no HTTP answer was received
   std::string code;         // the platform's error code ("1302"), empty when none
   std::string message;

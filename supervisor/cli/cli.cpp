@@ -31,7 +31,8 @@ constexpr const char* kFooter = R"(Exit status:
   0    every task succeeded
   1    the run finished and some tasks failed
   2    bad usage or configuration (nothing was sent)
-  3    aborted: a run-fatal API error (auth, no balance, unknown model) or workers that keep crashing
+  3    aborted: a run-fatal API error (auth, no balance, unknown model), a usage cap under
+       --on-quota stop, or workers that keep crashing
   128+N  stopped by signal N after a graceful drain (130 SIGINT, 143 SIGTERM); the report is written
 
 Signals: TERM/INT drain in-flight tasks (up to --drain-grace) then write the report; a second TERM/INT
@@ -112,6 +113,7 @@ struct Flags {
   concurrent_bigmodel::Config& cfg = inv.config;
   std::optional<std::string> api_key;
   std::string mode = "multiprocessing";
+  std::string on_quota = "wait";
   double timeout_s = 120.0;
   double delay_s = 0.5;
   double kill_grace_s = 2.0;
@@ -237,6 +239,17 @@ struct Flags {
                  "Tokens (prompt + completion) a minute at most; attempts reserve an estimate,\n"
                  "corrected from the answers' usage; 0 = no cap")
         ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000000000000}))
+        ->group(rel);
+    a.add_option("--on-quota", on_quota,
+                 "What a usage cap (codes 1308/1310, \"your limit will reset at ...\") does: wait (no task\n"
+                 "starts until the reset time the platform names, then the run goes on) | stop (abort,\n"
+                 "exit 3; --resume continues later)")
+        ->check(CLI::IsMember({"wait", "stop"}))
+        ->capture_default_str()
+        ->group(rel);
+    a.add_flag("--accept-incomplete", cfg.accept_incomplete,
+               "Count an analysis cut short (finish_reason length or model_context_window_exceeded) or\n"
+               "empty as a success; by default it fails the task, its partial text kept in the report")
         ->group(rel);
     a.add_option("--max-restarts", cfg.max_restarts,
                  "Abort (exit 3) after more worker restarts than this within --restart-period while no task "
@@ -445,6 +458,7 @@ struct Flags {
     cfg.mode = mode == "threading" ? Mode::threading
                : mode == "asyncio" ? Mode::asyncio
                                    : Mode::multiprocessing;
+    cfg.on_quota = on_quota == "stop" ? concurrent_bigmodel::OnQuota::stop : concurrent_bigmodel::OnQuota::wait;
     cfg.timeout = seconds_to_ms(timeout_s);
     cfg.delay = seconds_to_ms(delay_s);
     cfg.kill_grace = seconds_to_ms(kill_grace_s);

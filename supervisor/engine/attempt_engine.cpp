@@ -3,10 +3,40 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "error_classification.hpp"
 #include "retry_policy.hpp"
 
 namespace cbm {
 namespace {
+
+// After this many waits for a usage cap's reset, a task's next cap is retried with backoff within
+// --max-retries like a retryable failure: a server that keeps naming a reset and refusing after it
+// cannot hold a task forever.
+constexpr int kMaxQuotaWaits = 5;
+// Dispatch resumes this long after the reset the platform names (to the second): a platform clock a
+// little behind ours does not answer the first request with the cap again.
+constexpr std::chrono::seconds kQuotaMargin{1};
+
+// "HTTP 429 code 1113 (account in arrears: no balance): <the platform's message>".
+std::string describe_with_meaning(const ApiError& error) {
+  std::string text;
+  if (error.http_status != 0) {
+    text += "HTTP ";
+    text += std::to_string(error.http_status);
+  }
+  if (!error.code.empty()) {
+    text += text.empty() ? "code " : " code ";
+    text += error.code;
+    if (const ErrorCodeInfo* row = find_error_code(error.code)) {
+      text += " (";
+      text += row->meaning;
+      text += ')';
+    }
+  }
+  if (!text.empty()) text += ": ";
+  text += error.message;
+  return text;
+}
 
 // The error an attempt ended early by the engine carries, the same whichever transport ran it.
 ApiError ended_early(CancelCause cause, Clock::duration timeout) {
@@ -95,6 +125,9 @@ void AttemptEngine::fire_due_timers() {
       case Timer::Kind::admission:
         admission_timer_set_ = false;
         break;
+      case Timer::Kind::quota_resume:
+        end_pause_if_due();
+        break;
       case Timer::Kind::give_up:
         if (failing_ && running_ > 0) throw std::runtime_error("running attempts did not come back after the stop");
         break;
@@ -166,7 +199,7 @@ void AttemptEngine::refill() {
 }
 
 void AttemptEngine::dispatch() {
-  if (!may_dispatch()) return;
+  if (!may_dispatch() || paused()) return;
   const auto now = clock_.now();
   while (book_.has_ready()) {
     const auto slot = take_startable_slot();
@@ -233,6 +266,10 @@ void AttemptEngine::attempt_ended(std::size_t slot, AttemptOutcome outcome) {
   const TaskId id = *s.task;
   const auto now = clock_.now();
   if (s.cancelled && caused_by_cancel(outcome)) outcome.error = ended_early(*s.cancelled, config_.timeout);
+  // --accept-incomplete: a cut or empty analysis is the answer (its steps keep the finish_reason).
+  if (config_.accept_incomplete && !outcome.ok() && outcome.error->kind == ErrorKind::incomplete) {
+    outcome.error.reset();
+  }
   const bool stopped = s.cancelled == CancelCause::stop;
   const auto limit_change = gate_.release(*s.permit, outcome, now);
   s.task.reset();
@@ -270,22 +307,59 @@ void AttemptEngine::after_failure(TaskId id, AttemptOutcome outcome, std::size_t
     log_.info(slot_name(slot) + " task " + std::to_string(id) +
               ": not counted against its retries (workers are dying under other tasks too)");
   }
-  std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  const RetryDecision decision = decide_retry(config_.retry, error, t.charged_attempts(), jitter(rng_));
-  if (std::holds_alternative<AbortRun>(decision)) {
-    ledger_.mark_aborted("run-fatal API error: " + error.describe());
+  const bool quota = error.error_class == ErrorClass::wait_until;
+  if (quota && config_.on_quota == QuotaAction::stop) {
+    ledger_.mark_aborted("usage cap: " + describe_with_meaning(error) +
+                         " (--on-quota stop: the run stops here; --resume continues it after the reset)");
     control_.stop_now();
+    book_.finish(id, t.finish(TaskStatus::failed, std::move(outcome), static_cast<int>(slot), now));
+    return;
   }
-  const auto* retry = std::get_if<RetryAfter>(&decision);
-  if (retry == nullptr) {
+  std::optional<Clock::time_point> retry_at;
+  if (quota && error.resume_at && t.quota_waits() < kMaxQuotaWaits && may_dispatch()) {
+    t.count_quota_wait();
+    retry_at = pause_for_quota(error);
+  } else {
+    std::uniform_real_distribution<double> jitter(0.0, 1.0);
+    const RetryDecision decision = decide_retry(config_.retry, error, t.charged_attempts(), jitter(rng_));
+    if (std::holds_alternative<AbortRun>(decision)) {
+      ledger_.mark_aborted("run-fatal API error: " + describe_with_meaning(error));
+      control_.stop_now();
+    }
+    if (const auto* retry = std::get_if<RetryAfter>(&decision)) retry_at = now + retry->delay;
+  }
+  if (!retry_at) {
     book_.finish(id, t.finish(TaskStatus::failed, std::move(outcome), static_cast<int>(slot), now));
   } else if (!may_dispatch()) {
     book_.finish(id, t.cancel(CancelPoint::before_retry, ledger_.abort_reason().has_value(),
                               static_cast<int>(slot), now));
   } else {
     book_.wait_to_retry(id);
-    timers_.set(now + retry->delay, Timer{Timer::Kind::retry, id});
+    timers_.set(*retry_at, Timer{Timer::Kind::retry, id});
   }
+}
+
+// Every task waits for the reset (the attempts running go on: they may bring a later reset, which
+// lengthens the pause). The time is the platform's wall clock, turned into the engine's.
+Clock::time_point AttemptEngine::pause_for_quota(const ApiError& error) {
+  const WallClock::time_point until = *error.resume_at + kQuotaMargin;
+  const auto end = clock_.now() + std::chrono::duration_cast<Clock::duration>(until - clock_.wall_now());
+  if (paused() && end <= pause_end_) return pause_end_;
+  pause_end_ = end;
+  paused_until_wall_ = until;
+  timers_.set(pause_end_, Timer{Timer::Kind::quota_resume});
+  log_.warn("usage cap (code " + error.code + "): no task starts until " + local_time_of_day(until) +
+            " (the platform's reset time, plus " + seconds_text(kQuotaMargin) + "); " + std::to_string(running_) +
+            " attempts in flight go on");
+  observer_.quota_paused(until);
+  return pause_end_;
+}
+
+void AttemptEngine::end_pause_if_due() {
+  if (!paused() || clock_.now() < pause_end_) return;  // a later reset moved the end
+  paused_until_wall_.reset();
+  log_.info("usage cap reset: tasks start again");
+  observer_.quota_paused(std::nullopt);
 }
 
 // The slot may take its next task after --delay.
@@ -352,6 +426,7 @@ ExecutorGauges AttemptEngine::gauges() const {
   g.in_flight = running_;
   g.limit = gate_.limit();
   g.restarts = transport_->restarts();
+  g.paused_until = paused_until_wall_;
   return g;
 }
 

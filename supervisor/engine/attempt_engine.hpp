@@ -9,7 +9,8 @@
 //
 //   fire_due_timers -> apply_stop_rules -> refill -> dispatch -> retire_idle -> wait (transport)
 //
-// Every wake-up it needs is a timer in one TimerHeap (retries, --delay, admissions, the drain grace)
+// Every wake-up it needs is a timer in one TimerHeap (retries, --delay, admissions, the drain grace,
+// the end of a usage cap's pause)
 // or a running attempt's deadline (kept in its slot: an attempt that ends in time leaves nothing
 // behind); the transport's wait() sleeps until the earliest, a control wake-up or an event.
 // Time comes from the injected RunClock. Single-threaded: the transport reports on this thread.
@@ -56,7 +57,7 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
     Clock::time_point deadline{};                    // the running attempt's --timeout
   };
   struct Timer {
-    enum class Kind { retry, slot_free, admission, drain_end, give_up } kind;
+    enum class Kind { retry, slot_free, admission, drain_end, give_up, quota_resume } kind;
     std::uint64_t target = 0;  // the slot (slot_free) or the task (retry)
   };
 
@@ -74,6 +75,11 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   void start_attempt(std::size_t slot, TaskId task, ConcurrencyGate::Permit permit);
   void free_slot(std::size_t slot);
   void after_failure(TaskId task, AttemptOutcome outcome, std::size_t slot);
+  // A usage cap (wait_until with a reset time): dispatch pauses for every task until the reset; returns
+  // when the waiting task may run again.
+  Clock::time_point pause_for_quota(const ApiError& error);
+  bool paused() const { return paused_until_wall_.has_value(); }
+  void end_pause_if_due();
   // The run cannot go on (a source or the transport threw): abort, end what runs, record everything.
   void fail_run(const std::string& what);
   void abandon_running();
@@ -101,6 +107,10 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   bool last_round_ = false;
   bool stopped_now_ = false;      // the stop rules ended the running attempts (once a round)
   bool admission_timer_set_ = false;
+  // A usage cap's pause: no attempt starts before pause_end_ (the engine's clock); the reset as the
+  // platform named it (plus the margin) for the status line and metrics. Outlives rounds.
+  Clock::time_point pause_end_{};
+  std::optional<WallClock::time_point> paused_until_wall_;
   std::optional<Clock::time_point> drain_deadline_;
   bool failing_ = false;  // in fail_run: attempts still running after the drain grace are abandoned
   // No running attempt's deadline is before this (recomputed when one passes).

@@ -14,6 +14,9 @@ class RunClock {
 
   virtual ~RunClock() = default;
   virtual Clock::time_point now() const = 0;
+  // The wall clock, for times the platform names (a usage cap's reset). The product's is the system
+  // clock; a test's moves with its steady time.
+  virtual std::chrono::system_clock::time_point wall_now() const { return std::chrono::system_clock::now(); }
 
   // The process's steady clock.
   static RunClock& steady();

@@ -35,16 +35,20 @@ class TaskProgress {
   const Task& task() const { return task_; }
   int attempts() const { return attempts_; }
   // Attempts that count against --max-retries: all but those whose failure was not the task's own
-  // (a worker killed from outside; see crash_attribution.hpp).
-  int charged_attempts() const { return attempts_ - excused_; }
+  // (a worker killed from outside; see crash_attribution.hpp) and those a usage cap stopped (the task
+  // then waited for the cap's reset).
+  int charged_attempts() const { return attempts_ - excused_ - quota_waits_; }
   int excused() const { return excused_; }
   void excuse_attempt() { ++excused_; }
+  int quota_waits() const { return quota_waits_; }
+  void count_quota_wait() { ++quota_waits_; }
   const std::optional<ApiError>& last_error() const { return last_error_; }
 
  private:
   Task task_;
   int attempts_ = 0;
   int excused_ = 0;
+  int quota_waits_ = 0;
   WallClock::time_point started_{};
   Clock::time_point started_mono_{};
   Usage usage_;

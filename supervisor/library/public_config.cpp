@@ -88,6 +88,16 @@ void set_request_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
   }
 }
 
+QuotaAction internal_quota_action(concurrent_bigmodel::OnQuota q) {
+  switch (q) {
+    case concurrent_bigmodel::OnQuota::wait:
+      return QuotaAction::wait;
+    case concurrent_bigmodel::OnQuota::stop:
+      return QuotaAction::stop;
+  }
+  throw std::invalid_argument("concurrent_bigmodel::Config: on_quota: unknown value");
+}
+
 }  // namespace
 
 bool same_file_path(const std::filesystem::path& a, const std::filesystem::path& b) {
@@ -188,6 +198,8 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
     r.pipeline.prompts = std::move(prompts.value());
   }
   r.retry.max_retries = c.max_retries;
+  r.on_quota = internal_quota_action(c.on_quota);
+  r.accept_incomplete = c.accept_incomplete;
   return r;
 }
 

@@ -11,15 +11,15 @@ namespace {
 
 constexpr std::array<TaskStatus, 3> kStatusOrder = {TaskStatus::succeeded, TaskStatus::failed,
                                                     TaskStatus::cancelled};
-constexpr std::array<std::string_view, 5> kResultNames = {"ok", "retryable", "task_fatal", "run_fatal",
-                                                          "cancelled"};
-constexpr std::array<ErrorKind, 8> kKindOrder = {
-    ErrorKind::api,     ErrorKind::transport,    ErrorKind::timeout, ErrorKind::protocol,
-    ErrorKind::content, ErrorKind::invalid_json, ErrorKind::crash,   ErrorKind::cancelled};
+constexpr std::array<std::string_view, 6> kResultNames = {"ok",        "retryable",  "task_fatal",
+                                                          "run_fatal", "wait_until", "cancelled"};
+constexpr std::array<ErrorKind, 9> kKindOrder = {
+    ErrorKind::api,          ErrorKind::transport, ErrorKind::timeout,   ErrorKind::protocol,  ErrorKind::content,
+    ErrorKind::invalid_json, ErrorKind::crash,     ErrorKind::cancelled, ErrorKind::incomplete};
 
 std::size_t result_index(const AttemptOutcome& outcome) {
   if (outcome.ok()) return 0;
-  if (outcome.error->kind == ErrorKind::cancelled) return 4;
+  if (outcome.error->kind == ErrorKind::cancelled) return kResultNames.size() - 1;
   return 1 + static_cast<std::size_t>(outcome.error->error_class);
 }
 
@@ -76,6 +76,11 @@ void Metrics::attempt_ended(const Task& task, const AttemptOutcome& outcome, int
           .first->second.observe(seconds(step.latency));
     }
   }
+  if (!outcome.ok() && outcome.error->kind == ErrorKind::api) {
+    const ApiError& e = *outcome.error;
+    std::lock_guard lock(api_errors_mu_);
+    ++api_errors_[{e.code.empty() ? "none" : e.code, e.http_status}];
+  }
   if (!outcome.ok() && outcome.error->kind != ErrorKind::cancelled) {
     std::lock_guard lock(failures_mu_);
     last_failure_[{task.round, task.id}] = static_cast<std::size_t>(outcome.error->kind);
@@ -119,6 +124,12 @@ void Metrics::round_finished(std::uint32_t round) {
   if (!failed) last_round_success_.store(unix_now(), std::memory_order_relaxed);
 }
 
+void Metrics::quota_paused(std::optional<WallClock::time_point> until) {
+  const std::int64_t seconds_since_epoch =
+      until ? std::chrono::duration_cast<std::chrono::seconds>(until->time_since_epoch()).count() : 0;
+  paused_until_.store(seconds_since_epoch, std::memory_order_relaxed);
+}
+
 std::string Metrics::render() const {
   constexpr auto relaxed = std::memory_order_relaxed;
   PrometheusText out;
@@ -138,9 +149,19 @@ std::string Metrics::render() const {
   out.family("cbm_retries_total", "counter",
              "Attempts started again after a failed one, by the failure's kind.");
   for (const ErrorKind k : kKindOrder) {
-    if (k == ErrorKind::cancelled) continue;  // a cancelled attempt is never retried
+    // A cancelled attempt is never retried, nor is an incomplete one (task_fatal).
+    if (k == ErrorKind::cancelled || k == ErrorKind::incomplete) continue;
     out.sample("cbm_retries_total", {{"kind", to_string(k)}},
                retries_[static_cast<std::size_t>(k)].load(relaxed));
+  }
+
+  {
+    std::lock_guard lock(api_errors_mu_);
+    out.family("cbm_api_errors_total", "counter",
+               "Error answers from the platform, by its error code and the HTTP status.");
+    for (const auto& [key, n] : api_errors_) {
+      out.sample("cbm_api_errors_total", {{"code", key.first}, {"http_status", std::to_string(key.second)}}, n);
+    }
   }
 
   {
@@ -169,6 +190,9 @@ std::string Metrics::render() const {
   out.family("cbm_concurrency_limit", "gauge",
              "The effective limit on attempts in flight (--concurrency, lowered by the platform's 429s).");
   out.sample("cbm_concurrency_limit", {}, static_cast<double>(limit_.load(relaxed)));
+  out.family("cbm_quota_paused_until_seconds", "gauge",
+             "While a usage cap pauses dispatch, when the pause ends (Unix time); 0 when not paused.");
+  out.sample("cbm_quota_paused_until_seconds", {}, static_cast<double>(paused_until_.load(relaxed)));
   out.family("cbm_worker_restarts_total", "counter", "Workers that died unexpectedly and were restarted.");
   out.sample("cbm_worker_restarts_total", {}, worker_restarts_.load(relaxed));
   out.family("cbm_rounds_completed_total", "counter", "Rounds over the topic list that ended.");

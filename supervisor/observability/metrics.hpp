@@ -8,7 +8,11 @@
 //   cbm_tasks_total{outcome}             terminal records (succeeded | failed | cancelled), copies of
 //                                        duplicate topics included
 //   cbm_attempts_total{result}           ended attempts: ok, or the error class of the failure
-//                                        (retryable | task_fatal | run_fatal), or cancelled (a stop)
+//                                        (retryable | task_fatal | run_fatal | wait_until), or
+//                                        cancelled (a stop)
+//   cbm_api_errors_total{code,http_status} error answers from the platform (an error status, an HTTP
+//                                        200 error body or stream frame), by its code ("none" when it
+//                                        had none) and HTTP status
 //   cbm_retries_total{kind}              attempts started again after a failure, by that failure's
 //                                        kind (only retryable failures are retried)
 //   cbm_task_duration_seconds{outcome}   first attempt's start to terminal record, retries and backoff
@@ -16,6 +20,8 @@
 //   cbm_request_duration_seconds{step,model}  each model call that ended, failed ones included (step
 //                                        search | analysis); a crashed worker's calls are lost with it
 //   cbm_in_flight                        attempts running now
+//   cbm_quota_paused_until_seconds       while a usage cap (1308, 1310) pauses dispatch, when it ends
+//                                        (Unix time); 0 when not paused
 //   cbm_concurrency_limit                the effective in-flight limit (--concurrency until the
 //                                        platform's 429s lower it)
 //   cbm_worker_restarts_total            unexpected worker deaths (multiprocessing)
@@ -55,6 +61,7 @@ class Metrics final : public RunObserver {
   void worker_restarted(int worker) override;
   void limit_changed(int effective) override;
   void round_finished(std::uint32_t round) override;
+  void quota_paused(std::optional<WallClock::time_point> until) override;
 
   // Where the LangSmith counters come from (set once, before the run; none: not rendered).
   void trace_totals(std::function<SenderTotals()> source) { trace_totals_ = std::move(source); }
@@ -76,8 +83,8 @@ class Metrics final : public RunObserver {
   };
   using Counter = std::atomic<std::uint64_t>;
   static constexpr std::size_t kStatuses = 3;  // TaskStatus
-  static constexpr std::size_t kResults = 5;   // ok, the three error classes, cancelled
-  static constexpr std::size_t kKinds = 8;     // ErrorKind
+  static constexpr std::size_t kResults = 6;   // ok, the four error classes, cancelled
+  static constexpr std::size_t kKinds = 9;     // ErrorKind
 
   std::array<Counter, kStatuses> tasks_{};
   std::array<Counter, kResults> attempts_{};
@@ -87,6 +94,7 @@ class Metrics final : public RunObserver {
   std::atomic<double> last_round_success_{0.0};
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<int> limit_;
+  std::atomic<std::int64_t> paused_until_{0};  // Unix seconds; 0: not paused
   double start_time_;
 
   struct Tokens {
@@ -101,6 +109,9 @@ class Metrics final : public RunObserver {
   std::map<std::string, Tokens> tokens_;              // by model
   std::map<std::uint32_t, bool> round_failed_;        // rounds in progress: did a task not succeed?
   std::function<SenderTotals()> trace_totals_;
+
+  mutable std::mutex api_errors_mu_;
+  std::map<std::pair<std::string, int>, std::uint64_t> api_errors_;  // by (code, HTTP status)
 
   // The kind of each task's last failed attempt, until its next attempt starts or it ends.
   std::mutex failures_mu_;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
 #include <sstream>
 
 namespace cbm {
@@ -25,6 +26,15 @@ std::string duration_text(double seconds) {
 }
 
 }  // namespace
+
+std::string local_time_of_day(WallClock::time_point t) {
+  const std::time_t when = WallClock::to_time_t(t);
+  std::tm local{};
+  if (::localtime_r(&when, &local) == nullptr) return "?";
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%02d:%02d", local.tm_hour % 100, local.tm_min % 100);
+  return buf;
+}
 
 Progress::Progress(const RunLedger& ledger, bool quiet, milliseconds plain_interval)
     : ledger_(ledger), enabled_(!quiet), tty_(::isatty(STDERR_FILENO) == 1), interval_(tty_ ? kTtyInterval : plain_interval) {}
@@ -64,6 +74,7 @@ std::string Progress::line(const ExecutorGauges& g) const {
     s << ", ETA " << duration_text(static_cast<double>(*expected_ - done) / rate);
   }
   s << ", " << retries << " retries, " << g.restarts << " restarts";
+  if (g.paused_until) s << ", paused until " << local_time_of_day(*g.paused_until) << " (usage cap)";
   return s.str();
 }
 

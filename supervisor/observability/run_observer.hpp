@@ -5,6 +5,7 @@
 // and fast: they run on the critical path.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "task.hpp"
@@ -27,6 +28,8 @@ class RunObserver {
   // The adaptive in-flight limit moved.
   virtual void limit_changed(int /*effective*/) {}
   virtual void round_finished(std::uint32_t /*round*/) {}
+  // The platform's usage cap paused dispatch until `until` (wall clock); nullopt: dispatch resumed.
+  virtual void quota_paused(std::optional<WallClock::time_point> /*until*/) {}
 };
 
 // Fans every call out to several observers, in the order they were added; each must outlive the list.
@@ -52,6 +55,9 @@ class ObserverList final : public RunObserver {
   }
   void round_finished(std::uint32_t r) override {
     for (auto& o : observers_) o->round_finished(r);
+  }
+  void quota_paused(std::optional<WallClock::time_point> until) override {
+    for (auto& o : observers_) o->quota_paused(until);
   }
 
  private:

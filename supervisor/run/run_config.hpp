@@ -22,6 +22,12 @@ namespace cbm {
 enum class Mode { multiprocessing, threading, asyncio };
 std::string_view to_string(Mode m);
 
+// What a usage cap (1308, 1310: "your limit will reset at ...") does to the run (--on-quota).
+enum class QuotaAction {
+  wait,  // pause dispatch for every task until the reset time, then go on
+  stop,  // abort the run (exit 3); --resume continues it later
+};
+
 struct RestartIntensity {
   int max_restarts = 20;                  // more than this many worker restarts...
   std::chrono::milliseconds period{10000};  // ...within this window aborts the run (exit 3)
@@ -60,6 +66,8 @@ struct RunConfig {
   ClientConfig client;
   PipelineConfig pipeline;
   RetryPolicy retry;
+  QuotaAction on_quota = QuotaAction::wait;
+  bool accept_incomplete = false;  // an analysis cut short or empty is a success (--accept-incomplete)
   std::optional<LangSmithSettings> langsmith;  // tracing (from the LANGSMITH_* environment); nullopt: off
 };
 

@@ -368,3 +368,40 @@ TEST_CASE("a library Result's steps carry the request_id sent and the platform's
   CHECK(requests[0].is_web_search());
   CHECK(requests[0].json()["request_id"].GetString() == steps[0].request_id);
 }
+
+TEST_CASE("Config::accept_incomplete and Config::on_quota reach the run", "[library][errors]") {
+  Simulator sim;
+  const lib::Mode mode = any_mode();
+  SECTION("an analysis cut short fails by default, its partial text and finish_reason kept") {
+    lib::Config config = config_for(sim, mode);
+    config.search = false;
+    lib::Executor executor(config);
+    const lib::Report report = executor.execute_concurrent({"Cut [[fault:length]]"});
+    REQUIRE(report.results.size() == 1);
+    const lib::Result& r = report.results[0];
+    CHECK(r.status == lib::Status::failed);
+    REQUIRE(r.error);
+    CHECK(r.error->kind == "incomplete");
+    CHECK_FALSE(r.analysis.empty());
+    REQUIRE(r.steps.size() == 1);
+    CHECK(r.steps[0].finish_reason == "length");
+  }
+  SECTION("accept_incomplete makes it a success") {
+    lib::Config config = config_for(sim, mode);
+    config.search = false;
+    config.accept_incomplete = true;
+    lib::Executor executor(config);
+    const lib::Report report = executor.execute_concurrent({"Cut [[fault:length]]"});
+    REQUIRE(report.results.size() == 1);
+    CHECK(report.results[0].success());
+  }
+  SECTION("on_quota stop aborts the run at a usage cap") {
+    lib::Config config = config_for(sim, mode);
+    config.on_quota = lib::OnQuota::stop;
+    lib::Executor executor(config);
+    const lib::Report report = executor.execute_concurrent(numbered_topics("Capped [[fault:quota_reset_600s]]", 6));
+    REQUIRE(report.summary.abort_reason);
+    CHECK_THAT(*report.summary.abort_reason, Catch::Contains("1308") && Catch::Contains("--resume"));
+    CHECK(report.summary.exit_status == 3);
+  }
+}

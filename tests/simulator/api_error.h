@@ -1,5 +1,8 @@
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,7 +16,23 @@ struct ApiError {
   std::string message;
 
   std::string body() const;
+  // The same with the code as a JSON integer (as the z.ai spec writes it).
+  std::string body_with_integer_code() const;
 };
+
+// Every code of the platform's error table (docs/protocol.md, "Errors") with the HTTP status it comes
+// with and the platform's message; nullopt for a code the table does not have. 1308 and 1310 name a
+// reset time a minute ahead (quota_reset names one of your choosing).
+std::optional<ApiError> platform_error(std::uint32_t code);
+
+// A usage cap (code 1308 or 1310) that resets at `reset`, written as the platform writes it: to the
+// second, in UTC+8, no zone named ("Your limit will reset at 2026-05-25 19:22:49").
+ApiError quota_reset(std::uint32_t code, std::chrono::system_clock::time_point reset);
+
+// api.openai.com's answer to a field it does not know: HTTP 400,
+// {"error":{"message":"Unrecognized request argument supplied: FIELD","type":"invalid_request_error",
+// "param":null,"code":null}}.
+std::string unrecognized_argument_body(std::string_view field);
 
 // The errors the simulator answers with, named for their meaning. Codes follow docs/protocol.md, "Errors".
 namespace api_errors {

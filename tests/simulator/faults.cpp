@@ -5,6 +5,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "api_error.h"
 #include "random.h"
 
 namespace simulator {
@@ -34,7 +35,62 @@ constexpr std::array<std::string_view, kFaultCount> kNames = {
     "empty_choices",
     "wrong_types",
     "kill_client",
+    "length",
+    "context_exceeded",
+    "empty_content",
+    "unrecognized_argument",
+    "code_NNNN",
+    "code_NNNN_int",
+    "code_NNNN_in200",
+    "quota_reset_Ns",
+    "quota_1310_reset_Ns",
 };
+
+bool parameterised(Fault fault) {
+  switch (fault) {
+    case Fault::kCode:
+    case Fault::kCodeInt:
+    case Fault::kCodeIn200:
+    case Fault::kQuotaReset:
+    case Fault::kQuota1310Reset:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::optional<std::uint32_t> whole_number(std::string_view digits) {
+  std::uint32_t n = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
+  return n;
+}
+
+// "code_1302", "code_1302_int", "code_1302_in200", "quota_reset_3s", "quota_1310_reset_3s".
+std::optional<std::pair<Fault, std::uint32_t>> parse_parameterised(std::string_view name) {
+  if (name.starts_with("code_")) {
+    name.remove_prefix(5);
+    Fault fault = Fault::kCode;
+    if (name.ends_with("_int")) {
+      fault = Fault::kCodeInt;
+      name.remove_suffix(4);
+    } else if (name.ends_with("_in200")) {
+      fault = Fault::kCodeIn200;
+      name.remove_suffix(6);
+    }
+    const auto code = whole_number(name);
+    if (!code || !platform_error(*code)) return std::nullopt;
+    return std::pair{fault, *code};
+  }
+  for (const auto& [prefix, fault] : {std::pair{std::string_view("quota_reset_"), Fault::kQuotaReset},
+                                      std::pair{std::string_view("quota_1310_reset_"), Fault::kQuota1310Reset}}) {
+    if (!name.starts_with(prefix) || !name.ends_with('s')) continue;
+    const auto seconds = whole_number(name.substr(prefix.size(), name.size() - prefix.size() - 1));
+    if (!seconds) return std::nullopt;
+    return std::pair{fault, *seconds};
+  }
+  return std::nullopt;
+}
 
 constexpr std::string_view kMarkerOpen = "[[fault:";
 constexpr std::string_view kMarkerClose = "]]";
@@ -50,9 +106,9 @@ std::optional<FaultMarker> parse_marker_body(std::string_view body) {
     first_k = k;
     body = body.substr(0, star);
   }
-  const auto fault = fault_from_name(body);
-  if (!fault) return std::nullopt;
-  return FaultMarker{*fault, first_k, {}};
+  if (const auto fault = fault_from_name(body)) return FaultMarker{*fault, 0, first_k, {}};
+  if (const auto fault = parse_parameterised(body)) return FaultMarker{fault->first, fault->second, first_k, {}};
+  return std::nullopt;
 }
 
 }  // namespace
@@ -63,7 +119,7 @@ std::string_view fault_name(Fault fault) {
 
 std::optional<Fault> fault_from_name(std::string_view name) {
   for (std::size_t i = 0; i < kNames.size(); ++i) {
-    if (kNames[i] == name) return static_cast<Fault>(i);
+    if (kNames[i] == name && !parameterised(static_cast<Fault>(i))) return static_cast<Fault>(i);
   }
   return std::nullopt;
 }

@@ -38,15 +38,29 @@ enum class Fault {
   kEmptyChoices,
   kWrongTypes,
   kKillClient,
+  // The platform's answers (api_error.h, platform_error): finish reasons that cut the answer, every
+  // documented error code, usage caps naming their reset. The parameterised ones carry a number.
+  kLength,
+  kContextExceeded,
+  kEmptyContent,
+  kUnrecognizedArgument,
+  kCode,            // code_NNNN: the code's HTTP status and message, the code a JSON string
+  kCodeInt,         // code_NNNN_int: the same, the code a JSON integer
+  kCodeIn200,       // code_NNNN_in200: HTTP 200; a stream's `event: error` frame, else an {"error"} body
+  kQuotaReset,      // quota_reset_Ns: 429 code 1308, "Your limit will reset at <now + N s, UTC+8>"
+  kQuota1310Reset,  // quota_1310_reset_Ns: the same with code 1310
 };
-inline constexpr std::size_t kFaultCount = static_cast<std::size_t>(Fault::kKillClient) + 1;
+inline constexpr std::size_t kFaultCount = static_cast<std::size_t>(Fault::kQuota1310Reset) + 1;
 
+// "429_1302", or for a parameterised fault its pattern ("code_NNNN", "quota_reset_Ns").
 std::string_view fault_name(Fault fault);
+// An unparameterised fault by its name (parameterised ones are read by find_marker only).
 std::optional<Fault> fault_from_name(std::string_view name);
 
 // A `[[fault:NAME]]` or `[[fault:NAME*K]]` marker found in a request's text.
 struct FaultMarker {
   Fault fault;
+  std::uint32_t param = 0;               // the number of a parameterised fault (the code, the seconds)
   std::optional<std::uint64_t> first_k;  // fault only the first K matching requests; nullopt: all of them
   std::string_view text;                 // the marker as written; points into the scanned text
 };

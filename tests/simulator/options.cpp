@@ -86,6 +86,24 @@ std::string_view fault_note(Fault fault) {
       return "content is a number";
     case Fault::kKillClient:
       return "SIGKILL the local process owning the peer socket; 500 if none";
+    case Fault::kLength:
+      return "finish_reason length, half the content";
+    case Fault::kContextExceeded:
+      return "finish_reason model_context_window_exceeded, half the content";
+    case Fault::kEmptyContent:
+      return "content only whitespace, finish_reason stop";
+    case Fault::kUnrecognizedArgument:
+      return "400 as api.openai.com: Unrecognized request argument supplied: thinking";
+    case Fault::kCode:
+      return "any code of the platform's table (1000..1313, 500): its HTTP status and message";
+    case Fault::kCodeInt:
+      return "the same, the code as a JSON integer";
+    case Fault::kCodeIn200:
+      return "HTTP 200: a stream's first event `event: error`, else an {\"error\"} body";
+    case Fault::kQuotaReset:
+      return "429 code 1308, \"Your limit will reset at\" now + N s (UTC+8, to the second)";
+    case Fault::kQuota1310Reset:
+      return "the same with code 1310";
   }
   return "";
 }

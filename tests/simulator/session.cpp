@@ -77,6 +77,7 @@ void Session::read_header() {
   parser_->body_limit(state_.options.max_body);
   is_chat_ = false;
   fault_.reset();
+  fault_param_ = 0;
   http::async_read_header(socket_, buffer_, *parser_,
                           [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_header(ec); });
 }
@@ -266,7 +267,10 @@ std::optional<Fault> Session::choose_fault() {
   if (!marker && chat_request_.web_search && chat_request_.web_search->query) {
     marker = find_marker(*chat_request_.web_search->query);
   }
-  if (marker && state_.markers.should_fault(*marker, topic)) return marker->fault;
+  if (marker && state_.markers.should_fault(*marker, topic)) {
+    fault_param_ = marker->param;
+    return marker->fault;
+  }
   return state_.options.fault_rates.draw();
 }
 
@@ -308,6 +312,25 @@ void Session::answer_chat() {
     case Fault::kSseError:
       if (!chat_request_.stream) return reply_error(api_errors::network_error());
       return send_completion();
+    case Fault::kCode:
+      return reply_error(*platform_error(fault_param_));
+    case Fault::kCodeInt: {
+      const ApiError error = *platform_error(fault_param_);
+      state_.stats.count_error_code(error.code);
+      return reply(error.status, kJson, error.body_with_integer_code());
+    }
+    case Fault::kCodeIn200:
+      return error_in_200(*platform_error(fault_param_));
+    case Fault::kQuotaReset:
+    case Fault::kQuota1310Reset: {
+      // To the second, as the platform writes it, and at least the asked seconds ahead.
+      const auto reset = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()) +
+                         std::chrono::seconds(1 + fault_param_);
+      state_.stats.note_quota_reset(reset);
+      return reply_error(quota_reset(*fault_ == Fault::kQuotaReset ? 1308 : 1310, reset));
+    }
+    case Fault::kUnrecognizedArgument:
+      return reply(400, kJson, unrecognized_argument_body("thinking"));
     case Fault::kInvalidJson:
     case Fault::kTruncatedJson:
     case Fault::kOversize:
@@ -315,8 +338,19 @@ void Session::answer_chat() {
     case Fault::kNetworkError:
     case Fault::kEmptyChoices:
     case Fault::kWrongTypes:
+    case Fault::kLength:
+    case Fault::kContextExceeded:
+    case Fault::kEmptyContent:
       return send_completion();
   }
+}
+
+// An error inside an HTTP 200 answer, as the platform sends some: a stream whose first event is
+// `event: error` with the error as its data, or a plain {"error"} body.
+void Session::error_in_200(const ApiError& error) {
+  state_.stats.count_error_code(error.code);
+  if (!chat_request_.stream) return reply(200, kJson, error.body());
+  send_events({"event: error\ndata: " + error.body() + "\n\n"});
 }
 
 // ---- Well-formed answers ----------------------------------------------------------------------------------
@@ -348,6 +382,11 @@ void Session::send_completion() {
     completion.finish_reason = "sensitive";
   } else if (fault_ == Fault::kNetworkError) {
     completion.finish_reason = "network_error";
+  } else if (fault_ == Fault::kLength || fault_ == Fault::kContextExceeded) {
+    completion.content.resize(completion.content.size() / 2);
+    completion.finish_reason = fault_ == Fault::kLength ? "length" : "model_context_window_exceeded";
+  } else if (fault_ == Fault::kEmptyContent) {
+    completion.content = " \n ";
   } else if (fault_ == Fault::kOversize) {
     completion.content.assign(kOversizeContentBytes, 'x');
     completion.usage.completion_tokens = tokens_for(completion.content.size());
@@ -382,9 +421,14 @@ std::vector<std::string> Session::stream_frames(const Completion& completion, Sh
 
 // Each SSE frame goes out as its own HTTP chunk, as a real token stream would.
 void Session::send_stream(std::vector<std::string> frames) {
+  for (auto& frame : frames) frame = "data: " + frame + "\n\n";
+  send_events(std::move(frames));
+}
+
+// Whole SSE events ("data: ...\n\n", or with an `event:` line), one HTTP chunk each.
+void Session::send_events(std::vector<std::string> events) {
   note_outcome(200);
-  frames_ = std::move(frames);
-  for (auto& frame : frames_) frame = "data: " + frame + "\n\n";
+  frames_ = std::move(events);
   next_frame_ = 0;
   prepare_head(200, "text/event-stream; charset=UTF-8", std::nullopt);
   head_.set(http::field::cache_control, "no-cache");

@@ -85,6 +85,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void send_completion();
   std::vector<std::string> stream_frames(const Completion& completion, Shape shape) const;
   void send_stream(std::vector<std::string> frames);
+  void send_events(std::vector<std::string> events);
+  void error_in_200(const ApiError& error);
   void write_next_frame();
 
   // Misbehaving answers.
@@ -115,6 +117,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   ChatRequest chat_request_;
   std::optional<Fault> fault_;
+  std::uint32_t fault_param_ = 0;  // a parameterised fault's number (the code, the seconds)
   std::optional<Admission> admission_;
 
   Response response_;

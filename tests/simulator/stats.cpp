@@ -64,8 +64,26 @@ void Stats::count_error_code(std::string_view code) {
   }
 }
 
-void Stats::count_topic(std::string_view topic) {
+namespace {
+std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+void Stats::note_quota_reset(std::chrono::system_clock::time_point reset) {
   std::lock_guard lock(maps_mutex_);
+  quota_resets_unix_ms_.push_back(unix_ms(reset));
+}
+
+void Stats::count_topic(std::string_view topic) {
+  const std::int64_t now = unix_ms(std::chrono::system_clock::now());
+  std::lock_guard lock(maps_mutex_);
+  if (topic_arrivals_ < kMaxArrivals) {
+    ++topic_arrivals_;
+    auto it = topic_arrivals_unix_ms_.find(topic);
+    if (it == topic_arrivals_unix_ms_.end()) it = topic_arrivals_unix_ms_.emplace(std::string(topic), std::vector<std::int64_t>{}).first;
+    it->second.push_back(now);
+  }
   if (const auto it = by_topic_.find(topic); it != by_topic_.end()) {
     ++it->second;
   } else {
@@ -132,6 +150,19 @@ std::string Stats::to_json() const {
       writer.EndObject();
     }
     writer.EndArray();
+    key(writer, "topic_arrivals_unix_ms");
+    writer.StartObject();
+    for (const auto& [topic, times] : topic_arrivals_unix_ms_) {
+      key(writer, topic);
+      writer.StartArray();
+      for (const auto ms : times) writer.Int64(ms);
+      writer.EndArray();
+    }
+    writer.EndObject();
+    key(writer, "quota_resets_unix_ms");
+    writer.StartArray();
+    for (const auto ms : quota_resets_unix_ms_) writer.Int64(ms);
+    writer.EndArray();
   }
 
   counter(writer, "connections_accepted", connections_accepted_);
@@ -156,6 +187,9 @@ void Stats::reset() {
   by_topic_.clear();
   arrivals_ms_.clear();
   recorded_.clear();
+  topic_arrivals_unix_ms_.clear();
+  topic_arrivals_ = 0;
+  quota_resets_unix_ms_.clear();
   epoch_ = std::chrono::steady_clock::now();
 }
 

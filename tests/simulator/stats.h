@@ -54,13 +54,18 @@ class Stats {
   void count_status(unsigned status);
   void count_fault(Fault fault);
   void count_error_code(std::string_view code);
+  // A chat request's topic: counted, and its arrival's wall-clock time kept (the first kMaxArrivals).
   void count_topic(std::string_view topic);
+  // A usage-cap answer named this reset time.
+  void note_quota_reset(std::chrono::system_clock::time_point reset);
   InFlight enter();
 
   // {"requests_total":n,"by_status":{"200":n},"by_fault":{"hang":n},"by_code":{"1302":n},
   //  "by_topic":{"<topic>":n},"connections_accepted":n,"in_flight":n,"peak_in_flight":n,"stream_requests":n,
   //  "arrivals_ms":[ms since start or reset, in arrival order],"web_search_requests":n,
-  //  "recent_requests":[{"path","user_agent","accept_language","body"}, oldest first]}
+  //  "recent_requests":[{"path","user_agent","accept_language","body"}, oldest first],
+  //  "topic_arrivals_unix_ms":{"<topic>":[Unix ms, in arrival order]},
+  //  "quota_resets_unix_ms":[the reset times usage-cap answers named, Unix ms]}
   std::string to_json() const;
 
   // Zeroes every counter. in_flight is a gauge of live requests, so it is kept, and the peak restarts from
@@ -94,6 +99,9 @@ class Stats {
   std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
   std::vector<std::uint64_t> arrivals_ms_;
   std::deque<RecordedRequest> recorded_;
+  std::map<std::string, std::vector<std::int64_t>, std::less<>> topic_arrivals_unix_ms_;
+  std::size_t topic_arrivals_ = 0;
+  std::vector<std::int64_t> quota_resets_unix_ms_;
 };
 
 }  // namespace simulator

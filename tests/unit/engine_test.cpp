@@ -4,6 +4,8 @@
 #include "attempt_engine.hpp"
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,10 +29,16 @@ namespace {
 class ManualClock final : public cbm::RunClock {
  public:
   Clock::time_point now() const override { return now_; }
+  // The wall clock moves with the steady one, from a fixed instant.
+  cbm::WallClock::time_point wall_now() const override {
+    return kWallStart + std::chrono::duration_cast<cbm::WallClock::duration>(now_ - kStart);
+  }
   void advance_to(Clock::time_point t) { now_ = std::max(now_, t); }
 
  private:
-  Clock::time_point now_{std::chrono::hours(1)};
+  static constexpr Clock::time_point kStart{std::chrono::hours(1)};
+  static constexpr cbm::WallClock::time_point kWallStart{std::chrono::hours(24 * 365 * 56)};
+  Clock::time_point now_{kStart};
 };
 
 // What an attempt does: ends after `after` with `outcome`, or never (nullopt: it hangs until cancelled).
@@ -173,6 +181,21 @@ struct Bench {
   std::unique_ptr<cbm::Progress> progress;
   ScriptedTransport* transport = nullptr;
   std::unique_ptr<cbm::AttemptEngine> engine;
+};
+
+// A usage cap (1308) whose reset is `ahead` of now (none: the message named no plausible time).
+AttemptOutcome quota(std::optional<cbm::WallClock::time_point> resume_at) {
+  AttemptOutcome o = failed(cbm::ErrorClass::wait_until, "1308");
+  o.error->http_status = 429;
+  o.error->resume_at = resume_at;
+  return o;
+}
+
+// What the engine told observers of usage-cap pauses, in order.
+class PauseLog final : public cbm::RunObserver {
+ public:
+  void quota_paused(std::optional<cbm::WallClock::time_point> until) override { calls.push_back(until); }
+  std::vector<std::optional<cbm::WallClock::time_point>> calls;
 };
 
 std::vector<std::string> topics(int n) {
@@ -420,4 +443,157 @@ TEST_CASE("engine: the service's drain grace still ends with an immediate stop",
   CHECK(totals.succeeded == 2);
   CHECK(totals.cancelled == 4);
   CHECK(totals.total == 6);
+}
+
+TEST_CASE("engine: a usage cap pauses every task until its reset; then they go on, the wait not charged",
+          "[engine][quota]") {
+  ManualClock* clock = nullptr;
+  std::optional<cbm::WallClock::time_point> reset;
+  Bench b(
+      [&](const cbm::Task& t) {
+        if (t.topic == "topic 0" && t.attempt == 1) {
+          reset = clock->wall_now() + 10ms + 60s;  // the answer comes 10 ms from now
+          return Step{10ms, quota(reset)};
+        }
+        return Step{1s, ok()};
+      },
+      2, [](cbm::RunConfig& c) { c.retry.max_retries = 0; });
+  clock = &b.clock;
+  PauseLog pauses;
+  b.observers.add(pauses);
+  const auto began = b.clock.now();
+  b.run(topics(5));
+
+  // The reset plus the one-second margin, on the engine's clock.
+  const auto resume = began + 10ms + 60s + 1s;
+  const auto& s = b.transport->starts;
+  REQUIRE(s.size() == 6);
+  CHECK(s[0].at == began);
+  CHECK(s[1].at == began);  // topic 1: in flight when the cap came, it went on
+  for (std::size_t i = 2; i < s.size(); ++i) {
+    INFO("start " << i << " of task " << s[i].task);
+    CHECK(s[i].at >= resume);
+  }
+  const TaskResult& r = b.records.of(0);
+  CHECK(r.status == TaskStatus::succeeded);  // --max-retries 0: the wait was not an attempt's failure
+  CHECK(r.attempts == 2);
+  for (std::uint64_t id = 1; id < 5; ++id) CHECK(b.records.of(id).status == TaskStatus::succeeded);
+  REQUIRE(pauses.calls.size() == 2);
+  CHECK(pauses.calls[0] == *reset + 1s);
+  CHECK_FALSE(pauses.calls[1].has_value());
+}
+
+TEST_CASE("engine: a later reset lengthens the pause; an earlier one does not shorten it", "[engine][quota]") {
+  ManualClock* clock = nullptr;
+  Bench b(
+      [&](const cbm::Task& t) {
+        if (t.attempt == 1 && t.topic == "topic 0") return Step{10ms, quota(clock->wall_now() + 10ms + 30s)};
+        if (t.attempt == 1 && t.topic == "topic 1") return Step{20ms, quota(clock->wall_now() + 20ms + 90s)};
+        return Step{1s, ok()};
+      });
+  clock = &b.clock;
+  const auto began = b.clock.now();
+  b.run(topics(3));
+  for (const auto& start : b.transport->starts) {
+    if (start.at > began) CHECK(start.at >= began + 20ms + 90s + 1s);
+  }
+  CHECK(b.records.of(2).status == TaskStatus::succeeded);
+}
+
+TEST_CASE("engine: --on-quota stop aborts the run at a usage cap, naming the code and --resume",
+          "[engine][quota]") {
+  ManualClock* clock = nullptr;
+  Bench b(
+      [&](const cbm::Task& t) {
+        return t.topic == "topic 0" ? Step{10ms, quota(clock->wall_now() + 1h)} : Step{1s, ok()};
+      },
+      2, [](cbm::RunConfig& c) { c.on_quota = cbm::QuotaAction::stop; });
+  clock = &b.clock;
+  b.run(topics(6));
+  REQUIRE(b.ledger->abort_reason());
+  CHECK_THAT(*b.ledger->abort_reason(), Catch::Contains("code 1308") && Catch::Contains("--resume"));
+  CHECK(b.records.of(0).status == TaskStatus::failed);
+  for (std::uint64_t id = 1; id < 6; ++id) CHECK(b.records.of(id).status == TaskStatus::cancelled);
+  CHECK(b.transport->starts.size() == 2);
+}
+
+TEST_CASE("engine: a usage cap without a reset time is retried with backoff within --max-retries",
+          "[engine][quota]") {
+  Bench b([](const cbm::Task&) { return Step{10ms, quota(std::nullopt)}; });
+  PauseLog pauses;
+  b.observers.add(pauses);
+  b.run({"capped"});
+  const TaskResult& r = b.records.of(0);
+  CHECK(r.status == TaskStatus::failed);
+  CHECK(r.attempts == b.config.retry.max_retries + 1);
+  CHECK(pauses.calls.empty());
+  const auto& s = b.transport->starts;
+  CHECK(s.back().at <= s.front().at + 30ms + b.config.retry.base + 2 * b.config.retry.base);
+}
+
+TEST_CASE("engine: a server that keeps answering with a usage cap cannot hold a task forever",
+          "[engine][quota]") {
+  ManualClock* clock = nullptr;
+  Bench b([&](const cbm::Task&) { return Step{10ms, quota(clock->wall_now() + 10ms + 5s)}; }, 1,
+          [](cbm::RunConfig& c) { c.retry.max_retries = 0; });
+  clock = &b.clock;
+  b.run({"always capped"});
+  const TaskResult& r = b.records.of(0);
+  CHECK(r.status == TaskStatus::failed);
+  CHECK(r.error->code == "1308");
+  CHECK(r.attempts == 6);  // five waits for a reset, then the one charged attempt --max-retries 0 allows
+}
+
+TEST_CASE("engine: an incomplete analysis fails the task with its partial text; accept_incomplete keeps it",
+          "[engine]") {
+  const auto incomplete = [](const cbm::Task&) {
+    AttemptOutcome o;
+    o.analysis = "the first half";
+    o.steps.push_back(cbm::StepRecord{"analysis", "m", "length", {}, {}, {}, {}, "the first half"});
+    o.error.emplace();
+    o.error->kind = cbm::ErrorKind::incomplete;
+    o.error->error_class = cbm::ErrorClass::task_fatal;
+    o.error->message = "analysis step: finish_reason length";
+    return Step{10ms, o};
+  };
+  SECTION("by default") {
+    Bench b(incomplete);
+    b.run({"long"});
+    const TaskResult& r = b.records.of(0);
+    CHECK(r.status == TaskStatus::failed);
+    CHECK(r.attempts == 1);
+    CHECK(r.analysis == "the first half");
+    REQUIRE(r.steps.size() == 1);
+    CHECK(r.steps[0].finish_reason == "length");
+    CHECK(r.error->kind == cbm::ErrorKind::incomplete);
+  }
+  SECTION("accepted") {
+    Bench b(incomplete, 2, [](cbm::RunConfig& c) { c.accept_incomplete = true; });
+    b.run({"long"});
+    const TaskResult& r = b.records.of(0);
+    CHECK(r.status == TaskStatus::succeeded);
+    CHECK(r.analysis == "the first half");
+    CHECK(r.steps.at(0).finish_reason == "length");
+  }
+}
+
+TEST_CASE("the status line says until when a usage cap pauses the run, in local time", "[engine][quota]") {
+  Bench b([](const cbm::Task&) { return Step{10ms, ok()}; });
+  const char* old_tz = std::getenv("TZ");
+  const std::string saved = old_tz != nullptr ? old_tz : "";
+  ::setenv("TZ", "UTC", 1);
+  ::tzset();
+  using namespace std::chrono;
+  const cbm::WallClock::time_point until = sys_days(year(2026) / May / 25) + 11h + 22min + 49s;
+  CHECK(cbm::local_time_of_day(until) == "11:22");
+  cbm::ExecutorGauges g;
+  CHECK_THAT(b.progress->line(g), !Catch::Contains("paused"));
+  g.paused_until = until;
+  CHECK_THAT(b.progress->line(g), Catch::EndsWith(", paused until 11:22 (usage cap)"));
+  if (old_tz != nullptr) {
+    ::setenv("TZ", saved.c_str(), 1);
+  } else {
+    ::unsetenv("TZ");
+  }
+  ::tzset();
 }

@@ -111,7 +111,7 @@ TEST_CASE("fresh metrics render every family at zero, the limit at --concurrency
        {"cbm_tasks_total", "cbm_attempts_total", "cbm_retries_total", "cbm_task_duration_seconds",
         "cbm_request_duration_seconds", "cbm_in_flight", "cbm_concurrency_limit", "cbm_worker_restarts_total",
         "cbm_tokens_total", "cbm_rounds_completed_total", "cbm_last_round_success_timestamp_seconds",
-        "cbm_build_info", "process_start_time_seconds"}) {
+        "cbm_build_info", "process_start_time_seconds", "cbm_api_errors_total", "cbm_quota_paused_until_seconds"}) {
     INFO(family);
     CHECK(m.families.count(family) == 1);
   }
@@ -256,4 +256,49 @@ TEST_CASE("a retry is counted by the kind of the failure before it, per task and
   CHECK(m.value("cbm_retries_total", {{"kind", "crash"}}) == 1);
   CHECK(m.value("cbm_retries_total", {{"kind", "transport"}}) == 1);
   CHECK(m.total("cbm_retries_total") == 2);
+}
+
+TEST_CASE("every error answer from the platform is counted by its code and HTTP status", "[metrics]") {
+  cbm::Metrics metrics(4);
+  const auto api_error = [](int status, std::string code, cbm::ErrorKind kind = cbm::ErrorKind::api) {
+    cbm::AttemptOutcome o = failure(cbm::ErrorClass::retryable, kind);
+    o.error->http_status = status;
+    o.error->code = std::move(code);
+    return o;
+  };
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    metrics.attempt_started(task_of(1, attempt), 0);
+    metrics.attempt_ended(task_of(1, attempt), api_error(429, "1302"), 0);
+  }
+  metrics.attempt_started(task_of(2, 1), 0);
+  metrics.attempt_ended(task_of(2, 1), api_error(200, "1113"), 0);  // an error frame in a stream
+  metrics.attempt_started(task_of(3, 1), 0);
+  metrics.attempt_ended(task_of(3, 1), api_error(503, ""), 0);
+  metrics.attempt_started(task_of(4, 1), 0);
+  metrics.attempt_ended(task_of(4, 1), api_error(0, "", cbm::ErrorKind::timeout), 0);  // not an answer
+
+  const auto m = parse_exposition(metrics.render());
+  CHECK(m.value("cbm_api_errors_total", {{"code", "1302"}, {"http_status", "429"}}) == 2);
+  CHECK(m.value("cbm_api_errors_total", {{"code", "1113"}, {"http_status", "200"}}) == 1);
+  CHECK(m.value("cbm_api_errors_total", {{"code", "none"}, {"http_status", "503"}}) == 1);
+  CHECK(m.total("cbm_api_errors_total") == 4);
+}
+
+TEST_CASE("the quota gauge says until when a usage cap pauses dispatch, 0 when not paused", "[metrics]") {
+  cbm::Metrics metrics(4);
+  CHECK(parse_exposition(metrics.render()).value("cbm_quota_paused_until_seconds") == 0);
+  const auto until = cbm::WallClock::time_point(std::chrono::seconds(1'779'708'170));
+  metrics.quota_paused(until);
+  CHECK(parse_exposition(metrics.render()).value("cbm_quota_paused_until_seconds") == 1'779'708'170);
+  metrics.quota_paused(std::nullopt);
+  CHECK(parse_exposition(metrics.render()).value("cbm_quota_paused_until_seconds") == 0);
+}
+
+TEST_CASE("a wait_until failure counts under its own result", "[metrics]") {
+  cbm::Metrics metrics(4);
+  metrics.attempt_started(task_of(1, 1), 0);
+  metrics.attempt_ended(task_of(1, 1), failure(cbm::ErrorClass::wait_until, cbm::ErrorKind::api), 0);
+  const auto m = parse_exposition(metrics.render());
+  CHECK(m.value("cbm_attempts_total", {{"result", "wait_until"}}) == 1);
+  CHECK(m.value("cbm_attempts_total", {{"result", "cancelled"}}) == 0);
 }

@@ -179,3 +179,64 @@ TEST_CASE("reasoning_content is kept in the step record only when asked", "[pipe
     CHECK(attempt.take_outcome().steps.at(0).reasoning == (keep ? "let me think" : ""));
   }
 }
+
+TEST_CASE("a duplicate request_id (1231) sends the step again once, with a fresh id", "[pipeline]") {
+  cbm::PipelineConfig config;
+  config.search = false;
+  cbm::PipelineSteps steps(config);
+  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
+  ApiError duplicate;
+  duplicate.code = "1231";
+  duplicate.error_class = cbm::ErrorClass::task_fatal;
+  duplicate.message = "you already have a request";
+
+  auto first = attempt.next_request();
+  REQUIRE(first);
+  attempt.on_answer(Err{duplicate});
+  auto second = attempt.next_request();
+  REQUIRE(second);
+  CHECK(chat(second).request_id != chat(first).request_id);
+  attempt.on_answer(Err{duplicate});
+  CHECK_FALSE(attempt.next_request());  // once only: the second 1231 ends the attempt
+  const cbm::AttemptOutcome outcome = attempt.take_outcome();
+  REQUIRE(outcome.error);
+  CHECK(outcome.error->code == "1231");
+  CHECK(outcome.steps.size() == 1);
+}
+
+TEST_CASE("an analysis cut short or empty ends the attempt as incomplete, its text and reason kept",
+          "[pipeline]") {
+  cbm::PipelineConfig config;
+  config.search = false;
+  cbm::PipelineSteps steps(config);
+  for (const auto& [finish_reason, content] :
+       {std::pair{"length", "the first half"}, std::pair{"model_context_window_exceeded", "the first"},
+        std::pair{"stop", "  \n "}}) {
+    INFO(finish_reason);
+    cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
+    REQUIRE(attempt.next_request());
+    ChatResponse cut = answer(content);
+    cut.finish_reason = finish_reason;
+    attempt.on_answer(cut);
+    CHECK_FALSE(attempt.next_request());
+    const cbm::AttemptOutcome outcome = attempt.take_outcome();
+    REQUIRE(outcome.error);
+    CHECK(outcome.error->kind == cbm::ErrorKind::incomplete);
+    CHECK(outcome.error->error_class == cbm::ErrorClass::task_fatal);
+    CHECK(outcome.analysis == content);
+    REQUIRE(outcome.steps.size() == 1);
+    CHECK(outcome.steps[0].finish_reason == finish_reason);
+  }
+}
+
+TEST_CASE("a search step cut short or empty still leads to the analysis", "[pipeline]") {
+  cbm::PipelineSteps steps(cbm::PipelineConfig{});
+  cbm::PipelineAttempt attempt = steps.begin(cbm::Task{1, 1, "tides", 1, {}});
+  REQUIRE(attempt.next_request());
+  ChatResponse cut = answer("");
+  cut.finish_reason = "length";
+  attempt.on_answer(cut);
+  REQUIRE(attempt.next_request());
+  attempt.on_answer(answer("the analysis"));
+  CHECK(attempt.take_outcome().ok());
+}

@@ -96,6 +96,38 @@ TEST_CASE("an error frame inside an SSE stream is reported with its code", "[par
   CHECK(r->error_frame->message == "net");
 }
 
+TEST_CASE("an `event: error` event is an error frame, whatever shape its data has", "[parser][sse]") {
+  const char* wrapped = "event: error\ndata: {\"error\":{\"code\":\"1113\",\"message\":\"no balance\"}}\n\n";
+  const char* bare = "event: error\ndata: {\"code\":1310,\"message\":\"capped\"}\n\n";
+  const char* text = "event: error\ndata: upstream went away\n\n";
+  auto w = parse_chat_stream(wrapped);
+  REQUIRE(w.ok());
+  REQUIRE(w->error_frame);
+  CHECK(w->error_frame->code == "1113");
+  CHECK(w->error_frame->message == "no balance");
+  auto b = parse_chat_stream(bare);
+  REQUIRE(b.ok());
+  REQUIRE(b->error_frame);
+  CHECK(b->error_frame->code == "1310");
+  CHECK(b->error_frame->message == "capped");
+  auto t = parse_chat_stream(text);
+  REQUIRE(t.ok());
+  REQUIRE(t->error_frame);
+  CHECK(t->error_frame->code.empty());
+  CHECK(t->error_frame->message == "upstream went away");
+}
+
+TEST_CASE("an event that is not an error does not make the next one an error", "[parser][sse]") {
+  const char* body =
+      "event: ping\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{\"content\":\"b\"},\"finish_reason\":\"stop\"}]}\n\n"
+      "data: [DONE]\n\n";
+  auto r = parse_chat_stream(body);
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->error_frame);
+  CHECK(r->response.content == "ab");
+}
+
 TEST_CASE("a stream cut before [DONE] or with a garbled chunk is an error", "[parser][sse]") {
   CHECK(parse_chat_stream("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n").error().message ==
         "stream ended without data: [DONE]");
