@@ -133,7 +133,7 @@ TEST_CASE("the run-fatal reason carries the platform's message", "[errors][fatal
   CHECK_THAT(run.abort_reason(), Catch::Contains("HTTP 429 code 1113") && Catch::Contains("欠费"));
 }
 
-TEST_CASE("a task-fatal code fails only its task, at once; a duplicate request_id is re-sent once",
+TEST_CASE("a task-fatal code fails only its task, at once, a duplicate request_id is re-sent once",
           "[errors][modes]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   INFO("--mode " << mode);

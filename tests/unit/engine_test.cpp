@@ -445,7 +445,7 @@ TEST_CASE("engine: the service's drain grace still ends with an immediate stop",
   CHECK(totals.total == 6);
 }
 
-TEST_CASE("engine: a usage cap pauses every task until its reset; then they go on, the wait not charged",
+TEST_CASE("engine: a usage cap pauses every task until its reset, then they go on, the wait not charged",
           "[engine][quota]") {
   ManualClock* clock = nullptr;
   std::optional<cbm::WallClock::time_point> reset;
@@ -483,7 +483,7 @@ TEST_CASE("engine: a usage cap pauses every task until its reset; then they go o
   CHECK_FALSE(pauses.calls[1].has_value());
 }
 
-TEST_CASE("engine: a later reset lengthens the pause; an earlier one does not shorten it", "[engine][quota]") {
+TEST_CASE("engine: a later reset lengthens the pause, an earlier one does not shorten it", "[engine][quota]") {
   ManualClock* clock = nullptr;
   Bench b(
       [&](const cbm::Task& t) {
@@ -544,12 +544,17 @@ TEST_CASE("engine: a server that keeps answering with a usage cap cannot hold a 
   CHECK(r.attempts == 6);  // five waits for a reset, then the one charged attempt --max-retries 0 allows
 }
 
-TEST_CASE("engine: an incomplete analysis fails the task with its partial text; accept_incomplete keeps it",
+TEST_CASE("engine: an incomplete analysis fails the task with its partial text, accept_incomplete keeps it",
           "[engine]") {
   const auto incomplete = [](const cbm::Task&) {
     AttemptOutcome o;
     o.analysis = "the first half";
-    o.steps.push_back(cbm::StepRecord{"analysis", "m", "length", {}, {}, {}, {}, "the first half"});
+    cbm::StepRecord step;
+    step.name = "analysis";
+    step.model = "m";
+    step.finish_reason = "length";
+    step.output = "the first half";
+    o.steps.push_back(step);
     o.error.emplace();
     o.error->kind = cbm::ErrorKind::incomplete;
     o.error->error_class = cbm::ErrorClass::task_fatal;

@@ -214,7 +214,7 @@ TEST_CASE("text input is read as it always was: no fields, '#' comments", "[rows
   CHECK(r.field_names.empty());
 }
 
-TEST_CASE("rows with one topic and different fields are different tasks; field order does not matter",
+TEST_CASE("rows with one topic and different fields are different tasks, field order does not matter",
           "[rows]") {
   const Fields eu{{"region", "EU"}, {"year", "2024"}};
   const Fields eu_reordered{{"year", "2024"}, {"region", "EU"}};
