@@ -1,5 +1,7 @@
 #include "bigmodel_client.hpp"
 
+#include "wire_text.hpp"
+
 #include <curl/curl.h>
 
 #include <charconv>
@@ -9,6 +11,7 @@
 #include "request_builder.hpp"
 #include "response_parser.hpp"
 #include "secret_scrubber.hpp"
+#include "wire_text.hpp"
 
 namespace cbm {
 namespace {
@@ -131,8 +134,26 @@ Result<ChatResponse, ApiError> BigModelProtocol::interpret(
   auto answer = endpoint == Endpoint::web_search && sent && sent->status >= 200 && sent->status < 300
                     ? classify_web_search(sent)
                     : classify(sent);
-  // A server or proxy may echo the Authorization header in an error text.
-  if (!answer) answer.error().message = scrub_secret(std::move(answer.error().message), config_.api_key);
+  // Everything kept of an answer is valid UTF-8 without the key (a server or proxy may echo the
+  // Authorization header, in an error text or an answer), an error message of bounded size.
+  const std::string& key = config_.api_key;
+  if (!answer) {
+    ApiError& e = answer.error();
+    clean_wire_text(e.message, key);
+    cap_text(e.message, kMaxErrorMessageBytes);
+    clean_wire_text(e.code, key);
+    cap_text(e.code, 64);
+    return answer;
+  }
+  ChatResponse& r = answer.value();
+  for (std::string* text : {&r.id, &r.request_id, &r.model, &r.content, &r.reasoning_content, &r.finish_reason}) {
+    clean_wire_text(*text, key);
+  }
+  for (Source& source : r.web_search) {
+    for (std::string* text : {&source.title, &source.link, &source.media, &source.publish_date, &source.content}) {
+      clean_wire_text(*text, key);
+    }
+  }
   return answer;
 }
 

@@ -5,7 +5,11 @@
 #include <CLI/CLI.hpp>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "api_key.hpp"
 #include "cbm/version.hpp"
@@ -385,7 +389,11 @@ struct Flags {
 
   // Batch runs only.
   void add_batch(CLI::App& app) {
-    app.add_option("--topics", inv.topics, "Topics to analyse (default: 5 sample topics)")->group(py);
+    // Each --topics replaces the list of the one before (argparse's last-wins, for a list).
+    app.add_option("--topics", inv.topics, "Topics to analyse (default: 5 sample topics)")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->trigger_on_parse()
+        ->group(py);
     app.add_option("--iterations", inv.iterations, "Rounds over the topic list; 0 = until TERM/INT")
         ->check(CLI::Range(0, 1000000000))
         ->capture_default_str()
@@ -669,6 +677,50 @@ struct Flags {
   }
 };
 
+// The long names ("--delay") of the options that take one value, in `apps`.
+std::set<std::string> single_valued_options(std::initializer_list<const CLI::App*> apps) {
+  std::set<std::string> names;
+  for (const CLI::App* a : apps) {
+    for (const CLI::Option* opt : a->get_options()) {
+      if (opt->get_type_size_max() != 1 || opt->get_items_expected_max() != 1) continue;
+      for (const auto& name : opt->get_lnames()) names.insert("--" + name);
+    }
+  }
+  return names;
+}
+
+// argv with every occurrence of a single-valued option but its last dropped: a repeated option takes
+// its last value, as the Python tool's argparse does (scripts append overrides). CLI11 would check
+// every value given, and refuse the repeat. Both `--name value` and `--name=value` count; nothing after
+// `--` is touched.
+std::vector<std::string> last_values_win(int argc, char** argv, const std::set<std::string>& single) {
+  struct Occurrence {
+    std::size_t at;
+    std::size_t tokens;
+  };
+  std::map<std::string, std::vector<Occurrence>> seen;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") break;
+    const std::string name(arg.substr(0, arg.find('=')));
+    if (!single.contains(name)) continue;
+    const bool inline_value = name.size() < arg.size();
+    seen[name].push_back({static_cast<std::size_t>(i), inline_value || i + 1 == argc ? 1u : 2u});
+    if (!inline_value) ++i;
+  }
+  std::vector<bool> dropped(static_cast<std::size_t>(argc), false);
+  for (const auto& [name, list] : seen) {
+    for (std::size_t k = 0; k + 1 < list.size(); ++k) {
+      for (std::size_t t = 0; t < list[k].tokens; ++t) dropped[list[k].at + t] = true;
+    }
+  }
+  std::vector<std::string> kept;
+  for (int i = 0; i < argc; ++i) {
+    if (!dropped[static_cast<std::size_t>(i)]) kept.emplace_back(argv[i]);
+  }
+  return kept;
+}
+
 }  // namespace
 
 CommandLine parse_command_line(int argc, char** argv) {
@@ -685,8 +737,11 @@ CommandLine parse_command_line(int argc, char** argv) {
   f.add_pool(app, false);
   f.add_batch(app);
   CLI::App* serve = f.add_serve(app);
+  std::vector<std::string> kept = last_values_win(argc, argv, single_valued_options({&app, serve}));
+  std::vector<char*> kept_argv;
+  for (auto& arg : kept) kept_argv.push_back(arg.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(kept_argv.size()), kept_argv.data());
   } catch (const CLI::CallForHelp& e) {
     return {std::nullopt, kExitAllSucceeded, app.help(), std::nullopt};
   } catch (const CLI::CallForVersion& e) {

@@ -312,7 +312,8 @@ void AttemptEngine::after_failure(TaskId id, AttemptOutcome outcome, std::size_t
     ledger_.mark_aborted("usage cap: " + describe_with_meaning(error) +
                          " (--on-quota stop: the run stops here; --resume continues it after the reset)");
     control_.stop_now();
-    book_.finish(id, t.finish(TaskStatus::failed, std::move(outcome), static_cast<int>(slot), now));
+    // Cancelled, not failed: the cap is not the task's fault, and --resume runs it again.
+    book_.finish(id, t.cancel(CancelPoint::before_retry, true, static_cast<int>(slot), now));
     return;
   }
   std::optional<Clock::time_point> retry_at;

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <list>
+#include <mutex>
 #include <stdexcept>
 
 namespace cbm {
@@ -83,12 +84,13 @@ class Session : public std::enable_shared_from_this<Session> {
   const net::ip::address& peer() const { return peer_; }
   // Waiting for (the rest of) a request, or lingering after the last answer: nothing is lost by closing.
   bool evictable() const { return phase_ == Phase::reading || phase_ == Phase::lingering; }
+  // Counted until its pending read completes with the close's error and ends it.
+  bool open() const { return phase_ != Phase::ended && phase_ != Phase::evicted; }
   Clock::time_point waiting_since() const { return waiting_since_; }
-  bool ended() const { return phase_ == Phase::ended; }
   void evict() {
     ErrorCode ignored;
     stream_.socket().close(ignored);  // the pending read ends with an error: end() follows
-    phase_ = Phase::lingering;        // no longer a candidate while that completes
+    phase_ = Phase::evicted;          // neither a candidate nor counted while that completes
   }
   void set_gone_callback(std::function<void()> callback) { gone_ = std::move(callback); }
 
@@ -132,7 +134,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
-  enum class Phase { reading, handling, writing, lingering, ended };
+  enum class Phase { reading, handling, writing, lingering, evicted, ended };
 
   void read_header() {
     phase_ = Phase::reading;
@@ -279,18 +281,27 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
+// Shared by the copies of one reply: the first send() takes the session (from any thread, while the
+// server's thread may be registering its hang-up callback), so it is taken under a lock.
 struct HttpReply::Target {
   explicit Target(std::shared_ptr<Session> s) : session(std::move(s)) {}
+  std::mutex mu;
   std::shared_ptr<Session> session;
 };
 
 void HttpReply::on_client_gone(std::function<void()> callback) {
-  if (target_ && target_->session) target_->session->set_gone_callback(std::move(callback));
+  if (!target_) return;
+  std::lock_guard lock(target_->mu);
+  if (target_->session) target_->session->set_gone_callback(std::move(callback));
 }
 
 void HttpReply::send(std::function<HttpAnswer()> make) {
   if (!target_) return;
-  std::shared_ptr<Session> session = std::move(target_->session);
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard lock(target_->mu);
+    session = std::move(target_->session);
+  }
   target_.reset();
   if (!session) return;  // answered already through a copy
   // The session's last reference then lives on the server's thread.
@@ -333,7 +344,7 @@ bool HttpServerState::make_room(const net::ip::address& peer) {
   std::shared_ptr<Session> oldest_peer;  // ... of this address
   for (const auto& weak : sessions) {
     auto s = weak.lock();
-    if (!s || s->ended()) continue;
+    if (!s || !s->open()) continue;
     ++open;
     const bool same = s->peer() == peer;
     from_peer += same ? 1 : 0;

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "cbm/version.hpp"
+#include "error_classification.hpp"
 #include "prometheus_text.hpp"
 
 namespace cbm {
@@ -79,7 +80,9 @@ void Metrics::attempt_ended(const Task& task, const AttemptOutcome& outcome, int
   if (!outcome.ok() && outcome.error->kind == ErrorKind::api) {
     const ApiError& e = *outcome.error;
     std::lock_guard lock(api_errors_mu_);
-    ++api_errors_[{e.code.empty() ? "none" : e.code, e.http_status}];
+    // Codes of the platform's table only: a server's own strings would grow the series without bound.
+    const std::string code = e.code.empty() ? "none" : find_error_code(e.code) != nullptr ? e.code : "other";
+    ++api_errors_[{code, e.http_status}];
   }
   if (!outcome.ok() && outcome.error->kind != ErrorKind::cancelled) {
     std::lock_guard lock(failures_mu_);

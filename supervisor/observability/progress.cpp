@@ -86,6 +86,14 @@ void Progress::tick(const ExecutorGauges& gauges) {
     if (now - last_draw_ < interval_) return;
     last_draw_ = now;
   }
+  if (!tty_) {
+    // A plain line says something only when something happened: an idle service or a monitor waiting
+    // for its next round stays silent.
+    const std::size_t finished = ledger_.totals().total;
+    std::lock_guard lock(mu_);
+    if (gauges.in_flight == 0 && finished == printed_total_) return;
+    printed_total_ = finished;
+  }
   const std::string text = line(gauges);
   if (tty_) {
     std::fprintf(stderr, "\r\x1b[2K%s", text.c_str());

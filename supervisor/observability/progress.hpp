@@ -54,6 +54,7 @@ class Progress {
   std::chrono::steady_clock::time_point round_started_{};
   std::chrono::steady_clock::time_point last_draw_{};
   bool drawn_ = false;
+  std::size_t printed_total_ = static_cast<std::size_t>(-1);  // records when the last plain line was printed
 };
 
 }  // namespace cbm

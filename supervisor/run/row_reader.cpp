@@ -346,7 +346,7 @@ class CsvReader final : public RowReader {
         case State::after_quoted:
           if (ch == '\n') return end_record(fields, state == State::unquoted);
           if (ch == ',') {
-            fields.emplace_back();
+            if (problem.empty()) fields.emplace_back();  // a refused row holds nothing more: bounded memory
             state = State::field_start;
           } else if (ch == '"' && state == State::field_start) {
             state = State::quoted;
@@ -374,7 +374,7 @@ class CsvReader final : public RowReader {
           state = State::after_quoted;
           if (ch == '\n') return end_record(fields, false);
           if (ch == ',') {
-            fields.emplace_back();
+            if (problem.empty()) fields.emplace_back();
             state = State::field_start;
           } else if (ch != '\r' && problem.empty()) {
             problem = "has text after a closing quote (line " + std::to_string(line_ + 1) + ")";

@@ -247,6 +247,10 @@ TEST_CASE("a usage cap under --on-quota stop ends the run with exit 3 and points
   INFO(run.diagnostics());
   CHECK_THAT(run.abort_reason(), Catch::Contains("usage cap") && Catch::Contains("--resume"));
   CHECK(sim.requests_total() <= kConcurrency + 2);
+  // Nothing failed for good: every topic is cancelled, so a --resume after the reset runs each again.
+  for (std::size_t i = 0; i < 20; ++i) {
+    CHECK(status_of(run.record("[[fault:" + fault + "]] capped " + std::to_string(i))) == "cancelled");
+  }
 }
 
 TEST_CASE("an analysis cut short or empty fails its task with the partial text and finish_reason, unless accepted",

@@ -598,6 +598,62 @@ TEST_CASE("bad flags and configuration exit 2, name the culprit and send nothing
   }
 }
 
+TEST_CASE("a repeated flag takes its last value, as argparse does, --topics included", "[supervisor][usage]") {
+  Simulator sim;
+  // Alone, the first values would be refused (exit 2); the later ones win.
+  SupervisorRun run(sim.base_url(), {{},
+                                     {"--concurrency", "0", "--concurrency", "2", "--mode", "fibers", "--mode",
+                                      "threading", "--topics", "overridden", "--topics", "kept one", "kept two"}});
+  REQUIRE(run.process().exit_code(60s) == 0);
+  INFO(run.diagnostics());
+  const Report report = run.report();
+  require_each_topic_exactly_once(report, {"kept one", "kept two"});
+  CHECK(run.log().find("mode threading, concurrency 2") != std::string::npos);
+}
+
+TEST_CASE("hostile answers are kept valid UTF-8, key-free and bounded in every record, file and log",
+          "[supervisor][hostile][modes]") {
+  const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
+  INFO("mode " << mode);
+  Simulator sim;
+  const std::string huge = "huge [[fault:huge_error]]";
+  const std::string bad = "bad bytes [[fault:bad_utf8]]";
+  const std::string echo = "echo [[fault:echo_key]]";
+  SupervisorRun run(sim.base_url(), {{huge, bad, echo}, {"--mode", mode, "--max-retries", "0"}});
+  REQUIRE(run.process().exit_code(60s) == 1);  // the huge error fails its task
+  INFO(run.diagnostics().substr(0, 4000));
+  // Every file we wrote is valid UTF-8 JSON (the report) or JSONL (the journal), as a strict reader sees it.
+  const auto strict_json = [](const std::string& text) {
+    rapidjson::Document d;
+    d.Parse<rapidjson::kParseValidateEncodingFlag>(text.c_str(), text.size());
+    return !d.HasParseError();
+  };
+  const std::string report_text = read_text(run.report_path());
+  CHECK(strict_json(report_text));
+  const fs::path journal = run.report_path().parent_path() / "report.journal.jsonl";
+  std::istringstream lines(read_text(journal));
+  for (std::string line; std::getline(lines, line);) CHECK(strict_json(line));
+  const Report report = run.report();
+  const ResultRow& h = report.by_topic(huge);
+  CHECK(h.status == "failed");
+  CHECK(h.error_message.size() < 4200);
+  CHECK_THAT(h.error_message, Catch::Contains("bytes cut]"));
+  CHECK(report_text.size() < 100000);
+  CHECK(read_text(run.log_path()).size() < 100000);
+  const auto analysis_of = [&](const std::string& topic) {
+    for (const auto& r : report.doc["results"].GetArray()) {
+      if (topic == r["topic"].GetString()) return std::string(r["analysis"].GetString());
+    }
+    return std::string();
+  };
+  CHECK(report.by_topic(bad).status == "succeeded");
+  CHECK_THAT(analysis_of(bad), Catch::Contains("\xEF\xBF\xBD"));  // U+FFFD where the bytes were
+  CHECK(report.by_topic(echo).status == "succeeded");
+  CHECK_THAT(analysis_of(echo), Catch::Contains("(you sent [redacted])"));
+  CHECK(report_text.find(kTestKey) == std::string::npos);
+  CHECK(read_text(journal).find(kTestKey) == std::string::npos);
+}
+
 TEST_CASE("the API key never appears in a worker's argv, the log, the report or the console",
           "[supervisor][secrets][modes]") {
   const std::string mode = GENERATE(from_range(cbm::test::all_modes()));

@@ -44,6 +44,9 @@ constexpr std::array<std::string_view, kFaultCount> kNames = {
     "code_NNNN_in200",
     "quota_reset_Ns",
     "quota_1310_reset_Ns",
+    "huge_error",
+    "bad_utf8",
+    "echo_key",
 };
 
 bool parameterised(Fault fault) {

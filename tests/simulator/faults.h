@@ -49,8 +49,12 @@ enum class Fault {
   kCodeIn200,       // code_NNNN_in200: HTTP 200; a stream's `event: error` frame, else an {"error"} body
   kQuotaReset,      // quota_reset_Ns: 429 code 1308, "Your limit will reset at <now + N s, UTC+8>"
   kQuota1310Reset,  // quota_1310_reset_Ns: the same with code 1310
+  // Hostile answers: what a server should never send, and the client must survive whole.
+  kHugeError,  // huge_error: 400 code 1214 whose message is 5 MB
+  kBadUtf8,    // bad_utf8: an answer whose content holds bytes that are not UTF-8
+  kEchoKey,    // echo_key: an answer whose content quotes the request's bearer token
 };
-inline constexpr std::size_t kFaultCount = static_cast<std::size_t>(Fault::kQuota1310Reset) + 1;
+inline constexpr std::size_t kFaultCount = static_cast<std::size_t>(Fault::kEchoKey) + 1;
 
 // "429_1302", or for a parameterised fault its pattern ("code_NNNN", "quota_reset_Ns").
 std::string_view fault_name(Fault fault);

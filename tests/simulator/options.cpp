@@ -104,6 +104,12 @@ std::string_view fault_note(Fault fault) {
       return "429 code 1308, \"Your limit will reset at\" now + N s (UTC+8, to the second)";
     case Fault::kQuota1310Reset:
       return "the same with code 1310";
+    case Fault::kHugeError:
+      return "400 code 1214 with a 5 MB message";
+    case Fault::kBadUtf8:
+      return "content with bytes that are not UTF-8";
+    case Fault::kEchoKey:
+      return "content quoting the request's bearer token";
   }
   return "";
 }

@@ -331,6 +331,10 @@ void Session::answer_chat() {
     }
     case Fault::kUnrecognizedArgument:
       return reply(400, kJson, unrecognized_argument_body("thinking"));
+    case Fault::kHugeError:
+      return reply_error(ApiError{400, "1214", std::string(5u << 20, 'E')});
+    case Fault::kBadUtf8:
+    case Fault::kEchoKey:
     case Fault::kInvalidJson:
     case Fault::kTruncatedJson:
     case Fault::kOversize:
@@ -387,6 +391,12 @@ void Session::send_completion() {
     completion.finish_reason = fault_ == Fault::kLength ? "length" : "model_context_window_exceeded";
   } else if (fault_ == Fault::kEmptyContent) {
     completion.content = " \n ";
+  } else if (fault_ == Fault::kBadUtf8) {
+    completion.content += " bad bytes: \xC3\x28 \xFF\xFE and a cut \xE2\x82";
+  } else if (fault_ == Fault::kEchoKey) {
+    completion.content += " (you sent ";
+    completion.content += bearer_token(parser_->get()[http::field::authorization]).value_or("");
+    completion.content += ")";
   } else if (fault_ == Fault::kOversize) {
     completion.content.assign(kOversizeContentBytes, 'x');
     completion.usage.completion_tokens = tokens_for(completion.content.size());
