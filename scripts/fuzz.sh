@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the response parsers with libFuzzer (clang) for the given number of seconds (default 60).
+# Fuzzes every parser of outside input with libFuzzer (clang), each for the given number of seconds
+# (default 60): the server's answers, topics files, service request bodies, a server's text.
 #   scripts/fuzz.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +13,21 @@ done
 out=build-fuzz
 mkdir -p "$out/corpus"
 cp tests/fuzz/corpus/* "$out/corpus/"
-clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Icommon/protocol \
-  tests/fuzz/response_parser_fuzz.cpp common/protocol/response_parser.cpp common/protocol/json_reader.cpp \
-  -o "$out/response_parser_fuzz"
-"$out/response_parser_fuzz" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=1024 \
-  -print_final_stats=1 "$out/corpus" 2>&1 | tail -n 15
+build() {  # NAME SOURCES...: one libFuzzer target
+  local name=$1
+  shift
+  clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Icommon/protocol -Isupervisor/run \
+    "tests/fuzz/$name.cpp" "$@" -o "$out/$name"
+}
+run() {  # NAME: fuzz it for the given time, from the shared corpus
+  "$out/$1" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=1024 \
+    -print_final_stats=1 "$out/corpus" 2>&1 | tail -n 15
+}
+# The server's answers.
+build response_parser_fuzz common/protocol/response_parser.cpp common/protocol/json_reader.cpp
+run response_parser_fuzz
+# The other outside inputs: topics files (text, JSONL, CSV), a service request body, a server's text.
+build outside_input_fuzz supervisor/run/row_reader.cpp supervisor/run/topic_rules.cpp \
+  common/protocol/row_fields.cpp common/protocol/wire_text.cpp common/protocol/bounded_json.cpp \
+  common/protocol/secret_scrubber.cpp
+run outside_input_fuzz

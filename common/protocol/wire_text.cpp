@@ -43,6 +43,16 @@ std::size_t valid_char_at(std::string_view s, std::size_t i) {
 
 }  // namespace
 
+bool is_valid_utf8(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t len = valid_char_at(text, i);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
+
 std::size_t repair_utf8(std::string& text) {
   std::size_t i = 0;
   while (i < text.size() && valid_char_at(text, i) > 0) i += valid_char_at(text, i);

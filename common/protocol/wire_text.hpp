@@ -16,6 +16,9 @@ namespace cbm {
 
 inline constexpr std::size_t kMaxErrorMessageBytes = 4096;
 
+// Whether `text` is UTF-8 (no overlong forms, surrogates or values past U+10FFFF).
+bool is_valid_utf8(std::string_view text);
+
 // Replaces each invalid UTF-8 sequence of `text` with U+FFFD; returns how many were replaced.
 std::size_t repair_utf8(std::string& text);
 

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "result.hpp"
+#include "wire_text.hpp"  // is_valid_utf8
 
 namespace cbm {
 
@@ -25,8 +26,6 @@ struct TopicProblem {
   std::string what;  // "empty", "contains a NUL byte", "longer than 4096 bytes (5000)", "not valid UTF-8"
 };
 
-// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF).
-bool is_valid_utf8(std::string_view text);
 
 // `text` without its surrounding whitespace.
 std::string_view trim_topic(std::string_view text);

@@ -1,0 +1,46 @@
+// libFuzzer target: the readers of the other outside inputs must never crash, hang or over-allocate on
+// any bytes: the topics file in each format (RowReader), a service request body (parse_bounded), and
+// the repair of a server's text (repair_utf8, cap_text).
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "bounded_json.hpp"
+#include "row_reader.hpp"
+#include "wire_text.hpp"
+
+namespace {
+
+void read_rows(const std::uint8_t* data, std::size_t size, cbm::InputFormat format) {
+  if (size == 0) return;
+  std::FILE* in = ::fmemopen(const_cast<std::uint8_t*>(data), size, "r");
+  if (in == nullptr) return;
+  try {
+    auto reader = cbm::RowReader::make(in, cbm::InputSpec{format, {"region"}});
+    (void)reader->field_names();
+    while (reader->next()) (void)reader->take_invalid();
+  } catch (const std::invalid_argument&) {
+    // a CSV header that is refused: a usage error, as the CLI reports it
+  }
+  std::fclose(in);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  for (const auto format : {cbm::InputFormat::text, cbm::InputFormat::jsonl, cbm::InputFormat::csv}) {
+    read_rows(data, size, format);
+  }
+  rapidjson::Document doc;
+  (void)cbm::parse_bounded(doc, text, cbm::JsonBounds{8, 1000});
+  std::string repaired(text);
+  cbm::repair_utf8(repaired);
+  if (!cbm::is_valid_utf8(repaired)) __builtin_trap();  // a repair must leave valid UTF-8
+  cbm::cap_text(repaired, 100);
+  if (!cbm::is_valid_utf8(repaired)) __builtin_trap();  // a cut must not split a character
+  return 0;
+}
