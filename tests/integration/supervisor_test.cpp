@@ -487,8 +487,9 @@ TEST_CASE("a supervisor killed with SIGKILL takes its workers along, the next ru
 
   SupervisorRun next(sim.base_url(), {.topics = {"after the crash"}, .args = {"--quiet"}});
   REQUIRE(next.process().exit_code(30s) == 0);
+  // Gone, whichever supervisor swept them: tests running beside this one start supervisors too, and
+  // any of them may sweep first (so the sweep's log line may be in another run's log).
   CHECK(cbm::test::shm_segments(segment_prefix(dead)).empty());
-  CHECK_THAT(next.log(), Catch::Contains("left by a dead supervisor"));
 }
 
 namespace {
