@@ -43,11 +43,14 @@ void require_rpm_paces(const std::string& mode) {
   for (const auto& a : stats["arrivals_ms"].GetArray()) arrivals.push_back(a.GetInt64());
   REQUIRE(arrivals.size() == static_cast<std::size_t>(kTopics));
   std::sort(arrivals.begin(), arrivals.end());
-  // 300 a minute is 5 a second: the first second, the first two, and any window of 5 or 10 s.
+  // 300 a minute is 5 a second: the first second, the first two, and any window of 5 or 10 s. The
+  // arrivals are seen at the server: besides the cap's share and the one request the bucket may start
+  // with, one request admitted on time may reach the server late, beside the next (a loaded machine or
+  // a sanitizer delays a send by more than the 200 ms between two admissions).
   INFO("mode " << mode << ": arrivals (ms) from " << arrivals.front() << " to " << arrivals.back());
   for (const std::int64_t seconds : {1, 2, 5, 10}) {
     INFO("window " << seconds << " s");
-    CHECK(most_in_any_window(arrivals, seconds * 1000) <= static_cast<std::size_t>(5 * seconds + 1));
+    CHECK(most_in_any_window(arrivals, seconds * 1000) <= static_cast<std::size_t>(5 * seconds + 2));
   }
   // ...and the cap is what bounds the run, not something slower: 30 requests at 5 a second span 5.8 s.
   CHECK(arrivals.back() - arrivals.front() >= 5600);
@@ -100,14 +103,14 @@ void require_stop_ends_rate_waits(const std::string& mode) {
 }  // namespace
 
 TEST_CASE(
-    "multiprocessing: --rpm 300 sends at most the cap's share plus one request in any window, from the first "
+    "multiprocessing: --rpm 300 sends at most the cap's share plus two requests in any window, from the first "
     "second on",
     "[rate]") {
   require_rpm_paces("multiprocessing");
 }
 
 TEST_CASE(
-    "threading: --rpm 300 sends at most the cap's share plus one request in any window, from the first "
+    "threading: --rpm 300 sends at most the cap's share plus two requests in any window, from the first "
     "second on",
     "[rate]") {
   require_rpm_paces("threading");
@@ -122,7 +125,7 @@ TEST_CASE("threading: a TERM ends the waits for --rpm at once", "[rate]") {
 }
 
 TEST_CASE(
-    "asyncio: --rpm 300 sends at most the cap's share plus one request in any window, from the first "
+    "asyncio: --rpm 300 sends at most the cap's share plus two requests in any window, from the first "
     "second on",
     "[rate]") {
   require_rpm_paces("asyncio");
