@@ -169,11 +169,7 @@ void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
 // The attempt ends at its failed step; the error names the step and its request_id (the platform's
 // records and support find a call by it).
 void PipelineAttempt::fail_step(const StepRecord& record) {
-  std::string prefix = record.name;
-  prefix += " step (request_id ";
-  prefix += record.request_id;
-  prefix += "): ";
-  outcome_.error->message.insert(0, prefix);
+  outcome_.error->message.insert(0, record.error_prefix());
   stage_ = Stage::done;
 }
 

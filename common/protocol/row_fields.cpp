@@ -3,8 +3,23 @@
 #include <algorithm>
 
 #include "fnv1a.hpp"
+#include "wire_text.hpp"
 
 namespace cbm {
+
+std::string field_name_problem(std::string_view name) {
+  if (name == "topic") return "a field is named 'topic' (the topic is the row's own)";
+  if (name == "sources") return "a field is named 'sources', the placeholder of the search results";
+  if (name.find('\0') != std::string_view::npos) return "a field name contains a NUL byte";
+  if (!is_valid_utf8(name)) return "a field name is not valid UTF-8";
+  return {};
+}
+
+std::string field_value_problem(std::string_view name, std::string_view value) {
+  if (value.find('\0') != std::string_view::npos) return "field '" + std::string(name) + "' contains a NUL byte";
+  if (!is_valid_utf8(value)) return "field '" + std::string(name) + "' is not valid UTF-8";
+  return {};
+}
 
 const std::string* find_field(const Fields& fields, std::string_view name) {
   for (const auto& f : fields) {

@@ -22,6 +22,11 @@ struct Field {
 // "sources", and neither names nor values hold a NUL byte.
 using Fields = std::vector<Field>;
 
+// Why `name` cannot name a field ("topic" and "sources" are the prompts' own placeholders; no NUL
+// byte; UTF-8), or "" when it can. `value_problem`: the same for a field's value.
+std::string field_name_problem(std::string_view name);
+std::string field_value_problem(std::string_view name, std::string_view value);
+
 // The value of field `name`, or nullptr.
 const std::string* find_field(const Fields& fields, std::string_view name);
 

@@ -41,6 +41,16 @@ struct StepRecord {
   std::string request_id;   // ours, sent with the call (BigModel flavour)
   std::string response_id;  // the platform's `id` of its answer; empty when it failed
   std::string reasoning;    // the answer's reasoning_content, kept only with --keep-reasoning
+
+  // How the error of a failed step begins: "analysis step (request_id X): ". The pipeline writes it;
+  // the tracer reads it to find the failed call.
+  std::string error_prefix() const {
+    std::string prefix = name;
+    prefix += " step (request_id ";
+    prefix += request_id;
+    prefix += "): ";
+    return prefix;
+  }
 };
 
 // What one attempt produced. `error` is set iff the attempt failed.

@@ -41,21 +41,23 @@ std::size_t valid_char_at(std::string_view s, std::size_t i) {
   return len;
 }
 
-}  // namespace
-
-bool is_valid_utf8(std::string_view text) {
+// The length of the longest valid UTF-8 prefix of `text`.
+std::size_t valid_prefix(std::string_view text) {
   std::size_t i = 0;
   while (i < text.size()) {
     const std::size_t len = valid_char_at(text, i);
-    if (len == 0) return false;
+    if (len == 0) break;
     i += len;
   }
-  return true;
+  return i;
 }
 
+}  // namespace
+
+bool is_valid_utf8(std::string_view text) { return valid_prefix(text) == text.size(); }
+
 std::size_t repair_utf8(std::string& text) {
-  std::size_t i = 0;
-  while (i < text.size() && valid_char_at(text, i) > 0) i += valid_char_at(text, i);
+  std::size_t i = valid_prefix(text);
   if (i == text.size()) return 0;  // the common case: valid, untouched
   std::string out(text, 0, i);
   std::size_t replaced = 0;

@@ -346,7 +346,7 @@ struct Flags {
         ->group(platform);
   }
 
-  // The model and search settings, checked by the protocol's rules, named by their flags.
+  // The model and search settings, checked by the library's rule, named by their flags.
   std::optional<std::string> platform_config() {
     namespace pub = concurrent_bigmodel;
     cfg.api_flavor = api_flavor == "openai" ? pub::ApiFlavor::openai : pub::ApiFlavor::bigmodel;
@@ -355,35 +355,7 @@ struct Flags {
                                          : pub::Thinking::disabled;
     cfg.response_format = response_format == "json" ? pub::ResponseFormat::json : pub::ResponseFormat::text;
     cfg.search_via = search_via == "api" ? pub::SearchVia::api : pub::SearchVia::tool;
-    ModelSettings model;
-    model.temperature = cfg.temperature;
-    model.top_p = cfg.top_p;
-    model.max_tokens = cfg.max_tokens;
-    SearchSettings search;
-    search.engine = cfg.search_engine;
-    search.recency = cfg.search_recency;
-    search.domain = cfg.search_domain;
-    search.count = cfg.search_count;
-    search.content_size = cfg.search_content_size;
-    if (auto problem = settings_problem(model, search)) return problem->flag() + ": " + problem->message;
-    if (cfg.accept_language.find_first_of("\r\n") != std::string::npos) {
-      return "--accept-language: contains a line break";
-    }
-    if (cfg.api_flavor == concurrent_bigmodel::ApiFlavor::openai) {
-      if (cfg.search) {
-        return "--api-flavor openai: the search step needs BigModel's web search (the web_search tool or the "
-               "Web "
-               "Search API), which an OpenAI server does not have; pass --no-search";
-      }
-      return std::nullopt;
-    }
-    if (cfg.allow_unlisted_model) return std::nullopt;
-    if (auto problem = model_problem("chat_model", cfg.chat_model))
-      return problem->flag() + ": " + problem->message;
-    if (cfg.search && cfg.search_via == concurrent_bigmodel::SearchVia::tool) {
-      if (auto problem = model_problem("tool_model", cfg.tool_model))
-        return problem->flag() + ": " + problem->message;
-    }
+    if (auto problem = request_settings_problem(cfg)) return problem->flag() + ": " + problem->message;
     return std::nullopt;
   }
 

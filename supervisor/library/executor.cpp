@@ -111,17 +111,6 @@ cbm::InputFormat internal_format(InputFormat f, const std::filesystem::path& fil
   return cbm::input_format_of_path(file.string());
 }
 
-// A row's field, by the rules of a JSONL or CSV input's (row_reader.hpp): empty when fine, else why not.
-std::string field_problem(const std::string& name, const std::string& value) {
-  if (name == "topic") return "a field is named 'topic' (the topic is the row's own)";
-  if (name == "sources") return "a field is named 'sources', the placeholder of the search results";
-  if (name.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {
-    return "field '" + name + "' contains a NUL byte";
-  }
-  if (!cbm::is_valid_utf8(name) || !cbm::is_valid_utf8(value)) return "field '" + name + "' is not valid UTF-8";
-  return {};
-}
-
 }  // namespace
 
 struct Executor::Impl {
@@ -197,7 +186,9 @@ struct Executor::Impl {
       }
       cbm::TopicRow row{std::move(topic).value(), {}};
       for (const auto& [name, value] : rows[i].fields) {
-        if (auto why = field_problem(name, value); !why.empty()) throw std::invalid_argument(which + ": " + why);
+        std::string why = cbm::field_name_problem(name);
+        if (why.empty()) why = cbm::field_value_problem(name, value);
+        if (!why.empty()) throw std::invalid_argument(which + ": " + why);
         if (cbm::find_field(row.fields, name) != nullptr) {
           throw std::invalid_argument(which + ": field '" + name + "' given twice");
         }

@@ -48,45 +48,59 @@ Thinking internal_thinking(concurrent_bigmodel::Thinking t) {
   throw std::invalid_argument("concurrent_bigmodel::Config: thinking: unknown value");
 }
 
-// The settings sent on the wire, checked by the protocol's one rule (request_settings.hpp).
-void set_request_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
-  ModelSettings& m = r.pipeline.model;
+ModelSettings model_settings_of(const concurrent_bigmodel::Config& c) {
+  ModelSettings m;
   m.temperature = c.temperature;
   m.top_p = c.top_p;
   m.max_tokens = c.max_tokens;
   m.thinking = internal_thinking(c.thinking);
-  m.response_format = c.response_format == concurrent_bigmodel::ResponseFormat::json
-                          ? ResponseFormat::json_object
-                          : ResponseFormat::text;
-  SearchSettings& s = r.pipeline.search_settings;
+  m.response_format = c.response_format == concurrent_bigmodel::ResponseFormat::json ? ResponseFormat::json_object
+                                                                                      : ResponseFormat::text;
+  return m;
+}
+
+SearchSettings search_settings_of(const concurrent_bigmodel::Config& c) {
+  SearchSettings s;
   s.engine = c.search_engine;
   s.recency = c.search_recency;
   s.domain = c.search_domain;
   s.count = c.search_count;
   s.content_size = c.search_content_size;
-  if (auto problem = settings_problem(m, s)) require(false, problem->field + ": " + problem->message);
-  r.pipeline.search_via =
-      c.search_via == concurrent_bigmodel::SearchVia::api ? SearchVia::api : SearchVia::tool;
+  return s;
+}
+
+// The settings sent on the wire (checked by request_settings_problem).
+void set_request_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
+  if (auto problem = request_settings_problem(c)) require(false, problem->field + ": " + problem->message);
+  r.pipeline.model = model_settings_of(c);
+  r.pipeline.search_settings = search_settings_of(c);
+  r.pipeline.search_via = c.search_via == concurrent_bigmodel::SearchVia::api ? SearchVia::api : SearchVia::tool;
   r.pipeline.keep_reasoning = c.keep_reasoning;
   r.client.flavor = internal_flavor(c.api_flavor);
   r.client.accept_language = c.accept_language;
-  require(c.accept_language.find_first_of("\r\n") == std::string::npos,
-          "accept_language: contains a line break");
-  if (r.client.flavor == ApiFlavor::openai) {
-    require(!c.search,
-            "search: the openai flavour has no web search (neither the web_search tool nor the Web "
-            "Search API); set search = false");
-    return;
-  }
-  if (c.allow_unlisted_model) return;
-  if (auto problem = model_problem("chat_model", c.chat_model))
-    require(false, problem->field + ": " + problem->message);
-  if (c.search && r.pipeline.search_via == SearchVia::tool) {
-    if (auto problem = model_problem("tool_model", c.tool_model)) {
-      require(false, problem->field + ": " + problem->message);
-    }
-  }
 }
+
+}  // namespace
+
+std::optional<SettingProblem> request_settings_problem(const concurrent_bigmodel::Config& c) {
+  if (auto problem = settings_problem(model_settings_of(c), search_settings_of(c))) return problem;
+  if (c.accept_language.find_first_of("\r\n") != std::string::npos) {
+    return SettingProblem{"accept_language", "contains a line break"};
+  }
+  if (c.api_flavor == concurrent_bigmodel::ApiFlavor::openai) {
+    if (!c.search) return std::nullopt;
+    return SettingProblem{"api_flavor",
+                          "the search step needs BigModel's web search (the web_search tool or the Web Search "
+                          "API), which an OpenAI server does not have: with --api-flavor openai pass --no-search "
+                          "(Config::search = false)"};
+  }
+  if (c.allow_unlisted_model) return std::nullopt;
+  if (auto problem = model_problem("chat_model", c.chat_model)) return problem;
+  if (c.search && c.search_via == concurrent_bigmodel::SearchVia::tool) return model_problem("tool_model", c.tool_model);
+  return std::nullopt;
+}
+
+namespace {
 
 QuotaAction internal_quota_action(concurrent_bigmodel::OnQuota q) {
   switch (q) {

@@ -2,10 +2,17 @@
 // run but its topics. Used by the Executor and by the HTTP service, so both refuse the same configs.
 #pragma once
 
+#include <optional>
+
 #include "concurrent_bigmodel/executor.hpp"
+#include "request_settings.hpp"
 #include "run_config.hpp"
 
 namespace cbm {
+
+// The first unusable setting of what `config` sends on the wire (ranges, the flavour's limits, model
+// names), named by its Config field (SettingProblem::flag() names the CLI's flag); nullopt when none.
+std::optional<SettingProblem> request_settings_problem(const concurrent_bigmodel::Config& config);
 
 // Throws std::invalid_argument naming the field when `config` is unusable.
 RunConfig checked_run_config(const concurrent_bigmodel::Config& config);

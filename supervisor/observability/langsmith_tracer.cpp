@@ -160,9 +160,8 @@ void LangSmithTracer::attempt_ended(const Task& task, const AttemptOutcome& outc
   // The pipeline stops at the first failing call, and names its step and request_id in the error.
   for (std::size_t i = 0; i < outcome.steps.size(); ++i) {
     const StepRecord& step = outcome.steps[i];
-    const bool failed =
-        outcome.error && i + 1 == outcome.steps.size() &&
-        outcome.error->message.starts_with(step.name + " step (request_id " + step.request_id + ")");
+    const bool failed = outcome.error && i + 1 == outcome.steps.size() &&
+                        outcome.error->message.starts_with(step.error_prefix());
     sender_.enqueue({RunOp::Kind::post, llm_run(root, step, outcome, failed)});
   }
   root.end_time = std::max(ended, root.start_time);

@@ -102,18 +102,6 @@ std::string too_long_reason() {
 }
 
 // A field value: UTF-8, no NUL byte. Empty when it is fine, else why not.
-std::string value_problem(const std::string& name, std::string_view value) {
-  if (value.find('\0') != std::string_view::npos) return "field '" + name + "' contains a NUL byte";
-  if (!is_valid_utf8(value)) return "field '" + name + "' is not valid UTF-8";
-  return {};
-}
-
-std::string name_problem(std::string_view name) {
-  if (name == "sources") return "a field is named 'sources', the placeholder of the search results";
-  if (name.find('\0') != std::string_view::npos) return "a field name contains a NUL byte";
-  return {};
-}
-
 Result<std::string, std::string> row_topic(std::string_view given) {
   auto topic = checked_topic(given);
   if (!topic) return Err{"topic " + topic.error().what};
@@ -260,7 +248,9 @@ class CsvReader final : public RowReader {
       std::string name(trim_topic(header[i]));
       if (name.empty())
         throw std::invalid_argument("the CSV header's column " + std::to_string(i + 1) + " has no name");
-      if (auto why = name_problem(name); !why.empty()) throw std::invalid_argument("the CSV header: " + why);
+      if (auto why = name == "topic" ? std::string() : field_name_problem(name); !why.empty()) {
+        throw std::invalid_argument("the CSV header: " + why);
+      }
       if (std::find(columns_.begin(), columns_.end(), name) != columns_.end()) {
         throw std::invalid_argument("the CSV header names column '" + name + "' twice");
       }
@@ -314,7 +304,7 @@ class CsvReader final : public RowReader {
     TopicRow row{std::move(topic).value(), {}};
     for (std::size_t i = 0; i < record.size(); ++i) {
       if (i == topic_column_) continue;
-      if (auto why = value_problem(columns_[i], record[i]); !why.empty()) return Err{std::move(why)};
+      if (auto why = field_value_problem(columns_[i], record[i]); !why.empty()) return Err{std::move(why)};
       row.fields.push_back({columns_[i], std::move(record[i])});
     }
     return row;
@@ -455,8 +445,8 @@ Result<TopicRow, std::string> parse_jsonl_row(std::string_view line) {
   auto topic = row_topic(*handler.topic);
   if (!topic) return Err{std::move(topic.error())};
   for (const auto& f : handler.fields) {
-    if (auto why = name_problem(f.name); !why.empty()) return Err{std::move(why)};
-    if (auto why = value_problem(f.name, f.value); !why.empty()) return Err{std::move(why)};
+    if (auto why = field_name_problem(f.name); !why.empty()) return Err{std::move(why)};
+    if (auto why = field_value_problem(f.name, f.value); !why.empty()) return Err{std::move(why)};
   }
   return TopicRow{std::move(topic).value(), std::move(handler.fields)};
 }
