@@ -31,6 +31,23 @@ const std::vector<std::string> kDefaultTopics = {
     "Climate change adaptation strategies",
 };
 
+// The flag that sets a Config field, for the library's problems (config_problem): `--` and the field
+// with dashes, but for the fields whose flag has another name.
+std::string flag_of(const SettingProblem& problem) {
+  static const std::pair<std::string_view, std::string_view> kRenamed[] = {
+      {"api_key", "the API key (--api-key or BIGMODEL_API_KEY)"},
+      {"requests_per_minute", "--rpm"},
+      {"tokens_per_minute", "--tpm"},
+      {"metrics_address", "--metrics-addr"},
+      {"prompts", "--prompt-file"},
+      {"console", "--quiet"},
+  };
+  for (const auto& [field, flag] : kRenamed) {
+    if (problem.field == field) return std::string(flag);
+  }
+  return problem.flag();
+}
+
 constexpr const char* kFooter = R"(Exit status:
   0    every task succeeded
   1    the run finished and some tasks failed
@@ -346,8 +363,8 @@ struct Flags {
         ->group(platform);
   }
 
-  // The model and search settings, checked by the library's rule, named by their flags.
-  std::optional<std::string> platform_config() {
+  // The enumerated model and search settings (checked with the rest by the library's config_problem).
+  void platform_config() {
     namespace pub = concurrent_bigmodel;
     cfg.api_flavor = api_flavor == "openai" ? pub::ApiFlavor::openai : pub::ApiFlavor::bigmodel;
     cfg.thinking = thinking == "enabled" ? pub::Thinking::enabled
@@ -355,8 +372,6 @@ struct Flags {
                                          : pub::Thinking::disabled;
     cfg.response_format = response_format == "json" ? pub::ResponseFormat::json : pub::ResponseFormat::text;
     cfg.search_via = search_via == "api" ? pub::SearchVia::api : pub::SearchVia::tool;
-    if (auto problem = request_settings_problem(cfg)) return problem->flag() + ": " + problem->message;
-    return std::nullopt;
   }
 
   // Batch runs only.
@@ -446,25 +461,12 @@ struct Flags {
     cfg.drain_grace = seconds_to_ms(drain_grace_s);
     cfg.restart_period = seconds_to_ms(restart_period_s);
     cfg.console = !quiet;
-    if (cfg.chat_model.empty()) return "--chat-model: must not be empty";
-    if (cfg.tool_model.empty()) return "--tool-model: must not be empty";
-    if (auto problem = platform_config()) return problem;
-
-    base_url = resolve_base_url(base_url, kDefaultBaseUrl);
-    if (!is_http_url(base_url)) return "--base-url: '" + base_url + "' is not an http:// or https:// URL";
-    if (!allow_insecure_http && !key_may_travel_to(base_url)) {
-      return "--base-url: '" + base_url +
-             "' is plain http to a non-loopback host; the API key would travel unencrypted "
-             "(pass --allow-insecure-http to accept that)";
-    }
-    cfg.base_url = base_url;
+    platform_config();
+    cfg.base_url = resolve_base_url(base_url, kDefaultBaseUrl);
     cfg.allow_insecure_http = allow_insecure_http;
 
     auto key = resolve_api_key(api_key);
     if (!key) return std::string("no API key: pass --api-key or set ") + kApiKeyVariables;
-    if (key->find_first_of("\r\n") != std::string::npos) {
-      return "the API key contains a line break (check BIGMODEL_API_KEY)";
-    }
     cfg.api_key = std::move(*key);
     // The key given as a flag is readable in /proc/<pid>/cmdline for as long as we run: blank it out.
     for (int i = 1; i < argc; ++i) {
@@ -482,8 +484,6 @@ struct Flags {
       std::string error;
       const std::string text = read_file(prompt_file, error);
       if (!error.empty()) return "--prompt-file: " + error;
-      auto prompts = PromptSet::from_file_text(text);
-      if (!prompts) return "--prompt-file '" + prompt_file + "': " + prompts.error().message;
       cfg.prompts = text;
     }
 
@@ -496,12 +496,9 @@ struct Flags {
       }
     }
     cfg.worker_executable = worker_beside_self();
-    if (!metrics_addr.empty()) {
-      if (!parse_listen_address(metrics_addr)) {
-        return "--metrics-addr: '" + metrics_addr + "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)";
-      }
-      cfg.metrics_address = metrics_addr;
-    }
+    cfg.metrics_address = metrics_addr;
+    // The library's one check, its field named by our flag.
+    if (auto problem = config_problem(cfg)) return flag_of(*problem) + ": " + problem->message;
     return std::nullopt;
   }
 

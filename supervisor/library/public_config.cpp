@@ -69,9 +69,8 @@ SearchSettings search_settings_of(const concurrent_bigmodel::Config& c) {
   return s;
 }
 
-// The settings sent on the wire (checked by request_settings_problem).
+// The settings sent on the wire (checked by config_problem).
 void set_request_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
-  if (auto problem = request_settings_problem(c)) require(false, problem->field + ": " + problem->message);
   r.pipeline.model = model_settings_of(c);
   r.pipeline.search_settings = search_settings_of(c);
   r.pipeline.search_via = c.search_via == concurrent_bigmodel::SearchVia::api ? SearchVia::api : SearchVia::tool;
@@ -122,40 +121,51 @@ bool same_file_path(const std::filesystem::path& a, const std::filesystem::path&
   return ca == cb;
 }
 
-RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
-  require(!c.api_key.empty(), "api_key: empty");
-  require(c.api_key.find_first_of("\r\n") == std::string::npos, "api_key: contains a line break");
-  require(is_http_url(c.base_url), "base_url: '" + c.base_url + "' is not an http:// or https:// URL");
-  require(c.allow_insecure_http || key_may_travel_to(c.base_url),
-          "base_url: '" + c.base_url + "' is plain http to a non-loopback host (set allow_insecure_http)");
-  require(c.concurrency >= 1 && c.concurrency <= 1024, "concurrency: must be in 1..1024");
+std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& c) {
+  using P = SettingProblem;
+  if (c.api_key.empty()) return P{"api_key", "empty"};
+  if (c.api_key.find_first_of("\r\n") != std::string::npos) return P{"api_key", "contains a line break"};
+  if (!is_http_url(c.base_url)) return P{"base_url", "'" + c.base_url + "' is not an http:// or https:// URL"};
+  if (!c.allow_insecure_http && !key_may_travel_to(c.base_url)) {
+    return P{"base_url", "'" + c.base_url +
+                             "' is plain http to a non-loopback host; the API key would travel unencrypted "
+                             "(--allow-insecure-http, Config::allow_insecure_http, accepts that)"};
+  }
+  if (c.concurrency < 1 || c.concurrency > 1024) return P{"concurrency", "must be in 1..1024"};
   // Beyond a day, deadlines computed from now could overflow; no real run needs more.
   constexpr std::chrono::milliseconds kDay = std::chrono::hours(24);
   for (const auto& [name, value] : {std::pair{"timeout", c.timeout}, std::pair{"delay", c.delay},
                                     std::pair{"kill_grace", c.kill_grace}, std::pair{"drain_grace", c.drain_grace},
                                     std::pair{"restart_period", c.restart_period},
                                     std::pair{"progress_interval", c.progress_interval}}) {
-    require(value <= kDay, std::string(name) + ": must be at most 24 hours");
+    if (value > kDay) return P{name, "must be at most 24 hours"};
   }
-  require(c.timeout.count() > 0, "timeout: must be positive");
-  require(c.delay.count() >= 0, "delay: must not be negative");
-  require(c.max_retries >= 0 && c.max_retries <= 100, "max_retries: must be in 0..100");
-  require(c.batch_size >= 0, "batch_size: must not be negative");
-  require(c.requests_per_minute >= 0, "requests_per_minute: must not be negative");
-  require(c.tokens_per_minute >= 0, "tokens_per_minute: must not be negative");
-  require(!c.chat_model.empty(), "chat_model: empty");
-  require(!c.tool_model.empty(), "tool_model: empty");
-  require(c.keep_rounds >= -1, "keep_rounds: must be -1 (automatic) or more");
-  require(c.progress_interval.count() > 0, "progress_interval: must be positive");
-  require(c.kill_grace.count() >= 0, "kill_grace: must not be negative");
-  require(c.drain_grace.count() >= 0, "drain_grace: must not be negative");
-  require(c.max_restarts >= 0, "max_restarts: must not be negative");
-  require(c.restart_period.count() > 0, "restart_period: must be positive");
-  std::optional<ListenAddress> metrics_address;
-  if (!c.metrics_address.empty()) {
-    metrics_address = parse_listen_address(c.metrics_address);
-    require(metrics_address.has_value(), "metrics_address: '" + c.metrics_address + "' is not HOST:PORT");
+  if (c.timeout.count() <= 0) return P{"timeout", "must be positive"};
+  if (c.delay.count() < 0) return P{"delay", "must not be negative"};
+  if (c.max_retries < 0 || c.max_retries > 100) return P{"max_retries", "must be in 0..100"};
+  if (c.batch_size < 0) return P{"batch_size", "must not be negative"};
+  if (c.requests_per_minute < 0) return P{"requests_per_minute", "must not be negative"};
+  if (c.tokens_per_minute < 0) return P{"tokens_per_minute", "must not be negative"};
+  if (c.chat_model.empty()) return P{"chat_model", "empty"};
+  if (c.tool_model.empty()) return P{"tool_model", "empty"};
+  if (c.keep_rounds < -1) return P{"keep_rounds", "must be -1 (automatic) or more"};
+  if (c.progress_interval.count() <= 0) return P{"progress_interval", "must be positive"};
+  if (c.kill_grace.count() < 0) return P{"kill_grace", "must not be negative"};
+  if (c.drain_grace.count() < 0) return P{"drain_grace", "must not be negative"};
+  if (c.max_restarts < 0) return P{"max_restarts", "must not be negative"};
+  if (c.restart_period.count() <= 0) return P{"restart_period", "must be positive"};
+  if (!c.metrics_address.empty() && !parse_listen_address(c.metrics_address)) {
+    return P{"metrics_address", "'" + c.metrics_address + "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)"};
   }
+  if (!c.prompts.empty()) {
+    auto prompts = PromptSet::from_file_text(c.prompts);
+    if (!prompts.ok()) return P{"prompts", prompts.error().message};
+  }
+  return request_settings_problem(c);
+}
+
+RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
+  if (auto problem = config_problem(c)) require(false, problem->field + ": " + problem->message);
   std::optional<LangSmithSettings> langsmith;
   if (c.langsmith_from_environment) {
     auto settings = langsmith_settings(process_environment(), c.allow_insecure_http);
@@ -196,7 +206,7 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   r.restart_intensity.max_restarts = c.max_restarts;
   r.restart_intensity.period = c.restart_period;
   r.langsmith = std::move(langsmith);
-  r.metrics_address = std::move(metrics_address);
+  if (!c.metrics_address.empty()) r.metrics_address = parse_listen_address(c.metrics_address);
   r.worker_executable = c.worker_executable.empty() ? std::filesystem::path(CBM_INSTALLED_WORKER)
                                                     : c.worker_executable;
   r.client.base_url = c.base_url;
@@ -206,11 +216,7 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   r.pipeline.tool_model = c.tool_model;
   r.pipeline.search = c.search;
   set_request_settings(c, r);
-  if (!c.prompts.empty()) {
-    auto prompts = PromptSet::from_file_text(c.prompts);
-    require(prompts.ok(), prompts.ok() ? std::string() : "prompts: " + prompts.error().message);
-    r.pipeline.prompts = std::move(prompts.value());
-  }
+  if (!c.prompts.empty()) r.pipeline.prompts = std::move(PromptSet::from_file_text(c.prompts).value());
   r.retry.max_retries = c.max_retries;
   r.on_quota = internal_quota_action(c.on_quota);
   r.accept_incomplete = c.accept_incomplete;

@@ -14,7 +14,13 @@ namespace cbm {
 // names), named by its Config field (SettingProblem::flag() names the CLI's flag); nullopt when none.
 std::optional<SettingProblem> request_settings_problem(const concurrent_bigmodel::Config& config);
 
-// Throws std::invalid_argument naming the field when `config` is unusable.
+// The one check of a Config: its first unusable setting, named by its Config field (the CLI turns
+// the field into its flag), or nullopt. Checks the values alone: files and the environment are read
+// when the run starts.
+std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& config);
+
+// Throws std::invalid_argument naming the field when `config` is unusable (config_problem, then the
+// LangSmith environment and the run's files).
 RunConfig checked_run_config(const concurrent_bigmodel::Config& config);
 
 // True when `a` and `b` name the same file (after making them absolute and resolving what exists of

@@ -571,6 +571,12 @@ TEST_CASE("bad flags and configuration exit 2, name the culprit and send nothing
       {{"--prompt-file", (dir / "bad_prompt.txt").string()}, "--prompt-file"},
       {{"--no-such-flag"}, "--no-such-flag"},
       {{"--topics", "x", "--topics-file", topics_file}, "--topics-file"},
+      // Checked by the library's config_problem, named by the flag that sets the field.
+      {{"--metrics-addr", "nowhere"}, "--metrics-addr: 'nowhere' is not HOST:PORT"},
+      {{"--chat-model", ""}, "--chat-model: empty"},
+      {{"--tool-model", ""}, "--tool-model: empty"},
+      {{"--prompt-file", (dir / "topics.txt").string()}, "--prompt-file: line 1"},
+      {{"--temperature", "1.5"}, "--temperature: 1.5 is not in [0, 1]"},
   };
   for (const auto& c : cases) {
     const auto has = [&](const char* flag) {
