@@ -208,7 +208,14 @@ struct Flags {
         ->capture_default_str()
         ->group(py);
     a.add_flag("--quiet", quiet, "No progress or summary on the console")->group(py);
+    add_api(a);
+    add_platform(a);
+    add_reliability(a, service);
+    add_output(a, service);
+  }
 
+  // Where requests go and what they carry.
+  void add_api(CLI::App& a) {
     a.add_option("--base-url", base_url,
                  "API base URL (env BIGMODEL_BASE_URL, ZHIPUAI_BASE_URL, ZAI_BASE_URL; default " +
                      std::string(kDefaultBaseUrl) + ")")
@@ -238,9 +245,10 @@ struct Flags {
         ->check(CLI::ExistingFile)
         ->group(input);
     a.add_flag("--stream", cfg.stream, "Ask for server-sent-event streams")->group(input);
+  }
 
-    add_platform(a);
-
+  // Timeouts, pacing, quotas and worker restarts.
+  void add_reliability(CLI::App& a, bool service) {
     a.add_option("--kill-grace", kill_grace_s, "Seconds between SIGTERM and SIGKILL for a timed-out attempt")
         ->check(CLI::Range(0.0, 600.0))
         ->capture_default_str()
@@ -282,7 +290,10 @@ struct Flags {
         ->check(CLI::Range(0.001, 86400.0))
         ->capture_default_str()
         ->group(rel);
+  }
 
+  // What the run writes besides its report: the log, the results stream, metrics, progress.
+  void add_output(CLI::App& a, bool service) {
     a.add_option("--log-file", log_file, "Log file")->capture_default_str()->group("Output");
     a.add_option("--results-jsonl", results_jsonl,
                  service ? "Append every finished task's record to this file as one JSON line, as it\n"
