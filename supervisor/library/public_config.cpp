@@ -1,11 +1,13 @@
 #include "public_config.hpp"
 
+#include <cstdio>
 #include <stdexcept>
 
 #include "api_key.hpp"
 #include "langsmith_settings.hpp"
 #include "listen_address.hpp"
 #include "prompt_template.hpp"
+#include "run_files.hpp"
 
 #ifndef CBM_INSTALLED_WORKER
 #error "CBM_INSTALLED_WORKER (the installed worker's path) is defined by the build"
@@ -15,6 +17,12 @@ namespace cbm {
 namespace {
 
 using PublicMode = concurrent_bigmodel::Mode;
+
+std::string octal_text(unsigned mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0%o", mode);
+  return buf;
+}
 
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("concurrent_bigmodel::Config: " + what);
@@ -114,14 +122,6 @@ QuotaAction internal_quota_action(concurrent_bigmodel::OnQuota q) {
 
 }  // namespace
 
-bool same_file_path(const std::filesystem::path& a, const std::filesystem::path& b) {
-  if (a.empty() || b.empty()) return false;
-  std::error_code ec;
-  const auto ca = std::filesystem::weakly_canonical(std::filesystem::absolute(a, ec), ec);
-  const auto cb = std::filesystem::weakly_canonical(std::filesystem::absolute(b, ec), ec);
-  return ca == cb;
-}
-
 RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   require(!c.api_key.empty(), "api_key: empty");
   require(c.api_key.find_first_of("\r\n") == std::string::npos, "api_key: contains a line break");
@@ -177,18 +177,18 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
     r.journal = r.output.parent_path() / (r.output.stem().string() + ".journal.jsonl");
   }
   require(!c.resume || !r.journal.empty(), "resume: needs output or journal (the run to resume)");
-  if (!c.results_jsonl.empty() && c.results_jsonl != "-") {
-    for (const auto& [name, other] : {std::pair{"output", r.output}, std::pair{"journal", r.journal},
-                                      std::pair{"log_file", c.log_file}}) {
-      require(!same_file_path(c.results_jsonl, other),
-              "results_jsonl: '" + c.results_jsonl.string() + "' is also the " + name + " file");
-    }
-  }
+  require(!(c.resume && c.fresh), "fresh: not with resume (fresh discards the journal resume would continue)");
+  require(c.output_mode <= 0777 && (c.output_mode & 0600) == 0600,
+          "output_mode: " + octal_text(c.output_mode) + " is not a mode from 0600 to 0777 (owner read and write kept)");
   r.results_jsonl = c.results_jsonl;
+  r.output_mode = static_cast<mode_t>(c.output_mode);
   r.resume = c.resume;
   r.force_resume = c.force_resume;
+  r.fresh = c.fresh;
   r.keep_rounds = c.keep_rounds;
   r.log_file = c.log_file;
+  // The topics file is checked with the others when a run names it (RunFiles).
+  if (auto problem = run_paths_problem(run_paths(r))) throw PathError(std::move(*problem));
   r.quiet = !c.console;
   r.progress_interval = c.progress_interval;
   r.kill_grace = c.kill_grace;
