@@ -237,7 +237,7 @@ TEST_CASE("an interrupted run's journal is not replaced without --resume or --fr
   CHECK(run.run(flags) == 0);                 // finished: replaced as before
 }
 
-TEST_CASE("the run's files are 0600 whatever the umask; --output-mode widens the report and the results file", "[files]") {
+TEST_CASE("the run's files are 0600 whatever the umask, and --output-mode widens the report and the results file", "[files]") {
   Simulator sim;
   for (const mode_t umask : {mode_t{0}, mode_t{077}}) {
     INFO("umask " << umask);
