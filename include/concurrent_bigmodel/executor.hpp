@@ -148,12 +148,22 @@ struct Config {
   std::filesystem::path journal;
   bool resume = false;
   bool force_resume = false;  // resume even if the journal was written with other models or prompts
+  // A journal whose run did not finish (stopped, aborted or killed: no end-of-run line) and holds
+  // results is never replaced by a new run: the run throws std::invalid_argument unless `resume`
+  // continues it or `fresh` discards it. A finished journal is replaced either way.
+  bool fresh = false;
   int keep_rounds = -1;       // rounds kept in the journal and report; 0 = all; -1 = 10 when iterations is 0, else all
   std::filesystem::path log_file;  // empty: no log
   // Every Result as one line of JSON (the report's `results[i]`), written and flushed as it becomes
   // final: a file a consumer can read while the run goes on ("-": standard output). A new run
   // truncates it, a resumed one appends. Must not be the report, the journal or the log. Empty: none.
   std::filesystem::path results_jsonl;
+  // The mode of the report and the results file (0 to 0777, keeping the owner's read and write),
+  // set whatever the umask. The journal and the log are always 0600. Every file the run writes must be
+  // a regular file or absent (never a device, FIFO, directory or symbolic link), and the topics file,
+  // report, journal, log and results file must be five different files: otherwise the run throws
+  // std::invalid_argument naming the field. One run at a time per journal, in any process.
+  unsigned output_mode = 0600;
 
   // Console: progress on stderr (a live line on a terminal, else a line every progress_interval),
   // warnings, errors.
@@ -253,6 +263,7 @@ struct Summary {
   int interrupted_by_signal = 0;     // the signal given to stop_by_signal(); 0 when none
   std::optional<std::string> abort_reason;  // a run-fatal API error, workers that keep crashing...
   bool report_written = false;       // Config::output was written
+  std::optional<std::string> report_error;  // why it was not, when it was asked for and not written
   // The CLI's exit status: 0 every task succeeded, 1 some did not (failed or cancelled), 3 aborted,
   // 128+N stopped by stop_by_signal(N); 1 also when a requested report could not be written.
   int exit_status = 0;

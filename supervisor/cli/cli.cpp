@@ -150,6 +150,7 @@ struct Flags {
   double progress_interval_s = 10.0;
   std::string journal;
   std::string results_jsonl;
+  std::string output_mode = "0600";
   std::string input_format;
   int keep_rounds = -1;
   ServeOptions serve_options;
@@ -302,6 +303,14 @@ struct Flags {
                            "report's results[i] shape; '-' = stdout); truncated at start, appended with --resume")
         ->type_name("PATH")
         ->group("Output");
+    a.add_option("--output-mode", output_mode,
+                 service ? "Octal mode of the --results-jsonl file, 0600 to 0777 (e.g. 0644), whatever the\n"
+                           "umask; the log is always 0600"
+                         : "Octal mode of the report and the --results-jsonl file, 0600 to 0777 (e.g. 0644),\n"
+                           "whatever the umask; the journal and the log are always 0600")
+        ->type_name("MODE")
+        ->capture_default_str()
+        ->group("Output");
     a.add_option("--metrics-addr", metrics_addr,
                  "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; port 0 = any\n"
                  "free port, logged); off by default")
@@ -422,6 +431,10 @@ struct Flags {
     app.add_flag("--force-resume", cfg.force_resume,
                  "Resume even if the journal was written with other models or prompts")
         ->group("Output");
+    app.add_flag("--fresh", cfg.fresh,
+                 "Start over even if the journal holds results of a run that did not finish (stopped,\n"
+                 "aborted or killed), discarding them; without it such a run is refused (exit 2)")
+        ->group("Output");
     app.add_option("--keep-rounds", keep_rounds,
                    "Rounds kept in the journal and report (default: all; 10 with --iterations 0)")
         ->check(CLI::Range(0, 1000000))
@@ -498,6 +511,11 @@ struct Flags {
       cfg.prompts = text;
     }
 
+    // The text is octal here; its range is the library's rule (config_problem).
+    if (output_mode.empty() || output_mode.size() > 4 || output_mode.find_first_not_of("01234567") != std::string::npos) {
+      return "--output-mode: '" + output_mode + "' is not an octal mode from 0600 to 0777 (e.g. 0644)";
+    }
+    cfg.output_mode = static_cast<unsigned>(std::stoul(output_mode, nullptr, 8));
     cfg.log_file = log_file;
     if (!log_file.empty()) {
       const auto log_dir =
@@ -516,7 +534,8 @@ struct Flags {
   std::optional<std::string> serve_config(const CLI::App& app) {
     // Batch flags given before the word `serve` reach the main parser: refused here.
     for (const char* batch : {"--topics", "--iterations", "--output", "--batch-size", "--topics-file",
-                              "--input-format", "--journal", "--resume", "--force-resume", "--keep-rounds"}) {
+                              "--input-format", "--journal", "--resume", "--force-resume", "--fresh",
+                              "--keep-rounds"}) {
       if (app.count(batch) > 0) {
         return std::string(batch) + ": not an option of serve (each request brings its topics)";
       }
@@ -524,9 +543,6 @@ struct Flags {
     auto address = parse_listen_address(listen);
     if (!address) return "--listen: '" + listen + "' is not HOST:PORT";
     if (results_jsonl == "-") return "--results-jsonl: '-' is not for serve (stdout carries its address line)";
-    if (same_file_path(results_jsonl, cfg.log_file)) {
-      return "--results-jsonl: '" + results_jsonl + "' is also the --log-file";
-    }
     cfg.results_jsonl = results_jsonl;
     serve_options.listen = *address;
     if (!auth_token_file.empty()) {
@@ -612,19 +628,16 @@ struct Flags {
     return concurrent_bigmodel::InputFormat::text;
   }
 
-  // --results-jsonl must be a file of its own.
-  std::optional<std::string> results_path() {
-    if (results_jsonl.empty()) return std::nullopt;
-    if (results_jsonl != "-") {
-      for (const auto& [flag, other] : {std::pair{"--output", cfg.output}, std::pair{"--journal", cfg.journal},
-                                        std::pair{"--log-file", cfg.log_file},
-                                        std::pair{"--topics-file", std::filesystem::path(inv.topics_file)}}) {
-        if (same_file_path(results_jsonl, other)) {
-          return "--results-jsonl: '" + results_jsonl + "' is also the " + flag + " file";
-        }
-      }
-    }
+  // The run's files: one rule (run_files.hpp: regular files, five different ones), named by flag.
+  std::optional<std::string> run_files() {
     cfg.results_jsonl = results_jsonl;
+    RunConfig paths;
+    paths.topics_file = inv.topics_file;
+    paths.output = cfg.output;
+    paths.journal = cfg.journal;
+    paths.log_file = cfg.log_file;
+    paths.results_jsonl = cfg.results_jsonl;
+    if (auto problem = run_paths_problem(run_paths(paths))) return problem->text(true);
     return std::nullopt;
   }
 
@@ -739,7 +752,7 @@ CommandLine parse_command_line(int argc, char** argv) {
   }
   if (auto problem = f.batch_input()) return usage_error(*problem);
   if (auto problem = f.batch_output()) return usage_error(*problem);
-  if (auto problem = f.results_path()) return usage_error(*problem);
+  if (auto problem = f.run_files()) return usage_error(*problem);
   return {std::move(f.inv), 0, {}, std::nullopt};
 }
 

@@ -25,6 +25,8 @@ std::string summary_line(const concurrent_bigmodel::Summary& s, const std::strin
 
 int run(const Invocation& inv) {
   std::signal(SIGPIPE, SIG_IGN);
+  // A file grown past RLIMIT_FSIZE fails its write (EFBIG, reported) instead of killing the run.
+  std::signal(SIGXFSZ, SIG_IGN);
   // An inherited SIG_IGN for SIGCHLD would make the kernel reap workers itself: waitpid could not
   // report how they ended.
   std::signal(SIGCHLD, SIG_DFL);
@@ -37,7 +39,9 @@ int run(const Invocation& inv) {
       : !inv.rows.empty()      ? executor.run_rows(inv.rows, inv.iterations)
                                : executor.run(inv.topics, inv.iterations);
   if (inv.config.console) {
-    std::cerr << "concurrent_bigmodel: " << summary_line(summary, inv.config.output.string()) << "\n";
+    std::cerr << "concurrent_bigmodel: "
+              << summary_line(summary, report_note(inv.config.output, summary.report_written, summary.report_error))
+              << "\n";
   }
   return summary.exit_status;
 }
@@ -46,6 +50,7 @@ int run(const Invocation& inv) {
 // thread before run(), so the watcher still comes before every thread.
 int serve(const ServeInvocation& inv) {
   std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGXFSZ, SIG_IGN);
   std::signal(SIGCHLD, SIG_DFL);
   const RunConfig config = checked_run_config(inv.config);
   Service service(config, inv.options);
@@ -65,6 +70,9 @@ int main(int argc, char** argv) {
   try {
     if (cl.serve) return cbm::serve(*cl.serve);
     return cbm::run(*cl.run);
+  } catch (const cbm::PathError& e) {  // the library names the Config field, the CLI the flag
+    std::cerr << "concurrent_bigmodel: " << e.problem().text(true) << "\n";
+    return cbm::kExitUsage;
   } catch (const std::exception& e) {
     std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
     return cbm::kExitUsage;

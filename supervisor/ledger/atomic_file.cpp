@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <stdexcept>
 #include <system_error>
+
+#include "output_file.hpp"
 
 namespace cbm {
 namespace {
@@ -26,10 +29,15 @@ std::string temp_template(const std::filesystem::path& target) {
 
 }  // namespace
 
-AtomicFile::AtomicFile(std::filesystem::path path) : path_(std::move(path)), tmp_(temp_template(path_)) {
-  const int fd = ::mkostemp(tmp_.data(), O_CLOEXEC);
+AtomicFile::AtomicFile(std::filesystem::path path, mode_t mode) : path_(std::move(path)), tmp_(temp_template(path_)) {
+  const int fd = ::mkostemp(tmp_.data(), O_CLOEXEC | O_NOFOLLOW);  // O_CREAT | O_EXCL, mode 0600
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot create a temporary file in '" + dir_of(path_).string() + "'");
-  ::fchmod(fd, 0644);
+  if (::fchmod(fd, mode) != 0) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(tmp_.c_str());
+    throw std::system_error(err, std::generic_category(), "cannot set the mode of '" + tmp_ + "'");
+  }
   f_ = ::fdopen(fd, "w");
   if (f_ == nullptr) {
     const int err = errno;
@@ -61,6 +69,11 @@ void AtomicFile::commit() {
     ::unlink(tmp_.c_str());
     throw std::system_error(ok ? errno : err, std::generic_category(), "cannot write '" + tmp_ + "'");
   }
+  // Checked again at the last moment: what was a regular file when the run started may not be now.
+  if (auto problem = output_target_problem("output", path_)) {
+    ::unlink(tmp_.c_str());
+    throw std::runtime_error("not replacing '" + path_.string() + "': " + problem->what);
+  }
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
     const int rename_err = errno;
     ::unlink(tmp_.c_str());
@@ -74,13 +87,13 @@ void AtomicFile::commit() {
   }
 }
 
-std::string write_file_atomically(const std::filesystem::path& path, std::string_view content) {
+std::string write_file_atomically(const std::filesystem::path& path, std::string_view content, mode_t mode) {
   try {
-    AtomicFile f(path);
+    AtomicFile f(path, mode);
     f.write(content);
     f.commit();
     return {};
-  } catch (const std::system_error& e) {
+  } catch (const std::exception& e) {
     return e.what();
   }
 }

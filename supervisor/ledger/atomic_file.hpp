@@ -1,7 +1,13 @@
 // AtomicFile: writes a whole file so that a reader sees the old content or the new, never a part:
 // write a temporary beside it, fsync, rename over, fsync the directory. Content may be streamed in
 // pieces (a report built from a journal never needs to fit in memory).
+//
+// The temporary is created O_EXCL | O_NOFOLLOW (mkostemp) and given `mode` with fchmod, whatever the
+// umask. The rename never replaces anything but a regular file: a device node, FIFO, socket, directory
+// or symbolic link found at the target when committing fails the commit (output_file.hpp).
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -13,8 +19,8 @@ namespace cbm {
 
 class AtomicFile {
  public:
-  // Creates the temporary. Throws std::system_error when it cannot.
-  explicit AtomicFile(std::filesystem::path path);
+  // Creates the temporary, mode `mode`. Throws std::system_error when it cannot.
+  explicit AtomicFile(std::filesystem::path path, mode_t mode = 0600);
   ~AtomicFile();  // an uncommitted temporary is removed
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -34,6 +40,6 @@ class AtomicFile {
 };
 
 // One-shot form. Returns "" on success, else what failed.
-std::string write_file_atomically(const std::filesystem::path& path, std::string_view content);
+std::string write_file_atomically(const std::filesystem::path& path, std::string_view content, mode_t mode = 0600);
 
 }  // namespace cbm

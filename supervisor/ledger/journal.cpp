@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,6 +18,7 @@
 #include "atomic_file.hpp"
 #include "fnv1a.hpp"
 #include "json_reader.hpp"
+#include "output_file.hpp"
 #include "result_codec.hpp"
 
 namespace cbm {
@@ -24,6 +26,10 @@ namespace {
 
 constexpr std::string_view kMagic = "concurrent_bigmodel journal";
 constexpr int kVersion = 1;
+// The end-of-run line (see journal.hpp): how a journal says its run finished.
+constexpr std::string_view kEndKey = "{\"journal_end\"";
+
+bool is_end_line(std::string_view line) { return line.starts_with(kEndKey); }
 
 std::string fnv1a_hex(std::string_view s) {
   const std::uint64_t h = fnv1a64(s);
@@ -84,27 +90,27 @@ void write_all(int fd, std::string_view data, const std::string& what) {
   }
 }
 
-int open_append(const std::filesystem::path& path, int extra_flags) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | extra_flags, 0644);
-  if (fd < 0) fail_errno("cannot open journal '" + path.string() + "'");
-  return fd;
+int open_append(const std::filesystem::path& path, OpenAs how) {
+  return open_output_file("journal", path, how, kPrivateFileMode).release();
 }
 
-// Calls `on_line` for each line of the file after the header, without its '\n' (empty lines skipped).
-// A last line without '\n' (cut short by a crash or a failed write) is not a line. Reads in large
-// blocks: no copy of a line unless it spans two of them.
-void read_record_lines(const std::filesystem::path& path,
+// Calls `on_line` for each record line of the file (after the header, without its '\n'; empty lines
+// and the end-of-run line skipped). A last line without '\n' (cut short by a crash or a failed write)
+// is not a line. Reads in large blocks: no copy of a line unless it spans two of them. Returns whether
+// the last line is the end-of-run line.
+bool read_record_lines(const std::filesystem::path& path,
                        const std::function<void(std::string_view)>& on_line) {
-  const UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  const UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (in.get() < 0) fail_errno("cannot read journal '" + path.string() + "'");
   std::vector<char> buf(1 << 20);
   std::string split;  // a line that spans two reads
   bool header = true;
+  bool ended = false;
   for (;;) {
     const ssize_t n = ::read(in.get(), buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) fail_errno("cannot read journal '" + path.string() + "'");
-    if (n == 0) return;  // what is left in `split` is a cut last line
+    if (n == 0) return ended && split.empty();  // what is left in `split` is a cut last line
     std::string_view data(buf.data(), static_cast<std::size_t>(n));
     for (std::size_t nl; (nl = data.find('\n')) != std::string_view::npos; data.remove_prefix(nl + 1)) {
       std::string_view line = data.substr(0, nl);
@@ -114,7 +120,10 @@ void read_record_lines(const std::filesystem::path& path,
       }
       if (header) {
         header = false;
+      } else if (is_end_line(line)) {
+        ended = true;
       } else if (!line.empty()) {
+        ended = false;
         on_line(line);
       }
       split.clear();
@@ -124,8 +133,13 @@ void read_record_lines(const std::filesystem::path& path,
 }
 
 std::string read_first_line(const std::filesystem::path& path) {
-  std::FILE* f = std::fopen(path.c_str(), "re");
-  if (f == nullptr) throw std::runtime_error("cannot open journal '" + path.string() + "': " + std::strerror(errno));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  std::FILE* f = fd < 0 ? nullptr : ::fdopen(fd, "r");
+  if (f == nullptr) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("cannot open journal '" + path.string() + "': " + std::strerror(err));
+  }
   char* buf = nullptr;
   std::size_t cap = 0;
   const ssize_t n = ::getline(&buf, &cap, f);
@@ -311,11 +325,43 @@ const std::filesystem::path& Journal::path() const { return w_->path; }
 
 Journal Journal::create(const std::filesystem::path& path, const JournalSettings& settings) {
   std::string header = header_line(settings);
-  Journal j(path, UniqueFd(open_append(path, O_TRUNC)), header);
+  Journal j(path, UniqueFd(open_append(path, OpenAs::replace)), header);
   write_all(j.w_->fd.get(), header, "cannot write journal '" + path.string() + "'");  // the writer is idle
   j.sync();
   if (auto failure = j.failure()) throw std::runtime_error(*failure);
   return j;
+}
+
+std::optional<Journal::Found> Journal::inspect(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return std::nullopt;
+  Found found;
+  found.journal = parse_header(read_first_line(path)).has_value();
+  if (!found.journal) return found;
+  // The status is the record's one "status" key, written by this program's encoder: a string value
+  // cannot hold it unescaped.
+  found.finished = read_record_lines(path, [&](std::string_view line) {
+    if (line.find("\"status\":\"cancelled\"") == std::string_view::npos) ++found.results;
+  });
+  return found;
+}
+
+void Journal::mark_finished(int exit_status) {
+  Writer& w = *w_;
+  std::unique_lock lock(w.mu);
+  w.drain(lock);
+  if (w.failure) return;
+  std::string line(kEndKey);
+  line += ":true,\"exit_status\":" + std::to_string(exit_status) + "}\n";
+  try {
+    write_all(w.fd.get(), line, "cannot append to journal '" + w.path.string() + "'");
+  } catch (const std::exception& e) {
+    w.fail(e.what());
+    return;
+  }
+  if (auto error = w.sync_file(w.fd.get())) w.fail(std::move(*error));
+  w.last_sync = std::chrono::steady_clock::now();
+  w.dirty = false;
 }
 
 Journal Journal::open_for_resume(const std::filesystem::path& path, const JournalSettings& settings, bool force,
@@ -339,7 +385,7 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
     on_record(*result);
     return true;
   });
-  return Journal(path, UniqueFd(open_append(path, 0)), header);
+  return Journal(path, UniqueFd(open_append(path, OpenAs::append)), header);
 }
 
 void Journal::rewrite(const std::filesystem::path& path, const std::string& header,
@@ -401,7 +447,7 @@ void Journal::compact(std::uint32_t from_round) {
     return result && result->round >= from_round;
   });
   w.fd.reset();  // if the reopen fails, the writer's next write fails (run aborts)
-  w.fd.reset(open_append(w.path, 0));
+  w.fd.reset(open_append(w.path, OpenAs::append));
   w.last_sync = std::chrono::steady_clock::now();  // the rewrite was made durable
   w.dirty = false;
 }

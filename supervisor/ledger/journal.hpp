@@ -1,7 +1,14 @@
 // Journal: every terminal result, appended as one JSON line the moment it is known (JSONL).
 //
 // Line 1 is a header with the settings that change results (models, prompts, search); every other
-// line is a report entry (the `results[i]` object, which carries its round and id).
+// line is a report entry (the `results[i]` object, which carries its round and id), but for the
+// end-of-run line `{"journal_end":true,"exit_status":N}`, appended as the last line once a run has
+// done all it was asked (not stopped, not aborted, its report written). A journal without it holds an
+// unfinished run: a new run does not replace it unless told (--fresh; run_files.hpp), and --resume
+// drops the line as it continues a finished one.
+//
+// Files: opened never through a link, created 0600 whatever the umask (output_file.hpp); one run at a
+// time holds a journal (journal_lock.hpp).
 //
 // Who writes: append() only queues the record. The journal's own writer thread encodes what is queued
 // and appends it with one write(2) per batch to an O_APPEND file, so the executor's loop pays neither
@@ -55,6 +62,15 @@ class Journal {
   static constexpr std::chrono::seconds kSyncInterval{1};
   static constexpr std::chrono::milliseconds kGather{2};  // the writer lets a batch gather this long
 
+  // What an existing journal file holds, for a new run's check before it replaces it.
+  struct Found {
+    bool journal = false;   // its first line is this program's journal header
+    bool finished = false;  // its last line is the end-of-run line
+    std::size_t results = 0;  // records but cancelled ones (--resume runs those again)
+  };
+  // nullopt when there is no file, or an empty one (or not a regular file: the open refuses that).
+  static std::optional<Found> inspect(const std::filesystem::path& path);
+
   // Starts a new journal (truncating any old one) with the header. Throws std::runtime_error.
   static Journal create(const std::filesystem::path& path, const JournalSettings& settings);
 
@@ -74,6 +90,8 @@ class Journal {
   void append(TaskResult result);
   // Waits until every queued record is written, then fdatasync.
   void sync();
+  // Writes what is queued, then the end-of-run line, and syncs: the run finished. Call last.
+  void mark_finished(int exit_status);
   // Why the journal stopped taking records (a write or fdatasync failed: disk full, I/O error...);
   // nullopt while it works. The run aborts on it (RunLedger::abort_reason).
   std::optional<std::string> failure() const;

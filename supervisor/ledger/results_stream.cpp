@@ -6,21 +6,17 @@
 #include <cerrno>
 #include <system_error>
 
+#include "output_file.hpp"
 #include "result_codec.hpp"
 
 namespace cbm {
 
-ResultsStream::ResultsStream(const std::filesystem::path& path, bool append) : path_(path) {
+ResultsStream::ResultsStream(const std::filesystem::path& path, bool append, mode_t mode) : path_(path) {
   if (path == "-") {
     fd_ = STDOUT_FILENO;
     return;
   }
-  const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (append ? 0 : O_TRUNC);
-  fd_ = ::open(path.c_str(), flags, 0644);
-  if (fd_ < 0) {
-    throw std::system_error(errno, std::generic_category(),
-                            "--results-jsonl: cannot open '" + path.string() + "'");
-  }
+  fd_ = open_output_file("results_jsonl", path, append ? OpenAs::append : OpenAs::replace, mode).release();
   owned_ = true;
 }
 

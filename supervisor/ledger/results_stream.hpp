@@ -6,12 +6,15 @@
 // opened with O_APPEND (a reader never meets a line without its end, but for the one being written,
 // which has no '\n' yet); records come in the order they became final, every round of a monitor after
 // the one before. A new run truncates the file, a resumed one (--resume) appends to it. "-" writes to
-// standard output (the console's progress and summary are on stderr). The file is created mode 0644
-// less the umask, as the journal and the report are. A write that fails stops the run (the ledger aborts
+// standard output (the console's progress and summary are on stderr). The file is opened as every
+// file of the run is (output_file.hpp: never through a link, never a device or FIFO) with the report's
+// mode (Config::output_mode, 0600 by default), whatever the umask. A write that fails stops the run (the ledger aborts
 // on an observer's exception): a consumer must not silently miss records.
 //
 // Passive: the ledger's observers call it one at a time (record_outbox.hpp).
 #pragma once
+
+#include <sys/types.h>
 
 #include <filesystem>
 
@@ -21,8 +24,9 @@ namespace cbm {
 
 class ResultsStream final : public RunObserver {
  public:
-  // Opens `path` ("-": standard output). Throws std::system_error naming it when it cannot.
-  ResultsStream(const std::filesystem::path& path, bool append);
+  // Opens `path` ("-": standard output); a new or truncated file gets `mode`. Throws PathError naming
+  // it when it cannot.
+  ResultsStream(const std::filesystem::path& path, bool append, mode_t mode);
   ~ResultsStream() override;
   ResultsStream(const ResultsStream&) = delete;
   ResultsStream& operator=(const ResultsStream&) = delete;

@@ -160,6 +160,11 @@ std::optional<std::string> RunLedger::abort_reason_locked() const {
   return std::nullopt;
 }
 
+void RunLedger::mark_journal_finished(int exit_status) {
+  std::lock_guard lock(mu_);
+  if (journal_) journal_->mark_finished(exit_status);
+}
+
 void RunLedger::write_report(const std::filesystem::path& path, int exit_status) {
   std::lock_guard lock(mu_);
   if (!journal_) throw std::logic_error("the report's results come from the journal, and none is attached");
@@ -175,7 +180,7 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   summary.abort_reason = abort_reason_locked();
   summary.exit_status = exit_status;
 
-  AtomicFile out(path);
+  AtomicFile out(path, config_.output_mode);
   ReportWriter report([&](std::string_view piece) { out.write(piece); }, summary, [&](JsonWriter& w) {
     write_run_config(w, config_, journal_->path());
     write_rounds(w, rounds_);

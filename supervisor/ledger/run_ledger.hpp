@@ -72,10 +72,12 @@ class RunLedger {
   RunTotals totals() const;
   std::optional<std::string> abort_reason() const;
 
-  // Writes the report (README "The report") atomically, the results streamed from the journal (after
+  // Writes the report (README "The report") atomically, mode config.output_mode, the results streamed from the journal (after
   // syncing it). Throws std::system_error when the file cannot be written, std::logic_error when no
   // journal is attached.
   void write_report(const std::filesystem::path& path, int exit_status);
+  // The run did all it was asked: the journal gets its end-of-run line (journal.hpp). Call last.
+  void mark_journal_finished(int exit_status);
 
  private:
   RoundSummary& round_locked(std::uint32_t round);

@@ -60,6 +60,7 @@ Summary public_summary(const cbm::RunOutcome& o) {
   s.interrupted_by_signal = o.interrupted_by_signal;
   s.abort_reason = o.abort_reason;
   s.report_written = o.report_written;
+  s.report_error = o.report_error;
   s.exit_status = o.exit_status;
   return s;
 }
@@ -253,10 +254,6 @@ Summary Executor::run_rows(const std::vector<Row>& rows, int iterations) {
 
 Summary Executor::run_file(const std::filesystem::path& topics_file, int iterations) {
   if (topics_file.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics file");
-  if (cbm::same_file_path(topics_file, impl_->base.results_jsonl)) {
-    throw std::invalid_argument("concurrent_bigmodel::Config: results_jsonl: '" + topics_file.string() +
-                                "' is also the topics file");
-  }
   cbm::RunConfig c = impl_->for_iterations(iterations);
   c.topics_file = topics_file.string();
   c.input_format = internal_format(impl_->input_format, topics_file);

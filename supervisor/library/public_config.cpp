@@ -1,11 +1,13 @@
 #include "public_config.hpp"
 
+#include <cstdio>
 #include <stdexcept>
 
 #include "api_key.hpp"
 #include "langsmith_settings.hpp"
 #include "listen_address.hpp"
 #include "prompt_template.hpp"
+#include "run_files.hpp"
 
 #ifndef CBM_INSTALLED_WORKER
 #error "CBM_INSTALLED_WORKER (the installed worker's path) is defined by the build"
@@ -15,6 +17,12 @@ namespace cbm {
 namespace {
 
 using PublicMode = concurrent_bigmodel::Mode;
+
+std::string octal_text(unsigned mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0%o", mode);
+  return buf;
+}
 
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("concurrent_bigmodel::Config: " + what);
@@ -113,14 +121,6 @@ QuotaAction internal_quota_action(concurrent_bigmodel::OnQuota q) {
 
 }  // namespace
 
-bool same_file_path(const std::filesystem::path& a, const std::filesystem::path& b) {
-  if (a.empty() || b.empty()) return false;
-  std::error_code ec;
-  const auto ca = std::filesystem::weakly_canonical(std::filesystem::absolute(a, ec), ec);
-  const auto cb = std::filesystem::weakly_canonical(std::filesystem::absolute(b, ec), ec);
-  return ca == cb;
-}
-
 std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& c) {
   using P = SettingProblem;
   if (c.api_key.empty()) return P{"api_key", "empty"};
@@ -154,6 +154,11 @@ std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& 
   if (c.drain_grace.count() < 0) return P{"drain_grace", "must not be negative"};
   if (c.max_restarts < 0) return P{"max_restarts", "must not be negative"};
   if (c.restart_period.count() <= 0) return P{"restart_period", "must be positive"};
+  if (c.resume && c.fresh) return P{"fresh", "not with resume (fresh discards the journal resume would continue)"};
+  if (c.output_mode > 0777 || (c.output_mode & 0600) != 0600) {
+    return P{"output_mode", "'" + octal_text(c.output_mode) +
+                                "' is not an octal mode from 0600 to 0777 (owner read and write kept)"};
+  }
   if (!c.metrics_address.empty() && !parse_listen_address(c.metrics_address)) {
     return P{"metrics_address", "'" + c.metrics_address + "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)"};
   }
@@ -187,18 +192,15 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
     r.journal = r.output.parent_path() / (r.output.stem().string() + ".journal.jsonl");
   }
   require(!c.resume || !r.journal.empty(), "resume: needs output or journal (the run to resume)");
-  if (!c.results_jsonl.empty() && c.results_jsonl != "-") {
-    for (const auto& [name, other] : {std::pair{"output", r.output}, std::pair{"journal", r.journal},
-                                      std::pair{"log_file", c.log_file}}) {
-      require(!same_file_path(c.results_jsonl, other),
-              "results_jsonl: '" + c.results_jsonl.string() + "' is also the " + name + " file");
-    }
-  }
   r.results_jsonl = c.results_jsonl;
+  r.output_mode = static_cast<mode_t>(c.output_mode);
   r.resume = c.resume;
   r.force_resume = c.force_resume;
+  r.fresh = c.fresh;
   r.keep_rounds = c.keep_rounds;
   r.log_file = c.log_file;
+  // The topics file is checked with the others when a run names it (RunFiles).
+  if (auto problem = run_paths_problem(run_paths(r))) throw PathError(std::move(*problem));
   r.quiet = !c.console;
   r.progress_interval = c.progress_interval;
   r.kill_grace = c.kill_grace;

@@ -23,8 +23,4 @@ std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& 
 // LangSmith environment and the run's files).
 RunConfig checked_run_config(const concurrent_bigmodel::Config& config);
 
-// True when `a` and `b` name the same file (after making them absolute and resolving what exists of
-// them): two outputs, or an output and the input, must not be one file.
-bool same_file_path(const std::filesystem::path& a, const std::filesystem::path& b);
-
 }  // namespace cbm

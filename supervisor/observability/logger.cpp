@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "output_file.hpp"
 #include "result_codec.hpp"
 
 namespace cbm {
@@ -26,8 +27,10 @@ std::string_view level_name(LogLevel l) {
 
 Logger::Logger(const std::filesystem::path& path, bool echo_to_stderr) : echo_(echo_to_stderr) {
   if (path.empty()) return;
-  file_ = std::fopen(path.c_str(), "ae");
+  UniqueFd fd = open_output_file("log_file", path, OpenAs::append, kPrivateFileMode);
+  file_ = ::fdopen(fd.get(), "a");
   if (file_ == nullptr) throw std::system_error(errno, std::generic_category(), "cannot open log file " + path.string());
+  fd.release();
 }
 
 Logger::~Logger() {

@@ -18,7 +18,8 @@ std::string seconds_text(std::chrono::steady_clock::duration d);
 
 class Logger {
  public:
-  // An empty path logs to no file. Throws std::system_error when the file cannot be opened.
+  // An empty path logs to no file. The file is appended to, never through a link; a new one is
+  // created mode 0600 (output_file.hpp). Throws PathError when it cannot be opened.
   Logger(const std::filesystem::path& path, bool echo_to_stderr);
   ~Logger();
   Logger(const Logger&) = delete;

@@ -2,6 +2,8 @@
 // concurrent_bigmodel::Config and the call's topics by the library's Executor).
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -50,11 +52,13 @@ struct RunConfig {
   std::chrono::milliseconds progress_interval{10000};  // plain progress lines when stderr is no terminal
   std::optional<ListenAddress> metrics_address;        // serve Prometheus metrics here; none = off
   std::filesystem::path results_jsonl;  // stream terminal records here ("-": stdout); none when empty
+  mode_t output_mode = 0600;            // the report's and the results stream's (run_files.hpp)
 
   // Journal and resume (see journal.hpp for the durability policy).
   std::filesystem::path journal;  // none when empty
   bool resume = false;
   bool force_resume = false;
+  bool fresh = false;             // replace a journal whose run did not finish (run_files.hpp)
   int keep_rounds = 0;            // rounds kept in the journal and report; 0 = all
 
   // Multiprocessing supervision.

@@ -167,7 +167,8 @@ std::string own_usage() {
 }
 
 RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& observer, DrainPolicy drain)
-    : log(cfg.log_file, !cfg.quiet),
+    : files(cfg),
+      log(cfg.log_file, !cfg.quiet),
       ledger(cfg),
       progress(ledger, cfg.quiet, cfg.progress_interval) {
   const ExecutorContext context{cfg, ledger, control, log, progress, observers, RunClock::steady()};
@@ -198,7 +199,7 @@ RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& obser
     log.info("metrics: serving " + metrics_server->url());
   }
   if (!cfg.results_jsonl.empty()) {
-    results.emplace(cfg.results_jsonl, cfg.resume);
+    results.emplace(cfg.results_jsonl, cfg.resume, cfg.output_mode);
     observers.add(*results);
   }
   ledger.observe(observers);
@@ -239,12 +240,15 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
            (cfg.rate.requests_per_minute > 0 ? ", --rpm " + std::to_string(cfg.rate.requests_per_minute) : "") +
            (cfg.rate.tokens_per_minute > 0 ? ", --tpm " + std::to_string(cfg.rate.tokens_per_minute) : ""));
 
+  std::optional<std::string> report_error;  // the last write's failure
   auto write_report = [&](int status) {
     if (cfg.output.empty()) return false;
     try {
       ledger.write_report(cfg.output, status);
+      report_error.reset();
       return true;
     } catch (const std::exception& e) {
+      report_error = e.what();
       log.error(std::string("cannot write the report: ") + e.what());
       return false;
     }
@@ -281,15 +285,20 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   RunOutcome outcome;
   outcome.exit_status = exit_status_of(ledger, control);
   outcome.report_written = write_report(outcome.exit_status);
+  outcome.report_error = report_error;
+  // Finished: nothing is left for --resume to do, so a new run may replace the journal (run_files.hpp).
+  if (!control.interrupted() && !ledger.abort_reason() && (outcome.report_written || cfg.output.empty())) {
+    ledger.mark_journal_finished(outcome.exit_status);
+  }
   if (tracer) tracer->close(kTraceFlushGrace);
   outcome.totals = ledger.totals();
   outcome.interrupted = control.interrupted();
   outcome.interrupted_by_signal = control.first_signal();
   outcome.abort_reason = ledger.abort_reason();
   progress.finish();
-  const std::string report = cfg.output.empty() ? std::string("none") : cfg.output.string();
   log.info("run finished with exit status " + std::to_string(outcome.exit_status) + ": " +
-           summary_line(outcome.totals, report) + "; " + own_usage());
+           summary_line(outcome.totals, report_note(cfg.output, outcome.report_written, report_error)) + "; " +
+           own_usage());
   if (!outcome.report_written && !cfg.output.empty() && outcome.exit_status == kExitAllSucceeded) {
     outcome.exit_status = kExitSomeFailed;
   }
@@ -298,6 +307,16 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
 
 std::string summary_line(const RunTotals& t, const std::string& report) {
   return to_string(t) + "; report: " + report;
+}
+
+std::string report_note(const std::filesystem::path& output, bool written, const std::optional<std::string>& error) {
+  if (output.empty()) return "none";
+  if (written) return output.string();
+  std::string note = "NOT written to ";
+  note += output.string();
+  note += ": ";
+  note += error.value_or("the run ended before writing it");
+  return note;
 }
 
 }  // namespace cbm

@@ -19,6 +19,7 @@
 #include "round_executor.hpp"
 #include "run_config.hpp"
 #include "run_control.hpp"
+#include "run_files.hpp"
 #include "run_ledger.hpp"
 #include "run_observer.hpp"
 
@@ -31,6 +32,7 @@ struct RunOutcome {
   int interrupted_by_signal = 0;
   std::optional<std::string> abort_reason;
   bool report_written = false;
+  std::optional<std::string> report_error;  // why the report asked for was not written
 };
 
 // What a run is made of, built in this order from its config: the log, the ledger and its observers
@@ -41,6 +43,7 @@ struct RunParts {
   RunParts(const RunConfig& config, RunControl& control, RunObserver& observer,
            DrainPolicy drain = DrainPolicy::in_flight);
 
+  RunFiles files;  // first: the files are checked (and the journal locked) before any is opened
   CurlGlobal curl;
   Logger log;
   RunLedger ledger;
@@ -71,5 +74,7 @@ RunOutcome run_rounds(const RunConfig& config, RunControl& control, RunObserver&
 
 // "N tasks: S succeeded, F failed, C cancelled; report: PATH"
 std::string summary_line(const RunTotals& totals, const std::string& report);
+// What the summary line says of the report: its path, "none", or "NOT written to PATH: why".
+std::string report_note(const std::filesystem::path& output, bool written, const std::optional<std::string>& error);
 
 }  // namespace cbm
