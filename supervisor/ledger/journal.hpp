@@ -1,7 +1,9 @@
 // Journal: every terminal result, appended as one JSON line the moment it is known (JSONL).
 //
 // Line 1 is a header with the settings that change results (models, prompts, search); every other
-// line is a report entry (the `results[i]` object, which carries its round and id).
+// line is a report entry (the `results[i]` object, which carries its round and id), or a round's
+// topics a stop left unread ({"not_read": {...}}: UnreadTopics, result_codec.hpp), which --resume
+// drops (those topics run again) and the report lists apart (`not_read`).
 //
 // Who writes: append() only queues the record. The journal's own writer thread encodes what is queued
 // and appends it with one write(2) per batch to an O_APPEND file, so the executor's loop pays neither
@@ -29,22 +31,30 @@
 #include <string>
 #include <string_view>
 
+#include "request_settings.hpp"
 #include "run_config.hpp"
 #include "task.hpp"
 #include "unique_fd.hpp"
 
 namespace cbm {
 
-// The settings that change results, as the header stores them, and their fingerprint.
+// The settings that change results, as the header stores them: --resume refuses a journal written
+// with other ones (unless forced), naming each that differs. A header written before a setting was
+// stored there lacks it and is read as having the setting's default.
 struct JournalSettings {
   std::string chat_model;
   std::string tool_model;
   bool search = true;
   std::string prompts_digest;  // FNV-1a 64 of the four templates, hex
+  ModelSettings model;         // temperature, top_p, max_tokens, thinking, response_format
+  SearchVia search_via = SearchVia::tool;
+  SearchSettings search_settings;  // engine, recency, domain, count, content size
+  ApiFlavor api_flavor = ApiFlavor::bigmodel;
 
   static JournalSettings of(const RunConfig& config);
-  bool operator==(const JournalSettings&) const = default;
-  std::string describe() const;
+  // "--temperature: 0.2 in the journal, 0.6 now; ..." for each setting that differs (empty: none),
+  // named by its command-line flag.
+  std::string differences(const JournalSettings& now) const;
 };
 
 class Journal {
@@ -72,6 +82,8 @@ class Journal {
   // Queues one terminal record for the writer (records reach the file in the order queued). Blocks
   // while the queue is full. After a failed write or sync it drops the record: see failure().
   void append(TaskResult result);
+  // Queues the record of a round's unread topics, as append() does.
+  void append(const UnreadTopics& unread);
   // Waits until every queued record is written, then fdatasync.
   void sync();
   // Why the journal stopped taking records (a write or fdatasync failed: disk full, I/O error...);
@@ -81,7 +93,8 @@ class Journal {
   // only wake someone), so the run's loop aborts at once, not at its next event.
   void on_failure(std::function<void()> wake);
 
-  // Streams every record line (without its newline) to `on_record`, in file order; a last line
+  // Streams every record line (without its newline) to `on_record`, in file order (result lines and
+  // unread-topics lines alike); a last line
   // without its newline (cut short) is not one. Call after sync(): what is still queued is not read.
   // No decoding: the lines are this journal's own whole records (see "Whole lines only").
   void for_each_record(const std::function<void(std::string_view)>& on_record) const;
@@ -94,6 +107,7 @@ class Journal {
 
  private:
   struct Writer;
+  struct Entry;
   Journal(std::filesystem::path path, UniqueFd fd, std::string header);
   // Replaces `path` atomically with `header` and the record lines `keep` accepts (in file order).
   static void rewrite(const std::filesystem::path& path, const std::string& header,

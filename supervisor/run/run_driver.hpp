@@ -31,6 +31,7 @@ struct RunOutcome {
   int interrupted_by_signal = 0;
   std::optional<std::string> abort_reason;
   bool report_written = false;
+  std::vector<UnreadTopics> unread;  // what a stop left unread (RunLedger::record_unread)
 };
 
 // What a run is made of, built in this order from its config: the log, the ledger and its observers
