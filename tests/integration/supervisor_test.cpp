@@ -355,7 +355,7 @@ TEST_CASE("a hanging request times out at --timeout and its retry succeeds", "[s
   CHECK_THAT(run.log(), Catch::Contains("timeout"));
 }
 
-TEST_CASE("SIGTERM drains in-flight tasks, cancels the rest, writes the report and exits 143",
+TEST_CASE("SIGTERM drains in-flight tasks, cancels the rest read, records the unread as a range, exits 143",
           "[supervisor][signals][modes]") {
   const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
   INFO("--mode " << mode);
@@ -376,11 +376,18 @@ TEST_CASE("SIGTERM drains in-flight tasks, cancels the rest, writes the report a
   const Report report = run.report();
   CHECK(report.interrupted());
   CHECK(report.summary()["exit_status"].GetInt() == 143);
-  require_each_topic_exactly_once(report, topics);
+  // The topics read have a record each; the rest (40 is more than 4 running and a read-ahead of 16)
+  // are one unread range, to the end of the input.
+  const auto& unread = report.doc["not_read"];
+  REQUIRE(unread.Size() == 1);
+  const std::uint64_t first_unread = unread[0]["first_id"].GetUint64();
+  CHECK(unread[0]["end_id"].GetUint64() == topics.size());
+  CHECK(report.summary()["not_read"].GetUint64() == topics.size() - first_unread);
+  require_each_topic_exactly_once(report, std::vector<std::string>(topics.begin(), topics.begin() + first_unread));
   const std::size_t succeeded = report.count("succeeded");
   CHECK(succeeded >=
         static_cast<std::size_t>(running));  // what was in flight finished within the drain grace
-  CHECK(succeeded + report.count("cancelled") == topics.size());
+  CHECK(succeeded + report.count("cancelled") == first_unread);
   CHECK(report.count("cancelled") >= 1);
   for (const auto& r : report.results) {
     if (r.status != "cancelled") continue;
@@ -649,6 +656,20 @@ TEST_CASE("hostile answers are kept valid UTF-8, key-free and bounded in every r
   };
   CHECK(report.by_topic(bad).status == "succeeded");
   CHECK_THAT(analysis_of(bad), Catch::Contains("\xEF\xBF\xBD"));  // U+FFFD where the bytes were
+  // The record counts them: the simulator's three runs of bad bytes ("\xC3", "\xFF\xFE", a cut "\xE2\x82"),
+  // in the step that received them; a clean answer's step has no count.
+  const auto replaced_in = [&](const std::string& topic) -> std::int64_t {
+    for (const auto& r : report.doc["results"].GetArray()) {
+      if (topic != r["topic"].GetString()) continue;
+      const auto& steps = r["steps"].GetArray();
+      REQUIRE(steps.Size() == 1);  // --no-search: the analysis step alone
+      return steps[0].HasMember("replaced_characters") ? steps[0]["replaced_characters"].GetInt64() : 0;
+    }
+    return -1;
+  };
+  CHECK(replaced_in(bad) == 3);
+  CHECK(replaced_in(echo) == 0);
+  CHECK_THAT(read_text(journal), Catch::Contains("\"replaced_characters\":3"));
   CHECK(report.by_topic(echo).status == "succeeded");
   CHECK_THAT(analysis_of(echo), Catch::Contains("(you sent [redacted])"));
   CHECK(report_text.find(kTestKey) == std::string::npos);
