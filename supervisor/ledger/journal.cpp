@@ -200,8 +200,11 @@ JournalSettings JournalSettings::of(const RunConfig& c) {
   s.prompts_digest = fnv1a_hex(p.search_system.source() + '\x1f' + p.search_user.source() + '\x1f' +
                                p.analysis_system.source() + '\x1f' + p.analysis_user.source());
   s.model = c.pipeline.model;
-  s.search_via = c.pipeline.search_via;
-  s.search_settings = c.pipeline.search_settings;
+  // Without a search step its settings change nothing: left at their defaults, they cannot refuse.
+  if (c.pipeline.search) {
+    s.search_via = c.pipeline.search_via;
+    s.search_settings = c.pipeline.search_settings;
+  }
   s.api_flavor = c.client.flavor;
   return s;
 }
