@@ -139,19 +139,19 @@ Result<ChatResponse, ApiError> BigModelProtocol::interpret(
   const std::string& key = config_.api_key;
   if (!answer) {
     ApiError& e = answer.error();
-    clean_wire_text(e.message, key);
+    e.replaced_characters += clean_wire_text(e.message, key);
     cap_text(e.message, kMaxErrorMessageBytes);
-    clean_wire_text(e.code, key);
+    e.replaced_characters += clean_wire_text(e.code, key);
     cap_text(e.code, 64);
     return answer;
   }
   ChatResponse& r = answer.value();
   for (std::string* text : {&r.id, &r.request_id, &r.model, &r.content, &r.reasoning_content, &r.finish_reason}) {
-    clean_wire_text(*text, key);
+    r.replaced_characters += clean_wire_text(*text, key);
   }
   for (Source& source : r.web_search) {
     for (std::string* text : {&source.title, &source.link, &source.media, &source.publish_date, &source.content}) {
-      clean_wire_text(*text, key);
+      r.replaced_characters += clean_wire_text(*text, key);
     }
   }
   return answer;

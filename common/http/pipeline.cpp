@@ -119,6 +119,7 @@ void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
   StepRecord& record = outcome_.steps.back();
   record.latency = since(sent_at_);
   if (!answer) {
+    record.replaced_characters = answer.error().replaced_characters;
     if (answer.error().code == "1231" && !resent_duplicate_) {
       // The platform holds a request with this request_id already: the step goes again, once, and
       // next_request() gives it a fresh id. Its record is the new request's.
@@ -131,6 +132,7 @@ void PipelineAttempt::on_answer(Result<ChatResponse, ApiError> answer) {
     return;
   }
   record.response_id = std::move(answer->id);
+  record.replaced_characters = answer->replaced_characters;
   record.finish_reason = answer->finish_reason;
   record.usage = answer->usage;
   record.output = answer->content;

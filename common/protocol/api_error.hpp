@@ -45,6 +45,9 @@ struct ApiError {
   // wait_until only: when the platform says the cap resets (parsed from its message). nullopt when the
   // message names no plausible time: the error is then retried with backoff like a retryable one.
   std::optional<std::chrono::system_clock::time_point> resume_at;
+  // Invalid UTF-8 sequences of the server's text, replaced by U+FFFD in `message` and `code`. Not
+  // encoded with the error: the failed step's record keeps it (StepRecord::replaced_characters).
+  std::size_t replaced_characters = 0;
 
   // One line for logs and the report: "HTTP 429 code 1302: <message>".
   std::string describe() const;

@@ -76,6 +76,7 @@ struct ChatResponse {
   std::string finish_reason;      // stop | length | tool_calls | sensitive | network_error | ...
   Usage usage;
   std::vector<Source> web_search;
+  std::size_t replaced_characters = 0;  // invalid UTF-8 sequences the answer's texts had (now U+FFFD)
 };
 
 }  // namespace cbm

@@ -50,6 +50,10 @@ void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps, bool with_
     if (!s.request_id.empty()) write_key_string(w, "request_id", s.request_id);
     if (!s.response_id.empty()) write_key_string(w, "response_id", s.response_id);
     if (!s.reasoning.empty()) write_key_string(w, "reasoning", s.reasoning);
+    if (s.replaced_characters != 0) {
+      w.Key("replaced_characters");
+      w.Uint64(s.replaced_characters);
+    }
     if (with_trace) {
       w.Key("started_at_us");
       w.Int64(std::chrono::duration_cast<microseconds>(s.started.time_since_epoch()).count());
@@ -161,6 +165,10 @@ void read_steps(JsonReader& r, std::string& error, std::vector<StepRecord>& out)
     sr.string("request_id", s.request_id);
     sr.string("response_id", s.response_id);
     sr.string("reasoning", s.reasoning);
+    std::int64_t replaced = 0;
+    sr.integer("replaced_characters", replaced);
+    if (replaced < 0) sr.fail("replaced_characters", "must not be negative");
+    s.replaced_characters = static_cast<std::size_t>(replaced);
     std::int64_t started_us = 0;
     sr.integer("started_at_us", started_us);
     s.started = WallClock::time_point(std::chrono::duration_cast<WallClock::duration>(microseconds(started_us)));
@@ -362,6 +370,64 @@ Result<TaskResult, DecodeError> decode_task_result(const Value& v) {
   t.finished = WallClock::time_point(milliseconds(finished));
   t.execution_time = milliseconds(static_cast<std::int64_t>(execution_time * 1000.0 + 0.5));
   return t;
+}
+
+namespace {
+constexpr std::string_view kUnreadLinePrefix = "{\"not_read\":";
+}  // namespace
+
+void write_unread_topics(JsonWriter& w, const UnreadTopics& u) {
+  w.StartObject();
+  w.Key("round");
+  w.Uint(u.round);
+  w.Key("first_id");
+  w.Uint64(u.first_id);
+  w.Key("end_id");
+  u.end_id ? w.Uint64(*u.end_id) : w.Null();
+  w.Key("count");
+  const auto count = u.count();
+  count ? w.Uint64(*count) : w.Null();
+  w.EndObject();
+}
+
+std::string encode_unread_journal_line(const UnreadTopics& u) {
+  return to_json([&](JsonWriter& w) {
+    w.StartObject();
+    w.Key("not_read");
+    write_unread_topics(w, u);
+    w.EndObject();
+  });
+}
+
+std::optional<std::string_view> unread_entry_of_journal_line(std::string_view line) {
+  if (!line.starts_with(kUnreadLinePrefix) || !line.ends_with('}')) return std::nullopt;
+  line.remove_prefix(kUnreadLinePrefix.size());
+  line.remove_suffix(1);
+  return line;
+}
+
+Result<UnreadTopics, DecodeError> decode_unread_topics(std::string_view entry) {
+  auto doc = parse_object(entry, "not_read");
+  if (!doc) return Err{doc.error()};
+  std::string error;
+  JsonReader r(doc.value(), "", error);
+  int round = 0;
+  std::int64_t first = -1;
+  std::int64_t end = -1;
+  r.integer("round", round);
+  r.integer("first_id", first);
+  if (doc.value().HasMember("end_id") && !doc.value()["end_id"].IsNull()) {
+    r.integer("end_id", end);
+    if (end < 0) r.fail("end_id", "must not be negative");
+  }
+  if (round < 1) r.fail("round", "missing or below 1");
+  if (first < 0) r.fail("first_id", "missing");
+  if (!error.empty()) return Err{DecodeError{"not_read: " + error}};
+  UnreadTopics u;
+  u.round = static_cast<std::uint32_t>(round);
+  u.first_id = static_cast<std::uint64_t>(first);
+  if (end >= 0) u.end_id = static_cast<std::uint64_t>(end);
+  return u;
 }
 
 std::string encode_task(const Task& t) {

@@ -7,6 +7,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,15 @@ void write_usage(JsonWriter& w, const Usage& u);
 void write_task_result(JsonWriter& w, const TaskResult& r);
 std::string encode_task_result(const TaskResult& r);
 Result<TaskResult, DecodeError> decode_task_result(const rapidjson::Value& v);
+
+// A round's unread topics (task.hpp): the report's `not_read[i]` is {"round", "first_id", "end_id",
+// "count"} (the last two null when the input's size was not known); its journal line wraps it as
+// {"not_read": {...}}, which no result line begins with.
+void write_unread_topics(JsonWriter& w, const UnreadTopics& u);
+std::string encode_unread_journal_line(const UnreadTopics& u);
+// The report entry inside a journal line that records unread topics; nullopt for any other line.
+std::optional<std::string_view> unread_entry_of_journal_line(std::string_view line);
+Result<UnreadTopics, DecodeError> decode_unread_topics(std::string_view entry);
 
 // Worker <-> supervisor messages. With `with_trace`, an outcome's steps carry what tracing needs
 // (start, messages, output), which the report and the journal leave out.

@@ -41,6 +41,9 @@ struct StepRecord {
   std::string request_id;   // ours, sent with the call (BigModel flavour)
   std::string response_id;  // the platform's `id` of its answer; empty when it failed
   std::string reasoning;    // the answer's reasoning_content, kept only with --keep-reasoning
+  // Invalid UTF-8 sequences in the server's answer (or error), each replaced by U+FFFD before it was
+  // kept (wire_text.hpp); omitted from the JSON when 0.
+  std::size_t replaced_characters = 0;
 
   // How the error of a failed step begins: "analysis step (request_id X): ". The pipeline writes it;
   // the tracer reads it to find the failed call.
@@ -85,6 +88,21 @@ struct TaskResult {
   Fields fields;                                // the task's row fields; none for text input
 
   bool success() const { return status == TaskStatus::succeeded; }
+};
+
+// The topics of a round a stop left unread: ids `first_id` up to `end_id` (exclusive), or to the end
+// of the input when its size was not known. One record instead of a cancelled one per topic, so a
+// stop costs what was read, not the whole input (TaskBook::cancel_waiting). No topic in it ran;
+// --resume reads them again (they have no record).
+struct UnreadTopics {
+  std::uint32_t round = 1;
+  std::uint64_t first_id = 0;
+  std::optional<std::uint64_t> end_id;  // nullopt: to the end of the input, its size unknown
+
+  std::optional<std::uint64_t> count() const {
+    if (!end_id) return std::nullopt;
+    return *end_id > first_id ? *end_id - first_id : 0;
+  }
 };
 
 }  // namespace cbm

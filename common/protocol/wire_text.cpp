@@ -89,9 +89,10 @@ void cap_text(std::string& text, std::size_t max_bytes) {
   text += " bytes cut]";
 }
 
-void clean_wire_text(std::string& text, std::string_view secret) {
-  repair_utf8(text);
+std::size_t clean_wire_text(std::string& text, std::string_view secret) {
+  const std::size_t replaced = repair_utf8(text);
   if (!secret.empty()) text = scrub_secret(std::move(text), secret);
+  return replaced;
 }
 
 }  // namespace cbm

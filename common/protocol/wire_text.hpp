@@ -25,7 +25,8 @@ std::size_t repair_utf8(std::string& text);
 // `text` cut to at most `max_bytes` (plus the marker " [... N bytes cut]"), never inside a character.
 void cap_text(std::string& text, std::size_t max_bytes);
 
-// repair_utf8, then every occurrence of `secret` redacted (scrub_secret).
-void clean_wire_text(std::string& text, std::string_view secret);
+// repair_utf8, then every occurrence of `secret` redacted (scrub_secret); returns how many invalid
+// sequences became U+FFFD.
+std::size_t clean_wire_text(std::string& text, std::string_view secret);
 
 }  // namespace cbm

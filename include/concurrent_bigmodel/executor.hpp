@@ -8,7 +8,8 @@
 //   concurrent_bigmodel::Report report = executor.execute_concurrent({"RISC-V adoption", "Fusion"});
 //
 // Guarantees (the command-line tool's, which is built on this header): every topic of every round
-// ends in exactly one Result (succeeded, failed with a reason, or cancelled by a stop); an attempt
+// ends in exactly one Result (succeeded, failed with a reason, or cancelled by a stop), or, if a stop
+// came before it was read, in the round's NotRead range; an attempt
 // never runs longer than Config::timeout (plus Config::kill_grace in multiprocessing mode); retries
 // are classified (transient errors back off, task errors fail at once, run-fatal ones such as a bad key
 // abort the run); the API key never appears in a log, a report, an error message or a child's argv.
@@ -213,6 +214,8 @@ struct Step {
   std::string request_id;   // ours, sent with the call: the platform's records know it
   std::string response_id;  // the platform's id of its answer; empty when the call failed
   std::string reasoning;    // reasoning_content, with Config::keep_reasoning
+  // Invalid UTF-8 sequences in the server's answer (or error text), each replaced by U+FFFD.
+  std::size_t replaced_characters = 0;
 };
 
 // Why a task failed or was cancelled (the report's `error`).
@@ -250,12 +253,24 @@ struct Result {
   std::string error_message() const { return error ? error->message : std::string(); }
 };
 
+// The topics of a round a stop left unread (the report's `not_read[i]`): ids first_id up to end_id
+// (exclusive), or to the end of the input when its size was not known (end_id empty). They have no
+// Result: a resume (Config::resume) runs them.
+struct NotRead {
+  std::uint32_t round = 1;
+  std::uint64_t first_id = 0;
+  std::optional<std::uint64_t> end_id;
+};
+
 // How a run ended (the report's `summary`).
 struct Summary {
-  std::size_t total_tasks = 0;
+  std::size_t total_tasks = 0;  // Results (the topics a stop left unread have none: not_read)
   std::size_t successful_tasks = 0;
   std::size_t failed_tasks = 0;
   std::size_t cancelled_tasks = 0;
+  // Topics a stop left unread, in no Result; empty when a range runs to the end of an input of unknown
+  // size (a file the stop came in the middle of, without a count).
+  std::optional<std::uint64_t> not_read = 0;
   std::size_t total_attempts = 0;
   Usage usage;
   std::chrono::milliseconds average_execution_time{0};
@@ -272,6 +287,7 @@ struct Summary {
 struct Report {
   Summary summary;
   std::vector<Result> results;  // in the order they finished
+  std::vector<NotRead> not_read;
 };
 
 // Runs batches of topics. One run at a time per Executor (a second concurrent call throws
@@ -322,7 +338,8 @@ class Executor {
   // the next one, which then ends at once.
   //
   // stop(): dispatch nothing new; tasks in flight may finish within Config::drain_grace; every other
-  // task of the round is cancelled (it still gets its Result). No further round starts.
+  // task read of the round is cancelled (it still gets its Result), the topics not read yet end in one
+  // NotRead range (Report::not_read, Summary::not_read). No further round starts.
   void stop();
   // stop_now(): as stop(), but tasks in flight are cancelled at once (their workers killed).
   void stop_now();

@@ -20,12 +20,15 @@ std::string summary_line(const concurrent_bigmodel::Summary& s, const std::strin
   counts.succeeded = s.successful_tasks;
   counts.failed = s.failed_tasks;
   counts.cancelled = s.cancelled_tasks;
+  counts.not_read = s.not_read.value_or(0);
+  counts.not_read_unknown = !s.not_read.has_value();
   return cbm::summary_line(counts, report);
 }
 
 int run(const Invocation& inv) {
   std::signal(SIGPIPE, SIG_IGN);
-  // A file grown past RLIMIT_FSIZE fails its write (EFBIG, reported) instead of killing the run.
+  // A file-size limit (ulimit -f) is then a write error like a full disk (EFBIG): the journal fails,
+  // the run stops dispatching and exits 3 saying why, instead of dying of SIGXFSZ with a core.
   std::signal(SIGXFSZ, SIG_IGN);
   // An inherited SIG_IGN for SIGCHLD would make the kernel reap workers itself: waitpid could not
   // report how they ended.

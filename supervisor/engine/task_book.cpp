@@ -1,5 +1,6 @@
 #include "task_book.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -11,6 +12,7 @@ void TaskBook::begin(std::uint32_t round, TopicSource& source) {
   source_ = &source;
   source_done_ = false;
   planned_ = 0;
+  next_unread_id_ = 0;
   tasks_.clear();
   ready_.clear();
   waiting_.clear();
@@ -26,7 +28,10 @@ std::optional<TopicLine> TaskBook::read_next() {
   if (source_done_ || source_ == nullptr) return std::nullopt;
   try {
     auto next = source_->next();
-    if (next) ++planned_;
+    if (next) {
+      ++planned_;
+      next_unread_id_ = std::max(next_unread_id_, next->id + 1);
+    }
     return next;
   } catch (...) {
     source_done_ = true;
@@ -82,8 +87,15 @@ void TaskBook::cancel_waiting(bool aborted, Clock::time_point now) {
   for (TaskId id : std::exchange(waiting_, {})) {
     finish(id, tasks_.at(id).cancel(CancelPoint::before_retry, aborted, kNoSlot, now));
   }
-  // Topics not read yet get their terminal record too: nothing is dropped. An open source (the
-  // service's queue) is read out as it is now; what it takes later is its owner's to cancel.
+  // Topics not read yet get their terminal record too: nothing is dropped. An input that can be read
+  // again gets one record for all of them (however long it is); an open source (the service's queue)
+  // is read out as it is now, and what it takes later is its owner's to cancel.
+  if (!source_done_ && source_ != nullptr && source_->unread_as_range()) {
+    UnreadTopics unread{round_, next_unread_id_, source_->known_total()};
+    if (!unread.end_id || *unread.end_id > unread.first_id) ledger_.record_unread(unread);
+    source_done_ = true;
+    return;
+  }
   while (auto next = read_next()) {
     if (ledger_.has(round_, next->id)) continue;
     ledger_.record(TaskProgress(Task{next->id, round_, std::move(next->topic), 0, std::move(next->fields)})

@@ -49,7 +49,10 @@ class TaskBook {
 
   // The task's terminal record.
   void finish(TaskId task, TaskResult result);
-  // Every task not running (ready, waiting to retry, not read yet) gets a cancelled record.
+  // Every task read and not running (ready, waiting to retry) gets a cancelled record. The topics not
+  // read yet are recorded as one range of ids (RunLedger::record_unread) when the source allows it
+  // (TopicSource::unread_as_range), so a stop costs O(read-ahead), not O(input); otherwise (the
+  // service's queue) they are read out now and each is cancelled.
   void cancel_waiting(bool aborted, Clock::time_point now);
 
  private:
@@ -62,6 +65,7 @@ class TaskBook {
   TopicSource* source_ = nullptr;
   bool source_done_ = true;
   std::size_t planned_ = 0;
+  std::uint64_t next_unread_id_ = 0;  // one past the last id read
   std::unordered_map<TaskId, TaskProgress> tasks_;  // node-based: a task's address is stable while it runs
   std::deque<TaskId> ready_;
   std::unordered_set<TaskId> waiting_;

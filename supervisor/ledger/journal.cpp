@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "atomic_file.hpp"
@@ -54,6 +56,22 @@ std::string header_line(const JournalSettings& s) {
   w.Bool(s.search);
   w.Key("prompts_digest");
   w.String(s.prompts_digest.c_str());
+  w.Key("temperature");
+  w.Double(s.model.temperature);
+  w.Key("top_p");
+  w.Double(s.model.top_p);
+  w.Key("max_tokens");
+  w.Int(s.model.max_tokens);
+  write_key_string(w, "thinking", to_string(s.model.thinking));
+  write_key_string(w, "response_format", to_string(s.model.response_format));
+  write_key_string(w, "search_via", to_string(s.search_via));
+  write_key_string(w, "search_engine", s.search_settings.engine);
+  write_key_string(w, "search_recency", s.search_settings.recency);
+  write_key_string(w, "search_domain", s.search_settings.domain);
+  w.Key("search_count");
+  w.Int(s.search_settings.count);
+  write_key_string(w, "search_content_size", s.search_settings.content_size);
+  write_key_string(w, "api_flavor", to_string(s.api_flavor));
   w.EndObject();
   return std::string(buf.GetString(), buf.GetSize()) + "\n";
 }
@@ -73,7 +91,32 @@ std::optional<JournalSettings> parse_header(const std::string& line) {
   r.string("tool_model", s.tool_model);
   r.boolean("search", s.search);
   r.string("prompts_digest", s.prompts_digest);
-  if (!error.empty() || magic != kMagic || version != kVersion) return std::nullopt;
+  // Absent in a header written before they were stored: the defaults (JournalSettings says why).
+  r.number("temperature", s.model.temperature);
+  r.number("top_p", s.model.top_p);
+  r.integer("max_tokens", s.model.max_tokens);
+  r.integer("search_count", s.search_settings.count);
+  r.string("search_engine", s.search_settings.engine);
+  r.string("search_recency", s.search_settings.recency);
+  r.string("search_domain", s.search_settings.domain);
+  r.string("search_content_size", s.search_settings.content_size);
+  std::string thinking(to_string(s.model.thinking));
+  std::string response_format(to_string(s.model.response_format));
+  std::string search_via(to_string(s.search_via));
+  std::string api_flavor(to_string(s.api_flavor));
+  r.string("thinking", thinking);
+  r.string("response_format", response_format);
+  r.string("search_via", search_via);
+  r.string("api_flavor", api_flavor);
+  const auto t = thinking_from_string(thinking);
+  const auto f = response_format_from_string(response_format);
+  const auto v = search_via_from_string(search_via);
+  const auto a = api_flavor_from_string(api_flavor);
+  if (!error.empty() || magic != kMagic || version != kVersion || !t || !f || !v || !a) return std::nullopt;
+  s.model.thinking = *t;
+  s.model.response_format = *f;
+  s.search_via = *v;
+  s.api_flavor = *a;
   return s;
 }
 
@@ -170,15 +213,74 @@ JournalSettings JournalSettings::of(const RunConfig& c) {
   const auto& p = c.pipeline.prompts;
   s.prompts_digest = fnv1a_hex(p.search_system.source() + '\x1f' + p.search_user.source() + '\x1f' +
                                p.analysis_system.source() + '\x1f' + p.analysis_user.source());
+  s.model = c.pipeline.model;
+  // Without a search step its settings change nothing: left at their defaults, they cannot refuse.
+  if (c.pipeline.search) {
+    s.search_via = c.pipeline.search_via;
+    s.search_settings = c.pipeline.search_settings;
+  }
+  s.api_flavor = c.client.flavor;
   return s;
 }
 
-std::string JournalSettings::describe() const {
-  return "chat model " + chat_model + ", tool model " + tool_model + ", search " + (search ? "on" : "off") +
-         ", prompts " + prompts_digest;
+namespace {
+
+// The shortest text that reads back as `v`: equal texts, equal values.
+std::string number_text(double v) {
+  char buf[32];
+  const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  return std::string(buf, end);
 }
 
+std::string in_quotes(std::string_view v) {
+  std::string text = "'";
+  text += v;
+  text += '\'';
+  return text;
+}
+
+}  // namespace
+
+std::string JournalSettings::differences(const JournalSettings& now) const {
+  std::string text;
+  const auto differ = [&](const char* flag, const std::string& then, const std::string& current) {
+    if (then == current) return;
+    if (!text.empty()) text += "; ";
+    text += flag;
+    text += ": ";
+    text += then;
+    text += " in the journal, ";
+    text += current;
+    text += " now";
+  };
+  differ("--chat-model", chat_model, now.chat_model);
+  differ("--tool-model", tool_model, now.tool_model);
+  differ("--no-search", search ? "search on" : "search off", now.search ? "search on" : "search off");
+  differ("--prompt-file", "prompts " + prompts_digest, "prompts " + now.prompts_digest);
+  differ("--temperature", number_text(model.temperature), number_text(now.model.temperature));
+  differ("--top-p", number_text(model.top_p), number_text(now.model.top_p));
+  differ("--max-tokens", std::to_string(model.max_tokens), std::to_string(now.model.max_tokens));
+  differ("--thinking", std::string(to_string(model.thinking)), std::string(to_string(now.model.thinking)));
+  differ("--response-format", std::string(to_string(model.response_format)),
+         std::string(to_string(now.model.response_format)));
+  differ("--search-via", std::string(to_string(search_via)), std::string(to_string(now.search_via)));
+  differ("--search-engine", search_settings.engine, now.search_settings.engine);
+  differ("--search-recency", search_settings.recency, now.search_settings.recency);
+  differ("--search-domain", in_quotes(search_settings.domain), in_quotes(now.search_settings.domain));
+  differ("--search-count", std::to_string(search_settings.count), std::to_string(now.search_settings.count));
+  differ("--search-content-size", search_settings.content_size, now.search_settings.content_size);
+  differ("--api-flavor", std::string(to_string(api_flavor)), std::string(to_string(now.api_flavor)));
+  return text;
+}
+
+// A queued line: a terminal record, or a round's unread topics.
+struct Journal::Entry {
+  std::variant<TaskResult, UnreadTopics> record;
+};
+
 namespace {
+
+std::size_t footprint(const UnreadTopics& u) { return sizeof u; }
 
 // What a queued record holds in memory, roughly: the queue's bound in bytes counts this.
 std::size_t footprint(const TaskResult& r) {
@@ -216,7 +318,8 @@ struct Journal::Writer {
   }
 
   void run();
-  void write_batch(int to, const std::vector<TaskResult>& batch);
+  void write_batch(int to, const std::vector<Entry>& batch);
+  void push(Entry entry, std::size_t size);
   // Waits (holding `lock`) until the queue is written and the thread idle.
   void drain(std::unique_lock<std::mutex>& lock) {
     hurry = true;
@@ -244,7 +347,7 @@ struct Journal::Writer {
   std::condition_variable wake;     // the writer: records queued, or stop
   std::condition_variable written;  // producers: room in the queue, or the queue written
   UniqueFd fd;
-  std::vector<TaskResult> queue;
+  std::vector<Entry> queue;
   std::size_t queued_bytes = 0;  // footprint() of what is queued
   bool busy = false;             // the thread writes (or syncs) a batch outside the lock
   bool dirty = false;            // written since the last fdatasync
@@ -258,7 +361,7 @@ struct Journal::Writer {
 
 void Journal::Writer::run() {
   ::pthread_setname_np(::pthread_self(), "cbm-journal");
-  std::vector<TaskResult> batch;
+  std::vector<Entry> batch;
   std::unique_lock lock(mu);
   for (;;) {
     const auto has_work = [&] { return !queue.empty() || stop; };
@@ -302,12 +405,17 @@ void Journal::Writer::run() {
 }
 
 // One write(2) for the whole batch, encoded into one buffer.
-void Journal::Writer::write_batch(int to, const std::vector<TaskResult>& batch) {
+void Journal::Writer::write_batch(int to, const std::vector<Entry>& batch) {
   rapidjson::StringBuffer buf;
   JsonWriter w(buf);
-  for (const TaskResult& r : batch) {
+  for (const Entry& e : batch) {
     w.Reset(buf);
-    write_task_result(w, r);
+    if (const auto* r = std::get_if<TaskResult>(&e.record)) {
+      write_task_result(w, *r);
+    } else {
+      const std::string line = encode_unread_journal_line(std::get<UnreadTopics>(e.record));
+      for (const char c : line) buf.Put(c);
+    }
     buf.Put('\n');
   }
   write_all(to, std::string_view(buf.GetString(), buf.GetSize()),
@@ -339,9 +447,12 @@ std::optional<Journal::Found> Journal::inspect(const std::filesystem::path& path
   found.journal = parse_header(read_first_line(path)).has_value();
   if (!found.journal) return found;
   // The status is the record's one "status" key, written by this program's encoder: a string value
-  // cannot hold it unescaped.
+  // cannot hold it unescaped. A not_read range has none.
   found.finished = read_record_lines(path, [&](std::string_view line) {
-    if (line.find("\"status\":\"cancelled\"") == std::string_view::npos) ++found.results;
+    if (line.find("\"status\":\"") != std::string_view::npos &&
+        line.find("\"status\":\"cancelled\"") == std::string_view::npos) {
+      ++found.results;
+    }
   });
   return found;
 }
@@ -368,15 +479,15 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
                                  const std::function<void(const TaskResult&)>& on_record) {
   const auto found = parse_header(read_first_line(path));
   if (!found) throw std::runtime_error("'" + path.string() + "' is not a concurrent_bigmodel journal");
-  if (!(*found == settings) && !force) {
-    throw std::runtime_error("the journal was written with other settings (" + found->describe() +
-                             ") than this run (" + settings.describe() +
+  if (const std::string differences = found->differences(settings); !differences.empty() && !force) {
+    throw std::runtime_error("the journal was written with other settings than this run (" + differences +
                              "); its results would not match: pass --force-resume to resume anyway");
   }
   const std::string header = header_line(settings);
   std::uint64_t line_no = 1;
-  rewrite(path, header, [&](std::string_view, const std::optional<TaskResult>& result) {
+  rewrite(path, header, [&](std::string_view line, const std::optional<TaskResult>& result) {
     ++line_no;
+    if (unread_entry_of_journal_line(line)) return false;  // those topics have no record: they run again
     if (!result) {
       throw std::runtime_error("'" + path.string() + "' line " + std::to_string(line_no) +
                                " is not a result record (and not a torn last line): refusing to guess");
@@ -402,17 +513,23 @@ void Journal::rewrite(const std::filesystem::path& path, const std::string& head
 }
 
 void Journal::append(TaskResult result) {
-  Writer& w = *w_;
+  const std::size_t size = footprint(result);
+  w_->push(Entry{std::move(result)}, size);
+}
+
+void Journal::append(const UnreadTopics& unread) { w_->push(Entry{unread}, footprint(unread)); }
+
+void Journal::Writer::push(Entry entry, std::size_t size) {
   {
-    std::unique_lock lock(w.mu);
-    w.written.wait(lock, [&] { return !w.full() || w.failure; });
-    if (w.failure) return;
-    w.queued_bytes += footprint(result);
-    w.queue.push_back(std::move(result));
+    std::unique_lock lock(mu);
+    written.wait(lock, [&] { return !full() || failure; });
+    if (failure) return;
+    queued_bytes += size;
+    queue.push_back(std::move(entry));
     // The writer sleeps on an empty queue, or gathers until half full (see run()).
-    if (w.queue.size() != 1 && w.queue.size() != kMaxQueued / 2) return;
+    if (queue.size() != 1 && queue.size() != kMaxQueued / 2) return;
   }
-  w.wake.notify_one();
+  wake.notify_one();
 }
 
 void Journal::sync() {
@@ -443,8 +560,12 @@ void Journal::compact(std::uint32_t from_round) {
   Writer& w = *w_;
   std::unique_lock lock(w.mu);
   w.drain(lock);
-  rewrite(w.path, w.header, [&](std::string_view, const std::optional<TaskResult>& result) {
-    return result && result->round >= from_round;
+  rewrite(w.path, w.header, [&](std::string_view line, const std::optional<TaskResult>& result) {
+    if (result) return result->round >= from_round;
+    const auto unread = unread_entry_of_journal_line(line);
+    if (!unread) return false;
+    const auto decoded = decode_unread_topics(*unread);
+    return decoded && decoded.value().round >= from_round;
   });
   w.fd.reset();  // if the reopen fails, the writer's next write fails (run aborts)
   w.fd.reset(open_append(w.path, OpenAs::append));

@@ -1,11 +1,13 @@
 // Journal: every terminal result, appended as one JSON line the moment it is known (JSONL).
 //
 // Line 1 is a header with the settings that change results (models, prompts, search); every other
-// line is a report entry (the `results[i]` object, which carries its round and id), but for the
-// end-of-run line `{"journal_end":true,"exit_status":N}`, appended as the last line once a run has
-// done all it was asked (not stopped, not aborted, its report written). A journal without it holds an
-// unfinished run: a new run does not replace it unless told (--fresh; run_files.hpp), and --resume
-// drops the line as it continues a finished one.
+// line is a report entry (the `results[i]` object, which carries its round and id); or a round's
+// topics a stop left unread ({"not_read": {...}}: UnreadTopics, result_codec.hpp), which --resume
+// drops (those topics run again) and the report lists apart (`not_read`); or, last, the end-of-run
+// line `{"journal_end":true,"exit_status":N}`, appended once a run has done all it was asked (not
+// stopped, not aborted, its report written). A journal without it holds an unfinished run: a new run
+// does not replace it unless told (--fresh; run_files.hpp), and --resume drops the line as it
+// continues a finished one.
 //
 // Files: opened never through a link, created 0600 whatever the umask (output_file.hpp); one run at a
 // time holds a journal (journal_lock.hpp).
@@ -36,22 +38,30 @@
 #include <string>
 #include <string_view>
 
+#include "request_settings.hpp"
 #include "run_config.hpp"
 #include "task.hpp"
 #include "unique_fd.hpp"
 
 namespace cbm {
 
-// The settings that change results, as the header stores them, and their fingerprint.
+// The settings that change results, as the header stores them: --resume refuses a journal written
+// with other ones (unless forced), naming each that differs. A header written before a setting was
+// stored there lacks it and is read as having the setting's default.
 struct JournalSettings {
   std::string chat_model;
   std::string tool_model;
   bool search = true;
   std::string prompts_digest;  // FNV-1a 64 of the four templates, hex
+  ModelSettings model;         // temperature, top_p, max_tokens, thinking, response_format
+  SearchVia search_via = SearchVia::tool;
+  SearchSettings search_settings;  // engine, recency, domain, count, content size
+  ApiFlavor api_flavor = ApiFlavor::bigmodel;
 
   static JournalSettings of(const RunConfig& config);
-  bool operator==(const JournalSettings&) const = default;
-  std::string describe() const;
+  // "--temperature: 0.2 in the journal, 0.6 now; ..." for each setting that differs (empty: none),
+  // named by its command-line flag.
+  std::string differences(const JournalSettings& now) const;
 };
 
 class Journal {
@@ -88,6 +98,8 @@ class Journal {
   // Queues one terminal record for the writer (records reach the file in the order queued). Blocks
   // while the queue is full. After a failed write or sync it drops the record: see failure().
   void append(TaskResult result);
+  // Queues the record of a round's unread topics, as append() does.
+  void append(const UnreadTopics& unread);
   // Waits until every queued record is written, then fdatasync.
   void sync();
   // Writes what is queued, then the end-of-run line, and syncs: the run finished. Call last.
@@ -99,7 +111,8 @@ class Journal {
   // only wake someone), so the run's loop aborts at once, not at its next event.
   void on_failure(std::function<void()> wake);
 
-  // Streams every record line (without its newline) to `on_record`, in file order; a last line
+  // Streams every record line (without its newline) to `on_record`, in file order (result lines and
+  // unread-topics lines alike); a last line
   // without its newline (cut short) is not one. Call after sync(): what is still queued is not read.
   // No decoding: the lines are this journal's own whole records (see "Whole lines only").
   void for_each_record(const std::function<void(std::string_view)>& on_record) const;
@@ -112,6 +125,7 @@ class Journal {
 
  private:
   struct Writer;
+  struct Entry;
   Journal(std::filesystem::path path, UniqueFd fd, std::string header);
   // Replaces `path` atomically with `header` and the record lines `keep` accepts (in file order).
   static void rewrite(const std::filesystem::path& path, const std::string& header,

@@ -70,7 +70,16 @@ void ReportWriter::add_encoded(std::string_view record) {
   sink_(record);
 }
 
-void ReportWriter::finish() { sink_("]}\n"); }
+void ReportWriter::add_unread_encoded(std::string_view entry) {
+  if (!unread_.empty()) unread_ += ',';
+  unread_ += entry;
+}
+
+void ReportWriter::finish() {
+  sink_("],\"not_read\":[");
+  sink_(unread_);
+  sink_("]}\n");
+}
 
 void write_run_config(JsonWriter& w, const RunConfig& config, const std::filesystem::path& journal) {
   w.Key("config");

@@ -59,12 +59,16 @@ class ReportWriter {
   void add(const TaskResult& record);
   // A record already in its JSON form: a journal line is the report's entry as it is.
   void add_encoded(std::string_view record);
+  // A round's unread topics in their JSON form (the report's `not_read[i]`, result_codec.hpp), kept
+  // until finish() writes them after the results (a stop records at most one a round).
+  void add_unread_encoded(std::string_view entry);
   // Closes the document (and its line).
   void finish();
 
  private:
   Sink sink_;
   bool first_ = true;
+  std::string unread_;  // the not_read entries, comma-separated
 };
 
 // A run's sections: its settings (no secrets; `journal` is where its records are) and its rounds.

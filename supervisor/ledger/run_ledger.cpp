@@ -68,6 +68,19 @@ bool RunLedger::record_locked(TaskResult result) {
   return true;
 }
 
+void RunLedger::record_unread(const UnreadTopics& unread) {
+  std::lock_guard lock(mu_);
+  round_locked(unread.round).totals.add(unread);
+  totals_.add(unread);
+  unread_.push_back(unread);
+  if (journal_) journal_->append(unread);
+}
+
+std::vector<UnreadTopics> RunLedger::unread() const {
+  std::lock_guard lock(mu_);
+  return unread_;
+}
+
 void RunLedger::deliver() {
   if (auto failure = outbox_.deliver()) mark_aborted("a result observer failed: " + *failure);
 }
@@ -187,7 +200,13 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   });
   // The journal holds only the kept rounds' records (end_round compacts it as it drops a round).
   journal_->sync();
-  journal_->for_each_record([&](std::string_view line) { report.add_encoded(line); });
+  journal_->for_each_record([&](std::string_view line) {
+    if (const auto unread = unread_entry_of_journal_line(line)) {
+      report.add_unread_encoded(*unread);
+    } else {
+      report.add_encoded(line);
+    }
+  });
   report.finish();
   out.commit();
 }

@@ -52,6 +52,11 @@ class RunLedger {
   // recorded) when (round, id) already has one.
   bool record(TaskResult result);
   bool has(std::uint32_t round, std::uint64_t id) const;
+  // A stop left these topics of the round unread (TaskBook::cancel_waiting): counted apart from the
+  // records (RunTotals::not_read), journalled as one line, listed in the report's `not_read`.
+  void record_unread(const UnreadTopics& unread);
+  // The ranges recorded by this run, oldest first (a stop ends the run: at most one a round).
+  std::vector<UnreadTopics> unread() const;
   // --resume joins journal records to topics by id: false when the record restored for (round, id)
   // is of another topic (the input changed since the journal was written).
   bool restored_topic_matches(std::uint32_t round, std::uint64_t id, std::uint64_t topic_hash) const;
@@ -96,6 +101,7 @@ class RunLedger {
   std::map<std::uint32_t, RoundSummary> rounds_;             // the last keep_rounds rounds
   std::map<std::uint32_t, std::vector<std::uint8_t>> done_;  // rounds in progress: id -> recorded
   RunTotals totals_;
+  std::vector<UnreadTopics> unread_;
   DuplicateResolver duplicates_;  // of the round in progress
   ResumeIndex restored_;
   std::size_t rounds_completed_ = 0;

@@ -5,6 +5,15 @@ namespace {
 
 double seconds(std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; }
 
+std::string not_read_text(const RunTotals& t) {
+  if (t.not_read_unknown) return ", the rest of the input not read";
+  if (t.not_read == 0) return {};
+  std::string text = ", ";
+  text += std::to_string(t.not_read);
+  text += " not read";
+  return text;
+}
+
 }  // namespace
 
 void RunTotals::add(const TaskResult& r) {
@@ -26,6 +35,14 @@ void RunTotals::add(const TaskResult& r) {
     execution_time_sum += r.execution_time;
   }
   usage += r.usage;
+}
+
+void RunTotals::add(const UnreadTopics& u) {
+  if (const auto count = u.count()) {
+    not_read += *count;
+  } else {
+    not_read_unknown = true;
+  }
 }
 
 void write_totals(JsonWriter& w, const RunTotals& t) {
@@ -50,11 +67,13 @@ void write_totals(JsonWriter& w, const RunTotals& t) {
   w.Uint64(t.attempts > t.timed_tasks ? t.attempts - t.timed_tasks : 0);
   w.Key("usage");
   write_usage(w, t.usage);
+  w.Key("not_read");
+  t.not_read_unknown ? w.Null() : w.Uint64(t.not_read);
 }
 
 std::string to_string(const RunTotals& t) {
   return std::to_string(t.total) + " tasks: " + std::to_string(t.succeeded) + " succeeded, " +
-         std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled";
+         std::to_string(t.failed) + " failed, " + std::to_string(t.cancelled) + " cancelled" + not_read_text(t);
 }
 
 }  // namespace cbm

@@ -29,7 +29,7 @@ Result public_result(const cbm::TaskResult& t) {
   for (const auto& s : t.sources) r.sources.push_back({s.title, s.link, s.media, s.publish_date});
   for (const auto& s : t.steps) {
     r.steps.push_back({s.name, s.model, s.finish_reason, public_usage(s.usage), s.latency, s.request_id,
-                       s.response_id, s.reasoning});
+                       s.response_id, s.reasoning, s.replaced_characters});
   }
   if (t.error) {
     r.error = Error{std::string(cbm::to_string(t.error->error_class)), std::string(cbm::to_string(t.error->kind)),
@@ -51,6 +51,7 @@ Summary public_summary(const cbm::RunOutcome& o) {
   s.successful_tasks = o.totals.succeeded;
   s.failed_tasks = o.totals.failed;
   s.cancelled_tasks = o.totals.cancelled;
+  s.not_read = o.totals.not_read_unknown ? std::nullopt : std::optional<std::uint64_t>(o.totals.not_read);
   s.total_attempts = o.totals.attempts;
   s.usage = public_usage(o.totals.usage);
   if (o.totals.timed_tasks > 0) {
@@ -140,7 +141,7 @@ struct Executor::Impl {
     }
   }
 
-  Summary run(cbm::RunConfig config, std::vector<Result>* keep) {
+  Summary run(cbm::RunConfig config, std::vector<Result>* keep, std::vector<NotRead>* unread = nullptr) {
     cbm::RunControl control;
     {
       std::lock_guard lock(mu);
@@ -163,6 +164,9 @@ struct Executor::Impl {
     ResultSink sink(callback, keep, control);
     const cbm::RunOutcome outcome = cbm::run_rounds(config, control, sink);
     sink.rethrow();
+    if (unread != nullptr) {
+      for (const auto& u : outcome.unread) unread->push_back({u.round, u.first_id, u.end_id});
+    }
     return public_summary(outcome);
   }
 
@@ -234,7 +238,7 @@ void Executor::on_result(std::function<void(const Result&)> callback) {
 
 Report Executor::execute_concurrent(const std::vector<std::string>& topics, int iterations) {
   Report report;
-  report.summary = impl_->run(impl_->with_topics(topics, iterations), &report.results);
+  report.summary = impl_->run(impl_->with_topics(topics, iterations), &report.results, &report.not_read);
   return report;
 }
 
@@ -244,7 +248,7 @@ Summary Executor::run(const std::vector<std::string>& topics, int iterations) {
 
 Report Executor::execute_rows(const std::vector<Row>& rows, int iterations) {
   Report report;
-  report.summary = impl_->run(impl_->with_rows(rows, iterations), &report.results);
+  report.summary = impl_->run(impl_->with_rows(rows, iterations), &report.results, &report.not_read);
   return report;
 }
 

@@ -22,9 +22,17 @@ RoundSurvey survey_round(TopicSource& source) {
   return survey;
 }
 
-DedupingSource::DedupingSource(TopicSource& inner, RunLedger& ledger, std::uint32_t round,
-                               std::vector<std::uint64_t> duplicated)
-    : inner_(inner), ledger_(ledger), round_(round), duplicated_(std::move(duplicated)) {}
+DedupingSource::DedupingSource(TopicSource& inner, RunLedger& ledger, std::uint32_t round, RoundSurvey survey)
+    : inner_(inner),
+      ledger_(ledger),
+      round_(round),
+      total_(survey.topics),
+      duplicated_(std::move(survey.duplicated)) {}
+
+std::optional<std::uint64_t> DedupingSource::known_total() const {
+  if (auto inner = inner_.known_total()) return inner;
+  return total_;
+}
 
 std::optional<TopicLine> DedupingSource::next() {
   while (auto t = inner_.next()) {

@@ -37,10 +37,13 @@ RoundSurvey survey_round(TopicSource& source);
 // (RunLedger::record_duplicate), which records them when the first occurrence ends.
 class DedupingSource final : public TopicSource {
  public:
-  DedupingSource(TopicSource& inner, RunLedger& ledger, std::uint32_t round, std::vector<std::uint64_t> duplicated);
+  // `survey`: the round's, of the same input.
+  DedupingSource(TopicSource& inner, RunLedger& ledger, std::uint32_t round, RoundSurvey survey);
 
   std::optional<TopicLine> next() override;
   std::vector<InvalidLine> take_invalid_lines() override { return inner_.take_invalid_lines(); }
+  bool unread_as_range() const override { return inner_.unread_as_range(); }
+  std::optional<std::uint64_t> known_total() const override;
 
   // Topics read from the input so far, duplicates included.
   std::size_t consumed() const { return consumed_; }
@@ -49,6 +52,7 @@ class DedupingSource final : public TopicSource {
   TopicSource& inner_;
   RunLedger& ledger_;
   std::uint32_t round_;
+  std::uint64_t total_;  // topics (ids) in the input, duplicates included
   std::vector<std::uint64_t> duplicated_;
   std::unordered_map<std::string, std::uint64_t> first_id_;  // task_key -> id, only for duplicated hashes
   std::size_t consumed_ = 0;

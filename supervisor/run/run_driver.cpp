@@ -32,7 +32,7 @@ namespace {
 int exit_status_of(const RunLedger& ledger, const RunControl& control) {
   const RunTotals t = ledger.totals();
   return exit_status_of(
-      RunEnding{ledger.abort_reason().has_value(), control.first_signal(), t.succeeded == t.total});
+      RunEnding{ledger.abort_reason().has_value(), control.first_signal(), t.all_succeeded()});
 }
 
 std::unique_ptr<Transport> make_transport(const ExecutorContext& run) {
@@ -267,7 +267,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
     RoundSurvey survey = survey_round(*topics.round_source());
     progress.begin_round(round, survey.topics);
     auto source = topics.round_source();
-    DedupingSource deduped(*source, ledger, round, std::move(survey.duplicated));
+    DedupingSource deduped(*source, ledger, round, std::move(survey));
     executor->run_round(round, deduped);
     for (const auto& bad : deduped.take_invalid_lines()) {
       log.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
@@ -295,6 +295,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   outcome.interrupted = control.interrupted();
   outcome.interrupted_by_signal = control.first_signal();
   outcome.abort_reason = ledger.abort_reason();
+  outcome.unread = ledger.unread();
   progress.finish();
   log.info("run finished with exit status " + std::to_string(outcome.exit_status) + ": " +
            summary_line(outcome.totals, report_note(cfg.output, outcome.report_written, report_error)) + "; " +

@@ -33,6 +33,7 @@ struct RunOutcome {
   std::optional<std::string> abort_reason;
   bool report_written = false;
   std::optional<std::string> report_error;  // why the report asked for was not written
+  std::vector<UnreadTopics> unread;  // what a stop left unread (RunLedger::record_unread)
 };
 
 // What a run is made of, built in this order from its config: the log, the ledger and its observers

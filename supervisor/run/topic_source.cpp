@@ -16,6 +16,8 @@ class ListSource final : public TopicSource {
     const std::uint64_t id = i_;
     return TopicLine{id, (*topics_)[i_++], {}};
   }
+  bool unread_as_range() const override { return true; }
+  std::optional<std::uint64_t> known_total() const override { return topics_->size(); }
 
  private:
   std::shared_ptr<const std::vector<std::string>> topics_;
@@ -30,6 +32,8 @@ class RowListSource final : public TopicSource {
     const TopicRow& row = (*rows_)[i_];
     return TopicLine{i_++, row.topic, row.fields};
   }
+  bool unread_as_range() const override { return true; }
+  std::optional<std::uint64_t> known_total() const override { return rows_->size(); }
 
  private:
   std::shared_ptr<const std::vector<TopicRow>> rows_;
@@ -52,12 +56,27 @@ class FileSource final : public TopicSource {
   FileSource(const std::string& path, const InputSpec& spec)
       : f_(open_input(path)), reader_(RowReader::make(f_.get(), spec)) {}
 
-  std::optional<TopicLine> next() override { return reader_->next(); }
+  std::optional<TopicLine> next() override {
+    auto line = reader_->next();
+    if (line) {
+      handed_out_ = line->id + 1;
+    } else {
+      at_end_ = true;
+    }
+    return line;
+  }
   std::vector<InvalidLine> take_invalid_lines() override { return reader_->take_invalid(); }
+  bool unread_as_range() const override { return true; }
+  std::optional<std::uint64_t> known_total() const override {
+    if (at_end_) return handed_out_;
+    return std::nullopt;
+  }
 
  private:
   UniqueFile f_;
   std::unique_ptr<RowReader> reader_;
+  std::uint64_t handed_out_ = 0;  // ids below this were handed out
+  bool at_end_ = false;
 };
 
 }  // namespace

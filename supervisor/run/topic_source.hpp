@@ -35,6 +35,13 @@ class TopicSource {
   // that closes between the two calls has handed out everything it was given before. A stop ends the
   // round whatever open() says.
   virtual bool open() const { return false; }
+  // Whether a stop may record the topics it never read as one range of ids (UnreadTopics in task.hpp)
+  // instead of one cancelled record each: true for an input that numbers its topics 0, 1, 2, ... in
+  // the order next() hands them out and can be read again by --resume (a file, a list). The service's
+  // queue cannot: each of its topics belongs to a request that waits for that topic's record.
+  virtual bool unread_as_range() const { return false; }
+  // How many topics (ids) the whole input has, when known without reading on; nullopt otherwise.
+  virtual std::optional<std::uint64_t> known_total() const { return std::nullopt; }
   // Lines skipped since the last call (for the log and the report).
   virtual std::vector<InvalidLine> take_invalid_lines() { return {}; }
 };

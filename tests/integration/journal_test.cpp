@@ -176,7 +176,7 @@ TEST_CASE("a torn last journal line is dropped on resume and that topic runs aga
   CHECK(report["summary"]["successful_tasks"].GetUint64() == 20);
 }
 
-TEST_CASE("resuming with another model is refused unless forced", "[journal][resume]") {
+TEST_CASE("resuming with another model or model setting is refused unless forced", "[journal][resume]") {
   Simulator sim;
   Run run(sim);
   REQUIRE(run.start({"--topics", "x", "y", "--quiet"})->exit_code() == 0);
@@ -184,6 +184,14 @@ TEST_CASE("resuming with another model is refused unless forced", "[journal][res
   auto refused = run.start({"--topics", "x", "y", "--quiet", "--resume", "--chat-model", "glm-4.5"});
   CHECK(refused->exit_code() == 2);
   CHECK_THAT(refused->err(), Catch::Contains("--force-resume"));
+  CHECK(sim.requests_total() == 0);
+  // Every setting that changes results is in the fingerprint, and the refusal names each that differs.
+  auto other_settings = run.start({"--topics", "x", "y", "--quiet", "--resume", "--temperature", "0.2",
+                                   "--max-tokens", "1000", "--search-recency", "oneWeek"});
+  CHECK(other_settings->exit_code() == 2);
+  CHECK_THAT(other_settings->err(), Catch::Contains("--temperature: 0.6 in the journal, 0.2 now") &&
+                                        Catch::Contains("--max-tokens: 4096 in the journal, 1000 now") &&
+                                        !Catch::Contains("--search-recency"));  // --no-search: no search step
   CHECK(sim.requests_total() == 0);
   auto forced = run.start({"--topics", "x", "y", "--quiet", "--resume", "--chat-model", "glm-4.5", "--force-resume"});
   CHECK(forced->exit_code() == 0);

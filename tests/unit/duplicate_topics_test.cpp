@@ -36,7 +36,7 @@ TEST_CASE("a repeated topic runs once, its later occurrences get copies, also wh
   cbm::RoundSurvey survey = cbm::survey_round(*cbm::topics_from_list(topics));
   CHECK(survey.topics == 4);
   auto source = cbm::topics_from_list(topics);
-  cbm::DedupingSource deduped(*source, ledger, 1, std::move(survey.duplicated));
+  cbm::DedupingSource deduped(*source, ledger, 1, std::move(survey));
 
   // The whole input is read before "fusion" ends: both copies wait for it.
   CHECK(yielded(deduped) == std::vector<std::uint64_t>{0, 1});

@@ -261,20 +261,105 @@ TEST_CASE("engine: a run-fatal error aborts the run, every other topic gets one 
   Bench b([](const cbm::Task& t) {
     return t.topic == "topic 0" ? Step{10ms, failed(cbm::ErrorClass::run_fatal)} : Step{1s, ok()};
   });
-  const std::size_t planned = b.run(topics(20));
-  CHECK(planned == 20);
+  const std::size_t read = b.run(topics(20));
+  // 2 slots and a read-ahead of 4 x 2: the topics read get a record each, the rest one range.
+  CHECK(read == 10);
   REQUIRE(b.ledger->abort_reason());
-  CHECK(b.records.by_id.size() == 20);
+  CHECK(b.records.by_id.size() == 10);
   CHECK(b.records.of(0).status == TaskStatus::failed);
   // The other slot's attempt was ended at once, not waited for.
   REQUIRE(b.transport->cancels.size() == 1);
   CHECK(b.transport->cancels[0].second == cbm::CancelCause::stop);
-  for (std::uint64_t id = 1; id < 20; ++id) {
+  for (std::uint64_t id = 1; id < 10; ++id) {
     const TaskResult& r = b.records.of(id);
     CHECK(r.status == TaskStatus::cancelled);
     CHECK_THAT(r.error->message, Catch::StartsWith("cancelled: the run was aborted"));
   }
+  const auto unread = b.ledger->unread();
+  REQUIRE(unread.size() == 1);
+  CHECK(unread[0].first_id == 10);
+  CHECK(unread[0].end_id == std::optional<std::uint64_t>(20));
+  CHECK(b.ledger->totals().not_read == 10);
   CHECK(b.transport->starts.size() == 2);
+}
+
+TEST_CASE("engine: a stop on a long input reads no further: the unread topics are one range, not a record each",
+          "[engine][stop]") {
+  constexpr std::uint64_t kLength = 1000000;
+  // A source that counts how far it was read, and says how long it is only when asked to.
+  class Long final : public cbm::TopicSource {
+   public:
+    explicit Long(std::optional<std::uint64_t> total) : total_(total) {}
+    std::optional<cbm::TopicLine> next() override {
+      if (n_ == kLength) return std::nullopt;
+      return cbm::TopicLine{n_, "topic " + std::to_string(n_++), {}};
+    }
+    bool unread_as_range() const override { return true; }
+    std::optional<std::uint64_t> known_total() const override { return total_; }
+    std::uint64_t read() const { return n_; }
+
+   private:
+    std::optional<std::uint64_t> total_;
+    std::uint64_t n_ = 0;
+  };
+  const bool size_known = GENERATE(true, false);
+  INFO("input size known: " << size_known);
+  Bench b([](const cbm::Task&) { return Step{1s, ok()}; }, 2, [](cbm::RunConfig& c) { c.batch_size = 3; });
+  b.transport->events.emplace(b.clock.now() + 1500ms, [&] { b.control.on_stop_signal(15); });
+  Long source(size_known ? std::optional<std::uint64_t>(kLength) : std::nullopt);
+  b.ledger->begin_round(1);
+  b.engine->run_round(1, source);
+  // Read: the first two (run), their two successors (started at 1 s), and a read-ahead of 3.
+  CHECK(source.read() == 7);
+  CHECK(b.records.by_id.size() == 7);
+  for (std::uint64_t id = 0; id < 4; ++id) CHECK(b.records.of(id).status == TaskStatus::succeeded);
+  for (std::uint64_t id = 4; id < 7; ++id) CHECK(b.records.of(id).status == TaskStatus::cancelled);
+  const auto unread = b.ledger->unread();
+  REQUIRE(unread.size() == 1);
+  CHECK(unread[0].round == 1);
+  CHECK(unread[0].first_id == 7);
+  const auto totals = b.ledger->totals();
+  CHECK(totals.total == 7);
+  CHECK(totals.cancelled == 3);
+  if (size_known) {
+    CHECK(unread[0].end_id == std::optional<std::uint64_t>(kLength));
+    CHECK(totals.not_read == kLength - 7);
+    CHECK_FALSE(totals.not_read_unknown);
+  } else {
+    CHECK_FALSE(unread[0].end_id);
+    CHECK(totals.not_read_unknown);
+  }
+  CHECK_FALSE(totals.all_succeeded());
+}
+
+TEST_CASE("engine: a stop after the whole input was read records no unread range", "[engine][stop]") {
+  Bench b([](const cbm::Task&) { return Step{1s, ok()}; });
+  b.transport->events.emplace(b.clock.now() + 500ms, [&] { b.control.on_stop_signal(15); });
+  b.run(topics(5));  // 2 slots + a read-ahead of 8: all read
+  CHECK(b.records.by_id.size() == 5);
+  CHECK(b.ledger->unread().empty());
+  CHECK(b.ledger->totals().not_read == 0);
+}
+
+TEST_CASE("engine: the service's queue is read out on a stop, each of its topics cancelled", "[engine][stop]") {
+  // An open source's topics belong to requests waiting for each record: no range for them.
+  class Queue final : public cbm::TopicSource {
+   public:
+    std::optional<cbm::TopicLine> next() override {
+      if (n_ == 30) return std::nullopt;
+      return cbm::TopicLine{n_, "queued " + std::to_string(n_++), {}};
+    }
+    bool open() const override { return n_ < 30; }
+   private:
+    std::uint64_t n_ = 0;
+  };
+  Bench b([](const cbm::Task&) { return Step{1s, ok()}; });
+  b.transport->events.emplace(b.clock.now() + 500ms, [&] { b.control.stop_now(); });
+  Queue source;
+  b.ledger->begin_round(1);
+  b.engine->run_round(1, source);
+  CHECK(b.records.by_id.size() == 30);
+  CHECK(b.ledger->unread().empty());
 }
 
 TEST_CASE("engine: a drain lets running attempts finish and cancels what waits, each once", "[engine]") {

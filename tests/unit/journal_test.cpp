@@ -126,3 +126,63 @@ TEST_CASE("a write that fails part-way stops the journal at whole lines, and fai
   journal.sync();
   CHECK(records_of(journal).size() == back.size());
 }
+
+TEST_CASE("a stop's unread topics are one journal line: compaction keeps it by round, --resume drops it",
+          "[journal][stop]") {
+  cbm::test::TempDir dir;
+  const auto path = dir / "j.jsonl";
+  {
+    auto journal = cbm::Journal::create(path, settings());
+    journal.append(record(0, 1));
+    journal.append(cbm::UnreadTopics{1, 5, std::nullopt});
+    journal.append(record(0, 2));
+    journal.append(cbm::UnreadTopics{2, 1, 1000000});
+    journal.compact(2);  // round 1's record and range go, round 2's stay
+    journal.sync();
+    std::vector<std::string> lines;
+    journal.for_each_record([&](std::string_view line) { lines.emplace_back(line); });
+    REQUIRE(lines.size() == 2);
+    const auto entry = cbm::unread_entry_of_journal_line(lines[1]);
+    REQUIRE(entry);
+    const auto unread = cbm::decode_unread_topics(*entry);
+    REQUIRE(unread.ok());
+    CHECK(unread.value().round == 2);
+    CHECK(unread.value().first_id == 1);
+    CHECK(unread.value().count() == std::optional<std::uint64_t>(999999));
+    CHECK_FALSE(cbm::unread_entry_of_journal_line(lines[0]));  // a result line is not one
+  }
+  std::vector<std::uint64_t> restored;
+  auto resumed = cbm::Journal::open_for_resume(path, settings(), false,
+                                               [&](const cbm::TaskResult& r) { restored.push_back(r.id); });
+  CHECK(restored == std::vector<std::uint64_t>{0});
+  CHECK(lines_in(path) == 2);  // the header and the record: the unread topics run again
+}
+
+TEST_CASE("a resume with other model or search settings is refused naming each, an old header reads as defaults",
+          "[journal][resume]") {
+  cbm::test::TempDir dir;
+  const auto path = dir / "j.jsonl";
+  // A header from before the model and search settings were recorded.
+  cbm::test::write_text(path, "{\"journal\":\"concurrent_bigmodel journal\",\"version\":1,\"chat_model\":\"glm-4.5-air\","
+                              "\"tool_model\":\"glm-4.5-air\",\"search\":true,\"prompts_digest\":\"0123456789abcdef\"}\n");
+  { cbm::Journal::open_for_resume(path, settings(), false, [](const cbm::TaskResult&) {}); }  // defaults: same
+
+  cbm::JournalSettings other = settings();
+  other.model.temperature = 0.2;
+  other.search_settings.count = 10;
+  other.api_flavor = cbm::ApiFlavor::openai;
+  try {
+    cbm::Journal::open_for_resume(path, other, false, [](const cbm::TaskResult&) {});
+    FAIL("a resume with other settings was accepted");
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    CHECK_THAT(what, Catch::Contains("--temperature: 0.6 in the journal, 0.2 now"));
+    CHECK_THAT(what, Catch::Contains("--search-count: 5 in the journal, 10 now"));
+    CHECK_THAT(what, Catch::Contains("--api-flavor: bigmodel in the journal, openai now"));
+    CHECK_THAT(what, !Catch::Contains("--chat-model"));
+    CHECK_THAT(what, Catch::Contains("--force-resume"));
+  }
+  { cbm::Journal::open_for_resume(path, other, true, [](const cbm::TaskResult&) {}); }  // forced
+  // The header is now this run's: resuming with the same settings again is accepted as is.
+  { cbm::Journal::open_for_resume(path, other, false, [](const cbm::TaskResult&) {}); }
+}
