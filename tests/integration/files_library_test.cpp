@@ -60,7 +60,7 @@ TEST_CASE("the library refuses a bad output_mode and two fields naming one file,
   TempDir dir;
   lib::Config c = config_for(sim, dir);
   c.output_mode = 0400;
-  CHECK_THROWS_WITH(lib::Executor(c), Catch::Contains("output_mode: 0400 is not a mode"));
+  CHECK_THROWS_WITH(lib::Executor(c), Catch::Contains("output_mode: '0400' is not an octal mode"));
   c.output_mode = 0640;
   c.log_file = dir / "sub" / ".." / "report.json";
   CHECK_THROWS_WITH(lib::Executor(c), Catch::Contains("output '") && Catch::Contains("and log_file '") &&
