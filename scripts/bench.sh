@@ -138,6 +138,41 @@ for mode in "${modes[@]}"; do
   done
 done
 
+echo "== 2b. the same 3,200-topic run from Python (the package in build/python) against the CLI =="
+# The Python user's call: execute_concurrent over a list, every result returned as a TaskResult.
+run_py() {  # run_py LOG TOPICS_FILE MODE ; prints wall seconds, process start and import included
+  local t0 t1
+  t0=$(date +%s.%N)
+  PYTHONPATH=build/python python3 - "http://127.0.0.1:$sim_slow/api/paas/v4" "$2" "$3" "$1" "$work/report.json" \
+    <<'PY' || true
+import sys
+from concurrent_bigmodel import ConcurrentBigModelExecutor, ConcurrentConfig
+base_url, topics_file, mode, log, report = sys.argv[1:]
+config = ConcurrentConfig(concurrency=64, mode=mode, delay=0, no_search=True, base_url=base_url, log_file=log,
+                          output=report)
+with open(topics_file) as f:
+    topics = [line.strip() for line in f if line.strip()]
+ConcurrentBigModelExecutor(config).execute_concurrent(topics)
+PY
+  t1=$(date +%s.%N)
+  calc "$t1 - $t0" 3
+}
+if [ -d build/python/concurrent_bigmodel ]; then
+  n=3200
+  f=$(topics $n)
+  for mode in "${modes[@]}"; do
+    cli=(); py=()
+    for _ in $(seq 1 "$runs"); do
+      cli+=("$(run_cbm "$work/py-cli.$mode.log" --base-url "http://127.0.0.1:$sim_slow/api/paas/v4" \
+        --topics-file "$f" --concurrency 64 --no-search --mode "$mode")")
+      py+=("$(run_py "$work/py.$mode.log" "$f" "$mode")")
+    done
+    ok=$(grep -o '"successful_tasks":[0-9]*' "$work/report.json" | head -1 | cut -d: -f2)
+    cli_wall=$(median "${cli[@]}"); py_wall=$(median "${py[@]}")
+    note "| $mode, $n topics, concurrency 64, 100 ms, from Python | wall $py_wall s vs the CLI's $cli_wall s ($(calc "($py_wall / $cli_wall - 1) * 100" 1)%; median of $runs runs each, alternated); $ok succeeded (last Python run) | target: within 5% of the CLI |"
+  done
+fi
+
 echo "== 3. zero latency: tasks/s against wrk's rate, and supervisor CPU per 1,000 tasks, per mode =="
 n=20000
 [ $quick = 1 ] && n=5000
