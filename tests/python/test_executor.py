@@ -3,7 +3,7 @@
 import asyncio
 import json
 import threading
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 
 import pytest
 
@@ -218,3 +218,27 @@ def test_cancelling_execute_async_stops_the_run(start_simulator):
     # The run is over: the executor takes the next one.
     executor.on_result = None
     assert executor.execute_concurrent(["after the cancel"])[0].success
+
+
+def test_every_config_field_reaches_the_library_and_no_other_is_accepted(simulator):
+    # One row per field in the binding's table (python/src/core_module.cpp), in the dataclass's order.
+    from concurrent_bigmodel import _core
+    assert _core.config_fields() == [f.name for f in fields(ConcurrentConfig)]
+
+    @dataclass
+    class WithTypo(ConcurrentConfig):
+        concurency: int = 8
+
+    with pytest.raises(ValueError, match=r"^ConcurrentConfig\.concurency: no such setting"):
+        ConcurrentBigModelExecutor(WithTypo(base_url=simulator.base_url), api_key=TEST_KEY)
+
+
+def test_python_m_runs_the_cli_shipped_in_the_package():
+    import subprocess
+    import sys
+    version = subprocess.run([sys.executable, "-m", "concurrent_bigmodel", "--version"], capture_output=True,
+                             text=True)
+    assert version.returncode == 0 and version.stdout.strip()
+    bad = subprocess.run([sys.executable, "-m", "concurrent_bigmodel", "--mode", "fork"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "--mode" in bad.stderr
