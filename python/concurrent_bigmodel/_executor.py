@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
@@ -93,6 +92,8 @@ class ConcurrentBigModelExecutor:
         """``execute_concurrent`` for asyncio programs: awaiting it does not block the event loop (the run
         goes on in the loop's default executor). Cancelling the awaiting task stops the run at once
         (``stop_now``) and waits for it to end before the cancellation propagates."""
+        import asyncio  # here: a program that never awaits a run does not pay for importing asyncio
+
         topics = list(topics)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self.execute_concurrent, topics, iterations)
