@@ -102,8 +102,11 @@ def test_stop_from_another_thread_drains_and_cancels_the_rest(start_simulator, m
     executor = ConcurrentBigModelExecutor(config, api_key=TEST_KEY, on_result=lambda r: first.set())
     stopper = threading.Thread(target=lambda: (first.wait(), executor.stop()))
     stopper.start()
-    results = executor.execute_concurrent([f"topic {i}" for i in range(30)])
-    stopper.join()
+    try:
+        results = executor.execute_concurrent([f"topic {i}" for i in range(30)])
+    finally:
+        first.set()  # the stopper ends even if no result came
+        stopper.join()
 
     assert sorted(r.id for r in results) == list(range(30))
     assert {r.status for r in results} == {"succeeded", "cancelled"}

@@ -23,8 +23,8 @@ SCRIPT = textwrap.dedent("""
 
     base_url, mode, key = sys.argv[1:4]
     topics = ["quick topic 0", "quick topic 1"] + [f"slow topic {i} [[fault:hang]]" for i in range(2, 30)]
-    config = ConcurrentConfig(concurrency=4, mode=mode, delay=0, base_url=base_url, timeout=600,
-                              drain_grace=600)
+    config = ConcurrentConfig(concurrency=4, mode=mode, delay=0, base_url=base_url, timeout=120,
+                              drain_grace=120)
     executor = ConcurrentBigModelExecutor(config, api_key=key,
                                           on_result=lambda r: print("result", r.id, flush=True))
     print("started", flush=True)
@@ -56,7 +56,7 @@ def read_until(process, prefix):
 @pytest.mark.parametrize("mode", MODES)
 def test_ctrl_c_drains_then_stops_at_once_and_raises_keyboard_interrupt_with_the_results(start_simulator, mode):
     # Two quick topics finish; the others hang at the simulator until stopped. The first Ctrl+C drains
-    # (the hanging ones in flight may finish, for up to drain_grace = 600 s); the second stops them now.
+    # (the hanging ones in flight may finish, for up to drain_grace = 120 s); the second stops them now.
     simulator = start_simulator()
     process = start_program(simulator, mode)
     try:
