@@ -396,10 +396,20 @@ class Executor {
     }
     {
       std::lock_guard lock(mu_);
+      // The library refuses a second run too, but only once this one's state below would be reset.
+      if (running_) throw std::logic_error("concurrent_bigmodel: this executor's run is in progress");
+      running_ = true;
       forward_ = !callback.is_none();
       pending_.clear();
       done_ = false;
     }
+    struct Finish {
+      Executor& self;
+      ~Finish() {
+        std::lock_guard lock(self.mu_);
+        self.running_ = false;
+      }
+    } finish{*this};
     std::optional<cb::Report> report;
     cb::Summary summary;
     std::exception_ptr failure;
@@ -486,6 +496,7 @@ class Executor {
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<cb::Result> pending_;  // Results for the callback, not yet handed over
+  bool running_ = false;            // a call of run() is in progress
   bool forward_ = false;            // this run has a callback
   bool done_ = false;               // the engine thread's call has returned
   std::unique_ptr<cb::Executor> executor_;  // last: its callback uses the members above

@@ -113,6 +113,31 @@ def test_stop_from_another_thread_drains_and_cancels_the_rest(start_simulator, m
     assert executor.last_summary.interrupted and executor.last_summary.exit_status == 1
 
 
+def test_a_second_run_while_one_is_in_progress_is_refused(start_simulator):
+    simulator = start_simulator("--latency-ms", "100")
+    first = threading.Event()
+    config = ConcurrentConfig(concurrency=2, mode="threading", delay=0, base_url=simulator.base_url)
+    executor = ConcurrentBigModelExecutor(config, api_key=TEST_KEY, on_result=lambda r: first.set())
+    outcome = {}
+
+    def run_in_background():
+        try:
+            outcome["results"] = executor.execute_concurrent([f"topic {i}" for i in range(6)])
+        finally:
+            first.set()  # the main thread goes on even if no result came
+
+    running = threading.Thread(target=run_in_background)
+    running.start()
+    try:
+        first.wait()
+        with pytest.raises(RuntimeError, match="in progress"):
+            executor.execute_concurrent(["meanwhile"])
+    finally:
+        running.join()
+    assert sorted(r.id for r in outcome["results"]) == list(range(6))
+    assert all(r.success for r in outcome["results"])
+
+
 def test_run_and_run_file_return_the_summary(simulator, tmp_path):
     topics_file = tmp_path / "topics.txt"
     topics_file.write_text("# a comment\nalpha\n\nbeta\ngamma\n")
