@@ -113,11 +113,12 @@ def test_stop_from_another_thread_drains_and_cancels_the_rest(start_simulator, m
     assert executor.last_summary.interrupted and executor.last_summary.exit_status == 1
 
 
-def test_a_second_run_while_one_is_in_progress_is_refused(start_simulator):
-    simulator = start_simulator("--latency-ms", "100")
-    first = threading.Event()
+def test_a_second_run_while_one_is_in_progress_is_refused(simulator):
+    # The first run's callback holds it in progress until the second call has been tried.
+    first, tried = threading.Event(), threading.Event()
     config = ConcurrentConfig(concurrency=2, mode="threading", delay=0, base_url=simulator.base_url)
-    executor = ConcurrentBigModelExecutor(config, api_key=TEST_KEY, on_result=lambda r: first.set())
+    executor = ConcurrentBigModelExecutor(config, api_key=TEST_KEY,
+                                          on_result=lambda r: (first.set(), tried.wait()))
     outcome = {}
 
     def run_in_background():
@@ -133,6 +134,7 @@ def test_a_second_run_while_one_is_in_progress_is_refused(start_simulator):
         with pytest.raises(RuntimeError, match="in progress"):
             executor.execute_concurrent(["meanwhile"])
     finally:
+        tried.set()
         running.join()
     assert sorted(r.id for r in outcome["results"]) == list(range(6))
     assert all(r.success for r in outcome["results"])
