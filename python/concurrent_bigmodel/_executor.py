@@ -52,7 +52,8 @@ class ConcurrentBigModelExecutor:
     cancelled) and ``.summary`` attached; a second one stops the tasks in flight at once. The process's
     signal handlers are left as they were: the package installs none.
 
-    One run at a time per executor; ``stop()`` and ``stop_now()`` may be called from any thread.
+    One run at a time per executor (a second call meanwhile raises RuntimeError); ``stop()`` and
+    ``stop_now()`` may be called from any thread.
     """
 
     def __init__(
