@@ -138,6 +138,51 @@ for mode in "${modes[@]}"; do
   done
 done
 
+echo "== 2b. the same 3,200-topic run from Python (the package in build/python) against the CLI =="
+# The Python user's call: execute_concurrent over a list, every result returned as a TaskResult. Timed
+# around the call (the interpreter's own start, 0.1-0.3 s here, is no cost of the package) and, for the
+# record, as the whole process.
+run_py() {  # run_py LOG TOPICS_FILE MODE ; prints "CALL_SECONDS PROCESS_SECONDS"
+  local t0 t1 call
+  t0=$(date +%s.%N)
+  call=$(PYTHONPATH=build/python "$python" - "http://127.0.0.1:$sim_slow/api/paas/v4" "$2" "$3" "$1" "$work/report.json" \
+    <<'PY' || true
+import sys
+import time
+from concurrent_bigmodel import ConcurrentBigModelExecutor, ConcurrentConfig
+base_url, topics_file, mode, log, report = sys.argv[1:]
+config = ConcurrentConfig(concurrency=64, mode=mode, delay=0, no_search=True, base_url=base_url, log_file=log,
+                          output=report)
+with open(topics_file) as f:
+    topics = [line.strip() for line in f if line.strip()]
+executor = ConcurrentBigModelExecutor(config)
+start = time.monotonic()
+executor.execute_concurrent(topics)
+print(f"{time.monotonic() - start:.3f}")
+PY
+  )
+  t1=$(date +%s.%N)
+  echo "$call $(calc "$t1 - $t0" 3)"
+}
+# The python the package was built for (CMake's Python_EXECUTABLE), not whichever is first on the PATH.
+python=$(sed -n 's/^Python_EXECUTABLE:[A-Z]*=//p' build/CMakeCache.txt)
+if [ -d build/python/concurrent_bigmodel ] && [ -n "$python" ]; then
+  n=3200
+  f=$(topics $n)
+  for mode in "${modes[@]}"; do
+    cli=(); py=(); py_process=()
+    for _ in $(seq 1 "$runs"); do
+      cli+=("$(run_cbm "$work/py-cli.$mode.log" --base-url "http://127.0.0.1:$sim_slow/api/paas/v4" \
+        --topics-file "$f" --concurrency 64 --no-search --mode "$mode")")
+      read -r call whole <<< "$(run_py "$work/py.$mode.log" "$f" "$mode")"
+      py+=("$call"); py_process+=("$whole")
+    done
+    ok=$(grep -o '"successful_tasks":[0-9]*' "$work/report.json" | head -1 | cut -d: -f2)
+    cli_wall=$(median "${cli[@]}"); py_wall=$(median "${py[@]}"); py_whole=$(median "${py_process[@]}")
+    note "| $mode, $n topics, concurrency 64, 100 ms, from Python | execute_concurrent $py_wall s vs the CLI's wall $cli_wall s ($(calc "($py_wall / $cli_wall - 1) * 100" 1)%); the whole python process $py_whole s ($(calc "($py_whole / $cli_wall - 1) * 100" 1)%); median of $runs runs each, alternated; $ok succeeded (last Python run) | target: within 5% of the CLI |"
+  done
+fi
+
 echo "== 3. zero latency: tasks/s against wrk's rate, and supervisor CPU per 1,000 tasks, per mode =="
 n=20000
 [ $quick = 1 ] && n=5000

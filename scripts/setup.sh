@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config
           libboost1.81-dev libboost-filesystem1.81-dev libboost-system1.81-dev
-          libcurl4-openssl-dev rapidjson-dev catch2 libcli11-dev)
+          libcurl4-openssl-dev rapidjson-dev catch2 libcli11-dev
+          # The Python package (python/) and its tests: pybind11, pytest, Flask, and what an offline
+          # `pip install --no-build-isolation` into a venv needs.
+          python3-dev pybind11-dev python3-pybind11 python3-pytest python3-flask python3-venv python3-pip
+          python3-setuptools python3-wheel)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
