@@ -74,8 +74,10 @@ class ConcurrentConfig:
     journal: Optional[str] = None
     resume: bool = False
     force_resume: bool = False
+    fresh: bool = False  # discard an unfinished journal (a stopped or killed run's) instead of refusing
     keep_rounds: Optional[int] = None  # None: all rounds, 10 for a monitor (iterations 0)
     log_file: Optional[str] = None
     results_jsonl: Optional[str] = None
+    output_mode: int = 0o600  # the report's and results file's mode (0o600 to 0o777, owner rw kept)
     metrics_addr: Optional[str] = None
     progress_interval: float = 10.0

@@ -17,8 +17,9 @@ class RunAborted(Exception):
     """A run-fatal condition ended the run early (a bad key, no balance, an unknown model, workers that
     keep crashing): the CLI's exit status 3.
 
-    ``reason`` says why, ``results`` holds the TaskResults the run had (every topic's, the unfinished
-    ones cancelled; empty for ``run``/``run_file``), ``summary`` the RunSummary.
+    ``reason`` says why, ``results`` holds the TaskResults the run had (every topic read has one, the
+    unfinished ones cancelled; topics never read are counted in ``summary.not_read``; empty for
+    ``run``/``run_file``), ``summary`` the RunSummary.
     """
 
     def __init__(self, reason: str, results: List[TaskResult], summary: RunSummary) -> None:
@@ -48,8 +49,8 @@ class ConcurrentBigModelExecutor:
 
     Ctrl+C: the first KeyboardInterrupt (SIGINT, while the call runs on the main thread) drains the run as
     the CLI's first Ctrl+C does (nothing new starts; tasks in flight may finish within ``drain_grace``),
-    then the call raises KeyboardInterrupt with ``.results`` (every topic's TaskResult, the unfinished ones
-    cancelled) and ``.summary`` attached; a second one stops the tasks in flight at once. The process's
+    then the call raises KeyboardInterrupt with ``.results`` (a TaskResult for every topic read, the unfinished
+    ones cancelled; the topics never read are counted in ``.summary.not_read``) and ``.summary`` attached; a second one stops the tasks in flight at once. The process's
     signal handlers are left as they were: the package installs none.
 
     One run at a time per executor (a second call meanwhile raises RuntimeError); ``stop()`` and
@@ -110,7 +111,8 @@ class ConcurrentBigModelExecutor:
 
     def stop(self) -> None:
         """Dispatch nothing new; tasks in flight may finish within ``drain_grace``; the others are
-        cancelled (each still gets its TaskResult). Callable from any thread; before a run, it applies
+        cancelled (each one read gets its TaskResult; those never read are counted in
+        ``last_summary.not_read``). Callable from any thread; before a run, it applies
         to the next one."""
         self._core.stop()
 

@@ -54,5 +54,9 @@ class RunSummary:
     interrupted_by_signal: int = 0  # 2 after Ctrl+C
     abort_reason: Optional[str] = None  # a run-fatal condition (bad key, no balance, crashing workers)
     report_written: bool = False
+    report_error: Optional[str] = None  # why the report asked for was not written
+    # Topics a stop left unread (they have no TaskResult; a resume runs them); None: not known (the
+    # rest of a stream).
+    not_read: Optional[int] = 0
     # The CLI's exit status for the same run: 0 all succeeded, 1 some did not, 3 aborted, 130 Ctrl+C.
     exit_status: int = 0

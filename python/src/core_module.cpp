@@ -181,9 +181,11 @@ const ConfigField kConfigFields[] = {
     CBM_FIELD(journal, journal, as_optional_str(v, f)),
     CBM_SAME(resume, as_bool),
     CBM_SAME(force_resume, as_bool),
+    CBM_SAME(fresh, as_bool),
     CBM_FIELD(keep_rounds, keep_rounds, v.is_none() ? -1 : as_int32(v, f)),
     CBM_FIELD(log_file, log_file, as_optional_str(v, f)),
     CBM_FIELD(results_jsonl, results_jsonl, as_optional_str(v, f)),
+    CBM_FIELD(output_mode, output_mode, static_cast<unsigned>(as_int(v, f))),
     CBM_FIELD(metrics_addr, metrics_address, as_optional_str(v, f)),
     CBM_SAME(progress_interval, as_seconds),
 };
@@ -313,6 +315,7 @@ py::object task_result(const py::object& result_type, const cb::Result& r) {
     if (!s.request_id.empty()) d["request_id"] = s.request_id;
     if (!s.response_id.empty()) d["response_id"] = s.response_id;
     if (!s.reasoning.empty()) d["reasoning"] = s.reasoning;
+    if (s.replaced_characters != 0) d["replaced_characters"] = s.replaced_characters;
     steps.append(d);
   }
   k["steps"] = steps;
@@ -342,6 +345,8 @@ py::dict summary_of(const cb::Summary& s) {
   d["interrupted_by_signal"] = s.interrupted_by_signal;
   d["abort_reason"] = s.abort_reason ? py::object(py::str(*s.abort_reason)) : py::object(py::none());
   d["report_written"] = s.report_written;
+  d["report_error"] = s.report_error ? py::object(py::str(*s.report_error)) : py::object(py::none());
+  d["not_read"] = s.not_read ? py::object(py::int_(*s.not_read)) : py::object(py::none());
   d["exit_status"] = s.exit_status;
   return d;
 }

@@ -74,9 +74,10 @@ def test_ctrl_c_drains_then_stops_at_once_and_raises_keyboard_interrupt_with_the
 
     assert outcome["raised"] == "KeyboardInterrupt"
     statuses = outcome["statuses"]
-    assert len(statuses) == 30
-    assert statuses.count("succeeded") == 2 and statuses.count("cancelled") == 28
     summary = outcome["summary"]
+    # The two quick topics succeeded; every other topic read was cancelled, the rest never read.
+    assert statuses.count("succeeded") == 2 and set(statuses) == {"succeeded", "cancelled"}
+    assert len(statuses) + summary["not_read"] == 30
     assert summary["interrupted"] and summary["interrupted_by_signal"] == signal.SIGINT
     assert summary["exit_status"] == 128 + signal.SIGINT
     assert outcome["descendants"] == [] and outcome["segments"] == []
@@ -99,7 +100,8 @@ def test_one_ctrl_c_lets_the_tasks_in_flight_finish(start_simulator, mode):
 
     assert outcome["raised"] == "KeyboardInterrupt"
     statuses = outcome["statuses"]
-    assert len(statuses) == 30 and set(statuses) == {"succeeded", "cancelled"}
+    assert len(statuses) + outcome["summary"]["not_read"] == 30
+    assert set(statuses) == {"succeeded", "cancelled"}
     # Nothing in flight was cut short: every task that started finished.
     assert outcome["summary"]["failed_tasks"] == 0
     assert outcome["descendants"] == [] and outcome["segments"] == []
