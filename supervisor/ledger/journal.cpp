@@ -319,7 +319,8 @@ Journal Journal::create(const std::filesystem::path& path, const JournalSettings
 }
 
 Journal Journal::open_for_resume(const std::filesystem::path& path, const JournalSettings& settings, bool force,
-                                 const std::function<void(const TaskResult&)>& on_record) {
+                                 const std::function<void(const TaskResult&)>& on_record,
+                                 const std::function<bool()>& stop) {
   const auto found = parse_header(read_first_line(path));
   if (!found) throw std::runtime_error("'" + path.string() + "' is not a concurrent_bigmodel journal");
   if (!(*found == settings) && !force) {
@@ -330,6 +331,8 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
   const std::string header = header_line(settings);
   std::uint64_t line_no = 1;
   rewrite(path, header, [&](std::string_view, const std::optional<TaskResult>& result) {
+    // Thrown through rewrite(): its new file is never committed, the journal stays as it was.
+    if (stop && stop()) throw JournalReadStopped("stopped while reading '" + path.string() + "'");
     ++line_no;
     if (!result) {
       throw std::runtime_error("'" + path.string() + "' line " + std::to_string(line_no) +
