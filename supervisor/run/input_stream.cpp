@@ -18,6 +18,7 @@ struct InputStream::State {
   bool regular = false;
   bool watch_stop = true;
   bool stopped = false;
+  bool seen_data = false;
   StopCheck stop;
 
   bool stop_now() {
@@ -34,13 +35,19 @@ ssize_t read_input(void* cookie, char* buf, std::size_t size) {
   size = std::min(size, kReadChunk);
   for (;;) {
     if (s.stop_now()) return 0;
+    bool ready = true;
     if (!s.regular) {
       pollfd p{s.fd, POLLIN, 0};
-      const int ready = ::poll(&p, 1, static_cast<int>(kStopPollInterval.count()));
-      if (ready == 0 || (ready < 0 && errno == EINTR)) continue;
-      if (ready < 0) return -1;
+      const int n = ::poll(&p, 1, static_cast<int>(kStopPollInterval.count()));
+      if (n < 0 && errno != EINTR) return -1;
+      ready = n > 0;
+      // Until data came, a FIFO's read says 0 while no writer has come yet: only poll() tells the
+      // end then. After data, read anyway: a writer that opened before the reader and left raises no
+      // POLLHUP (Linux), and a non-blocking read's 0 is the end.
+      if (!ready && !s.seen_data) continue;
     }
     const ssize_t n = ::read(s.fd, buf, size);
+    if (n > 0) s.seen_data = true;
     if (n >= 0) return n;
     if (errno == EINTR || errno == EAGAIN) continue;
     return -1;

@@ -11,7 +11,9 @@
 // Reads never block past a stop: the FILE*'s read function waits for data with poll() in slices of
 // kStopPollInterval and reads at most kReadChunk bytes at a time, asking `stop` before each; once
 // `stop` says yes, the stream ends (EOF) and stopped() tells it apart from the input's own end. A
-// FIFO whose writer has not come yet is waited for (never an end) until a stop.
+// FIFO whose writer has not come yet is waited for (never an end) until a stop; one exception: a
+// writer that opened the FIFO before the reader did and closed it without writing a byte is not seen
+// to leave (Linux raises no POLLHUP for it), so the read waits for another writer, or a stop.
 #pragma once
 
 #include <chrono>

@@ -109,8 +109,11 @@ TEST_CASE("a FIFO is opened once and read from its writer", "[input]") {
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   run.start(sim, fifo.string());
   // The writer comes after the reader started (its open blocks until the supervisor's).
+  SpawnOptions writer_options;
+  writer_options.output_dir = run.dir / "writer";
+  fs::create_directories(writer_options.output_dir);
   Subprocess writer({"/bin/sh", "-c", "printf 'fifo alpha\\nfifo beta\\n' > '" + fifo.string() + "'"},
-                    SpawnOptions{.output_dir = run.dir / "writer"});
+                    writer_options);
   REQUIRE(writer.exit_code(30s) == 0);
   REQUIRE(run.process->exit_code(60s) == 0);
   INFO(run.diagnostics());
