@@ -143,6 +143,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   // The input is read (or, streamed, counted) before anything is opened, written or sent.
   TopicPlan topics(cfg, [&control] { return control.stopping(); });
   check_placeholders(cfg, topics.field_names());
+  topics.require_topics();
   ensure_open_file_limit(cfg.mode, cfg.concurrency);  // before anything is sent or written
   RunParts parts(cfg, control, caller_observer);
   Logger& log = parts.log;

@@ -68,7 +68,7 @@ TopicPlan::TopicPlan(const RunConfig& cfg, StopCheck stop)
   std::vector<std::uint64_t> hashes;
   while (auto t = reader->next()) hashes.push_back(task_hash(t->topic, t->fields));
   if (hashes.empty() && !stream->stopped()) {
-    throw std::invalid_argument(no_topics_message(cfg.topics_file, reader->lines(), reader->invalid_count()));
+    no_topics_ = no_topics_message(cfg.topics_file, reader->lines(), reader->invalid_count());
   }
   stream_topics_ = hashes.size();
   stream_duplicated_ = survey_of(std::move(hashes)).duplicated;
@@ -76,6 +76,10 @@ TopicPlan::TopicPlan(const RunConfig& cfg, StopCheck stop)
 }
 
 TopicPlan::~TopicPlan() = default;
+
+void TopicPlan::require_topics() const {
+  if (no_topics_) throw std::invalid_argument(*no_topics_);
+}
 
 std::uint64_t TopicPlan::log_held_invalid_lines(Logger& log) {
   log_invalid_lines(log, held_invalid_, held_invalid_count_);
@@ -143,9 +147,7 @@ bool TopicPlan::reload(Logger* log) {
     }
     log->info("loaded " + std::to_string(held.rows.size()) + " topics from '" + path + "'");
   } else {
-    if (held.rows.empty() && !stopped) {
-      throw std::invalid_argument(no_topics_message(path, held.lines, held.invalid_count));
-    }
+    if (held.rows.empty() && !stopped) no_topics_ = no_topics_message(path, held.lines, held.invalid_count);
     held_invalid_ = std::move(held.invalid);
     held_invalid_count_ = held.invalid_count;
     fields_ = std::move(held.fields);

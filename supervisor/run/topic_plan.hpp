@@ -11,11 +11,12 @@
 //
 // Every pass over the input before the round honours `stop` (input_stream.hpp): a stop ends the pass
 // at once, and the run goes on with what was read (its topics are reported as cancelled). An input
-// without a valid topic, read to its end, is a usage error: "no topics in <path>: N lines, M invalid".
+// without a valid topic, read to its end, is a usage error (require_topics).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,10 @@ class TopicPlan {
   // The fields the input offers the prompts (a CSV's header, the first JSONL row's, a list's first
   // row's; none for text).
   const std::vector<std::string>& field_names() const { return fields_; }
+  // Throws std::invalid_argument ("no topics in <path>: N lines, M invalid") when the input, read to
+  // its end, had no valid topic. Asked after the placeholders are checked: a row is invalid when it
+  // lacks a field the prompts use, and a misspelt placeholder is the error to report then.
+  void require_topics() const;
 
   // Once the log is open: the lines the held read skipped (a streamed file's are the round's own).
   // Returns how many were skipped.
@@ -64,6 +69,7 @@ class TopicPlan {
   const StopCheck stop_;
   const InputSpec spec_;
   std::vector<std::string> fields_;
+  std::optional<std::string> no_topics_;
   // Streamed: the file and its counting pass.
   std::unique_ptr<InputStream> stream_;
   std::size_t stream_topics_ = 0;

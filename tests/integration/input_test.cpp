@@ -145,7 +145,7 @@ TEST_CASE("/dev/zero as the topics file: memory stays flat and SIGTERM ends the 
   CHECK(sim.requests_total() == 0);
 }
 
-TEST_CASE("a 50 MB line is skipped with its line number without being held; the other topics run", "[input]") {
+TEST_CASE("a 50 MB line is skipped with its line number without being held, and the other topics run", "[input]") {
   Simulator sim;
   InputRun run;
   const fs::path file = run.dir / "topics.txt";
@@ -167,7 +167,7 @@ TEST_CASE("a 50 MB line is skipped with its line number without being held; the 
                                                         {"after the long line", "succeeded"}});
 }
 
-TEST_CASE("2,000,000 invalid lines: the first 100 are logged, then one summary; memory and log stay small",
+TEST_CASE("2,000,000 invalid lines: the first 100 are logged, then one summary, and memory and log stay small",
           "[input]") {
   Simulator sim;
   InputRun run;
