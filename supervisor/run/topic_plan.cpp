@@ -53,8 +53,7 @@ TopicPlan::TopicPlan(const RunConfig& cfg, StopCheck stop)
   }
   auto stream = open_input(cfg.topics_file, stop_);
   if (!stream->regular() || cfg.iterations != 1) {
-    stream.reset();
-    reload(nullptr);
+    reload(std::move(stream), nullptr);  // the same open: a FIFO's data is the reader's that has it open
     return;
   }
   // Streamed: the counting pass (the round rereads the file from its start).
@@ -108,20 +107,20 @@ void TopicPlan::on_reload_request(Logger& log) {
     log.info("SIGHUP: no topics file to reread");
     return;
   }
-  reload(&log);
+  reload(nullptr, &log);
 }
 
-// Reads the file into the held list. At the start (`log` null) a problem is thrown; on SIGHUP it is
-// logged and the current list kept. False when the list was not replaced.
-bool TopicPlan::reload(Logger* log) {
+// Reads the file (`stream`, or opened now when null) into the held list. At the start (`log` null) a
+// problem is thrown; on SIGHUP it is logged and the current list kept. False when the list was not
+// replaced.
+bool TopicPlan::reload(std::unique_ptr<InputStream> stream, Logger* log) {
   const std::string& path = cfg_.topics_file;
   auto keep_current = [&](const std::string& why) {
     log->warn("cannot reread '" + path + "': " + why + "; keeping the current topics");
     return false;
   };
-  std::unique_ptr<InputStream> stream;
   try {
-    stream = open_input(path, stop_);
+    if (!stream) stream = open_input(path, stop_);
   } catch (const std::exception& e) {  // gone, unreadable, a directory
     if (log == nullptr) throw;
     return keep_current(e.what());

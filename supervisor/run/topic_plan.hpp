@@ -63,7 +63,7 @@ class TopicPlan {
   void on_reload_request(Logger& log);
 
  private:
-  bool reload(Logger* log);
+  bool reload(std::unique_ptr<InputStream> stream, Logger* log);
 
   const RunConfig& cfg_;
   const StopCheck stop_;
