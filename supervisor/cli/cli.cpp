@@ -13,6 +13,7 @@
 
 #include "api_key.hpp"
 #include "cbm/version.hpp"
+#include "input_stream.hpp"
 #include "listen_address.hpp"
 #include "prompt_template.hpp"
 #include "public_config.hpp"
@@ -572,11 +573,8 @@ struct Flags {
         if (auto problem = read_stdin(format)) return *problem;
         inv.topics_file.clear();
       } else {
-        std::FILE* f = std::fopen(inv.topics_file.c_str(), "re");
-        if (f == nullptr) {
-          return "--topics-file: cannot open '" + inv.topics_file + "': " + std::strerror(errno);
-        }
-        std::fclose(f);
+        // Not opened here: a FIFO's writer would take the check for the reader (input_stream.hpp).
+        if (auto problem = input_path_problem(inv.topics_file); !problem.empty()) return "--topics-file: " + problem;
       }
     }
     for (auto& t : inv.topics) {
@@ -593,11 +591,11 @@ struct Flags {
 
   // Stdin, read once into `topics` (text) or `rows`; its bad lines are reported here.
   std::optional<std::string> read_stdin(InputFormat format) {
-    std::vector<InvalidLine> invalid;
-    std::vector<std::string> fields;
+    HeldInput held;
     try {
       const PromptSet prompts = cfg.prompts.empty() ? PromptSet::defaults() : PromptSet::from_file_text(cfg.prompts).value();
-      for (auto& row : read_topic_rows(stdin, InputSpec{format, prompts.field_names()}, invalid, fields)) {
+      held = read_held_input(stdin, InputSpec{format, prompts.field_names()});
+      for (auto& row : held.rows) {
         if (format == InputFormat::text) {
           inv.topics.push_back(std::move(row.topic));
           continue;
@@ -609,10 +607,16 @@ struct Flags {
     } catch (const std::invalid_argument& e) {
       return std::string("--topics-file -: ") + e.what();
     }
-    for (const auto& bad : invalid) {
+    for (const auto& bad : held.invalid) {
       std::cerr << "concurrent_bigmodel: stdin line " << bad.line_number << " skipped: " << bad.reason << "\n";
     }
-    if (inv.topics.empty() && inv.rows.empty()) return "--topics-file -: no topics on standard input";
+    if (held.invalid_count > held.invalid.size()) {
+      std::cerr << "concurrent_bigmodel: " << held.invalid_count - held.invalid.size()
+                << " more invalid stdin lines skipped (" << held.invalid_count << " in all)\n";
+    }
+    if (inv.topics.empty() && inv.rows.empty()) {
+      return "--topics-file -: " + no_topics_message("standard input", held.lines, held.invalid_count);
+    }
     return std::nullopt;
   }
 

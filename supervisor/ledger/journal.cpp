@@ -476,7 +476,8 @@ void Journal::mark_finished(int exit_status) {
 }
 
 Journal Journal::open_for_resume(const std::filesystem::path& path, const JournalSettings& settings, bool force,
-                                 const std::function<void(const TaskResult&)>& on_record) {
+                                 const std::function<void(const TaskResult&)>& on_record,
+                                 const std::function<bool()>& stop) {
   const auto found = parse_header(read_first_line(path));
   if (!found) throw std::runtime_error("'" + path.string() + "' is not a concurrent_bigmodel journal");
   if (const std::string differences = found->differences(settings); !differences.empty() && !force) {
@@ -486,6 +487,8 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
   const std::string header = header_line(settings);
   std::uint64_t line_no = 1;
   rewrite(path, header, [&](std::string_view line, const std::optional<TaskResult>& result) {
+    // Thrown through rewrite(): its new file is never committed, the journal stays as it was.
+    if (stop && stop()) throw JournalReadStopped("stopped while reading '" + path.string() + "'");
     ++line_no;
     if (unread_entry_of_journal_line(line)) return false;  // those topics have no record: they run again
     if (!result) {

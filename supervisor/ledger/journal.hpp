@@ -35,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -45,9 +46,12 @@
 
 namespace cbm {
 
-// The settings that change results, as the header stores them: --resume refuses a journal written
-// with other ones (unless forced), naming each that differs. A header written before a setting was
-// stored there lacks it and is read as having the setting's default.
+// A stop came while open_for_resume read the journal (which it left unchanged).
+struct JournalReadStopped : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The settings that change results, as the header stores them, and their fingerprint.
 struct JournalSettings {
   std::string chat_model;
   std::string tool_model;
@@ -87,8 +91,11 @@ class Journal {
   // Reopens an existing journal for --resume: checks its header against `settings` (a mismatch
   // throws unless `force`), hands every kept record to `on_record`, drops a torn last line and
   // cancelled records (rewriting the file atomically), and returns the journal ready to append.
+  // `stop` is asked before each line: when it says yes, the read ends with JournalReadStopped and the
+  // journal is left as it was (nothing rewritten).
   static Journal open_for_resume(const std::filesystem::path& path, const JournalSettings& settings, bool force,
-                                 const std::function<void(const TaskResult&)>& on_record);
+                                 const std::function<void(const TaskResult&)>& on_record,
+                                 const std::function<bool()>& stop = {});
 
   Journal(Journal&&) noexcept;
   Journal& operator=(Journal&&) = delete;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <utility>
 
 
 namespace cbm {
@@ -11,6 +12,10 @@ std::uint64_t topic_hash(std::string_view topic) { return task_hash(topic, {}); 
 RoundSurvey survey_round(TopicSource& source) {
   std::vector<std::uint64_t> all;
   while (auto t = source.next()) all.push_back(task_hash(t->topic, t->fields));
+  return survey_of(std::move(all));
+}
+
+RoundSurvey survey_of(std::vector<std::uint64_t> all) {
   std::sort(all.begin(), all.end());
   RoundSurvey survey;
   survey.topics = all.size();

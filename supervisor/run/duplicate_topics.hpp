@@ -5,7 +5,8 @@
 // (row_fields.hpp), which is the topic alone for text input.
 //
 // A streaming list cannot be held in memory, so duplicates are found in two steps: a counting pass
-// over the round's input collects 64-bit hashes of the topics that occur more than once (sorting
+// over the round's input (a regular file read twice through one descriptor, or a list in memory: an
+// input that can be read only once is held, topic_plan.hpp) collects 64-bit hashes of the topics that occur more than once (sorting
 // 8 bytes per topic: 8 MB for a million topics, released after the pass); then, while the round runs,
 // only topics with such a hash are remembered (by their text, so a hash collision costs memory, never
 // a wrong answer).
@@ -32,6 +33,8 @@ struct RoundSurvey {
   std::vector<std::uint64_t> duplicated;
 };
 RoundSurvey survey_round(TopicSource& source);
+// The survey of a round's task hashes (task_hash), in any order.
+RoundSurvey survey_of(std::vector<std::uint64_t> hashes);
 
 // Wraps a round's source: yields each distinct topic once and hands later occurrences to the ledger
 // (RunLedger::record_duplicate), which records them when the first occurrence ends.
@@ -44,6 +47,7 @@ class DedupingSource final : public TopicSource {
   std::vector<InvalidLine> take_invalid_lines() override { return inner_.take_invalid_lines(); }
   bool unread_as_range() const override { return inner_.unread_as_range(); }
   std::optional<std::uint64_t> known_total() const override;
+  std::uint64_t invalid_count() const override { return inner_.invalid_count(); }
 
   // Topics read from the input so far, duplicates included.
   std::size_t consumed() const { return consumed_; }

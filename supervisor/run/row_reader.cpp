@@ -16,27 +16,42 @@ namespace {
 
 constexpr std::string_view kBom = "\xEF\xBB\xBF";
 
-// Reads one line of any length with getline(3), so a huge line costs one buffer, not a crash (the
-// text format's reader, as it always was).
-class LineReader {
- public:
-  explicit LineReader(std::FILE* f) : f_(f) {}
-  ~LineReader() { std::free(buf_); }
-  LineReader(const LineReader&) = delete;
-  LineReader& operator=(const LineReader&) = delete;
+bool is_space_byte(int c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
 
-  std::optional<std::string_view> next() {
-    const ssize_t n = ::getline(&buf_, &cap_, f_);
-    if (n < 0) return std::nullopt;
-    std::string_view line(buf_, static_cast<std::size_t>(n));
-    if (line.ends_with('\n')) line.remove_suffix(1);
-    return line;
+// Lines of the text format, each holding at most its topic's kMaxTopicBytes: leading whitespace is
+// skipped unheld, and once kMaxTopicBytes are held the rest of the line is only scanned (trailing
+// whitespace keeps the topic valid; any other byte makes it too long, and its trimmed length is
+// counted for the reason). A 50 MB line costs one 4 KiB buffer.
+class TextLineReader {
+ public:
+  explicit TextLineReader(std::FILE* f) : f_(f) {}
+
+  struct Line {
+    std::string_view held;     // from the first non-space byte; at most kMaxTopicBytes
+    std::uint64_t trimmed = 0;  // the length of the trimmed line, when longer than what is held
+  };
+
+  std::optional<Line> next() {
+    held_.clear();
+    int c = 0;
+    bool any = false;
+    std::uint64_t scanned = 0;    // bytes since the first non-space byte
+    std::uint64_t last_word = 0;  // scanned up to the last non-space byte
+    while ((c = getc_unlocked(f_)) != EOF) {
+      any = true;
+      if (c == '\n') break;
+      if (held_.empty() && scanned == 0 && is_space_byte(c)) continue;
+      ++scanned;
+      if (!is_space_byte(c)) last_word = scanned;
+      if (held_.size() < kMaxTopicBytes) held_ += static_cast<char>(c);
+    }
+    if (!any) return std::nullopt;
+    return Line{held_, last_word > held_.size() ? last_word : 0};
   }
 
  private:
   std::FILE* f_;
-  char* buf_ = nullptr;
-  std::size_t cap_ = 0;
+  std::string held_;
 };
 
 // Bytes of a FILE*, without the UTF-8 byte order mark it may start with.
@@ -90,6 +105,7 @@ class BoundedLineReader {
     if (line_.size() > kMaxRowBytes) too_long = true;
     return Line{number_, line_, too_long};
   }
+  std::uint64_t number() const { return number_; }
 
  private:
   ByteSource in_;
@@ -164,7 +180,13 @@ class TextReader final : public RowReader {
   std::optional<TopicLine> next() override {
     while (auto raw = lines_.next()) {
       ++line_number_;
-      const std::string_view line = trim_topic(*raw);
+      if (raw->held.starts_with('#')) continue;
+      if (raw->trimmed > 0) {  // a topic of more than kMaxTopicBytes: the rest was not held
+        skip(line_number_, "longer than " + std::to_string(kMaxTopicBytes) + " bytes (" +
+                               std::to_string(raw->trimmed) + ")");
+        continue;
+      }
+      const std::string_view line = trim_topic(raw->held);
       if (line.empty() || line.starts_with('#')) continue;
       auto topic = checked_topic(line);  // a line is its topic: the reason needs no "topic"
       Result<TopicRow, std::string> row =
@@ -175,9 +197,10 @@ class TextReader final : public RowReader {
     return std::nullopt;
   }
   std::vector<std::string> field_names() override { return {}; }
+  std::uint64_t lines() const override { return line_number_; }
 
  private:
-  LineReader lines_;
+  TextLineReader lines_;
   std::uint64_t line_number_ = 0;
 };
 
@@ -230,6 +253,9 @@ class JsonlReader final : public RowReader {
   BoundedLineReader lines_;
   std::vector<std::string> required_;
   std::optional<NumberedRow> peeked_;
+
+ public:
+  std::uint64_t lines() const override { return lines_.number(); }
 };
 
 // RFC 4180 records, read a byte at a time: quoted fields may hold commas, quotes ("") and line breaks.
@@ -272,6 +298,8 @@ class CsvReader final : public RowReader {
     }
     return std::nullopt;
   }
+
+  std::uint64_t lines() const override { return line_; }
 
   std::vector<std::string> field_names() override {
     std::vector<std::string> names;
@@ -466,16 +494,20 @@ std::unique_ptr<RowReader> RowReader::make(std::FILE* in, const InputSpec& spec)
 std::optional<TopicLine> RowReader::accept(std::uint64_t line, Result<TopicRow, std::string> row,
                                            const std::vector<std::string>& required) {
   if (!row) {
-    invalid_.push_back({line, std::move(row.error())});
+    skip(line, std::move(row.error()));
     return std::nullopt;
   }
   for (const auto& name : required) {
     if (find_field(row->fields, name) == nullptr) {
-      invalid_.push_back({line, "has no field '" + name + "' (the prompts use {" + name + "})"});
+      skip(line, "has no field '" + name + "' (the prompts use {" + name + "})");
       return std::nullopt;
     }
   }
   return TopicLine{next_id_++, std::move(row->topic), std::move(row->fields)};
+}
+
+void RowReader::skip(std::uint64_t line, std::string reason) {
+  if (invalid_count_++ < kKeptInvalidLines) invalid_.push_back({line, std::move(reason)});
 }
 
 }  // namespace cbm

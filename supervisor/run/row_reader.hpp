@@ -12,8 +12,11 @@
 //
 // A UTF-8 byte order mark at the start of a JSONL or CSV input is skipped. Every row's topic obeys the
 // topic rules (topic_rules.hpp); field values must be UTF-8 without NUL bytes; a row longer than
-// kMaxRowBytes is not read whole (the rest of it is skipped). A row that breaks a rule is skipped and
-// reported with the number of the line it starts on; the run goes on with the others. So is a row
+// kMaxRowBytes is not read whole (the rest of it is skipped), nor is a text line: it holds at most the
+// topic's kMaxTopicBytes after its leading whitespace, so a 50 MB line costs no more than that. A row
+// that breaks a rule is skipped and reported with the number of the line it starts on (the first
+// kKeptInvalidLines of them; the rest are only counted, so 2,000,000 bad lines cost a counter); the run
+// goes on with the others. So is a row
 // without a field the prompts use (`required`): the fields of a JSONL input are its rows' own, and only
 // the first valid row's are checked against the prompts at the start.
 //
@@ -26,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "result.hpp"
@@ -34,6 +38,8 @@
 namespace cbm {
 
 inline constexpr std::size_t kMaxRowBytes = 256 * 1024;
+// Invalid lines a reader keeps to report one by one (for the log); the others are counted.
+inline constexpr std::size_t kKeptInvalidLines = 100;
 
 enum class InputFormat { text, jsonl, csv };
 std::string_view to_string(InputFormat f);
@@ -71,8 +77,14 @@ class RowReader {
 
   // The next valid row, or nullopt at the end of the input.
   virtual std::optional<TopicLine> next() = 0;
-  // Rows skipped since the last call.
+  // Rows skipped since the last call, among the first kKeptInvalidLines the reader skipped.
   std::vector<InvalidLine> take_invalid() { return std::exchange(invalid_, {}); }
+  // Rows skipped so far (all of them, kept or not).
+  std::uint64_t invalid_count() const { return invalid_count_; }
+  // Lines read so far (a CSV's header and blank lines included).
+  virtual std::uint64_t lines() const = 0;
+  // The id the next valid row will have: how many rows were accepted so far.
+  std::uint64_t next_id() const { return next_id_; }
   // The names of the fields the input offers the prompts: a CSV's header (but `topic`), the first valid
   // JSONL row's fields; none for text. For JSONL, reads up to the first valid row (call it first).
   virtual std::vector<std::string> field_names() = 0;
@@ -80,10 +92,12 @@ class RowReader {
  protected:
   std::optional<TopicLine> accept(std::uint64_t line, Result<TopicRow, std::string> row,
                                   const std::vector<std::string>& required);
+  void skip(std::uint64_t line, std::string reason);
 
  private:
   std::uint64_t next_id_ = 0;
   std::vector<InvalidLine> invalid_;
+  std::uint64_t invalid_count_ = 0;
 };
 
 }  // namespace cbm

@@ -22,6 +22,7 @@
 #include "process_transport.hpp"
 #include "progress.hpp"
 #include "thread_transport.hpp"
+#include "topic_plan.hpp"
 #include "topic_source.hpp"
 
 namespace cbm {
@@ -47,83 +48,17 @@ std::unique_ptr<Transport> make_transport(const ExecutorContext& run) {
   throw std::invalid_argument("mode: unknown value");
 }
 
-// Where each round's topics come from. A one-round batch streams its file (any size, constant
-// memory); a monitor holds its list (small by nature) and rereads the file on SIGHUP, keeping the old
-// list when the new one is unreadable or empty.
-class TopicPlan {
- public:
-  TopicPlan(const RunConfig& cfg, Logger& log)
-      : cfg_(cfg), log_(log), spec_{cfg.input_format, cfg.pipeline.prompts.field_names()} {
-    if (cfg.topics_file.empty()) {
-      list_ = std::make_shared<const std::vector<TopicRow>>(cfg.topics);
-    } else if (cfg.iterations != 1) {
-      if (!reload()) throw std::runtime_error("--topics-file '" + cfg.topics_file + "': no usable topics");
-    }
-  }
-
-  std::unique_ptr<TopicSource> round_source() const {
-    if (list_) return topics_from_rows(list_);
-    return topics_from_file(cfg_.topics_file, spec_);
-  }
-
-  // SIGHUP: reread the file for the next round.
-  void on_reload_request() {
-    if (cfg_.topics_file.empty() || cfg_.iterations == 1) {
-      log_.info("SIGHUP: no topics file to reread");
-      return;
-    }
-    reload();
-  }
-
- private:
-  bool reload() {
-    std::FILE* f = std::fopen(cfg_.topics_file.c_str(), "re");
-    if (f == nullptr) {
-      log_.warn("cannot reread '" + cfg_.topics_file + "': " + std::strerror(errno) + "; keeping the current topics");
-      return false;
-    }
-    std::vector<InvalidLine> invalid;
-    std::vector<std::string> fields;
-    std::vector<TopicRow> topics;
-    try {
-      topics = read_topic_rows(f, spec_, invalid, fields);
-    } catch (const std::invalid_argument& e) {  // a CSV whose header is no longer usable
-      std::fclose(f);
-      log_.warn("cannot reread '" + cfg_.topics_file + "': " + e.what() + "; keeping the current topics");
-      return false;
-    }
-    std::fclose(f);
-    for (const auto& bad : invalid) {
-      log_.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
-    }
-    if (topics.empty()) {
-      log_.warn("'" + cfg_.topics_file + "' has no topics; keeping the current topics");
-      return false;
-    }
-    log_.info("loaded " + std::to_string(topics.size()) + " topics from '" + cfg_.topics_file + "'");
-    list_ = std::make_shared<const std::vector<TopicRow>>(std::move(topics));
-    return true;
-  }
-
-  const RunConfig& cfg_;
-  Logger& log_;
-  const InputSpec spec_;
-  std::shared_ptr<const std::vector<TopicRow>> list_;
-};
-
 }  // namespace
 
 void check_placeholders(const RunConfig& cfg) {
   std::vector<std::string> known;
-  if (!cfg.topics_file.empty()) {
-    try {
-      known = input_field_names(cfg.topics_file, cfg.input_format);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("--topics-file '" + cfg.topics_file + "': " + e.what());
-    }
-  } else if (!cfg.topics.empty()) {
+  if (!cfg.topics.empty()) {
     for (const auto& f : cfg.topics.front().fields) known.push_back(f.name);
   }
+  check_placeholders(cfg, known);
+}
+
+void check_placeholders(const RunConfig& cfg, const std::vector<std::string>& known) {
   if (auto e = cfg.pipeline.prompts.check_fields(known)) throw std::invalid_argument("--prompt-file (prompts): " + e->message);
 }
 
@@ -206,7 +141,10 @@ RunParts::RunParts(const RunConfig& cfg, RunControl& control, RunObserver& obser
 }
 
 RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& caller_observer) {
-  check_placeholders(cfg);
+  // The input is read (or, streamed, counted) before anything is opened, written or sent.
+  TopicPlan topics(cfg, [&control] { return control.stopping(); });
+  check_placeholders(cfg, topics.field_names());
+  topics.require_topics();
   ensure_open_file_limit(cfg.mode, cfg.concurrency);  // before anything is sent or written
   RunParts parts(cfg, control, caller_observer);
   Logger& log = parts.log;
@@ -219,13 +157,30 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   if (!cfg.journal.empty()) {
     const JournalSettings settings = JournalSettings::of(cfg);
     std::size_t restored = 0;
-    Journal journal = cfg.resume ? Journal::open_for_resume(cfg.journal, settings, cfg.force_resume,
-                                                            [&](const TaskResult& r) {
-                                                              ledger.restore(r);
-                                                              first_round = std::max(first_round, r.round);
-                                                              ++restored;
-                                                            })
-                                 : Journal::create(cfg.journal, settings);
+    std::optional<Journal> opened;
+    try {
+      opened.emplace(cfg.resume ? Journal::open_for_resume(
+                                      cfg.journal, settings, cfg.force_resume,
+                                      [&](const TaskResult& r) {
+                                        ledger.restore(r);
+                                        first_round = std::max(first_round, r.round);
+                                        ++restored;
+                                      },
+                                      [&control] { return control.stopping(); })
+                                : Journal::create(cfg.journal, settings));
+    } catch (const JournalReadStopped& e) {
+      // Nothing was sent and nothing written: the journal is as it was, the report (an earlier run's,
+      // if any) too, and a later --resume starts over from the same journal.
+      std::string line = e.what();
+      line += " for --resume: nothing was sent, the journal is unchanged";
+      log.warn(line);
+      RunOutcome outcome;
+      outcome.interrupted = true;
+      outcome.interrupted_by_signal = control.first_signal();
+      outcome.exit_status = exit_status_of(RunEnding{false, control.first_signal(), false});
+      return outcome;
+    }
+    Journal journal = std::move(*opened);
     journal.on_failure([&control] { control.wake(); });  // the loop aborts at once (ledger's abort reason)
     ledger.attach(std::move(journal));
     if (cfg.resume) {
@@ -233,7 +188,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
                " finished tasks restored, continuing at round " + std::to_string(first_round));
     }
   }
-  TopicPlan topics(cfg, log);
+  ledger.note_invalid_lines(topics.log_held_invalid_lines(log));
   log.info("run started: mode " + std::string(to_string(cfg.mode)) + ", concurrency " +
            std::to_string(cfg.concurrency) + ", iterations " + std::to_string(cfg.iterations) + ", journal " +
            (cfg.journal.empty() ? std::string("none") : cfg.journal.string()) +
@@ -262,17 +217,14 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
       const auto next_at = std::chrono::steady_clock::now() + cfg.delay;
       if (control.pause(cfg.delay, [&] { log_pause_status(log, ledger, round, next_at); })) break;
     }
-    if (control.take_reload()) topics.on_reload_request();
+    if (control.take_reload()) topics.on_reload_request(log);
     ledger.begin_round(round);
-    RoundSurvey survey = survey_round(*topics.round_source());
-    progress.begin_round(round, survey.topics);
-    auto source = topics.round_source();
-    DedupingSource deduped(*source, ledger, round, std::move(survey));
+    TopicPlan::Round next = topics.next_round();
+    progress.begin_round(round, next.topics);
+    DedupingSource deduped(*next.source, ledger, round, RoundSurvey{next.topics, std::move(next.duplicated)});
     executor->run_round(round, deduped);
-    for (const auto& bad : deduped.take_invalid_lines()) {
-      log.warn("topics line " + std::to_string(bad.line_number) + " skipped: " + bad.reason);
-      ledger.note_invalid_lines(1);
-    }
+    log_invalid_lines(log, deduped.take_invalid_lines(), deduped.invalid_count());
+    ledger.note_invalid_lines(deduped.invalid_count());
     const std::size_t planned = deduped.consumed();
     ledger.end_round(round, planned);
     // A monitor's report is current after every round (readers never see a partial file).

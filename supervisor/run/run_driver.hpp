@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "exit_status.hpp"
 #include "http_client.hpp"
@@ -64,10 +65,13 @@ inline constexpr std::chrono::milliseconds kTraceFlushGrace{3000};
 std::string own_usage();
 
 // Every placeholder of the prompts must name a field of the input (a CSV's header, the first JSONL
-// row's, a list's first row's; none for text or the service's requests). Throws std::invalid_argument
+// row's, a list's first row's; none for text or the service's requests). The one-argument form knows
+// the fields of a config's list only (a topics file's come from its TopicPlan). Throws std::invalid_argument
 // naming the first that does not (or a CSV header that is unusable): call it before anything is
 // opened, written or sent.
 void check_placeholders(const RunConfig& config);
+// The same, the input offering the fields `known` (a topics file's: TopicPlan::field_names).
+void check_placeholders(const RunConfig& config, const std::vector<std::string>& known);
 
 // Runs `config` until its rounds end or `control` stops it; `observer` hears of everything (see
 // run_observer.hpp). Throws when the run cannot start (a file cannot be opened, the worker is missing).

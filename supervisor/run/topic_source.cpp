@@ -1,7 +1,5 @@
 #include "topic_source.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <stdexcept>
 #include <utility>
 
@@ -40,23 +38,12 @@ class RowListSource final : public TopicSource {
   std::size_t i_ = 0;
 };
 
-std::FILE* open_input(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "re");
-  if (f == nullptr) throw std::runtime_error("cannot open '" + path + "': " + std::strerror(errno));
-  return f;
-}
-
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using UniqueFile = std::unique_ptr<std::FILE, FileCloser>;
-
-class FileSource final : public TopicSource {
+class StreamSource final : public TopicSource {
  public:
-  FileSource(const std::string& path, const InputSpec& spec)
-      : f_(open_input(path)), reader_(RowReader::make(f_.get(), spec)) {}
+  StreamSource(std::FILE* in, const InputSpec& spec) : reader_(RowReader::make(in, spec)) {}
 
   std::optional<TopicLine> next() override {
+    if (at_end_) return std::nullopt;
     auto line = reader_->next();
     if (line) {
       handed_out_ = line->id + 1;
@@ -66,6 +53,7 @@ class FileSource final : public TopicSource {
     return line;
   }
   std::vector<InvalidLine> take_invalid_lines() override { return reader_->take_invalid(); }
+  std::uint64_t invalid_count() const override { return reader_->invalid_count(); }
   bool unread_as_range() const override { return true; }
   std::optional<std::uint64_t> known_total() const override {
     if (at_end_) return handed_out_;
@@ -73,11 +61,16 @@ class FileSource final : public TopicSource {
   }
 
  private:
-  UniqueFile f_;
   std::unique_ptr<RowReader> reader_;
   std::uint64_t handed_out_ = 0;  // ids below this were handed out
   bool at_end_ = false;
 };
+
+std::size_t held_bytes(const TopicRow& row) {
+  std::size_t n = sizeof(TopicRow) + row.topic.size();
+  for (const auto& f : row.fields) n += sizeof(f) + f.name.size() + f.value.size();
+  return n;
+}
 
 }  // namespace
 
@@ -89,30 +82,49 @@ std::unique_ptr<TopicSource> topics_from_rows(std::shared_ptr<const std::vector<
   return std::make_unique<RowListSource>(std::move(rows));
 }
 
-std::unique_ptr<TopicSource> topics_from_file(const std::string& path, const InputSpec& spec) {
-  return std::make_unique<FileSource>(path, spec);
+std::unique_ptr<TopicSource> topics_from_stream(std::FILE* in, const InputSpec& spec) {
+  return std::make_unique<StreamSource>(in, spec);
 }
 
-std::vector<std::string> input_field_names(const std::string& path, InputFormat format) {
-  const UniqueFile f(open_input(path));
-  return RowReader::make(f.get(), InputSpec{format, {}})->field_names();
+HeldInput read_held_input(std::FILE* in, const InputSpec& spec, std::size_t max_bytes) {
+  HeldInput held;
+  auto reader = RowReader::make(in, spec);
+  held.fields = reader->field_names();
+  std::size_t bytes = 0;
+  while (auto t = reader->next()) {
+    TopicRow row{std::move(t->topic), std::move(t->fields)};
+    bytes += held_bytes(row);
+    if (bytes > max_bytes) {
+      throw std::invalid_argument(
+          "the input is not a regular file, so its topics are held in memory, and they pass the " +
+          std::to_string(max_bytes / (1024 * 1024)) + " MiB this allows (at line " + std::to_string(reader->lines()) +
+          "): save them to a regular file and pass its path (a regular file is streamed, whatever its size)");
+    }
+    held.rows.push_back(std::move(row));
+  }
+  held.invalid = reader->take_invalid();
+  held.invalid_count = reader->invalid_count();
+  held.lines = reader->lines();
+  return held;
 }
 
 std::vector<std::string> read_topic_lines(std::FILE* in, std::vector<InvalidLine>& invalid) {
-  std::vector<std::string> fields;
+  HeldInput held = read_held_input(in, InputSpec{});
+  invalid = std::move(held.invalid);
   std::vector<std::string> out;
-  for (auto& row : read_topic_rows(in, InputSpec{}, invalid, fields)) out.push_back(std::move(row.topic));
+  for (auto& row : held.rows) out.push_back(std::move(row.topic));
   return out;
 }
 
-std::vector<TopicRow> read_topic_rows(std::FILE* in, const InputSpec& spec, std::vector<InvalidLine>& invalid,
-                                      std::vector<std::string>& fields) {
-  std::vector<TopicRow> out;
-  auto reader = RowReader::make(in, spec);
-  fields = reader->field_names();
-  while (auto t = reader->next()) out.push_back({std::move(t->topic), std::move(t->fields)});
-  invalid = reader->take_invalid();
-  return out;
+std::string no_topics_message(const std::string& name, std::uint64_t lines, std::uint64_t invalid) {
+  std::string m = "no topics in ";
+  m += name;
+  m += ": ";
+  m += std::to_string(lines);
+  m += " lines, ";
+  m += std::to_string(invalid);
+  m += " invalid";
+  return m;
 }
 
 }  // namespace cbm

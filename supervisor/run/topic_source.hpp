@@ -8,6 +8,9 @@
 //
 // Topic ids are positions among the accepted topics (0, 1, 2, ...), stable for a given input: --resume
 // joins journal records to topics by id and checks the topic (and its fields) match.
+//
+// A topics file is opened once (input_stream.hpp). A regular file is streamed; any other input (a pipe,
+// a FIFO, a device, stdin) is read once and held (read_held_input), within kMaxHeldInputBytes.
 #pragma once
 
 #include <cstdint>
@@ -42,8 +45,10 @@ class TopicSource {
   virtual bool unread_as_range() const { return false; }
   // How many topics (ids) the whole input has, when known without reading on; nullopt otherwise.
   virtual std::optional<std::uint64_t> known_total() const { return std::nullopt; }
-  // Lines skipped since the last call (for the log and the report).
+  // Lines skipped since the last call, among the first kKeptInvalidLines (for the log).
   virtual std::vector<InvalidLine> take_invalid_lines() { return {}; }
+  // Lines skipped so far, all of them (for the summary line and the report).
+  virtual std::uint64_t invalid_count() const { return 0; }
 };
 
 // Topics given on the command line (or read from stdin once, for every round).
@@ -51,17 +56,32 @@ std::unique_ptr<TopicSource> topics_from_list(std::shared_ptr<const std::vector<
 // Rows given as a list (the library's, or stdin's read once).
 std::unique_ptr<TopicSource> topics_from_rows(std::shared_ptr<const std::vector<TopicRow>> rows);
 
-// A file re-read from its start for every round. Throws std::runtime_error if it cannot be opened,
+// The rows of `in` (a regular file's stream, which must outlive the source) as they are read. Throws
 // std::invalid_argument if it is a CSV file without a usable header.
-std::unique_ptr<TopicSource> topics_from_file(const std::string& path, const InputSpec& spec = {});
+std::unique_ptr<TopicSource> topics_from_stream(std::FILE* in, const InputSpec& spec);
 
-// The fields a file offers the prompts (RowReader::field_names). Throws as topics_from_file does.
-std::vector<std::string> input_field_names(const std::string& path, InputFormat format);
+// What an input held in memory may cost: its rows' bytes (topic, field names and values, and the
+// containers' own size). Past it the read stops with an error (a regular file has no such bound: it is
+// streamed).
+inline constexpr std::size_t kMaxHeldInputBytes = 256 * 1024 * 1024;
 
-// Reads a whole stream of topic lines (stdin) into a list, with the same rules.
+// An input read whole into memory (stdin, a pipe, a FIFO, a device, a monitor's list).
+struct HeldInput {
+  std::vector<TopicRow> rows;
+  std::vector<std::string> fields;    // the names the input offers the prompts (RowReader::field_names)
+  std::vector<InvalidLine> invalid;   // the first kKeptInvalidLines skipped lines
+  std::uint64_t invalid_count = 0;    // every skipped line
+  std::uint64_t lines = 0;            // lines read
+};
+// Reads `in` to its end (or until its FILE* ends early, as InputStream's does at a stop). Throws
+// std::invalid_argument for a CSV input without a usable header, and when the rows pass `max_bytes`
+// (the message says how to stream the input instead).
+HeldInput read_held_input(std::FILE* in, const InputSpec& spec, std::size_t max_bytes = kMaxHeldInputBytes);
+
+// read_held_input's topics only (text input), its skipped lines in `invalid`.
 std::vector<std::string> read_topic_lines(std::FILE* in, std::vector<InvalidLine>& invalid);
-// Reads a whole stream of rows into a list; `fields` gets the names the input offers the prompts.
-std::vector<TopicRow> read_topic_rows(std::FILE* in, const InputSpec& spec, std::vector<InvalidLine>& invalid,
-                                      std::vector<std::string>& fields);
+
+// "no topics in <name>: N lines, M invalid": an input without a valid topic (a usage error).
+std::string no_topics_message(const std::string& name, std::uint64_t lines, std::uint64_t invalid);
 
 }  // namespace cbm

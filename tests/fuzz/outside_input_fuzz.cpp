@@ -21,7 +21,12 @@ void read_rows(const std::uint8_t* data, std::size_t size, cbm::InputFormat form
   try {
     auto reader = cbm::RowReader::make(in, cbm::InputSpec{format, {"region"}});
     (void)reader->field_names();
-    while (reader->next()) (void)reader->take_invalid();
+    std::size_t kept = 0;
+    while (reader->next()) kept += reader->take_invalid().size();
+    kept += reader->take_invalid().size();
+    // The skipped lines kept are the first kKeptInvalidLines, the others only counted.
+    if (kept > cbm::kKeptInvalidLines || kept > reader->invalid_count()) __builtin_trap();
+    if (reader->next_id() > reader->lines()) __builtin_trap();
   } catch (const std::invalid_argument&) {
     // a CSV header that is refused: a usage error, as the CLI reports it
   }

@@ -80,6 +80,27 @@ TEST_CASE("a journal destroyed with records queued writes them first", "[journal
   CHECK(records_of(reopened).size() == n);
 }
 
+TEST_CASE("a stop during --resume's read of the journal ends it at once and leaves the journal unchanged",
+          "[journal]") {
+  cbm::test::TempDir dir;
+  const std::uint64_t n = 1000;
+  {
+    auto journal = cbm::Journal::create(dir / "j.jsonl", settings());
+    for (std::uint64_t id = 0; id < n; ++id) journal.append(record(id));
+  }
+  const std::string before = cbm::test::read_text(dir / "j.jsonl");
+  std::uint64_t read = 0;
+  int asked = 0;
+  CHECK_THROWS_AS(cbm::Journal::open_for_resume(
+                      dir / "j.jsonl", settings(), false, [&](const cbm::TaskResult&) { ++read; },
+                      [&] { return ++asked > 10; }),  // a stop after the tenth record
+                  cbm::JournalReadStopped);
+  CHECK(read == 10);  // asked before each line: nothing read after the stop
+  CHECK(cbm::test::read_text(dir / "j.jsonl") == before);
+  const auto reopened = cbm::Journal::open_for_resume(dir / "j.jsonl", settings(), false, [](const cbm::TaskResult&) {});
+  CHECK(records_of(reopened).size() == n);
+}
+
 TEST_CASE("compaction writes what is queued first, then keeps only the later rounds", "[journal]") {
   cbm::test::TempDir dir;
   auto journal = cbm::Journal::create(dir / "j.jsonl", settings());
