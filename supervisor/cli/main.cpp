@@ -2,10 +2,12 @@
 // forwards TERM/INT/HUP/USR1 to the Executor, runs, prints the summary, and exits with a status
 // scripts can test (see --help). `concurrent_bigmodel serve` runs the HTTP service instead (serve.hpp).
 #include <csignal>
+#include <fstream>
 #include <iostream>
 
 #include "cli.hpp"
 #include "concurrent_bigmodel/executor.hpp"
+#include "price_table.hpp"
 #include "public_config.hpp"
 #include "run_driver.hpp"
 #include "signal_watcher.hpp"
@@ -23,7 +25,40 @@ std::string summary_line(const concurrent_bigmodel::Summary& s, const std::strin
   return cbm::summary_line(counts, report);
 }
 
+// The run's tokens and estimated cost, after the counts on the summary line.
+std::string spend_part(const concurrent_bigmodel::Summary& s) {
+  std::string text = "; tokens ";
+  text += std::to_string(s.usage.total_tokens);
+  text += ", estimated cost ";
+  text += s.estimated_cost ? format_money(*s.estimated_cost, s.cost_currency) : std::string("unknown");
+  text += " (prices of ";
+  text += s.price_table_date;
+  text += ')';
+  return text;
+}
+
+// --dry-run: the estimate on stdout (and as JSON at --output); nothing is sent, no report or journal.
+int dry_run(const Invocation& inv) {
+  const concurrent_bigmodel::Executor executor(inv.config);
+  const concurrent_bigmodel::Estimate e =
+      !inv.topics_file.empty() ? executor.estimate_file(inv.topics_file, inv.iterations)
+      : !inv.rows.empty()      ? executor.estimate_rows(inv.rows, inv.iterations)
+                               : executor.estimate(inv.topics, inv.iterations);
+  std::cout << e.text << std::flush;
+  if (!inv.dry_run_output.empty()) {
+    std::ofstream out(inv.dry_run_output, std::ios::binary | std::ios::trunc);
+    out << e.json << "\n";
+    out.close();
+    if (!out) {
+      std::cerr << "concurrent_bigmodel: --output: cannot write '" << inv.dry_run_output << "'\n";
+      return kExitUsage;
+    }
+  }
+  return kExitAllSucceeded;
+}
+
 int run(const Invocation& inv) {
+  if (inv.dry_run) return dry_run(inv);
   std::signal(SIGPIPE, SIG_IGN);
   // An inherited SIG_IGN for SIGCHLD would make the kernel reap workers itself: waitpid could not
   // report how they ended.
@@ -37,7 +72,8 @@ int run(const Invocation& inv) {
       : !inv.rows.empty()      ? executor.run_rows(inv.rows, inv.iterations)
                                : executor.run(inv.topics, inv.iterations);
   if (inv.config.console) {
-    std::cerr << "concurrent_bigmodel: " << summary_line(summary, inv.config.output.string()) << "\n";
+    std::cerr << "concurrent_bigmodel: " << summary_line(summary, inv.config.output.string()) << spend_part(summary)
+              << "\n";
   }
   return summary.exit_status;
 }

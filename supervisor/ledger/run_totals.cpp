@@ -26,6 +26,7 @@ void RunTotals::add(const TaskResult& r) {
     execution_time_sum += r.execution_time;
   }
   usage += r.usage;
+  spend.add_record(r);
 }
 
 void write_totals(JsonWriter& w, const RunTotals& t) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "result_codec.hpp"
+#include "spend.hpp"
 #include "task.hpp"
 
 namespace cbm {
@@ -20,6 +21,7 @@ struct RunTotals {
   std::chrono::milliseconds execution_time_sum{0};  // over tasks that ran at least one attempt
   std::size_t timed_tasks = 0;
   Usage usage;
+  Spend spend;  // usage by model and web searches, for the estimated cost
 
   void add(const TaskResult& r);
 };
