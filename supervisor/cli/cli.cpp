@@ -53,7 +53,7 @@ constexpr const char* kFooter = R"(Exit status:
   1    the run finished and some tasks failed
   2    bad usage or configuration (nothing was sent)
   3    aborted: a run-fatal API error (auth, no balance, unknown model), a usage cap under
-       --on-quota stop, or workers that keep crashing
+       --on-quota stop, a reached budget (--max-tokens-total, --max-cost), or workers that keep crashing
   128+N  stopped by signal N after a graceful drain (130 SIGINT, 143 SIGTERM); the report is written
 
 Signals: TERM/INT drain in-flight tasks (up to --drain-grace) then write the report; a second TERM/INT
