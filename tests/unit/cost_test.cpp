@@ -48,7 +48,7 @@ TEST_CASE("price table: bad tables are refused naming the file and the entry", "
   CHECK_THROWS_WITH(cbm::load_price_file("/nonexistent/prices.json"), Catch::Contains("'/nonexistent/prices.json'"));
 }
 
-TEST_CASE("spend: tokens by model and search calls are priced; an unknown model makes the cost unknown", "[cost]") {
+TEST_CASE("spend: tokens by model and search calls are priced, an unknown model makes the cost unknown", "[cost]") {
   const cbm::PriceTable t = cbm::parse_price_table(kTable, "t");
   cbm::Spend s;
   s.add_steps({step("search", "m", 1000000, 0), step("analysis", "m", 0, 1000000)});
@@ -110,7 +110,7 @@ TEST_CASE("estimate: tokens are counted conservatively for CJK and Latin text", 
   CHECK(cbm::estimate_tokens("量子计算") == 4);
 }
 
-TEST_CASE("estimate: requests per step and model follow the pipeline; repeats and invalid lines are not sent",
+TEST_CASE("estimate: requests per step and model follow the pipeline, repeats and invalid lines are not sent",
           "[cost]") {
   const std::string path = "cost_test_topics.txt";
   {
