@@ -87,6 +87,12 @@ enum class OnQuota {
   stop,  // abort the run (exit 3 for the CLI); a resume continues it later
 };
 
+// Over what a budget (Config::max_tokens_total, max_cost) counts.
+enum class BudgetPeriod {
+  run,  // the whole run: reached, the run stops (exit 3)
+  day,  // a local calendar day: reached, dispatch pauses until local midnight, then starts over
+};
+
 // Everything that decides how a run goes. The command-line flags map onto it one to one (--quiet is
 // `console = false`, --prompt-file's contents go to `prompts`). Defaults are the CLI's, except that a
 // library run writes no file (log, report, journal) unless asked and prints nothing.
@@ -140,6 +146,18 @@ struct Config {
   // field); empty: the built-in ones. A placeholder the input has no field for fails the run's start.
   std::string prompts;
   InputFormat input_format = InputFormat::by_extension;  // run_file's
+
+  // Cost (README "Cheaper runs"). Prices: a JSON price table (per model input_per_million and
+  // output_per_million, search_per_call per engine, currency, date); empty: the bundled estimate. A
+  // budget counts the whole run (records restored by resume included) over the usage the platform
+  // reports; once reached nothing new starts, attempts in flight finish, the rest is cancelled and the
+  // run ends aborted (exit 3, abort_reason "budget: ..."). BudgetPeriod::day starts it over at local
+  // midnight, pausing dispatch until then instead. A max_cost needs a price for every model and search
+  // engine the run uses (std::invalid_argument otherwise).
+  std::filesystem::path price_file;
+  std::int64_t max_tokens_total = 0;  // prompt + completion tokens; 0 = no limit
+  double max_cost = 0;                // in the price table's currency; 0 = no limit
+  BudgetPeriod budget_period = BudgetPeriod::run;
 
   // Files. The report is the CLI's JSON report (README "The report"), written atomically when the run
   // ends (and after every round of a multi-round run). The journal gets every result as it finishes;
@@ -279,9 +297,21 @@ struct Summary {
   std::optional<std::string> abort_reason;  // a run-fatal API error, workers that keep crashing...
   bool report_written = false;       // Config::output was written
   std::optional<std::string> report_error;  // why it was not, when it was asked for and not written
+  // The run's usage priced by the run's price table (an estimate); nullopt when a model or search
+  // engine it used has no price.
+  std::optional<double> estimated_cost;
+  std::string cost_currency;     // the price table's
+  std::string price_table_date;  // when its prices were taken
   // The CLI's exit status: 0 every task succeeded, 1 some did not (failed or cancelled), 3 aborted,
   // 128+N stopped by stop_by_signal(N); 1 also when a requested report could not be written.
   int exit_status = 0;
+};
+
+// What a dry run found (Executor::estimate*): nothing is sent, no file written.
+struct Estimate {
+  std::size_t topics = 0;  // distinct topics of a round, after invalid lines and repeats
+  std::string text;        // for the console: requests per step and model, tokens, cost online and via batch
+  std::string json;        // the same as one JSON object (the CLI's --dry-run --output)
 };
 
 struct Report {
@@ -333,6 +363,12 @@ class Executor {
   // reload_topics() is called. Throws std::invalid_argument for a CSV without a usable header or a
   // prompt placeholder the file has no field for.
   Summary run_file(const std::filesystem::path& topics_file, int iterations = 1);
+
+  // Dry runs of the calls above: the input is read and checked as they read it (the same errors), the
+  // prompts rendered, and the requests, tokens and cost estimated; nothing is sent or written.
+  Estimate estimate(const std::vector<std::string>& topics, int iterations = 1) const;
+  Estimate estimate_rows(const std::vector<Row>& rows, int iterations = 1) const;
+  Estimate estimate_file(const std::filesystem::path& topics_file, int iterations = 1) const;
 
   // Callable from any thread, at any time. A stop requested while no run is in progress applies to
   // the next one, which then ends at once.

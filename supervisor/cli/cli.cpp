@@ -54,7 +54,7 @@ constexpr const char* kFooter = R"(Exit status:
   1    the run finished and some tasks failed
   2    bad usage or configuration (nothing was sent)
   3    aborted: a run-fatal API error (auth, no balance, unknown model), a usage cap under
-       --on-quota stop, or workers that keep crashing
+       --on-quota stop, a reached budget (--max-tokens-total, --max-cost), or workers that keep crashing
   128+N  stopped by signal N after a graceful drain (130 SIGINT, 143 SIGTERM); the report is written
 
 Signals: TERM/INT drain in-flight tasks (up to --drain-grace) then write the report; a second TERM/INT
@@ -160,6 +160,8 @@ struct Flags {
   std::string api_flavor = "bigmodel";
   std::string thinking = "disabled";
   std::string response_format = "text";
+  std::string budget_period = "run";
+  std::string price_file;
   std::string search_via = "tool";
 
   static constexpr const char* py =
@@ -440,6 +442,38 @@ struct Flags {
                    "Rounds kept in the journal and report (default: all; 10 with --iterations 0)")
         ->check(CLI::Range(0, 1000000))
         ->group("Output");
+    add_cost(app);
+  }
+
+  // README "Cheaper runs": the dry run, the price table and budgets (a batch run's; not serve's).
+  void add_cost(CLI::App& app) {
+    const char* group = "Cost";
+    app.add_flag("--dry-run", inv.dry_run,
+                 "Read the input and settings as a run would, send nothing, and print the topics, requests\n"
+                 "per step and model, estimated tokens and cost (online and via batch); with --output, the\n"
+                 "estimate as JSON there (no report, no journal). Exit 0")
+        ->group(group);
+    app.add_option("--price-file", price_file,
+                   "Price table JSON: per model input_per_million and output_per_million, search_per_call per\n"
+                   "engine, currency, date (default: the bundled estimate; README \"Cheaper runs\")")
+        ->group(group);
+    app.add_option("--max-tokens-total", cfg.max_tokens_total,
+                   "Budget: once the run has used this many tokens (prompt + completion, as the platform\n"
+                   "reports them; --resume's restored results count) nothing new starts, tasks in flight\n"
+                   "finish, the rest is cancelled, exit 3 (reason budget). 0 = no limit")
+        ->capture_default_str()
+        ->group(group);
+    app.add_option("--max-cost", cfg.max_cost,
+                   "Budget in the price table's currency, by the price table over the reported usage\n"
+                   "(as --max-tokens-total). Every model and search engine used needs a price. 0 = no limit")
+        ->capture_default_str()
+        ->group(group);
+    app.add_option("--budget-period", budget_period,
+                   "run: the budget is the whole run's | day: it starts over at local midnight (TZ) and a\n"
+                   "reached budget pauses dispatch until then instead of ending the run (for monitors)")
+        ->check(CLI::IsMember({"run", "day"}))
+        ->capture_default_str()
+        ->group(group);
   }
 
   CLI::App* add_serve(CLI::App& app) {
@@ -536,7 +570,8 @@ struct Flags {
     // Batch flags given before the word `serve` reach the main parser: refused here.
     for (const char* batch : {"--topics", "--iterations", "--output", "--batch-size", "--topics-file",
                               "--input-format", "--journal", "--resume", "--force-resume", "--fresh",
-                              "--keep-rounds"}) {
+                              "--keep-rounds", "--dry-run", "--price-file", "--max-tokens-total", "--max-cost",
+                              "--budget-period"}) {
       if (app.count(batch) > 0) {
         return std::string(batch) + ": not an option of serve (each request brings its topics)";
       }
@@ -643,6 +678,15 @@ struct Flags {
     paths.results_jsonl = cfg.results_jsonl;
     if (auto problem = run_paths_problem(run_paths(paths))) return problem->text(true);
     return std::nullopt;
+  }
+
+  // The budget and price table (checked with the rest by the library); a dry run's --output is the
+  // estimate's, taken before batch_output names a default report.
+  void cost_settings() {
+    cfg.budget_period = budget_period == "day" ? concurrent_bigmodel::BudgetPeriod::day
+                                               : concurrent_bigmodel::BudgetPeriod::run;
+    cfg.price_file = price_file;
+    if (inv.dry_run) inv.dry_run_output = output;
   }
 
   // The report, the journal and --resume's checks.
@@ -755,6 +799,7 @@ CommandLine parse_command_line(int argc, char** argv) {
     return cl;
   }
   if (auto problem = f.batch_input()) return usage_error(*problem);
+  f.cost_settings();
   if (auto problem = f.batch_output()) return usage_error(*problem);
   if (auto problem = f.run_files()) return usage_error(*problem);
   return {std::move(f.inv), 0, {}, std::nullopt};

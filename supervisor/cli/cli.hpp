@@ -18,6 +18,8 @@ struct Invocation {
   std::vector<concurrent_bigmodel::Row> rows;  // JSONL or CSV rows read from stdin (then no topics)
   std::string topics_file;          // a file to stream (stdin has been read into `topics` or `rows`)
   int iterations = 1;               // 0 = until signalled
+  bool dry_run = false;             // --dry-run: estimate, send nothing
+  std::string dry_run_output;       // --dry-run --output: the estimate's JSON goes here ("" = none)
 };
 
 // `concurrent_bigmodel serve`: the HTTP service (serve.hpp) over a pool of this configuration.

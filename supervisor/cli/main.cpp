@@ -4,8 +4,10 @@
 #include <csignal>
 #include <iostream>
 
+#include "atomic_file.hpp"
 #include "cli.hpp"
 #include "concurrent_bigmodel/executor.hpp"
+#include "price_table.hpp"
 #include "public_config.hpp"
 #include "run_driver.hpp"
 #include "signal_watcher.hpp"
@@ -25,7 +27,39 @@ std::string summary_line(const concurrent_bigmodel::Summary& s, const std::strin
   return cbm::summary_line(counts, report);
 }
 
+// The run's tokens and estimated cost, after the counts on the summary line.
+std::string spend_part(const concurrent_bigmodel::Summary& s) {
+  std::string text = "; tokens ";
+  text += std::to_string(s.usage.total_tokens);
+  text += ", estimated cost ";
+  text += s.estimated_cost ? format_money(*s.estimated_cost, s.cost_currency) : std::string("unknown");
+  text += " (prices of ";
+  text += s.price_table_date;
+  text += ')';
+  return text;
+}
+
+// --dry-run: the estimate on stdout (and as JSON at --output); nothing is sent, no report or journal.
+int dry_run(const Invocation& inv) {
+  const concurrent_bigmodel::Executor executor(inv.config);
+  const concurrent_bigmodel::Estimate e =
+      !inv.topics_file.empty() ? executor.estimate_file(inv.topics_file, inv.iterations)
+      : !inv.rows.empty()      ? executor.estimate_rows(inv.rows, inv.iterations)
+                               : executor.estimate(inv.topics, inv.iterations);
+  std::cout << e.text << std::flush;
+  if (!inv.dry_run_output.empty()) {
+    // As a report is written: atomically, 0600 (or --output-mode), never through a link or a device.
+    const std::string error = write_file_atomically(inv.dry_run_output, e.json + "\n", inv.config.output_mode);
+    if (!error.empty()) {
+      std::cerr << "concurrent_bigmodel: --output: " << error << "\n";
+      return kExitUsage;
+    }
+  }
+  return kExitAllSucceeded;
+}
+
 int run(const Invocation& inv) {
+  if (inv.dry_run) return dry_run(inv);
   std::signal(SIGPIPE, SIG_IGN);
   // A file-size limit (ulimit -f) is then a write error like a full disk (EFBIG): the journal fails,
   // the run stops dispatching and exits 3 saying why, instead of dying of SIGXFSZ with a core.
@@ -44,6 +78,7 @@ int run(const Invocation& inv) {
   if (inv.config.console) {
     std::cerr << "concurrent_bigmodel: "
               << summary_line(summary, report_note(inv.config.output, summary.report_written, summary.report_error))
+              << spend_part(summary)
               << "\n";
   }
   return summary.exit_status;

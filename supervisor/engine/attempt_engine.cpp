@@ -72,7 +72,8 @@ AttemptEngine::AttemptEngine(const ExecutorContext& run, std::unique_ptr<Transpo
       book_(run.ledger, run.config.batch_size > 0 ? static_cast<std::size_t>(run.config.batch_size)
                                                   : 4 * transport_->slots()),
       slots_(transport_->slots()),
-      rng_(std::random_device{}()) {
+      rng_(std::random_device{}()),
+      budget_(run.config.budget, run.config.prices, run.config.pipeline.search_settings.engine) {
   for (std::size_t i = 0; i < slots_.size(); ++i) idle_.push_back(i);
 }
 
@@ -80,6 +81,10 @@ AttemptEngine::~AttemptEngine() = default;
 
 std::size_t AttemptEngine::run_round(std::uint32_t round, TopicSource& topics) {
   book_.begin(round, topics);
+  if (!budget_seeded_) {
+    budget_.add(ledger_.totals().spend);  // the budget is the whole run's, --resume's records included
+    budget_seeded_ = true;
+  }
   last_round_ = config_.iterations != 0 && round >= static_cast<std::uint32_t>(config_.iterations);
   stopped_now_ = false;
   drain_deadline_.reset();
@@ -164,7 +169,8 @@ void AttemptEngine::expire_attempts(Clock::time_point now) {
 // DrainPolicy::in_flight what waits is cancelled now — and after --drain-grace becomes an immediate
 // stop, which cancels what waits and ends the running attempts (each still ends in one record).
 void AttemptEngine::apply_stop_rules() {
-  if (ledger_.abort_reason() && control_.level() != StopLevel::now) control_.stop_now();
+  // A budget's abort lets the attempts in flight finish (stop_for_budget); every other abort ends them.
+  if (ledger_.abort_reason() && !budget_stopped_ && control_.level() != StopLevel::now) control_.stop_now();
   const auto now = clock_.now();
   const StopLevel level = control_.level();
   if (level == StopLevel::drain && !drain_deadline_) {
@@ -191,6 +197,7 @@ void AttemptEngine::apply_stop_rules() {
 
 bool AttemptEngine::may_dispatch() const {
   const StopLevel level = control_.level();
+  if (budget_stopped_) return false;
   return level == StopLevel::none || (level == StopLevel::drain && drain_policy_ == DrainPolicy::accepted);
 }
 
@@ -199,7 +206,7 @@ void AttemptEngine::refill() {
 }
 
 void AttemptEngine::dispatch() {
-  if (!may_dispatch() || paused()) return;
+  if (!may_dispatch() || paused() || budget_holds_dispatch()) return;
   const auto now = clock_.now();
   while (book_.has_ready()) {
     const auto slot = take_startable_slot();
@@ -272,6 +279,7 @@ void AttemptEngine::attempt_ended(std::size_t slot, AttemptOutcome outcome) {
   }
   const bool stopped = s.cancelled == CancelCause::stop;
   const auto limit_change = gate_.release(*s.permit, outcome, now);
+  budget_.add_steps(outcome.steps);
   s.task.reset();
   s.permit.reset();
   s.cancelled.reset();
@@ -346,21 +354,60 @@ Clock::time_point AttemptEngine::pause_for_quota(const ApiError& error) {
   const WallClock::time_point until = *error.resume_at + kQuotaMargin;
   const auto end = clock_.now() + std::chrono::duration_cast<Clock::duration>(until - clock_.wall_now());
   if (paused() && end <= pause_end_) return pause_end_;
-  pause_end_ = end;
-  paused_until_wall_ = until;
-  timers_.set(pause_end_, Timer{Timer::Kind::quota_resume});
+  pause_until(until, "usage cap");
   log_.warn("usage cap (code " + error.code + "): no task starts until " + local_time_of_day(until) +
             " (the platform's reset time, plus " + seconds_text(kQuotaMargin) + "); " + std::to_string(running_) +
             " attempts in flight go on");
-  observer_.quota_paused(until);
   return pause_end_;
+}
+
+void AttemptEngine::pause_until(WallClock::time_point until, const char* reason) {
+  pause_end_ = clock_.now() + std::chrono::duration_cast<Clock::duration>(until - clock_.wall_now());
+  paused_until_wall_ = until;
+  pause_reason_ = reason;
+  timers_.set(pause_end_, Timer{Timer::Kind::quota_resume});
+  observer_.quota_paused(until);
 }
 
 void AttemptEngine::end_pause_if_due() {
   if (!paused() || clock_.now() < pause_end_) return;  // a later reset moved the end
   paused_until_wall_.reset();
-  log_.info("usage cap reset: tasks start again");
+  if (std::string_view(pause_reason_) == "budget") {
+    budget_.reset();
+    log_.info("budget period over (local midnight): the daily budget starts again, tasks start again");
+  } else {
+    log_.info("usage cap reset: tasks start again");
+  }
   observer_.quota_paused(std::nullopt);
+}
+
+bool AttemptEngine::budget_holds_dispatch() {
+  if (!budget_.budget().limited() || !budget_.reached()) return false;
+  if (budget_.budget().period == BudgetPeriod::day) {
+    const WallClock::time_point midnight = next_local_midnight(clock_.wall_now());
+    log_.warn("daily budget reached (" + budget_.describe() + "): no task starts until local midnight (" +
+              local_time_of_day(midnight) + "); " + std::to_string(running_) + " attempts in flight go on");
+    pause_until(midnight, "budget");
+  } else {
+    stop_for_budget();
+  }
+  return true;
+}
+
+// The run's budget is spent: nothing new starts, the attempts in flight finish (their usage counts),
+// everything else is cancelled, and the run ends aborted (exit 3) with a reason that says how to go on.
+void AttemptEngine::stop_for_budget() {
+  budget_stopped_ = true;
+  std::string reason = "budget: ";
+  reason += budget_.describe();
+  reason += " reached after ";
+  reason += std::to_string(attempts_started_);
+  reason += " attempts (";
+  reason += std::to_string(running_);
+  reason += " in flight were let finish); --resume with a larger --max-tokens-total / --max-cost continues the run";
+  ledger_.mark_aborted(reason);
+  log_.warn(reason);
+  book_.cancel_waiting(true, clock_.now());
 }
 
 // The slot may take its next task after --delay.
@@ -428,6 +475,7 @@ ExecutorGauges AttemptEngine::gauges() const {
   g.limit = gate_.limit();
   g.restarts = transport_->restarts();
   g.paused_until = paused_until_wall_;
+  g.paused_for = pause_reason_;
   return g;
 }
 

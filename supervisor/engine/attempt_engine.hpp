@@ -24,6 +24,7 @@
 #include <random>
 #include <vector>
 
+#include "budget.hpp"
 #include "concurrency_gate.hpp"
 #include "crash_attribution.hpp"
 #include "round_executor.hpp"
@@ -79,7 +80,13 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   // when the waiting task may run again.
   Clock::time_point pause_for_quota(const ApiError& error);
   bool paused() const { return paused_until_wall_.has_value(); }
+  // Dispatch waits until `until` (the wall clock's), for `reason` ("usage cap", "budget").
+  void pause_until(WallClock::time_point until, const char* reason);
   void end_pause_if_due();
+  // --max-tokens-total / --max-cost (budget.hpp): true while the budget holds dispatch back. Reached,
+  // a daily budget pauses until local midnight; a run's stops dispatch for good (stop_for_budget).
+  bool budget_holds_dispatch();
+  void stop_for_budget();
   // The run cannot go on (a source or the transport threw): abort, end what runs, record everything.
   void fail_run(const std::string& what);
   void abandon_running();
@@ -111,6 +118,10 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   // platform named it (plus the margin) for the status line and metrics. Outlives rounds.
   Clock::time_point pause_end_{};
   std::optional<WallClock::time_point> paused_until_wall_;
+  const char* pause_reason_ = "usage cap";
+  BudgetMeter budget_;
+  bool budget_seeded_ = false;   // the records --resume restored are counted (at the first round)
+  bool budget_stopped_ = false;  // the run's budget was reached: nothing new starts, in-flight finish
   std::optional<Clock::time_point> drain_deadline_;
   bool failing_ = false;  // in fail_run: attempts still running after the drain grace are abandoned
   // No running attempt's deadline is before this (recomputed when one passes).

@@ -21,6 +21,7 @@ void write_summary(JsonWriter& w, const ReportSummary& s) {
   w.Key("summary");
   w.StartObject();
   write_totals(w, s.totals);
+  if (s.prices != nullptr) write_estimated_cost(w, s.totals, *s.prices, s.search_engine);
   w.Key("total_time");
   w.Double(seconds(s.took));
   w.Key("throughput_tasks_per_second");
@@ -48,6 +49,25 @@ void write_summary(JsonWriter& w, const ReportSummary& s) {
 }
 
 }  // namespace
+
+void write_estimated_cost(JsonWriter& w, const RunTotals& totals, const PriceTable& prices,
+                          std::string_view search_engine) {
+  const CostFigure cost = cost_of(totals.spend, prices, search_engine);
+  w.Key("estimated_cost");
+  w.StartObject();
+  w.Key("amount");
+  cost.known() ? w.Double(cost.amount) : w.Null();
+  write_key_string(w, "currency", prices.currency);
+  write_key_string(w, "price_table", prices.origin);
+  write_key_string(w, "price_table_date", prices.date);
+  w.Key("unpriced");
+  w.StartArray();
+  for (const auto& u : cost.unpriced) w.String(u.c_str(), static_cast<rapidjson::SizeType>(u.size()));
+  w.EndArray();
+  w.Key("web_search_calls");
+  w.Int64(totals.spend.search_calls);
+  w.EndObject();
+}
 
 ReportWriter::ReportWriter(Sink sink, const ReportSummary& summary, const Sections& sections)
     : sink_(std::move(sink)) {

@@ -37,7 +37,14 @@ struct ReportSummary {
   std::optional<std::string> abort_reason;
   int exit_status = 0;
   std::optional<std::size_t> concurrency;  // a service's answer: the request's (a run's is in its config)
+  // The run's prices: the summary's estimated_cost (docs/cost.md). None: not written.
+  const PriceTable* prices = nullptr;
+  std::string search_engine;
 };
+
+// The summary's `estimated_cost` of `totals` (amount null when a model used has no price).
+void write_estimated_cost(JsonWriter& w, const RunTotals& totals, const PriceTable& prices,
+                          std::string_view search_engine);
 
 // One round of a run (the report's rounds[]).
 struct RoundSummary {

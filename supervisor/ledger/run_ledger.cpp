@@ -183,6 +183,8 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   if (!journal_) throw std::logic_error("the report's results come from the journal, and none is attached");
   ReportSummary summary;
   summary.totals = totals_;
+  summary.prices = config_.prices.get();
+  summary.search_engine = config_.pipeline.search_settings.engine;
   summary.started = started_;
   summary.finished = WallClock::now();
   summary.took = std::chrono::duration_cast<Clock::duration>(summary.finished - summary.started);

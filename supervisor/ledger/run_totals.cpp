@@ -35,6 +35,7 @@ void RunTotals::add(const TaskResult& r) {
     execution_time_sum += r.execution_time;
   }
   usage += r.usage;
+  spend.add_record(r);
 }
 
 void RunTotals::add(const UnreadTopics& u) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "result_codec.hpp"
+#include "spend.hpp"
 #include "task.hpp"
 
 namespace cbm {
@@ -24,6 +25,7 @@ struct RunTotals {
   // those of known ranges; `not_read_unknown` says a range ran to the end of an input of unknown size.
   std::uint64_t not_read = 0;
   bool not_read_unknown = false;
+  Spend spend;  // usage by model and web searches, for the estimated cost
 
   void add(const TaskResult& r);
   void add(const UnreadTopics& u);

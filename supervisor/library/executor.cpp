@@ -7,6 +7,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "cost_estimate.hpp"
 #include "public_config.hpp"
 #include "run_driver.hpp"
 #include "topic_rules.hpp"
@@ -64,6 +65,19 @@ Summary public_summary(const cbm::RunOutcome& o) {
   s.report_error = o.report_error;
   s.exit_status = o.exit_status;
   return s;
+}
+
+// The run's usage priced (the same figure as the report's estimated_cost).
+void add_cost(Summary& s, const cbm::RunOutcome& o, const cbm::RunConfig& config) {
+  const cbm::CostFigure cost = cbm::cost_of(o.totals.spend, *config.prices, config.pipeline.search_settings.engine);
+  if (cost.known()) s.estimated_cost = cost.amount;
+  s.cost_currency = config.prices->currency;
+  s.price_table_date = config.prices->date;
+}
+
+Estimate public_estimate(const cbm::RunConfig& config) {
+  const cbm::CostEstimate e = cbm::estimate_run(config);
+  return Estimate{e.topics, cbm::estimate_text(e, config), cbm::estimate_json(e, config)};
 }
 
 // Hands every terminal record to the caller's callback and, for execute_concurrent, keeps it. The
@@ -167,7 +181,9 @@ struct Executor::Impl {
     if (unread != nullptr) {
       for (const auto& u : outcome.unread) unread->push_back({u.round, u.first_id, u.end_id});
     }
-    return public_summary(outcome);
+    Summary summary = public_summary(outcome);
+    add_cost(summary, outcome, config);
+    return summary;
   }
 
   cbm::RunConfig with_topics(const std::vector<std::string>& topics, int iterations) const {
@@ -210,6 +226,14 @@ struct Executor::Impl {
     }
     cbm::RunConfig c = for_iterations(iterations);
     c.topics = std::move(checked);
+    return c;
+  }
+
+  cbm::RunConfig with_file(const std::filesystem::path& topics_file, int iterations) const {
+    if (topics_file.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics file");
+    cbm::RunConfig c = for_iterations(iterations);
+    c.topics_file = topics_file.string();
+    c.input_format = internal_format(input_format, topics_file);
     return c;
   }
 
@@ -257,11 +281,19 @@ Summary Executor::run_rows(const std::vector<Row>& rows, int iterations) {
 }
 
 Summary Executor::run_file(const std::filesystem::path& topics_file, int iterations) {
-  if (topics_file.empty()) throw std::invalid_argument("concurrent_bigmodel::Executor: no topics file");
-  cbm::RunConfig c = impl_->for_iterations(iterations);
-  c.topics_file = topics_file.string();
-  c.input_format = internal_format(impl_->input_format, topics_file);
-  return impl_->run(std::move(c), nullptr);
+  return impl_->run(impl_->with_file(topics_file, iterations), nullptr);
+}
+
+Estimate Executor::estimate(const std::vector<std::string>& topics, int iterations) const {
+  return public_estimate(impl_->with_topics(topics, iterations));
+}
+
+Estimate Executor::estimate_rows(const std::vector<Row>& rows, int iterations) const {
+  return public_estimate(impl_->with_rows(rows, iterations));
+}
+
+Estimate Executor::estimate_file(const std::filesystem::path& topics_file, int iterations) const {
+  return public_estimate(impl_->with_file(topics_file, iterations));
 }
 
 void Executor::stop() {

@@ -1,6 +1,7 @@
 #include "public_config.hpp"
 
 #include <cstdio>
+#include <cmath>
 #include <stdexcept>
 
 #include "api_key.hpp"
@@ -119,6 +120,34 @@ QuotaAction internal_quota_action(concurrent_bigmodel::OnQuota q) {
   throw std::invalid_argument("concurrent_bigmodel::Config: on_quota: unknown value");
 }
 
+// The price table and the budget. A cost budget over something without a price could never be reached:
+// refused before anything is sent.
+void set_cost_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
+  if (!c.price_file.empty()) r.prices = std::make_shared<const PriceTable>(load_price_file(c.price_file.string()));
+  r.budget.max_tokens = c.max_tokens_total;
+  r.budget.max_cost = c.max_cost;
+  r.budget.period = c.budget_period == concurrent_bigmodel::BudgetPeriod::day ? BudgetPeriod::day : BudgetPeriod::run;
+  if (c.max_cost <= 0) return;
+  const PriceTable& prices = *r.prices;
+  std::vector<std::string> unpriced;
+  if (prices.model(c.chat_model) == nullptr) unpriced.push_back("model '" + c.chat_model + "'");
+  if (c.search) {
+    if (c.search_via == concurrent_bigmodel::SearchVia::tool && prices.model(c.tool_model) == nullptr &&
+        c.tool_model != c.chat_model) {
+      unpriced.push_back("model '" + c.tool_model + "'");
+    }
+    if (!prices.search_call(c.search_engine)) unpriced.push_back("search engine '" + c.search_engine + "'");
+  }
+  if (unpriced.empty()) return;
+  std::string text = "max_cost: the price table '" + prices.origin + "' (" + prices.date + ") has no price for ";
+  for (std::size_t i = 0; i < unpriced.size(); ++i) {
+    if (i > 0) text += ", ";
+    text += unpriced[i];
+  }
+  text += "; give the prices in a price file (price_file)";
+  throw std::invalid_argument(text);
+}
+
 }  // namespace
 
 std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& c) {
@@ -162,6 +191,8 @@ std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& 
   if (!c.metrics_address.empty() && !parse_listen_address(c.metrics_address)) {
     return P{"metrics_address", "'" + c.metrics_address + "' is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)"};
   }
+  if (c.max_tokens_total < 0) return P{"max_tokens_total", "must not be negative"};
+  if (!std::isfinite(c.max_cost) || c.max_cost < 0) return P{"max_cost", "must be a number, not negative"};
   if (!c.prompts.empty()) {
     auto prompts = PromptSet::from_file_text(c.prompts);
     if (!prompts.ok()) return P{"prompts", prompts.error().message};
@@ -222,6 +253,7 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   r.retry.max_retries = c.max_retries;
   r.on_quota = internal_quota_action(c.on_quota);
   r.accept_incomplete = c.accept_incomplete;
+  set_cost_settings(c, r);
   return r;
 }
 

@@ -74,7 +74,7 @@ std::string Progress::line(const ExecutorGauges& g) const {
     s << ", ETA " << duration_text(static_cast<double>(*expected_ - done) / rate);
   }
   s << ", " << retries << " retries, " << g.restarts << " restarts";
-  if (g.paused_until) s << ", paused until " << local_time_of_day(*g.paused_until) << " (usage cap)";
+  if (g.paused_until) s << ", paused until " << local_time_of_day(*g.paused_until) << " (" << g.paused_for << ")";
   return s.str();
 }
 

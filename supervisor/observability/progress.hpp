@@ -18,7 +18,8 @@ struct ExecutorGauges {
   std::size_t in_flight = 0;
   std::uint64_t restarts = 0;
   int limit = 0;  // the adaptive in-flight limit; 0 when the executor has none
-  std::optional<WallClock::time_point> paused_until;  // a usage cap holds dispatch back until then
+  std::optional<WallClock::time_point> paused_until;  // a usage cap or a daily budget holds dispatch back
+  std::string_view paused_for = "usage cap";          // which
 };
 
 // `t` as the local time of day, "HH:MM" (what the status line says of a usage cap's reset).

@@ -6,14 +6,17 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "budget.hpp"
 #include "client_config.hpp"
 #include "langsmith_settings.hpp"
 #include "listen_address.hpp"
 #include "pipeline.hpp"
+#include "price_table.hpp"
 #include "rate_limit.hpp"
 #include "retry_policy.hpp"
 #include "row_fields.hpp"
@@ -73,6 +76,11 @@ struct RunConfig {
   QuotaAction on_quota = QuotaAction::wait;
   bool accept_incomplete = false;  // an analysis cut short or empty is a success (--accept-incomplete)
   std::optional<LangSmithSettings> langsmith;  // tracing (from the LANGSMITH_* environment); nullopt: off
+
+  // Cost (docs/cost.md): the prices every estimate uses (never null: bundled or --price-file) and the
+  // budget the engine enforces.
+  std::shared_ptr<const PriceTable> prices = std::make_shared<const PriceTable>(bundled_price_table());
+  Budget budget;
 };
 
 }  // namespace cbm

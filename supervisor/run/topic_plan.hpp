@@ -50,6 +50,8 @@ class TopicPlan {
   // Once the log is open: the lines the held read skipped (a streamed file's are the round's own).
   // Returns how many were skipped.
   std::uint64_t log_held_invalid_lines(Logger& log);
+  // How many lines the held read skipped (none for a streamed file: its round's source counts them).
+  std::uint64_t held_invalid_count() const { return held_invalid_count_; }
 
   struct Round {
     std::unique_ptr<TopicSource> source;

@@ -687,3 +687,53 @@ TEST_CASE("the status line says until when a usage cap pauses the run, in local 
   }
   ::tzset();
 }
+
+// An answer that used `tokens` prompt tokens (and nothing else) in its analysis step.
+AttemptOutcome ok_using(std::int64_t tokens) {
+  AttemptOutcome o = ok();
+  cbm::StepRecord step;
+  step.name = "analysis";
+  step.model = "glm-4.5-air";
+  step.response_id = "r";
+  step.usage.prompt_tokens = tokens;
+  step.usage.total_tokens = tokens;
+  o.steps.push_back(step);
+  return o;
+}
+
+TEST_CASE("engine: a reached --max-tokens-total starts nothing new, lets the wave in flight finish, aborts",
+          "[engine][budget]") {
+  Bench b([](const cbm::Task&) { return Step{1s, ok_using(100)}; }, 2,
+          [](cbm::RunConfig& c) { c.budget.max_tokens = 250; });
+  b.run(topics(10));
+  // Two waves of two (400 tokens) cross 250 at the second wave's end; nothing starts after.
+  REQUIRE(b.transport->starts.size() == 4);
+  CHECK(b.transport->cancels.empty());  // in-flight attempts were not cut
+  REQUIRE(b.ledger->abort_reason());
+  CHECK_THAT(*b.ledger->abort_reason(), Catch::StartsWith("budget: ") && Catch::Contains("--resume"));
+  for (std::uint64_t id = 0; id < 4; ++id) CHECK(b.records.of(id).status == TaskStatus::succeeded);
+  for (std::uint64_t id = 4; id < 10; ++id) CHECK(b.records.of(id).status == TaskStatus::cancelled);
+}
+
+TEST_CASE("engine: a daily budget pauses dispatch until local midnight, then starts over", "[engine][budget]") {
+  Bench b([](const cbm::Task&) { return Step{1s, ok_using(100)}; }, 1, [](cbm::RunConfig& c) {
+    c.budget.max_tokens = 200;
+    c.budget.period = cbm::BudgetPeriod::day;
+  });
+  PauseLog pauses;
+  b.observers.add(pauses);
+  const auto began = b.clock.now();
+  const auto midnight = cbm::next_local_midnight(b.clock.wall_now());
+  const auto midnight_steady = began + std::chrono::duration_cast<Clock::duration>(midnight - b.clock.wall_now());
+  b.run(topics(5));
+  const auto& s = b.transport->starts;
+  REQUIRE(s.size() == 5);
+  CHECK(s[1].at < midnight_steady);
+  CHECK(s[2].at >= midnight_steady);  // 200 tokens spent: the third waits for the new day
+  CHECK(s[3].at < midnight_steady + 1h);
+  CHECK_FALSE(b.ledger->abort_reason());
+  for (std::uint64_t id = 0; id < 5; ++id) CHECK(b.records.of(id).status == TaskStatus::succeeded);
+  REQUIRE(pauses.calls.size() >= 2);
+  CHECK(pauses.calls[0] == midnight);
+  CHECK_FALSE(pauses.calls[1].has_value());
+}

@@ -1,0 +1,76 @@
+#include "spend.hpp"
+
+#include <algorithm>
+
+namespace cbm {
+namespace {
+
+bool answered(const StepRecord& s) {
+  return !s.response_id.empty() || s.usage.prompt_tokens > 0 || s.usage.completion_tokens > 0;
+}
+
+}  // namespace
+
+void Spend::add_steps(const std::vector<StepRecord>& steps) {
+  for (const auto& s : steps) {
+    if (!answered(s)) continue;
+    if (s.name == "search") ++search_calls;
+    if (s.usage.prompt_tokens > 0 || s.usage.completion_tokens > 0) {
+      ModelTokens& t = models[s.model];
+      t.input += s.usage.prompt_tokens;
+      t.output += s.usage.completion_tokens;
+    }
+  }
+}
+
+void Spend::add_record(const TaskResult& record) {
+  add_steps(record.steps);
+  Usage in_steps;
+  for (const auto& s : record.steps) in_steps += s.usage;
+  const std::int64_t earlier_in = record.usage.prompt_tokens - in_steps.prompt_tokens;
+  const std::int64_t earlier_out = record.usage.completion_tokens - in_steps.completion_tokens;
+  if (earlier_in <= 0 && earlier_out <= 0) return;
+  // Earlier attempts' steps are not kept in the record: their tokens are priced at the last model used.
+  ModelTokens& t = models[record.steps.empty() ? std::string("(unknown model)") : record.steps.back().model];
+  t.input += std::max<std::int64_t>(earlier_in, 0);
+  t.output += std::max<std::int64_t>(earlier_out, 0);
+}
+
+Spend& Spend::operator+=(const Spend& other) {
+  for (const auto& [model, t] : other.models) {
+    ModelTokens& mine = models[model];
+    mine.input += t.input;
+    mine.output += t.output;
+  }
+  search_calls += other.search_calls;
+  return *this;
+}
+
+std::int64_t Spend::tokens() const {
+  std::int64_t n = 0;
+  for (const auto& [model, t] : models) n += t.input + t.output;
+  return n;
+}
+
+CostFigure cost_of(const Spend& spend, const PriceTable& prices, std::string_view search_engine) {
+  CostFigure c;
+  for (const auto& [model, t] : spend.models) {
+    if (const ModelPrice* p = prices.model(model)) {
+      c.amount += (static_cast<double>(t.input) * p->input_per_million +
+                   static_cast<double>(t.output) * p->output_per_million) /
+                  1e6;
+    } else {
+      c.unpriced.push_back(model);
+    }
+  }
+  if (spend.search_calls > 0) {
+    if (const auto per_call = prices.search_call(search_engine)) {
+      c.amount += static_cast<double>(spend.search_calls) * *per_call;
+    } else {
+      c.unpriced.emplace_back(search_engine);
+    }
+  }
+  return c;
+}
+
+}  // namespace cbm
