@@ -67,6 +67,12 @@ class ConcurrentConfig:
     tpm: int = 0  # tokens a minute at most; 0 = no cap
     on_quota: str = "wait"  # wait | stop
     accept_incomplete: bool = False
+    # Budgets (README "Cheaper runs"): prices from a price file (None: the bundled estimate table);
+    # 0 = no limit. "day" starts the budget over at local midnight, pausing until then.
+    price_file: Optional[str] = None
+    max_tokens_total: int = 0
+    max_cost: float = 0.0
+    budget_period: str = "run"
     max_restarts: int = 20
     restart_period: float = 10.0
 

@@ -58,5 +58,9 @@ class RunSummary:
     # Topics a stop left unread (they have no TaskResult; a resume runs them); None: not known (the
     # rest of a stream).
     not_read: Optional[int] = 0
+    # The run's usage priced by the price table (an estimate); None when something used has no price.
+    estimated_cost: Optional[float] = None
+    cost_currency: str = ""
+    price_table_date: str = ""
     # The CLI's exit status for the same run: 0 all succeeded, 1 some did not, 3 aborted, 130 Ctrl+C.
     exit_status: int = 0

@@ -176,6 +176,11 @@ const ConfigField kConfigFields[] = {
     CBM_FIELD(on_quota, on_quota,
               as_choice<cb::OnQuota>(v, f, {{"wait", cb::OnQuota::wait}, {"stop", cb::OnQuota::stop}})),
     CBM_SAME(accept_incomplete, as_bool),
+    CBM_FIELD(price_file, price_file, as_optional_str(v, f)),
+    CBM_SAME(max_tokens_total, as_int),
+    CBM_SAME(max_cost, as_float),
+    CBM_FIELD(budget_period, budget_period,
+              as_choice<cb::BudgetPeriod>(v, f, {{"run", cb::BudgetPeriod::run}, {"day", cb::BudgetPeriod::day}})),
     CBM_SAME(max_restarts, as_int32),
     CBM_SAME(restart_period, as_seconds),
     CBM_FIELD(journal, journal, as_optional_str(v, f)),
@@ -347,6 +352,9 @@ py::dict summary_of(const cb::Summary& s) {
   d["report_written"] = s.report_written;
   d["report_error"] = s.report_error ? py::object(py::str(*s.report_error)) : py::object(py::none());
   d["not_read"] = s.not_read ? py::object(py::int_(*s.not_read)) : py::object(py::none());
+  d["estimated_cost"] = s.estimated_cost ? py::object(py::float_(*s.estimated_cost)) : py::object(py::none());
+  d["cost_currency"] = s.cost_currency;
+  d["price_table_date"] = s.price_table_date;
   d["exit_status"] = s.exit_status;
   return d;
 }
