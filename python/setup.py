@@ -5,7 +5,9 @@ above this one) without its tests, builds the ``python_package`` target (the ext
 CLI and the worker program) and copies them into the package. Compiles through ccache when it is on the
 PATH. Two optional environment variables, for builds that want to reuse a build directory:
 CBM_PYTHON_CMAKE_BUILD_DIR (where CMake builds; default: under setuptools' build_temp) and
-CBM_CMAKE_ARGS (more cmake arguments, shell-quoted).
+CBM_CMAKE_ARGS (more cmake arguments, shell-quoted). CBM_PYTHON_PREBUILT names a package directory a
+CMake build already assembled (``<build>/python/concurrent_bigmodel``): its extension and programs are
+copied and nothing is compiled (the install test uses it, so CI does not compile the project twice).
 """
 
 import os
@@ -29,6 +31,18 @@ class CMakeExtension(Extension):
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
+        prebuilt = os.environ.get("CBM_PYTHON_PREBUILT")
+        built = Path(prebuilt).resolve() if prebuilt else self.cmake_build()
+        core = next(built.glob("_core.*.so"))
+        target = Path(self.get_ext_fullpath(ext.name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(core, target)
+        (target.parent / "bin").mkdir(exist_ok=True)
+        for program in ("concurrent_bigmodel", "concurrent_bigmodel_worker"):
+            shutil.copy2(built / "bin" / program, target.parent / "bin" / program)
+
+    def cmake_build(self) -> Path:
+        """Configures and builds the repository; returns the assembled package directory."""
         build_dir = Path(os.environ.get("CBM_PYTHON_CMAKE_BUILD_DIR") or Path(self.build_temp) / "cmake").resolve()
         build_dir.mkdir(parents=True, exist_ok=True)
         configure = [
@@ -46,15 +60,7 @@ class CMakeBuild(build_ext):
         subprocess.run(configure, check=True)
         subprocess.run(["cmake", "--build", str(build_dir), "--target", "python_package",
                         "-j", str(os.cpu_count() or 1)], check=True)
-
-        built = build_dir / "python" / "concurrent_bigmodel"
-        core = next(built.glob("_core.*.so"))
-        target = Path(self.get_ext_fullpath(ext.name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(core, target)
-        (target.parent / "bin").mkdir(exist_ok=True)
-        for program in ("concurrent_bigmodel", "concurrent_bigmodel_worker"):
-            shutil.copy2(built / "bin" / program, target.parent / "bin" / program)
+        return build_dir / "python" / "concurrent_bigmodel"
 
 
 setup(

@@ -26,8 +26,8 @@ def test_pip_installs_the_package_into_a_fresh_venv(simulator, tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = str(env_dir / "bin" / "python")
-    # The package built here, not the one on the test's PYTHONPATH; CBM_PYTHON_CMAKE_BUILD_DIR and
-    # CBM_CMAKE_ARGS (set by ctest) let the build reuse ccache and an earlier build of this test.
+    # The package installed here, not the one on the test's PYTHONPATH; CBM_PYTHON_PREBUILT (set by
+    # ctest) gives pip this build's extension and programs instead of a second compile.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([python, "-m", "pip", "install", "--no-build-isolation", "--no-index", "--quiet",
                     str(SOURCE_DIR / "python")], env=env, check=True, cwd=tmp_path)
