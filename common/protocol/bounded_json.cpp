@@ -49,13 +49,16 @@ std::string syntax_error(rapidjson::ParseErrorCode code, std::size_t offset) {
 
 }  // namespace
 
-std::optional<std::string> parse_bounded(rapidjson::Document& doc, std::string_view text, JsonBounds bounds) {
+std::optional<std::string> json_shape_problem(std::string_view text, JsonBounds bounds) {
   ShapeCheck check(bounds);
   rapidjson::Reader reader;
   rapidjson::MemoryStream stream(text.data(), text.size());
-  const rapidjson::ParseResult checked = reader.Parse<rapidjson::kParseIterativeFlag>(stream, check);
-  if (check.exceeded()) return check.exceeded();
-  if (checked.IsError()) return syntax_error(checked.Code(), checked.Offset());
+  reader.Parse<rapidjson::kParseIterativeFlag>(stream, check);
+  return check.exceeded();
+}
+
+std::optional<std::string> parse_bounded(rapidjson::Document& doc, std::string_view text, JsonBounds bounds) {
+  if (auto problem = json_shape_problem(text, bounds)) return problem;
   doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
   if (doc.HasParseError()) return syntax_error(doc.GetParseError(), doc.GetErrorOffset());
   return std::nullopt;

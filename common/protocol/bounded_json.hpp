@@ -18,6 +18,10 @@ struct JsonBounds {
   std::size_t max_values = 100000;   // values of any kind (each member's value, each element)
 };
 
+// The bound `text` passes ("nested deeper than 32 levels", "more than 100000 values"), found by the
+// allocation-free pass alone; nullopt when it passes none (it may still not be valid JSON).
+std::optional<std::string> json_shape_problem(std::string_view text, JsonBounds bounds);
+
 // nullopt when `doc` now holds `text`; otherwise why not, naming the bound passed or the syntax error
 // and its byte offset ("nested deeper than 32 levels", "more than 100000 values", "invalid JSON at
 // byte 12: Missing a comma...").

@@ -1,5 +1,6 @@
 #include "response_parser.hpp"
 
+#include "bounded_json.hpp"
 #include "json_reader.hpp"
 
 #include <rapidjson/document.h>
@@ -14,6 +15,9 @@ using rapidjson::Value;
 
 // The iterative parser keeps hostile nesting depth off the call stack.
 constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag;
+// What an answer may hold: a real one (50 search results, its choices, usage) has a few thousand
+// values at most, nested under ten deep. Documented in docs/protocol.md ("Answers from the server").
+constexpr JsonBounds kAnswerBounds{64, 100000};
 
 void read_usage(JsonReader& top, std::string& error, Usage& usage) {
   if (const Value* u = top.object("usage")) {
@@ -107,7 +111,9 @@ std::optional<PlatformError> error_member(const Value& doc) {
 // How every body from the wire is parsed: into a document whose values and parse stack start in the
 // caller's frame (a typical answer, a few KiB, needs no heap allocation; a larger one spills over),
 // in place in a NUL-terminated copy (strings are unescaped where they lie, not copied a character at
-// a time). A NUL byte of the body's own is not JSON, and would end the copy early: refused.
+// a time). A NUL byte of the body's own is not JSON, and would end the copy early: refused. A body
+// whose shape passes kAnswerBounds is refused before a value is built (bounded_json.hpp): an 8 MiB
+// body of small values would otherwise cost a document many times its size (16 bytes a value).
 class LocalDocument {
  public:
   using Pool = rapidjson::MemoryPoolAllocator<>;
@@ -123,6 +129,7 @@ class LocalDocument {
     if (const auto nul = body.find('\0'); nul != std::string_view::npos) {
       return "invalid JSON at offset " + std::to_string(nul) + ": a NUL byte";
     }
+    if (auto problem = json_shape_problem(body, kAnswerBounds)) return "refused: " + *problem;
     text_.assign(body);
     doc_.ParseInsitu<kParseFlags>(text_.data());
     if (!doc_.HasParseError()) return {};

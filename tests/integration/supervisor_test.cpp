@@ -644,8 +644,9 @@ TEST_CASE("hostile answers are kept valid UTF-8, key-free and bounded in every r
   const std::string huge = "huge [[fault:huge_error]]";
   const std::string bad = "bad bytes [[fault:bad_utf8]]";
   const std::string echo = "echo [[fault:echo_key]]";
-  SupervisorRun run(sim.base_url(), {{huge, bad, echo}, {"--mode", mode, "--max-retries", "0"}});
-  REQUIRE(run.process().exit_code(60s) == 1);  // the huge error fails its task
+  const std::string many = "many [[fault:many_values]]";
+  SupervisorRun run(sim.base_url(), {{huge, bad, echo, many}, {"--mode", mode, "--max-retries", "0"}});
+  REQUIRE(run.process().exit_code(60s) == 1);  // the huge error and the many values fail their tasks
   INFO(run.diagnostics().substr(0, 4000));
   // Every file we wrote is valid UTF-8 JSON (the report) or JSONL (the journal), as a strict reader sees it.
   const auto strict_json = [](const std::string& text) {
@@ -663,6 +664,10 @@ TEST_CASE("hostile answers are kept valid UTF-8, key-free and bounded in every r
   CHECK(h.status == "failed");
   CHECK(h.error_message.size() < 4200);
   CHECK_THAT(h.error_message, Catch::Contains("bytes cut]"));
+  // 3.5 million values are refused before a document is built (16 bytes a value: 56 MB a process).
+  const ResultRow& m = report.by_topic(many);
+  CHECK(m.status == "failed");
+  CHECK_THAT(m.error_message, Catch::Contains("refused: more than 100000 values"));
   CHECK(report_text.size() < 100000);
   CHECK(read_text(run.log_path()).size() < 100000);
   const auto analysis_of = [&](const std::string& topic) {

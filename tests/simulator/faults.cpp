@@ -47,6 +47,7 @@ constexpr std::array<std::string_view, kFaultCount> kNames = {
     "huge_error",
     "bad_utf8",
     "echo_key",
+    "many_values",
 };
 
 bool parameterised(Fault fault) {

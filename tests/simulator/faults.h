@@ -53,8 +53,9 @@ enum class Fault {
   kHugeError,  // huge_error: 400 code 1214 whose message is 5 MB
   kBadUtf8,    // bad_utf8: an answer whose content holds bytes that are not UTF-8
   kEchoKey,    // echo_key: an answer whose content quotes the request's bearer token
+  kManyValues,  // many_values: a good answer with 3.5 million small values beside it (7 MB)
 };
-inline constexpr std::size_t kFaultCount = static_cast<std::size_t>(Fault::kEchoKey) + 1;
+inline constexpr std::size_t kFaultCount = static_cast<std::size_t>(Fault::kManyValues) + 1;
 
 // "429_1302", or for a parameterised fault its pattern ("code_NNNN", "quota_reset_Ns").
 std::string_view fault_name(Fault fault);

@@ -110,6 +110,8 @@ std::string_view fault_note(Fault fault) {
       return "content with bytes that are not UTF-8";
     case Fault::kEchoKey:
       return "content quoting the request's bearer token";
+    case Fault::kManyValues:
+      return "a good answer with a 7 MB array of 3.5 million small values beside it";
   }
   return "";
 }

@@ -69,6 +69,27 @@ TEST_CASE("deeply nested input does not exhaust the stack", "[parser]") {
   CHECK_FALSE(parse_chat_response(deep).ok());
 }
 
+TEST_CASE("an answer holding more values than a real one could is refused before a document is built",
+          "[parser]") {
+  const std::string answer_head =
+      "{\"choices\":[{\"index\":0,\"finish_reason\":\"stop\",\"message\":{\"content\":\"ok\"}}],"
+      "\"padding\":[0";
+  const auto with_values = [&](std::size_t n) {  // the answer's own values are 7 more
+    std::string body = answer_head;
+    for (std::size_t i = 1; i < n; ++i) body += ",0";
+    return body + "]}";
+  };
+  auto over = parse_chat_response(with_values(100000));
+  REQUIRE_FALSE(over.ok());
+  CHECK_THAT(over.error().message, Catch::Contains("more than 100000 values"));
+  auto deep = parse_chat_response(std::string(65, '[') + std::string(65, ']'));
+  REQUIRE_FALSE(deep.ok());
+  CHECK_THAT(deep.error().message, Catch::Contains("nested deeper than 64 levels"));
+  auto within = parse_chat_response(with_values(90000));
+  REQUIRE(within.ok());
+  CHECK(within.value().content == "ok");
+}
+
 TEST_CASE("an SSE stream is assembled from its deltas, with usage from the last chunk", "[parser][sse]") {
   const char* body =
       "data: {\"id\":\"a\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n"
