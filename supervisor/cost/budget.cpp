@@ -31,6 +31,13 @@ std::string BudgetMeter::describe() const {
   return text;
 }
 
+void BudgetMeter::roll(std::chrono::system_clock::time_point now) {
+  if (budget_.period != BudgetPeriod::day) return;
+  if (period_end_ && now < *period_end_) return;
+  if (period_end_) spent_ = Spend{};
+  period_end_ = next_local_midnight(now);
+}
+
 std::chrono::system_clock::time_point next_local_midnight(std::chrono::system_clock::time_point now) {
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
   std::tm local{};

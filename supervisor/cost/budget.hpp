@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "price_table.hpp"
@@ -35,14 +36,16 @@ class BudgetMeter {
   bool reached() const;
   // "1234 tokens of --max-tokens-total 1000, CNY 0.0100 of --max-cost 0.5000"
   std::string describe() const;
-  // A new period (a daily budget at midnight): nothing spent yet.
-  void reset() { spent_ = Spend{}; }
+  // A daily budget's period: the first call starts it; once `now` passes its end (local midnight),
+  // a new one starts with nothing spent. A run budget has one period: nothing happens.
+  void roll(std::chrono::system_clock::time_point now);
 
  private:
   Budget budget_;
   std::shared_ptr<const PriceTable> prices_;
   std::string search_engine_;
   Spend spent_;
+  std::optional<std::chrono::system_clock::time_point> period_end_;  // a daily budget's next midnight
 };
 
 // The first local midnight (00:00 in the process's time zone, TZ) after `now`.

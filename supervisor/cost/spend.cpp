@@ -24,6 +24,7 @@ void Spend::add_steps(const std::vector<StepRecord>& steps) {
 }
 
 void Spend::add_record(const TaskResult& record) {
+  if (record.duplicate_of) return;  // a copy of another record: its steps were paid once, there
   add_steps(record.steps);
   Usage in_steps;
   for (const auto& s : record.steps) in_steps += s.usage;

@@ -82,7 +82,9 @@ AttemptEngine::~AttemptEngine() = default;
 std::size_t AttemptEngine::run_round(std::uint32_t round, TopicSource& topics) {
   book_.begin(round, topics);
   if (!budget_seeded_) {
-    budget_.add(ledger_.totals().spend);  // the budget is the whole run's, --resume's records included
+    // A run budget is the whole run's, --resume's records included; a daily one counts from today's
+    // first attempt (restored records carry no day).
+    if (budget_.budget().period == BudgetPeriod::run) budget_.add(ledger_.totals().spend);
     budget_seeded_ = true;
   }
   last_round_ = config_.iterations != 0 && round >= static_cast<std::uint32_t>(config_.iterations);
@@ -206,7 +208,9 @@ void AttemptEngine::refill() {
 }
 
 void AttemptEngine::dispatch() {
-  if (!may_dispatch() || paused() || budget_holds_dispatch()) return;
+  // The budget is asked only when a task waits: a run whose last attempts are in flight ends as it
+  // would have (the budget cannot stop what is already sent).
+  if (!may_dispatch() || paused() || !book_.has_ready() || budget_holds_dispatch()) return;
   const auto now = clock_.now();
   while (book_.has_ready()) {
     const auto slot = take_startable_slot();
@@ -279,6 +283,7 @@ void AttemptEngine::attempt_ended(std::size_t slot, AttemptOutcome outcome) {
   }
   const bool stopped = s.cancelled == CancelCause::stop;
   const auto limit_change = gate_.release(*s.permit, outcome, now);
+  budget_.roll(clock_.wall_now());  // an attempt that ends after midnight counts in the new day
   budget_.add_steps(outcome.steps);
   s.task.reset();
   s.permit.reset();
@@ -373,7 +378,6 @@ void AttemptEngine::end_pause_if_due() {
   if (!paused() || clock_.now() < pause_end_) return;  // a later reset moved the end
   paused_until_wall_.reset();
   if (std::string_view(pause_reason_) == "budget") {
-    budget_.reset();
     log_.info("budget period over (local midnight): the daily budget starts again, tasks start again");
   } else {
     log_.info("usage cap reset: tasks start again");
@@ -382,7 +386,9 @@ void AttemptEngine::end_pause_if_due() {
 }
 
 bool AttemptEngine::budget_holds_dispatch() {
-  if (!budget_.budget().limited() || !budget_.reached()) return false;
+  if (!budget_.budget().limited()) return false;
+  budget_.roll(clock_.wall_now());  // a new day starts the daily budget over, whatever paused meanwhile
+  if (!budget_.reached()) return false;
   if (budget_.budget().period == BudgetPeriod::day) {
     const WallClock::time_point midnight = next_local_midnight(clock_.wall_now());
     log_.warn("daily budget reached (" + budget_.describe() + "): no task starts until local midnight (" +

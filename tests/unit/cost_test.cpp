@@ -82,13 +82,45 @@ TEST_CASE("budget: reached by tokens or by cost, reset by a new period", "[cost]
   tokens.add_steps({step("analysis", "m", 10, 0)});
   CHECK(tokens.reached());
   CHECK_THAT(tokens.describe(), Catch::Contains("100 tokens of --max-tokens-total 100"));
-  tokens.reset();
-  CHECK_FALSE(tokens.reached());
+  tokens.roll(std::chrono::system_clock::now() + std::chrono::hours(48));  // a run budget has one period
+  CHECK(tokens.reached());
   cbm::BudgetMeter cost(cbm::Budget{0, 0.02, cbm::BudgetPeriod::run}, t, "search_std");
   cost.add_steps({step("search", "m", 0, 0)});
   CHECK_FALSE(cost.reached());
   cost.add_steps({step("search", "m", 0, 0)});
   CHECK(cost.reached());
+}
+
+TEST_CASE("budget: a daily budget starts over at each local midnight, reached or not", "[cost]") {
+  auto t = std::make_shared<const cbm::PriceTable>(cbm::parse_price_table(kTable, "t"));
+  cbm::BudgetMeter daily(cbm::Budget{100, 0, cbm::BudgetPeriod::day}, t, "search_std");
+  const auto day1 = std::chrono::system_clock::now();
+  const auto midnight = cbm::next_local_midnight(day1);
+  daily.roll(day1);
+  daily.add_steps({step("analysis", "m", 40, 20)});  // 60 of 100: not reached on day 1
+  daily.roll(midnight - std::chrono::seconds(1));
+  daily.add_steps({step("analysis", "m", 20, 0)});
+  CHECK_FALSE(daily.reached());
+  daily.roll(midnight + std::chrono::seconds(1));  // day 2: the 80 of day 1 are gone
+  daily.add_steps({step("analysis", "m", 50, 20)});
+  CHECK_FALSE(daily.reached());
+  daily.add_steps({step("analysis", "m", 30, 0)});
+  CHECK(daily.reached());
+}
+
+TEST_CASE("spend: a repeated topic's copy is not priced again", "[cost]") {
+  cbm::TaskResult first;
+  first.steps = {step("analysis", "m", 10, 5)};
+  first.usage.prompt_tokens = 10;
+  first.usage.completion_tokens = 5;
+  cbm::TaskResult copy = first;
+  copy.usage = {};
+  copy.duplicate_of = 0;
+  cbm::Spend s;
+  s.add_record(first);
+  s.add_record(copy);
+  CHECK(s.models.at("m").input == 10);
+  CHECK(s.models.at("m").output == 5);
 }
 
 TEST_CASE("budget: the next local midnight is within a day and at 00:00", "[cost]") {

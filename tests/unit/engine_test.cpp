@@ -737,3 +737,15 @@ TEST_CASE("engine: a daily budget pauses dispatch until local midnight, then sta
   CHECK(pauses.calls[0] == midnight);
   CHECK_FALSE(pauses.calls[1].has_value());
 }
+
+TEST_CASE("engine: a budget crossed by the last attempts in flight does not abort a run with nothing left to start",
+          "[engine][budget]") {
+  // Two at once, 100 tokens each, 150 allowed. Topic 0 ends at 1 s (100 spent), topic 2 starts and
+  // ends at 2 s (200: past the budget) while topic 1 runs until 3 s, and nothing is left to start.
+  Bench b([](const cbm::Task& t) { return Step{t.id == 1 ? 3s : 1s, ok_using(100)}; }, 2,
+          [](cbm::RunConfig& c) { c.budget.max_tokens = 150; });
+  b.run(topics(3));
+  CHECK(b.transport->starts.size() == 3);
+  CHECK_FALSE(b.ledger->abort_reason());
+  for (std::uint64_t id = 0; id < 3; ++id) CHECK(b.records.of(id).status == TaskStatus::succeeded);
+}
