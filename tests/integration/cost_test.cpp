@@ -154,7 +154,7 @@ TEST_CASE("a dry run sends nothing and counts, per step and model, the requests 
   CHECK(sent.size() == (search.front() == "--no-search" ? 1u : 2u));
 }
 
-TEST_CASE("--dry-run --output writes the estimate's JSON (0600) and neither a journal nor a report",
+TEST_CASE("a dry run with --output writes only the estimate as JSON with mode 0600 and no journal or report",
           "[cost][dry-run]") {
   Simulator sim;
   TempDir dir;
@@ -179,7 +179,7 @@ TEST_CASE("--dry-run --output writes the estimate's JSON (0600) and neither a jo
   CHECK(std::string(e["estimated_cost"]["price_table"].GetString()) == "bundled");
 }
 
-TEST_CASE("--dry-run with --resume is refused: a dry run estimates the whole input", "[cost][dry-run]") {
+TEST_CASE("a dry run with --resume is refused: it estimates the whole input", "[cost][dry-run]") {
   Simulator sim;
   TempDir dir;
   write_text(dir / "topics.txt", "a topic\n");
@@ -227,7 +227,7 @@ TEST_CASE("a price file that is not a price table exits 2 naming the flag, the f
   CHECK_FALSE(fs::exists(dir / "report.json"));
 }
 
-TEST_CASE("--max-cost over a model without a price exits 2 naming --max-cost and --price-file", "[cost]") {
+TEST_CASE("a cost budget over a model without a price exits 2 naming --max-cost and --price-file", "[cost]") {
   Simulator sim;
   TempDir dir;
   write_text(dir / "topics.txt", "a topic\n");
@@ -243,7 +243,7 @@ TEST_CASE("--max-cost over a model without a price exits 2 naming --max-cost and
   CHECK(sim.requests_total() == 0);
 }
 
-TEST_CASE("the report's summary prices the run by the price table; the summary line shows tokens and cost",
+TEST_CASE("the report summary prices the run by the price table and the summary line shows tokens and cost",
           "[cost]") {
   Simulator sim({"--content-bytes", "400"});
   TempDir dir;
@@ -351,14 +351,14 @@ void budget_stops_then_resumes(const std::string& mode, const std::vector<std::s
 
 }  // namespace
 
-TEST_CASE("--max-tokens-total stops dispatch within one wave, exit 3; --resume with a larger budget finishes",
+TEST_CASE("a token budget stops dispatch within one wave with exit 3 and --resume with a larger budget finishes",
           "[cost][budget][modes]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   INFO("--mode " << mode);
   budget_stops_then_resumes(mode, {"--max-tokens-total", "1000"}, 1000);
 }
 
-TEST_CASE("--max-cost stops dispatch within one wave, exit 3; --resume with a larger budget finishes",
+TEST_CASE("a cost budget stops dispatch within one wave with exit 3 and --resume with a larger budget finishes",
           "[cost][budget][modes]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   INFO("--mode " << mode);
