@@ -26,8 +26,20 @@ run() {  # NAME: fuzz it for the given time, from the shared corpus
 # The server's answers.
 build response_parser_fuzz common/protocol/response_parser.cpp common/protocol/json_reader.cpp
 run response_parser_fuzz
-# The other outside inputs: topics files (text, JSONL, CSV), a service request body, a server's text.
+# The bundled price table, generated as CMake does (supervisor/CMakeLists.txt), for price_table.cpp.
+awk -v json=supervisor/cost/default_prices.json '
+  index($0, "@CBM_DEFAULT_PRICES_JSON@") {
+    split($0, part, "@CBM_DEFAULT_PRICES_JSON@")
+    printf "%s", part[1]
+    while ((getline line < json) > 0) print line
+    print part[2]
+    next
+  }
+  { print }' supervisor/cost/default_prices.cpp.in > "$out/default_prices.cpp"
+# The other outside inputs: topics files (text, JSONL, CSV), a service request body, a server's text,
+# a price file.
 build outside_input_fuzz supervisor/run/row_reader.cpp supervisor/run/topic_rules.cpp \
   common/protocol/row_fields.cpp common/protocol/wire_text.cpp common/protocol/bounded_json.cpp \
-  common/protocol/secret_scrubber.cpp
+  common/protocol/secret_scrubber.cpp supervisor/cost/price_table.cpp common/protocol/json_reader.cpp \
+  "$out/default_prices.cpp" -Isupervisor/cost
 run outside_input_fuzz

@@ -365,7 +365,9 @@ class Executor {
   Summary run_file(const std::filesystem::path& topics_file, int iterations = 1);
 
   // Dry runs of the calls above: the input is read and checked as they read it (the same errors), the
-  // prompts rendered, and the requests, tokens and cost estimated; nothing is sent or written.
+  // prompts rendered, and the requests, tokens and cost estimated; nothing is sent or written. The
+  // whole input is estimated: with Config::resume they throw std::invalid_argument (a dry run does
+  // not read the journal).
   Estimate estimate(const std::vector<std::string>& topics, int iterations = 1) const;
   Estimate estimate_rows(const std::vector<Row>& rows, int iterations = 1) const;
   Estimate estimate_file(const std::filesystem::path& topics_file, int iterations = 1) const;

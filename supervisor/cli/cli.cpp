@@ -680,13 +680,24 @@ struct Flags {
     return std::nullopt;
   }
 
-  // The budget and price table (checked with the rest by the library); a dry run's --output is the
-  // estimate's, taken before batch_output names a default report.
-  void cost_settings() {
+  // The budget and price table (the library's cost_problem, its fields named by our flags); a dry run's
+  // --output is the estimate's, taken before batch_output names a default report.
+  std::optional<std::string> cost_settings() {
     cfg.budget_period = budget_period == "day" ? concurrent_bigmodel::BudgetPeriod::day
                                                : concurrent_bigmodel::BudgetPeriod::run;
     cfg.price_file = price_file;
     if (inv.dry_run) inv.dry_run_output = output;
+    if (auto problem = cost_problem(cfg)) return flag_of(*problem) + ": " + problem->message;
+    if (inv.dry_run) {
+      if (auto problem = dry_run_problem(cfg.resume)) {
+        std::string text = "--dry-run with ";
+        text += flag_of(*problem);
+        text += ": ";
+        text += problem->message;
+        return text;
+      }
+    }
+    return std::nullopt;
   }
 
   // The report, the journal and --resume's checks.
@@ -799,7 +810,7 @@ CommandLine parse_command_line(int argc, char** argv) {
     return cl;
   }
   if (auto problem = f.batch_input()) return usage_error(*problem);
-  f.cost_settings();
+  if (auto problem = f.cost_settings()) return usage_error(*problem);
   if (auto problem = f.batch_output()) return usage_error(*problem);
   if (auto problem = f.run_files()) return usage_error(*problem);
   return {std::move(f.inv), 0, {}, std::nullopt};

@@ -76,6 +76,13 @@ void add_cost(Summary& s, const cbm::RunOutcome& o, const cbm::RunConfig& config
 }
 
 Estimate public_estimate(const cbm::RunConfig& config) {
+  if (auto problem = cbm::dry_run_problem(config.resume)) {
+    std::string text = "concurrent_bigmodel::Config: ";
+    text += problem->field;
+    text += ": ";
+    text += problem->message;
+    throw std::invalid_argument(text);
+  }
   const cbm::CostEstimate e = cbm::estimate_run(config);
   return Estimate{e.topics, cbm::estimate_text(e, config), cbm::estimate_json(e, config)};
 }

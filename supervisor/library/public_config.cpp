@@ -2,11 +2,13 @@
 
 #include <cstdio>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 
 #include "api_key.hpp"
 #include "langsmith_settings.hpp"
 #include "listen_address.hpp"
+#include "price_table.hpp"
 #include "prompt_template.hpp"
 #include "run_files.hpp"
 
@@ -120,15 +122,16 @@ QuotaAction internal_quota_action(concurrent_bigmodel::OnQuota q) {
   throw std::invalid_argument("concurrent_bigmodel::Config: on_quota: unknown value");
 }
 
-// The price table and the budget. A cost budget over something without a price could never be reached:
-// refused before anything is sent.
-void set_cost_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
-  if (!c.price_file.empty()) r.prices = std::make_shared<const PriceTable>(load_price_file(c.price_file.string()));
-  r.budget.max_tokens = c.max_tokens_total;
-  r.budget.max_cost = c.max_cost;
-  r.budget.period = c.budget_period == concurrent_bigmodel::BudgetPeriod::day ? BudgetPeriod::day : BudgetPeriod::run;
-  if (c.max_cost <= 0) return;
-  const PriceTable& prices = *r.prices;
+// The run's price table: the bundled one, or the price file's (std::invalid_argument naming the file
+// and the entry when it cannot be read or is not a price table).
+std::shared_ptr<const PriceTable> price_table_of(const concurrent_bigmodel::Config& c) {
+  if (c.price_file.empty()) return std::make_shared<const PriceTable>(bundled_price_table());
+  return std::make_shared<const PriceTable>(load_price_file(c.price_file.string()));
+}
+
+// A cost budget over something without a price could never be reached: refused before anything is sent.
+std::optional<SettingProblem> budget_problem(const concurrent_bigmodel::Config& c, const PriceTable& prices) {
+  if (c.max_cost <= 0) return std::nullopt;
   std::vector<std::string> unpriced;
   if (prices.model(c.chat_model) == nullptr) unpriced.push_back("model '" + c.chat_model + "'");
   if (c.search) {
@@ -138,14 +141,31 @@ void set_cost_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
     }
     if (!prices.search_call(c.search_engine)) unpriced.push_back("search engine '" + c.search_engine + "'");
   }
-  if (unpriced.empty()) return;
-  std::string text = "max_cost: the price table '" + prices.origin + "' (" + prices.date + ") has no price for ";
+  if (unpriced.empty()) return std::nullopt;
+  std::string text = "the price table '";
+  text += prices.origin;
+  text += "' (";
+  text += prices.date;
+  text += ") has no price for ";
   for (std::size_t i = 0; i < unpriced.size(); ++i) {
     if (i > 0) text += ", ";
     text += unpriced[i];
   }
-  text += "; give the prices in a price file (price_file)";
-  throw std::invalid_argument(text);
+  text += "; give the prices in a price file (--price-file, Config::price_file)";
+  return SettingProblem{"max_cost", std::move(text)};
+}
+
+// The price table and the budget (cost_problem's rule).
+void set_cost_settings(const concurrent_bigmodel::Config& c, RunConfig& r) {
+  try {
+    r.prices = price_table_of(c);
+  } catch (const std::invalid_argument& e) {
+    require(false, std::string("price_file: ") + e.what());
+  }
+  if (auto problem = budget_problem(c, *r.prices)) require(false, problem->field + ": " + problem->message);
+  r.budget.max_tokens = c.max_tokens_total;
+  r.budget.max_cost = c.max_cost;
+  r.budget.period = c.budget_period == concurrent_bigmodel::BudgetPeriod::day ? BudgetPeriod::day : BudgetPeriod::run;
 }
 
 }  // namespace
@@ -198,6 +218,23 @@ std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& 
     if (!prompts.ok()) return P{"prompts", prompts.error().message};
   }
   return request_settings_problem(c);
+}
+
+std::optional<SettingProblem> cost_problem(const concurrent_bigmodel::Config& c) {
+  std::shared_ptr<const PriceTable> prices;
+  try {
+    prices = price_table_of(c);
+  } catch (const std::invalid_argument& e) {
+    return SettingProblem{"price_file", e.what()};
+  }
+  return budget_problem(c, *prices);
+}
+
+std::optional<SettingProblem> dry_run_problem(bool resume) {
+  if (!resume) return std::nullopt;
+  return SettingProblem{"resume",
+                        "a dry run estimates the whole input and does not read the journal; run it without "
+                        "--resume (Config::resume = false) for the whole input's estimate"};
 }
 
 RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {

@@ -19,6 +19,16 @@ std::optional<SettingProblem> request_settings_problem(const concurrent_bigmodel
 // when the run starts.
 std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& config);
 
+// The price table and the budget: the price file that cannot be read or is not a price table
+// ("price_file", naming the file and the entry), a cost budget over a model or search engine the table
+// has no price for ("max_cost"); nullopt when none. Reads the price file (checked_run_config does too).
+std::optional<SettingProblem> cost_problem(const concurrent_bigmodel::Config& config);
+
+// Why a config with Config::resume = `resume` cannot be estimated by a dry run (Executor::estimate*, the
+// CLI's --dry-run): "resume" (a dry run estimates the whole input; it does not read the journal);
+// nullopt when it can.
+std::optional<SettingProblem> dry_run_problem(bool resume);
+
 // Throws std::invalid_argument naming the field when `config` is unusable (config_problem, then the
 // LangSmith environment and the run's files).
 RunConfig checked_run_config(const concurrent_bigmodel::Config& config);

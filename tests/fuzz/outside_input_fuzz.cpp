@@ -1,6 +1,7 @@
 // libFuzzer target: the readers of the other outside inputs must never crash, hang or over-allocate on
-// any bytes: the topics file in each format (RowReader), a service request body (parse_bounded), and
-// the repair of a server's text (repair_utf8, cap_text).
+// any bytes: the topics file in each format (RowReader), a service request body (parse_bounded), the
+// repair of a server's text (repair_utf8, cap_text), and a --price-file (parse_price_table: a table,
+// or std::invalid_argument naming the file).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -9,6 +10,7 @@
 #include <string_view>
 
 #include "bounded_json.hpp"
+#include "price_table.hpp"
 #include "row_reader.hpp"
 #include "wire_text.hpp"
 
@@ -33,6 +35,23 @@ void read_rows(const std::uint8_t* data, std::size_t size, cbm::InputFormat form
   std::fclose(in);
 }
 
+void read_price_table(std::string_view text) {
+  try {
+    const cbm::PriceTable t = cbm::parse_price_table(text, "fuzz.json");
+    // A table it accepts has what its users rely on: a currency and a date, prices >= 0.
+    if (t.currency.empty() || t.date.empty()) __builtin_trap();
+    for (const auto& [model, p] : t.models) {
+      if (!(p.input_per_million >= 0) || !(p.output_per_million >= 0)) __builtin_trap();
+    }
+    for (const auto& [engine, per_call] : t.search_per_call) {
+      if (!(per_call >= 0)) __builtin_trap();
+    }
+  } catch (const std::invalid_argument& e) {
+    // Refused: the message names the file.
+    if (std::string_view(e.what()).find("'fuzz.json'") == std::string_view::npos) __builtin_trap();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -47,5 +66,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!cbm::is_valid_utf8(repaired)) __builtin_trap();  // a repair must leave valid UTF-8
   cbm::cap_text(repaired, 100);
   if (!cbm::is_valid_utf8(repaired)) __builtin_trap();  // a cut must not split a character
+  read_price_table(text);
   return 0;
 }
