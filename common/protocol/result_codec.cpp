@@ -387,6 +387,10 @@ void write_unread_topics(JsonWriter& w, const UnreadTopics& u) {
   w.Key("count");
   const auto count = u.count();
   count ? w.Uint64(*count) : w.Null();
+  if (u.recorded > 0) {
+    w.Key("recorded");
+    w.Uint64(u.recorded);
+  }
   w.EndObject();
 }
 
@@ -416,6 +420,9 @@ Result<UnreadTopics, DecodeError> decode_unread_topics(std::string_view entry) {
   std::int64_t end = -1;
   r.integer("round", round);
   r.integer("first_id", first);
+  std::int64_t recorded = 0;
+  r.integer("recorded", recorded);
+  if (recorded < 0) r.fail("recorded", "must not be negative");
   if (doc.value().HasMember("end_id") && !doc.value()["end_id"].IsNull()) {
     r.integer("end_id", end);
     if (end < 0) r.fail("end_id", "must not be negative");
@@ -427,6 +434,7 @@ Result<UnreadTopics, DecodeError> decode_unread_topics(std::string_view entry) {
   u.round = static_cast<std::uint32_t>(round);
   u.first_id = static_cast<std::uint64_t>(first);
   if (end >= 0) u.end_id = static_cast<std::uint64_t>(end);
+  u.recorded = static_cast<std::uint64_t>(recorded);
   return u;
 }
 

@@ -98,10 +98,14 @@ struct UnreadTopics {
   std::uint32_t round = 1;
   std::uint64_t first_id = 0;
   std::optional<std::uint64_t> end_id;  // nullopt: to the end of the input, its size unknown
+  // Topics in the range that have a record all the same: finished by the run a --resume continues.
+  std::uint64_t recorded = 0;
 
+  // The topics of the range without a record.
   std::optional<std::uint64_t> count() const {
     if (!end_id) return std::nullopt;
-    return *end_id > first_id ? *end_id - first_id : 0;
+    const std::uint64_t size = *end_id > first_id ? *end_id - first_id : 0;
+    return size > recorded ? size - recorded : 0;
   }
 };
 

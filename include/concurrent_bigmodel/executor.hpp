@@ -273,11 +273,13 @@ struct Result {
 
 // The topics of a round a stop left unread (the report's `not_read[i]`): ids first_id up to end_id
 // (exclusive), or to the end of the input when its size was not known (end_id empty). They have no
-// Result: a resume (Config::resume) runs them.
+// Result, but for those a resumed run restored from its journal (a resume's stop): `count` says how
+// many have none. A resume (Config::resume) runs them.
 struct NotRead {
   std::uint32_t round = 1;
   std::uint64_t first_id = 0;
   std::optional<std::uint64_t> end_id;
+  std::optional<std::uint64_t> count;  // the range's topics without a Result; empty without end_id
 };
 
 // How a run ended (the report's `summary`).

@@ -68,8 +68,14 @@ bool RunLedger::record_locked(TaskResult result) {
   return true;
 }
 
-void RunLedger::record_unread(const UnreadTopics& unread) {
+void RunLedger::record_unread(UnreadTopics unread) {
   std::lock_guard lock(mu_);
+  // A resumed run holds records of topics it has not read yet: they are finished, not unread.
+  if (auto it = done_.find(unread.round); it != done_.end()) {
+    const auto& recorded = it->second;
+    const std::uint64_t end = std::min<std::uint64_t>(unread.end_id.value_or(recorded.size()), recorded.size());
+    for (std::uint64_t id = unread.first_id; id < end; ++id) unread.recorded += recorded[id] != 0 ? 1 : 0;
+  }
   round_locked(unread.round).totals.add(unread);
   totals_.add(unread);
   unread_.push_back(unread);

@@ -54,7 +54,8 @@ class RunLedger {
   bool has(std::uint32_t round, std::uint64_t id) const;
   // A stop left these topics of the round unread (TaskBook::cancel_waiting): counted apart from the
   // records (RunTotals::not_read), journalled as one line, listed in the report's `not_read`.
-  void record_unread(const UnreadTopics& unread);
+  // (its `recorded` counted here: a resumed run may hold records inside the range).
+  void record_unread(UnreadTopics unread);
   // The ranges recorded by this run, oldest first (a stop ends the run: at most one a round).
   std::vector<UnreadTopics> unread() const;
   // --resume joins journal records to topics by id: false when the record restored for (round, id)

@@ -186,7 +186,7 @@ struct Executor::Impl {
     const cbm::RunOutcome outcome = cbm::run_rounds(config, control, sink);
     sink.rethrow();
     if (unread != nullptr) {
-      for (const auto& u : outcome.unread) unread->push_back({u.round, u.first_id, u.end_id});
+      for (const auto& u : outcome.unread) unread->push_back({u.round, u.first_id, u.end_id, u.count()});
     }
     Summary summary = public_summary(outcome);
     add_cost(summary, outcome, config);

@@ -198,3 +198,16 @@ TEST_CASE("the report holds the summary, the run's sections and every journalled
   REQUIRE(report["results"].Size() == 2);
   CHECK(std::string(report["results"][1]["topic"].GetString()) == "topic 1");
 }
+
+TEST_CASE("an unread range counts only its topics without a record (a resume's stop)", "[ledger]") {
+  cbm::RunConfig config;
+  cbm::RunLedger ledger(config);
+  for (std::uint64_t id = 5; id < 10; ++id) ledger.restore(finished(id));  // an earlier run's
+  ledger.begin_round(1);
+  ledger.record_unread(cbm::UnreadTopics{1, 3, 12});  // 9 ids, 5 of them finished already
+  CHECK(ledger.totals().not_read == 4);
+  CHECK(ledger.totals().total == 5);
+  REQUIRE(ledger.unread().size() == 1);
+  CHECK(ledger.unread().front().recorded == 5);
+  CHECK(ledger.unread().front().count() == 4);
+}
