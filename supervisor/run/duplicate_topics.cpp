@@ -31,7 +31,7 @@ DedupingSource::DedupingSource(TopicSource& inner, RunLedger& ledger, std::uint3
     : inner_(inner),
       ledger_(ledger),
       round_(round),
-      total_(survey.topics),
+      total_(survey.complete ? std::optional<std::uint64_t>(survey.topics) : std::nullopt),
       duplicated_(std::move(survey.duplicated)) {}
 
 std::optional<std::uint64_t> DedupingSource::known_total() const {

@@ -31,6 +31,7 @@ std::uint64_t topic_hash(std::string_view topic);
 struct RoundSurvey {
   std::size_t topics = 0;
   std::vector<std::uint64_t> duplicated;
+  bool complete = true;  // false: a stop cut the pass short (`topics` is then not the input's size)
 };
 RoundSurvey survey_round(TopicSource& source);
 // The survey of a round's task hashes (task_hash), in any order.
@@ -56,7 +57,7 @@ class DedupingSource final : public TopicSource {
   TopicSource& inner_;
   RunLedger& ledger_;
   std::uint32_t round_;
-  std::uint64_t total_;  // topics (ids) in the input, duplicates included
+  std::optional<std::uint64_t> total_;  // topics (ids) in the input, duplicates included, when known
   std::vector<std::uint64_t> duplicated_;
   std::unordered_map<std::string, std::uint64_t> first_id_;  // task_key -> id, only for duplicated hashes
   std::size_t consumed_ = 0;

@@ -70,6 +70,7 @@ TopicPlan::TopicPlan(const RunConfig& cfg, StopCheck stop)
     no_topics_ = no_topics_message(cfg.topics_file, reader->lines(), reader->invalid_count());
   }
   stream_topics_ = hashes.size();
+  stream_counted_ = !stream->stopped();
   stream_duplicated_ = survey_of(std::move(hashes)).duplicated;
   stream_ = std::move(stream);
 }
@@ -92,6 +93,7 @@ TopicPlan::Round TopicPlan::next_round() {
     stream_->rewind();
     round.source = topics_from_stream(stream_->file(), spec_);
     round.topics = stream_topics_;
+    round.counted = stream_counted_;
     round.duplicated = std::move(stream_duplicated_);
     return round;
   }

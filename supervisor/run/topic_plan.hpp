@@ -57,6 +57,7 @@ class TopicPlan {
     std::unique_ptr<TopicSource> source;
     std::size_t topics = 0;                // counted before the round (duplicates included)
     std::vector<std::uint64_t> duplicated;  // the hashes of repeated topics (duplicate_topics.hpp)
+    bool counted = true;  // false: a stop cut the counting pass short (`topics` is what it had read)
   };
   // The next round's topics.
   Round next_round();
@@ -75,6 +76,7 @@ class TopicPlan {
   // Streamed: the file and its counting pass.
   std::unique_ptr<InputStream> stream_;
   std::size_t stream_topics_ = 0;
+  bool stream_counted_ = true;
   std::vector<std::uint64_t> stream_duplicated_;
   // Held: the list, and what its read skipped.
   std::shared_ptr<const std::vector<TopicRow>> list_;

@@ -94,3 +94,20 @@ TEST_CASE("duplicates are forgotten at the round's end", "[duplicates][ledger]")
   ledger.end_round(1, 1);
   CHECK_FALSE(ledger.holds_result(1, 0));
 }
+
+TEST_CASE("an input's size is known from its counting pass only when a stop did not cut it short",
+          "[duplicates]") {
+  cbm::RunConfig config;
+  cbm::RunLedger ledger(config);
+  ledger.begin_round(1);
+  std::string text = "a\nb\nc\n";
+  std::FILE* f = ::fmemopen(text.data(), text.size(), "r");
+  REQUIRE(f != nullptr);
+  const cbm::InputSpec spec{cbm::InputFormat::text, {}};
+  auto stream = cbm::topics_from_stream(f, spec);
+  cbm::DedupingSource counted(*stream, ledger, 1, cbm::RoundSurvey{3, {}, true});
+  CHECK(counted.known_total() == 3u);
+  cbm::DedupingSource cut(*stream, ledger, 1, cbm::RoundSurvey{1, {}, false});
+  CHECK_FALSE(cut.known_total().has_value());  // "to the end of the input", not "1 topic"
+  std::fclose(f);
+}
