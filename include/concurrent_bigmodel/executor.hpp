@@ -386,6 +386,10 @@ class Executor {
   // What the CLI does on TERM/INT: the first call drains like stop(), a later one stops now; the run is
   // reported as interrupted by `signal` and its exit status is 128 + signal.
   void stop_by_signal(int signal);
+  // As stop_by_signal(signal) (signal 0: as stop()), or stop_now() when `now`, for the run in progress
+  // only: with none in progress nothing is kept for the next run. True when a run took the stop. For a
+  // caller that cannot know whether its run has just ended (a binding's Ctrl+C, a cancelled await).
+  bool stop_current(bool now, int signal = 0);
   // Before the next round, reread the topics file of run_file (the CLI's SIGHUP). An unreadable or
   // empty file keeps the current list.
   void reload_topics();

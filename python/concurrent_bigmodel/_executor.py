@@ -102,7 +102,8 @@ class ConcurrentBigModelExecutor:
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            self.stop_now()
+            # The run in progress only: one that has just ended must not leave a stop for the next.
+            self._core.stop_current_now()
             try:
                 await future
             except BaseException:  # the run's own ending (RunAborted...) is not what the caller asked for

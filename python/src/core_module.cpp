@@ -442,20 +442,33 @@ class Executor {
       done_ = true;
       wake_.notify_one();
     });
+    // Whatever leaves this call early (an allocation failure, an error from a lock), the run is stopped
+    // and its thread joined: a joinable std::thread destroyed would end the whole process.
+    struct JoinOnExit {
+      std::thread& thread;
+      cb::Executor& executor;
+      ~JoinOnExit() {
+        if (!thread.joinable()) return;
+        executor.stop_current(true);
+        py::gil_scoped_release release;
+        thread.join();
+      }
+    } join_on_exit{engine, *executor_};
 
     int interrupts = 0;
     std::optional<py::error_already_set> python_error;
     // A KeyboardInterrupt (from the signal handlers, or raised inside the callback by them) drains the
     // run, a second stops it now; any other exception stops it now and is raised when it has ended.
-    // Once the run is over a stop is not sent: the library would keep it for the next run.
+    // A stop goes to this run only (stop_current): once it is over, the library keeps nothing for the
+    // next one.
     bool done = false;
     auto absorb = [&](py::error_already_set&& e) {
       if (e.matches(PyExc_KeyboardInterrupt)) {
         ++interrupts;
-        if (!done) executor_->stop_by_signal(SIGINT);
+        executor_->stop_current(false, SIGINT);
       } else {
         if (!python_error) python_error.emplace(std::move(e));
-        if (!done) executor_->stop_now();
+        executor_->stop_current(true);
       }
     };
     while (!done) {
@@ -501,6 +514,7 @@ class Executor {
 
   void stop() { executor_->stop(); }
   void stop_now() { executor_->stop_now(); }
+  bool stop_current_now() { return executor_->stop_current(true); }
   void reload_topics() { executor_->reload_topics(); }
   void log_status() { executor_->log_status(); }
 
@@ -525,6 +539,7 @@ PYBIND11_MODULE(_core, m) {
       .def("run", &Executor::run, py::arg("kind"), py::arg("input"), py::arg("iterations"), py::arg("callback"))
       .def("stop", &Executor::stop, py::call_guard<py::gil_scoped_release>())
       .def("stop_now", &Executor::stop_now, py::call_guard<py::gil_scoped_release>())
+      .def("stop_current_now", &Executor::stop_current_now, py::call_guard<py::gil_scoped_release>())
       .def("reload_topics", &Executor::reload_topics, py::call_guard<py::gil_scoped_release>())
       .def("log_status", &Executor::log_status, py::call_guard<py::gil_scoped_release>());
   m.def("config_fields", [] {

@@ -318,6 +318,13 @@ void Executor::stop_by_signal(int signal) {
   impl_->interrupt(cbm::StopLevel::drain, signal, true);
 }
 
+bool Executor::stop_current(bool now, int signal) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->active == nullptr) return false;
+  impl_->interrupt(now ? cbm::StopLevel::now : cbm::StopLevel::drain, signal, signal != 0);
+  return true;
+}
+
 void Executor::reload_topics() {
   std::lock_guard lock(impl_->mu);
   if (impl_->active != nullptr) impl_->active->request_reload();

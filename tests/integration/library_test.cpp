@@ -217,6 +217,26 @@ TEST_CASE("a stop requested before the run applies to it: no topic is read, all 
   CHECK(again.summary.successful_tasks == topics.size());
 }
 
+TEST_CASE("stop_current reaches only a run in progress: with none, the next run is not stopped", "[library]") {
+  Simulator sim({"--latency-ms", "60"});
+  const lib::Mode mode = any_mode();
+  lib::Executor executor(config_for(sim, mode));
+  CHECK_FALSE(executor.stop_current(true, SIGINT));  // no run: nothing kept
+  const auto topics = numbered_topics("current topic", 6);
+  const lib::Report quiet = executor.execute_concurrent(topics);
+  CHECK(quiet.summary.successful_tasks == topics.size());
+  CHECK_FALSE(quiet.summary.interrupted);
+
+  bool took = false;
+  executor.on_result([&](const lib::Result&) {
+    if (!took) took = executor.stop_current(true);
+  });
+  const lib::Report stopped = executor.execute_concurrent(topics);
+  CHECK(took);
+  CHECK(stopped.summary.interrupted);
+  require_one_result_or_unread_each(stopped, topics);
+}
+
 TEST_CASE("executors share no state: two at once and one after another in one process", "[library]") {
   Simulator sim;
   const lib::Mode mode = any_mode();
