@@ -24,7 +24,8 @@ run() {  # NAME: fuzz it for the given time, from the shared corpus
     -print_final_stats=1 "$out/corpus" 2>&1 | tail -n 15
 }
 # The server's answers.
-build response_parser_fuzz common/protocol/response_parser.cpp common/protocol/json_reader.cpp
+build response_parser_fuzz common/protocol/response_parser.cpp common/protocol/json_reader.cpp \
+  common/protocol/bounded_json.cpp
 run response_parser_fuzz
 # The bundled price table, generated as CMake does (supervisor/CMakeLists.txt), for price_table.cpp.
 awk -v json=supervisor/cost/default_prices.json '

@@ -5,10 +5,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 
+#include "bounded_json.hpp"
 #include "json_reader.hpp"
 
 namespace cbm {
@@ -58,7 +59,9 @@ std::optional<double> PriceTable::search_call(std::string_view engine) const {
 
 PriceTable parse_price_table(std::string_view json, const std::string& origin) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
+  // A price file is a few dozen values: a hostile one is refused before it costs a deep stack.
+  if (auto shape = json_shape_problem(json, JsonBounds{16, 100000})) bad(origin, "refused: " + *shape);
+  doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
   if (doc.HasParseError()) {
     bad(origin, std::string("not JSON: ") + rapidjson::GetParseError_En(doc.GetParseError()) + " at byte " +
                     std::to_string(doc.GetErrorOffset()));
@@ -118,12 +121,17 @@ PriceTable parse_price_table(std::string_view json, const std::string& origin) {
 }
 
 PriceTable load_price_file(const std::string& path) {
+  constexpr std::streamsize kMaxBytes = 1 << 20;  // a real one is a few KiB
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) bad(path, "is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) bad(path, "cannot be read");
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  std::string text(static_cast<std::size_t>(kMaxBytes) + 1, '\0');
+  in.read(text.data(), kMaxBytes + 1);
   if (in.bad()) bad(path, "cannot be read");
-  return parse_price_table(ss.str(), path);
+  if (in.gcount() > kMaxBytes) bad(path, "is larger than 1 MiB: not a price file");
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return parse_price_table(text, path);
 }
 
 const PriceTable& bundled_price_table() {

@@ -447,10 +447,12 @@ std::optional<Journal::Found> Journal::inspect(const std::filesystem::path& path
   found.journal = parse_header(read_first_line(path)).has_value();
   if (!found.journal) return found;
   // The status is the record's one "status" key, written by this program's encoder: a string value
-  // cannot hold it unescaped. A not_read range has none.
+  // cannot hold it unescaped, and it comes before `fields` (whose names are the input's: a column
+  // may be called "status"). A not_read range has none.
   found.finished = read_record_lines(path, [&](std::string_view line) {
-    if (line.find("\"status\":\"") != std::string_view::npos &&
-        line.find("\"status\":\"cancelled\"") == std::string_view::npos) {
+    constexpr std::string_view kStatus = "\"status\":\"";
+    const std::size_t at = line.find(kStatus);
+    if (at != std::string_view::npos && !line.substr(at + kStatus.size()).starts_with("cancelled\"")) {
       ++found.results;
     }
   });
@@ -570,8 +572,13 @@ void Journal::compact(std::uint32_t from_round) {
     const auto decoded = decode_unread_topics(*unread);
     return decoded && decoded.value().round >= from_round;
   });
-  w.fd.reset();  // if the reopen fails, the writer's next write fails (run aborts)
-  w.fd.reset(open_append(w.path, OpenAs::append));
+  w.fd.reset();
+  try {
+    w.fd.reset(open_append(w.path, OpenAs::append));
+  } catch (const std::exception& e) {  // a usage error here would end the run with exit 2: the run aborts
+    w.fail(std::string("cannot reopen the journal after compacting it: ") + e.what());
+    return;
+  }
   w.last_sync = std::chrono::steady_clock::now();  // the rewrite was made durable
   w.dirty = false;
 }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -105,6 +106,19 @@ UniqueFd open_output_file(const std::string& field, const std::filesystem::path&
     throw PathError(problem(field, path, std::string("cannot stat: ") + std::strerror(errno)));
   }
   if (!S_ISREG(st.st_mode)) throw PathError(problem(field, path, not_regular(st.st_mode)));
+  if (!created) {
+    // A file found there may have been planted: another name of a file elsewhere (a hard link: writing
+    // it writes that file), or, for a run as root, another user's file (as fs.protected_regular
+    // refuses an O_CREAT open of it in a sticky directory, which this second open is not).
+    if (st.st_nlink != 1) {
+      throw PathError(problem(field, path, "has " + std::to_string(st.st_nlink) +
+                                               " hard links: refused (writing it would write the other names)"));
+    }
+    if (::geteuid() == 0 && st.st_uid != 0) {
+      throw PathError(problem(field, path, "belongs to user " + std::to_string(st.st_uid) +
+                                               ": a run as root does not write another user's file"));
+    }
+  }
   const int status = ::fcntl(fd.get(), F_GETFL);
   if (status < 0 || ::fcntl(fd.get(), F_SETFL, status & ~O_NONBLOCK) != 0 ||
       (how == OpenAs::replace && !created && ::ftruncate(fd.get(), 0) != 0) ||

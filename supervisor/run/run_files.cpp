@@ -5,6 +5,7 @@
 #include <system_error>
 
 #include "journal.hpp"
+#include "journal_lock.hpp"
 
 namespace cbm {
 namespace {
@@ -54,7 +55,11 @@ std::vector<RunPath> run_paths(const RunConfig& c) {
   std::vector<RunPath> out;
   if (!c.topics_file.empty() && c.topics_file != "-") out.push_back({"topics_file", c.topics_file, false});
   if (!c.output.empty()) out.push_back({"output", c.output, true});
-  if (!c.journal.empty()) out.push_back({"journal", c.journal, true});
+  if (!c.journal.empty()) {
+    out.push_back({"journal", c.journal, true});
+    // Its lock file is written too (the holder's pid): no other file may be it.
+    out.push_back({"journal", JournalLock::lock_path(c.journal), true});
+  }
   if (!c.log_file.empty()) out.push_back({"log_file", c.log_file, true});
   if (!c.results_jsonl.empty() && c.results_jsonl != "-") out.push_back({"results_jsonl", c.results_jsonl, true});
   return out;

@@ -124,6 +124,22 @@ TEST_CASE("a file opened for the run is created 0600 whatever the umask, and nev
   CHECK(cbm::test::read_text(dir / "victim") == "precious");
 }
 
+TEST_CASE("a file found at a run's path is not written when it is another name of a file, or, for root, another user's",
+          "[run_files]") {
+  TempDir dir;
+  write_text(dir / "victim", "precious");
+  fs::create_hard_link(dir / "victim", dir / "run.log");
+  CHECK_THROWS_WITH(cbm::open_output_file("log_file", dir / "run.log", cbm::OpenAs::replace, 0600),
+                    Catch::Contains("2 hard links"));
+  CHECK(cbm::test::read_text(dir / "victim") == "precious");
+  if (::geteuid() != 0) return;  // only a run as root refuses other users' files
+  write_text(dir / "theirs.jsonl", "theirs");
+  REQUIRE(::chown((dir / "theirs.jsonl").c_str(), 65534, 65534) == 0);
+  CHECK_THROWS_WITH(cbm::open_output_file("journal", dir / "theirs.jsonl", cbm::OpenAs::replace, 0600),
+                    Catch::Contains("belongs to user 65534"));
+  CHECK(cbm::test::read_text(dir / "theirs.jsonl") == "theirs");
+}
+
 TEST_CASE("a journal's lock refuses a second holder in the same process and names this process's pid", "[run_files]") {
   TempDir dir;
   const fs::path journal = dir / "r.journal.jsonl";
