@@ -83,6 +83,13 @@ long proc_value(pid_t pid, const std::string& file, const std::string& key) {
 // The baseline a run's peak RSS is held to: far below the inputs these tests feed it (50 MB and more),
 // and above what the supervisor needs for itself in threading mode.
 constexpr long kRssBoundKib = 40 * 1024;
+// Under a sanitizer a process's resident memory is mostly the sanitizer's (shadow memory, freed blocks
+// held in quarantine): the bounds below are the product's, checked in the normal builds.
+#ifdef CBM_TEST_SANITIZED
+constexpr bool kMemoryIsMeasurable = false;
+#else
+constexpr bool kMemoryIsMeasurable = true;
+#endif
 
 }  // namespace
 
@@ -132,7 +139,7 @@ TEST_CASE("/dev/zero as the topics file: memory stays flat and SIGTERM ends the 
   REQUIRE(eventually([&] { return proc_value(pid, "io", "rchar:") > 256L * 1024 * 1024; }, 60s));
   const long hwm = proc_value(pid, "status", "VmHWM:");
   CHECK(hwm > 0);
-  CHECK(hwm < kRssBoundKib);
+  if (kMemoryIsMeasurable) CHECK(hwm < kRssBoundKib);
   const auto signalled = std::chrono::steady_clock::now();
   run.process->signal(SIGTERM);
   const auto raw = run.process->wait_for(20s);  // a hang guard, not a bound on the latency
@@ -163,7 +170,7 @@ TEST_CASE("a 50 MB line is skipped with its line number without being held, and 
   INFO(run.diagnostics());
   const std::string log = run.log_text();
   CHECK_THAT(log, Catch::Contains("topics line 2 skipped: longer than 4096 bytes (52428800)"));
-  CHECK(peak_rss_kib(log) < kRssBoundKib);
+  if (kMemoryIsMeasurable) CHECK(peak_rss_kib(log) < kRssBoundKib);
   const auto by_topic = status_by_topic(parse_report(run.report()));
   CHECK(by_topic == std::map<std::string, std::string>{{"before the long line", "succeeded"},
                                                         {"after the long line", "succeeded"}});
@@ -190,7 +197,7 @@ TEST_CASE("2,000,000 invalid lines: the first 100 are logged, then one summary, 
   CHECK_THAT(log, !Catch::Contains("topics line 102 skipped"));
   CHECK_THAT(log, Catch::Contains("1999900 more invalid topics lines skipped (2000000 in all"));
   CHECK(log.size() < 64 * 1024);
-  CHECK(peak_rss_kib(log) < kRssBoundKib);
+  if (kMemoryIsMeasurable) CHECK(peak_rss_kib(log) < kRssBoundKib);
   const auto report = parse_report(run.report());
   CHECK(report["summary"]["invalid_input_lines"].GetInt64() == kInvalid);
   CHECK(status_by_topic(report) == std::map<std::string, std::string>{{"the one valid topic", "succeeded"}});
