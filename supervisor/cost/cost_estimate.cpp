@@ -33,6 +33,22 @@ StepEstimate& step_of(std::vector<StepEstimate>& steps, const std::string& step,
   return steps.back();
 }
 
+// One chat call of a step: its request, and its tokens as likely and at most (input, output).
+void add_chat_call(CostEstimate& e, const std::string& step, const std::string& model, ModelTokens likely,
+                   ModelTokens at_most) {
+  StepEstimate& s = step_of(e.steps, step, model, "chat");
+  ++s.requests;
+  s.input_tokens += likely.input;
+  s.output_tokens_likely += likely.output;
+  s.output_tokens_max += at_most.output;
+  ModelTokens& l = e.likely.models[model];
+  l.input += likely.input;
+  l.output += likely.output;
+  ModelTokens& m = e.at_most.models[model];
+  m.input += at_most.input;
+  m.output += at_most.output;
+}
+
 PriceTable batch_prices(const PriceTable& online) {
   PriceTable batch = online;
   for (auto& [model, p] : batch.models) {
@@ -112,17 +128,9 @@ CostEstimate estimate_run(const RunConfig& cfg) {
       ++e.likely.search_calls;
       ++e.at_most.search_calls;
       if (via_tool) {
-        StepEstimate& s = step_of(e.steps, "search", p.tool_model, "chat");
         const std::int64_t in = message_tokens(prompts.search_system.render(t->topic, "", t->fields)) +
                                 message_tokens(prompts.search_user.render(t->topic, "", t->fields)) + sources;
-        ++s.requests;
-        s.input_tokens += in;
-        s.output_tokens_likely += summary_likely;
-        s.output_tokens_max += max_out;
-        e.likely.models[p.tool_model].input += in;
-        e.likely.models[p.tool_model].output += summary_likely;
-        e.at_most.models[p.tool_model].input += in;
-        e.at_most.models[p.tool_model].output += max_out;
+        add_chat_call(e, "search", p.tool_model, {in, summary_likely}, {in, max_out});
       } else {
         ++step_of(e.steps, "search", p.search_settings.engine, "web_search_api").requests;
       }
@@ -133,15 +141,7 @@ CostEstimate estimate_run(const RunConfig& cfg) {
     // The sources block appears once per placeholder use; count it once (the built-in prompts use it once).
     const std::int64_t in_likely = rendered + sources + (via_tool ? summary_likely : 0);
     const std::int64_t in_max = rendered + sources + (via_tool ? max_out : 0);
-    StepEstimate& a = step_of(e.steps, "analysis", p.chat_model, "chat");
-    ++a.requests;
-    a.input_tokens += in_likely;
-    a.output_tokens_likely += analysis_likely;
-    a.output_tokens_max += max_out;
-    e.likely.models[p.chat_model].input += in_likely;
-    e.likely.models[p.chat_model].output += analysis_likely;
-    e.at_most.models[p.chat_model].input += in_max;
-    e.at_most.models[p.chat_model].output += max_out;
+    add_chat_call(e, "analysis", p.chat_model, {in_likely, analysis_likely}, {in_max, max_out});
   }
   e.invalid_lines = plan.held_invalid_count() + round.source->invalid_count();
   if (cfg.iterations > 1) {

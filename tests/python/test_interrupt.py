@@ -53,24 +53,35 @@ def read_until(process, prefix):
     raise AssertionError(f"the program ended (status {process.wait()}) before printing '{prefix}'")
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_ctrl_c_drains_then_stops_at_once_and_raises_keyboard_interrupt_with_the_results(start_simulator, mode):
-    # Two quick topics finish; the others hang at the simulator until stopped. The first Ctrl+C drains
-    # (the hanging ones in flight may finish, for up to drain_grace = 120 s); the second stops them now.
-    simulator = start_simulator()
-    process = start_program(simulator, mode)
+def outcome_after(process, actions):
+    """Runs ``actions`` (reading the program's lines, sending it signals), then returns the outcome it
+    prints; the program must exit 0. It is killed if anything fails first."""
     try:
-        # Ctrl+C once the two quick topics are done; again once the drain has cancelled a queued topic.
-        assert {read_until(process, "result").split()[1] for _ in range(2)} == {"0", "1"}
-        os.kill(process.pid, signal.SIGINT)
-        read_until(process, "result")
-        os.kill(process.pid, signal.SIGINT)
+        actions()
         outcome = json.loads(read_until(process, "outcome").split(" ", 1)[1])
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    return outcome
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_drains_then_stops_at_once_and_raises_keyboard_interrupt_with_the_results(start_simulator, mode):
+    # Two quick topics finish; the others hang at the simulator until stopped. The first Ctrl+C drains
+    # (the hanging ones in flight may finish, for up to drain_grace = 120 s); the second stops them now.
+    simulator = start_simulator()
+    process = start_program(simulator, mode)
+
+    def ctrl_c_twice():
+        # Ctrl+C once the two quick topics are done; again once the drain has cancelled a queued topic.
+        assert {read_until(process, "result").split()[1] for _ in range(2)} == {"0", "1"}
+        os.kill(process.pid, signal.SIGINT)
+        read_until(process, "result")
+        os.kill(process.pid, signal.SIGINT)
+
+    outcome = outcome_after(process, ctrl_c_twice)
 
     assert outcome["raised"] == "KeyboardInterrupt"
     statuses = outcome["statuses"]
@@ -88,15 +99,12 @@ def test_ctrl_c_drains_then_stops_at_once_and_raises_keyboard_interrupt_with_the
 def test_one_ctrl_c_lets_the_tasks_in_flight_finish(start_simulator, mode):
     simulator = start_simulator("--latency-ms", "200")
     process = start_program(simulator, mode, SCRIPT.replace(" [[fault:hang]]", ""))
-    try:
+
+    def ctrl_c_once():
         read_until(process, "result")
         os.kill(process.pid, signal.SIGINT)
-        outcome = json.loads(read_until(process, "outcome").split(" ", 1)[1])
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+
+    outcome = outcome_after(process, ctrl_c_once)
 
     assert outcome["raised"] == "KeyboardInterrupt"
     statuses = outcome["statuses"]
