@@ -388,8 +388,11 @@ class Executor {
     } catch (const std::invalid_argument& e) {
       throw py::value_error(python_message(e.what()));
     }
+    // Results wait for the calling thread in a bounded queue: a slow callback holds the run back
+    // rather than letting the waiting results grow without bound.
     executor_->on_result([this](const cb::Result& r) {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
+      room_.wait(lock, [&] { return !forward_ || pending_.size() < kMaxPending; });
       if (!forward_) return;
       pending_.push_back(r);
       wake_.notify_one();
@@ -447,13 +450,15 @@ class Executor {
     struct JoinOnExit {
       std::thread& thread;
       cb::Executor& executor;
+      Executor& self;
       ~JoinOnExit() {
         if (!thread.joinable()) return;
+        self.stop_forwarding();
         executor.stop_current(true);
         py::gil_scoped_release release;
         thread.join();
       }
-    } join_on_exit{engine, *executor_};
+    } join_on_exit{engine, *executor_, *this};
 
     int interrupts = 0;
     std::optional<py::error_already_set> python_error;
@@ -478,6 +483,7 @@ class Executor {
         std::unique_lock lock(mu_);
         wake_.wait_for(lock, kSlice, [&] { return done_ || !pending_.empty(); });
         batch.swap(pending_);
+        room_.notify_all();
         done = done_;
       }
       for (const auto& r : batch) {
@@ -514,6 +520,12 @@ class Executor {
 
   void stop() { executor_->stop(); }
   void stop_now() { executor_->stop_now(); }
+  // Results are no longer handed over: a callback waiting for room goes on.
+  void stop_forwarding() {
+    std::lock_guard lock(mu_);
+    forward_ = false;
+    room_.notify_all();
+  }
   bool stop_current_now() { return executor_->stop_current(true); }
   void reload_topics() { executor_->reload_topics(); }
   void log_status() { executor_->log_status(); }
@@ -522,7 +534,9 @@ class Executor {
   py::object result_type_;
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<cb::Result> pending_;  // Results for the callback, not yet handed over
+  static constexpr std::size_t kMaxPending = 4096;
+  std::deque<cb::Result> pending_;  // Results for the callback, not yet handed over (at most kMaxPending)
+  std::condition_variable room_;    // the engine's callback: room in pending_, or forwarding ended
   bool running_ = false;            // a call of run() is in progress
   bool forward_ = false;            // this run has a callback
   bool done_ = false;               // the engine thread's call has returned
