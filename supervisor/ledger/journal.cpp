@@ -176,20 +176,24 @@ bool read_record_lines(const std::filesystem::path& path,
 }
 
 std::string read_first_line(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  std::FILE* f = fd < 0 ? nullptr : ::fdopen(fd, "r");
-  if (f == nullptr) {
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    throw std::runtime_error("cannot open journal '" + path.string() + "': " + std::strerror(err));
+  // O_NONBLOCK: a FIFO put at the path cannot hold the open; the header is read within a bound (a
+  // file of one endless line is no journal).
+  constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  struct stat st {};
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0) {
+    throw std::runtime_error("cannot open journal '" + path.string() + "': " + std::strerror(errno));
   }
-  char* buf = nullptr;
-  std::size_t cap = 0;
-  const ssize_t n = ::getline(&buf, &cap, f);
-  std::string line = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-  std::free(buf);
-  std::fclose(f);
-  if (line.ends_with('\n')) line.pop_back();
+  if (!S_ISREG(st.st_mode)) throw std::runtime_error("'" + path.string() + "' is not a regular file");
+  std::string line;
+  char chunk[4096];
+  while (line.size() < kMaxHeaderBytes && line.find('\n') == std::string::npos) {
+    const ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    line.append(chunk, static_cast<std::size_t>(n));
+  }
+  if (const std::size_t nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
   return line;
 }
 
