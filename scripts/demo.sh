@@ -23,7 +23,7 @@ echo "demo: analysing the default topics against the simulator on 127.0.0.1:$por
 status=0
 BIGMODEL_API_KEY=demo-key build/bin/concurrent_bigmodel \
   --base-url "http://127.0.0.1:$port/api/paas/v4" \
-  --output "$report" --log-file demo-output/concurrent_bigmodel.log --delay 0 || status=$?
+  --output "$report" --log-file demo-output/concurrent_bigmodel.log --delay 0 --fresh || status=$?
 
 python3 - "$report" <<'PY' 2>/dev/null || head -c 2000 "$report"
 import json, sys

@@ -31,8 +31,12 @@ std::string summary_line(const concurrent_bigmodel::Summary& s, const std::strin
 std::string spend_part(const concurrent_bigmodel::Summary& s) {
   std::string text = "; tokens ";
   text += std::to_string(s.usage.total_tokens);
+  if (!s.estimated_cost) {  // a model or search engine the price table has no price for
+    text += ", estimated cost unknown (no price for a model used; give one with --price-file)";
+    return text;
+  }
   text += ", estimated cost ";
-  text += s.estimated_cost ? format_money(*s.estimated_cost, s.cost_currency) : std::string("unknown");
+  text += format_money(*s.estimated_cost, s.cost_currency);
   text += " (prices of ";
   text += s.price_table_date;
   text += ')';
