@@ -118,7 +118,8 @@ CostEstimate estimate_run(const RunConfig& cfg) {
 
   std::unordered_set<std::string> seen;  // keys of repeated topics only
   while (auto t = round.source->next()) {
-    if (std::binary_search(round.duplicated.begin(), round.duplicated.end(), task_hash(t->topic, t->fields)) &&
+    const auto& repeated = round.survey.duplicated;
+    if (std::binary_search(repeated.begin(), repeated.end(), task_hash(t->topic, t->fields)) &&
         !seen.insert(task_key(t->topic, t->fields)).second) {
       ++e.repeated;
       continue;

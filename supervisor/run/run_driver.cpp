@@ -220,8 +220,8 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
     if (control.take_reload()) topics.on_reload_request(log);
     ledger.begin_round(round);
     TopicPlan::Round next = topics.next_round();
-    progress.begin_round(round, next.topics);
-    DedupingSource deduped(*next.source, ledger, round, RoundSurvey{next.topics, std::move(next.duplicated), next.counted});
+    progress.begin_round(round, next.survey.topics);
+    DedupingSource deduped(*next.source, ledger, round, std::move(next.survey));
     executor->run_round(round, deduped);
     log_invalid_lines(log, deduped.take_invalid_lines(), deduped.invalid_count());
     ledger.note_invalid_lines(deduped.invalid_count());

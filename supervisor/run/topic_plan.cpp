@@ -69,9 +69,8 @@ TopicPlan::TopicPlan(const RunConfig& cfg, StopCheck stop)
   if (hashes.empty() && !stream->stopped()) {
     no_topics_ = no_topics_message(cfg.topics_file, reader->lines(), reader->invalid_count());
   }
-  stream_topics_ = hashes.size();
-  stream_counted_ = !stream->stopped();
-  stream_duplicated_ = survey_of(std::move(hashes)).duplicated;
+  stream_survey_ = survey_of(std::move(hashes));
+  stream_survey_.complete = !stream->stopped();
   stream_ = std::move(stream);
 }
 
@@ -92,15 +91,11 @@ TopicPlan::Round TopicPlan::next_round() {
   if (stream_) {
     stream_->rewind();
     round.source = topics_from_stream(stream_->file(), spec_);
-    round.topics = stream_topics_;
-    round.counted = stream_counted_;
-    round.duplicated = std::move(stream_duplicated_);
+    round.survey = std::move(stream_survey_);
     return round;
   }
-  RoundSurvey survey = survey_round(*topics_from_rows(list_));
+  round.survey = survey_round(*topics_from_rows(list_));
   round.source = topics_from_rows(list_);
-  round.topics = survey.topics;
-  round.duplicated = std::move(survey.duplicated);
   return round;
 }
 

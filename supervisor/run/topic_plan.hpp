@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "duplicate_topics.hpp"
 #include "input_stream.hpp"
 #include "logger.hpp"
 #include "run_config.hpp"
@@ -55,9 +56,7 @@ class TopicPlan {
 
   struct Round {
     std::unique_ptr<TopicSource> source;
-    std::size_t topics = 0;                // counted before the round (duplicates included)
-    std::vector<std::uint64_t> duplicated;  // the hashes of repeated topics (duplicate_topics.hpp)
-    bool counted = true;  // false: a stop cut the counting pass short (`topics` is what it had read)
+    RoundSurvey survey;  // counted before the round: its topics (duplicates included), the repeated ones
   };
   // The next round's topics.
   Round next_round();
@@ -75,9 +74,7 @@ class TopicPlan {
   std::optional<std::string> no_topics_;
   // Streamed: the file and its counting pass.
   std::unique_ptr<InputStream> stream_;
-  std::size_t stream_topics_ = 0;
-  bool stream_counted_ = true;
-  std::vector<std::uint64_t> stream_duplicated_;
+  RoundSurvey stream_survey_;
   // Held: the list, and what its read skipped.
   std::shared_ptr<const std::vector<TopicRow>> list_;
   std::vector<InvalidLine> held_invalid_;
