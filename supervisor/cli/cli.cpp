@@ -452,30 +452,23 @@ struct Flags {
   void add_via(CLI::App& app) {
     const char* group = "Cost";
     app.add_option("--via", via,
-                   "online: a chat call per attempt | batch: the analysis step goes through the Batch API
-"
-                   "(half price, answers within the batch's window, 24 h target; --timeout then applies to
-"
-                   "online steps only). The search step runs online first: the platform's batch FAQ does not
-"
-                   "list the web_search tool; for big batch runs use --search-via api (no model tokens) or
-"
-                   "--no-search. --mode does not matter with batch. TERM/INT: the waiting lines are
-"
+                   "online: a chat call per attempt | batch: the analysis step goes through the Batch API\n"
+                   "(half price, answers within the batch's window, 24 h target; --timeout then applies to\n"
+                   "online steps only). The search step runs online first: the platform's batch FAQ does not\n"
+                   "list the web_search tool; for big batch runs use --search-via api (no model tokens) or\n"
+                   "--no-search. --mode does not matter with batch. TERM/INT: the waiting lines are\n"
                    "cancelled, the batch goes on, --resume collects it (README \"Cheaper runs\")")
         ->check(CLI::IsMember({"online", "batch"}))
         ->capture_default_str()
         ->group(group);
     app.add_option("--batch-retry", batch_retry,
-                   "An expired or cancelled batch's unanswered lines, within --max-retries: batch (a new
-"
+                   "An expired or cancelled batch's unanswered lines, within --max-retries: batch (a new\n"
                    "batch, half price) | online (full price, now) | none (the tasks fail)")
         ->check(CLI::IsMember({"batch", "online", "none"}))
         ->capture_default_str()
         ->group(group);
     app.add_flag("--cancel-batch-on-stop", cfg.cancel_batch_on_stop,
-                 "TERM/INT cancels the batches in progress (default: they go on, paid for, and --resume
-"
+                 "TERM/INT cancels the batches in progress (default: they go on, paid for, and --resume\n"
                  "collects them)")
         ->group(group);
     // Hidden: the platform's cap is the right size; a smaller one splits a run into more files.
