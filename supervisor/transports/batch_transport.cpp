@@ -74,7 +74,7 @@ BatchTransport::BatchTransport(const RunConfig& config, RunControl& control, Run
       http_(config.client.http, static_cast<std::size_t>(std::max(1, config.concurrency)), control.wake_fd()),
       api_(config.client, std::max(config.timeout, milliseconds(std::chrono::minutes(10)))),
       token_(random_token()),
-      slots_(std::max<std::size_t>(1, config.batch.max_lines) * kFilesInFlight) {
+      slot_count_(std::max<std::size_t>(1, config.batch.max_lines) * kFilesInFlight) {
   const std::size_t online = static_cast<std::size_t>(std::max(1, config.concurrency));
   http_owner_.resize(online);
   for (std::size_t i = online; i-- > 0;) http_free_.push_back(i);
@@ -203,7 +203,8 @@ void BatchTransport::pump_online() {
   while (!http_free_.empty() && !online_queue_.empty()) {
     const std::size_t slot = online_queue_.front();
     online_queue_.pop_front();
-    if (slots_[slot].stage != Stage::online_queued) continue;  // cancelled meanwhile
+    const auto it = slots_.find(slot);
+    if (it == slots_.end() || it->second.stage != Stage::online_queued) continue;  // cancelled meanwhile
     start_online(slot);
   }
 }
@@ -221,11 +222,8 @@ void BatchTransport::start_online(std::size_t slot) {
 }
 
 void BatchTransport::end(std::size_t slot, AttemptOutcome outcome) {
-  Slot& s = slots_[slot];
   ended_.add(slot, std::move(outcome));
-  s.attempt.reset();
-  s.pending.reset();
-  s.stage = Stage::idle;
+  slots_.erase(slot);
 }
 
 void BatchTransport::end_with(std::size_t slot, ErrorKind kind, ErrorClass cls, std::string message) {
@@ -239,8 +237,9 @@ void BatchTransport::end_with(std::size_t slot, ErrorKind kind, ErrorClass cls, 
 }
 
 void BatchTransport::cancel(std::size_t slot, CancelCause /*cause*/) {
-  Slot& s = slots_[slot];
-  if (!s.attempt) return;
+  const auto found = slots_.find(slot);
+  if (found == slots_.end() || !found->second.attempt) return;
+  Slot& s = found->second;
   switch (s.stage) {
     case Stage::online:
       http_.cancel(s.http_slot);

@@ -57,7 +57,7 @@ class BatchTransport final : public Transport {
   BatchTransport(const RunConfig& config, RunControl& control, RunLedger& ledger, Logger& log);
   ~BatchTransport() override;
 
-  std::size_t slots() const override { return slots_.size(); }
+  std::size_t slots() const override { return slot_count_; }
   std::string_view slot_label() const override { return "b"; }
   Clock::duration attempt_timeout(Clock::duration /*configured*/) const override { return kLineDeadline; }
   void start(std::size_t slot, const Task& task, Clock::time_point deadline) override;
@@ -132,7 +132,9 @@ class BatchTransport final : public Transport {
   BatchApi api_;
   const std::string token_;
   std::uint64_t next_seq_ = 1;
-  std::vector<Slot> slots_;
+  // The slots with an attempt (most of the many slots are idle: a slot's state is made when used).
+  const std::size_t slot_count_;
+  std::unordered_map<std::size_t, Slot> slots_;
   std::vector<std::size_t> http_owner_;  // http slot -> transport slot
   std::vector<std::size_t> http_free_;
   std::deque<std::size_t> online_queue_;
