@@ -120,7 +120,7 @@ void BatchTransport::start(std::size_t slot, const Task& task, Clock::time_point
     // Its line's answer came with a batch --resume collected before this attempt started.
     s.attempt->continue_at_analysis();
     (void)s.attempt->next_request();
-    answer(slot, answered.mapped());
+    answer(slot, answered.mapped().first, answered.mapped().second);
     return;
   }
   if (const auto it = restored_.find(s.custom_id); it != restored_.end()) {
@@ -222,6 +222,11 @@ void BatchTransport::start_online(std::size_t slot) {
 }
 
 void BatchTransport::end(std::size_t slot, AttemptOutcome outcome) {
+  const Slot& s = slots_[slot];
+  // The step a batch answered names it (its price is the batch's: Spend::batch_models).
+  if (!s.answered_by.empty() && !outcome.steps.empty() && outcome.steps.back().name == "analysis") {
+    outcome.steps.back().batch_id = s.answered_by;
+  }
   ended_.add(slot, std::move(outcome));
   slots_.erase(slot);
 }
@@ -498,16 +503,16 @@ void BatchTransport::answer_line(File& f, const BatchOutputLine& line) {
     const auto restored = restored_.find(line.custom_id);
     if (f.restored && restored != restored_.end() && files_.count(restored->second) != 0 &&
         &files_.at(restored->second) == &f) {
-      answered_.insert_or_assign(line.custom_id, line);
+      answered_.insert_or_assign(line.custom_id, std::make_pair(line, f.batch_id));
     }
     return;
   }
   const std::size_t slot = it->second;
   f.waiting.erase(it);
-  answer(slot, line);
+  answer(slot, line, f.batch_id);
 }
 
-void BatchTransport::answer(std::size_t slot, const BatchOutputLine& line) {
+void BatchTransport::answer(std::size_t slot, const BatchOutputLine& line, const std::string& batch_id) {
   restored_.erase(line.custom_id);
   retry_online_.erase(line.custom_id);
   HttpResponse response;
@@ -515,6 +520,7 @@ void BatchTransport::answer(std::size_t slot, const BatchOutputLine& line) {
   response.body = line.body;
   response.content_type = "application/json";
   Slot& s = slots_[slot];
+  s.answered_by = batch_id;
   s.attempt->on_answer(protocol_.interpret(Endpoint::chat_completions, Result<HttpResponse, TransportError>(response)));
   s.stage = Stage::idle;
   send_next(slot);

@@ -75,6 +75,7 @@ class BatchTransport final : public Transport {
     Endpoint endpoint = Endpoint::chat_completions;
     std::size_t http_slot = 0;           // online: its exchange
     std::uint64_t file = 0;              // in_file: the file (files_ key) its line is in
+    std::string answered_by;             // the batch that answered its analysis step
   };
   enum class Phase {
     open,       // taking lines
@@ -115,7 +116,7 @@ class BatchTransport final : public Transport {
   void poll_due();
   void collect(File& f, const BatchObject& batch);
   void answer_line(File& f, const BatchOutputLine& line);
-  void answer(std::size_t slot, const BatchOutputLine& line);
+  void answer(std::size_t slot, const BatchOutputLine& line, const std::string& batch_id);
   void stop_batches();
   bool journal(const BatchRecord& r, File& f);
   void fail_file(File& f, const ApiError& error, const std::string& while_doing);
@@ -147,7 +148,7 @@ class BatchTransport final : public Transport {
   std::unordered_map<std::string, std::uint64_t> restored_;  // custom_id -> its journalled file
   std::unordered_set<std::string> retry_online_;             // --batch-retry online: next analysis online
   // Answers of a collected journalled file's lines whose attempts had not started (--resume).
-  std::unordered_map<std::string, BatchOutputLine> answered_;
+  std::unordered_map<std::string, std::pair<BatchOutputLine, std::string>> answered_;  // and its batch id
   std::vector<AsyncHttp::Finished> finished_;
   EndedAttempts ended_;
   EndedAttempts delivering_;

@@ -27,6 +27,10 @@ constexpr int kManyTopics = 400;
 constexpr int kManyTopics = 2000;
 #endif
 
+constexpr const char* kPrices = R"({"currency": "CNY", "date": "2031-01-02",
+  "models": {"glm-4.5-air": {"input_per_million": 1000, "output_per_million": 2000}},
+  "search_per_call": {"search_std": 0}})";
+
 rapidjson::Document parse_json(const std::string& text) {
   rapidjson::Document d;
   d.Parse(text.c_str(), text.size());
@@ -102,12 +106,17 @@ TEST_CASE("a big run via batch gives the report an online run gives, each line u
   Simulator sim({"--batch-seconds", "0.5"});
   TempDir online;
   TempDir batch;
-  write_topics(online, kManyTopics);
-  write_topics(batch, kManyTopics);
-  REQUIRE(run_cli(sim, online, mode, {"--topics-file", "topics.txt", "--no-search", "--output", "report.json"}).status == 0);
+  for (const TempDir* d : {&online, &batch}) {
+    write_topics(*d, kManyTopics);
+    write_text(*d / "prices.json", kPrices);
+  }
+  REQUIRE(run_cli(sim, online, mode,
+                  {"--topics-file", "topics.txt", "--no-search", "--output", "report.json", "--price-file", "prices.json"})
+              .status == 0);
   sim.reset_stats();
   const Finished f = run_cli(sim, batch, mode,
-                             {"--topics-file", "topics.txt", "--no-search", "--output", "report.json", "--via", "batch"});
+                             {"--topics-file", "topics.txt", "--no-search", "--output", "report.json", "--price-file",
+                              "prices.json", "--via", "batch"});
   INFO(f.err);
   REQUIRE(f.status == 0);
   CHECK(sim.requests_total() == 0);  // nothing went online
@@ -120,7 +129,13 @@ TEST_CASE("a big run via batch gives the report an online run gives, each line u
   REQUIRE(b["results"].Size() == static_cast<rapidjson::SizeType>(kManyTopics));
   CHECK(succeeded(b) == kManyTopics);
   CHECK(keys_of(a["results"][0]) == keys_of(b["results"][0]));
-  CHECK(keys_of(a["results"][0]["steps"][0]) == keys_of(b["results"][0]["steps"][0]));
+  // A step a batch answered names it, and is priced at half the list price.
+  auto batch_step = keys_of(b["results"][0]["steps"][0]);
+  CHECK(batch_step.erase("batch_id") == 1);
+  CHECK(keys_of(a["results"][0]["steps"][0]) == batch_step);
+  const double online_cost = a["summary"]["estimated_cost"]["amount"].GetDouble();
+  CHECK(online_cost > 0);
+  CHECK(b["summary"]["estimated_cost"]["amount"].GetDouble() == Approx(online_cost / 2));
   CHECK(a["results"][0]["usage"]["total_tokens"].GetInt64() == b["results"][0]["usage"]["total_tokens"].GetInt64());
 }
 
