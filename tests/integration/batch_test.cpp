@@ -172,7 +172,7 @@ TEST_CASE("lines beyond --batch-max-lines go into more files, one batch each", "
   CHECK(succeeded(report_of(dir)) == 250);
 }
 
-TEST_CASE("--batch-max-lines outside 1..50000 is a usage error naming the flag", "[batch]") {
+TEST_CASE("a --batch-max-lines outside 1 to 50000 is a usage error naming the flag", "[batch]") {
   Simulator sim;
   TempDir dir;
   const Finished f = run_cli(sim, dir, "asyncio", {"--topics", "x", "--via", "batch", "--batch-max-lines", "50001"});
@@ -223,8 +223,8 @@ TEST_CASE("kill -9 during the upload, the polling or the download, then --resume
   CHECK(sim.batch_stat("batches_created") == 1);
 }
 
-TEST_CASE("TERM while a batch runs: exit 143, the report names the batch, the batch goes on; "
-          "--resume collects it",
+TEST_CASE("TERM while a batch runs: exit 143, the report names the batch, the batch goes on, "
+          "and --resume collects it",
           "[batch][signals]") {
   constexpr int kTopics = 20;
   Simulator sim({"--batch-seconds", "0.5"});
@@ -279,7 +279,7 @@ TEST_CASE("TERM with --cancel-batch-on-stop cancels the batch", "[batch][signals
   sim.batch_release();
 }
 
-TEST_CASE("an expired batch keeps its answered lines; the rest follow --batch-retry", "[batch]") {
+TEST_CASE("an expired batch keeps its answered lines and the rest follow --batch-retry", "[batch]") {
   const std::string retry = GENERATE(as<std::string>{}, "online", "none");
   INFO("--batch-retry " << retry);
   constexpr int kTopics = 20;

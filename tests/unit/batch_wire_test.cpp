@@ -73,7 +73,7 @@ TEST_CASE("batch and file lists are read page by page", "[batch]") {
   CHECK_FALSE(cbm::parse_file_list(R"({"object":"list"})").ok());
 }
 
-TEST_CASE("an output line gives its custom_id, status and body; error lines too", "[batch]") {
+TEST_CASE("an output line gives its custom_id, status and body, and so does an error line", "[batch]") {
   const auto ok = cbm::parse_batch_output_line(
       R"({"response":{"status_code":200,"body":{"id":"r","choices":[],"request_id":"615-1-2"}},"custom_id":"1-2","id":"batch_1"})");
   REQUIRE(ok.ok());
