@@ -23,7 +23,7 @@ using TimePoint = std::chrono::system_clock::time_point;
 using Millis = std::chrono::milliseconds;
 
 constexpr std::string_view kEndpoint = "/v4/chat/completions";
-constexpr std::size_t kMaxLines = 50000;           // per file, as documented
+constexpr std::size_t kMaxBatchOutput = std::size_t{256} << 20;  // a batch's files: huge faults stop there
 constexpr std::size_t kMaxUploadedFiles = 1000;    // batch files stored, as documented
 constexpr std::size_t kMaxStoredBytes = std::size_t{2} << 30;  // every file together: the simulator's own bound
 constexpr std::size_t kMaxBatches = 10000;
@@ -501,8 +501,9 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    if (++nonblank > kMaxLines) {
-      invalid("too_many_lines", line_number, "a batch file holds at most 50000 requests", std::nullopt);
+    if (++nonblank > options_.batch_max_lines) {
+      invalid("too_many_lines", line_number,
+              "a batch file holds at most " + std::to_string(options_.batch_max_lines) + " requests", std::nullopt);
       break;
     }
     if (line.find(kFailMarker) != std::string_view::npos) {
@@ -569,6 +570,7 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     batch->ok_before.reserve(valid.size() + 1);
     batch->ok_before.push_back(0);
     std::size_t index = 0;
+    std::size_t output_bytes = 0;
     for (const Valid& line : valid) {
       std::string line_id = batch->id + "-" + std::to_string(index++);
       auto parsed = parse_chat_request(line.body, options_.models);
@@ -578,7 +580,12 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
       } else {
         const ChatRequest& chat = std::get<ChatRequest>(parsed);
         std::uint32_t param = 0;
-        const auto fault = marker_fault(chat, ledger_, param);
+        auto fault = marker_fault(chat, ledger_, param);
+        // The huge faults (huge_error, oversize) test a client's bounds; past kMaxBatchOutput they would
+        // only exhaust the simulator, so later lines are answered plainly.
+        if ((fault == Fault::kHugeError || fault == Fault::kOversize) && output_bytes > kMaxBatchOutput) {
+          fault.reset();
+        }
         if (const auto fault_answer = fault ? fault_error(*fault, param, false) : std::nullopt) {
           out.text = output_line(fault_answer->status, fault_answer->body(), line.custom_id, line_id);
         } else {
@@ -587,6 +594,7 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
           out.text = output_line(200, render_body(completion, fault_shape(fault)), line.custom_id, line_id);
         }
       }
+      output_bytes += out.text.size();
       batch->ok_before.push_back(batch->ok_before.back() + (out.ok ? 1 : 0));
       batch->lines.push_back(std::move(out));
     }
