@@ -194,7 +194,7 @@ TEST_CASE("batch: upload, create, poll to completed and download give every line
   CHECK(api(sim, "GET", "/files/" + file_id).status == 404);
 }
 
-TEST_CASE("batch: request_counts move during in_progress; a held batch waits for the release", "[batch_sim]") {
+TEST_CASE("batch: request_counts move during in_progress, and a held batch waits for the release", "[batch_sim]") {
   Simulator sim({"--batch-seconds", "1", "--batch-hold", "in_progress"});
   const std::string id = create_batch(sim, upload(sim, jsonl(numbered_topics(40))));
   const auto held = wait_for(sim, id, "in_progress");
@@ -324,7 +324,7 @@ TEST_CASE("batch: multipart garbage gets 400 with the error envelope, and the se
   CHECK(sim.batch_stat("files_uploaded") == 1);
 }
 
-TEST_CASE("batch: batches list newest first in pages; files list and delete", "[batch_sim]") {
+TEST_CASE("batch: batches list newest first in pages, and files list and delete", "[batch_sim]") {
   Simulator sim({"--batch-seconds", "0"});
   std::vector<std::string> created;
   for (int i = 0; i < 5; ++i) created.push_back(create_batch(sim, upload(sim, jsonl({"page " + std::to_string(i)}))));
@@ -358,7 +358,7 @@ TEST_CASE("batch: batches list newest first in pages; files list and delete", "[
   CHECK(api(sim, "GET", "/files/" + kept + "/content").status == 404);
 }
 
-TEST_CASE("batch: batch_drop_download cuts the first download midway; a Range request resumes it",
+TEST_CASE("batch: batch_drop_download cuts the first download midway, and a Range request resumes it",
           "[batch_sim]") {
   Simulator sim({"--batch-seconds", "0"});
   std::vector<std::string> topics = numbered_topics(30);

@@ -39,6 +39,14 @@ constexpr std::string_view kDropMarker = "[[fault:batch_drop_download]]";
 const std::vector<std::string> kHoldPhases = {"none", "upload", "validating", "in_progress", "finalizing",
                                               "download"};
 
+// Text joined by appending (g++ 12 -O3 warns falsely, -Wrestrict, on `"literal" + std::string(...)`).
+template <class... Parts>
+std::string cat(const Parts&... parts) {
+  std::string out;
+  (out.append(std::string_view(parts)), ...);
+  return out;
+}
+
 void string(JsonWriter& writer, std::string_view text) {
   writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
 }
@@ -269,11 +277,11 @@ BatchStore::Reply BatchStore::upload(std::string_view content_type, std::string_
   }
   if (purpose == nullptr) return error_reply(bad_request("multipart field purpose missing (want purpose=batch)"));
   if (purpose->content != "batch") {
-    return error_reply(bad_request("purpose must be batch, not '" + std::string(purpose->content.substr(0, 64)) + "'"));
+    return error_reply(bad_request(cat("purpose must be batch, not '", purpose->content.substr(0, 64), "'")));
   }
   if (file == nullptr) return error_reply(bad_request("multipart part file (with a filename) missing"));
   if (!file->filename->ends_with(".jsonl")) {
-    return error_reply(bad_request("file must be a .jsonl file, not '" + file->filename->substr(0, 200) + "'"));
+    return error_reply(bad_request(cat("file must be a .jsonl file, not '", std::string_view(*file->filename).substr(0, 200), "'")));
   }
   if (file->content.size() > options_.batch_max_file_bytes) {
     return error_reply(file_too_large(options_.batch_max_file_bytes));
@@ -407,14 +415,14 @@ BatchStore::Reply BatchStore::file_content(std::string_view id, std::string_view
     if (first_ok && last_ok) {
       if (first >= f.content.size()) {
         Reply unsatisfiable = file_reply(416);
-        unsatisfiable.content_range = "bytes */" + std::to_string(f.content.size());
+        unsatisfiable.content_range = cat("bytes */", std::to_string(f.content.size()));
         return unsatisfiable;
       }
       begin = first;
       if (!tail.empty()) end = std::min(end, last + 1);
       reply.status = 206;
-      reply.content_range = "bytes " + std::to_string(begin) + "-" + std::to_string(end - 1) + "/" +
-                            std::to_string(f.content.size());
+      reply.content_range = cat("bytes ", std::to_string(begin), "-", std::to_string(end - 1), "/",
+                              std::to_string(f.content.size()));
     }
   }
   reply.body = f.content.substr(begin, end - begin);
@@ -503,7 +511,7 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     if (++nonblank > options_.batch_max_lines) {
       invalid("too_many_lines", line_number,
-              "a batch file holds at most " + std::to_string(options_.batch_max_lines) + " requests", std::nullopt);
+              cat("a batch file holds at most ", std::to_string(options_.batch_max_lines), " requests"), std::nullopt);
       break;
     }
     if (line.find(kFailMarker) != std::string_view::npos) {
@@ -523,7 +531,7 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     }
     std::string custom_id(cid->value.GetString(), cid->value.GetStringLength());
     if (!custom_ids.insert(custom_id).second) {
-      invalid("duplicate_custom_id", line_number, "custom_id " + custom_id.substr(0, 200) + " is not unique",
+      invalid("duplicate_custom_id", line_number, cat("custom_id ", std::string_view(custom_id).substr(0, 200), " is not unique"),
               "custom_id");
       continue;
     }
@@ -551,7 +559,7 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     const std::string this_model(line_model->value.GetString(), line_model->value.GetStringLength());
     if (!model) model = this_model;
     if (*model != this_model) {
-      invalid("mixed_models", line_number, "a batch file uses one model; this line uses " + this_model.substr(0, 100),
+      invalid("mixed_models", line_number, cat("a batch file uses one model; this line uses ", std::string_view(this_model).substr(0, 100)),
               "body.model");
       continue;
     }
@@ -572,7 +580,7 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     std::size_t index = 0;
     std::size_t output_bytes = 0;
     for (const Valid& line : valid) {
-      std::string line_id = batch->id + "-" + std::to_string(index++);
+      std::string line_id = cat(batch->id, "-", std::to_string(index++));
       auto parsed = parse_chat_request(line.body, options_.models);
       Batch::Line out;
       if (const auto* error = std::get_if<ApiError>(&parsed)) {
@@ -673,7 +681,7 @@ BatchStore::Reply BatchStore::cancel_batch(std::string_view id) {
     batch.status = "cancelling";
     ++batches_cancelled_;
   } else if (batch.status != "cancelling" && batch.status != "cancelled") {
-    return error_reply(bad_request("batch " + batch.id + " is " + batch.status + " and cannot be cancelled"));
+    return error_reply(bad_request(cat("batch ", batch.id, " is ", batch.status, " and cannot be cancelled")));
   }
   return json_reply(200, batch_json(batch));
 }
@@ -867,7 +875,7 @@ std::string BatchStore::batch_json(const Batch& batch) const {
 void BatchStore::hold(std::string_view phase) {
   const auto found = std::find(kHoldPhases.begin(), kHoldPhases.end(), phase);
   if (found == kHoldPhases.end()) {
-    throw std::invalid_argument("unknown batch hold phase '" + std::string(phase.substr(0, 64)) + "'");
+    throw std::invalid_argument(cat("unknown batch hold phase '", phase.substr(0, 64), "'"));
   }
   const Hold next = static_cast<Hold>(found - kHoldPhases.begin());
   std::lock_guard lock(mutex_);

@@ -209,7 +209,9 @@ void Session::route() {
     } catch (const std::invalid_argument& e) {
       return reply_error(api_errors::invalid_field("phase", e.what()));
     }
-    return reply(200, kJson, R"({"hold":")" + std::string(phase) + R"("})");
+    std::string answer = R"({"hold":")";
+    answer.append(phase).append(R"("})");
+    return reply(200, kJson, std::move(answer));
   }
   if (segment(path, "/files") || segment(path, "/batches")) return handle_batch_api(path);
   reply_error(api_errors::not_found(path));

@@ -119,7 +119,7 @@ TEST_CASE("simulator batch: each phase at its fraction of --batch-seconds, count
   CHECK(std::count(content.body.begin(), content.body.end(), '\n') == 80);
 }
 
-TEST_CASE("simulator batch: a hold stops a batch mid in_progress however long; the release resumes it",
+TEST_CASE("simulator batch: a hold stops a batch mid in_progress however long, and the release resumes it",
           "[batch_sim]") {
   Store s(1.0);
   s.store.hold("in_progress");
@@ -155,7 +155,7 @@ TEST_CASE("simulator batch: cancel freezes the finished lines, cancelled a tenth
   CHECK(std::count(output.body.begin(), output.body.end(), '\n') == 4);
 }
 
-TEST_CASE("simulator batch: a line's error fault lands in the error file; more lines than allowed fail it",
+TEST_CASE("simulator batch: a line's error fault lands in the error file, and more lines than allowed fail it",
           "[batch_sim]") {
   Store s(0);
   s.options.batch_max_lines = 3;
