@@ -391,12 +391,14 @@ TEST_CASE("batch: held uploads and downloads show in the stats until released", 
   HttpReply uploaded;
   std::thread client([&] { uploaded = sim.upload_batch_file("held.jsonl", jsonl(numbered_topics(3))); });
   const bool stored_not_answered =
-      eventually([&] { return sim.batch_stat("uploads_in_progress") == 1 && sim.batch_stat("files_uploaded") == 1; });
+      eventually([&] { return sim.batch_stat("uploads_held") == 1 && sim.batch_stat("files_uploaded") == 1; });
+  CHECK(sim.batch_stat("uploads_in_progress") == 1);
   sim.batch_release();
   client.join();
   REQUIRE(stored_not_answered);
   REQUIRE(uploaded.status == 200);
   CHECK(sim.batch_stat("uploads_in_progress") == 0);
+  CHECK(sim.batch_stat("uploads_held") == 0);
 
   const auto done = wait_for(sim, create_batch(sim, parse(uploaded.body)["id"].GetString()), "completed");
   sim.batch_hold("download");

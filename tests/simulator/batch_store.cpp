@@ -910,6 +910,8 @@ std::string BatchStore::stats_json() {
   }
   key(writer, "uploads_in_progress");
   writer.Int64(uploads_in_progress_.load(std::memory_order_relaxed));
+  key(writer, "uploads_held");
+  writer.Int64(uploads_held_.load(std::memory_order_relaxed));
   key(writer, "downloads_in_progress");
   writer.Int64(downloads_in_progress_.load(std::memory_order_relaxed));
   key(writer, "files_stored");

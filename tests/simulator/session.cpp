@@ -280,7 +280,11 @@ void Session::handle_batch_api(std::string_view path) {
 
 // An upload is stored as soon as it is read; while uploads are held, its answer waits for the release.
 void Session::answer_when_upload_released(BatchStore::Reply answer) {
-  if (!state_.batches.upload_held()) return send_batch_reply(std::move(answer));
+  if (!state_.batches.upload_held()) {
+    held_upload_.reset();
+    return send_batch_reply(std::move(answer));
+  }
+  if (!held_upload_) held_upload_.emplace(state_.batches.held_upload());
   timer_.expires_after(kHoldPoll);
   timer_.async_wait([self = shared_from_this(), answer = std::move(answer)](ErrorCode ec) mutable {
     if (!ec) self->answer_when_upload_released(std::move(answer));
@@ -308,6 +312,7 @@ void Session::send_batch_reply(BatchStore::Reply answer, bool download) {
 void Session::write_half_then_close() {
   net::async_write(socket_, net::buffer(raw_body_.data(), raw_body_.size() / 2),
                    [self = shared_from_this()](ErrorCode, std::size_t) {
+                     self->end_admission();
                      ErrorCode ignored;
                      self->socket_.shutdown(Socket::shutdown_send, ignored);
                      self->drain_until_client_closes();
@@ -331,6 +336,7 @@ void Session::write_rest_when_released() {
     });
     return;
   }
+  end_admission();
   net::async_write(socket_, net::buffer(raw_body_) + raw_sent_,
                    [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_written(ec); });
 }
@@ -657,12 +663,18 @@ void Session::write_head(void (Session::*next)()) {
 }
 
 // The answer's last bytes go out now: the client may read them and send its next request (on another
-// connection) before this write's completion runs, so the request stops counting as in flight here.
-void Session::end_admission() { admission_.reset(); }
+// connection) before this write's completion runs, so the request stops counting as in flight (and as an
+// upload or download in progress) here.
+void Session::end_admission() {
+  admission_.reset();
+  batch_activity_.reset();
+  held_upload_.reset();
+}
 
 void Session::on_written(ErrorCode ec) {
   admission_.reset();
   batch_activity_.reset();
+  held_upload_.reset();
   if (ec) return close();
   if (keep_alive_) return read_header();
   // Half-close, then read until the client closes: closing with unread input would send an RST that
@@ -685,6 +697,7 @@ void Session::close() {
   socket_.close(ignored);
   admission_.reset();
   batch_activity_.reset();
+  held_upload_.reset();
 }
 
 // Abortive close: SO_LINGER {on, 0} makes close() send an RST instead of a FIN.
