@@ -6,12 +6,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <utility>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "api_error.h"
@@ -118,7 +118,8 @@ class BatchStore {
   void finish(Batch& batch, std::int64_t at_unix);
   std::string batch_json(const Batch& batch) const;
   std::string new_id(std::string_view prefix);
-  std::string store_file(std::string filename, std::string purpose, std::string content, std::int64_t created_at);
+  std::string store_file(std::string filename, std::string purpose, std::string content,
+                         std::int64_t created_at);
 
   const Options& options_;
   MarkerLedger& ledger_;

@@ -3,10 +3,10 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
-#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 #include <utility>
@@ -297,8 +297,10 @@ void Session::send_batch_reply(BatchStore::Reply answer, bool download) {
   const bool cut = answer.cut_midway;
   const bool held = download && state_.batches.download_held() && answer.status / 100 == 2;
   if (!cut && !held) {
-    if (answer.content_range.empty()) return reply(answer.status, answer.content_type, std::move(answer.body));
-    return reply(answer.status, answer.content_type, std::move(answer.body), {"Content-Range", answer.content_range});
+    if (answer.content_range.empty())
+      return reply(answer.status, answer.content_type, std::move(answer.body));
+    return reply(answer.status, answer.content_type, std::move(answer.body),
+                 {"Content-Range", answer.content_range});
   }
   note_outcome(answer.status);
   raw_body_ = std::move(answer.body);
@@ -518,9 +520,9 @@ void Session::reply_error(const ApiError& error, ExtraHeader extra) {
 
 // The answer proper, shaped by the body faults (content and finish_reason faults, broken JSON).
 void Session::send_completion() {
-  const Completion completion = faulted_completion(
-      chat_request_, fault_, state_.options.content_bytes,
-      bearer_token(parser_->get()[http::field::authorization]).value_or(""));
+  const Completion completion =
+      faulted_completion(chat_request_, fault_, state_.options.content_bytes,
+                         bearer_token(parser_->get()[http::field::authorization]).value_or(""));
   const Shape shape = fault_shape(fault_);
 
   if (chat_request_.stream) return send_stream(stream_frames(completion, shape));

@@ -1,9 +1,10 @@
 // The simulator's Batch API store on a manual clock (every phase at a known instant, no waiting) and its
-// multipart parser on good, truncated and random bodies. The HTTP side: tests/integration/batch_simulator_test.cpp.
+// multipart parser on good, truncated and random bodies. The HTTP side:
+// tests/integration/batch_simulator_test.cpp.
 #include <rapidjson/document.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <random>
 #include <string>
@@ -47,9 +48,10 @@ std::string form(const std::string& file, const std::string& purpose = "batch") 
 std::string lines(int n, const std::string& suffix = "") {
   std::string out;
   for (int i = 0; i < n; ++i) {
-    out += R"({"custom_id":"r)" + std::to_string(i) +
-           R"(","method":"POST","url":"/v4/chat/completions","body":{"model":"glm-4.5-flash","messages":[{"role":"user","content":"topic )" +
-           std::to_string(i) + suffix + R"("}]}})" + "\n";
+    out +=
+        R"({"custom_id":"r)" + std::to_string(i) +
+        R"(","method":"POST","url":"/v4/chat/completions","body":{"model":"glm-4.5-flash","messages":[{"role":"user","content":"topic )" +
+        std::to_string(i) + suffix + R"("}]}})" + "\n";
   }
   return out;
 }
@@ -68,9 +70,9 @@ struct Store {
     const auto uploaded = store.upload(kContentType, form(file));
     INFO(uploaded.body);
     REQUIRE(uploaded.status == 200);
-    const auto created = store.create_batch(R"({"input_file_id":")" +
-                                            std::string(parse(uploaded.body)["id"].GetString()) +
-                                            R"(","endpoint":"/v4/chat/completions"})");
+    const auto created =
+        store.create_batch(R"({"input_file_id":")" + std::string(parse(uploaded.body)["id"].GetString()) +
+                           R"(","endpoint":"/v4/chat/completions"})");
     INFO(created.body);
     REQUIRE(created.status == 200);
     return parse(created.body)["id"].GetString();
@@ -82,11 +84,14 @@ struct Store {
   }
 };
 
-std::string status(const rapidjson::Document& batch) { return batch["status"].GetString(); }
+std::string status(const rapidjson::Document& batch) {
+  return batch["status"].GetString();
+}
 
 }  // namespace
 
-TEST_CASE("simulator batch: each phase at its fraction of --batch-seconds, counts moving evenly", "[batch_sim]") {
+TEST_CASE("simulator batch: each phase at its fraction of --batch-seconds, counts moving evenly",
+          "[batch_sim]") {
   Store s(1.0);
   const std::string id = s.create(lines(80));
   const std::int64_t t0 = 1'700'000'000;
@@ -132,7 +137,7 @@ TEST_CASE("simulator batch: a hold stops a batch mid in_progress however long, a
   CHECK(held_at < 10);
   s.store.release();
   CHECK(s.batch(id)["request_counts"]["completed"].GetUint64() == held_at);  // time held does not count
-  s.clock.now += 501ms;  // held at 499 ms of 1 s
+  s.clock.now += 501ms;                                                      // held at 499 ms of 1 s
   CHECK(status(s.batch(id)) == "completed");
   CHECK_THROWS_AS(s.store.hold("sideways"), std::invalid_argument);
 }
@@ -155,12 +160,14 @@ TEST_CASE("simulator batch: cancel freezes the finished lines, cancelled a tenth
   CHECK(std::count(output.body.begin(), output.body.end(), '\n') == 4);
 }
 
-TEST_CASE("simulator batch: a line's error fault lands in the error file, and more lines than allowed fail it",
-          "[batch_sim]") {
+TEST_CASE(
+    "simulator batch: a line's error fault lands in the error file, and more lines than allowed fail it",
+    "[batch_sim]") {
   Store s(0);
   s.options.batch_max_lines = 3;
   std::string file = lines(2);
-  file += R"({"custom_id":"bad","method":"POST","url":"/v4/chat/completions","body":{"model":"glm-4.5-flash","messages":[{"role":"user","content":"x [[fault:code_1210]]"}]}})";
+  file +=
+      R"({"custom_id":"bad","method":"POST","url":"/v4/chat/completions","body":{"model":"glm-4.5-flash","messages":[{"role":"user","content":"x [[fault:code_1210]]"}]}})";
   const auto done = s.batch(s.create(file));
   CHECK(status(done) == "completed");
   CHECK(done["request_counts"]["failed"].GetUint64() == 1);
@@ -195,7 +202,8 @@ TEST_CASE("simulator multipart: parts, names, filenames and contents as sent", "
   CHECK(simulator::multipart_boundary("text/plain; boundary=x").index() == 1);
   CHECK(simulator::multipart_boundary("multipart/form-data; boundary=" + std::string(300, 'b')).index() == 1);
   std::string many;
-  for (int i = 0; i < 20; ++i) many += "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"p\"\r\n\r\nx\r\n";
+  for (int i = 0; i < 20; ++i)
+    many += "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"p\"\r\n\r\nx\r\n";
   many += "--" + kBoundary + "--";
   CHECK(simulator::parse_multipart(many, kBoundary).index() == 1);
 }
