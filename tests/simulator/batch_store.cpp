@@ -48,6 +48,16 @@ std::string cat(const Parts&... parts) {
   return out;
 }
 
+// At most `max` bytes of client text for a message, each outside printable ASCII shown as '?': a message
+// quoting garbage stays valid UTF-8.
+std::string quoted(std::string_view text, std::size_t max) {
+  std::string out(text.substr(0, max));
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
 void string(JsonWriter& writer, std::string_view text) {
   writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
 }
@@ -292,12 +302,12 @@ BatchStore::Reply BatchStore::upload(std::string_view content_type, std::string_
   if (purpose == nullptr)
     return error_reply(bad_request("multipart field purpose missing (want purpose=batch)"));
   if (purpose->content != "batch") {
-    return error_reply(bad_request(cat("purpose must be batch, not '", purpose->content.substr(0, 64), "'")));
+    return error_reply(bad_request(cat("purpose must be batch, not '", quoted(purpose->content, 64), "'")));
   }
   if (file == nullptr) return error_reply(bad_request("multipart part file (with a filename) missing"));
   if (!file->filename->ends_with(".jsonl")) {
-    return error_reply(bad_request(
-        cat("file must be a .jsonl file, not '", std::string_view(*file->filename).substr(0, 200), "'")));
+    return error_reply(
+        bad_request(cat("file must be a .jsonl file, not '", quoted(*file->filename, 200), "'")));
   }
   if (file->content.size() > options_.batch_max_file_bytes) {
     return error_reply(file_too_large(options_.batch_max_file_bytes));
@@ -553,8 +563,8 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     }
     std::string custom_id(cid->value.GetString(), cid->value.GetStringLength());
     if (!custom_ids.insert(custom_id).second) {
-      invalid("duplicate_custom_id", line_number,
-              cat("custom_id ", std::string_view(custom_id).substr(0, 200), " is not unique"), "custom_id");
+      invalid("duplicate_custom_id", line_number, cat("custom_id ", quoted(custom_id, 200), " is not unique"),
+              "custom_id");
       continue;
     }
     const auto method = doc.FindMember("method");
@@ -582,10 +592,8 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     const std::string this_model(line_model->value.GetString(), line_model->value.GetStringLength());
     if (!model) model = this_model;
     if (*model != this_model) {
-      invalid(
-          "mixed_models", line_number,
-          cat("a batch file uses one model; this line uses ", std::string_view(this_model).substr(0, 100)),
-          "body.model");
+      invalid("mixed_models", line_number,
+              cat("a batch file uses one model; this line uses ", quoted(this_model, 100)), "body.model");
       continue;
     }
     valid.push_back({std::move(custom_id), serialize(body_member->value)});
@@ -905,7 +913,7 @@ std::string BatchStore::batch_json(const Batch& batch) const {
 void BatchStore::hold(std::string_view phase) {
   const auto found = std::find(kHoldPhases.begin(), kHoldPhases.end(), phase);
   if (found == kHoldPhases.end()) {
-    throw std::invalid_argument(cat("unknown batch hold phase '", phase.substr(0, 64), "'"));
+    throw std::invalid_argument(cat("unknown batch hold phase '", quoted(phase, 64), "'"));
   }
   const Hold next = static_cast<Hold>(found - kHoldPhases.begin());
   std::lock_guard lock(mutex_);

@@ -122,6 +122,17 @@ TEST_CASE("simulator batch: each phase at its fraction of --batch-seconds, count
   const auto content = s.store.file_content(b["output_file_id"].GetString(), "");
   CHECK(content.status == 200);
   CHECK(std::count(content.body.begin(), content.body.end(), '\n') == 80);
+  // Ranges: from an offset, between two, one ending past the file, one starting past it.
+  const std::string output = b["output_file_id"].GetString();
+  const auto from = s.store.file_content(output, "bytes=10-");
+  CHECK(from.status == 206);
+  CHECK(from.body == content.body.substr(10));
+  CHECK(from.content_range ==
+        "bytes 10-" + std::to_string(content.body.size() - 1) + "/" + std::to_string(content.body.size()));
+  CHECK(s.store.file_content(output, "bytes=10-19").body == content.body.substr(10, 10));
+  CHECK(s.store.file_content(output, "bytes=10-18446744073709551615").body == content.body.substr(10));
+  CHECK(s.store.file_content(output, "bytes=" + std::to_string(content.body.size()) + "-").status == 416);
+  CHECK(s.store.file_content(output, "bytes=-5").status == 200);  // suffix ranges: served whole
 }
 
 TEST_CASE("simulator batch: a hold stops a batch mid in_progress however long, and the release resumes it",
