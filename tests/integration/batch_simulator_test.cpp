@@ -3,8 +3,8 @@
 // The product's `--via batch` is tested against it elsewhere; these tests pin the server it relies on.
 #include <rapidjson/document.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <map>
 #include <set>
 #include <string>
@@ -20,7 +20,9 @@ namespace {
 
 constexpr const char* kModel = "glm-4.5-flash";
 
-std::string authorization() { return std::string("Authorization: Bearer ") + kTestKey; }
+std::string authorization() {
+  return std::string("Authorization: Bearer ") + kTestKey;
+}
 
 rapidjson::Document parse(const std::string& text) {
   rapidjson::Document d;
@@ -37,13 +39,15 @@ std::string chat_body(const std::string& topic, const std::string& model = kMode
 
 std::string jsonl_line(const std::string& custom_id, const std::string& body,
                        const std::string& url = "/v4/chat/completions") {
-  return R"({"custom_id":")" + custom_id + R"(","method":"POST","url":")" + url + R"(","body":)" + body + "}\n";
+  return R"({"custom_id":")" + custom_id + R"(","method":"POST","url":")" + url + R"(","body":)" + body +
+         "}\n";
 }
 
 // A file of `topics`, custom_id "request-<i>".
 std::string jsonl(const std::vector<std::string>& topics) {
   std::string out;
-  for (std::size_t i = 0; i < topics.size(); ++i) out += jsonl_line("request-" + std::to_string(i), chat_body(topics[i]));
+  for (std::size_t i = 0; i < topics.size(); ++i)
+    out += jsonl_line("request-" + std::to_string(i), chat_body(topics[i]));
   return out;
 }
 
@@ -53,8 +57,8 @@ std::vector<std::string> numbered_topics(std::size_t n, const std::string& prefi
   return topics;
 }
 
-HttpReply api(const Simulator& sim, const std::string& method, const std::string& path, const std::string& body = {},
-              std::vector<std::string> headers = {}) {
+HttpReply api(const Simulator& sim, const std::string& method, const std::string& path,
+              const std::string& body = {}, std::vector<std::string> headers = {}) {
   headers.push_back(authorization());
   headers.emplace_back("Content-Type: application/json");
   return http_request(method, sim.base_url() + path, body, headers);
@@ -194,7 +198,8 @@ TEST_CASE("batch: upload, create, poll to completed and download give every line
   CHECK(api(sim, "GET", "/files/" + file_id).status == 404);
 }
 
-TEST_CASE("batch: request_counts move during in_progress; a held batch waits for the release", "[batch_sim]") {
+TEST_CASE("batch: request_counts move during in_progress, and a held batch waits for the release",
+          "[batch_sim]") {
   Simulator sim({"--batch-seconds", "1", "--batch-hold", "in_progress"});
   const std::string id = create_batch(sim, upload(sim, jsonl(numbered_topics(40))));
   const auto held = wait_for(sim, id, "in_progress");
@@ -212,14 +217,15 @@ TEST_CASE("batch: request_counts move during in_progress; a held batch waits for
   CHECK(done["request_counts"]["completed"].GetUint64() == 40);
 }
 
-TEST_CASE("batch: an invalid file is accepted by upload, then the batch fails with errors.data", "[batch_sim]") {
+TEST_CASE("batch: an invalid file is accepted by upload, then the batch fails with errors.data",
+          "[batch_sim]") {
   Simulator sim({"--batch-seconds", "0.2"});
   std::string content = jsonl_line("a", chat_body("one"));
-  content += jsonl_line("a", chat_body("duplicate id"));                      // line 2
+  content += jsonl_line("a", chat_body("duplicate id"));                       // line 2
   content += jsonl_line("c", chat_body("wrong url"), "/v1/chat/completions");  // line 3
-  content += jsonl_line("d", chat_body("other model", "glm-4.6"));            // line 4
-  content += "not json\n";                                                   // line 5
-  content += jsonl_line("f", chat_body("[[fault:batch_fail]]"));              // line 6
+  content += jsonl_line("d", chat_body("other model", "glm-4.6"));             // line 4
+  content += "not json\n";                                                     // line 5
+  content += jsonl_line("f", chat_body("[[fault:batch_fail]]"));               // line 6
   const std::string id = create_batch(sim, upload(sim, content));
   const auto failed = wait_for(sim, id, "failed");
   CHECK(failed["failed_at"].IsInt64());
@@ -284,7 +290,8 @@ TEST_CASE("batch: cancel goes cancelling then cancelled, keeping the finished li
   CHECK(parse(late.body)["error"]["code"].IsString());
 }
 
-TEST_CASE("batch: multipart garbage gets 400 with the error envelope, and the server lives on", "[batch_sim]") {
+TEST_CASE("batch: multipart garbage gets 400 with the error envelope, and the server lives on",
+          "[batch_sim]") {
   Simulator sim({"--batch-max-file-bytes", "1000"});
   const std::string multipart = "Content-Type: multipart/form-data; boundary=XyZ";
   const std::vector<std::pair<std::string, std::string>> cases = {
@@ -293,16 +300,19 @@ TEST_CASE("batch: multipart garbage gets 400 with the error envelope, and the se
       {multipart, ""},
       {multipart, "garbage without any boundary"},
       {multipart, "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n"},
-      {multipart, "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\nno end"},
+      {multipart,
+       "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\nno end"},
       {multipart, "--XyZ\r\nno colon here\r\n\r\nx\r\n--XyZ--\r\n"},
       {multipart, "--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ--\r\n"},
-      {multipart, "--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfine-tune\r\n--XyZ\r\n"
-                  "Content-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\r\n--XyZ--\r\n"},
+      {multipart,
+       "--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfine-tune\r\n--XyZ\r\n"
+       "Content-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\r\n--XyZ--\r\n"},
       {multipart, "--XyZ\r\n" + std::string(1, '\0') + "\xff\xfe\r\n\r\n--XyZ--"},
   };
   for (const auto& [content_type, body] : cases) {
     INFO(content_type << " / " << body);
-    const HttpReply r = http_request("POST", sim.base_url() + "/files", body, {content_type, authorization()});
+    const HttpReply r =
+        http_request("POST", sim.base_url() + "/files", body, {content_type, authorization()});
     CHECK(r.status == 400);
     const auto d = parse(r.body);
     CHECK(d["error"]["code"].IsString());
@@ -324,10 +334,11 @@ TEST_CASE("batch: multipart garbage gets 400 with the error envelope, and the se
   CHECK(sim.batch_stat("files_uploaded") == 1);
 }
 
-TEST_CASE("batch: batches list newest first in pages; files list and delete", "[batch_sim]") {
+TEST_CASE("batch: batches list newest first in pages, and files list and delete", "[batch_sim]") {
   Simulator sim({"--batch-seconds", "0"});
   std::vector<std::string> created;
-  for (int i = 0; i < 5; ++i) created.push_back(create_batch(sim, upload(sim, jsonl({"page " + std::to_string(i)}))));
+  for (int i = 0; i < 5; ++i)
+    created.push_back(create_batch(sim, upload(sim, jsonl({"page " + std::to_string(i)}))));
   std::vector<std::string> listed;
   std::string after;
   for (int page = 0; page < 3; ++page) {
@@ -358,7 +369,7 @@ TEST_CASE("batch: batches list newest first in pages; files list and delete", "[
   CHECK(api(sim, "GET", "/files/" + kept + "/content").status == 404);
 }
 
-TEST_CASE("batch: batch_drop_download cuts the first download midway; a Range request resumes it",
+TEST_CASE("batch: batch_drop_download cuts the first download midway, and a Range request resumes it",
           "[batch_sim]") {
   Simulator sim({"--batch-seconds", "0"});
   std::vector<std::string> topics = numbered_topics(30);
@@ -368,8 +379,8 @@ TEST_CASE("batch: batch_drop_download cuts the first download midway; a Range re
   const std::string path = "/api/paas/v4/files/" + output + "/content";
 
   // The first download: the head promises the whole file, half arrives, then the connection resets.
-  const std::string cut = raw_exchange(sim.port(), "GET " + path + " HTTP/1.1\r\nHost: x\r\n" + authorization() +
-                                                        "\r\nConnection: close\r\n\r\n");
+  const std::string cut = raw_exchange(sim.port(), "GET " + path + " HTTP/1.1\r\nHost: x\r\n" +
+                                                       authorization() + "\r\nConnection: close\r\n\r\n");
   const std::size_t head_end = cut.find("\r\n\r\n");
   REQUIRE(head_end != std::string::npos);
   const std::string partial = cut.substr(head_end + 4);
@@ -378,10 +389,11 @@ TEST_CASE("batch: batch_drop_download cuts the first download midway; a Range re
   REQUIRE(whole.status == 200);
   REQUIRE(partial.size() < whole.body.size());
   CHECK(whole.body.starts_with(partial));
-  const HttpReply rest =
-      api(sim, "GET", "/files/" + output + "/content", {}, {"Range: bytes=" + std::to_string(partial.size()) + "-"});
+  const HttpReply rest = api(sim, "GET", "/files/" + output + "/content", {},
+                             {"Range: bytes=" + std::to_string(partial.size()) + "-"});
   CHECK(rest.status == 206);
-  CHECK(rest.headers.find("Content-Range: bytes " + std::to_string(partial.size()) + "-") != std::string::npos);
+  CHECK(rest.headers.find("Content-Range: bytes " + std::to_string(partial.size()) + "-") !=
+        std::string::npos);
   CHECK(partial + rest.body == whole.body);
   CHECK(api(sim, "GET", "/files/" + output + "/content", {}, {"Range: bytes=999999999-"}).status == 416);
 }
@@ -390,18 +402,22 @@ TEST_CASE("batch: held uploads and downloads show in the stats until released", 
   Simulator sim({"--batch-seconds", "0", "--batch-hold", "upload"});
   HttpReply uploaded;
   std::thread client([&] { uploaded = sim.upload_batch_file("held.jsonl", jsonl(numbered_topics(3))); });
-  const bool stored_not_answered =
-      eventually([&] { return sim.batch_stat("uploads_in_progress") == 1 && sim.batch_stat("files_uploaded") == 1; });
+  const bool stored_not_answered = eventually(
+      [&] { return sim.batch_stat("uploads_held") == 1 && sim.batch_stat("files_uploaded") == 1; });
+  CHECK(sim.batch_stat("uploads_in_progress") == 1);
   sim.batch_release();
   client.join();
   REQUIRE(stored_not_answered);
   REQUIRE(uploaded.status == 200);
   CHECK(sim.batch_stat("uploads_in_progress") == 0);
+  CHECK(sim.batch_stat("uploads_held") == 0);
 
   const auto done = wait_for(sim, create_batch(sim, parse(uploaded.body)["id"].GetString()), "completed");
   sim.batch_hold("download");
   HttpReply downloaded;
-  std::thread reader([&] { downloaded = api(sim, "GET", std::string("/files/") + done["output_file_id"].GetString() + "/content"); });
+  std::thread reader([&] {
+    downloaded = api(sim, "GET", std::string("/files/") + done["output_file_id"].GetString() + "/content");
+  });
   const bool held = eventually([&] { return sim.batch_stat("downloads_in_progress") == 1; });
   sim.batch_release();
   reader.join();

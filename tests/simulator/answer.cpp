@@ -10,7 +10,8 @@ constexpr std::size_t kOversizeContentBytes = 9 * 1024 * 1024;
 
 std::optional<Fault> marker_fault(const ChatRequest& request, MarkerLedger& ledger, std::uint32_t& param) {
   auto marker = find_marker(request.last_user_message);
-  if (!marker && request.web_search && request.web_search->query) marker = find_marker(*request.web_search->query);
+  if (!marker && request.web_search && request.web_search->query)
+    marker = find_marker(*request.web_search->query);
   if (marker && ledger.should_fault(*marker, request.topic())) {
     param = marker->param;
     return marker->fault;
@@ -55,8 +56,8 @@ std::optional<ApiError> fault_error(Fault fault, std::uint32_t param, bool strea
   }
 }
 
-Completion faulted_completion(const ChatRequest& request, std::optional<Fault> fault, std::size_t content_bytes,
-                              std::string_view bearer) {
+Completion faulted_completion(const ChatRequest& request, std::optional<Fault> fault,
+                              std::size_t content_bytes, std::string_view bearer) {
   Completion completion = make_completion(request, content_bytes);
   if (fault == Fault::kSensitive) {
     completion.content.clear();

@@ -27,8 +27,8 @@ std::optional<ApiError> fault_error(Fault fault, std::uint32_t param, bool strea
 // The completion for `request`, its content and finish_reason shaped by a content fault (sensitive,
 // network_error, length, empty content, bad UTF-8, echo_key with `bearer`, oversize); other faults leave
 // it as it is.
-Completion faulted_completion(const ChatRequest& request, std::optional<Fault> fault, std::size_t content_bytes,
-                              std::string_view bearer);
+Completion faulted_completion(const ChatRequest& request, std::optional<Fault> fault,
+                              std::size_t content_bytes, std::string_view bearer);
 
 // When a usage-cap fault (quota_reset_Ns) says the limit resets: to the second, as the platform writes
 // it, and at least `seconds` ahead.

@@ -23,9 +23,10 @@ using TimePoint = std::chrono::system_clock::time_point;
 using Millis = std::chrono::milliseconds;
 
 constexpr std::string_view kEndpoint = "/v4/chat/completions";
-constexpr std::size_t kMaxLines = 50000;           // per file, as documented
-constexpr std::size_t kMaxUploadedFiles = 1000;    // batch files stored, as documented
-constexpr std::size_t kMaxStoredBytes = std::size_t{2} << 30;  // every file together: the simulator's own bound
+constexpr std::size_t kMaxBatchOutput = std::size_t{256} << 20;  // a batch's files: huge faults stop there
+constexpr std::size_t kMaxUploadedFiles = 1000;                  // batch files stored, as documented
+constexpr std::size_t kMaxStoredBytes = std::size_t{2}
+                                        << 30;  // every file together: the simulator's own bound
 constexpr std::size_t kMaxBatches = 10000;
 constexpr std::size_t kMaxValidationErrors = 1000;
 constexpr std::size_t kMultipartOverhead = 64 * 1024;
@@ -36,8 +37,26 @@ constexpr std::string_view kFailMarker = "[[fault:batch_fail]]";
 constexpr std::string_view kExpireMarker = "[[fault:batch_expire]]";
 constexpr std::string_view kDropMarker = "[[fault:batch_drop_download]]";
 
-const std::vector<std::string> kHoldPhases = {"none", "upload", "validating", "in_progress", "finalizing",
-                                              "download"};
+const std::vector<std::string> kHoldPhases = {"none",        "upload",     "validating",
+                                              "in_progress", "finalizing", "download"};
+
+// Text joined by appending (g++ 12 -O3 warns falsely, -Wrestrict, on `"literal" + std::string(...)`).
+template <class... Parts>
+std::string cat(const Parts&... parts) {
+  std::string out;
+  (out.append(std::string_view(parts)), ...);
+  return out;
+}
+
+// At most `max` bytes of client text for a message, each outside printable ASCII shown as '?': a message
+// quoting garbage stays valid UTF-8.
+std::string quoted(std::string_view text, std::size_t max) {
+  std::string out(text.substr(0, max));
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
 
 void string(JsonWriter& writer, std::string_view text) {
   writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
@@ -61,7 +80,9 @@ void optional_string(JsonWriter& writer, std::string_view name, const std::optio
     writer.Null();
   }
 }
-std::string take(const rapidjson::StringBuffer& buffer) { return {buffer.GetString(), buffer.GetSize()}; }
+std::string take(const rapidjson::StringBuffer& buffer) {
+  return {buffer.GetString(), buffer.GetSize()};
+}
 
 std::int64_t unix_seconds(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -79,8 +100,12 @@ BatchStore::Reply file_reply(unsigned status) {
   reply.content_type = "application/jsonl";
   return reply;
 }
-BatchStore::Reply error_reply(const ApiError& error) { return json_reply(error.status, error.body()); }
-ApiError bad_request(std::string message) { return ApiError{400, "1214", std::move(message)}; }
+BatchStore::Reply error_reply(const ApiError& error) {
+  return json_reply(error.status, error.body());
+}
+ApiError bad_request(std::string message) {
+  return ApiError{400, "1214", std::move(message)};
+}
 ApiError no_such(std::string_view what, std::string_view id) {
   std::string message = "No such ";
   message.append(what).append(": ").append(id);
@@ -94,7 +119,8 @@ std::optional<std::string_view> query_value(std::string_view query, std::string_
     const std::string_view pair = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     const std::size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    if (pair.substr(0, eq) == name)
+      return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
   }
   return std::nullopt;
 }
@@ -129,7 +155,8 @@ std::string serialize(const rapidjson::Value& value) {
 }
 
 // One line of an output or error file: {"response":{"status_code":N,"body":{...}},"custom_id":..,"id":..}.
-std::string output_line(unsigned status, std::string_view body, std::string_view custom_id, std::string_view id) {
+std::string output_line(unsigned status, std::string_view body, std::string_view custom_id,
+                        std::string_view id) {
   rapidjson::StringBuffer buffer;
   JsonWriter writer(buffer);
   writer.StartObject();
@@ -179,8 +206,8 @@ struct BatchStore::Batch {
   TimePoint origin;  // where progress is measured from; moved forward by holds
   std::int64_t created_at = 0;
   std::int64_t expires_at = 0;
-  std::optional<std::int64_t> in_progress_at, finalizing_at, completed_at, failed_at, expired_at, cancelling_at,
-      cancelled_at;
+  std::optional<std::int64_t> in_progress_at, finalizing_at, completed_at, failed_at, expired_at,
+      cancelling_at, cancelled_at;
   std::string status = "validating";
   std::vector<Line> lines;
   std::vector<std::size_t> ok_before;  // ok_before[i]: lines among the first i that succeeded
@@ -200,9 +227,13 @@ BatchStore::BatchStore(const Options& options, MarkerLedger& ledger, Clock clock
 
 BatchStore::~BatchStore() = default;
 
-const std::vector<std::string>& BatchStore::hold_phases() { return kHoldPhases; }
+const std::vector<std::string>& BatchStore::hold_phases() {
+  return kHoldPhases;
+}
 
-std::size_t BatchStore::upload_body_limit() const { return options_.batch_max_file_bytes + kMultipartOverhead; }
+std::size_t BatchStore::upload_body_limit() const {
+  return options_.batch_max_file_bytes + kMultipartOverhead;
+}
 
 ApiError BatchStore::file_too_large(std::size_t cap) {
   std::string message = "文件大小超过限制：至多 ";
@@ -233,8 +264,8 @@ std::string BatchStore::store_file(std::string filename, std::string purpose, st
 }
 
 namespace {
-void write_file(JsonWriter& writer, const std::string& id, const std::string& filename, const std::string& purpose,
-                std::size_t bytes, std::int64_t created_at) {
+void write_file(JsonWriter& writer, const std::string& id, const std::string& filename,
+                const std::string& purpose, std::size_t bytes, std::int64_t created_at) {
   writer.StartObject();
   key(writer, "id");
   string(writer, id);
@@ -252,7 +283,8 @@ void write_file(JsonWriter& writer, const std::string& id, const std::string& fi
 }
 }  // namespace
 
-// ---- Files --------------------------------------------------------------------------------------------------
+// ---- Files
+// --------------------------------------------------------------------------------------------------
 
 BatchStore::Reply BatchStore::upload(std::string_view content_type, std::string_view body) {
   const auto boundary = multipart_boundary(content_type);
@@ -267,13 +299,15 @@ BatchStore::Reply BatchStore::upload(std::string_view content_type, std::string_
     if (part.name == "purpose" && !part.filename) purpose = &part;
     if (part.name == "file" && part.filename) file = &part;
   }
-  if (purpose == nullptr) return error_reply(bad_request("multipart field purpose missing (want purpose=batch)"));
+  if (purpose == nullptr)
+    return error_reply(bad_request("multipart field purpose missing (want purpose=batch)"));
   if (purpose->content != "batch") {
-    return error_reply(bad_request("purpose must be batch, not '" + std::string(purpose->content.substr(0, 64)) + "'"));
+    return error_reply(bad_request(cat("purpose must be batch, not '", quoted(purpose->content, 64), "'")));
   }
   if (file == nullptr) return error_reply(bad_request("multipart part file (with a filename) missing"));
   if (!file->filename->ends_with(".jsonl")) {
-    return error_reply(bad_request("file must be a .jsonl file, not '" + file->filename->substr(0, 200) + "'"));
+    return error_reply(
+        bad_request(cat("file must be a .jsonl file, not '", quoted(*file->filename, 200), "'")));
   }
   if (file->content.size() > options_.batch_max_file_bytes) {
     return error_reply(file_too_large(options_.batch_max_file_bytes));
@@ -387,7 +421,6 @@ BatchStore::Reply BatchStore::file_content(std::string_view id, std::string_view
   File& f = *it->second;
   ++content_downloads_;
   Reply reply = file_reply(200);
-  reply.cut_midway = std::exchange(f.drop_once, false);
   // Range: bytes=N- or bytes=N-M (one range); anything else is served whole, as servers may.
   std::size_t begin = 0;
   std::size_t end = f.content.size();
@@ -396,8 +429,10 @@ BatchStore::Reply BatchStore::file_content(std::string_view id, std::string_view
     const std::size_t dash = spec.find('-');
     std::size_t first = 0;
     std::size_t last = 0;
-    const auto [p1, e1] = std::from_chars(spec.data(), spec.data() + (dash == std::string_view::npos ? spec.size() : dash), first);
-    const bool first_ok = dash != std::string_view::npos && dash > 0 && e1 == std::errc{} && p1 == spec.data() + dash;
+    const auto [p1, e1] = std::from_chars(
+        spec.data(), spec.data() + (dash == std::string_view::npos ? spec.size() : dash), first);
+    const bool first_ok =
+        dash != std::string_view::npos && dash > 0 && e1 == std::errc{} && p1 == spec.data() + dash;
     const std::string_view tail = dash == std::string_view::npos ? std::string_view{} : spec.substr(dash + 1);
     bool last_ok = tail.empty();
     if (!tail.empty()) {
@@ -407,21 +442,23 @@ BatchStore::Reply BatchStore::file_content(std::string_view id, std::string_view
     if (first_ok && last_ok) {
       if (first >= f.content.size()) {
         Reply unsatisfiable = file_reply(416);
-        unsatisfiable.content_range = "bytes */" + std::to_string(f.content.size());
+        unsatisfiable.content_range = cat("bytes */", std::to_string(f.content.size()));
         return unsatisfiable;
       }
       begin = first;
-      if (!tail.empty()) end = std::min(end, last + 1);
+      if (!tail.empty() && last < end) end = last + 1;
       reply.status = 206;
-      reply.content_range = "bytes " + std::to_string(begin) + "-" + std::to_string(end - 1) + "/" +
-                            std::to_string(f.content.size());
+      reply.content_range = cat("bytes ", std::to_string(begin), "-", std::to_string(end - 1), "/",
+                                std::to_string(f.content.size()));
     }
   }
   reply.body = f.content.substr(begin, end - begin);
+  reply.cut_midway = std::exchange(f.drop_once, false);
   return reply;
 }
 
-// ---- Batches ------------------------------------------------------------------------------------------------
+// ---- Batches
+// ------------------------------------------------------------------------------------------------
 
 BatchStore::Reply BatchStore::create_batch(std::string_view body) {
   rapidjson::Document request;
@@ -438,7 +475,8 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
   }
   bool auto_delete = true;
   if (const auto it = request.FindMember("auto_delete_input_file"); it != request.MemberEnd()) {
-    if (!it->value.IsBool()) return error_reply(api_errors::invalid_field("auto_delete_input_file", "a boolean"));
+    if (!it->value.IsBool())
+      return error_reply(api_errors::invalid_field("auto_delete_input_file", "a boolean"));
     auto_delete = it->value.GetBool();
   }
   std::string metadata = "null";
@@ -461,7 +499,8 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
   std::string content;
   {
     std::lock_guard lock(mutex_);
-    if (batches_.size() >= kMaxBatches) return error_reply(bad_request("the simulator holds 10000 batches at most"));
+    if (batches_.size() >= kMaxBatches)
+      return error_reply(bad_request("the simulator holds 10000 batches at most"));
     const auto file = files_.find(input_id);
     if (file == files_.end()) return error_reply(no_such("file", input_id));
     if (file->second->purpose != "batch") {
@@ -501,8 +540,10 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    if (++nonblank > kMaxLines) {
-      invalid("too_many_lines", line_number, "a batch file holds at most 50000 requests", std::nullopt);
+    if (++nonblank > options_.batch_max_lines) {
+      invalid("too_many_lines", line_number,
+              cat("a batch file holds at most ", std::to_string(options_.batch_max_lines), " requests"),
+              std::nullopt);
       break;
     }
     if (line.find(kFailMarker) != std::string_view::npos) {
@@ -522,12 +563,13 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     }
     std::string custom_id(cid->value.GetString(), cid->value.GetStringLength());
     if (!custom_ids.insert(custom_id).second) {
-      invalid("duplicate_custom_id", line_number, "custom_id " + custom_id.substr(0, 200) + " is not unique",
+      invalid("duplicate_custom_id", line_number, cat("custom_id ", quoted(custom_id, 200), " is not unique"),
               "custom_id");
       continue;
     }
     const auto method = doc.FindMember("method");
-    if (method == doc.MemberEnd() || !method->value.IsString() || std::string_view(method->value.GetString()) != "POST") {
+    if (method == doc.MemberEnd() || !method->value.IsString() ||
+        std::string_view(method->value.GetString()) != "POST") {
       invalid("invalid_method", line_number, "method must be POST", "method");
       continue;
     }
@@ -550,8 +592,8 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     const std::string this_model(line_model->value.GetString(), line_model->value.GetStringLength());
     if (!model) model = this_model;
     if (*model != this_model) {
-      invalid("mixed_models", line_number, "a batch file uses one model; this line uses " + this_model.substr(0, 100),
-              "body.model");
+      invalid("mixed_models", line_number,
+              cat("a batch file uses one model; this line uses ", quoted(this_model, 100)), "body.model");
       continue;
     }
     valid.push_back({std::move(custom_id), serialize(body_member->value)});
@@ -569,8 +611,9 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
     batch->ok_before.reserve(valid.size() + 1);
     batch->ok_before.push_back(0);
     std::size_t index = 0;
+    std::size_t output_bytes = 0;
     for (const Valid& line : valid) {
-      std::string line_id = batch->id + "-" + std::to_string(index++);
+      std::string line_id = cat(batch->id, "-", std::to_string(index++));
       auto parsed = parse_chat_request(line.body, options_.models);
       Batch::Line out;
       if (const auto* error = std::get_if<ApiError>(&parsed)) {
@@ -578,7 +621,12 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
       } else {
         const ChatRequest& chat = std::get<ChatRequest>(parsed);
         std::uint32_t param = 0;
-        const auto fault = marker_fault(chat, ledger_, param);
+        auto fault = marker_fault(chat, ledger_, param);
+        // The huge faults (huge_error, oversize) test a client's bounds; past kMaxBatchOutput they would
+        // only exhaust the simulator, so later lines are answered plainly.
+        if ((fault == Fault::kHugeError || fault == Fault::kOversize) && output_bytes > kMaxBatchOutput) {
+          fault.reset();
+        }
         if (const auto fault_answer = fault ? fault_error(*fault, param, false) : std::nullopt) {
           out.text = output_line(fault_answer->status, fault_answer->body(), line.custom_id, line_id);
         } else {
@@ -587,6 +635,7 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
           out.text = output_line(200, render_body(completion, fault_shape(fault)), line.custom_id, line_id);
         }
       }
+      output_bytes += out.text.size();
       batch->ok_before.push_back(batch->ok_before.back() + (out.ok ? 1 : 0));
       batch->lines.push_back(std::move(out));
     }
@@ -665,12 +714,14 @@ BatchStore::Reply BatchStore::cancel_batch(std::string_view id) {
     batch.status = "cancelling";
     ++batches_cancelled_;
   } else if (batch.status != "cancelling" && batch.status != "cancelled") {
-    return error_reply(bad_request("batch " + batch.id + " is " + batch.status + " and cannot be cancelled"));
+    return error_reply(
+        bad_request(cat("batch ", batch.id, " is ", batch.status, " and cannot be cancelled")));
   }
   return json_reply(200, batch_json(batch));
 }
 
-// ---- Progress -----------------------------------------------------------------------------------------------
+// ---- Progress
+// -----------------------------------------------------------------------------------------------
 
 // Phases as fractions of --batch-seconds: validating the first tenth, in_progress to nine tenths (lines
 // finishing evenly), finalizing the last tenth. A hold clamps the time a batch has had; cancelling lasts a
@@ -739,8 +790,9 @@ void BatchStore::advance(Batch& batch, TimePoint now) {
     batch.status = "in_progress";
     const auto span = (in_progress_end - validating_end).count();
     const auto into = (so_far - validating_end).count();
-    batch.done = span <= 0 ? total : std::min<std::size_t>(total, static_cast<std::size_t>(
-                                                                      static_cast<double>(total) * into / span));
+    batch.done = span <= 0 ? total
+                           : std::min<std::size_t>(
+                                 total, static_cast<std::size_t>(static_cast<double>(total) * into / span));
     return;
   }
   batch.done = total;
@@ -815,7 +867,8 @@ std::string BatchStore::batch_json(const Batch& batch) const {
   optional_int(writer, "cancelled_at", batch.cancelled_at);
   key(writer, "request_counts");
   writer.StartObject();
-  const std::size_t total = batch.errors.empty() ? batch.ok_before.size() - (batch.ok_before.empty() ? 0 : 1) : 0;
+  const std::size_t total =
+      batch.errors.empty() ? batch.ok_before.size() - (batch.ok_before.empty() ? 0 : 1) : 0;
   const std::size_t done = std::min(batch.done, total);
   const std::size_t ok = total == 0 ? 0 : batch.ok_before[done];
   key(writer, "total");
@@ -854,12 +907,13 @@ std::string BatchStore::batch_json(const Batch& batch) const {
   return take(buffer);
 }
 
-// ---- Holds and stats ----------------------------------------------------------------------------------------
+// ---- Holds and stats
+// ----------------------------------------------------------------------------------------
 
 void BatchStore::hold(std::string_view phase) {
   const auto found = std::find(kHoldPhases.begin(), kHoldPhases.end(), phase);
   if (found == kHoldPhases.end()) {
-    throw std::invalid_argument("unknown batch hold phase '" + std::string(phase.substr(0, 64)) + "'");
+    throw std::invalid_argument(cat("unknown batch hold phase '", quoted(phase, 64), "'"));
   }
   const Hold next = static_cast<Hold>(found - kHoldPhases.begin());
   std::lock_guard lock(mutex_);
@@ -876,7 +930,9 @@ void BatchStore::hold(std::string_view phase) {
   hold_.store(next);
 }
 
-void BatchStore::release() { hold("none"); }
+void BatchStore::release() {
+  hold("none");
+}
 
 std::string BatchStore::stats_json() {
   std::lock_guard lock(mutex_);
@@ -894,6 +950,8 @@ std::string BatchStore::stats_json() {
   }
   key(writer, "uploads_in_progress");
   writer.Int64(uploads_in_progress_.load(std::memory_order_relaxed));
+  key(writer, "uploads_held");
+  writer.Int64(uploads_held_.load(std::memory_order_relaxed));
   key(writer, "downloads_in_progress");
   writer.Int64(downloads_in_progress_.load(std::memory_order_relaxed));
   key(writer, "files_stored");

@@ -6,12 +6,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <utility>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "api_error.h"
@@ -89,9 +89,12 @@ class BatchStore {
   bool download_held() const { return hold_.load() == Hold::kDownload; }
   Activity upload_activity() { return Activity(&uploads_in_progress_); }
   Activity download_activity() { return Activity(&downloads_in_progress_); }
+  // An upload stored and waiting for the release (uploads_held): the moment a client has sent its file
+  // and waits for the answer.
+  Activity held_upload() { return Activity(&uploads_held_); }
 
   // {"files_uploaded","bytes_uploaded","lines_uploaded","batches_created","paid_lines","batches_cancelled",
-  //  "content_downloads","uploads_in_progress","downloads_in_progress","files_stored","hold",
+  //  "content_downloads","uploads_in_progress","uploads_held","downloads_in_progress","files_stored","hold",
   //  "batches_by_status":{"in_progress":n,...}}
   std::string stats_json();
   // Zeroes the counters (not the gauges; stored files and batches stay).
@@ -115,7 +118,8 @@ class BatchStore {
   void finish(Batch& batch, std::int64_t at_unix);
   std::string batch_json(const Batch& batch) const;
   std::string new_id(std::string_view prefix);
-  std::string store_file(std::string filename, std::string purpose, std::string content, std::int64_t created_at);
+  std::string store_file(std::string filename, std::string purpose, std::string content,
+                         std::int64_t created_at);
 
   const Options& options_;
   MarkerLedger& ledger_;
@@ -123,6 +127,7 @@ class BatchStore {
   std::atomic<Hold> hold_{Hold::kNone};
   std::atomic<std::int64_t> uploads_in_progress_{0};
   std::atomic<std::int64_t> downloads_in_progress_{0};
+  std::atomic<std::int64_t> uploads_held_{0};
 
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<File>, std::less<>> files_;

@@ -70,7 +70,8 @@ std::variant<std::string, std::string> multipart_boundary(std::string_view conte
   return Result(std::in_place_index<0>, std::move(*boundary));
 }
 
-std::variant<std::vector<FormPart>, std::string> parse_multipart(std::string_view body, std::string_view boundary,
+std::variant<std::vector<FormPart>, std::string> parse_multipart(std::string_view body,
+                                                                 std::string_view boundary,
                                                                  const MultipartLimits& limits) {
   using Result = std::variant<std::vector<FormPart>, std::string>;
   const auto fail = [](std::string message) { return Result(std::in_place_index<1>, std::move(message)); };

@@ -11,8 +11,8 @@ namespace simulator {
 
 // One part of a multipart/form-data body. Views point into the parsed body.
 struct FormPart {
-  std::string name;                    // Content-Disposition's name
-  std::optional<std::string> filename; // Content-Disposition's filename, when the part is a file
+  std::string name;                     // Content-Disposition's name
+  std::optional<std::string> filename;  // Content-Disposition's filename, when the part is a file
   std::string_view content;
 };
 
@@ -31,7 +31,8 @@ std::variant<std::string, std::string> multipart_boundary(std::string_view conte
 // Splits `body` into its parts (RFC 7578). Returns the parts, or a message saying what is wrong
 // (no opening boundary, a part without a blank line after its headers, no closing boundary, too many
 // parts, a part without a form-data name). Linear in the body's size.
-std::variant<std::vector<FormPart>, std::string> parse_multipart(std::string_view body, std::string_view boundary,
+std::variant<std::vector<FormPart>, std::string> parse_multipart(std::string_view body,
+                                                                 std::string_view boundary,
                                                                  const MultipartLimits& limits = {});
 
 }  // namespace simulator

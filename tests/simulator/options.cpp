@@ -229,6 +229,10 @@ void add_options(CLI::App& app, Options& options) {
                  "Batch API: the largest uploaded file; larger gets HTTP 435")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32));
+  app.add_option("--batch-max-lines", options.batch_max_lines,
+                 "Batch API: the most requests a file may hold; more fails validation (too_many_lines)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
   app.add_option("--batch-hold", options.batch_hold,
                  "Batch API: hold this phase from the start (see POST /batch/hold); default none")
       ->check(CLI::IsMember(BatchStore::hold_phases()));

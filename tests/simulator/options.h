@@ -40,6 +40,7 @@ struct Options {
   // HTTP 435), and the phase held from the start (BatchStore::hold_phases(); empty or "none": no hold).
   double batch_seconds = 1.0;
   std::size_t batch_max_file_bytes = std::size_t{100} * 1024 * 1024;
+  std::size_t batch_max_lines = 50000;  // per file, as documented; above it validation fails
   std::string batch_hold;  // answer unknown request fields as api.openai.com does; no /web_search
 };
 

@@ -3,10 +3,10 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
-#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 #include <utility>
@@ -209,7 +209,9 @@ void Session::route() {
     } catch (const std::invalid_argument& e) {
       return reply_error(api_errors::invalid_field("phase", e.what()));
     }
-    return reply(200, kJson, R"({"hold":")" + std::string(phase) + R"("})");
+    std::string answer = R"({"hold":")";
+    answer.append(phase).append(R"("})");
+    return reply(200, kJson, std::move(answer));
   }
   if (segment(path, "/files") || segment(path, "/batches")) return handle_batch_api(path);
   reply_error(api_errors::not_found(path));
@@ -278,7 +280,11 @@ void Session::handle_batch_api(std::string_view path) {
 
 // An upload is stored as soon as it is read; while uploads are held, its answer waits for the release.
 void Session::answer_when_upload_released(BatchStore::Reply answer) {
-  if (!state_.batches.upload_held()) return send_batch_reply(std::move(answer));
+  if (!state_.batches.upload_held()) {
+    held_upload_.reset();
+    return send_batch_reply(std::move(answer));
+  }
+  if (!held_upload_) held_upload_.emplace(state_.batches.held_upload());
   timer_.expires_after(kHoldPoll);
   timer_.async_wait([self = shared_from_this(), answer = std::move(answer)](ErrorCode ec) mutable {
     if (!ec) self->answer_when_upload_released(std::move(answer));
@@ -291,8 +297,10 @@ void Session::send_batch_reply(BatchStore::Reply answer, bool download) {
   const bool cut = answer.cut_midway;
   const bool held = download && state_.batches.download_held() && answer.status / 100 == 2;
   if (!cut && !held) {
-    if (answer.content_range.empty()) return reply(answer.status, answer.content_type, std::move(answer.body));
-    return reply(answer.status, answer.content_type, std::move(answer.body), {"Content-Range", answer.content_range});
+    if (answer.content_range.empty())
+      return reply(answer.status, answer.content_type, std::move(answer.body));
+    return reply(answer.status, answer.content_type, std::move(answer.body),
+                 {"Content-Range", answer.content_range});
   }
   note_outcome(answer.status);
   raw_body_ = std::move(answer.body);
@@ -306,6 +314,7 @@ void Session::send_batch_reply(BatchStore::Reply answer, bool download) {
 void Session::write_half_then_close() {
   net::async_write(socket_, net::buffer(raw_body_.data(), raw_body_.size() / 2),
                    [self = shared_from_this()](ErrorCode, std::size_t) {
+                     self->end_admission();
                      ErrorCode ignored;
                      self->socket_.shutdown(Socket::shutdown_send, ignored);
                      self->drain_until_client_closes();
@@ -329,6 +338,7 @@ void Session::write_rest_when_released() {
     });
     return;
   }
+  end_admission();
   net::async_write(socket_, net::buffer(raw_body_) + raw_sent_,
                    [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_written(ec); });
 }
@@ -510,9 +520,9 @@ void Session::reply_error(const ApiError& error, ExtraHeader extra) {
 
 // The answer proper, shaped by the body faults (content and finish_reason faults, broken JSON).
 void Session::send_completion() {
-  const Completion completion = faulted_completion(
-      chat_request_, fault_, state_.options.content_bytes,
-      bearer_token(parser_->get()[http::field::authorization]).value_or(""));
+  const Completion completion =
+      faulted_completion(chat_request_, fault_, state_.options.content_bytes,
+                         bearer_token(parser_->get()[http::field::authorization]).value_or(""));
   const Shape shape = fault_shape(fault_);
 
   if (chat_request_.stream) return send_stream(stream_frames(completion, shape));
@@ -655,12 +665,18 @@ void Session::write_head(void (Session::*next)()) {
 }
 
 // The answer's last bytes go out now: the client may read them and send its next request (on another
-// connection) before this write's completion runs, so the request stops counting as in flight here.
-void Session::end_admission() { admission_.reset(); }
+// connection) before this write's completion runs, so the request stops counting as in flight (and as an
+// upload or download in progress) here.
+void Session::end_admission() {
+  admission_.reset();
+  batch_activity_.reset();
+  held_upload_.reset();
+}
 
 void Session::on_written(ErrorCode ec) {
   admission_.reset();
   batch_activity_.reset();
+  held_upload_.reset();
   if (ec) return close();
   if (keep_alive_) return read_header();
   // Half-close, then read until the client closes: closing with unread input would send an RST that
@@ -683,6 +699,7 @@ void Session::close() {
   socket_.close(ignored);
   admission_.reset();
   batch_activity_.reset();
+  held_upload_.reset();
 }
 
 // Abortive close: SO_LINGER {on, 0} makes close() send an RST instead of a FIN.

@@ -129,6 +129,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint32_t fault_param_ = 0;  // a parameterised fault's number (the code, the seconds)
   std::optional<Admission> admission_;
   std::optional<BatchStore::Activity> batch_activity_;  // an upload or download in progress
+  std::optional<BatchStore::Activity> held_upload_;     // an upload stored, its answer held
 
   Response response_;
   Head head_;

@@ -13,7 +13,9 @@ namespace simulator {
 // thread-safe on its own.
 struct SimulatorState {
   explicit SimulatorState(const Options& server_options)
-      : options(server_options), limiter(server_options.concurrency_limit), batches(server_options, markers) {}
+      : options(server_options),
+        limiter(server_options.concurrency_limit),
+        batches(server_options, markers) {}
 
   const Options& options;
   Stats stats;

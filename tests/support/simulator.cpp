@@ -187,7 +187,8 @@ std::int64_t Simulator::batches_with_status(const std::string& status) const {
 }
 
 void Simulator::batch_hold(const std::string& phase) const {
-  const HttpReply r = http_request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/batch/hold?phase=" + phase);
+  const HttpReply r =
+      http_request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/batch/hold?phase=" + phase);
   if (r.status != 200) throw std::runtime_error("/batch/hold: " + r.body);
 }
 

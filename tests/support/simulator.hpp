@@ -86,7 +86,7 @@ class Simulator {
   // The Batch API (docs/protocol.md, "Simulator: the Batch API").
   // A counter or gauge of /stats "batch": files_uploaded, bytes_uploaded, lines_uploaded, batches_created,
   // paid_lines (a line counted once per batch holding it), batches_cancelled, content_downloads,
-  // uploads_in_progress, downloads_in_progress, files_stored.
+  // uploads_in_progress, uploads_held (stored, the answer held), downloads_in_progress, files_stored.
   std::int64_t batch_stat(const std::string& name) const;
   // How many batches have `status` now (/stats "batch"."batches_by_status").
   std::int64_t batches_with_status(const std::string& status) const;
