@@ -157,13 +157,15 @@ TEST_CASE("via batch, the search step runs online first and the analysis goes in
   CHECK(r["results"][0]["sources"].Size() > 0);
 }
 
-TEST_CASE("lines beyond --batch-max-lines go into more files, one batch each", "[batch]") {
-  Simulator sim({"--batch-seconds", "0.2"});
+TEST_CASE("lines beyond --batch-max-lines go into more files, one batch each, and --timeout ends no line",
+          "[batch]") {
+  Simulator sim({"--batch-seconds", "1"});
   TempDir dir;
   write_topics(dir, 250);
+  // Each batch takes a second: far over --timeout, which is the online steps' only.
   const Finished f = run_cli(sim, dir, "asyncio",
                              {"--topics-file", "topics.txt", "--no-search", "--output", "report.json", "--via", "batch",
-                              "--batch-max-lines", "100"});
+                              "--batch-max-lines", "100", "--timeout", "0.2"});
   INFO(f.err);
   REQUIRE(f.status == 0);
   CHECK(sim.batch_stat("files_uploaded") == 3);
