@@ -25,7 +25,7 @@ run() {  # NAME: fuzz it for the given time, from the shared corpus
 }
 # The server's answers.
 build response_parser_fuzz common/protocol/response_parser.cpp common/protocol/json_reader.cpp \
-  common/protocol/bounded_json.cpp
+  common/protocol/bounded_json.cpp common/protocol/batch_wire.cpp
 run response_parser_fuzz
 # The bundled price table, generated as CMake does (supervisor/CMakeLists.txt), for price_table.cpp.
 awk -v json=supervisor/cost/default_prices.json '

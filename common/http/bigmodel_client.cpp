@@ -101,6 +101,15 @@ std::optional<milliseconds> parse_retry_after(const std::optional<std::string>& 
   return std::max(milliseconds::zero(), std::chrono::duration_cast<milliseconds>(delta));
 }
 
+ApiError exchange_error(const Result<HttpResponse, TransportError>& sent, std::string_view api_key) {
+  ApiError e = sent ? platform_error(sent.value(), parse_error_body(sent->body)) : transport_error(sent.error());
+  e.replaced_characters += clean_wire_text(e.message, api_key);
+  cap_text(e.message, kMaxErrorMessageBytes);
+  e.replaced_characters += clean_wire_text(e.code, api_key);
+  cap_text(e.code, 64);
+  return e;
+}
+
 BigModelProtocol::BigModelProtocol(ClientConfig config)
     : config_(std::move(config)),
       chat_url_(trim_trailing_slashes(config_.base_url) + "/chat/completions"),

@@ -58,6 +58,11 @@ class BigModelClient {
   HttpClient http_;
 };
 
+// The error of an exchange that did not succeed (a transport failure, or an error status and its body),
+// classified by the one error table: for the Batch API's calls (batch_api.hpp), whose answers are not
+// chat completions. The API key never appears in its text.
+ApiError exchange_error(const Result<HttpResponse, TransportError>& sent, std::string_view api_key);
+
 // Retry-After as seconds or an HTTP date, or retry-after-ms; nullopt when absent or unparsable.
 std::optional<std::chrono::milliseconds> parse_retry_after(const std::optional<std::string>& retry_after,
                                                            const std::optional<std::string>& retry_after_ms,

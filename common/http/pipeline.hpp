@@ -48,6 +48,12 @@ class PipelineAttempt {
   // What the request returned by next_request() came back with.
   void on_answer(Result<ChatResponse, ApiError> answer);
   AttemptOutcome take_outcome() { return std::move(outcome_); }
+  // The attempt's analysis request already went out in an earlier process (a Batch API line that
+  // --resume collects): it starts at the analysis step, whose answer on_answer() takes. Its search
+  // step left no record in this process, so the outcome has no search step and no sources.
+  void continue_at_analysis() {
+    if (stage_ == Stage::search) stage_ = Stage::analysis;
+  }
 
  private:
   enum class Stage { search, analysis, done };

@@ -49,6 +49,7 @@ void write_steps(JsonWriter& w, const std::vector<StepRecord>& steps, bool with_
     write_usage(w, s.usage);
     if (!s.request_id.empty()) write_key_string(w, "request_id", s.request_id);
     if (!s.response_id.empty()) write_key_string(w, "response_id", s.response_id);
+    if (!s.batch_id.empty()) write_key_string(w, "batch_id", s.batch_id);
     if (!s.reasoning.empty()) write_key_string(w, "reasoning", s.reasoning);
     if (s.replaced_characters != 0) {
       w.Key("replaced_characters");
@@ -164,6 +165,7 @@ void read_steps(JsonReader& r, std::string& error, std::vector<StepRecord>& out)
     read_usage(sr, s.usage);
     sr.string("request_id", s.request_id);
     sr.string("response_id", s.response_id);
+    sr.string("batch_id", s.batch_id);
     sr.string("reasoning", s.reasoning);
     std::int64_t replaced = 0;
     sr.integer("replaced_characters", replaced);

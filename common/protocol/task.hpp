@@ -41,6 +41,7 @@ struct StepRecord {
   std::string request_id;   // ours, sent with the call (BigModel flavour)
   std::string response_id;  // the platform's `id` of its answer; empty when it failed
   std::string reasoning;    // the answer's reasoning_content, kept only with --keep-reasoning
+  std::string batch_id = {};  // the Batch API batch that answered it (--via batch); empty: sent online
   // Invalid UTF-8 sequences in the server's answer (or error), each replaced by U+FFFD before it was
   // kept (wire_text.hpp); omitted from the JSON when 0.
   std::size_t replaced_characters = 0;

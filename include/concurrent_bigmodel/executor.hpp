@@ -62,6 +62,21 @@ enum class Mode {
   asyncio,          // one event-loop thread driving every task with curl_multi: the most in flight per core; a crash takes the process
 };
 
+// Where the analysis step goes (README "Cheaper runs", docs/protocol.md "Batch API").
+enum class Via {
+  online,  // one chat call per attempt (the default)
+  batch,   // a line of a Batch API file: half price, answers within the batch's window (24 h target);
+           // the search step, when there is one, runs online first (the batch FAQ does not list the
+           // web_search tool); `mode` does not matter (one event loop sends, polls and collects)
+};
+
+// What the unanswered lines of an expired or cancelled batch do, within max_retries.
+enum class BatchRetry {
+  batch,   // a line in a new batch (half price again; may take the window again)
+  online,  // the analysis step online (full price, answered now)
+  none,    // the task fails
+};
+
 // How run_file reads its file (README "Row inputs"): one topic per line, or rows of a topic and fields
 // as JSONL (one object per line) or CSV (a header row with a `topic` column).
 enum class InputFormat {
@@ -115,6 +130,14 @@ struct Config {
   // the task (error kind "incomplete", the partial text kept in Result::analysis); true accepts it.
   bool accept_incomplete = false;
   int batch_size = 0;                         // topics read ahead of the workers; 0 = 4 x concurrency
+  // The Batch API (Via above). With Via::batch, `timeout` is the online search step's, not a line's:
+  // a line waits for its batch (the platform cancels a batch after 7 days). On stop() the lines
+  // waiting on a batch end cancelled at once, the record naming the batch; the batch goes on (resume
+  // collects it) unless cancel_batch_on_stop. batch_max_lines: lines a file, 1..50000 (the platform's cap).
+  Via via = Via::online;
+  BatchRetry batch_retry = BatchRetry::batch;
+  bool cancel_batch_on_stop = false;
+  int batch_max_lines = 50000;
 
   std::string chat_model = "glm-4.5-air";  // writes the analysis
   std::string tool_model = "glm-4.5-air";  // runs the web_search tool (search_via tool)

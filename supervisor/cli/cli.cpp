@@ -163,6 +163,8 @@ struct Flags {
   std::string budget_period = "run";
   std::string price_file;
   std::string search_via = "tool";
+  std::string via = "online";
+  std::string batch_retry = "batch";
 
   static constexpr const char* py =
       "Options of the Python tool (same names and meanings; same defaults except the models: its glm-4.5-aq "
@@ -443,6 +445,42 @@ struct Flags {
         ->check(CLI::Range(0, 1000000))
         ->group("Output");
     add_cost(app);
+    add_via(app);
+  }
+
+  // README "Cheaper runs": the Batch API (a batch run's; not serve's).
+  void add_via(CLI::App& app) {
+    const char* group = "Cost";
+    app.add_option("--via", via,
+                   "online: a chat call per attempt | batch: the analysis step goes through the Batch API\n"
+                   "(half price, answers within the batch's window, 24 h target; --timeout then applies to\n"
+                   "online steps only). The search step runs online first: the platform's batch FAQ does not\n"
+                   "list the web_search tool; for big batch runs use --search-via api (no model tokens) or\n"
+                   "--no-search. --mode does not matter with batch. TERM/INT: the waiting lines are\n"
+                   "cancelled, the batch goes on, --resume collects it (README \"Cheaper runs\")")
+        ->check(CLI::IsMember({"online", "batch"}))
+        ->capture_default_str()
+        ->group(group);
+    app.add_option("--batch-retry", batch_retry,
+                   "An expired or cancelled batch's unanswered lines, within --max-retries: batch (a new\n"
+                   "batch, half price) | online (full price, now) | none (the tasks fail)")
+        ->check(CLI::IsMember({"batch", "online", "none"}))
+        ->capture_default_str()
+        ->group(group);
+    app.add_flag("--cancel-batch-on-stop", cfg.cancel_batch_on_stop,
+                 "TERM/INT cancels the batches in progress (default: they go on, paid for, and --resume\n"
+                 "collects them)")
+        ->group(group);
+    // Hidden: the platform's cap is the right size; a smaller one splits a run into more files.
+    app.add_option("--batch-max-lines", cfg.batch_max_lines, "")->group("");  // 1..50000: config_problem
+  }
+
+  void via_config() {
+    namespace pub = concurrent_bigmodel;
+    cfg.via = via == "batch" ? pub::Via::batch : pub::Via::online;
+    cfg.batch_retry = batch_retry == "online" ? pub::BatchRetry::online
+                      : batch_retry == "none" ? pub::BatchRetry::none
+                                              : pub::BatchRetry::batch;
   }
 
   // README "Cheaper runs": the dry run, the price table and budgets (a batch run's; not serve's).
@@ -521,6 +559,7 @@ struct Flags {
     cfg.restart_period = seconds_to_ms(restart_period_s);
     cfg.console = !quiet;
     platform_config();
+    via_config();  // serve has no --via: its defaults (online)
     cfg.base_url = resolve_base_url(base_url, kDefaultBaseUrl);
     cfg.allow_insecure_http = allow_insecure_http;
 

@@ -62,6 +62,12 @@ int dry_run(const Invocation& inv) {
   return kExitAllSucceeded;
 }
 
+// A batch run stopped early says how to go on: its batches run on at the platform.
+std::string resume_part(const Invocation& inv, const concurrent_bigmodel::Summary& s) {
+  if (!s.interrupted || inv.config.via != concurrent_bigmodel::Via::batch) return "";
+  return "; batches in progress go on at the platform: run again with --resume to collect them";
+}
+
 int run(const Invocation& inv) {
   if (inv.dry_run) return dry_run(inv);
   std::signal(SIGPIPE, SIG_IGN);
@@ -82,7 +88,7 @@ int run(const Invocation& inv) {
   if (inv.config.console) {
     std::cerr << "concurrent_bigmodel: "
               << summary_line(summary, report_note(inv.config.output, summary.report_written, summary.report_error))
-              << spend_part(summary)
+              << spend_part(summary) << resume_part(inv, summary)
               << "\n";
   }
   return summary.exit_status;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "cost_estimate.hpp"
+
 namespace cbm {
 namespace {
 
@@ -16,7 +18,7 @@ void Spend::add_steps(const std::vector<StepRecord>& steps) {
     if (!answered(s)) continue;
     if (s.name == "search") ++search_calls;
     if (s.usage.prompt_tokens > 0 || s.usage.completion_tokens > 0) {
-      ModelTokens& t = models[s.model];
+      ModelTokens& t = s.batch_id.empty() ? models[s.model] : batch_models[s.model];
       t.input += s.usage.prompt_tokens;
       t.output += s.usage.completion_tokens;
     }
@@ -32,7 +34,8 @@ void Spend::add_record(const TaskResult& record) {
   const std::int64_t earlier_out = record.usage.completion_tokens - in_steps.completion_tokens;
   if (earlier_in <= 0 && earlier_out <= 0) return;
   // Earlier attempts' steps are not kept in the record: their tokens are priced at the last model used.
-  ModelTokens& t = models[record.steps.empty() ? std::string("(unknown model)") : record.steps.back().model];
+  const std::string model = record.steps.empty() ? std::string("(unknown model)") : record.steps.back().model;
+  ModelTokens& t = !record.steps.empty() && !record.steps.back().batch_id.empty() ? batch_models[model] : models[model];
   t.input += std::max<std::int64_t>(earlier_in, 0);
   t.output += std::max<std::int64_t>(earlier_out, 0);
 }
@@ -43,6 +46,11 @@ Spend& Spend::operator+=(const Spend& other) {
     mine.input += t.input;
     mine.output += t.output;
   }
+  for (const auto& [model, t] : other.batch_models) {
+    ModelTokens& mine = batch_models[model];
+    mine.input += t.input;
+    mine.output += t.output;
+  }
   search_calls += other.search_calls;
   return *this;
 }
@@ -50,18 +58,23 @@ Spend& Spend::operator+=(const Spend& other) {
 std::int64_t Spend::tokens() const {
   std::int64_t n = 0;
   for (const auto& [model, t] : models) n += t.input + t.output;
+  for (const auto& [model, t] : batch_models) n += t.input + t.output;
   return n;
 }
 
 CostFigure cost_of(const Spend& spend, const PriceTable& prices, std::string_view search_engine) {
   CostFigure c;
-  for (const auto& [model, t] : spend.models) {
-    if (const ModelPrice* p = prices.model(model)) {
-      c.amount += (static_cast<double>(t.input) * p->input_per_million +
-                   static_cast<double>(t.output) * p->output_per_million) /
-                  1e6;
-    } else {
-      c.unpriced.push_back(model);
+  for (const auto* by_model : {&spend.models, &spend.batch_models}) {
+    const double factor = by_model == &spend.batch_models ? kBatchPriceFactor : 1.0;
+    for (const auto& [model, t] : *by_model) {
+      if (const ModelPrice* p = prices.model(model)) {
+        c.amount += factor *
+                    (static_cast<double>(t.input) * p->input_per_million +
+                     static_cast<double>(t.output) * p->output_per_million) /
+                    1e6;
+      } else if (std::find(c.unpriced.begin(), c.unpriced.end(), model) == c.unpriced.end()) {
+        c.unpriced.push_back(model);
+      }
     }
   }
   if (spend.search_calls > 0) {

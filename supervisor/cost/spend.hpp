@@ -21,6 +21,8 @@ struct ModelTokens {
 
 struct Spend {
   std::map<std::string, ModelTokens, std::less<>> models;
+  // Steps a Batch API batch answered (StepRecord::batch_id): priced at kBatchPriceFactor of the list price.
+  std::map<std::string, ModelTokens, std::less<>> batch_models;
   std::int64_t search_calls = 0;  // web searches (priced per call of the run's search engine)
 
   // One attempt's steps: each step's usage goes to its model; each answered search step is one web
@@ -32,7 +34,7 @@ struct Spend {
   Spend& operator+=(const Spend& other);
 
   std::int64_t tokens() const;
-  bool empty() const { return models.empty() && search_calls == 0; }
+  bool empty() const { return models.empty() && batch_models.empty() && search_calls == 0; }
 };
 
 // A Spend priced, its searches as calls of `search_engine`. `amount` counts what has a price;

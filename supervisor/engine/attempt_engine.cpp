@@ -160,8 +160,8 @@ void AttemptEngine::expire_attempts(Clock::time_point now) {
       continue;
     }
     log_.warn(slot_name(slot) + " task " + std::to_string(*s.task) + " attempt " +
-              std::to_string(book_.at(*s.task).attempts()) + " passed --timeout " + seconds_text(config_.timeout) +
-              ": ending it");
+              std::to_string(book_.at(*s.task).attempts()) + " passed --timeout " +
+              seconds_text(transport_->attempt_timeout(config_.timeout)) + ": ending it");
     s.cancelled = CancelCause::timeout;
     transport_->cancel(slot, CancelCause::timeout);
   }
@@ -251,7 +251,7 @@ void AttemptEngine::start_attempt(std::size_t slot, TaskId id, ConcurrencyGate::
   s.cancelled.reset();
   ++running_;
   ++attempts_started_;
-  const auto deadline = now + config_.timeout;
+  const auto deadline = now + transport_->attempt_timeout(config_.timeout);
   s.deadline = deadline;
   next_deadline_ = std::min(next_deadline_, deadline);
   observer_.attempt_started(task, static_cast<int>(slot));

@@ -87,6 +87,9 @@ class Transport {
   // idle slots may let go of what they hold (worker processes exit now, overlapping the last
   // attempts instead of following them).
   virtual void retire_idle() {}
+  // How long an attempt may run before the engine ends it, given --timeout. A transport whose
+  // attempt waits on a deadline of its own (a Batch API line: the batch's window) says so here.
+  virtual Clock::duration attempt_timeout(Clock::duration configured) const { return configured; }
   // Workers replaced after dying on their own, since the start.
   virtual std::uint64_t restarts() const { return 0; }
 };

@@ -279,7 +279,7 @@ std::string JournalSettings::differences(const JournalSettings& now) const {
 
 // A queued line: a terminal record, or a round's unread topics.
 struct Journal::Entry {
-  std::variant<TaskResult, UnreadTopics> record;
+  std::variant<TaskResult, UnreadTopics, std::string> record;  // std::string: a batch line, encoded
 };
 
 namespace {
@@ -416,9 +416,11 @@ void Journal::Writer::write_batch(int to, const std::vector<Entry>& batch) {
     w.Reset(buf);
     if (const auto* r = std::get_if<TaskResult>(&e.record)) {
       write_task_result(w, *r);
-    } else {
-      const std::string line = encode_unread_journal_line(std::get<UnreadTopics>(e.record));
+    } else if (const auto* u = std::get_if<UnreadTopics>(&e.record)) {
+      const std::string line = encode_unread_journal_line(*u);
       for (const char c : line) buf.Put(c);
+    } else {
+      for (const char c : std::get<std::string>(e.record)) buf.Put(c);
     }
     buf.Put('\n');
   }
@@ -483,7 +485,8 @@ void Journal::mark_finished(int exit_status) {
 
 Journal Journal::open_for_resume(const std::filesystem::path& path, const JournalSettings& settings, bool force,
                                  const std::function<void(const TaskResult&)>& on_record,
-                                 const std::function<bool()>& stop) {
+                                 const std::function<bool()>& stop,
+                                 const std::function<void(std::string_view)>& on_batch) {
   const auto found = parse_header(read_first_line(path));
   if (!found) throw std::runtime_error("'" + path.string() + "' is not a concurrent_bigmodel journal");
   if (const std::string differences = found->differences(settings); !differences.empty() && !force) {
@@ -497,6 +500,10 @@ Journal Journal::open_for_resume(const std::filesystem::path& path, const Journa
     if (stop && stop()) throw JournalReadStopped("stopped while reading '" + path.string() + "'");
     ++line_no;
     if (unread_entry_of_journal_line(line)) return false;  // those topics have no record: they run again
+    if (is_batch_journal_line(line)) {  // a batch's ids: kept, and handed to the run (batch_transport.hpp)
+      if (on_batch) on_batch(line);
+      return true;
+    }
     if (!result) {
       throw std::runtime_error("'" + path.string() + "' line " + std::to_string(line_no) +
                                " is not a result record (and not a torn last line): refusing to guess");
@@ -527,6 +534,14 @@ void Journal::append(TaskResult result) {
 }
 
 void Journal::append(const UnreadTopics& unread) { w_->push(Entry{unread}, footprint(unread)); }
+
+void Journal::append_batch_line(std::string line) {
+  if (!is_batch_journal_line(line) || line.find('\n') != std::string::npos) {
+    throw std::logic_error("a batch journal line is one line starting with {\"batch\":");
+  }
+  const std::size_t size = line.size();
+  w_->push(Entry{std::move(line)}, size);
+}
 
 void Journal::Writer::push(Entry entry, std::size_t size) {
   {
@@ -571,6 +586,7 @@ void Journal::compact(std::uint32_t from_round) {
   w.drain(lock);
   rewrite(w.path, w.header, [&](std::string_view line, const std::optional<TaskResult>& result) {
     if (result) return result->round >= from_round;
+    if (is_batch_journal_line(line)) return true;  // a batch's ids: a --resume may still collect it
     const auto unread = unread_entry_of_journal_line(line);
     if (!unread) return false;
     const auto decoded = decode_unread_topics(*unread);

@@ -3,7 +3,9 @@
 // Line 1 is a header with the settings that change results (models, prompts, search); every other
 // line is a report entry (the `results[i]` object, which carries its round and id); or a round's
 // topics a stop left unread ({"not_read": {...}}: UnreadTopics, result_codec.hpp), which --resume
-// drops (those topics run again) and the report lists apart (`not_read`); or, last, the end-of-run
+// drops (those topics run again) and the report lists apart (`not_read`); or a Batch API file's or
+// batch's ids ({"batch": {...}}: batch_record.hpp), which --resume keeps and hands to the run, and the
+// report leaves out; or, last, the end-of-run
 // line `{"journal_end":true,"exit_status":N}`, appended once a run has done all it was asked (not
 // stopped, not aborted, its report written). A journal without it holds an unfinished run: a new run
 // does not replace it unless told (--fresh; run_files.hpp), and --resume drops the line as it
@@ -45,6 +47,9 @@
 #include "unique_fd.hpp"
 
 namespace cbm {
+
+// A journal line of a Batch API file or batch (`{"batch":...}`).
+inline bool is_batch_journal_line(std::string_view line) { return line.starts_with("{\"batch\":"); }
 
 // A stop came while open_for_resume read the journal (which it left unchanged).
 struct JournalReadStopped : std::runtime_error {
@@ -95,7 +100,8 @@ class Journal {
   // journal is left as it was (nothing rewritten).
   static Journal open_for_resume(const std::filesystem::path& path, const JournalSettings& settings, bool force,
                                  const std::function<void(const TaskResult&)>& on_record,
-                                 const std::function<bool()>& stop = {});
+                                 const std::function<bool()>& stop = {},
+                                 const std::function<void(std::string_view)>& on_batch = {});
 
   Journal(Journal&&) noexcept;
   Journal& operator=(Journal&&) = delete;
@@ -107,6 +113,9 @@ class Journal {
   void append(TaskResult result);
   // Queues the record of a round's unread topics, as append() does.
   void append(const UnreadTopics& unread);
+  // Queues a batch line (`{"batch":...}`, one line, encoded by batch_record.hpp), as append() does.
+  // Its writer syncs it (sync()) before the call it announces is made.
+  void append_batch_line(std::string line);
   // Waits until every queued record is written, then fdatasync.
   void sync();
   // Writes what is queued, then the end-of-run line, and syncs: the run finished. Call last.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <utility>
 
 #include "atomic_file.hpp"
 
@@ -32,6 +33,24 @@ void RunLedger::count_locked(const TaskResult& r) {
   done[r.id] = 1;
   round_locked(r.round).totals.add(r);
   totals_.add(r);
+}
+
+void RunLedger::restore_batch_line(std::string_view line) {
+  std::lock_guard lock(mu_);
+  restored_batch_lines_.emplace_back(line);
+}
+
+std::vector<std::string> RunLedger::take_restored_batch_lines() {
+  std::lock_guard lock(mu_);
+  return std::exchange(restored_batch_lines_, {});
+}
+
+std::optional<std::string> RunLedger::journal_batch_line(std::string line) {
+  std::lock_guard lock(mu_);
+  if (!journal_) return std::nullopt;  // no journal: nothing to resume from, nothing to write
+  journal_->append_batch_line(std::move(line));
+  journal_->sync();
+  return journal_->failure();
 }
 
 void RunLedger::restore(const TaskResult& result) {
@@ -211,6 +230,8 @@ void RunLedger::write_report(const std::filesystem::path& path, int exit_status)
   journal_->for_each_record([&](std::string_view line) {
     if (const auto unread = unread_entry_of_journal_line(line)) {
       report.add_unread_encoded(*unread);
+    } else if (is_batch_journal_line(line)) {
+      return;  // a batch's ids, for --resume: not a result
     } else {
       report.add_encoded(line);
     }

@@ -46,6 +46,12 @@ class RunLedger {
   void observe(RunObserver& observer) { outbox_.observe(observer); }
 
   void begin_round(std::uint32_t round);
+  // Batch API ids (journal.hpp, batch_record.hpp): a line --resume read back, kept for the batch
+  // transport, which takes them once; and a new one, written and synced before this returns
+  // (the call it announces comes after). Returns the journal's failure, if it has one now.
+  void restore_batch_line(std::string_view line);
+  std::vector<std::string> take_restored_batch_lines();
+  std::optional<std::string> journal_batch_line(std::string line);
   // Counts a record read back from the journal by --resume (not written again, not announced).
   void restore(const TaskResult& result);
   // Journals the terminal record, and returns once the observer has heard of it. False (nothing
@@ -103,6 +109,7 @@ class RunLedger {
   std::map<std::uint32_t, std::vector<std::uint8_t>> done_;  // rounds in progress: id -> recorded
   RunTotals totals_;
   std::vector<UnreadTopics> unread_;
+  std::vector<std::string> restored_batch_lines_;
   DuplicateResolver duplicates_;  // of the round in progress
   ResumeIndex restored_;
   std::size_t rounds_completed_ = 0;

@@ -193,6 +193,17 @@ std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& 
   if (c.delay.count() < 0) return P{"delay", "must not be negative"};
   if (c.max_retries < 0 || c.max_retries > 100) return P{"max_retries", "must be in 0..100"};
   if (c.batch_size < 0) return P{"batch_size", "must not be negative"};
+  if (c.via != concurrent_bigmodel::Via::online && c.via != concurrent_bigmodel::Via::batch) {
+    return P{"via", "unknown value"};
+  }
+  if (c.batch_max_lines < 1 || c.batch_max_lines > 50000) return P{"batch_max_lines", "must be in 1..50000"};
+  if (c.via == concurrent_bigmodel::Via::batch && c.api_flavor == concurrent_bigmodel::ApiFlavor::openai) {
+    return P{"via", "the Batch API as this program uses it is BigModel's (/v4/chat/completions lines): not with "
+                    "api_flavor openai"};
+  }
+  if (c.via == concurrent_bigmodel::Via::batch && c.stream) {
+    return P{"via", "a batch line's answer comes whole: not with stream"};
+  }
   if (c.requests_per_minute < 0) return P{"requests_per_minute", "must not be negative"};
   if (c.tokens_per_minute < 0) return P{"tokens_per_minute", "must not be negative"};
   if (c.chat_model.empty()) return P{"chat_model", "empty"};
@@ -252,6 +263,20 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   r.timeout = c.timeout;
   r.delay = c.delay;
   r.batch_size = c.batch_size;
+  r.via = c.via == concurrent_bigmodel::Via::batch ? Via::batch : Via::online;
+  r.batch.max_lines = static_cast<std::size_t>(c.batch_max_lines);
+  r.batch.cancel_on_stop = c.cancel_batch_on_stop;
+  switch (c.batch_retry) {
+    case concurrent_bigmodel::BatchRetry::batch:
+      r.batch.retry = BatchRetry::batch;
+      break;
+    case concurrent_bigmodel::BatchRetry::online:
+      r.batch.retry = BatchRetry::online;
+      break;
+    case concurrent_bigmodel::BatchRetry::none:
+      r.batch.retry = BatchRetry::none;
+      break;
+  }
   r.rate.requests_per_minute = c.requests_per_minute;
   r.rate.tokens_per_minute = c.tokens_per_minute;
   r.output = c.output;

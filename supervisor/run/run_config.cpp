@@ -14,4 +14,18 @@ std::string_view to_string(Mode m) {
   return "unknown";
 }
 
+std::string_view to_string(Via v) { return v == Via::batch ? "batch" : "online"; }
+
+std::string_view to_string(BatchRetry r) {
+  switch (r) {
+    case BatchRetry::batch:
+      return "batch";
+    case BatchRetry::online:
+      return "online";
+    case BatchRetry::none:
+      return "none";
+  }
+  return "unknown";
+}
+
 }  // namespace cbm

@@ -33,6 +33,25 @@ enum class QuotaAction {
   stop,  // abort the run (exit 3); --resume continues it later
 };
 
+// Where the analysis step goes (--via; docs/protocol.md, "Batch API").
+enum class Via {
+  online,  // a chat call per attempt
+  batch,   // a line of a Batch API file (the search step runs online first)
+};
+std::string_view to_string(Via v);
+
+// What an expired or cancelled batch's unanswered lines do (--batch-retry), within --max-retries.
+enum class BatchRetry { batch, online, none };
+std::string_view to_string(BatchRetry r);
+
+struct BatchSettings {
+  std::size_t max_lines = 50000;  // lines a file (--batch-max-lines, hidden: the platform's cap)
+  BatchRetry retry = BatchRetry::batch;
+  bool cancel_on_stop = false;    // TERM/INT cancels the batches in progress (--cancel-batch-on-stop)
+  std::chrono::milliseconds poll_min{1000};   // the first poll of a batch comes after this...
+  std::chrono::milliseconds poll_max{30000};  // ...then 1.5 times longer each time, up to this
+};
+
 struct RestartIntensity {
   int max_restarts = 20;                  // more than this many worker restarts...
   std::chrono::milliseconds period{10000};  // ...within this window aborts the run (exit 3)
@@ -46,6 +65,8 @@ struct RunConfig {
   int concurrency = 4;
   RateCaps rate;  // --rpm / --tpm
   Mode mode = Mode::multiprocessing;
+  Via via = Via::online;
+  BatchSettings batch;
   std::chrono::milliseconds timeout{120000};  // per task attempt
   std::chrono::milliseconds delay{500};       // a worker's pause between tasks, and between rounds
   int batch_size = 0;                         // 0 = automatic

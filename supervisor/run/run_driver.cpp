@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "attempt_engine.hpp"
+#include "batch_transport.hpp"
 #include "event_loop_transport.hpp"
 #include "duplicate_topics.hpp"
 #include "fd_limit.hpp"
@@ -37,6 +38,8 @@ int exit_status_of(const RunLedger& ledger, const RunControl& control) {
 }
 
 std::unique_ptr<Transport> make_transport(const ExecutorContext& run) {
+  // --via batch: one event loop whatever --mode (the platform runs the lines; docs/protocol.md).
+  if (run.config.via == Via::batch) return std::make_unique<BatchTransport>(run.config, run.control, run.ledger, run.log);
   switch (run.config.mode) {
     case Mode::multiprocessing:
       return std::make_unique<ProcessTransport>(run.config, run.control, run.log, run.clock);
@@ -166,7 +169,8 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
                                         first_round = std::max(first_round, r.round);
                                         ++restored;
                                       },
-                                      [&control] { return control.stopping(); })
+                                      [&control] { return control.stopping(); },
+                                      [&ledger](std::string_view line) { ledger.restore_batch_line(line); })
                                 : Journal::create(cfg.journal, settings));
     } catch (const JournalReadStopped& e) {
       // Nothing was sent and nothing written: the journal is as it was, the report (an earlier run's,

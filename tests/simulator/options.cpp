@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "batch_store.h"
 #include "request_settings.hpp"
 
 namespace simulator {
@@ -24,6 +25,23 @@ Endpoints:
                              trace_id, dotted_order, parent links, times); 202, 409 for a batch already
                              stored, 400 naming the first invalid run (nothing of that batch is stored)
   GET  /runs                 the stored runs (posts with their patches applied), batches and rejections
+
+The Batch API (docs/protocol.md, "Simulator: the Batch API"), under the same base as chat completions:
+  POST .../files             multipart/form-data: purpose=batch and a .jsonl `file` part; 435 above
+                             --batch-max-file-bytes; 400 "1214" for a malformed body
+  GET  .../files[?purpose=&after=&limit=], GET/DELETE .../files/{id}, GET .../files/{id}/content (Range)
+  POST .../batches           input_file_id, endpoint "/v4/chat/completions", auto_delete_input_file,
+                             metadata; validating -> in_progress -> finalizing -> completed over
+                             --batch-seconds; each line answered as POST .../chat/completions answers it
+  GET  .../batches[?after=&limit=], GET .../batches/{id}, POST .../batches/{id}/cancel
+  Batch markers, anywhere in an uploaded file: [[fault:batch_fail]] (its line fails validation),
+  [[fault:batch_expire]] (expired at mid in_progress, half the lines done), [[fault:batch_drop_download]]
+  (the first download of each output file resets the connection midway)
+  POST /batch/hold?phase=P   hold uploads (stored, not answered), batches at a phase, or downloads (after
+                             half the body): upload|validating|in_progress|finalizing|download|none
+  POST /batch/release        end the hold; held batches resume where they stopped
+  GET /stats has "batch": files/bytes/lines uploaded, batches_created, paid_lines, batches_cancelled,
+  content_downloads, uploads/downloads_in_progress, batches_by_status, hold
 
 Checks, in order: Authorization (401 code "1000" if the header is missing or not Bearer, "1001" if the
 token is empty or differs from --api-key), JSON (400 "1210"), model/messages (400 "1214"), known model
@@ -202,6 +220,22 @@ void add_options(CLI::App& app, Options& options) {
          "How /runs/batch misbehaves: hang (read the request, never answer) | 500 | none")
       ->check(CLI::IsMember({"none", "hang", "500"}))
       ->default_str("none");
+
+  app.add_option("--batch-seconds", options.batch_seconds,
+                 "Batch API: seconds from validating to completed (fractions allowed; 0: at once)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--batch-max-file-bytes", options.batch_max_file_bytes,
+                 "Batch API: the largest uploaded file; larger gets HTTP 435")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32));
+  app.add_option("--batch-max-lines", options.batch_max_lines,
+                 "Batch API: the most requests a file may hold; more fails validation (too_many_lines)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
+  app.add_option("--batch-hold", options.batch_hold,
+                 "Batch API: hold this phase from the start (see POST /batch/hold); default none")
+      ->check(CLI::IsMember(BatchStore::hold_phases()));
 
   app.final_callback([&options] {
     if (options.latency.distribution == LatencyDistribution::kUniform &&

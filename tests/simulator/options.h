@@ -35,7 +35,13 @@ struct Options {
   // LangSmith refuses such a key without a workspace. Empty: no header needed.
   std::string langsmith_workspace;
   RunsFault runs_fault = RunsFault::kNone;
-  bool strict_openai = false;  // answer unknown request fields as api.openai.com does; no /web_search
+  bool strict_openai = false;
+  // The Batch API (batch_store.h): a batch's time from validating to completed, the upload cap (above it
+  // HTTP 435), and the phase held from the start (BatchStore::hold_phases(); empty or "none": no hold).
+  double batch_seconds = 1.0;
+  std::size_t batch_max_file_bytes = std::size_t{100} * 1024 * 1024;
+  std::size_t batch_max_lines = 50000;  // per file, as documented; above it validation fails
+  std::string batch_hold;  // answer unknown request fields as api.openai.com does; no /web_search
 };
 
 // Declares every flag on `app` (with the fault markers in its --help); parsing `app` fills `options`.

@@ -3,13 +3,16 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <cstdio>
+#include <stdexcept>
 #include <utility>
 #include <variant>
 
+#include "answer.h"
 #include "openai_strict.h"
 #include "peer_killer.h"
 
@@ -28,9 +31,9 @@ constexpr std::string_view kServiceUnavailablePage =
     "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n"
     "<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n</body>\r\n</html>\r\n";
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
-constexpr std::size_t kOversizeContentBytes = 9 * 1024 * 1024;
 constexpr std::size_t kDripBytes = 120;  // at one byte per interval: about a minute
 constexpr auto kDripInterval = std::chrono::milliseconds(500);
+constexpr auto kHoldPoll = std::chrono::milliseconds(10);  // how often a held answer looks for the release
 
 // The token of an `Authorization: Bearer <token>` header (possibly empty); nullopt when the header is
 // absent or uses another scheme.
@@ -56,6 +59,25 @@ std::string detail_body(std::string_view message) {
   return {buffer.GetString(), buffer.GetSize()};
 }
 
+// Where a Batch API resource starts in `path`: "/files" or "/batches" as a whole segment.
+std::optional<std::size_t> segment(std::string_view path, std::string_view name) {
+  for (auto at = path.find(name); at != std::string_view::npos; at = path.find(name, at + 1)) {
+    const std::size_t end = at + name.size();
+    if (end == path.size() || path[end] == '/') return at;
+  }
+  return std::nullopt;
+}
+
+// POST .../files: an upload, whose body may reach --batch-max-file-bytes.
+template <class Request>
+bool is_upload(const Request& request) {
+  if (request.method() != http::verb::post) return false;
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  const auto at = segment(path, "/files");
+  return at && *at + 6 == path.size();
+}
+
 bool is_http_parse_error(boost::system::error_code ec) {
   return ec.category() == http::make_error_code(http::error::bad_target).category();
 }
@@ -74,8 +96,10 @@ void Session::start() {
 void Session::read_header() {
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
-  parser_->body_limit(state_.options.max_body);
+  // An upload may be larger than --max-body; on_header narrows the limit for every other request.
+  parser_->body_limit(std::max(state_.options.max_body, state_.batches.upload_body_limit()));
   is_chat_ = false;
+  batch_activity_.reset();
   fault_.reset();
   fault_param_ = 0;
   http::async_read_header(socket_, buffer_, *parser_,
@@ -86,6 +110,13 @@ void Session::read_header() {
 // bodies and would otherwise stall a second before sending the body).
 void Session::on_header(ErrorCode ec) {
   if (ec) return on_read_error(ec);
+  if (is_upload(parser_->get())) {
+    batch_activity_.emplace(state_.batches.upload_activity());
+  } else {
+    const auto length = parser_->content_length();
+    if (length && *length > state_.options.max_body) return on_read_error(http::error::body_limit);
+    parser_->body_limit(state_.options.max_body);
+  }
   if (!parser_->is_done() && boost::beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
     net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()),
                      [self = shared_from_this()](ErrorCode write_ec, std::size_t) {
@@ -107,6 +138,9 @@ void Session::read_body() {
 
 void Session::on_read_error(ErrorCode ec) {
   keep_alive_ = false;
+  if (ec == http::error::body_limit && is_upload(parser_->get())) {
+    return reply_error(BatchStore::file_too_large(state_.options.batch_max_file_bytes));
+  }
   if (ec == http::error::body_limit) return reply_error(api_errors::body_too_large());
   if (ec == http::error::header_limit) return reply_error(api_errors::headers_too_large());
   const bool client_left = ec == http::error::end_of_stream || ec == http::error::partial_message;
@@ -149,7 +183,10 @@ void Session::route() {
     if (request.method() != http::verb::get) {
       return reply_error(api_errors::method_not_allowed("GET"), {"Allow", "GET"});
     }
-    return reply(200, kJson, state_.stats.to_json());
+    std::string stats = state_.stats.to_json();
+    stats.pop_back();  // the closing brace: the Batch API's counters join as "batch"
+    stats.append(R"(,"batch":)").append(state_.batches.stats_json()).push_back('}');
+    return reply(200, kJson, std::move(stats));
   }
   if (path == "/stats/reset") {
     if (request.method() != http::verb::post) {
@@ -157,9 +194,153 @@ void Session::route() {
     }
     state_.stats.reset();
     state_.markers.reset();
+    state_.batches.reset_stats();
     return reply(200, kJson, R"({"reset":true})");
   }
+  if (path == "/batch/hold" || path == "/batch/release") {
+    if (request.method() != http::verb::post) {
+      return reply_error(api_errors::method_not_allowed("POST"), {"Allow", "POST"});
+    }
+    const std::string_view query = target.size() > path.size() ? target.substr(path.size() + 1) : "";
+    std::string_view phase = "none";
+    if (path == "/batch/hold") phase = query.starts_with("phase=") ? query.substr(6) : query;
+    try {
+      state_.batches.hold(phase);
+    } catch (const std::invalid_argument& e) {
+      return reply_error(api_errors::invalid_field("phase", e.what()));
+    }
+    std::string answer = R"({"hold":")";
+    answer.append(phase).append(R"("})");
+    return reply(200, kJson, std::move(answer));
+  }
+  if (segment(path, "/files") || segment(path, "/batches")) return handle_batch_api(path);
   reply_error(api_errors::not_found(path));
+}
+
+void Session::handle_batch_api(std::string_view path) {
+  const auto files = segment(path, "/files");
+  const auto batches = segment(path, "/batches");
+  const auto& request = parser_->get();
+  const std::string_view target = request.target();
+  const std::string_view query = target.size() > path.size() ? target.substr(path.size() + 1) : "";
+  const bool is_files = files && (!batches || *files < *batches);
+  const std::string_view tail = path.substr(is_files ? *files + 6 : *batches + 8);  // after the resource name
+  std::string_view id;
+  std::string_view action;
+  if (!tail.empty()) {
+    const std::string_view rest = tail.substr(1);
+    const std::size_t slash = rest.find('/');
+    id = rest.substr(0, slash);
+    if (slash != std::string_view::npos) action = rest.substr(slash + 1);
+    if (id.empty() || action.find('/') != std::string_view::npos) {
+      return reply_error(api_errors::not_found(path));
+    }
+  }
+  const http::verb method = request.method();
+  const auto allow = [this](std::string_view methods) {
+    reply_error(api_errors::method_not_allowed(methods), {"Allow", methods});
+  };
+  if (!authorized()) return;
+  BatchStore& store = state_.batches;
+  if (is_files) {
+    if (id.empty()) {
+      if (method == http::verb::post) {
+        return answer_when_upload_released(store.upload(request[http::field::content_type], request.body()));
+      }
+      if (method == http::verb::get) return send_batch_reply(store.list_files(query));
+      return allow("GET, POST");
+    }
+    if (action.empty()) {
+      if (method == http::verb::get) return send_batch_reply(store.retrieve_file(id));
+      if (method == http::verb::delete_) return send_batch_reply(store.delete_file(id));
+      return allow("GET, DELETE");
+    }
+    if (action == "content") {
+      if (method != http::verb::get) return allow("GET");
+      batch_activity_.emplace(store.download_activity());
+      return send_batch_reply(store.file_content(id, request[http::field::range]), true);
+    }
+  } else {
+    if (id.empty()) {
+      if (method == http::verb::post) return send_batch_reply(store.create_batch(request.body()));
+      if (method == http::verb::get) return send_batch_reply(store.list_batches(query));
+      return allow("GET, POST");
+    }
+    if (action.empty()) {
+      if (method == http::verb::get) return send_batch_reply(store.retrieve_batch(id));
+      return allow("GET");
+    }
+    if (action == "cancel") {
+      if (method != http::verb::post) return allow("POST");
+      return send_batch_reply(store.cancel_batch(id));
+    }
+  }
+  reply_error(api_errors::not_found(path));
+}
+
+// An upload is stored as soon as it is read; while uploads are held, its answer waits for the release.
+void Session::answer_when_upload_released(BatchStore::Reply answer) {
+  if (!state_.batches.upload_held()) {
+    held_upload_.reset();
+    return send_batch_reply(std::move(answer));
+  }
+  if (!held_upload_) held_upload_.emplace(state_.batches.held_upload());
+  timer_.expires_after(kHoldPoll);
+  timer_.async_wait([self = shared_from_this(), answer = std::move(answer)](ErrorCode ec) mutable {
+    if (!ec) self->answer_when_upload_released(std::move(answer));
+  });
+}
+
+// A Batch API answer. A file's content may be cut midway (batch_drop_download) or stop after half its
+// body while downloads are held.
+void Session::send_batch_reply(BatchStore::Reply answer, bool download) {
+  const bool cut = answer.cut_midway;
+  const bool held = download && state_.batches.download_held() && answer.status / 100 == 2;
+  if (!cut && !held) {
+    if (answer.content_range.empty())
+      return reply(answer.status, answer.content_type, std::move(answer.body));
+    return reply(answer.status, answer.content_type, std::move(answer.body),
+                 {"Content-Range", answer.content_range});
+  }
+  note_outcome(answer.status);
+  raw_body_ = std::move(answer.body);
+  raw_sent_ = 0;
+  prepare_head(answer.status, answer.content_type, raw_body_.size());
+  if (!answer.content_range.empty()) head_.set(http::field::content_range, answer.content_range);
+  write_head(cut ? &Session::write_half_then_close : &Session::write_half_then_wait_release);
+}
+
+// The connection ends (FIN) with the promised length unmet: a download dropped midway.
+void Session::write_half_then_close() {
+  net::async_write(socket_, net::buffer(raw_body_.data(), raw_body_.size() / 2),
+                   [self = shared_from_this()](ErrorCode, std::size_t) {
+                     self->end_admission();
+                     ErrorCode ignored;
+                     self->socket_.shutdown(Socket::shutdown_send, ignored);
+                     self->drain_until_client_closes();
+                   });
+}
+
+void Session::write_half_then_wait_release() {
+  raw_sent_ = raw_body_.size() / 2;
+  net::async_write(socket_, net::buffer(raw_body_.data(), raw_sent_),
+                   [self = shared_from_this()](ErrorCode ec, std::size_t) {
+                     if (ec) return self->close();
+                     self->write_rest_when_released();
+                   });
+}
+
+void Session::write_rest_when_released() {
+  if (state_.batches.download_held()) {
+    timer_.expires_after(kHoldPoll);
+    timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
+      if (!ec) self->write_rest_when_released();
+    });
+    return;
+  }
+  end_admission();
+  net::async_write(socket_, net::buffer(raw_body_) + raw_sent_,
+                   [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_written(ec); });
 }
 
 void Session::record_request() {
@@ -262,41 +443,19 @@ void Session::handle_runs_batch() {
 
 // A marker decides when present; a spent `*K` marker leaves the request to the server-wide rates.
 std::optional<Fault> Session::choose_fault() {
-  const std::string_view topic = chat_request_.topic();
-  auto marker = find_marker(chat_request_.last_user_message);
-  if (!marker && chat_request_.web_search && chat_request_.web_search->query) {
-    marker = find_marker(*chat_request_.web_search->query);
-  }
-  if (marker && state_.markers.should_fault(*marker, topic)) {
-    fault_param_ = marker->param;
-    return marker->fault;
-  }
+  if (auto fault = marker_fault(chat_request_, state_.markers, fault_param_)) return fault;
   return state_.options.fault_rates.draw();
 }
 
+// The faults that shape the wire are answered here; the platform's errors and the content faults come
+// from answer.h, which the Batch API's lines share.
 void Session::answer_chat() {
   if (!fault_) return send_completion();
   switch (*fault_) {
-    case Fault::k429_1302:
-      return reply_error(api_errors::too_many_in_flight());
     case Fault::k429_1302_retry_after:
       return reply_error(api_errors::too_many_in_flight(), {"Retry-After", "1"});
     case Fault::k429_1302_retry_after_ms:
       return reply_error(api_errors::too_many_in_flight(), {"retry-after-ms", "200"});
-    case Fault::k429_1113:
-      return reply_error(api_errors::no_balance());
-    case Fault::k429_1305:
-      return reply_error(api_errors::overloaded());
-    case Fault::k401:
-      return reply_error(api_errors::invalid_token());
-    case Fault::k400_1301:
-      return reply_error(api_errors::unsafe_content());
-    case Fault::k400_1261:
-      return reply_error(api_errors::prompt_too_long());
-    case Fault::k400_1211:
-      return reply_error(api_errors::unknown_model());
-    case Fault::k500_1234:
-      return reply_error(api_errors::network_error());
     case Fault::k503:
       return reply(503, "text/html", std::string(kServiceUnavailablePage));
     case Fault::kHang:
@@ -309,11 +468,6 @@ void Session::answer_chat() {
           render_body(make_completion(chat_request_, state_.options.content_bytes), Shape::kNormal));
     case Fault::kKillClient:
       return kill_client();
-    case Fault::kSseError:
-      if (!chat_request_.stream) return reply_error(api_errors::network_error());
-      return send_completion();
-    case Fault::kCode:
-      return reply_error(*platform_error(fault_param_));
     case Fault::kCodeInt: {
       const ApiError error = *platform_error(fault_param_);
       state_.stats.count_error_code(error.code);
@@ -321,33 +475,18 @@ void Session::answer_chat() {
     }
     case Fault::kCodeIn200:
       return error_in_200(*platform_error(fault_param_));
-    case Fault::kQuotaReset:
-    case Fault::kQuota1310Reset: {
-      // To the second, as the platform writes it, and at least the asked seconds ahead.
-      const auto reset = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()) +
-                         std::chrono::seconds(1 + fault_param_);
-      state_.stats.note_quota_reset(reset);
-      return reply_error(quota_reset(*fault_ == Fault::kQuotaReset ? 1308 : 1310, reset));
-    }
     case Fault::kUnrecognizedArgument:
       return reply(400, kJson, unrecognized_argument_body("thinking"));
-    case Fault::kHugeError:
-      return reply_error(ApiError{400, "1214", std::string(5u << 20, 'E')});
-    case Fault::kBadUtf8:
-    case Fault::kEchoKey:
-    case Fault::kManyValues:
-    case Fault::kInvalidJson:
-    case Fault::kTruncatedJson:
-    case Fault::kOversize:
-    case Fault::kSensitive:
-    case Fault::kNetworkError:
-    case Fault::kEmptyChoices:
-    case Fault::kWrongTypes:
-    case Fault::kLength:
-    case Fault::kContextExceeded:
-    case Fault::kEmptyContent:
-      return send_completion();
+    default:
+      break;
   }
+  if (*fault_ == Fault::kQuotaReset || *fault_ == Fault::kQuota1310Reset) {
+    const auto reset = quota_reset_time(fault_param_);
+    state_.stats.note_quota_reset(reset);
+    return reply_error(quota_reset(*fault_ == Fault::kQuotaReset ? 1308 : 1310, reset));
+  }
+  if (auto error = fault_error(*fault_, fault_param_, chat_request_.stream)) return reply_error(*error);
+  send_completion();
 }
 
 // An error inside an HTTP 200 answer, as the platform sends some: a stream whose first event is
@@ -381,30 +520,10 @@ void Session::reply_error(const ApiError& error, ExtraHeader extra) {
 
 // The answer proper, shaped by the body faults (content and finish_reason faults, broken JSON).
 void Session::send_completion() {
-  Completion completion = make_completion(chat_request_, state_.options.content_bytes);
-  if (fault_ == Fault::kSensitive) {
-    completion.content.clear();
-    completion.finish_reason = "sensitive";
-  } else if (fault_ == Fault::kNetworkError) {
-    completion.finish_reason = "network_error";
-  } else if (fault_ == Fault::kLength || fault_ == Fault::kContextExceeded) {
-    completion.content.resize(completion.content.size() / 2);
-    completion.finish_reason = fault_ == Fault::kLength ? "length" : "model_context_window_exceeded";
-  } else if (fault_ == Fault::kEmptyContent) {
-    completion.content = " \n ";
-  } else if (fault_ == Fault::kBadUtf8) {
-    completion.content += " bad bytes: \xC3\x28 \xFF\xFE and a cut \xE2\x82";
-  } else if (fault_ == Fault::kEchoKey) {
-    completion.content += " (you sent ";
-    completion.content += bearer_token(parser_->get()[http::field::authorization]).value_or("");
-    completion.content += ")";
-  } else if (fault_ == Fault::kOversize) {
-    completion.content.assign(kOversizeContentBytes, 'x');
-    completion.usage.completion_tokens = tokens_for(completion.content.size());
-  }
-  Shape shape = Shape::kNormal;
-  if (fault_ == Fault::kEmptyChoices) shape = Shape::kEmptyChoices;
-  if (fault_ == Fault::kWrongTypes) shape = Shape::kWrongTypes;
+  const Completion completion =
+      faulted_completion(chat_request_, fault_, state_.options.content_bytes,
+                         bearer_token(parser_->get()[http::field::authorization]).value_or(""));
+  const Shape shape = fault_shape(fault_);
 
   if (chat_request_.stream) return send_stream(stream_frames(completion, shape));
   if (fault_ == Fault::kInvalidJson) return reply(200, kJson, std::string(kInvalidJsonBody));
@@ -546,11 +665,18 @@ void Session::write_head(void (Session::*next)()) {
 }
 
 // The answer's last bytes go out now: the client may read them and send its next request (on another
-// connection) before this write's completion runs, so the request stops counting as in flight here.
-void Session::end_admission() { admission_.reset(); }
+// connection) before this write's completion runs, so the request stops counting as in flight (and as an
+// upload or download in progress) here.
+void Session::end_admission() {
+  admission_.reset();
+  batch_activity_.reset();
+  held_upload_.reset();
+}
 
 void Session::on_written(ErrorCode ec) {
   admission_.reset();
+  batch_activity_.reset();
+  held_upload_.reset();
   if (ec) return close();
   if (keep_alive_) return read_header();
   // Half-close, then read until the client closes: closing with unread input would send an RST that
@@ -572,6 +698,8 @@ void Session::close() {
   ErrorCode ignored;
   socket_.close(ignored);
   admission_.reset();
+  batch_activity_.reset();
+  held_upload_.reset();
 }
 
 // Abortive close: SO_LINGER {on, 0} makes close() send an RST instead of a FIN.

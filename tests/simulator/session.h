@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "api_error.h"
+#include "batch_store.h"
 #include "chat_request.h"
 #include "completion.h"
 #include "concurrency_limiter.h"
@@ -72,6 +73,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void handle_chat();
   void handle_web_search();
   void handle_runs_batch();
+  // The Batch API (batch_store.h): /files and /batches under the API's base.
+  void handle_batch_api(std::string_view path);
+  // `download`: a file's content, which a download hold stops after half its body.
+  void send_batch_reply(BatchStore::Reply answer, bool download = false);
+  void answer_when_upload_released(BatchStore::Reply reply);
+  void write_half_then_close();
+  void write_half_then_wait_release();
+  void write_rest_when_released();
   void record_request();
   // Authorization as the platform checks it; false when an error answer was sent.
   bool authorized();
@@ -119,6 +128,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<Fault> fault_;
   std::uint32_t fault_param_ = 0;  // a parameterised fault's number (the code, the seconds)
   std::optional<Admission> admission_;
+  std::optional<BatchStore::Activity> batch_activity_;  // an upload or download in progress
+  std::optional<BatchStore::Activity> held_upload_;     // an upload stored, its answer held
 
   Response response_;
   Head head_;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "batch_store.h"
 #include "concurrency_limiter.h"
 #include "faults.h"
 #include "options.h"
@@ -12,13 +13,16 @@ namespace simulator {
 // thread-safe on its own.
 struct SimulatorState {
   explicit SimulatorState(const Options& server_options)
-      : options(server_options), limiter(server_options.concurrency_limit) {}
+      : options(server_options),
+        limiter(server_options.concurrency_limit),
+        batches(server_options, markers) {}
 
   const Options& options;
   Stats stats;
   MarkerLedger markers;
   ConcurrencyLimiter limiter;
   RunStore runs;
+  BatchStore batches;
 };
 
 }  // namespace simulator

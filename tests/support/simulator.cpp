@@ -170,6 +170,49 @@ std::vector<RecordedRequest> Simulator::recent_requests() const {
   return out;
 }
 
+std::int64_t Simulator::batch_stat(const std::string& name) const {
+  const rapidjson::Document d = stats();
+  const auto batch = d.FindMember("batch");
+  if (batch == d.MemberEnd()) throw std::runtime_error("/stats has no \"batch\"");
+  const auto value = batch->value.FindMember(name.c_str());
+  if (value == batch->value.MemberEnd()) throw std::runtime_error("/stats \"batch\" has no " + name);
+  return value->value.GetInt64();
+}
+
+std::int64_t Simulator::batches_with_status(const std::string& status) const {
+  const rapidjson::Document d = stats();
+  const auto& by_status = d["batch"]["batches_by_status"];
+  const auto value = by_status.FindMember(status.c_str());
+  return value == by_status.MemberEnd() ? 0 : value->value.GetInt64();
+}
+
+void Simulator::batch_hold(const std::string& phase) const {
+  const HttpReply r =
+      http_request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/batch/hold?phase=" + phase);
+  if (r.status != 200) throw std::runtime_error("/batch/hold: " + r.body);
+}
+
+void Simulator::batch_release() const {
+  http_request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/batch/release");
+}
+
+HttpReply Simulator::upload_batch_file(const std::string& filename, const std::string& content,
+                                       const std::string& purpose) const {
+  const std::string boundary = "cbm-test-boundary-7d1e";
+  std::string body;
+  body.append("--").append(boundary).append("\r\n");
+  body.append("Content-Disposition: form-data; name=\"purpose\"\r\n\r\n").append(purpose).append("\r\n");
+  body.append("--").append(boundary).append("\r\n");
+  body.append("Content-Disposition: form-data; name=\"file\"; filename=\"").append(filename).append("\"\r\n");
+  body.append("Content-Type: application/octet-stream\r\n\r\n").append(content).append("\r\n");
+  body.append("--").append(boundary).append("--\r\n");
+  std::string content_type = "Content-Type: multipart/form-data; boundary=";
+  content_type.append(boundary);
+  std::string authorization = "Authorization: Bearer ";
+  authorization.append(kTestKey);
+  return http_request("POST", base_url() + "/files", body, {content_type, authorization});
+}
+
 void Simulator::reset_stats() const { http_request("POST", "http://127.0.0.1:" + std::to_string(port_) + "/stats/reset"); }
 
 }  // namespace cbm::test

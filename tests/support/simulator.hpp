@@ -83,6 +83,21 @@ class Simulator {
   // The last requests to the API (chat and web search), oldest first.
   std::vector<RecordedRequest> recent_requests() const;
 
+  // The Batch API (docs/protocol.md, "Simulator: the Batch API").
+  // A counter or gauge of /stats "batch": files_uploaded, bytes_uploaded, lines_uploaded, batches_created,
+  // paid_lines (a line counted once per batch holding it), batches_cancelled, content_downloads,
+  // uploads_in_progress, uploads_held (stored, the answer held), downloads_in_progress, files_stored.
+  std::int64_t batch_stat(const std::string& name) const;
+  // How many batches have `status` now (/stats "batch"."batches_by_status").
+  std::int64_t batches_with_status(const std::string& status) const;
+  // Holds uploads, batches at a phase, or downloads (upload|validating|in_progress|finalizing|download),
+  // so a test can stop a client at a known moment; release() lets everything continue.
+  void batch_hold(const std::string& phase) const;
+  void batch_release() const;
+  // POST /files as a client uploads: multipart/form-data with purpose and a `file` part named `filename`.
+  HttpReply upload_batch_file(const std::string& filename, const std::string& content,
+                              const std::string& purpose = "batch") const;
+
  private:
   TempDir dir_;
   std::unique_ptr<Subprocess> process_;
