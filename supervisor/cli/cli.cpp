@@ -13,6 +13,7 @@
 
 #include "api_key.hpp"
 #include "fleet_job.hpp"
+#include "fleet_semaphore.hpp"
 #include "cbm/version.hpp"
 #include "input_stream.hpp"
 #include "listen_address.hpp"
@@ -549,6 +550,17 @@ struct Flags {
         ->group("Fleet");
     work->add_option("--node-name", fleet.node_name, "This node's name in the job (default: hostname-pid)")
         ->group("Fleet");
+    work->add_option("--fleet-concurrency", fleet.fleet_concurrency,
+                     "Attempts in flight across the whole fleet, for every node using this API key\n"
+                     "(a lease per attempt in Redis; a dead node's leases expire after --fleet-lease);\n"
+                     "0 = no fleet-wide limit, only each node's --concurrency")
+        ->capture_default_str()
+        ->group("Fleet");
+    work->add_option("--fleet-lease", fleet.fleet_lease_s,
+                     "Seconds a fleet lease lives unless renewed (every third of it): how long a dead\n"
+                     "node's share of --fleet-concurrency stays taken (1 to 3600)")
+        ->capture_default_str()
+        ->group("Fleet");
     add_pool(*work, false);
     CLI::App* collect = app.add_subcommand("collect", "Write a fleet job's report (the local run's format)");
     add_fleet_target(*collect);
@@ -557,6 +569,25 @@ struct Flags {
     CLI::App* status = app.add_subcommand("status", "Print a fleet job's counts and nodes");
     add_fleet_target(*status);
     return {submit, work, collect, status};
+  }
+
+  // `work`'s fleet-wide limits, checked by fleet::validate; its field names become the flags'.
+  std::optional<std::string> fleet_limits() const {
+    try {
+      fleet::validate(fleet::FleetLimitSettings{
+          fleet.fleet_concurrency, std::chrono::milliseconds(static_cast<long long>(fleet.fleet_lease_s * 1000.0))});
+    } catch (const std::invalid_argument& e) {
+      std::string text = e.what();
+      for (const auto& [field, flag] : {std::pair{"fleet_concurrency", "--fleet-concurrency"},
+                                        std::pair{"fleet_lease", "--fleet-lease"}}) {
+        if (text.rfind(field, 0) != 0) continue;
+        std::string named = flag;
+        named += text.substr(std::strlen(field));
+        text = std::move(named);
+      }
+      return text;
+    }
+    return std::nullopt;
   }
 
   // A fleet command's own checks; the Redis password given in the URL is blanked out of argv.
@@ -908,6 +939,7 @@ CommandLine parse_command_line(int argc, char** argv) {
     if (f.fleet.command == C::work) {
       // A node's results go to Redis: no report, journal or topics of its own.
       f.cfg.output.clear();
+      if (auto problem = f.fleet_limits()) return usage_error(*problem);
     }
     CommandLine cl;
     f.fleet.config = std::move(f.cfg);

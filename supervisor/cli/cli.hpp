@@ -42,6 +42,9 @@ struct FleetInvocation {
   double redis_wait_s = 10.0;
   double lease_grace_s = 30.0;  // work
   std::string node_name;        // work
+  // work: fleet-wide limits (docs/fleet.md, "Fleet-wide limits"); checked by fleet::validate.
+  int fleet_concurrency = 0;    // --fleet-concurrency: 0 = none
+  double fleet_lease_s = 10.0;  // --fleet-lease
 };
 
 // What parsing the command line decided.

@@ -7,6 +7,7 @@
 #include "atomic_file.hpp"
 #include "fleet_job.hpp"
 #include "fleet_node.hpp"
+#include "fleet_semaphore.hpp"
 #include "cli.hpp"
 #include "concurrent_bigmodel/executor.hpp"
 #include "price_table.hpp"
@@ -117,9 +118,16 @@ int fleet_command(const FleetInvocation& inv) {
       return fleet::submit(config, url, inv.job, wait);
     }
     case C::work: {
-      const RunConfig config = checked_run_config(inv.config);
+      RunConfig config = checked_run_config(inv.config);
       fleet::NodeOptions options;
       options.name = inv.node_name.empty() ? fleet::default_node_name() : inv.node_name;
+      if (inv.fleet_concurrency > 0) {
+        // One more admission condition for the node's engine: a lease of the API key's fleet-wide limit.
+        const fleet::FleetLimitSettings limits{
+            inv.fleet_concurrency, std::chrono::milliseconds(static_cast<long long>(inv.fleet_lease_s * 1000.0))};
+        config.shared_admission = std::make_shared<fleet::FleetSemaphore>(
+            url, fleet::api_key_scope(config.client.api_key), fleet::lease_holder_name(), limits);
+      }
       options.grace = std::chrono::milliseconds(static_cast<long long>(inv.lease_grace_s * 1000.0));
       fleet::FleetNode node(config, url, inv.job, options);
       SignalWatcher signals({[&](int sig) { node.stop_by_signal(sig); }, [] {}, [] {}});
