@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <iostream>
 
@@ -250,7 +251,7 @@ void FleetNode::step(Logger& log) {
     }
     if (args.size() > 2) c.eval(extend_, {job_.keys.tasks}, args);
     c.command_ok({"HSET", job_.keys.nodes, options_.name, std::to_string(now_ms())});
-    next_extend_ = now + std::max(std::chrono::milliseconds(100), lease_ / 3);
+    next_extend_ = now + std::clamp(lease_ / 3, std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
   }
   bool closed = false;
   std::size_t space = 0;
