@@ -185,6 +185,7 @@ void FleetNode::reclaim(Logger& log, std::size_t room) {
     counts_.reclaimed += taken;
   }
   if (taken > 0) {
+    control_.notify();
     c.command_ok({"HINCRBY", job_.keys.stats, "reclaimed", std::to_string(taken)});
     log.info("fleet: reclaimed " + std::to_string(taken) + " tasks idle past the lease (" +
              std::to_string(lease_.count()) + " ms)");
