@@ -549,6 +549,10 @@ struct Flags {
         ->group("Fleet");
     work->add_option("--node-name", fleet.node_name, "This node's name in the job (default: hostname-pid)")
         ->group("Fleet");
+    work->add_option("--node-journal", fleet.node_journal,
+                     "File where finished records wait while Redis is unavailable, written again by the\n"
+                     "next node started with it (default: none, they wait in memory)")
+        ->group("Fleet");
     add_pool(*work, false);
     CLI::App* collect = app.add_subcommand("collect", "Write a fleet job's report (the local run's format)");
     add_fleet_target(*collect);

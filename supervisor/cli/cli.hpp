@@ -42,6 +42,7 @@ struct FleetInvocation {
   double redis_wait_s = 10.0;
   double lease_grace_s = 30.0;  // work
   std::string node_name;        // work
+  std::string node_journal;     // work: where records wait while Redis is unavailable (none: memory)
 };
 
 // What parsing the command line decided.

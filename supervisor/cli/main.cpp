@@ -121,6 +121,7 @@ int fleet_command(const FleetInvocation& inv) {
       fleet::NodeOptions options;
       options.name = inv.node_name.empty() ? fleet::default_node_name() : inv.node_name;
       options.grace = std::chrono::milliseconds(static_cast<long long>(inv.lease_grace_s * 1000.0));
+      options.journal = inv.node_journal;
       fleet::FleetNode node(config, url, inv.job, options);
       SignalWatcher signals({[&](int sig) { node.stop_by_signal(sig); }, [] {}, [] {}});
       return node.run();

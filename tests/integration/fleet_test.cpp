@@ -300,6 +300,37 @@ TEST_CASE("a fleet completes across a Redis restart on its AOF, nothing lost or 
   require_each_once_succeeded(c, topics);
 }
 
+TEST_CASE("a node keeps its records in its node journal while Redis is down, and a node writes them later",
+          "[fleet][modes]") {
+  const std::string mode = GENERATE(from_range(all_modes()));
+  INFO("mode " << mode);
+  Fleet f;
+  const auto topics = numbered(200);
+  f.write_topics(topics);
+  REQUIRE(f.submit() == 0);
+  const fs::path journal = f.dir / "node1.pending.jsonl";
+  const std::vector<std::string> args = {"--node-journal", journal.string(), "--drain-grace", "1"};
+  auto n1 = f.node(1, mode, args);
+  const long long total = static_cast<long long>(topics.size());
+  REQUIRE(eventually([&] { return f.done() >= 20; }, 60s));
+  f.redis.shutdown();
+  // The tasks in flight finish with nowhere to go: they wait in the node journal.
+  REQUIRE(eventually([&] { return fs::exists(journal) && fs::file_size(journal) > 0; }, 30s));
+  n1->signal(SIGTERM);
+  CHECK(n1->exit_code(60s) == 143);
+  REQUIRE(fs::exists(journal));
+  CHECK_THAT(read_text(f.dir / "node1.log"), Catch::Contains("kept in the node journal"));
+  f.redis.start();
+  auto again = f.node(1, mode, args);
+  REQUIRE(eventually([&] { return f.done() == total; }, 120s));
+  again->signal(SIGTERM);
+  CHECK(again->exit_code(60s) == 143);
+  CHECK_FALSE(fs::exists(journal));  // written, so removed
+  const auto c = f.collect();
+  CHECK(c.exit_code == 0);
+  require_each_once_succeeded(c, topics);
+}
+
 TEST_CASE("a task that kills its node on every delivery ends failed after --max-retries + 1 deliveries",
           "[fleet]") {
   // In threading and asyncio modes the simulator's kill_client fault kills the node itself (in
