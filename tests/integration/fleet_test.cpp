@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -452,4 +453,46 @@ TEST_CASE("fleet commands refuse a bad job name, rediss:// and an unreachable Re
   CHECK(c3 == 3);
   CHECK_THAT(e3, Catch::Contains("unavailable"));
   CHECK(e3.find("s3cretpw") == std::string::npos);
+}
+
+TEST_CASE("collect --follow keeps the report until the job is complete; status names the nodes; a node's "
+          "metrics count its fleet work",
+          "[fleet]") {
+  Fleet f;
+  const auto topics = numbered(100);
+  f.write_topics(topics);
+  REQUIRE(f.submit() == 0);
+  auto argv = f.base("collect");
+  argv.insert(argv.end(), {"--output", (f.dir / "follow.json").string(), "--follow"});
+  auto follow = f.spawn(argv, "follow");
+  auto n1 = f.node(1, "asyncio", {"--metrics-addr", "127.0.0.1:0"});
+  // It ends once the job is complete, with the whole report.
+  CHECK(follow->exit_code(120s) == 0);
+  CHECK(f.done() == 100);
+  rapidjson::Document d;
+  d.Parse(read_text(f.dir / "follow.json").c_str());
+  REQUIRE(d.IsObject());
+  CHECK(d["summary"]["total_tasks"].GetInt() == 100);
+  CHECK(d["summary"]["successful_tasks"].GetInt() == 100);
+  CHECK(d["fleet"]["complete"].GetBool());
+  CHECK(d["results"].Size() == 100);
+
+  auto st = f.spawn(f.base("status"), "status");
+  REQUIRE(st->exit_code(30s) == 0);
+  CHECK_THAT(st->out(), Catch::Contains("node node1 last_seen_ms_ago "));
+
+  static const std::regex serving(R"(metrics: serving (http://127\.0\.0\.1:\d+/metrics))");
+  std::smatch m;
+  std::string log;
+  REQUIRE(eventually([&] {
+    log = read_text(f.dir / "node1.log");
+    return std::regex_search(log, m, serving);
+  }));
+  const HttpReply metrics = http_request("GET", m[1].str());
+  CHECK(metrics.status == 200);
+  CHECK_THAT(metrics.body, Catch::Contains("cbm_fleet_reclaimed_total 0") &&
+                               Catch::Contains("cbm_fleet_duplicates_total 0") &&
+                               Catch::Contains("cbm_tasks_total"));
+  n1->signal(SIGTERM);
+  CHECK(n1->exit_code(60s) == 143);
 }
