@@ -561,6 +561,10 @@ struct Flags {
                      "node's share of --fleet-concurrency stays taken (1 to 3600)")
         ->capture_default_str()
         ->group("Fleet");
+    work->add_option("--node-journal", fleet.node_journal,
+                     "File where finished records wait while Redis is unavailable, written again by the\n"
+                     "next node started with it (default: none, they wait in memory)")
+        ->group("Fleet");
     add_pool(*work, false);
     CLI::App* collect = app.add_subcommand("collect", "Write a fleet job's report (the local run's format)");
     add_fleet_target(*collect);

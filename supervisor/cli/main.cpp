@@ -129,6 +129,7 @@ int fleet_command(const FleetInvocation& inv) {
             url, fleet::api_key_scope(config.client.api_key), fleet::lease_holder_name(), limits);
       }
       options.grace = std::chrono::milliseconds(static_cast<long long>(inv.lease_grace_s * 1000.0));
+      options.journal = inv.node_journal;
       fleet::FleetNode node(config, url, inv.job, options);
       SignalWatcher signals({[&](int sig) { node.stop_by_signal(sig); }, [] {}, [] {}});
       return node.run();

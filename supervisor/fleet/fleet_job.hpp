@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "fleet_records.hpp"
 #include "journal.hpp"
 #include "redis_client.hpp"
 #include "run_config.hpp"
@@ -55,14 +56,6 @@ struct JobHandle {
 // differ from `settings`. `create`: false (a node) refuses a job that does not exist yet.
 void join_job(JobHandle& job, const JournalSettings& settings, InputFormat format, bool create);
 
-// The node's reading of a stream entry: nullopt (with why) when it is not a task.
-struct FleetTask {
-  std::string entry;  // the stream entry's id
-  std::uint64_t id = 0;
-  std::string topic;
-  Fields fields;
-};
-std::optional<FleetTask> task_of_entry(const redis::Reply& entry, std::string& why);
 
 // `concurrent_bigmodel submit`: enqueues the topics of config.topics_file (or its list) into the job,
 // resumably; returns the exit status (0, or 3 when Redis is unavailable).
@@ -84,8 +77,5 @@ redis::Script enqueue_script();
 redis::Script finish_script();
 redis::Script extend_script();
 redis::Script release_script();
-
-// A record read back from the results stream (outside input: bounded parse), or why not.
-std::optional<TaskResult> decode_result_record(std::string_view json, std::string& why);
 
 }  // namespace cbm::fleet

@@ -2,9 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
+#include <fstream>
 #include <iostream>
 
+#include "atomic_file.hpp"
+#include "bounded_json.hpp"
 #include "exit_status.hpp"
 #include "fd_limit.hpp"
 #include "metrics.hpp"
@@ -48,6 +52,7 @@ FleetNode::~FleetNode() {
   {
     std::lock_guard lock(mu_);
     quit_ = true;
+    give_up_ = true;
     closed_ = true;
   }
   cv_.notify_all();
@@ -90,6 +95,7 @@ void FleetNode::task_finished(const TaskResult& result) {
       TaskResult r = result;
       r.id = held.id;
       outbox_.push_back(Finished{held.entry, held.id, encode_task_result(r), std::string(to_string(r.status)), false});
+      outbox_changed_ = true;
     }
   }
   cv_.notify_all();
@@ -132,6 +138,7 @@ void FleetNode::dead_letter(const FleetTask& t, long long deliveries) {
   r.attempts = static_cast<int>(std::min<long long>(deliveries - 1, INT_MAX));
   r.started = r.finished = WallClock::now();
   outbox_.push_back(Finished{t.entry, t.id, encode_task_result(r), "failed", true});
+  outbox_changed_ = true;
 }
 
 // Called with mu_ held.
@@ -184,6 +191,7 @@ void FleetNode::reclaim(Logger& log, std::size_t room) {
     counts_.reclaimed += taken;
   }
   if (taken > 0) {
+    control_.notify();
     c.command_ok({"HINCRBY", job_.keys.stats, "reclaimed", std::to_string(taken)});
     log.info("fleet: reclaimed " + std::to_string(taken) + " tasks idle past the lease (" +
              std::to_string(lease_.count()) + " ms)");
@@ -222,6 +230,7 @@ void FleetNode::step(Logger& log) {
                                   {std::to_string(f.id), f.entry, f.record, f.status, JobKeys::kGroup, f.dead ? "1" : "0"});
     std::lock_guard lock(mu_);
     outbox_.pop_front();
+    outbox_changed_ = true;
     held_entries_.erase(f.entry);
     if (r.as_integer() == 0) ++counts_.duplicates;
   }
@@ -250,7 +259,7 @@ void FleetNode::step(Logger& log) {
     }
     if (args.size() > 2) c.eval(extend_, {job_.keys.tasks}, args);
     c.command_ok({"HSET", job_.keys.nodes, options_.name, std::to_string(now_ms())});
-    next_extend_ = now + std::max(std::chrono::milliseconds(100), lease_ / 3);
+    next_extend_ = now + std::clamp(lease_ / 3, std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
   }
   bool closed = false;
   std::size_t space = 0;
@@ -268,9 +277,82 @@ void FleetNode::step(Logger& log) {
   }
   if (space > 0) fetch(log, space);
   if (metrics_ != nullptr) {
-    const Counts c = counts();
-    metrics_->fleet_counts(c.reclaimed, c.duplicates, c.dead_lettered);
+    const Counts now_counts = counts();
+    metrics_->fleet_counts(now_counts.reclaimed, now_counts.duplicates, now_counts.dead_lettered);
   }
+}
+
+namespace {
+
+std::string journal_line(const std::string& entry, std::uint64_t id, const std::string& status, bool dead,
+                         const std::string& record) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  write_key_string(w, "entry", entry);
+  w.Key("id");
+  w.Uint64(id);
+  write_key_string(w, "status", status);
+  w.Key("dead");
+  w.Bool(dead);
+  write_key_string(w, "record", record);
+  w.EndObject();
+  std::string line(buf.GetString(), buf.GetSize());
+  line += '\n';
+  return line;
+}
+
+}  // namespace
+
+void FleetNode::spill(Logger& log) {
+  if (options_.journal.empty()) return;
+  std::string text;
+  {
+    std::lock_guard lock(mu_);
+    if (!outbox_changed_) return;
+    outbox_changed_ = false;
+    for (const auto& f : outbox_) text += journal_line(f.entry, f.id, f.status, f.dead, f.record);
+  }
+  try {
+    if (text.empty()) {
+      std::error_code ec;
+      std::filesystem::remove(options_.journal, ec);
+      journal_written_ = false;
+      return;
+    }
+    AtomicFile out(options_.journal, 0600);
+    out.write(text);
+    out.commit();
+    journal_written_ = true;
+  } catch (const std::exception& e) {
+    log.error("fleet: cannot write the node journal '" + options_.journal.string() + "': " + e.what());
+  }
+}
+
+std::size_t FleetNode::load_journal() {
+  if (options_.journal.empty()) return 0;
+  std::ifstream in(options_.journal);
+  if (!in) return 0;
+  std::size_t n = 0;
+  std::string line;
+  std::lock_guard lock(mu_);
+  while (std::getline(in, line)) {
+    rapidjson::Document d;
+    if (line.size() > (64u << 20) || parse_bounded(d, line, JsonBounds{4, 64})) continue;
+    if (!d.IsObject() || !d.HasMember("entry") || !d["entry"].IsString() || !d.HasMember("id") ||
+        !d["id"].IsUint64() || !d.HasMember("status") || !d["status"].IsString() || !d.HasMember("record") ||
+        !d["record"].IsString()) {
+      continue;
+    }
+    const std::string status = d["status"].GetString();
+    if (status != "succeeded" && status != "failed") continue;
+    outbox_.push_back(Finished{d["entry"].GetString(), d["id"].GetUint64(),
+                               std::string(d["record"].GetString(), d["record"].GetStringLength()), status,
+                               d.HasMember("dead") && d["dead"].IsBool() && d["dead"].GetBool()});
+    ++n;
+  }
+  journal_written_ = n > 0;
+  return n;
 }
 
 void FleetNode::redis_loop() {
@@ -278,13 +360,25 @@ void FleetNode::redis_loop() {
   for (;;) {
     {
       std::lock_guard lock(mu_);
-      if (quit_ && outbox_.empty() && to_release_.empty()) return;
+      if (quit_ && ((outbox_.empty() && to_release_.empty()) || give_up_)) return;
     }
     bool ok = false;
     try {
       if (job_.client.try_connect()) {
         step(log);
         ok = true;
+        if (journal_written_) {
+          bool empty = false;
+          {
+            std::lock_guard lock(mu_);
+            empty = outbox_.empty();
+          }
+          if (empty) {
+            std::error_code ec;
+            std::filesystem::remove(options_.journal, ec);
+            journal_written_ = false;
+          }
+        }
         if (redis_down_logged_) {
           log.info("fleet: Redis is back; writing the records kept meanwhile");
           redis_down_logged_ = false;
@@ -300,6 +394,7 @@ void FleetNode::redis_loop() {
       log.warn("fleet: Redis is unavailable (" + job_.client.last_error() + "); taking no task until it is back");
       redis_down_logged_ = true;
     }
+    if (!ok) spill(log);
     std::unique_lock lock(mu_);
     if (quit_ && !job_.client.connected() && ok == false) {
       // Stopping and Redis is down: give it the drain grace, then give up on what is left.
@@ -330,6 +425,10 @@ int FleetNode::run() {
   parts.log.info("fleet: node " + options_.name + " working on job '" + job_.name + "' at " +
                  job_.client.url().describe() + ": mode " + std::string(to_string(config_.mode)) + ", concurrency " +
                  std::to_string(config_.concurrency) + ", lease " + std::to_string(lease_.count()) + " ms");
+  if (const std::size_t kept = load_journal(); kept > 0) {
+    parts.log.info("fleet: " + std::to_string(kept) + " records from the node journal '" + options_.journal.string() +
+                   "' to write first");
+  }
   metrics_ = parts.metrics ? &*parts.metrics : nullptr;
   if (metrics_ != nullptr) metrics_->fleet_counts(0, 0, 0);
   thread_ = std::thread([this] { redis_loop(); });
@@ -356,20 +455,31 @@ int FleetNode::run() {
     if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  {
+    std::lock_guard lock(mu_);
+    give_up_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lock(mu_);
+    outbox_changed_ = true;  // the journal's last state: what is still unwritten (nothing: removed)
+  }
+  spill(parts.log);
   std::size_t unwritten = 0;
   {
     std::lock_guard lock(mu_);
     unwritten = outbox_.size();
     outbox_.clear();
-    to_release_.clear();
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
   const Counts c = counts();
   metrics_ = nullptr;
   if (unwritten > 0) {
-    parts.log.error("fleet: " + std::to_string(unwritten) +
-                    " finished records could not be written (Redis unavailable); another node runs them again");
+    parts.log.error("fleet: " + std::to_string(unwritten) + " finished records could not be written (Redis unavailable); " +
+                    (options_.journal.empty()
+                         ? std::string("their tasks stay pending and another node runs them again")
+                         : "kept in the node journal '" + options_.journal.string() +
+                               "': a node started with it writes them"));
   }
   if (parts.tracer) parts.tracer->close(kTraceFlushGrace);
   parts.progress.finish();

@@ -13,14 +13,16 @@
 // The delivery count of an entry is its attempt count across the fleet: a task delivered more than
 // --max-retries + 1 times gets a failed (dead-letter) record instead of running again.
 //
-// Redis unavailable: the node takes no task, keeps its finished records (in memory) and writes them
-// once Redis is back (the done index drops a second copy); it reconnects on the client's backoff.
+// Redis unavailable: the node takes no task, keeps its finished records (in memory, and in the node
+// journal when --node-journal names one) and writes them once Redis is back (the done index drops a
+// second copy); it reconnects on the client's backoff.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -46,6 +48,9 @@ struct NodeOptions {
   std::string name;                  // the consumer's name; unique per node (host-pid by default)
   std::chrono::milliseconds grace{30000};  // the lease's grace (--lease-grace)
   std::chrono::milliseconds poll{50};      // how often the node looks for tasks when it has room
+  // --node-journal: where finished records wait while Redis is unavailable (none: in memory only). A
+  // node started with a journal left by a node that could not write it writes its records first.
+  std::filesystem::path journal;
 };
 
 // The lease: how long a task may stay idle (not extended) before another node takes it.
@@ -99,6 +104,10 @@ class FleetNode final : public TopicSource, public RunObserver {
   void take(const redis::Reply& entry, long long deliveries, Logger& log);
   void dead_letter(const FleetTask& t, long long deliveries);
   std::size_t room() const;
+  // Redis unavailable: the records waiting are written to the node journal (atomically, whole).
+  void spill(Logger& log);
+  // At the start: the records a previous node left in the node journal, queued to be written.
+  std::size_t load_journal();
 
   const RunConfig& config_;
   JobHandle job_;
@@ -113,7 +122,8 @@ class FleetNode final : public TopicSource, public RunObserver {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool closed_ = false;   // no more tasks taken (a stop)
-  bool quit_ = false;     // the Redis thread ends once the outbox is empty (or Redis stays down)
+  bool quit_ = false;     // the Redis thread ends once the outbox is empty...
+  bool give_up_ = false;  // ...or at once (Redis stayed down past the drain grace)
   std::deque<FleetTask> buffer_;                     // read, not yet handed to the engine
   std::unordered_map<std::uint64_t, Held> out_;      // local task id -> its entry
   std::unordered_set<std::string> held_entries_;     // entries in buffer_ or out_
@@ -124,6 +134,8 @@ class FleetNode final : public TopicSource, public RunObserver {
   std::string autoclaim_cursor_ = "0-0";
   std::chrono::steady_clock::time_point next_extend_{}, next_reclaim_{};
   bool redis_down_logged_ = false;
+  bool outbox_changed_ = false;  // since the last spill
+  bool journal_written_ = false; // the node journal holds records not yet known written
   Logger* log_ = nullptr;
   Metrics* metrics_ = nullptr;  // the run's, with --metrics-addr
   std::thread thread_;

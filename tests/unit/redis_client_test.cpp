@@ -27,7 +27,7 @@ TEST_CASE("a Redis URL gives host, port, database and credentials", "[redis]") {
   CHECK(d.password.empty());
 }
 
-TEST_CASE("the Redis password may come from the environment; the URL's wins", "[redis]") {
+TEST_CASE("the Redis password may come from the environment, the one in the URL first", "[redis]") {
   CHECK(parse_redis_url("redis://h:1/0", "fromenv").password == "fromenv");
   CHECK(parse_redis_url("redis://:inurl@h:1/0", "fromenv").password == "inurl");
 }
