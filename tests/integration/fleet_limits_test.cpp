@@ -113,7 +113,7 @@ TEST_CASE("fleet limit: a lease that is not renewed expires, so a dead holder le
   CHECK(live->held() == 2);
 }
 
-TEST_CASE("fleet limit: renewed leases outlive their lease time; the expiry is on Redis' clock", "[fleet]") {
+TEST_CASE("fleet limit: renewed leases outlive their lease time, the expiry is on Redis' clock", "[fleet]") {
   cbm::test::RedisServer server;
   auto holder = semaphore(server, "renewing-node", 1, 1s);
   auto other = semaphore(server, "waiting-node", 1, 1s);
@@ -176,7 +176,7 @@ TEST_CASE("fleet limit: Redis out of reach refuses admission and asks again late
   CHECK_FALSE(a->in_use());
 }
 
-TEST_CASE("fleet limit: a 1302 on one node lowers the limit every node acquires against; successes raise it",
+TEST_CASE("fleet limit: a 1302 on one node lowers the limit every node acquires against, successes raise it",
           "[fleet]") {
   cbm::test::RedisServer server;
   auto a = semaphore(server, "node-a", 8);
@@ -199,7 +199,7 @@ TEST_CASE("fleet limit: a 1302 on one node lowers the limit every node acquires 
   CHECK(b->try_acquire(now));
 }
 
-TEST_CASE("fleet limit: bad settings are refused naming the field; the CLI names the flag and exits 2",
+TEST_CASE("fleet limit: bad settings are refused naming the field, the CLI names the flag and exits 2",
           "[fleet]") {
   CHECK_THROWS_WITH(cbm::fleet::validate(FleetLimitSettings{-1, 10s}), Catch::Contains("fleet_concurrency"));
   CHECK_THROWS_WITH(cbm::fleet::validate(FleetLimitSettings{4, 10ms}), Catch::Contains("fleet_lease"));
@@ -220,7 +220,7 @@ TEST_CASE("fleet limit: bad settings are refused naming the field; the CLI names
   }
 }
 
-TEST_CASE("leader lease: one leader at a time; only the holder renews or releases it", "[fleet]") {
+TEST_CASE("leader lease: one leader at a time, only the holder renews or releases it", "[fleet]") {
   cbm::test::RedisServer server;
   auto c1_ptr = client_of(server);
   auto c2_ptr = client_of(server);
@@ -376,7 +376,7 @@ TEST_CASE("fleet limit: 3 nodes at concurrency 8 under --fleet-concurrency 8 nev
   CHECK(b.leases().empty());         // every lease given back
 }
 
-TEST_CASE("fleet limit: a node killed while holding leases leaks no capacity; the others go on",
+TEST_CASE("fleet limit: a node killed while holding leases leaks no capacity, the others go on",
           "[fleet][integration]") {
   const std::string mode = GENERATE(from_range(cbm::test::all_modes()));
   INFO("mode " << mode);
