@@ -445,6 +445,9 @@ TEST_CASE("fleet commands refuse a bad job name, rediss:// and an unreachable Re
   auto [c1, e1] = run({supervisor_path(), "status", "--redis", f.redis.url(), "--job", "bad name!"});
   CHECK(c1 == 2);
   CHECK_THAT(e1, Catch::Contains("--job") && Catch::Contains("bad name!"));
+  auto [c4, e4] = run({supervisor_path(), "work", "--redis", f.redis.url(), "--job", "j", "--node-name", "a b"});
+  CHECK(c4 == 2);
+  CHECK_THAT(e4, Catch::Contains("--node-name") && Catch::Contains("'a b' is not a node name"));
   auto [c2, e2] = run({supervisor_path(), "status", "--redis", "rediss://:pw@127.0.0.1:1/0", "--job", "j"});
   CHECK(c2 == 2);
   CHECK_THAT(e2, Catch::Contains("TLS"));
