@@ -597,6 +597,16 @@ struct Flags {
   // A fleet command's own checks; the Redis password given in the URL is blanked out of argv.
   std::optional<std::string> fleet_config(int argc, char** argv) {
     if (auto problem = fleet::job_name_problem(fleet.job)) return "--job: " + *problem;
+    // A node's name follows the job's rule (it is a consumer name in Redis, and in logs and status).
+    if (!fleet.node_name.empty()) {
+      if (auto problem = fleet::job_name_problem(fleet.node_name)) {
+        std::string text = "--node-name: ";
+        text += *problem;
+        const auto at = text.find("is not a job name");
+        if (at != std::string::npos) text.replace(at, std::strlen("is not a job name"), "is not a node name");
+        return text;
+      }
+    }
     try {
       const auto url = redis::parse_redis_url(fleet.redis_url, std::getenv("CBM_REDIS_PASSWORD"));
       (void)url;

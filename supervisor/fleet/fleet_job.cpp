@@ -5,9 +5,12 @@
 #include <charconv>
 #include <iostream>
 #include <thread>
+#include <unordered_map>
 
 #include "atomic_file.hpp"
 #include "bounded_json.hpp"
+#include "duplicate_resolver.hpp"
+#include "duplicate_topics.hpp"
 #include "exit_status.hpp"
 #include "json_reader.hpp"
 #include "report_writer.hpp"
@@ -33,6 +36,7 @@ JobKeys::JobKeys(const std::string& job) {
   tasks = p + "tasks";
   results = p + "results";
   done = p + "done";
+  dups = p + "dups";
   stats = p + "stats";
   nodes = p + "nodes";
 }
@@ -103,8 +107,9 @@ void join_job(JobHandle& job, const JournalSettings& settings, InputFormat forma
 
 // The scripts. Each runs atomically in Redis: nothing else happens between its commands.
 redis::Script enqueue_script() {
-  // KEYS meta, tasks; ARGV first_id, n, then n (topic, fields) pairs. Adds the topics whose id is at or
-  // past the cursor and moves it: a submit killed and run again adds nothing twice.
+  // KEYS meta, tasks, dups; ARGV first_id, n, then n (topic, fields, first occurrence or '') triples.
+  // Adds the topics whose id is at or past the cursor (a repeated one to `dups`, not the stream) and
+  // moves it: a submit killed and run again adds nothing twice.
   return {R"lua(
 local cursor = tonumber(redis.call('HGET', KEYS[1], 'submitted') or '0')
 local first = tonumber(ARGV[1])
@@ -113,7 +118,12 @@ local added = 0
 for i = 0, n - 1 do
   local id = first + i
   if id >= cursor then
-    redis.call('XADD', KEYS[2], '*', 'id', string.format('%d', id), 'topic', ARGV[3 + 2 * i], 'fields', ARGV[4 + 2 * i])
+    local sid = string.format('%d', id)
+    if ARGV[5 + 3 * i] ~= '' then
+      redis.call('HSET', KEYS[3], sid, ARGV[5 + 3 * i])
+    else
+      redis.call('XADD', KEYS[2], '*', 'id', sid, 'topic', ARGV[3 + 3 * i], 'fields', ARGV[4 + 3 * i])
+    end
     added = added + 1
     cursor = id + 1
   end
@@ -212,13 +222,17 @@ int submit(const RunConfig& config, const redis::RedisUrl& url, const std::strin
     });
     redis::Script enqueue = enqueue_script();
     TopicPlan::Round round = plan.next_round();
+    const std::vector<std::uint64_t>& repeated = round.survey.duplicated;  // sorted
+    std::unordered_map<std::string, std::uint64_t> first_ids;             // repeated topics only
     std::uint64_t count = 0, added = 0, invalid = 0;
     std::vector<std::string> args;
     std::uint64_t first = 0;
     auto flush = [&] {
       if (args.size() <= 2) return;
-      args[1] = std::to_string((args.size() - 2) / 2);
-      const auto r = with_redis(job, [&] { return job.client.eval(enqueue, {job.keys.meta, job.keys.tasks}, args); });
+      args[1] = std::to_string((args.size() - 2) / 3);
+      const auto r = with_redis(job, [&] {
+        return job.client.eval(enqueue, {job.keys.meta, job.keys.tasks, job.keys.dups}, args);
+      });
       added += static_cast<std::uint64_t>(r.as_integer());
     };
     auto start_batch = [&] {
@@ -231,16 +245,24 @@ int submit(const RunConfig& config, const redis::RedisUrl& url, const std::strin
                   << " skipped: " << bad.reason << "\n";
       }
       if (args.size() == 2) first = t->id;
-      if (t->id != first + (args.size() - 2) / 2) {  // ids are consecutive positions; be safe anyway
+      if (t->id != first + (args.size() - 2) / 3) {  // ids are consecutive positions; be safe anyway
         flush();
         first = t->id;
         start_batch();
       }
       if (args.size() == 2) args[0] = std::to_string(first);
+      // A repeated topic (the round's survey found its hash more than once) after its first occurrence:
+      // reported with the first one's record, never run.
+      std::string dup_of;
+      if (std::binary_search(repeated.begin(), repeated.end(), task_hash(t->topic, t->fields))) {
+        const auto [it, first_time] = first_ids.try_emplace(task_key(t->topic, t->fields), t->id);
+        if (!first_time) dup_of = std::to_string(it->second);
+      }
       args.push_back(t->topic);
       args.push_back(encode_fields(t->fields));
+      args.push_back(std::move(dup_of));
       ++count;
-      if ((args.size() - 2) / 2 >= 200) {
+      if ((args.size() - 2) / 3 >= 200) {
         flush();
         first = t->id + 1;
         start_batch();
@@ -275,6 +297,7 @@ struct JobCounts {
   bool complete = false;  // the submit read its whole input
   std::uint64_t submitted = 0;
   std::uint64_t done = 0;
+  std::uint64_t repeated = 0;  // occurrences after the first of a repeated topic (never run)
   std::uint64_t pending = 0;
   std::int64_t created = 0;
 };
@@ -297,19 +320,27 @@ JobCounts counts_of(JobHandle& job) {
   c.submitted = to_u64(meta.at(2));
   c.created = static_cast<std::int64_t>(to_u64(meta.at(3)));
   c.done = to_u64(job.client.command_ok({"HLEN", job.keys.done}));
+  c.repeated = to_u64(job.client.command_ok({"HLEN", job.keys.dups}));
   const auto p = job.client.command({"XPENDING", job.keys.tasks, JobKeys::kGroup});
   if (!p.is_error()) c.pending = to_u64(p.at(0));
   return c;
 }
 
-bool job_finished(const JobCounts& c) { return c.complete && c.done >= c.total; }
+bool job_finished(const JobCounts& c) { return c.complete && c.done + c.repeated >= c.total; }
 
 // One report of what is done now. Returns the exit status it stands for.
 int write_report_once(JobHandle& job, const RunConfig& config, const std::filesystem::path& output) {
   const JobCounts counts = counts_of(job);
   RunTotals totals;
+  // Repeated topics: first occurrence -> the later ones, each reported with a copy of its record.
+  std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> copies_of;
+  if (counts.repeated > 0) {
+    const auto kv = job.client.command_ok({"HGETALL", job.keys.dups});
+    for (std::size_t i = 0; i + 1 < kv.as_array().size(); i += 2) {
+      copies_of[to_u64(kv.at(i + 1))].push_back(to_u64(kv.at(i)));
+    }
+  }
   // First pass: the totals (the summary comes first in the file); second: the records.
-  std::string cursor = "-";
   auto each_record = [&](const std::function<void(std::string_view, const TaskResult&)>& fn) {
     std::string from = "-";
     for (;;) {
@@ -324,6 +355,12 @@ int write_report_once(JobHandle& job, const RunConfig& config, const std::filesy
           const auto rec = decode_result_record(kv[i + 1].as_string(), why);
           if (!rec) throw redis::ProtocolError("job '" + job.name + "': a result that is not a record: " + why);
           fn(kv[i + 1].as_string(), *rec);
+          if (const auto it = copies_of.find(rec->id); it != copies_of.end()) {
+            for (const std::uint64_t dup : it->second) {
+              const TaskResult copy = copy_for_duplicate(*rec, dup);
+              fn(encode_task_result(copy), copy);
+            }
+          }
         }
       }
       from = "(" + entries.back().at(0).as_string();
@@ -393,13 +430,15 @@ int status(const redis::RedisUrl& url, const std::string& name, std::chrono::mil
       const auto stats = job.client.command_ok(
           {"HMGET", job.keys.stats, "succeeded", "failed", "duplicates", "reclaimed", "dead_lettered"});
       const std::uint64_t in_flight = c.pending;
-      const std::uint64_t queued = c.submitted > c.done + in_flight ? c.submitted - c.done - in_flight : 0;
+      const std::uint64_t settled = c.done + c.repeated + in_flight;
+      const std::uint64_t queued = c.submitted > settled ? c.submitted - settled : 0;
       std::cout << "job " << name << (job_finished(c) ? " (complete)" : c.complete ? "" : " (still being submitted)")
                 << "\n";
       std::cout << "topics " << (c.complete ? std::to_string(c.total) : std::to_string(c.submitted) + "+") << "\n";
       std::cout << "queued " << queued << "\n";
       std::cout << "in_flight " << in_flight << "\n";
       std::cout << "done " << c.done << "\n";
+      std::cout << "repeated " << c.repeated << "\n";
       std::cout << "succeeded " << to_u64(stats.at(0)) << "\n";
       std::cout << "failed " << to_u64(stats.at(1)) << "\n";
       std::cout << "duplicates " << to_u64(stats.at(2)) << "\n";

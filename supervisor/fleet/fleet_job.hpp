@@ -10,6 +10,8 @@
 //             group   `nodes`: every node reads with XREADGROUP; the delivery count is the attempt count
 //   results   stream  one entry per finished topic: id, record (the journal's record, result_codec)
 //   done      hash    id -> succeeded | failed: the first result wins; what makes the report exactly-once
+//   dups      hash    id -> the id of its first occurrence: a topic repeated in the input is run once
+//                     and reported for each occurrence, as in a local run (duplicate_topics.hpp)
 //   stats     hash    succeeded, failed, duplicates, reclaimed, dead_lettered
 //   nodes     hash    node name -> last heartbeat (ms since the epoch)
 #pragma once
@@ -33,7 +35,7 @@ std::optional<std::string> job_name_problem(const std::string& name);
 
 struct JobKeys {
   explicit JobKeys(const std::string& job);
-  std::string meta, tasks, results, done, stats, nodes;
+  std::string meta, tasks, results, done, dups, stats, nodes;
   static constexpr const char* kGroup = "nodes";
 };
 

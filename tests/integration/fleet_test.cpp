@@ -445,6 +445,9 @@ TEST_CASE("fleet commands refuse a bad job name, rediss:// and an unreachable Re
   auto [c1, e1] = run({supervisor_path(), "status", "--redis", f.redis.url(), "--job", "bad name!"});
   CHECK(c1 == 2);
   CHECK_THAT(e1, Catch::Contains("--job") && Catch::Contains("bad name!"));
+  auto [c4, e4] = run({supervisor_path(), "work", "--redis", f.redis.url(), "--job", "j", "--node-name", "a b"});
+  CHECK(c4 == 2);
+  CHECK_THAT(e4, Catch::Contains("--node-name") && Catch::Contains("'a b' is not a node name"));
   auto [c2, e2] = run({supervisor_path(), "status", "--redis", "rediss://:pw@127.0.0.1:1/0", "--job", "j"});
   CHECK(c2 == 2);
   CHECK_THAT(e2, Catch::Contains("TLS"));
@@ -495,4 +498,39 @@ TEST_CASE("collect --follow keeps the report until the job is complete; status n
                                Catch::Contains("cbm_tasks_total"));
   n1->signal(SIGTERM);
   CHECK(n1->exit_code(60s) == 143);
+}
+
+TEST_CASE("a topic repeated in the input is run once and reported for each occurrence, as in a local run",
+          "[fleet]") {
+  Fleet f;
+  const std::vector<std::string> topics = {"alpha", "beta", "alpha", "gamma", "alpha", "beta"};
+  f.write_topics(topics);
+  REQUIRE(f.submit() == 0);
+  auto c = f.redis.client();
+  CHECK(c->command_ok({"XLEN", keys_of(f.job, "tasks")}).as_integer() == 3);  // alpha, beta, gamma
+  auto n1 = f.node(1, "threading");
+  // Done when the three distinct topics are: the repeats need no run.
+  REQUIRE(eventually([&] { return f.done() == 3; }, 60s));
+  n1->signal(SIGTERM);
+  CHECK(n1->exit_code(60s) == 143);
+  const auto st = f.status();
+  CHECK(st.at("repeated") == 3);
+  CHECK(st.at("queued") == 0);
+  auto argv = f.base("collect");
+  argv.insert(argv.end(), {"--output", (f.dir / "report.json").string()});
+  auto p = f.spawn(argv, "collect");
+  CHECK(p->exit_code(60s) == 0);
+  rapidjson::Document d;
+  d.Parse(read_text(f.dir / "report.json").c_str());
+  REQUIRE(d.IsObject());
+  CHECK(d["summary"]["total_tasks"].GetInt() == 6);
+  CHECK(d["summary"]["successful_tasks"].GetInt() == 6);
+  REQUIRE(d["results"].Size() == 6);
+  std::map<long long, long long> duplicate_of;  // id -> the id it copies
+  for (const auto& r : d["results"].GetArray()) {
+    if (r.HasMember("duplicate_of") && r["duplicate_of"].IsInt64()) {
+      duplicate_of[r["id"].GetInt64()] = r["duplicate_of"].GetInt64();
+    }
+  }
+  CHECK(duplicate_of == std::map<long long, long long>{{2, 0}, {4, 0}, {5, 1}});
 }
