@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-for p in clang libclang-rt-14-dev rapidjson-dev; do
+for p in clang libclang-rt-14-dev rapidjson-dev libhiredis-dev; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null
   fi
@@ -44,3 +44,10 @@ build outside_input_fuzz supervisor/run/row_reader.cpp supervisor/run/topic_rule
   common/protocol/secret_scrubber.cpp supervisor/cost/price_table.cpp common/protocol/json_reader.cpp \
   "$out/default_prices.cpp" -Isupervisor/cost
 run outside_input_fuzz
+# Redis replies (fleets): the bounded reader, and a reply read as a task entry or a result record.
+build redis_reply_fuzz common/redis/redis_client.cpp supervisor/fleet/fleet_records.cpp \
+  common/protocol/result_codec.cpp common/protocol/json_reader.cpp common/protocol/bounded_json.cpp \
+  common/protocol/secret_scrubber.cpp common/protocol/backoff.cpp common/protocol/api_error.cpp \
+  common/protocol/row_fields.cpp common/protocol/wire_text.cpp supervisor/run/topic_rules.cpp \
+  -Icommon/redis -Isupervisor/fleet -I/usr/include/hiredis -lhiredis
+run redis_reply_fuzz

@@ -11,7 +11,11 @@ packages=(cmake ninja-build g++ pkg-config
           # The Python package (python/) and its tests: pybind11, pytest, Flask, and what an offline
           # `pip install --no-build-isolation` into a venv needs.
           python3-dev pybind11-dev python3-pybind11 python3-pytest python3-flask python3-venv python3-pip
-          python3-setuptools python3-wheel)
+          python3-setuptools python3-wheel
+          # Fleets (docs/fleet.md): the Redis client library, and the server the fleet tests start.
+          libhiredis-dev redis-server
+          # Fleet-wide limits: SHA-256 of the API key for their Redis key (OpenSSL's libcrypto).
+          libssl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "api_key.hpp"
+#include "fleet_job.hpp"
+#include "fleet_semaphore.hpp"
 #include "cbm/version.hpp"
 #include "input_stream.hpp"
 #include "listen_address.hpp"
@@ -108,7 +110,8 @@ std::string read_file(const std::string& path, std::string& error) {
 
 CommandLine usage_error(std::string message) {
   return {std::nullopt, kExitUsage,
-          "concurrent_bigmodel: " + std::move(message) + "\nRun with --help for usage.", std::nullopt};
+          "concurrent_bigmodel: " + std::move(message) + "\nRun with --help for usage.", std::nullopt,
+          std::nullopt};
 }
 
 // The worker beside the running executable (the build tree), else where an install put it relative to
@@ -165,6 +168,8 @@ struct Flags {
   std::string search_via = "tool";
   std::string via = "online";
   std::string batch_retry = "batch";
+  FleetInvocation fleet;
+  bool key_optional = false;
 
   static constexpr const char* py =
       "Options of the Python tool (same names and meanings; same defaults except the models: its glm-4.5-aq "
@@ -544,6 +549,127 @@ struct Flags {
     return serve;
   }
 
+  // The fleet's commands (docs/fleet.md): each names its Redis and its job.
+  void add_fleet_target(CLI::App& a) {
+    const char* g = "Fleet";
+    a.add_option("--redis", fleet.redis_url,
+                 "Redis URL redis://[user:password@]host:port/db (the password better in CBM_REDIS_PASSWORD)")
+        ->required()
+        ->group(g);
+    a.add_option("--job", fleet.job, "The job's name: 1 to 64 letters, digits, '.', '_' or '-'")->required()->group(g);
+    a.add_option("--redis-wait", fleet.redis_wait_s,
+                 "Seconds to wait for an unavailable Redis before giving up (exit 3)")
+        ->check(CLI::Range(0.0, 3600.0))
+        ->capture_default_str()
+        ->group(g);
+  }
+  std::vector<CLI::App*> add_fleet(CLI::App& app) {
+    CLI::App* submit = app.add_subcommand(
+        "submit", "Enqueue a topics file as a fleet's job in Redis (resumable; prints the job's name)");
+    add_fleet_target(*submit);
+    submit->add_option("--topics-file", fleet.topics_file, "Topics to enqueue (as a run reads them)")
+        ->required()
+        ->group("Fleet");
+    submit->add_option("--input-format", input_format, "text | jsonl | csv (default: from the file's extension)")
+        ->check(CLI::IsMember({"text", "jsonl", "csv"}))
+        ->group("Fleet");
+    submit->add_option("--iterations", fleet.iterations, "Rounds over the list (fleet monitors: only 1 today)")
+        ->capture_default_str()
+        ->group("Fleet");
+    add_pool(*submit, false);
+    CLI::App* work = app.add_subcommand(
+        "work", "Run as a fleet's node: take the job's tasks from Redis, run them, write their results");
+    add_fleet_target(*work);
+    work->add_option("--lease-grace", fleet.lease_grace_s,
+                     "Seconds added to --timeout x (--max-retries + 1) for a task's lease: idle longer, any\n"
+                     "node may take it over")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->capture_default_str()
+        ->group("Fleet");
+    work->add_option("--node-name", fleet.node_name, "This node's name in the job (default: hostname-pid)")
+        ->group("Fleet");
+    work->add_option("--fleet-concurrency", fleet.fleet_concurrency,
+                     "Attempts in flight across the whole fleet, for every node using this API key\n"
+                     "(a lease per attempt in Redis; a dead node's leases expire after --fleet-lease);\n"
+                     "0 = no fleet-wide limit, only each node's --concurrency")
+        ->capture_default_str()
+        ->group("Fleet");
+    work->add_option("--fleet-lease", fleet.fleet_lease_s,
+                     "Seconds a fleet lease lives unless renewed (every third of it): how long a dead\n"
+                     "node's share of --fleet-concurrency stays taken (1 to 3600)")
+        ->capture_default_str()
+        ->group("Fleet");
+    work->add_option("--node-journal", fleet.node_journal,
+                     "File where finished records wait while Redis is unavailable, written again by the\n"
+                     "next node started with it (default: none, they wait in memory)")
+        ->group("Fleet");
+    add_pool(*work, false);
+    CLI::App* collect = app.add_subcommand("collect", "Write a fleet job's report (the local run's format)");
+    add_fleet_target(*collect);
+    collect->add_option("--output", fleet.output, "Report file")->required()->group("Fleet");
+    collect->add_flag("--follow", fleet.follow, "Keep the report current until the job is complete")->group("Fleet");
+    CLI::App* status = app.add_subcommand("status", "Print a fleet job's counts and nodes");
+    add_fleet_target(*status);
+    return {submit, work, collect, status};
+  }
+
+  // `work`'s fleet-wide limits, checked by fleet::validate; its field names become the flags'.
+  std::optional<std::string> fleet_limits() const {
+    try {
+      fleet::validate(fleet::FleetLimitSettings{
+          fleet.fleet_concurrency, std::chrono::milliseconds(static_cast<long long>(fleet.fleet_lease_s * 1000.0))});
+    } catch (const std::invalid_argument& e) {
+      std::string text = e.what();
+      for (const auto& [field, flag] : {std::pair{"fleet_concurrency", "--fleet-concurrency"},
+                                        std::pair{"fleet_lease", "--fleet-lease"}}) {
+        if (text.rfind(field, 0) != 0) continue;
+        std::string named = flag;
+        named += text.substr(std::strlen(field));
+        text = std::move(named);
+      }
+      return text;
+    }
+    return std::nullopt;
+  }
+
+  // A fleet command's own checks; the Redis password given in the URL is blanked out of argv.
+  std::optional<std::string> fleet_config(int argc, char** argv) {
+    if (auto problem = fleet::job_name_problem(fleet.job)) return "--job: " + *problem;
+    // A node's name follows the job's rule (it is a consumer name in Redis, and in logs and status).
+    if (!fleet.node_name.empty()) {
+      if (auto problem = fleet::job_name_problem(fleet.node_name)) {
+        std::string text = "--node-name: ";
+        text += *problem;
+        const auto at = text.find("is not a job name");
+        if (at != std::string::npos) text.replace(at, std::strlen("is not a job name"), "is not a node name");
+        return text;
+      }
+    }
+    try {
+      const auto url = redis::parse_redis_url(fleet.redis_url, std::getenv("CBM_REDIS_PASSWORD"));
+      (void)url;
+    } catch (const std::invalid_argument& e) {
+      return std::string("--redis: ") + e.what();
+    }
+    for (int i = 1; i < argc; ++i) {
+      const std::string_view arg = argv[i];
+      char* value = nullptr;
+      if (arg == "--redis" && i + 1 < argc) {
+        value = argv[i + 1];
+      } else if (arg.starts_with("--redis=")) {
+        value = argv[i] + std::strlen("--redis=");
+      }
+      if (value == nullptr) continue;
+      // redis://user:PASSWORD@host: the characters between the first ':' after the scheme and the last '@'.
+      std::string_view v(value);
+      const auto at = v.rfind('@');
+      const auto colon = v.find(':', std::strlen("redis://"));
+      const auto from = colon != std::string_view::npos && colon < at ? colon + 1 : std::strlen("redis://");
+      if (at != std::string_view::npos && from < at) std::memset(value + from, '*', at - from);
+    }
+    return std::nullopt;
+  }
+
   // The pool's settings, checked (the key given as a flag is blanked out of argv).
   std::optional<std::string> pool_config(int argc, char** argv) {
     using concurrent_bigmodel::Mode;
@@ -564,6 +690,8 @@ struct Flags {
     cfg.allow_insecure_http = allow_insecure_http;
 
     auto key = resolve_api_key(api_key);
+    // submit only writes the job's settings: it sends nothing, so it needs no key.
+    if (!key && key_optional) key = std::string("(not needed by submit)");
     if (!key) return std::string("no API key: pass --api-key or set ") + kApiKeyVariables;
     cfg.api_key = std::move(*key);
     // The key given as a flag is readable in /proc/<pid>/cmdline for as long as we run: blank it out.
@@ -828,19 +956,49 @@ CommandLine parse_command_line(int argc, char** argv) {
   f.add_pool(app, false);
   f.add_batch(app);
   CLI::App* serve = f.add_serve(app);
-  std::vector<std::string> kept = last_values_win(argc, argv, single_valued_options({&app, serve}));
+  const std::vector<CLI::App*> fleet = f.add_fleet(app);
+  std::vector<std::string> kept =
+      last_values_win(argc, argv, single_valued_options({&app, serve, fleet[0], fleet[1], fleet[2], fleet[3]}));
   std::vector<char*> kept_argv;
   for (auto& arg : kept) kept_argv.push_back(arg.data());
   try {
     app.parse(static_cast<int>(kept_argv.size()), kept_argv.data());
   } catch (const CLI::CallForHelp& e) {
-    return {std::nullopt, kExitAllSucceeded, app.help(), std::nullopt};
+    return {std::nullopt, kExitAllSucceeded, app.help(), std::nullopt, std::nullopt};
   } catch (const CLI::CallForVersion& e) {
-    return {std::nullopt, kExitAllSucceeded, version, std::nullopt};
+    return {std::nullopt, kExitAllSucceeded, version, std::nullopt, std::nullopt};
   } catch (const CLI::ParseError& e) {
     return usage_error(e.what());
   }
 
+  for (std::size_t i = 0; i < fleet.size(); ++i) {
+    if (!fleet[i]->parsed()) continue;
+    using C = FleetInvocation::Command;
+    f.fleet.command = i == 0 ? C::submit : i == 1 ? C::work : i == 2 ? C::collect : C::status;
+    if (auto problem = f.fleet_config(argc, argv)) return usage_error(*problem);
+    if (f.fleet.command == C::submit || f.fleet.command == C::work) {
+      f.key_optional = f.fleet.command == C::submit;
+      if (auto problem = f.pool_config(argc, argv)) return usage_error(*problem);
+    }
+    if (f.fleet.command == C::submit) {
+      if (f.fleet.iterations != 1) return usage_error("--iterations: a fleet job runs one round today (docs/fleet.md)");
+      if (auto problem = input_path_problem(f.fleet.topics_file); !problem.empty()) {
+        return usage_error("--topics-file: " + problem);
+      }
+      const InputFormat format = !f.input_format.empty() ? *input_format_from_string(f.input_format)
+                                                         : input_format_of_path(f.fleet.topics_file);
+      f.cfg.input_format = Flags::public_format(format);
+    }
+    if (f.fleet.command == C::work) {
+      // A node's results go to Redis: no report, journal or topics of its own.
+      f.cfg.output.clear();
+      if (auto problem = f.fleet_limits()) return usage_error(*problem);
+    }
+    CommandLine cl;
+    f.fleet.config = std::move(f.cfg);
+    cl.fleet = std::move(f.fleet);
+    return cl;
+  }
   if (auto problem = f.pool_config(argc, argv)) return usage_error(*problem);
   if (serve->parsed()) {
     if (auto problem = f.serve_config(app)) return usage_error(*problem);
@@ -852,7 +1010,7 @@ CommandLine parse_command_line(int argc, char** argv) {
   if (auto problem = f.cost_settings()) return usage_error(*problem);
   if (auto problem = f.batch_output()) return usage_error(*problem);
   if (auto problem = f.run_files()) return usage_error(*problem);
-  return {std::move(f.inv), 0, {}, std::nullopt};
+  return {std::move(f.inv), 0, {}, std::nullopt, std::nullopt};
 }
 
 }  // namespace cbm

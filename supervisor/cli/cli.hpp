@@ -28,12 +28,33 @@ struct ServeInvocation {
   ServeOptions options;
 };
 
+// `concurrent_bigmodel submit | work | collect | status`: a fleet's commands (docs/fleet.md).
+struct FleetInvocation {
+  enum class Command { submit, work, collect, status };
+  Command command = Command::status;
+  concurrent_bigmodel::Config config;  // submit: the job's settings; work: the node's
+  std::string redis_url;               // checked; its password may be blanked out of argv
+  std::string job;
+  std::string topics_file;  // submit
+  int iterations = 1;       // submit: kept for fleet monitors (only 1 is run today)
+  std::string output;       // collect
+  bool follow = false;      // collect
+  double redis_wait_s = 10.0;
+  double lease_grace_s = 30.0;  // work
+  std::string node_name;        // work
+  // work: fleet-wide limits (docs/fleet.md, "Fleet-wide limits"); checked by fleet::validate.
+  int fleet_concurrency = 0;    // --fleet-concurrency: 0 = none
+  double fleet_lease_s = 10.0;  // --fleet-lease
+  std::string node_journal;     // work: where records wait while Redis is unavailable (none: memory)
+};
+
 // What parsing the command line decided.
 struct CommandLine {
   std::optional<Invocation> run;  // set when a run should start
   int exit_status = 0;            // otherwise: exit with this (0 after --help/--version, 2 on bad usage)
   std::string message;            // printed to stdout (help, version) or stderr (errors)
   std::optional<ServeInvocation> serve;  // set when the service should start
+  std::optional<FleetInvocation> fleet;  // set for a fleet command
 };
 
 CommandLine parse_command_line(int argc, char** argv);

@@ -5,6 +5,9 @@
 #include <iostream>
 
 #include "atomic_file.hpp"
+#include "fleet_job.hpp"
+#include "fleet_node.hpp"
+#include "fleet_semaphore.hpp"
 #include "cli.hpp"
 #include "concurrent_bigmodel/executor.hpp"
 #include "price_table.hpp"
@@ -106,17 +109,59 @@ int serve(const ServeInvocation& inv) {
   return service.run();
 }
 
+// A fleet's commands (docs/fleet.md).
+int fleet_command(const FleetInvocation& inv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGXFSZ, SIG_IGN);
+  std::signal(SIGCHLD, SIG_DFL);
+  const auto url = redis::parse_redis_url(inv.redis_url, std::getenv("CBM_REDIS_PASSWORD"));
+  const auto wait = std::chrono::milliseconds(static_cast<long long>(inv.redis_wait_s * 1000.0));
+  using C = FleetInvocation::Command;
+  switch (inv.command) {
+    case C::submit: {
+      RunConfig config = checked_run_config(inv.config);
+      config.topics_file = inv.topics_file;
+      return fleet::submit(config, url, inv.job, wait);
+    }
+    case C::work: {
+      RunConfig config = checked_run_config(inv.config);
+      fleet::NodeOptions options;
+      options.name = inv.node_name.empty() ? fleet::default_node_name() : inv.node_name;
+      if (inv.fleet_concurrency > 0) {
+        // One more admission condition for the node's engine: a lease of the API key's fleet-wide limit.
+        const fleet::FleetLimitSettings limits{
+            inv.fleet_concurrency, std::chrono::milliseconds(static_cast<long long>(inv.fleet_lease_s * 1000.0))};
+        config.shared_admission = std::make_shared<fleet::FleetSemaphore>(
+            url, fleet::api_key_scope(config.client.api_key), fleet::lease_holder_name(), limits);
+      }
+      options.grace = std::chrono::milliseconds(static_cast<long long>(inv.lease_grace_s * 1000.0));
+      options.journal = inv.node_journal;
+      fleet::FleetNode node(config, url, inv.job, options);
+      SignalWatcher signals({[&](int sig) { node.stop_by_signal(sig); }, [] {}, [] {}});
+      return node.run();
+    }
+    case C::collect: {
+      const RunConfig config;  // the bundled prices, the default file mode
+      return fleet::collect(config, url, inv.job, inv.output, inv.follow, wait);
+    }
+    case C::status:
+      break;
+  }
+  return fleet::status(url, inv.job, wait);
+}
+
 }  // namespace
 }  // namespace cbm
 
 int main(int argc, char** argv) {
   cbm::CommandLine cl = cbm::parse_command_line(argc, argv);
-  if (!cl.run && !cl.serve) {
+  if (!cl.run && !cl.serve && !cl.fleet) {
     (cl.exit_status == 0 ? std::cout : std::cerr) << cl.message << "\n";
     return cl.exit_status;
   }
   try {
     if (cl.serve) return cbm::serve(*cl.serve);
+    if (cl.fleet) return cbm::fleet_command(*cl.fleet);
     return cbm::run(*cl.run);
   } catch (const cbm::PathError& e) {  // the library names the Config field, the CLI the flag
     std::cerr << "concurrent_bigmodel: " << e.problem().text(true) << "\n";

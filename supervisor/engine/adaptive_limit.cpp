@@ -11,7 +11,7 @@ bool AdaptiveLimit::is_overload(const ApiError& error) {
 }
 
 bool AdaptiveLimit::on_success(std::chrono::milliseconds latency, std::size_t in_flight) {
-  round_trip_ms_ = 0.8 * round_trip_ms_ + 0.2 * static_cast<double>(latency.count());
+  round_trip_ms_ = (1.0 - kLatencyWeight) * round_trip_ms_ + kLatencyWeight * static_cast<double>(latency.count());
   if (in_flight + 1 < static_cast<std::size_t>(effective())) return false;
   const int before = effective();
   limit_ = std::min<double>(ceiling_, limit_ + 1.0 / limit_);
@@ -25,7 +25,7 @@ bool AdaptiveLimit::on_error(const ApiError& error, std::size_t in_flight, Clock
   const auto cooldown = std::chrono::duration<double, std::milli>(std::max(round_trip_ms_, 1.0));
   if (last_cut_ == Clock::time_point{} || now - last_cut_ >= cooldown) {
     last_cut_ = now;
-    limit_ = std::max(1.0, limit_ * 0.7);
+    limit_ = std::max(1.0, limit_ * kCutFactor);
   }
   return effective() != before;
 }

@@ -35,6 +35,10 @@ class AdaptiveLimit {
   // The platform's "slow down" answers.
   static bool is_overload(const ApiError& error);
 
+  // The rule's numbers (a fleet's shared limit applies the same rule: fleet/fleet_semaphore.cpp).
+  static constexpr double kCutFactor = 0.7;      // CUBIC's: at most once per round trip
+  static constexpr double kLatencyWeight = 0.2;  // of each success in the smoothed round trip
+
  private:
   const int ceiling_;
   double limit_;

@@ -68,13 +68,14 @@ AttemptEngine::AttemptEngine(const ExecutorContext& run, std::unique_ptr<Transpo
       transport_(std::move(transport)),
       drain_policy_(drain),
       gate_(static_cast<int>(transport_->slots()), run.config.rate, run.config.pipeline.search ? 2 : 1,
-            run.clock.now()),
+            run.clock.now(), run.config.shared_admission.get()),
       book_(run.ledger, run.config.batch_size > 0 ? static_cast<std::size_t>(run.config.batch_size)
                                                   : 4 * transport_->slots()),
       slots_(transport_->slots()),
       rng_(std::random_device{}()),
       budget_(run.config.budget, run.config.prices, run.config.pipeline.search_settings.engine) {
   for (std::size_t i = 0; i < slots_.size(); ++i) idle_.push_back(i);
+  if (config_.shared_admission) config_.shared_admission->bind_log(log_);
 }
 
 AttemptEngine::~AttemptEngine() = default;
@@ -121,6 +122,7 @@ void AttemptEngine::loop() {
 void AttemptEngine::fire_due_timers() {
   const auto now = clock_.now();
   if (now >= next_deadline_) expire_attempts(now);
+  if (now >= next_maintain_) next_maintain_ = gate_.maintain(now);
   while (auto timer = timers_.pop_due(now)) {
     switch (timer->kind) {
       case Timer::Kind::retry:
@@ -227,7 +229,10 @@ void AttemptEngine::dispatch() {
       }
       return;
     }
+    const bool leased = permit->lease.has_value();
     start_attempt(*slot, book_.pop_ready(), *permit);
+    // A shared lease lives while it is renewed: the gate says when (at once if none was held before).
+    if (leased) next_maintain_ = gate_.maintain(now);
   }
 }
 
@@ -266,7 +271,7 @@ void AttemptEngine::retire_if_done() {
 
 void AttemptEngine::wait() {
   const auto now = clock_.now();
-  auto until = std::min(now + progress_.next_due(), next_deadline_);
+  auto until = std::min({now + progress_.next_due(), next_deadline_, next_maintain_});
   if (const auto timer = timers_.next()) until = std::min(until, *timer);
   transport_->wait(until, *this);
 }

@@ -126,6 +126,8 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   bool failing_ = false;  // in fail_run: attempts still running after the drain grace are abandoned
   // No running attempt's deadline is before this (recomputed when one passes).
   Clock::time_point next_deadline_ = Clock::time_point::max();  // fail_run: when attempts still running are abandoned
+  // When the gate's shared leases (a fleet's limit) want renewing; min(): at the first turn.
+  Clock::time_point next_maintain_ = Clock::time_point::min();
 };
 
 }  // namespace cbm

@@ -245,7 +245,11 @@ std::string in_quotes(std::string_view v) {
 
 }  // namespace
 
-std::string JournalSettings::differences(const JournalSettings& now) const {
+std::string JournalSettings::encode() const { return header_line(*this); }
+
+std::optional<JournalSettings> JournalSettings::decode(const std::string& line) { return parse_header(line); }
+
+std::string JournalSettings::differences(const JournalSettings& now, std::string_view where) const {
   std::string text;
   const auto differ = [&](const char* flag, const std::string& then, const std::string& current) {
     if (then == current) return;
@@ -253,7 +257,9 @@ std::string JournalSettings::differences(const JournalSettings& now) const {
     text += flag;
     text += ": ";
     text += then;
-    text += " in the journal, ";
+    text += " in ";
+    text += where;
+    text += ", ";
     text += current;
     text += " now";
   };

@@ -69,8 +69,12 @@ struct JournalSettings {
 
   static JournalSettings of(const RunConfig& config);
   // "--temperature: 0.2 in the journal, 0.6 now; ..." for each setting that differs (empty: none),
-  // named by its command-line flag.
-  std::string differences(const JournalSettings& now) const;
+  // named by its command-line flag; `where` names what holds these settings (a fleet's job).
+  std::string differences(const JournalSettings& now, std::string_view where = "the journal") const;
+  // The one-line JSON form the journal's header stores (a fleet job's settings too: docs/fleet.md),
+  // and its reading (nullopt when it is not one).
+  std::string encode() const;
+  static std::optional<JournalSettings> decode(const std::string& line);
 };
 
 class Journal {

@@ -213,6 +213,16 @@ std::string Metrics::render() const {
         {"orphaned", t.orphaned},     {"unsent_at_exit", t.unsent_at_exit}};
     for (const auto& [reason, n] : dropped) out.sample("cbm_langsmith_dropped_total", {{"reason", reason}}, n);
   }
+  if (fleet_.load(std::memory_order_acquire)) {
+    out.family("cbm_fleet_reclaimed_total", "counter", "Tasks this fleet node took over from a node past its lease.");
+    out.sample("cbm_fleet_reclaimed_total", {}, fleet_reclaimed_.load(relaxed));
+    out.family("cbm_fleet_duplicates_total", "counter",
+               "Results this fleet node finished after another node's (counted, not written).");
+    out.sample("cbm_fleet_duplicates_total", {}, fleet_duplicates_.load(relaxed));
+    out.family("cbm_fleet_dead_lettered_total", "counter",
+               "Tasks this fleet node failed for being delivered more than --max-retries + 1 times.");
+    out.sample("cbm_fleet_dead_lettered_total", {}, fleet_dead_lettered_.load(relaxed));
+  }
   out.family("cbm_build_info", "gauge", "1, labelled with the version of concurrent_bigmodel.");
   out.sample("cbm_build_info", {{"version", kVersion}}, std::uint64_t{1});
   out.family("process_start_time_seconds", "gauge",

@@ -65,6 +65,14 @@ class Metrics final : public RunObserver {
 
   // Where the LangSmith counters come from (set once, before the run; none: not rendered).
   void trace_totals(std::function<SenderTotals()> source) { trace_totals_ = std::move(source); }
+  // A fleet node's counts (docs/fleet.md): tasks it reclaimed from other nodes, results it finished
+  // after another node had (not written: duplicates), tasks it dead-lettered. Rendered once set.
+  void fleet_counts(std::uint64_t reclaimed, std::uint64_t duplicates, std::uint64_t dead_lettered) {
+    fleet_reclaimed_.store(reclaimed, std::memory_order_relaxed);
+    fleet_duplicates_.store(duplicates, std::memory_order_relaxed);
+    fleet_dead_lettered_.store(dead_lettered, std::memory_order_relaxed);
+    fleet_.store(true, std::memory_order_release);
+  }
 
   // The exposition document (Prometheus text format 0.0.4). Safe to call from any thread.
   std::string render() const;
@@ -109,6 +117,8 @@ class Metrics final : public RunObserver {
   std::map<std::string, Tokens> tokens_;              // by model
   std::map<std::uint32_t, bool> round_failed_;        // rounds in progress: did a task not succeed?
   std::function<SenderTotals()> trace_totals_;
+  std::atomic<bool> fleet_{false};
+  std::atomic<std::uint64_t> fleet_reclaimed_{0}, fleet_duplicates_{0}, fleet_dead_lettered_{0};
 
   mutable std::mutex api_errors_mu_;
   std::map<std::pair<std::string, int>, std::uint64_t> api_errors_;  // by (code, HTTP status)

@@ -21,6 +21,7 @@
 #include "retry_policy.hpp"
 #include "row_fields.hpp"
 #include "row_reader.hpp"
+#include "shared_admission.hpp"
 
 namespace cbm {
 
@@ -64,6 +65,9 @@ struct RunConfig {
   int iterations = 1;       // 0 = until signalled
   int concurrency = 4;
   RateCaps rate;  // --rpm / --tpm
+  // One more admission condition shared with other processes: a fleet node's --fleet-concurrency
+  // (docs/fleet.md). Null: none. Set by whoever builds a fleet node's run; the engine only asks it.
+  std::shared_ptr<SharedAdmission> shared_admission;
   Mode mode = Mode::multiprocessing;
   Via via = Via::online;
   BatchSettings batch;

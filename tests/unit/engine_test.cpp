@@ -749,3 +749,97 @@ TEST_CASE("engine: a budget crossed by the last attempts in flight does not abor
   CHECK_FALSE(b.ledger->abort_reason());
   for (std::uint64_t id = 0; id < 3; ++id) CHECK(b.records.of(id).status == TaskStatus::succeeded);
 }
+
+namespace {
+
+// A shared limit of `capacity` leases held by this engine and, pretend, other processes (`others`),
+// renewed through maintain() every `renew_every`; a lease not renewed within `ttl` is lost.
+class CountingAdmission final : public cbm::SharedAdmission {
+ public:
+  explicit CountingAdmission(std::size_t capacity) : capacity_(capacity) {}
+
+  void bind_log(cbm::Logger&) override {}
+
+  std::optional<LeaseId> try_acquire(Clock::time_point now) override {
+    ++asked;
+    if (held_.size() + others >= capacity_) return std::nullopt;
+    const LeaseId id = next_id_++;
+    held_[id] = now + kTtl;
+    if (held_.size() == 1) renew_due_ = now + kRenewEvery;
+    peak = std::max(peak, held_.size() + others);
+    return id;
+  }
+  Clock::time_point retry_at(Clock::time_point now) const override { return now + kRetry; }
+  void release(LeaseId lease, const AttemptOutcome&, Clock::time_point) override {
+    ++released;
+    held_.erase(lease);
+  }
+  Clock::time_point maintain(Clock::time_point now) override {
+    for (const auto& [id, expiry] : held_) {
+      if (expiry <= now) ++lost;  // a lease left to expire while its attempt ran
+    }
+    if (held_.empty()) return Clock::time_point::max();
+    if (now >= renew_due_) {
+      ++renewals;
+      for (auto& [id, expiry] : held_) expiry = now + kTtl;
+      renew_due_ = now + kRenewEvery;
+    }
+    return renew_due_;
+  }
+  std::size_t held() const { return held_.size(); }
+
+  static constexpr Clock::duration kTtl = 3s;
+  static constexpr Clock::duration kRenewEvery = 1s;
+  static constexpr Clock::duration kRetry = 50ms;
+  std::size_t others = 0;
+  std::size_t peak = 0;
+  int asked = 0;
+  int released = 0;
+  int renewals = 0;
+  int lost = 0;
+
+ private:
+  const std::size_t capacity_;
+  std::map<LeaseId, Clock::time_point> held_;
+  LeaseId next_id_ = 1;
+  Clock::time_point renew_due_{};
+};
+
+}  // namespace
+
+TEST_CASE("engine: with a shared limit every attempt holds a lease, renewed while it runs, given back once",
+          "[engine][shared]") {
+  auto shared = std::make_shared<CountingAdmission>(3);
+  shared->others = 1;  // another process holds one of the three
+  // Attempts of 10 s: each outlives several lease lifetimes, so only renewals keep the leases alive.
+  Bench b([](const cbm::Task&) { return Step{10s, ok()}; }, 8, [&](cbm::RunConfig& c) {
+    c.timeout = 60s;
+    c.shared_admission = shared;
+  });
+  b.run(topics(6));
+  for (std::uint64_t id = 0; id < 6; ++id) CHECK(b.records.of(id).status == TaskStatus::succeeded);
+  CHECK(shared->peak == 3);        // the local slots (8) never outran the shared limit (3), and used it
+  CHECK(shared->released == 6);    // every lease back, once
+  CHECK(shared->held() == 0);
+  CHECK(shared->renewals >= 9 * 3);  // 3 waves of 10 s, renewed every second
+  CHECK(shared->lost == 0);
+}
+
+TEST_CASE("engine: a shared limit that refuses holds dispatch back and is asked again later, not in a spin",
+          "[engine][shared]") {
+  auto shared = std::make_shared<CountingAdmission>(1);
+  shared->others = 1;  // full: another process holds the only lease
+  Bench b([](const cbm::Task&) { return Step{100ms, ok()}; }, 4,
+          [&](cbm::RunConfig& c) { c.shared_admission = shared; });
+  ScriptedTransport* transport = b.transport;
+  const auto start = b.clock.now();
+  // The other process lets go of its lease after 1 s.
+  transport->events.emplace(start + 1s, [&] { shared->others = 0; });
+  b.run(topics(2));
+  REQUIRE(transport->starts.size() == 2);
+  CHECK(transport->starts[0].at >= start + 1s);
+  CHECK(transport->starts[1].at >= transport->starts[0].at + 100ms);  // one lease: one at a time
+  // Asked about once per retry interval while refused, not on every turn of the loop.
+  CHECK(shared->asked <= 2 * (1s / CountingAdmission::kRetry) + 10);
+  CHECK(shared->asked >= (1s / CountingAdmission::kRetry) / 2);
+}

@@ -1,0 +1,466 @@
+#include "fleet_job.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <iostream>
+#include <thread>
+#include <unordered_map>
+
+#include "atomic_file.hpp"
+#include "bounded_json.hpp"
+#include "duplicate_resolver.hpp"
+#include "duplicate_topics.hpp"
+#include "exit_status.hpp"
+#include "json_reader.hpp"
+#include "report_writer.hpp"
+#include "run_driver.hpp"
+#include "topic_plan.hpp"
+
+namespace cbm::fleet {
+
+std::optional<std::string> job_name_problem(const std::string& name) {
+  const bool ok = !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (ok) return std::nullopt;
+  std::string m = "'";
+  m += name.substr(0, 80);
+  m += "' is not a job name (1 to 64 letters, digits, '.', '_' or '-')";
+  return m;
+}
+
+JobKeys::JobKeys(const std::string& job) {
+  const std::string p = "cbm:{" + job + "}:";
+  meta = p + "meta";
+  tasks = p + "tasks";
+  results = p + "results";
+  done = p + "done";
+  dups = p + "dups";
+  stats = p + "stats";
+  nodes = p + "nodes";
+}
+
+JobHandle::JobHandle(const redis::RedisUrl& url, const std::string& job, std::chrono::milliseconds w)
+    : client(url, redis::Client::Options{}), keys(job), name(job), wait(w) {}
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view format_name(InputFormat f) {
+  switch (f) {
+    case InputFormat::jsonl:
+      return "jsonl";
+    case InputFormat::csv:
+      return "csv";
+    case InputFormat::text:
+      break;
+  }
+  return "text";
+}
+
+std::string encode_fields(const Fields& fields) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartArray();
+  for (const auto& f : fields) {
+    w.StartArray();
+    w.String(f.name.data(), static_cast<rapidjson::SizeType>(f.name.size()));
+    w.String(f.value.data(), static_cast<rapidjson::SizeType>(f.value.size()));
+    w.EndArray();
+  }
+  w.EndArray();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+}  // namespace
+
+void join_job(JobHandle& job, const JournalSettings& settings, InputFormat format, bool create) {
+  auto& c = job.client;
+  const std::string mine = settings.encode();
+  if (create) {
+    c.command_ok({"HSETNX", job.keys.meta, "settings", mine});
+    c.command_ok({"HSETNX", job.keys.meta, "input_format", std::string(format_name(format))});
+    c.command_ok({"HSETNX", job.keys.meta, "created", std::to_string(now_ms())});
+    const redis::Reply g = c.command({"XGROUP", "CREATE", job.keys.tasks, JobKeys::kGroup, "0", "MKSTREAM"});
+    if (g.is_error() && !g.str.starts_with("BUSYGROUP")) throw redis::ServerError("Redis XGROUP CREATE failed: " + g.str);
+  }
+  const redis::Reply stored = c.command_ok({"HGET", job.keys.meta, "settings"});
+  if (stored.is_nil()) {
+    throw SettingsMismatch("job '" + job.name + "' does not exist in " + c.url().describe() +
+                           " (submit creates it)");
+  }
+  if (stored.as_string().size() > 65536 || json_shape_problem(stored.as_string(), JsonBounds{4, 256})) {
+    throw SettingsMismatch("job '" + job.name + "': its settings in Redis are not this program's");
+  }
+  const auto theirs = JournalSettings::decode(stored.as_string());
+  if (!theirs) throw SettingsMismatch("job '" + job.name + "': its settings in Redis are not this program's");
+  const std::string diff = theirs->differences(settings, "the job");
+  if (!diff.empty()) {
+    throw SettingsMismatch("job '" + job.name + "' was submitted with other settings: " + diff);
+  }
+}
+
+// The scripts. Each runs atomically in Redis: nothing else happens between its commands.
+redis::Script enqueue_script() {
+  // KEYS meta, tasks, dups; ARGV first_id, n, then n (topic, fields, first occurrence or '') triples.
+  // Adds the topics whose id is at or past the cursor (a repeated one to `dups`, not the stream) and
+  // moves it: a submit killed and run again adds nothing twice.
+  return {R"lua(
+local cursor = tonumber(redis.call('HGET', KEYS[1], 'submitted') or '0')
+local first = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local added = 0
+for i = 0, n - 1 do
+  local id = first + i
+  if id >= cursor then
+    local sid = string.format('%d', id)
+    if ARGV[5 + 3 * i] ~= '' then
+      redis.call('HSET', KEYS[3], sid, ARGV[5 + 3 * i])
+    else
+      redis.call('XADD', KEYS[2], '*', 'id', sid, 'topic', ARGV[3 + 3 * i], 'fields', ARGV[4 + 3 * i])
+    end
+    added = added + 1
+    cursor = id + 1
+  end
+end
+redis.call('HSET', KEYS[1], 'submitted', string.format('%d', cursor))
+return added
+)lua", {}};
+}
+
+redis::Script finish_script() {
+  // KEYS done, results, tasks, stats; ARGV id, entry, record, status, group, dead (1: a dead letter).
+  // The first result of a task wins: it is added to the results stream and the done index; a later one
+  // is only counted as a duplicate. The entry is acknowledged either way.
+  return {R"lua(
+local first = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[4])
+if first == 1 then
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'record', ARGV[3])
+  redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+  if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[4], 'dead_lettered', 1) end
+else
+  redis.call('HINCRBY', KEYS[4], 'duplicates', 1)
+end
+redis.call('XACK', KEYS[3], ARGV[5], ARGV[2])
+return first
+)lua", {}};
+}
+
+redis::Script extend_script() {
+  // KEYS tasks; ARGV group, consumer, entry ids. Resets the idle time of the entries this consumer
+  // still owns (XCLAIM JUSTID: the delivery count unchanged); one reclaimed by another node stays its.
+  return {R"lua(
+local n = 0
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+)lua", {}};
+}
+
+redis::Script release_script() {
+  // KEYS tasks; ARGV group, consumer, entry ids. Hands entries this consumer owns back to the group
+  // at once: marked idle for long, so the next node's XAUTOCLAIM takes them.
+  return {R"lua(
+local n = 0
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', 1000000000000, 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+)lua", {}};
+}
+
+namespace {
+
+// Runs `fn` against Redis, retrying while it is unavailable, for at most job.wait in all.
+template <typename Fn>
+auto with_redis(JobHandle& job, Fn&& fn) {
+  const auto deadline = std::chrono::steady_clock::now() + job.wait;
+  for (;;) {
+    try {
+      job.client.connect_within(std::max(std::chrono::milliseconds(1),
+                                         std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             deadline - std::chrono::steady_clock::now())));
+      return fn();
+    } catch (const redis::ConnectionError& e) {
+      if (std::chrono::steady_clock::now() >= deadline) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
+int unavailable(const std::exception& e) {
+  std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
+  return kExitAborted;
+}
+
+}  // namespace
+
+int submit(const RunConfig& config, const redis::RedisUrl& url, const std::string& name,
+           std::chrono::milliseconds wait) {
+  JobHandle job(url, name, wait);
+  TopicPlan plan(config, [] { return false; });
+  check_placeholders(config, plan.field_names());
+  plan.require_topics();
+  try {
+    with_redis(job, [&] {
+      join_job(job, JournalSettings::of(config), config.input_format, true);
+      return 0;
+    });
+    redis::Script enqueue = enqueue_script();
+    TopicPlan::Round round = plan.next_round();
+    const std::vector<std::uint64_t>& repeated = round.survey.duplicated;  // sorted
+    std::unordered_map<std::string, std::uint64_t> first_ids;             // repeated topics only
+    std::uint64_t count = 0, added = 0, invalid = 0;
+    std::vector<std::string> args;
+    std::uint64_t first = 0;
+    auto flush = [&] {
+      if (args.size() <= 2) return;
+      args[1] = std::to_string((args.size() - 2) / 3);
+      const auto r = with_redis(job, [&] {
+        return job.client.eval(enqueue, {job.keys.meta, job.keys.tasks, job.keys.dups}, args);
+      });
+      added += static_cast<std::uint64_t>(r.as_integer());
+    };
+    auto start_batch = [&] {
+      args.assign({std::to_string(first), "0"});
+    };
+    start_batch();
+    while (auto t = round.source->next()) {
+      for (const auto& bad : round.source->take_invalid_lines()) {
+        std::cerr << "concurrent_bigmodel: " << config.topics_file << " line " << bad.line_number
+                  << " skipped: " << bad.reason << "\n";
+      }
+      if (args.size() == 2) first = t->id;
+      if (t->id != first + (args.size() - 2) / 3) {  // ids are consecutive positions; be safe anyway
+        flush();
+        first = t->id;
+        start_batch();
+      }
+      if (args.size() == 2) args[0] = std::to_string(first);
+      // A repeated topic (the round's survey found its hash more than once) after its first occurrence:
+      // reported with the first one's record, never run.
+      std::string dup_of;
+      if (std::binary_search(repeated.begin(), repeated.end(), task_hash(t->topic, t->fields))) {
+        const auto [it, first_time] = first_ids.try_emplace(task_key(t->topic, t->fields), t->id);
+        if (!first_time) dup_of = std::to_string(it->second);
+      }
+      args.push_back(t->topic);
+      args.push_back(encode_fields(t->fields));
+      args.push_back(std::move(dup_of));
+      ++count;
+      if ((args.size() - 2) / 3 >= 200) {
+        flush();
+        first = t->id + 1;
+        start_batch();
+      }
+    }
+    flush();
+    invalid = round.source->invalid_count();
+    with_redis(job, [&] {
+      job.client.command_ok({"HSET", job.keys.meta, "total", std::to_string(count), "complete", "1"});
+      return 0;
+    });
+    std::cerr << "concurrent_bigmodel: job " << name << ": " << count << " topics (" << added << " added now, "
+              << count - added << " already there)";
+    if (invalid > 0) std::cerr << ", " << invalid << " invalid lines skipped";
+    std::cerr << "\n";
+    std::cout << name << std::endl;
+    return kExitAllSucceeded;
+  } catch (const SettingsMismatch& e) {
+    std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const redis::ConnectionError& e) {
+    return unavailable(e);
+  } catch (const redis::ServerError& e) {
+    return unavailable(e);
+  }
+}
+
+namespace {
+
+struct JobCounts {
+  std::uint64_t total = 0;
+  bool complete = false;  // the submit read its whole input
+  std::uint64_t submitted = 0;
+  std::uint64_t done = 0;
+  std::uint64_t repeated = 0;  // occurrences after the first of a repeated topic (never run)
+  std::uint64_t pending = 0;
+  std::int64_t created = 0;
+};
+
+std::uint64_t to_u64(const redis::Reply& r) {
+  if (r.is_nil()) return 0;
+  if (r.type == redis::Reply::Type::integer) return static_cast<std::uint64_t>(std::max(0LL, r.integer));
+  std::uint64_t v = 0;
+  const auto& s = r.as_string();
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+JobCounts counts_of(JobHandle& job) {
+  JobCounts c;
+  auto meta = job.client.command_ok({"HMGET", job.keys.meta, "total", "complete", "submitted", "created", "settings"});
+  if (meta.at(4).is_nil()) throw SettingsMismatch("job '" + job.name + "' does not exist in " + job.client.url().describe());
+  c.total = to_u64(meta.at(0));
+  c.complete = !meta.at(1).is_nil() && meta.at(1).as_string() == "1";
+  c.submitted = to_u64(meta.at(2));
+  c.created = static_cast<std::int64_t>(to_u64(meta.at(3)));
+  c.done = to_u64(job.client.command_ok({"HLEN", job.keys.done}));
+  c.repeated = to_u64(job.client.command_ok({"HLEN", job.keys.dups}));
+  const auto p = job.client.command({"XPENDING", job.keys.tasks, JobKeys::kGroup});
+  if (!p.is_error()) c.pending = to_u64(p.at(0));
+  return c;
+}
+
+bool job_finished(const JobCounts& c) { return c.complete && c.done + c.repeated >= c.total; }
+
+// One report of what is done now. Returns the exit status it stands for.
+int write_report_once(JobHandle& job, const RunConfig& config, const std::filesystem::path& output) {
+  const JobCounts counts = counts_of(job);
+  RunTotals totals;
+  // Repeated topics: first occurrence -> the later ones, each reported with a copy of its record.
+  std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> copies_of;
+  if (counts.repeated > 0) {
+    const auto kv = job.client.command_ok({"HGETALL", job.keys.dups});
+    for (std::size_t i = 0; i + 1 < kv.as_array().size(); i += 2) {
+      copies_of[to_u64(kv.at(i + 1))].push_back(to_u64(kv.at(i)));
+    }
+  }
+  // First pass: the totals (the summary comes first in the file); second: the records.
+  auto each_record = [&](const std::function<void(std::string_view, const TaskResult&)>& fn) {
+    std::string from = "-";
+    for (;;) {
+      const auto r = job.client.command_ok({"XRANGE", job.keys.results, from, "+", "COUNT", "1000"});
+      const auto& entries = r.as_array();
+      if (entries.empty()) break;
+      for (const auto& e : entries) {
+        const auto& kv = e.at(1).as_array();
+        for (std::size_t i = 0; i + 1 < kv.size(); i += 2) {
+          if (kv[i].as_string() != "record") continue;
+          std::string why;
+          const auto rec = decode_result_record(kv[i + 1].as_string(), why);
+          if (!rec) throw redis::ProtocolError("job '" + job.name + "': a result that is not a record: " + why);
+          fn(kv[i + 1].as_string(), *rec);
+          if (const auto it = copies_of.find(rec->id); it != copies_of.end()) {
+            for (const std::uint64_t dup : it->second) {
+              const TaskResult copy = copy_for_duplicate(*rec, dup);
+              fn(encode_task_result(copy), copy);
+            }
+          }
+        }
+      }
+      from = "(" + entries.back().at(0).as_string();
+    }
+  };
+  each_record([&](std::string_view, const TaskResult& r) { totals.add(r); });
+  const bool finished = job_finished(counts);
+  ReportSummary summary;
+  summary.totals = totals;
+  summary.prices = config.prices.get();
+  summary.search_engine = config.pipeline.search_settings.engine;
+  summary.started = WallClock::time_point(std::chrono::milliseconds(counts.created));
+  summary.finished = WallClock::now();
+  summary.took = std::chrono::duration_cast<Clock::duration>(summary.finished - summary.started);
+  summary.iterations_completed = finished ? 1 : 0;
+  summary.interrupted = !finished;
+  summary.exit_status = !finished ? kExitJobIncomplete : totals.all_succeeded() ? kExitAllSucceeded : kExitSomeFailed;
+  AtomicFile out(output, config.output_mode);
+  ReportWriter report([&](std::string_view piece) { out.write(piece); }, summary, [&](JsonWriter& w) {
+    w.Key("fleet");
+    w.StartObject();
+    write_key_string(w, "job", job.name);
+    w.Key("topics");
+    w.Uint64(counts.total);
+    w.Key("complete");
+    w.Bool(finished);
+    w.EndObject();
+  });
+  each_record([&](std::string_view json, const TaskResult&) { report.add_encoded(json); });
+  report.finish();
+  out.commit();
+  return summary.exit_status;
+}
+
+}  // namespace
+
+int collect(const RunConfig& config, const redis::RedisUrl& url, const std::string& name,
+            const std::filesystem::path& output, bool follow, std::chrono::milliseconds wait) {
+  JobHandle job(url, name, wait);
+  try {
+    for (;;) {
+      const int code = with_redis(job, [&] { return write_report_once(job, config, output); });
+      if (!follow || code != kExitJobIncomplete) {
+        std::cerr << "concurrent_bigmodel: job " << name << ": report written to " << output.string()
+                  << (code == kExitJobIncomplete ? " (the job is not complete yet)" : "") << "\n";
+        return code;
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(1));  // --follow: the report kept current
+    }
+  } catch (const SettingsMismatch& e) {
+    std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const redis::ConnectionError& e) {
+    return unavailable(e);
+  } catch (const redis::ServerError& e) {
+    return unavailable(e);
+  } catch (const redis::ProtocolError& e) {
+    return unavailable(e);
+  }
+}
+
+int status(const redis::RedisUrl& url, const std::string& name, std::chrono::milliseconds wait) {
+  JobHandle job(url, name, wait);
+  try {
+    return with_redis(job, [&] {
+      const JobCounts c = counts_of(job);
+      const auto stats = job.client.command_ok(
+          {"HMGET", job.keys.stats, "succeeded", "failed", "duplicates", "reclaimed", "dead_lettered"});
+      const std::uint64_t in_flight = c.pending;
+      const std::uint64_t settled = c.done + c.repeated + in_flight;
+      const std::uint64_t queued = c.submitted > settled ? c.submitted - settled : 0;
+      std::cout << "job " << name << (job_finished(c) ? " (complete)" : c.complete ? "" : " (still being submitted)")
+                << "\n";
+      std::cout << "topics " << (c.complete ? std::to_string(c.total) : std::to_string(c.submitted) + "+") << "\n";
+      std::cout << "queued " << queued << "\n";
+      std::cout << "in_flight " << in_flight << "\n";
+      std::cout << "done " << c.done << "\n";
+      std::cout << "repeated " << c.repeated << "\n";
+      std::cout << "succeeded " << to_u64(stats.at(0)) << "\n";
+      std::cout << "failed " << to_u64(stats.at(1)) << "\n";
+      std::cout << "duplicates " << to_u64(stats.at(2)) << "\n";
+      std::cout << "reclaimed " << to_u64(stats.at(3)) << "\n";
+      std::cout << "dead_lettered " << to_u64(stats.at(4)) << "\n";
+      const auto nodes = job.client.command_ok({"HGETALL", job.keys.nodes});
+      const auto& kv = nodes.as_array();
+      const std::int64_t now = now_ms();
+      for (std::size_t i = 0; i + 1 < kv.size(); i += 2) {
+        const auto seen = static_cast<std::int64_t>(to_u64(kv[i + 1]));
+        std::cout << "node " << kv[i].as_string() << " last_seen_ms_ago " << std::max<std::int64_t>(0, now - seen)
+                  << "\n";
+      }
+      std::cout << std::flush;
+      return kExitAllSucceeded;
+    });
+  } catch (const SettingsMismatch& e) {
+    std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const std::runtime_error& e) {
+    return unavailable(e);
+  }
+}
+
+}  // namespace cbm::fleet
