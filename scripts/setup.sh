@@ -11,7 +11,9 @@ packages=(cmake ninja-build g++ pkg-config
           # The Python package (python/) and its tests: pybind11, pytest, Flask, and what an offline
           # `pip install --no-build-isolation` into a venv needs.
           python3-dev pybind11-dev python3-pybind11 python3-pytest python3-flask python3-venv python3-pip
-          python3-setuptools python3-wheel)
+          python3-setuptools python3-wheel
+          # scripts/bench.sh: wrk, and nginx answering a canned response (the echo module).
+          wrk nginx-light libnginx-mod-http-echo)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
