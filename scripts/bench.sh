@@ -352,7 +352,7 @@ fi
 
 marker='<!-- hand-written below: scripts/bench.sh keeps everything after this line -->'
 kept=""
-[ -f "$out" ] && kept=$(sed -n "/^$marker\$/,\$p" "$out")
+[ -f "$out" ] && kept=$(awk -v m="$marker" 'found || $0 == m { found = 1; print }' "$out")
 {
   echo "# Benchmarks"
   echo
