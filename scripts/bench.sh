@@ -337,7 +337,7 @@ f=$(topics 500)
 run_cbm "$work/monitor.log" --base-url "http://127.0.0.1:$sim_zero/api/paas/v4" --topics-file "$f" --concurrency 16 \
   --no-search --iterations $rounds --keep-rounds 10 >/dev/null
 field() { grep -m1 "round $1 finished" "$work/monitor.log" | grep -o " $2=[0-9]*" | cut -d= -f2; }
-note "| monitor, $rounds rounds x 500 topics, zero latency | supervisor heap (RssAnon) round 10: $(field 10 anon_kib) KiB, round $rounds: $(field $rounds anon_kib) KiB (delta $(( $(field $rounds anon_kib) - $(field 10 anon_kib) )) KiB; target within 2,048) | total RSS $(field 10 rss_kib) -> $(field $rounds rss_kib) KiB: the rest is the channel rings' shared pages, touched once as the rings wrap (bounded by --concurrency x 128 KiB) |"
+note "| monitor, $rounds rounds x 500 topics, zero latency | supervisor heap (RssAnon) round 10: $(field 10 anon_kib) KiB, round $rounds: $(field $rounds anon_kib) KiB (delta $(( $(field $rounds anon_kib) - $(field 10 anon_kib) )) KiB; target within 2,048) | total RSS $(field 10 rss_kib) -> $(field $rounds rss_kib) KiB: the rest is the channel rings' shared pages, touched once as the rings wrap (bounded by --concurrency x 32 KiB: two 16 KiB rings per worker) |"
 
 if [ "${BENCH_MILLION:-0}" = 1 ]; then
   echo "== 5. 1,000,000 topics streamed =="
