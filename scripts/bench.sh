@@ -179,7 +179,7 @@ mode_table() {
       [ $c = 256 ] && n=$n256
       local f walls=() cpus=() fulls=()
       f=$(topics $n)
-      local args=(--base-url "$slow" --topics-file "$f" --concurrency $c --no-search --mode "$mode")
+      local args=(--base-url "$slow" --topics-file "$f" --concurrency "$c" --no-search --mode "$mode")
       for _ in $(seq 1 "$runs"); do
         read -r wall cpu t0 <<< "$(run_timed "$work/table.$mode.$c.log" "${args[@]}")"
         walls+=("$wall"); cpus+=("$cpu")
@@ -190,7 +190,8 @@ mode_table() {
       [ "${ok:-0}" = "$n" ] || echo "warning: $mode c$c: ${ok:-0} of $n succeeded (last run)" >&2
       local wall
       wall=$(median "${walls[@]}")
-      local cell="$wall ($(calc "$wall / ${floor[$c]}" 3)); range $(range "${walls[@]}")"
+      local cell
+      cell="$wall ($(calc "$wall / ${floor[$c]}" 3)); range $(range "${walls[@]}")"
       if [ $c = 64 ]; then
         row64+=" $cell |"
       else
@@ -312,7 +313,7 @@ PY
   echo "$call $(calc "$t1 - $t0" 3)"
 }
 # The python the package was built for (CMake's Python_EXECUTABLE), not whichever is first on the PATH.
-python=$(sed -n 's/^Python_EXECUTABLE:[A-Z]*=//p' "$build_dir/CMakeCache.txt" 2>/dev/null || true)
+python=$(sed -n 's/^_\{0,1\}Python_EXECUTABLE:[A-Z]*=//p' "$build_dir/CMakeCache.txt" 2>/dev/null | head -1 || true)
 if [ -d "$build_dir/python/concurrent_bigmodel" ] && [ -n "$python" ]; then
   n=3200
   f=$(topics $n)
