@@ -15,6 +15,7 @@
 // the launcher with the supervisor: none outlives the supervisor, even after kill -9.
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -310,6 +311,9 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   std::signal(SIGCHLD, SIG_DFL);  // the launcher reaps its workers with waitpid
 
+  // One malloc arena: a worker runs one attempt at a time, and every thread a library starts (libcurl's
+  // threaded resolver) would otherwise get an arena of its own, pages each worker pays for in RSS.
+  ::mallopt(M_ARENA_MAX, 1);
   if (argc == 2 && std::string_view(argv[1]) == "--launcher") return run_launcher();
   const auto args = parse_args(argc, argv);
   if (!args) {

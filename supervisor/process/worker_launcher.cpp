@@ -76,7 +76,7 @@ void WorkerLauncher::start() {
     return;
   }
   try {
-    pid_ = spawn_worker_executable(executable_, {"--launcher"}, fds[1], api_key_);
+    pid_ = spawn_worker_executable(executable_, {"--launcher"}, fds[1], api_key_, /*bind_now=*/true);
   } catch (const std::system_error& e) {
     ::close(fds[0]);
     ::close(fds[1]);

@@ -11,7 +11,9 @@
 // Process shape
 //   The server is our child, started with Boost.Process and the workers' child setup (death signal,
 //   clean signal mask, its control socket as fd 3, nothing else inherited; the API key in its
-//   environment). The workers are the server's children: each dies with the server (PR_SET_PDEATHSIG),
+//   environment, with LD_BIND_NOW=1: the server resolves every library symbol once, at its load, and
+//   its workers inherit them resolved instead of each resolving them, and copying the pages, again).
+//   The workers are the server's children: each dies with the server (PR_SET_PDEATHSIG),
 //   the server dies with us, so none outlives us, even after kill -9. We watch a worker through the
 //   pidfd the server sends with its pid (readable when the worker exits) and learn its exit status from
 //   the server's report (launcher_protocol.hpp), which follows the exit by microseconds.

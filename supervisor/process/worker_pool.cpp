@@ -110,8 +110,11 @@ bool WorkerPool::ensure_running(std::size_t slot) {
   if (!slice_began_) slice_began_ = clock_.now();
   ++s.generation;
   try {
+    ChannelOptions options;
+    options.ring_capacity = kRingCapacity;
     s.channel = std::make_unique<SupervisorChannel>(
-        channel_name(::getuid(), ::getpid(), static_cast<unsigned>(s.index), (instance_ << 32) | s.generation));
+        channel_name(::getuid(), ::getpid(), static_cast<unsigned>(s.index), (instance_ << 32) | s.generation),
+        options);
     s.process = std::make_unique<WorkerProcess>(launcher_, *s.channel, static_cast<int>(s.index));
     watch(s.channel->fd(), static_cast<std::uint64_t>(s.index) << 1);
     watch(s.process->pidfd(), (static_cast<std::uint64_t>(s.index) << 1) | 1);

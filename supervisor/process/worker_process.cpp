@@ -9,6 +9,7 @@
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/env.hpp>
+#include <boost/process/environment.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
 #include <csignal>
@@ -76,9 +77,12 @@ std::string ExitStatus::describe() const {
 bool ExitStatus::killed_by(int signal) const { return WIFSIGNALED(raw) && WTERMSIG(raw) == signal; }
 
 pid_t spawn_worker_executable(const std::filesystem::path& executable, const std::vector<std::string>& args,
-                              int fd, const std::string& api_key) {
+                              int fd, const std::string& api_key, bool bind_now) {
   std::error_code ec;
-  bp::child child(bp::exe = executable.string(), bp::args = args, bp::env["BIGMODEL_API_KEY"] = api_key,
+  bp::environment env = boost::this_process::environment();
+  env["BIGMODEL_API_KEY"] = api_key;
+  if (bind_now) env["LD_BIND_NOW"] = "1";
+  bp::child child(bp::exe = executable.string(), bp::args = args, bp::env = env,
                   bp::extend::on_exec_setup = ChildSetup{fd, ::getpid()}, ec);
   if (ec) throw std::system_error(ec, "cannot start " + executable.string());
   child.detach();  // ~child() would SIGKILL it: the caller owns the pid from here on

@@ -71,8 +71,11 @@ class WorkerProcess {
 // Starts `executable args...` as a detached child of this process with the child setup described above,
 // `fd` as its fd 3 and BIGMODEL_API_KEY=`api_key` added to its environment. Returns its pid; the caller
 // reaps it. Throws std::system_error when the spawn fails.
+// `bind_now`: the dynamic loader resolves every symbol of every library at start (LD_BIND_NOW) instead
+// of at each function's first call: for the fork server, whose workers would otherwise each resolve
+// (and copy the pages of) the same symbols again.
 pid_t spawn_worker_executable(const std::filesystem::path& executable, const std::vector<std::string>& args,
-                              int fd, const std::string& api_key);
+                              int fd, const std::string& api_key, bool bind_now = false);
 
 // The command line of a worker started by exec for `channel_name`'s socket as fd 3.
 std::vector<std::string> exec_worker_args(const std::string& channel_name, int slot);

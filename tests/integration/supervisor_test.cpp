@@ -731,6 +731,41 @@ TEST_CASE("the API key never appears in a worker's argv, the log, the report or 
   CHECK_FALSE(run.log().empty());
 }
 
+// A forked worker's cost is mostly its start: the fork server resolves every library symbol once, at its
+// own load, and its workers inherit them resolved instead of each resolving (and copying the pages of)
+// the same symbols again.
+TEST_CASE("the fork server loads its libraries with every symbol resolved, and its workers inherit them",
+          "[supervisor][fork]") {
+  Simulator sim({"--latency-ms", "300"});
+  SupervisorRun run(sim.base_url(), {.topics = {"a", "b", "c"}, .args = {"--concurrency", "3"}});
+  std::set<ProcessIdentity> processes;
+  std::vector<ProcessIdentity> workers;
+  REQUIRE(eventually([&] {
+    processes.clear();
+    workers = workers_of(run.pid(), &processes);
+    return workers.size() >= 3;
+  }));
+  const auto bind_now = [](pid_t pid) {
+    std::string env = read_text("/proc/" + std::to_string(pid) + "/environ");
+    std::replace(env.begin(), env.end(), '\0', '\n');
+    return ("\n" + env).find("\nLD_BIND_NOW=1\n") != std::string::npos;
+  };
+  std::set<pid_t> servers;
+  for (const auto& w : workers) {
+    INFO("worker " << w.pid << ": " << cmdline_of(w.pid));
+    CHECK(bind_now(w.pid));
+    if (const auto s = proc_stat(w.pid)) servers.insert(s->ppid);
+  }
+  REQUIRE(servers.size() == 1);  // forked by one fork server, not exec'd by the supervisor
+  const pid_t server = *servers.begin();
+  CHECK(server != run.pid());
+  CHECK_THAT(cmdline_of(server), Catch::Contains("--launcher"));
+  CHECK(bind_now(server));
+  const int status = run.process().exit_code(30s);
+  INFO(run.diagnostics());
+  CHECK(status == 0);
+}
+
 namespace {
 
 // What a record says of how its task ended, without what varies from run to run (times, pids, ids).
