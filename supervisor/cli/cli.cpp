@@ -573,7 +573,17 @@ struct Flags {
     submit->add_option("--input-format", input_format, "text | jsonl | csv (default: from the file's extension)")
         ->check(CLI::IsMember({"text", "jsonl", "csv"}))
         ->group("Fleet");
-    submit->add_option("--iterations", fleet.iterations, "Rounds over the list (fleet monitors: only 1 today)")
+    submit->add_option("--iterations", fleet.iterations,
+                       "Rounds over the list. Other than 1: a fleet monitor (0 = until TERM/INT): this\n"
+                       "submit leads (or stands by to lead) and enqueues each round once the one before\n"
+                       "is complete, --delay seconds later")
+        ->check(CLI::Range(0, 1000000))
+        ->capture_default_str()
+        ->group("Fleet");
+    submit->add_option("--leader-lease", fleet.leader_lease_s,
+                       "A monitor's leader lease in seconds: a standby submit takes over within this long\n"
+                       "after the leader dies (renewed every third of it)")
+        ->check(CLI::Range(1.0, 3600.0))
         ->capture_default_str()
         ->group("Fleet");
     add_pool(*submit, false);
@@ -608,6 +618,11 @@ struct Flags {
     add_fleet_target(*collect);
     collect->add_option("--output", fleet.output, "Report file")->required()->group("Fleet");
     collect->add_flag("--follow", fleet.follow, "Keep the report current until the job is complete")->group("Fleet");
+    collect->add_option("--round", fleet.round,
+                        "A fleet monitor's round to report (Redis keeps the current one and the one before;\n"
+                        "default: the newest complete one)")
+        ->check(CLI::Range(1u, 4000000000u))
+        ->group("Fleet");
     CLI::App* status = app.add_subcommand("status", "Print a fleet job's counts and nodes");
     add_fleet_target(*status);
     return {submit, work, collect, status};
@@ -981,7 +996,6 @@ CommandLine parse_command_line(int argc, char** argv) {
       if (auto problem = f.pool_config(argc, argv)) return usage_error(*problem);
     }
     if (f.fleet.command == C::submit) {
-      if (f.fleet.iterations != 1) return usage_error("--iterations: a fleet job runs one round today (docs/fleet.md)");
       if (auto problem = input_path_problem(f.fleet.topics_file); !problem.empty()) {
         return usage_error("--topics-file: " + problem);
       }

@@ -36,8 +36,10 @@ struct FleetInvocation {
   std::string redis_url;               // checked; its password may be blanked out of argv
   std::string job;
   std::string topics_file;  // submit
-  int iterations = 1;       // submit: kept for fleet monitors (only 1 is run today)
+  int iterations = 1;       // submit: other than 1, a fleet monitor (0: until stopped)
+  double leader_lease_s = 15.0;  // submit, a monitor: --leader-lease
   std::string output;       // collect
+  unsigned round = 0;       // collect: a monitor's round (0: the newest complete one)
   bool follow = false;      // collect
   double redis_wait_s = 10.0;
   double lease_grace_s = 30.0;  // work

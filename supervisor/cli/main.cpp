@@ -121,7 +121,13 @@ int fleet_command(const FleetInvocation& inv) {
     case C::submit: {
       RunConfig config = checked_run_config(inv.config);
       config.topics_file = inv.topics_file;
-      return fleet::submit(config, url, inv.job, wait);
+      fleet::MonitorOptions monitor;
+      monitor.iterations = inv.iterations;
+      monitor.leader_ttl = std::chrono::milliseconds(static_cast<long long>(inv.leader_lease_s * 1000.0));
+      monitor.holder = fleet::default_node_name();
+      fleet::StopFlag stop;
+      SignalWatcher signals({[&](int sig) { stop.set(sig); }, [] {}, [] {}});
+      return fleet::submit(config, url, inv.job, wait, monitor, stop);
     }
     case C::work: {
       RunConfig config = checked_run_config(inv.config);
@@ -142,7 +148,7 @@ int fleet_command(const FleetInvocation& inv) {
     }
     case C::collect: {
       const RunConfig config;  // the bundled prices, the default file mode
-      return fleet::collect(config, url, inv.job, inv.output, inv.follow, wait);
+      return fleet::collect(config, url, inv.job, inv.output, inv.follow, wait, inv.round);
     }
     case C::status:
       break;

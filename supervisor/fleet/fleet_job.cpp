@@ -1,8 +1,10 @@
 #include "fleet_job.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
+#include <functional>
 #include <iostream>
 #include <thread>
 #include <unordered_map>
@@ -13,6 +15,7 @@
 #include "duplicate_topics.hpp"
 #include "exit_status.hpp"
 #include "json_reader.hpp"
+#include "leader_lease.hpp"
 #include "report_writer.hpp"
 #include "run_driver.hpp"
 #include "topic_plan.hpp"
@@ -30,15 +33,36 @@ std::optional<std::string> job_name_problem(const std::string& name) {
   return m;
 }
 
-JobKeys::JobKeys(const std::string& job) {
+JobKeys::JobKeys(const std::string& job, std::uint32_t r) : round(r) {
   const std::string p = "cbm:{" + job + "}:";
   meta = p + "meta";
-  tasks = p + "tasks";
-  results = p + "results";
-  done = p + "done";
-  dups = p + "dups";
   stats = p + "stats";
   nodes = p + "nodes";
+  leader = p + "leader";
+  const std::string rp = r == 0 ? p : p + "r" + std::to_string(r) + ":";
+  round_meta = rp + "meta";
+  tasks = rp + "tasks";
+  results = rp + "results";
+  done = rp + "done";
+  dups = rp + "dups";
+}
+
+void StopFlag::set(int signal) {
+  {
+    std::lock_guard lock(mu_);
+    if (signal_ == 0) signal_ = signal;
+  }
+  cv_.notify_all();
+}
+
+int StopFlag::signal() const {
+  std::lock_guard lock(mu_);
+  return signal_;
+}
+
+bool StopFlag::wait_for(std::chrono::milliseconds d) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, d, [&] { return signal_ != 0; });
 }
 
 JobHandle::JobHandle(const redis::RedisUrl& url, const std::string& job, std::chrono::milliseconds w)
@@ -85,9 +109,6 @@ void join_job(JobHandle& job, const JournalSettings& settings, InputFormat forma
   if (create) {
     c.command_ok({"HSETNX", job.keys.meta, "settings", mine});
     c.command_ok({"HSETNX", job.keys.meta, "input_format", std::string(format_name(format))});
-    c.command_ok({"HSETNX", job.keys.meta, "created", std::to_string(now_ms())});
-    const redis::Reply g = c.command({"XGROUP", "CREATE", job.keys.tasks, JobKeys::kGroup, "0", "MKSTREAM"});
-    if (g.is_error() && !g.str.starts_with("BUSYGROUP")) throw redis::ServerError("Redis XGROUP CREATE failed: " + g.str);
   }
   const redis::Reply stored = c.command_ok({"HGET", job.keys.meta, "settings"});
   if (stored.is_nil()) {
@@ -137,7 +158,13 @@ redis::Script finish_script() {
   // KEYS done, results, tasks, stats; ARGV id, entry, record, status, group, dead (1: a dead letter).
   // The first result of a task wins: it is added to the results stream and the done index; a later one
   // is only counted as a duplicate. The entry is acknowledged either way.
+  // A round a monitor's leader has deleted since (its tasks stream is gone): a late result, counted as
+  // a duplicate and not written (writing would bring the round's keys back).
   return {R"lua(
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('HINCRBY', KEYS[4], 'duplicates', 1)
+  return 0
+end
 local first = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[4])
 if first == 1 then
   redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'record', ARGV[3])
@@ -154,7 +181,9 @@ return first
 redis::Script extend_script() {
   // KEYS tasks; ARGV group, consumer, entry ids. Resets the idle time of the entries this consumer
   // still owns (XCLAIM JUSTID: the delivery count unchanged); one reclaimed by another node stays its.
+  // A deleted round (a monitor's) has nothing left to hold.
   return {R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = 0
 for i = 3, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
@@ -170,7 +199,9 @@ return n
 redis::Script release_script() {
   // KEYS tasks; ARGV group, consumer, entry ids. Hands entries this consumer owns back to the group
   // at once: marked idle for long, so the next node's XAUTOCLAIM takes them.
+  // A deleted round (a monitor's) has nothing left to hold.
   return {R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = 0
 for i = 3, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
@@ -209,87 +240,6 @@ int unavailable(const std::exception& e) {
 
 }  // namespace
 
-int submit(const RunConfig& config, const redis::RedisUrl& url, const std::string& name,
-           std::chrono::milliseconds wait) {
-  JobHandle job(url, name, wait);
-  TopicPlan plan(config, [] { return false; });
-  check_placeholders(config, plan.field_names());
-  plan.require_topics();
-  try {
-    with_redis(job, [&] {
-      join_job(job, JournalSettings::of(config), config.input_format, true);
-      return 0;
-    });
-    redis::Script enqueue = enqueue_script();
-    TopicPlan::Round round = plan.next_round();
-    const std::vector<std::uint64_t>& repeated = round.survey.duplicated;  // sorted
-    std::unordered_map<std::string, std::uint64_t> first_ids;             // repeated topics only
-    std::uint64_t count = 0, added = 0, invalid = 0;
-    std::vector<std::string> args;
-    std::uint64_t first = 0;
-    auto flush = [&] {
-      if (args.size() <= 2) return;
-      args[1] = std::to_string((args.size() - 2) / 3);
-      const auto r = with_redis(job, [&] {
-        return job.client.eval(enqueue, {job.keys.meta, job.keys.tasks, job.keys.dups}, args);
-      });
-      added += static_cast<std::uint64_t>(r.as_integer());
-    };
-    auto start_batch = [&] {
-      args.assign({std::to_string(first), "0"});
-    };
-    start_batch();
-    while (auto t = round.source->next()) {
-      for (const auto& bad : round.source->take_invalid_lines()) {
-        std::cerr << "concurrent_bigmodel: " << config.topics_file << " line " << bad.line_number
-                  << " skipped: " << bad.reason << "\n";
-      }
-      if (args.size() == 2) first = t->id;
-      if (t->id != first + (args.size() - 2) / 3) {  // ids are consecutive positions; be safe anyway
-        flush();
-        first = t->id;
-        start_batch();
-      }
-      if (args.size() == 2) args[0] = std::to_string(first);
-      // A repeated topic (the round's survey found its hash more than once) after its first occurrence:
-      // reported with the first one's record, never run.
-      std::string dup_of;
-      if (std::binary_search(repeated.begin(), repeated.end(), task_hash(t->topic, t->fields))) {
-        const auto [it, first_time] = first_ids.try_emplace(task_key(t->topic, t->fields), t->id);
-        if (!first_time) dup_of = std::to_string(it->second);
-      }
-      args.push_back(t->topic);
-      args.push_back(encode_fields(t->fields));
-      args.push_back(std::move(dup_of));
-      ++count;
-      if ((args.size() - 2) / 3 >= 200) {
-        flush();
-        first = t->id + 1;
-        start_batch();
-      }
-    }
-    flush();
-    invalid = round.source->invalid_count();
-    with_redis(job, [&] {
-      job.client.command_ok({"HSET", job.keys.meta, "total", std::to_string(count), "complete", "1"});
-      return 0;
-    });
-    std::cerr << "concurrent_bigmodel: job " << name << ": " << count << " topics (" << added << " added now, "
-              << count - added << " already there)";
-    if (invalid > 0) std::cerr << ", " << invalid << " invalid lines skipped";
-    std::cerr << "\n";
-    std::cout << name << std::endl;
-    return kExitAllSucceeded;
-  } catch (const SettingsMismatch& e) {
-    std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
-    return kExitUsage;
-  } catch (const redis::ConnectionError& e) {
-    return unavailable(e);
-  } catch (const redis::ServerError& e) {
-    return unavailable(e);
-  }
-}
-
 namespace {
 
 struct JobCounts {
@@ -311,31 +261,280 @@ std::uint64_t to_u64(const redis::Reply& r) {
   return v;
 }
 
-JobCounts counts_of(JobHandle& job) {
+// The counts of the round `keys` names.
+JobCounts counts_of(JobHandle& job, const JobKeys& keys) {
   JobCounts c;
-  auto meta = job.client.command_ok({"HMGET", job.keys.meta, "total", "complete", "submitted", "created", "settings"});
-  if (meta.at(4).is_nil()) throw SettingsMismatch("job '" + job.name + "' does not exist in " + job.client.url().describe());
+  if (job.client.command_ok({"HEXISTS", keys.meta, "settings"}).as_integer() == 0) {
+    throw SettingsMismatch("job '" + job.name + "' does not exist in " + job.client.url().describe());
+  }
+  auto meta = job.client.command_ok({"HMGET", keys.round_meta, "total", "complete", "submitted", "created"});
   c.total = to_u64(meta.at(0));
   c.complete = !meta.at(1).is_nil() && meta.at(1).as_string() == "1";
   c.submitted = to_u64(meta.at(2));
   c.created = static_cast<std::int64_t>(to_u64(meta.at(3)));
-  c.done = to_u64(job.client.command_ok({"HLEN", job.keys.done}));
-  c.repeated = to_u64(job.client.command_ok({"HLEN", job.keys.dups}));
-  const auto p = job.client.command({"XPENDING", job.keys.tasks, JobKeys::kGroup});
+  c.done = to_u64(job.client.command_ok({"HLEN", keys.done}));
+  c.repeated = to_u64(job.client.command_ok({"HLEN", keys.dups}));
+  const auto p = job.client.command({"XPENDING", keys.tasks, JobKeys::kGroup});
   if (!p.is_error()) c.pending = to_u64(p.at(0));
   return c;
 }
 
 bool job_finished(const JobCounts& c) { return c.complete && c.done + c.repeated >= c.total; }
 
-// One report of what is done now. Returns the exit status it stands for.
-int write_report_once(JobHandle& job, const RunConfig& config, const std::filesystem::path& output) {
-  const JobCounts counts = counts_of(job);
+// A round's stream and group, and when it started; idempotent.
+void create_round(JobHandle& job, const JobKeys& keys) {
+  auto& c = job.client;
+  c.command_ok({"HSETNX", keys.round_meta, "created", std::to_string(now_ms())});
+  const redis::Reply g = c.command({"XGROUP", "CREATE", keys.tasks, JobKeys::kGroup, "0", "MKSTREAM"});
+  if (g.is_error() && !g.str.starts_with("BUSYGROUP")) throw redis::ServerError("Redis XGROUP CREATE failed: " + g.str);
+}
+
+struct Enqueued {
+  std::uint64_t count = 0, added = 0, invalid = 0;
+};
+
+// Enqueues the round's topics (the whole input, read as a local run reads it) past the round's cursor,
+// then marks the round complete. `stopped` is asked between batches: true leaves the round incomplete
+// (a later submit, or the next leader, goes on from the cursor).
+Enqueued enqueue_round(JobHandle& job, const JobKeys& keys, const RunConfig& config,
+                       const std::function<bool()>& stopped) {
+  TopicPlan plan(config, [] { return false; });
+  check_placeholders(config, plan.field_names());
+  plan.require_topics();
+  redis::Script enqueue = enqueue_script();
+  TopicPlan::Round round = plan.next_round();
+  const std::vector<std::uint64_t>& repeated = round.survey.duplicated;  // sorted
+  std::unordered_map<std::string, std::uint64_t> first_ids;             // repeated topics only
+  Enqueued n;
+  std::vector<std::string> args;
+  std::uint64_t first = 0;
+  auto flush = [&] {
+    if (args.size() <= 2) return;
+    args[1] = std::to_string((args.size() - 2) / 3);
+    const auto r = with_redis(job, [&] {
+      return job.client.eval(enqueue, {keys.round_meta, keys.tasks, keys.dups}, args);
+    });
+    n.added += static_cast<std::uint64_t>(r.as_integer());
+  };
+  auto start_batch = [&] { args.assign({std::to_string(first), "0"}); };
+  start_batch();
+  while (auto t = round.source->next()) {
+    for (const auto& bad : round.source->take_invalid_lines()) {
+      std::cerr << "concurrent_bigmodel: " << config.topics_file << " line " << bad.line_number
+                << " skipped: " << bad.reason << "\n";
+    }
+    if (args.size() == 2) first = t->id;
+    if (t->id != first + (args.size() - 2) / 3) {  // ids are consecutive positions; be safe anyway
+      flush();
+      first = t->id;
+      start_batch();
+    }
+    if (args.size() == 2) args[0] = std::to_string(first);
+    // A repeated topic (the round's survey found its hash more than once) after its first occurrence:
+    // reported with the first one's record, never run.
+    std::string dup_of;
+    if (std::binary_search(repeated.begin(), repeated.end(), task_hash(t->topic, t->fields))) {
+      const auto [it, first_time] = first_ids.try_emplace(task_key(t->topic, t->fields), t->id);
+      if (!first_time) dup_of = std::to_string(it->second);
+    }
+    args.push_back(t->topic);
+    args.push_back(encode_fields(t->fields));
+    args.push_back(std::move(dup_of));
+    ++n.count;
+    if ((args.size() - 2) / 3 >= 200) {
+      flush();
+      if (stopped()) return n;
+      first = t->id + 1;
+      start_batch();
+    }
+  }
+  flush();
+  n.invalid = round.source->invalid_count();
+  with_redis(job, [&] {
+    job.client.command_ok({"HSET", keys.round_meta, "total", std::to_string(n.count), "complete", "1"});
+    return 0;
+  });
+  return n;
+}
+
+void print_enqueued(const std::string& name, const JobKeys& keys, const Enqueued& n) {
+  std::cerr << "concurrent_bigmodel: job " << name;
+  if (keys.round > 0) std::cerr << " round " << keys.round;
+  std::cerr << ": " << n.count << " topics (" << n.added << " added now, " << n.count - n.added << " already there)";
+  if (n.invalid > 0) std::cerr << ", " << n.invalid << " invalid lines skipped";
+  std::cerr << "\n";
+}
+
+// The job's kind: a one-round job and a monitor (and monitors of different --iterations) never mix.
+void join_kind(JobHandle& job, int iterations) {
+  auto& c = job.client;
+  c.command_ok({"HSETNX", job.keys.meta, "iterations", std::to_string(iterations)});
+  const std::uint64_t theirs = to_u64(c.command_ok({"HGET", job.keys.meta, "iterations"}));
+  if (theirs != static_cast<std::uint64_t>(iterations)) {
+    throw SettingsMismatch("job '" + job.name + "' was submitted with other settings: --iterations: " +
+                           std::to_string(theirs) + " in the job, " + std::to_string(iterations) + " now");
+  }
+}
+
+// A monitor's rounds while this process leads (docs/fleet.md, "Fleet monitors"). Returns when the
+// monitor is finished (true) or when it must stop leading: a signal, or the lease lost (false).
+bool lead(JobHandle& job, const RunConfig& config, const MonitorOptions& monitor, StopFlag& stop,
+          const std::atomic<bool>& lost) {
+  auto& c = job.client;
+  auto leading = [&] { return stop.signal() == 0 && !lost.load(); };
+  for (;;) {
+    const std::uint32_t r = std::max<std::uint32_t>(1, current_round(job));
+    const JobKeys keys(job.name, r);
+    with_redis(job, [&] {
+      create_round(job, keys);
+      c.command_ok({"HSET", job.keys.meta, "round", std::to_string(r)});
+      return 0;
+    });
+    if (!with_redis(job, [&] { return counts_of(job, keys); }).complete) {
+      const Enqueued n = enqueue_round(job, keys, config, [&] { return !leading(); });
+      if (!leading()) return false;
+      print_enqueued(job.name, keys, n);
+    }
+    // Until the round is complete: every result in (the nodes' work).
+    while (!job_finished(with_redis(job, [&] { return counts_of(job, keys); }))) {
+      if (stop.wait_for(std::chrono::milliseconds(200)) || lost.load()) return false;
+    }
+    std::cerr << "concurrent_bigmodel: job " << job.name << " round " << r << " complete\n";
+    if (monitor.iterations != 0 && r >= static_cast<std::uint32_t>(monitor.iterations)) {
+      with_redis(job, [&] { return c.command_ok({"HSET", job.keys.meta, "finished", "1"}); });
+      return true;
+    }
+    // --delay between rounds (a new leader waits it again: a pause is never shorter than asked).
+    if (stop.wait_for(config.delay) || lost.load()) return false;
+    const JobKeys next(job.name, r + 1);
+    with_redis(job, [&] {
+      create_round(job, next);
+      c.command_ok({"HSET", job.keys.meta, "round", std::to_string(r + 1)});
+      // The round before this one goes: a monitor's Redis holds two rounds, whatever it runs for.
+      if (r > 1) {
+        const JobKeys old(job.name, r - 1);
+        c.command_ok({"DEL", old.round_meta, old.tasks, old.results, old.done, old.dups});
+      }
+      return 0;
+    });
+  }
+}
+
+int submit_monitor(JobHandle& job, const RunConfig& config, const redis::RedisUrl& url,
+                   const MonitorOptions& monitor, StopFlag& stop) {
+  redis::Client lease_client(url, redis::Client::Options{});
+  LeaderLease lease(lease_client, job.keys.leader, monitor.holder, monitor.leader_ttl);
+  std::string told;  // the leader a standby last named
+  for (;;) {
+    if (stop.signal() != 0) return 128 + stop.signal();
+    if (to_u64(with_redis(job, [&] { return job.client.command_ok({"HGET", job.keys.meta, "finished"}); })) == 1) {
+      std::cerr << "concurrent_bigmodel: job " << job.name << ": the monitor has finished its rounds\n";
+      return kExitAllSucceeded;
+    }
+    bool leads = false;
+    try {
+      lease_client.connect_within(job.wait);
+      leads = lease.take();
+      if (!leads) {
+        const std::string holder = lease.holder_now();
+        if (holder != told) {
+          std::cerr << "concurrent_bigmodel: job " << job.name << ": standby; the leader is "
+                    << (holder.empty() ? "gone" : holder) << "\n";
+          told = holder;
+        }
+      }
+    } catch (const redis::ConnectionError&) {
+      leads = false;  // a standby without Redis waits for it like the rest
+    }
+    if (!leads) {
+      stop.wait_for(lease.renew_interval());
+      continue;
+    }
+    std::cerr << "concurrent_bigmodel: job " << job.name << ": leading as " << monitor.holder << "\n";
+    told.clear();
+    // The lease is renewed every third of its time on a thread of its own (enqueueing a long list
+    // must not let it lapse); losing it ends this leadership at the next check.
+    std::atomic<bool> lost{false};
+    StopFlag renewer_stop;
+    std::thread renewer([&] {
+      while (!renewer_stop.wait_for(lease.renew_interval())) {
+        try {
+          if (!lease.renew()) lost = true;
+        } catch (const std::runtime_error&) {
+          // Redis unavailable: the lease may lapse; a standby only takes it once it has.
+        }
+        if (lost) return;
+      }
+    });
+    bool finished = false;
+    try {
+      finished = lead(job, config, monitor, stop, lost);
+    } catch (...) {
+      renewer_stop.set(1);
+      renewer.join();
+      throw;
+    }
+    renewer_stop.set(1);
+    renewer.join();
+    try {
+      lease.release();  // a signal or the end hands over at once; a lost lease is not ours to release
+    } catch (const std::runtime_error&) {
+      // Redis unavailable: the lease lapses on its own.
+    }
+    if (finished) return kExitAllSucceeded;
+    if (lost) std::cerr << "concurrent_bigmodel: job " << job.name << ": lost the leader lease; standing by\n";
+  }
+}
+
+}  // namespace
+
+std::uint32_t current_round(JobHandle& job) {
+  return static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(UINT32_MAX, to_u64(job.client.command_ok({"HGET", job.keys.meta, "round"}))));
+}
+
+int submit(const RunConfig& config, const redis::RedisUrl& url, const std::string& name,
+           std::chrono::milliseconds wait, const MonitorOptions& monitor, StopFlag& stop) {
+  JobHandle job(url, name, wait);
+  try {
+    {
+      // The input is checked before anything reaches Redis.
+      TopicPlan plan(config, [] { return false; });
+      check_placeholders(config, plan.field_names());
+      plan.require_topics();
+    }
+    with_redis(job, [&] {
+      join_job(job, JournalSettings::of(config), config.input_format, true);
+      join_kind(job, monitor.iterations);
+      if (monitor.iterations == 1) create_round(job, job.keys);
+      return 0;
+    });
+    if (monitor.iterations != 1) return submit_monitor(job, config, url, monitor, stop);
+    const Enqueued n = enqueue_round(job, job.keys, config, [] { return false; });
+    print_enqueued(name, job.keys, n);
+    std::cout << name << std::endl;
+    return kExitAllSucceeded;
+  } catch (const SettingsMismatch& e) {
+    std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const redis::ConnectionError& e) {
+    return unavailable(e);
+  } catch (const redis::ServerError& e) {
+    return unavailable(e);
+  }
+}
+
+namespace {
+
+// One report of what is done now in the round `keys` names. Returns the exit status it stands for.
+int write_report_once(JobHandle& job, const JobKeys& keys, const RunConfig& config,
+                      const std::filesystem::path& output) {
+  const JobCounts counts = counts_of(job, keys);
   RunTotals totals;
   // Repeated topics: first occurrence -> the later ones, each reported with a copy of its record.
   std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> copies_of;
   if (counts.repeated > 0) {
-    const auto kv = job.client.command_ok({"HGETALL", job.keys.dups});
+    const auto kv = job.client.command_ok({"HGETALL", keys.dups});
     for (std::size_t i = 0; i + 1 < kv.as_array().size(); i += 2) {
       copies_of[to_u64(kv.at(i + 1))].push_back(to_u64(kv.at(i)));
     }
@@ -344,7 +543,7 @@ int write_report_once(JobHandle& job, const RunConfig& config, const std::filesy
   auto each_record = [&](const std::function<void(std::string_view, const TaskResult&)>& fn) {
     std::string from = "-";
     for (;;) {
-      const auto r = job.client.command_ok({"XRANGE", job.keys.results, from, "+", "COUNT", "1000"});
+      const auto r = job.client.command_ok({"XRANGE", keys.results, from, "+", "COUNT", "1000"});
       const auto& entries = r.as_array();
       if (entries.empty()) break;
       for (const auto& e : entries) {
@@ -383,6 +582,10 @@ int write_report_once(JobHandle& job, const RunConfig& config, const std::filesy
     w.Key("fleet");
     w.StartObject();
     write_key_string(w, "job", job.name);
+    if (keys.round > 0) {
+      w.Key("round");
+      w.Uint(keys.round);
+    }
     w.Key("topics");
     w.Uint64(counts.total);
     w.Key("complete");
@@ -397,14 +600,38 @@ int write_report_once(JobHandle& job, const RunConfig& config, const std::filesy
 
 }  // namespace
 
+// The round a report is of: a one-round job's only one; a monitor's `asked`, or its newest complete one
+// (the current one before any is complete).
+JobKeys report_round(JobHandle& job, std::uint32_t asked) {
+  const std::uint32_t current = current_round(job);
+  if (current == 0) {
+    if (asked > 1) throw SettingsMismatch("--round " + std::to_string(asked) + ": job '" + job.name + "' has one round");
+    return job.keys;
+  }
+  if (asked > 0) {
+    if (asked > current || asked + 1 < current) {
+      throw SettingsMismatch("--round " + std::to_string(asked) + ": job '" + job.name + "' holds rounds " +
+                             (current > 1 ? std::to_string(current - 1) + " and " : std::string()) +
+                             std::to_string(current));
+    }
+    return JobKeys(job.name, asked);
+  }
+  JobKeys keys(job.name, current);
+  if (current > 1 && !job_finished(counts_of(job, keys))) return JobKeys(job.name, current - 1);
+  return keys;
+}
+
 int collect(const RunConfig& config, const redis::RedisUrl& url, const std::string& name,
-            const std::filesystem::path& output, bool follow, std::chrono::milliseconds wait) {
+            const std::filesystem::path& output, bool follow, std::chrono::milliseconds wait, std::uint32_t round) {
   JobHandle job(url, name, wait);
   try {
+    const JobKeys keys = with_redis(job, [&] { return report_round(job, round); });
     for (;;) {
-      const int code = with_redis(job, [&] { return write_report_once(job, config, output); });
+      const int code = with_redis(job, [&] { return write_report_once(job, keys, config, output); });
       if (!follow || code != kExitJobIncomplete) {
-        std::cerr << "concurrent_bigmodel: job " << name << ": report written to " << output.string()
+        std::cerr << "concurrent_bigmodel: job " << name
+                  << (keys.round > 0 ? " round " + std::to_string(keys.round) : std::string()) << ": report written to "
+                  << output.string()
                   << (code == kExitJobIncomplete ? " (the job is not complete yet)" : "") << "\n";
         return code;
       }
@@ -426,7 +653,9 @@ int status(const redis::RedisUrl& url, const std::string& name, std::chrono::mil
   JobHandle job(url, name, wait);
   try {
     return with_redis(job, [&] {
-      const JobCounts c = counts_of(job);
+      const std::uint32_t round = current_round(job);
+      const JobKeys keys(job.name, round);
+      const JobCounts c = counts_of(job, keys);
       const auto stats = job.client.command_ok(
           {"HMGET", job.keys.stats, "succeeded", "failed", "duplicates", "reclaimed", "dead_lettered"});
       const std::uint64_t in_flight = c.pending;
@@ -434,6 +663,17 @@ int status(const redis::RedisUrl& url, const std::string& name, std::chrono::mil
       const std::uint64_t queued = c.submitted > settled ? c.submitted - settled : 0;
       std::cout << "job " << name << (job_finished(c) ? " (complete)" : c.complete ? "" : " (still being submitted)")
                 << "\n";
+      if (round > 0) {
+        const auto m = job.client.command_ok({"HMGET", job.keys.meta, "iterations", "finished"});
+        const std::uint64_t iterations = to_u64(m.at(0));
+        const std::string leader = [&] {
+          const redis::Reply l = job.client.command_ok({"GET", job.keys.leader});
+          return l.is_nil() ? std::string("none") : l.as_string();
+        }();
+        std::cout << "round " << round << " of " << (iterations == 0 ? std::string("until stopped") : std::to_string(iterations))
+                  << (to_u64(m.at(1)) == 1 ? " (finished)" : "") << "\n";
+        std::cout << "leader " << leader << "\n";
+      }
       std::cout << "topics " << (c.complete ? std::to_string(c.total) : std::to_string(c.submitted) + "+") << "\n";
       std::cout << "queued " << queued << "\n";
       std::cout << "in_flight " << in_flight << "\n";

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <climits>
 #include <fstream>
 #include <iostream>
@@ -44,6 +45,7 @@ std::string default_node_name() {
 FleetNode::FleetNode(const RunConfig& config, const redis::RedisUrl& url, std::string job, NodeOptions options)
     : config_(config),
       job_(url, job, std::chrono::milliseconds(10000)),
+      keys_(job_.keys),
       options_(std::move(options)),
       lease_(lease_of(config, options_.grace)),
       max_deliveries_(config.retry.max_retries + 1) {}
@@ -71,7 +73,7 @@ std::optional<TopicLine> FleetNode::next() {
   FleetTask t = std::move(buffer_.front());
   buffer_.pop_front();
   const std::uint64_t local = next_local_++;
-  out_.emplace(local, Held{t.entry, t.id});
+  out_.emplace(local, Held{t.entry, t.round, t.id});
   return TopicLine{local, std::move(t.topic), std::move(t.fields)};
 }
 
@@ -89,12 +91,14 @@ void FleetNode::task_finished(const TaskResult& result) {
     out_.erase(it);
     if (result.status == TaskStatus::cancelled) {
       // Not this node's to finish after all (a stop): another node runs it.
-      to_release_.push_back(held.entry);
-      held_entries_.erase(held.entry);
+      to_release_.emplace_back(held.round, held.entry);
+      held_entries_.erase({held.round, held.entry});
     } else {
       TaskResult r = result;
       r.id = held.id;
-      outbox_.push_back(Finished{held.entry, held.id, encode_task_result(r), std::string(to_string(r.status)), false});
+      r.round = JobKeys(job_.name, held.round).record_round();
+      outbox_.push_back(Finished{held.entry, held.round, held.id, encode_task_result(r),
+                                 std::string(to_string(r.status)), false});
       outbox_changed_ = true;
     }
   }
@@ -112,8 +116,8 @@ void FleetNode::stop_by_signal(int signal) {
     closed_ = true;
     // What waits in the buffer goes back to the group now.
     for (auto& t : buffer_) {
-      to_release_.push_back(t.entry);
-      held_entries_.erase(t.entry);
+      to_release_.emplace_back(t.round, t.entry);
+      held_entries_.erase({t.round, t.entry});
     }
     buffer_.clear();
   }
@@ -124,7 +128,7 @@ void FleetNode::stop_by_signal(int signal) {
 void FleetNode::dead_letter(const FleetTask& t, long long deliveries) {
   TaskResult r;
   r.id = t.id;
-  r.round = kRound;
+  r.round = JobKeys(job_.name, t.round).record_round();
   r.topic = t.topic;
   r.fields = t.fields;
   r.status = TaskStatus::failed;
@@ -137,7 +141,7 @@ void FleetNode::dead_letter(const FleetTask& t, long long deliveries) {
   r.error = e;
   r.attempts = static_cast<int>(std::min<long long>(deliveries - 1, INT_MAX));
   r.started = r.finished = WallClock::now();
-  outbox_.push_back(Finished{t.entry, t.id, encode_task_result(r), "failed", true});
+  outbox_.push_back(Finished{t.entry, t.round, t.id, encode_task_result(r), "failed", true});
   outbox_changed_ = true;
 }
 
@@ -149,22 +153,23 @@ void FleetNode::take(const redis::Reply& entry, long long deliveries, Logger& lo
     // Not a task this program wrote: acknowledged and skipped, so it cannot block the group.
     std::string id = entry.is_array() && !entry.as_array().empty() && entry.at(0).is_string() ? entry.at(0).str : "";
     log.warn("fleet: skipping stream entry " + id + ": " + why);
-    if (!id.empty()) to_release_.push_back("ack:" + id);
+    if (!id.empty()) to_release_.emplace_back(keys_.round, "ack:" + id);
     return;
   }
-  if (held_entries_.contains(task->entry)) return;  // this node's own, idle while it was stopped
+  task->round = keys_.round;
+  if (held_entries_.contains({task->round, task->entry})) return;  // this node's own, idle while it was stopped
   if (deliveries > max_deliveries_) {
     ++counts_.dead_lettered;
     dead_letter(*task, deliveries);
     return;
   }
-  held_entries_.insert(task->entry);
+  held_entries_.insert({task->round, task->entry});
   buffer_.push_back(std::move(*task));
 }
 
 void FleetNode::reclaim(Logger& log, std::size_t room) {
   auto& c = job_.client;
-  const redis::Reply r = c.command_ok({"XAUTOCLAIM", job_.keys.tasks, JobKeys::kGroup, options_.name,
+  const redis::Reply r = c.command_ok({"XAUTOCLAIM", keys_.tasks, JobKeys::kGroup, options_.name,
                                        std::to_string(lease_.count()), autoclaim_cursor_, "COUNT",
                                        std::to_string(room)});
   autoclaim_cursor_ = r.at(0).as_string();
@@ -174,7 +179,7 @@ void FleetNode::reclaim(Logger& log, std::size_t room) {
     if (!e.is_array() || e.as_array().size() < 2 || e.at(1).is_nil()) continue;
     const std::string& id = e.at(0).as_string();
     // The delivery count (XAUTOCLAIM counted this one).
-    const auto p = c.command_ok({"XPENDING", job_.keys.tasks, JobKeys::kGroup, id, id, "1"});
+    const auto p = c.command_ok({"XPENDING", keys_.tasks, JobKeys::kGroup, id, id, "1"});
     long long deliveries = 1;
     if (!p.as_array().empty()) deliveries = p.at(0).at(3).as_integer();
     claimed.emplace_back(&e, deliveries);
@@ -198,9 +203,27 @@ void FleetNode::reclaim(Logger& log, std::size_t room) {
   }
 }
 
+bool FleetNode::follow_round(Logger& log) {
+  const auto m = job_.client.command_ok({"HMGET", job_.keys.meta, "round", "iterations"});
+  const bool monitor = !m.at(1).is_nil() && m.at(1).as_string() != "1";
+  if (!monitor) return true;  // a one-round job: its keys for good
+  std::uint32_t round = 0;
+  if (!m.at(0).is_nil()) {
+    const std::string& text = m.at(0).as_string();
+    std::from_chars(text.data(), text.data() + text.size(), round);
+  }
+  if (round == 0) return false;  // the leader has not started the first round yet
+  if (round != keys_.round) {
+    keys_ = JobKeys(job_.name, round);
+    autoclaim_cursor_ = "0-0";
+    log.info("fleet: job '" + job_.name + "' round " + std::to_string(round));
+  }
+  return true;
+}
+
 void FleetNode::fetch(Logger& log, std::size_t room) {
   const redis::Reply r = job_.client.command_ok({"XREADGROUP", "GROUP", JobKeys::kGroup, options_.name, "COUNT",
-                                                 std::to_string(room), "STREAMS", job_.keys.tasks, ">"});
+                                                 std::to_string(room), "STREAMS", keys_.tasks, ">"});
   if (r.is_nil()) return;
   std::size_t n = 0;
   {
@@ -227,19 +250,23 @@ void FleetNode::step(Logger& log) {
       for (std::size_t i = 0; i < outbox_.size() && i < 256; ++i) batch.push_back(outbox_[i]);
     }
     if (batch.empty()) break;
-    const std::vector<std::string> keys{job_.keys.done, job_.keys.results, job_.keys.tasks, job_.keys.stats};
+    auto keys_of = [&](const Finished& f) {
+      const JobKeys k(job_.name, f.round);
+      return std::vector<std::string>{k.done, k.results, k.tasks, k.stats};
+    };
     auto args_of = [](const Finished& f) {
       return std::vector<std::string>{std::to_string(f.id), f.entry, f.record, f.status, JobKeys::kGroup,
                                       f.dead ? "1" : "0"};
     };
     std::vector<redis::Reply> replies;
     if (finish_.sha.empty()) {
-      replies.push_back(c.eval(finish_, keys, args_of(batch.front())));
+      replies.push_back(c.eval(finish_, keys_of(batch.front()), args_of(batch.front())));
       batch.resize(1);
     } else {
       std::vector<std::vector<std::string>> commands;
       for (const auto& f : batch) {
         std::vector<std::string> cmd{"EVALSHA", finish_.sha, "4"};
+        const auto keys = keys_of(f);
         cmd.insert(cmd.end(), keys.begin(), keys.end());
         const auto a = args_of(f);
         cmd.insert(cmd.end(), a.begin(), a.end());
@@ -260,7 +287,7 @@ void FleetNode::step(Logger& log) {
     {
       std::lock_guard lock(mu_);
       for (std::size_t i = 0; i < processed; ++i) {
-        held_entries_.erase(outbox_.front().entry);
+        held_entries_.erase({outbox_.front().round, outbox_.front().entry});
         outbox_.pop_front();
         if (replies[i].as_integer() == 0) ++counts_.duplicates;
       }
@@ -269,30 +296,37 @@ void FleetNode::step(Logger& log) {
     if (!error.empty()) throw redis::ServerError("Redis finish script failed: " + error);
     if (processed < replies.size()) continue;
   }
-  std::vector<std::string> release;
+  std::vector<Entry> release;
   {
     std::lock_guard lock(mu_);
     release.swap(to_release_);
   }
-  if (!release.empty()) {
-    std::vector<std::string> args{JobKeys::kGroup, options_.name};
-    for (const auto& e : release) {
-      if (e.starts_with("ack:")) {
-        c.command_ok({"XACK", job_.keys.tasks, JobKeys::kGroup, e.substr(4)});
-      } else {
-        args.push_back(e);
+  // The release and extend scripts, once per round among `entries` (sorted by round).
+  auto per_round = [&](redis::Script& script, std::vector<Entry> entries) {
+    std::sort(entries.begin(), entries.end());
+    for (std::size_t i = 0; i < entries.size();) {
+      const std::uint32_t round = entries[i].first;
+      const JobKeys k(job_.name, round);
+      std::vector<std::string> args{JobKeys::kGroup, options_.name};
+      for (; i < entries.size() && entries[i].first == round; ++i) {
+        if (entries[i].second.starts_with("ack:")) {
+          c.command_ok({"XACK", k.tasks, JobKeys::kGroup, entries[i].second.substr(4)});
+        } else {
+          args.push_back(entries[i].second);
+        }
       }
+      if (args.size() > 2) c.eval(script, {k.tasks}, args);
     }
-    if (args.size() > 2) c.eval(release_, {job_.keys.tasks}, args);
-  }
+  };
+  if (!release.empty()) per_round(release_, std::move(release));
   const auto now = std::chrono::steady_clock::now();
   if (now >= next_extend_) {
-    std::vector<std::string> args{JobKeys::kGroup, options_.name};
+    std::vector<Entry> held;
     {
       std::lock_guard lock(mu_);
-      for (const auto& e : held_entries_) args.push_back(e);
+      held.assign(held_entries_.begin(), held_entries_.end());
     }
-    if (args.size() > 2) c.eval(extend_, {job_.keys.tasks}, args);
+    per_round(extend_, std::move(held));
     c.command_ok({"HSET", job_.keys.nodes, options_.name, std::to_string(now_ms())});
     next_extend_ = now + std::clamp(lease_ / 3, std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
   }
@@ -303,7 +337,7 @@ void FleetNode::step(Logger& log) {
     closed = closed_;
     space = room();
   }
-  if (closed || space == 0) return;
+  if (closed || space == 0 || !follow_round(log)) return;
   if (now >= next_reclaim_) {
     reclaim(log, space);
     next_reclaim_ = now + std::max(std::chrono::milliseconds(100), std::min(lease_ / 4, std::chrono::milliseconds(1000)));
@@ -319,12 +353,14 @@ void FleetNode::step(Logger& log) {
 
 namespace {
 
-std::string journal_line(const std::string& entry, std::uint64_t id, const std::string& status, bool dead,
-                         const std::string& record) {
+std::string journal_line(const std::string& entry, std::uint32_t round, std::uint64_t id, const std::string& status,
+                         bool dead, const std::string& record) {
   rapidjson::StringBuffer buf;
   JsonWriter w(buf);
   w.StartObject();
   write_key_string(w, "entry", entry);
+  w.Key("round");
+  w.Uint(round);
   w.Key("id");
   w.Uint64(id);
   write_key_string(w, "status", status);
@@ -346,7 +382,7 @@ void FleetNode::spill(Logger& log) {
     std::lock_guard lock(mu_);
     if (!outbox_changed_) return;
     outbox_changed_ = false;
-    for (const auto& f : outbox_) text += journal_line(f.entry, f.id, f.status, f.dead, f.record);
+    for (const auto& f : outbox_) text += journal_line(f.entry, f.round, f.id, f.status, f.dead, f.record);
   }
   try {
     if (text.empty()) {
@@ -381,7 +417,8 @@ std::size_t FleetNode::load_journal() {
     }
     const std::string status = d["status"].GetString();
     if (status != "succeeded" && status != "failed") continue;
-    outbox_.push_back(Finished{d["entry"].GetString(), d["id"].GetUint64(),
+    const std::uint32_t round = d.HasMember("round") && d["round"].IsUint() ? d["round"].GetUint() : 0;
+    outbox_.push_back(Finished{d["entry"].GetString(), round, d["id"].GetUint64(),
                                std::string(d["record"].GetString(), d["record"].GetStringLength()), status,
                                d.HasMember("dead") && d["dead"].IsBool() && d["dead"].GetBool()});
     ++n;
@@ -473,8 +510,8 @@ int FleetNode::run() {
     std::lock_guard lock(mu_);
     closed_ = true;
     for (auto& t : buffer_) {
-      to_release_.push_back(t.entry);
-      held_entries_.erase(t.entry);
+      to_release_.emplace_back(t.round, t.entry);
+      held_entries_.erase({t.round, t.entry});
     }
     buffer_.clear();
     quit_ = true;

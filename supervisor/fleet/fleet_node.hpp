@@ -25,10 +25,10 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "fleet_job.hpp"
@@ -86,12 +86,16 @@ class FleetNode final : public TopicSource, public RunObserver {
   Counts counts() const;
 
  private:
+  // An entry of a round's stream (a monitor's node holds entries of two rounds at a switch).
+  using Entry = std::pair<std::uint32_t, std::string>;  // round, stream entry id
   struct Held {
     std::string entry;
+    std::uint32_t round = 0;
     std::uint64_t id = 0;
   };
   struct Finished {
     std::string entry;
+    std::uint32_t round = 0;
     std::uint64_t id = 0;
     std::string record;
     std::string status;
@@ -102,6 +106,8 @@ class FleetNode final : public TopicSource, public RunObserver {
   void fetch(Logger& log, std::size_t room);
   void reclaim(Logger& log, std::size_t room);
   void take(const redis::Reply& entry, long long deliveries, Logger& log);
+  // A monitor's current round (the leader moves it): true when there is a round to take tasks from.
+  bool follow_round(Logger& log);
   void dead_letter(const FleetTask& t, long long deliveries);
   std::size_t room() const;
   // Redis unavailable: the records waiting are written to the node journal (atomically, whole).
@@ -111,6 +117,7 @@ class FleetNode final : public TopicSource, public RunObserver {
 
   const RunConfig& config_;
   JobHandle job_;
+  JobKeys keys_;  // the round tasks are taken from (a one-round job's only one)
   NodeOptions options_;
   const std::chrono::milliseconds lease_;
   const long long max_deliveries_;
@@ -126,9 +133,9 @@ class FleetNode final : public TopicSource, public RunObserver {
   bool give_up_ = false;  // ...or at once (Redis stayed down past the drain grace)
   std::deque<FleetTask> buffer_;                     // read, not yet handed to the engine
   std::unordered_map<std::uint64_t, Held> out_;      // local task id -> its entry
-  std::unordered_set<std::string> held_entries_;     // entries in buffer_ or out_
+  std::set<Entry> held_entries_;                     // entries in buffer_ or out_
   std::deque<Finished> outbox_;                      // records waiting to be written
-  std::vector<std::string> to_release_;              // entries to hand back
+  std::vector<Entry> to_release_;                    // entries to hand back ("ack:<id>": acknowledge)
   std::uint64_t next_local_ = 0;
   Counts counts_;
   std::string autoclaim_cursor_ = "0-0";

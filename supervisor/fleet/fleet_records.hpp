@@ -17,6 +17,7 @@ namespace cbm::fleet {
 // A task as a node reads it from the stream: nullopt (with why) when the entry is not one.
 struct FleetTask {
   std::string entry;  // the stream entry's id
+  std::uint32_t round = 0;  // the round whose stream it came from (JobKeys; set by the node)
   std::uint64_t id = 0;
   std::string topic;
   Fields fields;

@@ -189,9 +189,10 @@ struct Fleet {
     std::size_t results = 0;
     long long total_tasks = -1;
   };
-  Collected collect() const {
+  Collected collect(const std::vector<std::string>& extra = {}) const {
     auto argv = base("collect");
     argv.insert(argv.end(), {"--output", (dir / "report.json").string()});
+    argv.insert(argv.end(), extra.begin(), extra.end());
     auto p = spawn(argv, "collect");
     Collected c;
     c.exit_code = p->exit_code(60s);
@@ -308,8 +309,9 @@ TEST_CASE("a node keeps its records in its node journal while Redis is down, and
           "[fleet][modes]") {
   const std::string mode = GENERATE(from_range(all_modes()));
   INFO("mode " << mode);
-  Fleet f;
-  const auto topics = numbered(200);
+  // Answers take 300 ms: the node (16 at a time) is still busy for seconds when Redis goes away.
+  Fleet f({"--latency-ms", "300"});
+  const auto topics = numbered(300);
   f.write_topics(topics);
   REQUIRE(f.submit() == 0);
   const fs::path journal = f.dir / "node1.pending.jsonl";
@@ -419,6 +421,85 @@ TEST_CASE("a submit killed and run again adds nothing twice", "[fleet]") {
   CHECK(ids.size() == static_cast<std::size_t>(n));
   CHECK(*ids.begin() == 0);
   CHECK(*ids.rbegin() == n - 1);
+}
+
+TEST_CASE("a fleet monitor runs round after round, a standby taking over from a killed leader and a stopped one",
+          "[fleet][modes]") {
+  const std::string mode = GENERATE(from_range(all_modes()));
+  INFO("mode " << mode);
+  Fleet f;
+  const auto topics = numbered(40);
+  f.write_topics(topics);
+  auto leader_argv = f.base("submit");
+  leader_argv.insert(leader_argv.end(), {"--topics-file", (f.dir / "topics.txt").string(), "--no-search",
+                                         "--iterations", "0", "--delay", "0.2", "--leader-lease", "2"});
+  auto c = f.redis.client();
+  auto round = [&] {
+    const auto r = c->command_ok({"HGET", keys_of(f.job, "meta"), "round"});
+    return r.is_nil() ? 0LL : std::stoll(r.as_string());
+  };
+  auto a = f.spawn(leader_argv, "submit-a");
+  REQUIRE(eventually([&] { return a->err().find("leading as") != std::string::npos; }, 30s));
+  auto b = f.spawn(leader_argv, "submit-b");
+  REQUIRE(eventually([&] { return b->err().find("standby; the leader is") != std::string::npos; }, 30s));
+  auto n1 = f.node(1, mode);
+  auto n2 = f.node(2, mode);
+  // The leader dies: the standby leads within one lease, and the rounds go on.
+  REQUIRE(eventually([&] { return round() >= 2; }, 60s));
+  a->signal(SIGKILL);
+  REQUIRE(a->exit_code(10s) == 128 + SIGKILL);
+  REQUIRE(eventually([&] { return b->err().find("leading as") != std::string::npos; }, 30s));
+  const long long taken_over_at = round();
+  REQUIRE(eventually([&] { return round() >= taken_over_at + 1; }, 60s));
+  // TERM hands the lease over at once: the next standby leads.
+  auto d = f.spawn(leader_argv, "submit-d");
+  REQUIRE(eventually([&] { return d->err().find("standby") != std::string::npos; }, 30s));
+  b->signal(SIGTERM);
+  CHECK(b->exit_code(30s) == 143);
+  REQUIRE(eventually([&] { return d->err().find("leading as") != std::string::npos; }, 30s));
+  const long long handed_over_at = round();
+  REQUIRE(eventually([&] { return round() >= handed_over_at + 2; }, 60s));
+  d->signal(SIGTERM);
+  CHECK(d->exit_code(30s) == 143);
+  n1->signal(SIGTERM);
+  n2->signal(SIGTERM);
+  CHECK(n1->exit_code(60s) == 143);
+  CHECK(n2->exit_code(60s) == 143);
+  // Redis holds two rounds, whatever the monitor ran: the older ones are gone.
+  const long long last = round();
+  CHECK(c->command_ok({"EXISTS", keys_of(f.job, "r" + std::to_string(last - 2) + ":tasks")}).as_integer() == 0);
+  // The newest complete round: every topic once, succeeded, its round in the records and the report.
+  const auto report = f.collect({"--round", std::to_string(last - 1)});
+  CHECK(report.exit_code == 0);
+  require_each_once_succeeded(report, topics);
+  rapidjson::Document doc;
+  doc.Parse(read_text(f.dir / "report.json").c_str());
+  REQUIRE(doc.IsObject());
+  CHECK(doc["fleet"]["round"].GetInt64() == last - 1);
+  CHECK(doc["results"][0]["round"].GetInt64() == last - 1);
+  CHECK(f.collect({"--round", std::to_string(last + 1)}).exit_code == 2);
+}
+
+TEST_CASE("a fleet monitor of --iterations N ends after N rounds, its leader and a late submit exiting 0",
+          "[fleet]") {
+  Fleet f;
+  const auto topics = numbered(10);
+  f.write_topics(topics);
+  auto n1 = f.node(1, "asyncio");
+  CHECK(f.submit({"--iterations", "3", "--delay", "0"}) == 0);
+  auto c = f.redis.client();
+  CHECK(c->command_ok({"HGET", keys_of(f.job, "meta"), "round"}).as_string() == "3");
+  const auto st = f.status();
+  CHECK(st.at("done") == 10);
+  CHECK(st.at("succeeded") == 30);
+  CHECK(f.submit({"--iterations", "3", "--delay", "0"}) == 0);  // finished: nothing more to do
+  CHECK(f.submit({"--iterations", "2"}) == 2);                  // another kind of job: refused
+  CHECK(f.submit() == 2);
+  n1->signal(SIGTERM);
+  CHECK(n1->exit_code(60s) == 143);
+  const auto report = f.collect();
+  CHECK(report.exit_code == 0);
+  require_each_once_succeeded(report, topics);
 }
 
 TEST_CASE("a node or a submit with other settings than the job's is refused with exit 2 naming them",
