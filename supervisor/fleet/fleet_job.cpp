@@ -198,7 +198,8 @@ return n
 
 redis::Script release_script() {
   // KEYS tasks; ARGV group, consumer, entry ids. Hands entries this consumer owns back to the group
-  // at once: marked idle for long, so the next node's XAUTOCLAIM takes them.
+  // at once: marked idle for long, so the next node's XAUTOCLAIM takes them. Their delivery count goes
+  // back by one (RETRYCOUNT), as XAUTOCLAIM counts one: a task handed back unrun has not been tried.
   // A deleted round (a monitor's) has nothing left to hold.
   return {R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -206,7 +207,8 @@ local n = 0
 for i = 3, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', 1000000000000, 'JUSTID')
+    local count = math.max(0, tonumber(p[1][4]) - 1)
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', 1000000000000, 'RETRYCOUNT', count, 'JUSTID')
     n = n + 1
   end
 end
@@ -540,10 +542,13 @@ int write_report_once(JobHandle& job, const JobKeys& keys, const RunConfig& conf
     }
   }
   // First pass: the totals (the summary comes first in the file); second: the records.
-  auto each_record = [&](const std::function<void(std::string_view, const TaskResult&)>& fn) {
+  // The results stream grows while the report is written: both passes read up to where the first ended.
+  std::string last = "-";
+  auto each_record = [&](const std::function<void(std::string_view, const TaskResult&)>& fn, std::string end) {
     std::string from = "-";
     for (;;) {
-      const auto r = job.client.command_ok({"XRANGE", keys.results, from, "+", "COUNT", "1000"});
+      if (end == "-") break;  // the first pass found nothing
+      const auto r = job.client.command_ok({"XRANGE", keys.results, from, end, "COUNT", "1000"});
       const auto& entries = r.as_array();
       if (entries.empty()) break;
       for (const auto& e : entries) {
@@ -562,10 +567,11 @@ int write_report_once(JobHandle& job, const JobKeys& keys, const RunConfig& conf
           }
         }
       }
-      from = "(" + entries.back().at(0).as_string();
+      last = entries.back().at(0).as_string();
+      from = "(" + last;
     }
   };
-  each_record([&](std::string_view, const TaskResult& r) { totals.add(r); });
+  each_record([&](std::string_view, const TaskResult& r) { totals.add(r); }, "+");
   const bool finished = job_finished(counts);
   ReportSummary summary;
   summary.totals = totals;
@@ -592,7 +598,7 @@ int write_report_once(JobHandle& job, const JobKeys& keys, const RunConfig& conf
     w.Bool(finished);
     w.EndObject();
   });
-  each_record([&](std::string_view json, const TaskResult&) { report.add_encoded(json); });
+  each_record([&](std::string_view json, const TaskResult&) { report.add_encoded(json); }, last);
   report.finish();
   out.commit();
   return summary.exit_status;

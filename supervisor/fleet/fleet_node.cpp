@@ -158,6 +158,11 @@ void FleetNode::take(const redis::Reply& entry, long long deliveries, Logger& lo
   }
   task->round = keys_.round;
   if (held_entries_.contains({task->round, task->entry})) return;  // this node's own, idle while it was stopped
+  if (closed_) {
+    // Read as the node stopped (the Redis thread looked before the stop): back to the group at once.
+    to_release_.emplace_back(task->round, task->entry);
+    return;
+  }
   if (deliveries > max_deliveries_) {
     ++counts_.dead_lettered;
     dead_letter(*task, deliveries);
@@ -455,9 +460,12 @@ void FleetNode::redis_loop() {
           log.info("fleet: Redis is back; writing the records kept meanwhile");
           redis_down_logged_ = false;
         }
+        last_server_error_.clear();
       }
     } catch (const redis::ServerError& e) {
-      log.error(std::string("fleet: ") + e.what());
+      // A Redis refusing writes (OOM, READONLY, MISCONF) says so at every pass: logged when it changes.
+      if (e.what() != last_server_error_) log.error(std::string("fleet: ") + e.what());
+      last_server_error_ = e.what();
     } catch (const std::runtime_error& e) {  // ConnectionError, ProtocolError: the connection was dropped
       if (!redis_down_logged_) log.warn(std::string("fleet: ") + e.what() + "; taking no task until it is back");
       redis_down_logged_ = true;
@@ -468,9 +476,10 @@ void FleetNode::redis_loop() {
     }
     if (!ok) spill(log);
     std::unique_lock lock(mu_);
-    if (quit_ && !job_.client.connected() && ok == false) {
-      // Stopping and Redis is down: give it the drain grace, then give up on what is left.
-      cv_.wait_for(lock, options_.poll * 4);
+    if (!ok) {
+      // Redis down or refusing: the next pass after a poll (the client's backoff paces reconnections),
+      // whatever waits to be written; only giving up ends the wait early.
+      cv_.wait_for(lock, quit_ ? options_.poll * 4 : options_.poll, [&] { return give_up_; });
     } else {
       cv_.wait_for(lock, options_.poll, [&] { return !outbox_.empty() || !to_release_.empty() || quit_; });
     }
@@ -504,7 +513,20 @@ int FleetNode::run() {
   metrics_ = parts.metrics ? &*parts.metrics : nullptr;
   if (metrics_ != nullptr) metrics_->fleet_counts(0, 0, 0);
   thread_ = std::thread([this] { redis_loop(); });
-  parts.executor->run_round(kRound, *this);
+  try {
+    parts.executor->run_round(kRound, *this);
+  } catch (...) {
+    // The Redis thread uses the run's log and metrics: it ends before they do.
+    {
+      std::lock_guard lock(mu_);
+      closed_ = quit_ = give_up_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    log_ = nullptr;
+    metrics_ = nullptr;
+    throw;
+  }
   // Stopped: what the buffer still holds goes back; the Redis thread writes what finished.
   {
     std::lock_guard lock(mu_);

@@ -141,6 +141,7 @@ class FleetNode final : public TopicSource, public RunObserver {
   std::string autoclaim_cursor_ = "0-0";
   std::chrono::steady_clock::time_point next_extend_{}, next_reclaim_{};
   bool redis_down_logged_ = false;
+  std::string last_server_error_;  // the last error reply logged (repeats are not)
   bool outbox_changed_ = false;  // since the last spill
   bool journal_written_ = false; // the node journal holds records not yet known written
   Logger* log_ = nullptr;

@@ -380,6 +380,60 @@ TEST_CASE("a task that kills its node on every delivery ends failed after --max-
   for (int i = 0; i < 20; ++i) CHECK(c.status_of.at("topic " + std::to_string(i)) == "succeeded");
 }
 
+TEST_CASE("tasks a stopping node hands back unrun keep their delivery count", "[fleet]") {
+  // --max-retries 0: one delivery each. Node 1's attempts outlast its drain grace: its stop cancels
+  // them and hands the tasks back; node 2 then runs them as their first (and only) delivery.
+  Fleet f({"--latency-ms", "3000"});
+  const auto topics = numbered(8);
+  f.write_topics(topics);
+  REQUIRE(f.submit() == 0);
+  const std::vector<std::string> args = {"--max-retries", "0", "--timeout", "30", "--drain-grace", "0.2"};
+  std::vector<std::string> first = args;
+  first.insert(first.end(), {"--concurrency", "4"});
+  auto n1 = f.node(1, "asyncio", first);
+  REQUIRE(eventually([&] { return f.pending_of("node1") == 4; }, 30s));
+  n1->signal(SIGTERM);
+  CHECK(n1->exit_code(60s) == 143);
+  CHECK(f.done() == 0);
+  auto n2 = f.node(2, "asyncio", args);
+  REQUIRE(eventually([&] { return f.done() == 8; }, 120s));
+  n2->signal(SIGTERM);
+  CHECK(n2->exit_code(60s) == 143);
+  CHECK(f.status().at("dead_lettered") == 0);
+  const auto c = f.collect();
+  CHECK(c.exit_code == 0);
+  require_each_once_succeeded(c, topics);
+}
+
+TEST_CASE("a node facing a Redis that refuses writes logs the error once, then carries on when it accepts them",
+          "[fleet]") {
+  Fleet f;
+  const auto topics = numbered(20);
+  f.write_topics(topics);
+  REQUIRE(f.submit() == 0);
+  auto c = f.redis.client();
+  c->command_ok({"CONFIG", "SET", "maxmemory", "1"});  // every write: -OOM
+  auto errors = [&] {
+    const std::string info = c->command_ok({"INFO", "stats"}).as_string();
+    std::smatch m;
+    return std::regex_search(info, m, std::regex("total_error_replies:(\\d+)")) ? std::stoll(m[1].str()) : 0LL;
+  };
+  const long long before = errors();
+  auto n1 = f.node(1, "threading");
+  // The node tries again and again (a pass every poll)...
+  REQUIRE(eventually([&] { return errors() >= before + 20; }, 60s));
+  c->command_ok({"CONFIG", "SET", "maxmemory", "0"});
+  REQUIRE(eventually([&] { return f.done() == 20; }, 60s));
+  n1->signal(SIGTERM);
+  CHECK(n1->exit_code(60s) == 143);
+  // ...and says so once.
+  const std::string log = read_text(f.dir / "node1.log");
+  std::size_t said = 0;
+  for (auto at = log.find("OOM"); at != std::string::npos; at = log.find("OOM", at + 1)) ++said;
+  CHECK(said == 1);
+  require_each_once_succeeded(f.collect(), topics);
+}
+
 TEST_CASE("a submit killed and run again adds nothing twice", "[fleet]") {
   Fleet f;
 #ifdef CBM_TEST_SANITIZED
