@@ -293,6 +293,7 @@ void create_round(JobHandle& job, const JobKeys& keys) {
 
 struct Enqueued {
   std::uint64_t count = 0, added = 0, invalid = 0;
+  bool complete = false;  // the whole input is in (false: stopped on the way)
 };
 
 // Enqueues the round's topics (the whole input, read as a local run reads it) past the round's cursor,
@@ -356,6 +357,7 @@ Enqueued enqueue_round(JobHandle& job, const JobKeys& keys, const RunConfig& con
     job.client.command_ok({"HSET", keys.round_meta, "total", std::to_string(n.count), "complete", "1"});
     return 0;
   });
+  n.complete = true;
   return n;
 }
 
@@ -394,7 +396,7 @@ bool lead(JobHandle& job, const RunConfig& config, const MonitorOptions& monitor
     });
     if (!with_redis(job, [&] { return counts_of(job, keys); }).complete) {
       const Enqueued n = enqueue_round(job, keys, config, [&] { return !leading(); });
-      if (!leading()) return false;
+      if (!n.complete) return false;
       print_enqueued(job.name, keys, n);
     }
     // Until the round is complete: every result in (the nodes' work).
@@ -512,7 +514,12 @@ int submit(const RunConfig& config, const redis::RedisUrl& url, const std::strin
       return 0;
     });
     if (monitor.iterations != 1) return submit_monitor(job, config, url, monitor, stop);
-    const Enqueued n = enqueue_round(job, job.keys, config, [] { return false; });
+    const Enqueued n = enqueue_round(job, job.keys, config, [&] { return stop.signal() != 0; });
+    if (!n.complete) {
+      std::cerr << "concurrent_bigmodel: job " << name << ": stopped after " << n.count
+                << " topics; the same submit again goes on from there\n";
+      return 128 + stop.signal();
+    }
     print_enqueued(name, job.keys, n);
     std::cout << name << std::endl;
     return kExitAllSucceeded;

@@ -556,6 +556,33 @@ TEST_CASE("a fleet monitor of --iterations N ends after N rounds, its leader and
   require_each_once_succeeded(report, topics);
 }
 
+TEST_CASE("a submit stopped by TERM exits 143 saying how far it got, and the next one completes the job",
+          "[fleet]") {
+  Fleet f;
+  const int n = 100000;
+  f.write_topics(numbered(n));
+  auto argv = f.base("submit");
+  argv.insert(argv.end(), {"--topics-file", (f.dir / "topics.txt").string(), "--no-search"});
+  auto first = f.spawn(argv, "submit1");
+  auto c = f.redis.client();
+  const std::string tasks = keys_of(f.job, "tasks");
+  REQUIRE(eventually([&] {
+    const auto r = c->command({"XLEN", tasks});
+    return !r.is_error() && r.as_integer() > 0;
+  }, 30s));
+  first->signal(SIGTERM);
+  const int code = first->exit_code(60s);
+  INFO(first->err());
+  if (code == 143) {
+    CHECK_THAT(first->err(), Catch::Contains("stopped after") && Catch::Contains("the same submit again"));
+    CHECK(c->command_ok({"XLEN", tasks}).as_integer() < n);
+  } else {
+    CHECK(code == 0);  // it had enqueued everything before the signal came
+  }
+  REQUIRE(f.submit() == 0);
+  CHECK(c->command_ok({"XLEN", tasks}).as_integer() == n);
+}
+
 TEST_CASE("a node or a submit with other settings than the job's is refused with exit 2 naming them",
           "[fleet]") {
   Fleet f;
