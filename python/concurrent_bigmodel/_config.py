@@ -73,6 +73,10 @@ class ConcurrentConfig:
     max_tokens_total: int = 0
     max_cost: float = 0.0
     budget_period: str = "run"
+    # The Batch API (README "Cheaper runs"): half price, answers within 24 hours.
+    via: str = "online"  # online | batch
+    batch_retry: str = "batch"  # an expired or cancelled batch's unanswered lines: batch | online | none
+    cancel_batch_on_stop: bool = False  # a stop cancels the batches in progress (default: they go on)
     max_restarts: int = 20
     restart_period: float = 10.0
 

@@ -156,6 +156,18 @@ def test_run_and_run_file_return_the_summary(simulator, tmp_path):
     assert executor.run(["delta"], iterations=2).successful_tasks == 2
 
 
+def test_via_batch_runs_every_topic_as_a_batch_line_paid_once(start_simulator):
+    simulator = start_simulator("--batch-seconds", "0.2")
+    config = ConcurrentConfig(mode="threading", delay=0, no_search=True, via="batch", base_url=simulator.base_url)
+    topics = [f"batch topic {i}" for i in range(12)]
+    results = ConcurrentBigModelExecutor(config, api_key=TEST_KEY).execute_concurrent(topics)
+    assert sorted(r.topic for r in results) == sorted(topics)
+    assert all(r.success for r in results)
+    batch = simulator.stats()["batch"]
+    assert batch["paid_lines"] == len(topics)
+    assert batch["lines_uploaded"] == len(topics)
+
+
 @pytest.mark.parametrize("field, value", [
     ("concurrency", 0),
     ("mode", "fork"),
@@ -168,6 +180,8 @@ def test_run_and_run_file_return_the_summary(simulator, tmp_path):
     ("chat_model", "glm-none"),
     ("metrics_addr", "nowhere"),
     ("quiet", "yes"),
+    ("via", "post"),
+    ("batch_retry", "later"),
 ])
 def test_a_bad_config_raises_value_error_naming_the_field_before_anything_is_sent(simulator, field, value):
     config = ConcurrentConfig(base_url=simulator.base_url, **{field: value})
