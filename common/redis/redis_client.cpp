@@ -120,15 +120,35 @@ namespace {
 redisReplyObjectFunctions g_default_fns{};
 redisReplyObjectFunctions g_bounded_fns{};
 
+// Counts one value of `bytes` string bytes of the reply being read (its first value starts the count);
+// false when that takes the reply over a bound.
+bool within_bounds(const redisReadTask* task, std::size_t bytes) {
+  const auto* b = static_cast<const ReplyBounds*>(task->privdata);
+  if (b == nullptr) return true;
+  if (task->parent == nullptr) b->read_values = b->read_bytes = 0;
+  b->read_bytes += bytes;
+  return ++b->read_values <= b->max_values && b->read_bytes <= b->max_bytes;
+}
+
 void* bounded_string(const redisReadTask* task, char* str, size_t len) {
   const auto* b = static_cast<const ReplyBounds*>(task->privdata);
   if (b != nullptr && len > b->max_string) return nullptr;  // the reader fails: "Out of memory"
+  if (!within_bounds(task, len)) return nullptr;
   return g_default_fns.createString(task, str, len);
 }
 void* bounded_array(const redisReadTask* task, int elements) {
   const auto* b = static_cast<const ReplyBounds*>(task->privdata);
   if (elements < 0 || (b != nullptr && static_cast<std::size_t>(elements) > b->max_array)) return nullptr;
+  if (!within_bounds(task, 0)) return nullptr;
   return g_default_fns.createArray(task, elements);
+}
+void* bounded_integer(const redisReadTask* task, long long value) {
+  if (!within_bounds(task, 0)) return nullptr;
+  return g_default_fns.createInteger(task, value);
+}
+void* bounded_nil(const redisReadTask* task) {
+  if (!within_bounds(task, 0)) return nullptr;
+  return g_default_fns.createNil(task);
 }
 
 void install_functions() {
@@ -139,6 +159,8 @@ void install_functions() {
     g_bounded_fns = g_default_fns;
     g_bounded_fns.createString = bounded_string;
     g_bounded_fns.createArray = bounded_array;
+    g_bounded_fns.createInteger = bounded_integer;
+    g_bounded_fns.createNil = bounded_nil;
     return true;
   }();
   (void)once;

@@ -54,6 +54,10 @@ struct ReplyBounds {
   std::size_t max_string = 64u << 20;         // bytes of one string
   std::size_t max_values = 4'000'000;         // values in the whole reply
   std::size_t max_bytes = 256u << 20;         // string bytes in the whole reply
+  // bound_reader's running count of the reply being read (not settings): the whole-reply bounds hold
+  // while hiredis builds it, not only when it is copied.
+  mutable std::size_t read_values = 0;
+  mutable std::size_t read_bytes = 0;
 };
 
 struct Reply {

@@ -93,6 +93,17 @@ TEST_CASE("a reply over the bounds is refused before it is allocated", "[redis]"
   CHECK(std::holds_alternative<std::string>(read("*3\r\n*3\r\n:1\r\n:1\r\n:1\r\n:1\r\n:1\r\n", small)));
   CHECK(std::holds_alternative<std::string>(read("*2\r\n$4\r\nabcd\r\n$4\r\nabcd\r\n", small)));
   CHECK(std::holds_alternative<Reply>(read("*2\r\n$3\r\nabc\r\n$3\r\nabc\r\n", small)));
+  // The whole-reply bounds hold while the reader builds the reply (a hostile server cannot make it
+  // build a huge tree of small values first): the reader's own error, not the copy's.
+  for (const char* over : {"*3\r\n*3\r\n:1\r\n:1\r\n:1\r\n:1\r\n:1\r\n", "*2\r\n*2\r\n$-1\r\n$-1\r\n*2\r\n$-1\r\n$-1\r\n",
+                           "*2\r\n$4\r\nabcd\r\n$4\r\nabcd\r\n"}) {
+    const auto v = read(over, small);
+    REQUIRE(std::holds_alternative<std::string>(v));
+    CHECK_THAT(std::get<std::string>(v), !Catch::Contains("bound"));
+  }
+  // Each reply is counted from its own start: three small replies in a row are each within bounds.
+  CHECK(std::holds_alternative<Reply>(read("*2\r\n$3\r\nabc\r\n$3\r\nabc\r\n", small)));
+  CHECK(std::holds_alternative<Reply>(read("*2\r\n$3\r\nabc\r\n$3\r\nabc\r\n", small)));
   // Nesting deeper than hiredis' 7 levels is refused by the reader itself.
   CHECK(std::holds_alternative<std::string>(read("*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
                                                  ReplyBounds{})));
