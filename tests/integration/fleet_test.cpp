@@ -1,9 +1,7 @@
 // Fleets on Redis Streams (docs/fleet.md): a real redis-server (temp dir, a free port, AOF on), the
 // simulator, and node processes of the CLI on this machine. Each guarantee runs in every mode.
-#include <netinet/in.h>
 #include <rapidjson/document.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -15,6 +13,7 @@
 #include <sstream>
 
 #include "redis_client.hpp"
+#include "redis_server.hpp"
 #include "simulator.hpp"
 
 using namespace std::chrono_literals;
@@ -29,82 +28,13 @@ constexpr int kManyTopics = 600;
 constexpr int kManyTopics = 3000;
 #endif
 
-const char* redis_server_path() {
-  for (const char* p : {"/usr/bin/redis-server", "/usr/local/bin/redis-server"}) {
-    if (::access(p, X_OK) == 0) return p;
-  }
-  return nullptr;
+// A client of the test's Redis, connected.
+std::unique_ptr<cbm::redis::Client> client_of(const RedisServer& redis) {
+  auto c = std::make_unique<cbm::redis::Client>(cbm::redis::parse_redis_url(redis.url(), nullptr),
+                                                cbm::redis::Client::Options{});
+  c->connect_within(10s);
+  return c;
 }
-
-// A port nobody listens on now: bound to 127.0.0.1:0, read back, closed (redis-server takes no port 0).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-class RedisServer {
- public:
-  RedisServer() : port_(free_port()) {
-    if (redis_server_path() == nullptr) {
-      FAIL("redis-server is not installed: the fleet tests need it (scripts/setup.sh installs redis-server)");
-    }
-    start();
-  }
-  ~RedisServer() {
-    if (proc_) proc_->signal(SIGKILL);
-  }
-  void start() {
-    SpawnOptions opts;
-    opts.output_dir = dir_.path();
-    proc_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{redis_server_path(), "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                                 "--appendonly", "yes", "--save", "", "--dir", dir_.path().string(),
-                                 "--daemonize", "no", "--protected-mode", "no"},
-        opts);
-    // Up, and done loading its AOF (until then it answers -LOADING).
-    REQUIRE(eventually([&] {
-      const int fd = connect_loopback(port_);
-      if (fd < 0) return false;
-      ::close(fd);
-      try {
-        return client()->command({"PING"}).str == "PONG";
-      } catch (const std::exception&) {
-        return false;
-      }
-    }, 30s));
-  }
-  // SHUTDOWN (the AOF written), and the process gone.
-  void shutdown() {
-    auto c = client();
-    try {
-      c->command({"SHUTDOWN"});
-    } catch (const std::exception&) {
-      // the connection closes as it shuts down
-    }
-    REQUIRE(proc_->exit_code(20s) == 0);
-    proc_.reset();
-  }
-  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
-  std::unique_ptr<cbm::redis::Client> client() const {
-    auto c = std::make_unique<cbm::redis::Client>(cbm::redis::parse_redis_url(url(), nullptr),
-                                                  cbm::redis::Client::Options{});
-    c->connect_within(10s);
-    return c;
-  }
-
- private:
-  TempDir dir_;
-  int port_;
-  std::unique_ptr<Subprocess> proc_;
-};
 
 std::string keys_of(const std::string& job, const std::string& key) { return "cbm:{" + job + "}:" + key; }
 
@@ -167,12 +97,12 @@ struct Fleet {
     return out;
   }
   long long done() const {
-    auto c = redis.client();
+    auto c = client_of(redis);
     return c->command_ok({"HLEN", keys_of(job, "done")}).as_integer();
   }
   // Entries pending with `consumer`.
   long long pending_of(const std::string& consumer) const {
-    auto c = redis.client();
+    auto c = client_of(redis);
     const auto r = c->command_ok({"XPENDING", keys_of(job, "tasks"), "nodes"});
     if (r.at(3).is_nil()) return 0;
     for (const auto& pair : r.at(3).as_array()) {
@@ -411,7 +341,7 @@ TEST_CASE("a node facing a Redis that refuses writes logs the error once, then c
   const auto topics = numbered(20);
   f.write_topics(topics);
   REQUIRE(f.submit() == 0);
-  auto c = f.redis.client();
+  auto c = client_of(f.redis);
   c->command_ok({"CONFIG", "SET", "maxmemory", "1"});  // every write: -OOM
   auto errors = [&] {
     const std::string info = c->command_ok({"INFO", "stats"}).as_string();
@@ -445,7 +375,7 @@ TEST_CASE("a submit killed and run again adds nothing twice", "[fleet]") {
   auto argv = f.base("submit");
   argv.insert(argv.end(), {"--topics-file", (f.dir / "topics.txt").string(), "--no-search"});
   auto first = f.spawn(argv, "submit1");
-  auto c = f.redis.client();
+  auto c = client_of(f.redis);
   const std::string tasks = keys_of(f.job, "tasks");
   const bool started = eventually([&] {
     const auto r = c->command({"XLEN", tasks});
@@ -487,7 +417,7 @@ TEST_CASE("a fleet monitor runs round after round, a standby taking over from a 
   auto leader_argv = f.base("submit");
   leader_argv.insert(leader_argv.end(), {"--topics-file", (f.dir / "topics.txt").string(), "--no-search",
                                          "--iterations", "0", "--delay", "0.2", "--leader-lease", "2"});
-  auto c = f.redis.client();
+  auto c = client_of(f.redis);
   auto round = [&] {
     const auto r = c->command_ok({"HGET", keys_of(f.job, "meta"), "round"});
     return r.is_nil() ? 0LL : std::stoll(r.as_string());
@@ -541,7 +471,7 @@ TEST_CASE("a fleet monitor of --iterations N ends after N rounds, its leader and
   f.write_topics(topics);
   auto n1 = f.node(1, "asyncio");
   CHECK(f.submit({"--iterations", "3", "--delay", "0"}) == 0);
-  auto c = f.redis.client();
+  auto c = client_of(f.redis);
   CHECK(c->command_ok({"HGET", keys_of(f.job, "meta"), "round"}).as_string() == "3");
   const auto st = f.status();
   CHECK(st.at("done") == 10);
@@ -564,7 +494,7 @@ TEST_CASE("a submit stopped by TERM exits 143 saying how far it got, and the nex
   auto argv = f.base("submit");
   argv.insert(argv.end(), {"--topics-file", (f.dir / "topics.txt").string(), "--no-search"});
   auto first = f.spawn(argv, "submit1");
-  auto c = f.redis.client();
+  auto c = client_of(f.redis);
   const std::string tasks = keys_of(f.job, "tasks");
   REQUIRE(eventually([&] {
     const auto r = c->command({"XLEN", tasks});
@@ -671,7 +601,7 @@ TEST_CASE("a topic repeated in the input is run once and reported for each occur
   const std::vector<std::string> topics = {"alpha", "beta", "alpha", "gamma", "alpha", "beta"};
   f.write_topics(topics);
   REQUIRE(f.submit() == 0);
-  auto c = f.redis.client();
+  auto c = client_of(f.redis);
   CHECK(c->command_ok({"XLEN", keys_of(f.job, "tasks")}).as_integer() == 3);  // alpha, beta, gamma
   auto n1 = f.node(1, "threading");
   // Done when the three distinct topics are: the repeats need no run.

@@ -83,6 +83,14 @@ void RedisServer::kill() {
   process_.reset();
 }
 
+void RedisServer::shutdown() {
+  if (!process_) return;
+  process_->signal(SIGTERM);
+  const auto status = process_->wait_for(std::chrono::seconds(30));
+  process_.reset();
+  if (!status || *status != 0) throw std::runtime_error("redis-server did not shut down cleanly");
+}
+
 void RedisServer::start() {
   std::vector<std::string> argv = {redis_server_path(), "--port", std::to_string(port_), "--bind", "127.0.0.1",
                                    "--dir", dir_.path().string(), "--appendonly", "yes", "--save", "",

@@ -24,6 +24,8 @@ class RedisServer {
   // the same port and data.
   void kill();
   void start();
+  // Ends the server as SHUTDOWN does (SIGTERM: the AOF written and synced), and waits for it to exit.
+  void shutdown();
 
  private:
   TempDir dir_;
