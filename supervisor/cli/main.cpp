@@ -124,7 +124,7 @@ int fleet_command(const FleetInvocation& inv) {
       fleet::MonitorOptions monitor;
       monitor.iterations = inv.iterations;
       monitor.leader_ttl = std::chrono::milliseconds(static_cast<long long>(inv.leader_lease_s * 1000.0));
-      monitor.holder = fleet::default_node_name();
+      monitor.holder = fleet::lease_holder_name();  // host:pid:nonce, unique even across containers
       fleet::StopFlag stop;
       SignalWatcher signals({[&](int sig) { stop.set(sig); }, [] {}, [] {}});
       return fleet::submit(config, url, inv.job, wait, monitor, stop);

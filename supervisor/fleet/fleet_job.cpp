@@ -1,9 +1,11 @@
 #include "fleet_job.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <charconv>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <thread>
@@ -14,6 +16,7 @@
 #include "duplicate_resolver.hpp"
 #include "duplicate_topics.hpp"
 #include "exit_status.hpp"
+#include "fnv1a.hpp"
 #include "json_reader.hpp"
 #include "leader_lease.hpp"
 #include "report_writer.hpp"
@@ -270,6 +273,10 @@ JobCounts counts_of(JobHandle& job, const JobKeys& keys) {
     throw SettingsMismatch("job '" + job.name + "' does not exist in " + job.client.url().describe());
   }
   auto meta = job.client.command_ok({"HMGET", keys.round_meta, "total", "complete", "submitted", "created"});
+  if (keys.round > 0 && meta.at(3).is_nil()) {
+    throw SettingsMismatch("round " + std::to_string(keys.round) + " of job '" + job.name +
+                           "' is not in Redis (a monitor keeps its current round and the one before)");
+  }
   c.total = to_u64(meta.at(0));
   c.complete = !meta.at(1).is_nil() && meta.at(1).as_string() == "1";
   c.submitted = to_u64(meta.at(2));
@@ -372,7 +379,10 @@ void print_enqueued(const std::string& name, const JobKeys& keys, const Enqueued
 // The job's kind: a one-round job and a monitor (and monitors of different --iterations) never mix.
 void join_kind(JobHandle& job, int iterations) {
   auto& c = job.client;
-  c.command_ok({"HSETNX", job.keys.meta, "iterations", std::to_string(iterations)});
+  // A one-round job from before monitors existed has no `iterations`, but its round's fields.
+  const auto old = c.command_ok({"HMGET", job.keys.meta, "created", "submitted"});
+  const bool one_round_already = !old.at(0).is_nil() || !old.at(1).is_nil();
+  c.command_ok({"HSETNX", job.keys.meta, "iterations", std::to_string(one_round_already ? 1 : iterations)});
   const std::uint64_t theirs = to_u64(c.command_ok({"HGET", job.keys.meta, "iterations"}));
   if (theirs != static_cast<std::uint64_t>(iterations)) {
     throw SettingsMismatch("job '" + job.name + "' was submitted with other settings: --iterations: " +
@@ -380,28 +390,93 @@ void join_kind(JobHandle& job, int iterations) {
   }
 }
 
+// The monitor's next round, if this process still leads and the job is still at round `from`: the
+// round's keys and group, then `round` moves, then the round before `from` goes (a monitor's Redis holds
+// two rounds, whatever it runs for). One script: a leader that lost its lease changes nothing.
+redis::Script advance_script() {
+  // KEYS meta, leader, next round_meta, next tasks, then (optional) the old round's meta, tasks, results,
+  // done, dups; ARGV holder, from, to, now (ms), group. 1 when advanced, 0 when not this leader's to do.
+  return {R"lua(
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if (redis.call('HGET', KEYS[1], 'round') or '0') ~= ARGV[2] then return 0 end
+redis.call('HSETNX', KEYS[3], 'created', ARGV[4])
+redis.pcall('XGROUP', 'CREATE', KEYS[4], ARGV[5], '0', 'MKSTREAM')
+redis.call('HSET', KEYS[1], 'round', ARGV[3])
+if #KEYS > 4 then redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]) end
+return 1
+)lua", {}};
+}
+
+bool advance(JobHandle& job, redis::Script& script, const std::string& holder, std::uint32_t from) {
+  const JobKeys next(job.name, from + 1);
+  std::vector<std::string> keys{job.keys.meta, job.keys.leader, next.round_meta, next.tasks};
+  if (from > 1) {
+    const JobKeys old(job.name, from - 1);
+    keys.insert(keys.end(), {old.round_meta, old.tasks, old.results, old.done, old.dups});
+  }
+  return with_redis(job, [&] {
+    return job.client.eval(script, keys, {holder, std::to_string(from), std::to_string(from + 1),
+                                          std::to_string(now_ms()), JobKeys::kGroup});
+  }).as_integer() == 1;
+}
+
+// A digest of the topics file's bytes (FNV-1a): a round resumed by another leader is resumed from the
+// same list. "" when the input is not a regular file (it cannot be read twice).
+std::string input_digest(const RunConfig& config) {
+  std::error_code ec;
+  if (config.topics_file.empty() || !std::filesystem::is_regular_file(config.topics_file, ec)) return "";
+  std::ifstream in(config.topics_file, std::ios::binary);
+  std::uint64_t h = kFnv1a64Offset;
+  std::array<char, 65536> buf{};
+  while (in) {
+    in.read(buf.data(), buf.size());
+    h = fnv1a64(std::string_view(buf.data(), static_cast<std::size_t>(in.gcount())), h);
+  }
+  return std::to_string(h);
+}
+
 // A monitor's rounds while this process leads (docs/fleet.md, "Fleet monitors"). Returns when the
-// monitor is finished (true) or when it must stop leading: a signal, or the lease lost (false).
+// monitor is finished (true) or when it must stop leading: a signal, the lease lost, or the round moved
+// on without it (false).
 bool lead(JobHandle& job, const RunConfig& config, const MonitorOptions& monitor, StopFlag& stop,
           const std::atomic<bool>& lost) {
   auto& c = job.client;
+  redis::Script advance_ = advance_script();
   auto leading = [&] { return stop.signal() == 0 && !lost.load(); };
+  std::uint32_t r = with_redis(job, [&] { return current_round(job); });
+  if (r == 0) {
+    if (!advance(job, advance_, monitor.holder, 0)) return false;
+    r = 1;
+  }
   for (;;) {
-    const std::uint32_t r = std::max<std::uint32_t>(1, current_round(job));
     const JobKeys keys(job.name, r);
-    with_redis(job, [&] {
-      create_round(job, keys);
-      c.command_ok({"HSET", job.keys.meta, "round", std::to_string(r)});
-      return 0;
-    });
     if (!with_redis(job, [&] { return counts_of(job, keys); }).complete) {
-      const Enqueued n = enqueue_round(job, keys, config, [&] { return !leading(); });
-      if (!n.complete) return false;
-      print_enqueued(job.name, keys, n);
+      // The round's list: the one it started with. A leader taking over with another file (it changed,
+      // or this machine's copy differs) ends the round with what is enqueued; the next round reads it.
+      const std::string digest = input_digest(config);
+      const auto stored = with_redis(job, [&] {
+        if (!digest.empty()) c.command_ok({"HSETNX", keys.round_meta, "input", digest});
+        return c.command_ok({"HGET", keys.round_meta, "input"});
+      });
+      if (!digest.empty() && !stored.is_nil() && stored.as_string() != digest) {
+        std::cerr << "concurrent_bigmodel: job " << job.name << " round " << r
+                  << ": the topics file differs from the one the round started with; the round ends with the "
+                  << "topics already enqueued\n";
+        with_redis(job, [&] {
+          const auto cursor = c.command_ok({"HGET", keys.round_meta, "submitted"});
+          return c.command_ok({"HSET", keys.round_meta, "total", std::to_string(to_u64(cursor)), "complete", "1"});
+        });
+      } else {
+        const Enqueued n = enqueue_round(job, keys, config, [&] { return !leading(); });
+        if (!n.complete) return false;
+        print_enqueued(job.name, keys, n);
+      }
     }
-    // Until the round is complete: every result in (the nodes' work).
+    // Until the round is complete: every result in (the nodes' work). A round moved on by another
+    // leader (this one lost its lease unawares) ends this leadership.
     while (!job_finished(with_redis(job, [&] { return counts_of(job, keys); }))) {
       if (stop.wait_for(std::chrono::milliseconds(200)) || lost.load()) return false;
+      if (with_redis(job, [&] { return current_round(job); }) != r) return false;
     }
     std::cerr << "concurrent_bigmodel: job " << job.name << " round " << r << " complete\n";
     if (monitor.iterations != 0 && r >= static_cast<std::uint32_t>(monitor.iterations)) {
@@ -410,17 +485,8 @@ bool lead(JobHandle& job, const RunConfig& config, const MonitorOptions& monitor
     }
     // --delay between rounds (a new leader waits it again: a pause is never shorter than asked).
     if (stop.wait_for(config.delay) || lost.load()) return false;
-    const JobKeys next(job.name, r + 1);
-    with_redis(job, [&] {
-      create_round(job, next);
-      c.command_ok({"HSET", job.keys.meta, "round", std::to_string(r + 1)});
-      // The round before this one goes: a monitor's Redis holds two rounds, whatever it runs for.
-      if (r > 1) {
-        const JobKeys old(job.name, r - 1);
-        c.command_ok({"DEL", old.round_meta, old.tasks, old.results, old.done, old.dups});
-      }
-      return 0;
-    });
+    if (!advance(job, advance_, monitor.holder, r)) return false;
+    ++r;
   }
 }
 
@@ -431,12 +497,12 @@ int submit_monitor(JobHandle& job, const RunConfig& config, const redis::RedisUr
   std::string told;  // the leader a standby last named
   for (;;) {
     if (stop.signal() != 0) return 128 + stop.signal();
-    if (to_u64(with_redis(job, [&] { return job.client.command_ok({"HGET", job.keys.meta, "finished"}); })) == 1) {
-      std::cerr << "concurrent_bigmodel: job " << job.name << ": the monitor has finished its rounds\n";
-      return kExitAllSucceeded;
-    }
     bool leads = false;
     try {
+      if (to_u64(job.client.command_ok({"HGET", job.keys.meta, "finished"})) == 1) {
+        std::cerr << "concurrent_bigmodel: job " << job.name << ": the monitor has finished its rounds\n";
+        return kExitAllSucceeded;
+      }
       lease_client.connect_within(job.wait);
       leads = lease.take();
       if (!leads) {
@@ -447,8 +513,16 @@ int submit_monitor(JobHandle& job, const RunConfig& config, const redis::RedisUr
           told = holder;
         }
       }
-    } catch (const redis::ConnectionError&) {
-      leads = false;  // a standby without Redis waits for it like the rest
+    } catch (const std::runtime_error& e) {
+      // Redis unavailable or refusing: a standby waits for it, and says so once.
+      if (told != e.what()) std::cerr << "concurrent_bigmodel: job " << job.name << ": standby: " << e.what() << "\n";
+      told = e.what();
+      leads = false;
+      try {
+        job.client.connect_within(std::chrono::milliseconds(1));
+      } catch (const std::runtime_error&) {
+        // the next turn tries again
+      }
     }
     if (!leads) {
       stop.wait_for(lease.renew_interval());
@@ -457,34 +531,42 @@ int submit_monitor(JobHandle& job, const RunConfig& config, const redis::RedisUr
     std::cerr << "concurrent_bigmodel: job " << job.name << ": leading as " << monitor.holder << "\n";
     told.clear();
     // The lease is renewed every third of its time on a thread of its own (enqueueing a long list
-    // must not let it lapse); losing it ends this leadership at the next check.
+    // must not let it lapse). It counts as lost when a renewal says so, or when none has succeeded for
+    // two thirds of the lease (from when the last good one was sent): this leader stops before a
+    // standby can take over. The round moves only by the advance script, which checks the lease too.
     std::atomic<bool> lost{false};
     StopFlag renewer_stop;
     std::thread renewer([&] {
+      auto last_ok = std::chrono::steady_clock::now();
       while (!renewer_stop.wait_for(lease.renew_interval())) {
+        const auto sent = std::chrono::steady_clock::now();
         try {
-          if (!lease.renew()) lost = true;
+          if (lease.renew()) last_ok = sent;
+          else lost = true;
         } catch (const std::runtime_error&) {
-          // Redis unavailable: the lease may lapse; a standby only takes it once it has.
+          // Redis unavailable: the deadline below decides.
         }
+        if (std::chrono::steady_clock::now() - last_ok >= monitor.leader_ttl * 2 / 3) lost = true;
         if (lost) return;
       }
     });
+    auto hand_over = [&] {
+      renewer_stop.set(1);
+      renewer.join();
+      try {
+        lease.release();  // a signal or the end hands over at once; a lost lease is not ours to release
+      } catch (const std::runtime_error&) {
+        // Redis unavailable: the lease lapses on its own.
+      }
+    };
     bool finished = false;
     try {
       finished = lead(job, config, monitor, stop, lost);
     } catch (...) {
-      renewer_stop.set(1);
-      renewer.join();
+      hand_over();
       throw;
     }
-    renewer_stop.set(1);
-    renewer.join();
-    try {
-      lease.release();  // a signal or the end hands over at once; a lost lease is not ours to release
-    } catch (const std::runtime_error&) {
-      // Redis unavailable: the lease lapses on its own.
-    }
+    hand_over();
     if (finished) return kExitAllSucceeded;
     if (lost) std::cerr << "concurrent_bigmodel: job " << job.name << ": lost the leader lease; standing by\n";
   }
@@ -529,6 +611,8 @@ int submit(const RunConfig& config, const redis::RedisUrl& url, const std::strin
   } catch (const redis::ConnectionError& e) {
     return unavailable(e);
   } catch (const redis::ServerError& e) {
+    return unavailable(e);
+  } catch (const redis::ProtocolError& e) {
     return unavailable(e);
   }
 }
@@ -606,6 +690,12 @@ int write_report_once(JobHandle& job, const JobKeys& keys, const RunConfig& conf
     w.EndObject();
   });
   each_record([&](std::string_view json, const TaskResult&) { report.add_encoded(json); }, last);
+  // A monitor's round deleted while it was read (the leader moved two rounds on): no report of half of it.
+  if (keys.round > 0 && job.client.command_ok({"EXISTS", keys.round_meta}).as_integer() == 0) {
+    throw SettingsMismatch("round " + std::to_string(keys.round) + " of job '" + job.name +
+                           "' left Redis while its report was written (a monitor keeps its current round and the "
+                           "one before)");
+  }
   report.finish();
   out.commit();
   return summary.exit_status;

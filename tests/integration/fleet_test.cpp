@@ -464,13 +464,56 @@ TEST_CASE("a fleet monitor runs round after round, a standby taking over from a 
   CHECK(f.collect({"--round", std::to_string(last + 1)}).exit_code == 2);
 }
 
+TEST_CASE("a fleet monitor's leader stopped past its lease comes back as a standby and the rounds only go forward",
+          "[fleet]") {
+  Fleet f;
+  f.write_topics(numbered(20));
+  auto argv = f.base("submit");
+  argv.insert(argv.end(), {"--topics-file", (f.dir / "topics.txt").string(), "--no-search", "--iterations", "0",
+                           "--delay", "0.1", "--leader-lease", "1"});
+  auto c = client_of(f.redis);
+  long long highest = 0;
+  bool went_back = false;
+  auto round = [&] {
+    const auto r = c->command_ok({"HGET", keys_of(f.job, "meta"), "round"});
+    const long long now = r.is_nil() ? 0LL : std::stoll(r.as_string());
+    if (now < highest) went_back = true;
+    highest = std::max(highest, now);
+    return now;
+  };
+  auto a = f.spawn(argv, "submit-a");
+  REQUIRE(eventually([&] { return a->err().find("leading as") != std::string::npos; }, 30s));
+  auto b = f.spawn(argv, "submit-b");
+  auto n1 = f.node(1, "asyncio");
+  REQUIRE(eventually([&] { return round() >= 2; }, 60s));
+  a->signal(SIGSTOP);
+  REQUIRE(eventually([&] { return b->err().find("leading as") != std::string::npos; }, 30s));
+  const long long at = round();
+  REQUIRE(eventually([&] { return round() >= at + 2; }, 60s));
+  a->signal(SIGCONT);
+  // The old leader finds it no longer leads and stands by; the monitor goes on.
+  REQUIRE(eventually([&] { return a->err().find("standing by") != std::string::npos; }, 30s));
+  const long long after = round();
+  REQUIRE(eventually([&] { return round() >= after + 2; }, 60s));
+  CHECK_FALSE(went_back);
+  for (auto* p : {a.get(), b.get(), n1.get()}) p->signal(SIGTERM);
+  CHECK(a->exit_code(30s) == 143);
+  CHECK(b->exit_code(30s) == 143);
+  CHECK(n1->exit_code(60s) == 143);
+}
+
 TEST_CASE("a fleet monitor of --iterations N ends after N rounds, its leader and a late submit exiting 0",
           "[fleet]") {
   Fleet f;
   const auto topics = numbered(10);
   f.write_topics(topics);
-  auto n1 = f.node(1, "asyncio");
-  CHECK(f.submit({"--iterations", "3", "--delay", "0"}) == 0);
+  auto argv = f.base("submit");
+  argv.insert(argv.end(), {"--topics-file", (f.dir / "topics.txt").string(), "--no-search", "--iterations", "3",
+                           "--delay", "0"});
+  auto leader = f.spawn(argv, "leader");
+  REQUIRE(eventually([&] { return leader->err().find("leading as") != std::string::npos; }, 30s));
+  auto n1 = f.node(1, "asyncio");  // the job exists now
+  CHECK(leader->exit_code(60s) == 0);
   auto c = client_of(f.redis);
   CHECK(c->command_ok({"HGET", keys_of(f.job, "meta"), "round"}).as_string() == "3");
   const auto st = f.status();
