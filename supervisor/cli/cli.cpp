@@ -13,6 +13,7 @@
 
 #include "api_key.hpp"
 #include "fleet_job.hpp"
+#include "fleet_rate.hpp"
 #include "fleet_semaphore.hpp"
 #include "cbm/version.hpp"
 #include "input_stream.hpp"
@@ -609,6 +610,18 @@ struct Flags {
                      "node's share of --fleet-concurrency stays taken (1 to 3600)")
         ->capture_default_str()
         ->group("Fleet");
+    work->add_option("--fleet-rpm", fleet.fleet_rpm,
+                     "Requests a minute at most across the whole fleet, for every node using this API key\n"
+                     "(a sliding 60 s window of request starts in Redis; as --rpm counts them);\n"
+                     "0 = no fleet-wide cap, only each node's --rpm")
+        ->capture_default_str()
+        ->group("Fleet");
+    work->add_option("--fleet-tpm", fleet.fleet_tpm,
+                     "Tokens (prompt + completion) a minute at most across the whole fleet, for every node\n"
+                     "using this API key (as --tpm: an estimate reserved at the start, corrected from the\n"
+                     "answers' usage, in Redis); 0 = no fleet-wide cap, only each node's --tpm")
+        ->capture_default_str()
+        ->group("Fleet");
     work->add_option("--node-journal", fleet.node_journal,
                      "File where finished records wait while Redis is unavailable, written again by the\n"
                      "next node started with it (default: none, they wait in memory)")
@@ -633,16 +646,23 @@ struct Flags {
     try {
       fleet::validate(fleet::FleetLimitSettings{
           fleet.fleet_concurrency, std::chrono::milliseconds(static_cast<long long>(fleet.fleet_lease_s * 1000.0))});
+      fleet::validate(fleet::FleetRateSettings{fleet.fleet_rpm, fleet.fleet_tpm});
     } catch (const std::invalid_argument& e) {
       std::string text = e.what();
       for (const auto& [field, flag] : {std::pair{"fleet_concurrency", "--fleet-concurrency"},
-                                        std::pair{"fleet_lease", "--fleet-lease"}}) {
+                                        std::pair{"fleet_lease", "--fleet-lease"},
+                                        std::pair{"fleet_rpm", "--fleet-rpm"}, std::pair{"fleet_tpm", "--fleet-tpm"}}) {
         if (text.rfind(field, 0) != 0) continue;
         std::string named = flag;
         named += text.substr(std::strlen(field));
         text = std::move(named);
       }
       return text;
+    }
+    // An attempt with web search sends two requests; a window of one request would never admit it.
+    if (cfg.search && fleet.fleet_rpm == 1) {
+      return "--fleet-rpm must be 2 or more with web search (an attempt sends 2 requests), not 1; or give "
+             "--no-search";
     }
     return std::nullopt;
   }

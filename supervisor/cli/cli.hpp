@@ -47,6 +47,8 @@ struct FleetInvocation {
   // work: fleet-wide limits (docs/fleet.md, "Fleet-wide limits"); checked by fleet::validate.
   int fleet_concurrency = 0;    // --fleet-concurrency: 0 = none
   double fleet_lease_s = 10.0;  // --fleet-lease
+  std::int64_t fleet_rpm = 0;   // --fleet-rpm: 0 = none
+  std::int64_t fleet_tpm = 0;   // --fleet-tpm: 0 = none
   std::string node_journal;     // work: where records wait while Redis is unavailable (none: memory)
 };
 

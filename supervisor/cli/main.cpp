@@ -4,9 +4,11 @@
 #include <csignal>
 #include <iostream>
 
+#include "all_admissions.hpp"
 #include "atomic_file.hpp"
 #include "fleet_job.hpp"
 #include "fleet_node.hpp"
+#include "fleet_rate.hpp"
 #include "fleet_semaphore.hpp"
 #include "cli.hpp"
 #include "concurrent_bigmodel/executor.hpp"
@@ -133,13 +135,22 @@ int fleet_command(const FleetInvocation& inv) {
       RunConfig config = checked_run_config(inv.config);
       fleet::NodeOptions options;
       options.name = inv.node_name.empty() ? fleet::default_node_name() : inv.node_name;
+      // More admission conditions for the node's engine: the API key's fleet-wide limits, each asked
+      // for every attempt (the semaphore first: it refuses most often, and most cheaply).
+      std::vector<std::shared_ptr<SharedAdmission>> shared;
+      const std::string scope = fleet::api_key_scope(config.client.api_key);
+      const std::string holder = fleet::lease_holder_name();
       if (inv.fleet_concurrency > 0) {
-        // One more admission condition for the node's engine: a lease of the API key's fleet-wide limit.
         const fleet::FleetLimitSettings limits{
             inv.fleet_concurrency, std::chrono::milliseconds(static_cast<long long>(inv.fleet_lease_s * 1000.0))};
-        config.shared_admission = std::make_shared<fleet::FleetSemaphore>(
-            url, fleet::api_key_scope(config.client.api_key), fleet::lease_holder_name(), limits);
+        shared.push_back(std::make_shared<fleet::FleetSemaphore>(url, scope, holder, limits));
       }
+      if (inv.fleet_rpm > 0 || inv.fleet_tpm > 0) {
+        shared.push_back(std::make_shared<fleet::FleetRate>(url, scope, holder,
+                                                            fleet::FleetRateSettings{inv.fleet_rpm, inv.fleet_tpm}));
+      }
+      if (shared.size() == 1) config.shared_admission = shared.front();
+      if (shared.size() > 1) config.shared_admission = std::make_shared<AllAdmissions>(std::move(shared));
       options.grace = std::chrono::milliseconds(static_cast<long long>(inv.lease_grace_s * 1000.0));
       options.journal = inv.node_journal;
       fleet::FleetNode node(config, url, inv.job, options);

@@ -14,7 +14,7 @@ std::optional<ConcurrencyGate::Permit> ConcurrencyGate::try_acquire(Clock::time_
   std::optional<SharedAdmission::LeaseId> lease;
   if (shared_ != nullptr) {
     if (shared_retry_ && now < *shared_retry_) return std::nullopt;
-    lease = shared_->try_acquire(now);
+    lease = shared_->try_acquire(now, rate_.estimate());
     if (!lease) {
       shared_retry_ = shared_->retry_at(now);
       return std::nullopt;

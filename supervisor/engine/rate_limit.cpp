@@ -15,6 +15,17 @@ double RateLimit::tokens_per_attempt() const {
                                 : kTokensPerRequestGuess * requests_per_attempt_;
 }
 
+RateLimit::Reservation RateLimit::estimate() const {
+  return Reservation{static_cast<double>(requests_per_attempt_), tokens_per_attempt()};
+}
+
+std::optional<RateLimit::Reservation> RateLimit::spent(const AttemptOutcome& outcome) {
+  if (outcome.steps.empty()) return std::nullopt;
+  std::int64_t tokens = 0;
+  for (const auto& step : outcome.steps) tokens += step.usage.total_tokens;
+  return Reservation{static_cast<double>(outcome.steps.size()), static_cast<double>(tokens)};
+}
+
 RateLimit::Clock::duration RateLimit::wait(Clock::time_point now) const {
   Clock::duration d = Clock::duration::zero();
   if (requests_) d = std::max(d, requests_->wait(now));
@@ -23,28 +34,28 @@ RateLimit::Clock::duration RateLimit::wait(Clock::time_point now) const {
 }
 
 RateLimit::Reservation RateLimit::reserve(Clock::time_point now) {
+  const Reservation expected = estimate();
   Reservation r;
   if (requests_) {
-    r.requests = requests_per_attempt_;
+    r.requests = expected.requests;
     requests_->take(r.requests, now);
   }
   if (tokens_) {
-    r.tokens = tokens_per_attempt();
+    r.tokens = expected.tokens;
     tokens_->take(r.tokens, now);
   }
   return r;
 }
 
 void RateLimit::settle(const Reservation& reserved, const AttemptOutcome& outcome, Clock::time_point now) {
-  if (outcome.steps.empty()) return;  // what it spent is unknown: the reservation stands
-  std::int64_t tokens = 0;
-  for (const auto& step : outcome.steps) tokens += step.usage.total_tokens;
-  if (outcome.ok() && tokens > 0) {
-    measured_tokens_ += static_cast<double>(tokens);
+  const std::optional<Reservation> used = spent(outcome);
+  if (!used) return;  // what it spent is unknown: the reservation stands
+  if (outcome.ok() && used->tokens > 0) {
+    measured_tokens_ += used->tokens;
     ++measured_attempts_;
   }
-  if (requests_) requests_->adjust(static_cast<double>(outcome.steps.size()) - reserved.requests, now);
-  if (tokens_) tokens_->adjust(static_cast<double>(tokens) - reserved.tokens, now);
+  if (requests_) requests_->adjust(used->requests - reserved.requests, now);
+  if (tokens_) tokens_->adjust(used->tokens - reserved.tokens, now);
 }
 
 }  // namespace cbm

@@ -36,6 +36,13 @@ class RateLimit {
 
   RateLimit(const RateCaps& caps, int requests_per_attempt, Clock::time_point now);
 
+  // What an attempt that starts now is expected to cost: its requests and the token estimate. The one
+  // rule for a reservation, local or shared (a fleet's --fleet-rpm/--fleet-tpm reserve the same).
+  Reservation estimate() const;
+  // What an attempt that ended with `outcome` spent: a request per step, the steps' usage; nullopt when
+  // the outcome has no steps (a crash or timeout told by the supervisor: unknown, the reservation stands).
+  static std::optional<Reservation> spent(const AttemptOutcome& outcome);
+
   // How long until an attempt may start; zero when it may now.
   Clock::duration wait(Clock::time_point now) const;
   // Charges an attempt that starts now (precondition: wait(now) is zero).

@@ -224,7 +224,8 @@ void FleetSemaphore::unavailable(const std::exception& e, const char* doing) {
   note(LogLevel::warning, line);
 }
 
-std::optional<SharedAdmission::LeaseId> FleetSemaphore::try_acquire(Clock::time_point now) {
+std::optional<SharedAdmission::LeaseId> FleetSemaphore::try_acquire(Clock::time_point now,
+                                                                    const RateLimit::Reservation&) {
   if (now < retry_after_) return std::nullopt;
   const LeaseId lease = next_lease_;
   try {
@@ -266,6 +267,16 @@ void FleetSemaphore::release(LeaseId lease, const AttemptOutcome& outcome, Clock
                  {member(lease), std::to_string(settings_.concurrency), verdict, std::to_string(latency.count()),
                   std::to_string(AdaptiveLimit::kCutFactor), std::to_string(AdaptiveLimit::kLatencyWeight),
                   std::to_string(std::chrono::milliseconds(kLimitMemory).count())});
+  } catch (const std::exception& e) {
+    unavailable(e, "giving a lease back");
+    retry_after_ = std::max(retry_after_, now + kUnavailableRetry);
+  }
+}
+
+void FleetSemaphore::cancel(LeaseId lease, Clock::time_point now) {
+  if (held_.erase(lease) == 0) return;
+  try {
+    client_.command({"ZREM", leases_key_, member(lease)});
   } catch (const std::exception& e) {
     unavailable(e, "giving a lease back");
     retry_after_ = std::max(retry_after_, now + kUnavailableRetry);

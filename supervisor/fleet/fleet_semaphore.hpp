@@ -62,9 +62,11 @@ class FleetSemaphore final : public SharedAdmission {
   FleetSemaphore& operator=(const FleetSemaphore&) = delete;
 
   void bind_log(Logger& log) override { log_ = &log; }
-  std::optional<LeaseId> try_acquire(Clock::time_point now) override;
+  // The estimate does not matter here: every attempt takes one lease.
+  std::optional<LeaseId> try_acquire(Clock::time_point now, const RateLimit::Reservation& estimate) override;
   Clock::time_point retry_at(Clock::time_point now) const override;
   void release(LeaseId lease, const AttemptOutcome& outcome, Clock::time_point now) override;
+  void cancel(LeaseId lease, Clock::time_point now) override;
   Clock::time_point maintain(Clock::time_point now) override;
 
   std::size_t held() const { return held_.size(); }

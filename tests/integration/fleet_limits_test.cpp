@@ -64,19 +64,19 @@ TEST_CASE("fleet limit: leases are granted up to the limit across holders, a rel
   auto a = semaphore(server, "node-a", 3);
   auto b = semaphore(server, "node-b", 3);
   const auto now = Clock::now();
-  const auto a1 = a->try_acquire(now);
-  const auto a2 = a->try_acquire(now);
-  const auto b1 = b->try_acquire(now);
+  const auto a1 = a->try_acquire(now, {});
+  const auto a2 = a->try_acquire(now, {});
+  const auto b1 = b->try_acquire(now, {});
   REQUIRE(a1);
   REQUIRE(a2);
   REQUIRE(b1);
-  CHECK_FALSE(b->try_acquire(now));  // the third was the last
-  CHECK_FALSE(a->try_acquire(now));
+  CHECK_FALSE(b->try_acquire(now, {}));  // the third was the last
+  CHECK_FALSE(a->try_acquire(now, {}));
   CHECK(a->in_use() == 3);
   a->release(*a1, kOk, now);
-  const auto b2 = b->try_acquire(now);
+  const auto b2 = b->try_acquire(now, {});
   CHECK(b2);
-  CHECK_FALSE(a->try_acquire(now));
+  CHECK_FALSE(a->try_acquire(now, {}));
   CHECK(b->held() == 2);
   CHECK(a->held() == 1);
 }
@@ -86,8 +86,8 @@ TEST_CASE("fleet limit: a release is idempotent and gives back only its own leas
   auto a = semaphore(server, "node-a", 2);
   auto b = semaphore(server, "node-b", 2);
   const auto now = Clock::now();
-  const auto a1 = a->try_acquire(now);
-  const auto b1 = b->try_acquire(now);
+  const auto a1 = a->try_acquire(now, {});
+  const auto b1 = b->try_acquire(now, {});
   REQUIRE(a1);
   REQUIRE(b1);
   a->release(*a1, kOk, now);
@@ -103,12 +103,12 @@ TEST_CASE("fleet limit: a lease that is not renewed expires, so a dead holder le
   auto dead = semaphore(server, "dead-node", 2, 1s);
   auto live = semaphore(server, "live-node", 2, 1s);
   const auto now = Clock::now();
-  REQUIRE(dead->try_acquire(now));
-  REQUIRE(dead->try_acquire(now));
-  CHECK_FALSE(live->try_acquire(now));
+  REQUIRE(dead->try_acquire(now, {}));
+  REQUIRE(dead->try_acquire(now, {}));
+  CHECK_FALSE(live->try_acquire(now, {}));
   // The dead node never renews (nor releases): its leases run out on Redis' clock.
-  CHECK(cbm::test::eventually([&] { return live->try_acquire(Clock::now()).has_value(); }, 10s));
-  CHECK(cbm::test::eventually([&] { return live->try_acquire(Clock::now()).has_value(); }, 10s));
+  CHECK(cbm::test::eventually([&] { return live->try_acquire(Clock::now(), {}).has_value(); }, 10s));
+  CHECK(cbm::test::eventually([&] { return live->try_acquire(Clock::now(), {}).has_value(); }, 10s));
   CHECK(live->in_use() == 2);
   CHECK(live->held() == 2);
 }
@@ -120,7 +120,7 @@ TEST_CASE("fleet limit: renewed leases outlive their lease time, the expiry is o
   auto redis_ptr = client_of(server);
   auto& redis = *redis_ptr;
   const auto start = Clock::now();
-  REQUIRE(holder->try_acquire(start));
+  REQUIRE(holder->try_acquire(start, {}));
   const auto score = [&] {
     return std::stoll(redis.command_ok({"ZSCORE", holder->leases_key(), "renewing-node#1"}).as_string());
   };
@@ -136,7 +136,7 @@ TEST_CASE("fleet limit: renewed leases outlive their lease time, the expiry is o
   while (Clock::now() < start + 3s) {
     std::this_thread::sleep_until(std::min(next, start + 3s));
     next = holder->maintain(Clock::now());
-    REQUIRE_FALSE(other->try_acquire(Clock::now()));
+    REQUIRE_FALSE(other->try_acquire(Clock::now(), {}));
   }
   CHECK(score() > first);
   CHECK(holder->lost() == 0);
@@ -148,7 +148,7 @@ TEST_CASE("fleet limit: a lease lost while Redis was away is taken again when th
   auto holder = semaphore(server, "slow-node", 1, 1s);
   auto redis_ptr = client_of(server);
   auto& redis = *redis_ptr;
-  REQUIRE(holder->try_acquire(Clock::now()));
+  REQUIRE(holder->try_acquire(Clock::now(), {}));
   // As if the lease had expired before the renewal came: the renewal takes it back (room left).
   redis.command_ok({"ZREM", holder->leases_key(), "slow-node#1"});
   holder->maintain(Clock::now() + 1h);
@@ -157,7 +157,7 @@ TEST_CASE("fleet limit: a lease lost while Redis was away is taken again when th
   // No room left: the lease is lost, counted, and forgotten (its release gives back nothing).
   auto taker = semaphore(server, "taker", 1, 10s);
   redis.command_ok({"ZREM", holder->leases_key(), "slow-node#1"});
-  REQUIRE(taker->try_acquire(Clock::now()));
+  REQUIRE(taker->try_acquire(Clock::now(), {}));
   holder->maintain(Clock::now() + 2h);
   CHECK(holder->lost() == 1);
   CHECK(holder->held() == 0);
@@ -168,10 +168,10 @@ TEST_CASE("fleet limit: a lease lost while Redis was away is taken again when th
 TEST_CASE("fleet limit: Redis out of reach refuses admission and asks again later", "[fleet]") {
   cbm::test::RedisServer server;
   auto a = semaphore(server, "node-a", 4);
-  REQUIRE(a->try_acquire(Clock::now()));
+  REQUIRE(a->try_acquire(Clock::now(), {}));
   server.kill();
   const auto now = Clock::now();
-  CHECK_FALSE(a->try_acquire(now));
+  CHECK_FALSE(a->try_acquire(now, {}));
   CHECK(a->retry_at(now) >= now + FleetSemaphore::kUnavailableRetry);
   CHECK_FALSE(a->in_use());
 }
@@ -183,20 +183,20 @@ TEST_CASE("fleet limit: a 1302 on one node lowers the limit every node acquires 
   auto b = semaphore(server, "node-b", 8);
   const auto now = Clock::now();
   std::vector<cbm::SharedAdmission::LeaseId> leases;
-  for (int i = 0; i < 6; ++i) leases.push_back(*a->try_acquire(now));
+  for (int i = 0; i < 6; ++i) leases.push_back(*a->try_acquire(now, {}));
   CHECK(a->shared_limit() == 8);
   // Refused with 5 others in flight: the limit drops to 5, and (the first cut) to 0.7 of it.
   a->release(leases.back(), refused_1302(), now);
   leases.pop_back();
   CHECK(b->shared_limit() == 3);
-  CHECK_FALSE(b->try_acquire(now));  // 5 in flight, the fleet's limit is 3
+  CHECK_FALSE(b->try_acquire(now, {}));  // 5 in flight, the fleet's limit is 3
   // Successes while the limit binds add 1/limit each, as a node's AdaptiveLimit does.
   for (const auto lease : leases) a->release(lease, kOk, now);
   const auto raised = b->shared_limit();
   REQUIRE(raised);
   CHECK(*raised > 3);
   CHECK(*raised < 8);
-  CHECK(b->try_acquire(now));
+  CHECK(b->try_acquire(now, {}));
 }
 
 TEST_CASE("fleet limit: bad settings are refused naming the field, the CLI names the flag and exits 2",

@@ -760,7 +760,7 @@ class CountingAdmission final : public cbm::SharedAdmission {
 
   void bind_log(cbm::Logger&) override {}
 
-  std::optional<LeaseId> try_acquire(Clock::time_point now) override {
+  std::optional<LeaseId> try_acquire(Clock::time_point now, const cbm::RateLimit::Reservation&) override {
     ++asked;
     if (held_.size() + others >= capacity_) return std::nullopt;
     const LeaseId id = next_id_++;
@@ -770,6 +770,7 @@ class CountingAdmission final : public cbm::SharedAdmission {
     return id;
   }
   Clock::time_point retry_at(Clock::time_point now) const override { return now + kRetry; }
+  void cancel(LeaseId lease, Clock::time_point) override { held_.erase(lease); }
   void release(LeaseId lease, const AttemptOutcome&, Clock::time_point) override {
     ++released;
     held_.erase(lease);
