@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "fleet_semaphore.hpp"
+
 namespace cbm::fleet {
 namespace {
 
@@ -104,7 +106,7 @@ void validate(const FleetRateSettings& s) {
 FleetRate::FleetRate(redis::RedisUrl url, std::string scope, std::string holder, FleetRateSettings settings)
     : acquire_(script(kAcquire)),
       settle_(script(kSettle)),
-      client_(std::move(url), redis::Client::Options{}),
+      client_(std::move(url), admission_client_options()),
       requests_key_(scope + "rpm"),
       tokens_key_(scope + "tpm"),
       holder_(std::move(holder)),

@@ -147,6 +147,13 @@ std::string api_key_scope(std::string_view api_key) {
   return scope;
 }
 
+redis::Client::Options admission_client_options() {
+  redis::Client::Options o;
+  o.timeouts.connect = std::chrono::milliseconds(250);
+  o.timeouts.command = std::chrono::milliseconds(1000);
+  return o;
+}
+
 std::string lease_holder_name() {
   std::array<char, 256> host{};
   if (::gethostname(host.data(), host.size() - 1) != 0) host[0] = '\0';
@@ -179,7 +186,7 @@ FleetSemaphore::FleetSemaphore(redis::RedisUrl url, std::string scope, std::stri
       renew_(script(kRenew)),
       release_(script(kRelease)),
       count_(script(kInUse)),
-      client_(std::move(url), redis::Client::Options{}),
+      client_(std::move(url), admission_client_options()),
       leases_key_(scope + "leases"),
       limit_key_(scope + "limit"),
       holder_(std::move(holder)),

@@ -39,6 +39,11 @@ std::string api_key_scope(std::string_view api_key);
 // A name for this process among the fleet's lease holders: host, pid and a random part.
 std::string lease_holder_name();
 
+// The Redis client settings of what the engine's thread asks (the fleet's limits): short timeouts, so a
+// Redis that stalls or drops packets delays attempt deadlines and signals by a second at most, not by
+// the client's defaults (2 s to connect, 5 s a command).
+redis::Client::Options admission_client_options();
+
 struct FleetLimitSettings {
   int concurrency = 0;                         // --fleet-concurrency: attempts in flight fleet-wide; 0: none
   std::chrono::milliseconds lease_ttl{10000};  // --fleet-lease: a dead node's leases are back after this
