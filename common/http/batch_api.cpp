@@ -95,6 +95,13 @@ ApiError BatchApi::protocol_problem(const std::string& what, const std::string& 
   return e;
 }
 
+// An id the server gave that cannot go into a path: asking again would not change it.
+ApiError BatchApi::unusable_id(const std::string& what, const std::string& id) const {
+  ApiError e = protocol_problem(what, "'" + id.substr(0, 64) + "'");
+  e.error_class = ErrorClass::task_fatal;
+  return e;
+}
+
 Result<std::string, ApiError> BatchApi::call(const std::string& method, const std::string& path,
                                              const std::string& body, bool multipart_file,
                                              const std::string& filename,
@@ -225,7 +232,7 @@ Result<BatchObject, ApiError> BatchApi::create(const std::string& input_file_id,
 }
 
 Result<BatchObject, ApiError> BatchApi::retrieve(const std::string& batch_id) {
-  if (!safe_id(batch_id)) return Err{protocol_problem("batch id", "'" + batch_id.substr(0, 64) + "'")};
+  if (!safe_id(batch_id)) return Err{unusable_id("batch id", batch_id)};
   auto sent = call("GET", "/batches/" + batch_id, "", false, "", {}, nullptr);
   if (!sent) return Err{sent.error()};
   auto batch = parse_batch_object(sent.value());
@@ -234,7 +241,7 @@ Result<BatchObject, ApiError> BatchApi::retrieve(const std::string& batch_id) {
 }
 
 Result<BatchObject, ApiError> BatchApi::cancel(const std::string& batch_id) {
-  if (!safe_id(batch_id)) return Err{protocol_problem("batch id", "'" + batch_id.substr(0, 64) + "'")};
+  if (!safe_id(batch_id)) return Err{unusable_id("batch id", batch_id)};
   auto sent = call("POST", "/batches/" + batch_id + "/cancel", "{}", false, "", {}, nullptr);
   if (!sent) return Err{sent.error()};
   auto batch = parse_batch_object(sent.value());
@@ -245,7 +252,7 @@ Result<BatchObject, ApiError> BatchApi::cancel(const std::string& batch_id) {
 Result<ListPage<BatchObject>, ApiError> BatchApi::list_batches(const std::string& after) {
   std::string path = "/batches?limit=100";
   if (!after.empty()) {
-    if (!safe_id(after)) return Err{protocol_problem("batch list", "last_id '" + after.substr(0, 64) + "'")};
+    if (!safe_id(after)) return Err{unusable_id("batch list's last_id", after)};
     path += "&after=" + after;
   }
   auto sent = call("GET", path, "", false, "", {}, nullptr);
@@ -258,7 +265,7 @@ Result<ListPage<BatchObject>, ApiError> BatchApi::list_batches(const std::string
 Result<std::optional<ListPage<FileObject>>, ApiError> BatchApi::list_files(const std::string& after) {
   std::string path = "/files?purpose=batch&limit=100";
   if (!after.empty()) {
-    if (!safe_id(after)) return Err{protocol_problem("file list", "last_id '" + after.substr(0, 64) + "'")};
+    if (!safe_id(after)) return Err{unusable_id("file list's last_id", after)};
     path += "&after=" + after;
   }
   long status = 0;
@@ -275,7 +282,7 @@ Result<std::optional<ListPage<FileObject>>, ApiError> BatchApi::list_files(const
 Result<bool, ApiError> BatchApi::download(
     const std::string& file_id, const std::function<void(std::string_view)>& on_line,
     const std::function<void(std::string_view head, std::string_view tail)>& on_oversized) {
-  if (!safe_id(file_id)) return Err{protocol_problem("file id", "'" + file_id.substr(0, 64) + "'")};
+  if (!safe_id(file_id)) return Err{unusable_id("file id", file_id)};
   std::string pending;     // a line that spans chunks; of an oversized line, its head only
   bool oversized = false;  // the line in progress passed kBatchMaxOutputLine
   std::string tail;        // an oversized line's last kBatchLineEdge bytes so far

@@ -59,6 +59,7 @@ class BatchApi {
                                      const std::string& filename,
                                      const std::function<void(std::string_view)>& on_data, long* status_out);
   ApiError protocol_problem(const std::string& what, const std::string& detail) const;
+  ApiError unusable_id(const std::string& what, const std::string& id) const;
 
   ClientConfig config_;
   std::string base_;
