@@ -4,8 +4,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <atomic>
-
 #include <memory>
 #include <stdexcept>
 
@@ -31,20 +31,6 @@ bool safe_id(const std::string& id) {
   return true;
 }
 
-// An id as an error names it: quoted, its first 64 characters (built by appending: g++ 12 at -O3 warns
-// on `"'" + std::string&&`, -Wrestrict).
-std::string quoted_id(const std::string& id, const char* before = "'") {
-  std::string out(before);
-  out.append(id, 0, 64);
-  out += '\'';
-  return out;
-}
-
-int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  const auto* abort = static_cast<const std::atomic<bool>*>(user);
-  return abort->load(std::memory_order_relaxed) ? 1 : 0;
-}
-
 struct SlistFree {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
@@ -59,9 +45,18 @@ struct BatchApi::Exchange {
   CURL* curl = nullptr;
   std::size_t max_body = 0;
   std::string body;  // the answer (or, when streamed, an error status's body)
-  const std::function<bool(std::string_view)>* on_data = nullptr;
+  const std::function<void(std::string_view)>* on_data = nullptr;
+  const std::atomic<bool>* abort = nullptr;
+  const std::function<bool()>* stopping = nullptr;
   bool too_large = false;
-  bool refused = false;  // on_data refused the data (a line too long)
+
+  // libcurl calls it at least once a second, transferring or not: non-zero aborts the transfer.
+  static int on_progress(void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    const auto* x = static_cast<const Exchange*>(self);
+    const bool stop = (x->abort != nullptr && x->abort->load(std::memory_order_relaxed)) ||
+                      (x->stopping != nullptr && *x->stopping && (*x->stopping)());
+    return stop ? 1 : 0;
+  }
 
   static std::size_t on_body(char* data, std::size_t size, std::size_t nmemb, void* self) {
     auto* x = static_cast<Exchange*>(self);
@@ -69,10 +64,7 @@ struct BatchApi::Exchange {
     long status = 0;
     curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
     if (x->on_data != nullptr && *x->on_data && status >= 200 && status < 300) {
-      if (!(*x->on_data)(std::string_view(data, n))) {
-        x->refused = true;
-        return 0;
-      }
+      (*x->on_data)(std::string_view(data, n));
       return n;
     }
     if (x->body.size() + n > x->max_body) {
@@ -84,8 +76,11 @@ struct BatchApi::Exchange {
   }
 };
 
-BatchApi::BatchApi(ClientConfig config, std::chrono::milliseconds timeout)
-    : config_(std::move(config)), base_(trim_trailing_slashes(config_.base_url)), timeout_(timeout),
+BatchApi::BatchApi(ClientConfig config, std::chrono::milliseconds timeout, std::function<bool()> stopping)
+    : config_(std::move(config)),
+      base_(trim_trailing_slashes(config_.base_url)),
+      timeout_(timeout),
+      stopping_(std::move(stopping)),
       curl_(curl_easy_init()) {
   if (curl_ == nullptr) throw std::runtime_error("curl_easy_init failed");
 }
@@ -100,15 +95,29 @@ ApiError BatchApi::protocol_problem(const std::string& what, const std::string& 
   return e;
 }
 
+// An id the server gave that cannot go into a path: asking again would not change it.
+ApiError BatchApi::unusable_id(const std::string& what, const std::string& id) const {
+  // Built by appending: g++ 12 at -O3 warns on `"'" + std::string&&` (-Wrestrict).
+  std::string quoted = "'";
+  quoted.append(id, 0, 64);
+  quoted += '\'';
+  ApiError e = protocol_problem(what, quoted);
+  e.error_class = ErrorClass::task_fatal;
+  return e;
+}
+
 Result<std::string, ApiError> BatchApi::call(const std::string& method, const std::string& path,
-                                             const std::string& body, bool multipart_file, const std::string& filename,
-                                             const std::function<bool(std::string_view)>& on_data,
+                                             const std::string& body, bool multipart_file,
+                                             const std::string& filename,
+                                             const std::function<void(std::string_view)>& on_data,
                                              long* status_out) {
   curl_easy_reset(curl_);
   Exchange x;
   x.curl = curl_;
   x.max_body = config_.http.max_body_bytes;
   x.on_data = &on_data;
+  x.abort = config_.http.abort;
+  x.stopping = &stopping_;
   char error_buffer[CURL_ERROR_SIZE] = {0};
   const std::string url = base_ + path;
   std::string auth = "Authorization: Bearer ";
@@ -138,9 +147,9 @@ Result<std::string, ApiError> BatchApi::call(const std::string& method, const st
   curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, error_buffer);
   curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &Exchange::on_body);
   curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &x);
-  if (config_.http.abort != nullptr) {
-    curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, &on_progress);
-    curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, config_.http.abort);
+  if (x.abort != nullptr || stopping_) {
+    curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, &Exchange::on_progress);
+    curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, &x);
     curl_easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
   }
   if (multipart_file) {
@@ -168,10 +177,6 @@ Result<std::string, ApiError> BatchApi::call(const std::string& method, const st
   Result<HttpResponse, TransportError> sent = HttpResponse{};
   if (code != CURLE_OK) {
     TransportError t;
-    if (x.refused) {
-      return Err{protocol_problem("file content", "a line longer than " + std::to_string(kBatchMaxOutputLine) +
-                                                    " bytes")};
-    }
     if (x.too_large) {
       t.kind = TransportError::Kind::too_large;
       t.message = "answer larger than " + std::to_string(x.max_body) + " bytes";
@@ -231,7 +236,7 @@ Result<BatchObject, ApiError> BatchApi::create(const std::string& input_file_id,
 }
 
 Result<BatchObject, ApiError> BatchApi::retrieve(const std::string& batch_id) {
-  if (!safe_id(batch_id)) return Err{protocol_problem("batch id", quoted_id(batch_id))};
+  if (!safe_id(batch_id)) return Err{unusable_id("batch id", batch_id)};
   auto sent = call("GET", "/batches/" + batch_id, "", false, "", {}, nullptr);
   if (!sent) return Err{sent.error()};
   auto batch = parse_batch_object(sent.value());
@@ -240,7 +245,7 @@ Result<BatchObject, ApiError> BatchApi::retrieve(const std::string& batch_id) {
 }
 
 Result<BatchObject, ApiError> BatchApi::cancel(const std::string& batch_id) {
-  if (!safe_id(batch_id)) return Err{protocol_problem("batch id", quoted_id(batch_id))};
+  if (!safe_id(batch_id)) return Err{unusable_id("batch id", batch_id)};
   auto sent = call("POST", "/batches/" + batch_id + "/cancel", "{}", false, "", {}, nullptr);
   if (!sent) return Err{sent.error()};
   auto batch = parse_batch_object(sent.value());
@@ -251,7 +256,7 @@ Result<BatchObject, ApiError> BatchApi::cancel(const std::string& batch_id) {
 Result<ListPage<BatchObject>, ApiError> BatchApi::list_batches(const std::string& after) {
   std::string path = "/batches?limit=100";
   if (!after.empty()) {
-    if (!safe_id(after)) return Err{protocol_problem("batch list", quoted_id(after, "last_id '"))};
+    if (!safe_id(after)) return Err{unusable_id("batch list's last_id", after)};
     path += "&after=" + after;
   }
   auto sent = call("GET", path, "", false, "", {}, nullptr);
@@ -264,7 +269,7 @@ Result<ListPage<BatchObject>, ApiError> BatchApi::list_batches(const std::string
 Result<std::optional<ListPage<FileObject>>, ApiError> BatchApi::list_files(const std::string& after) {
   std::string path = "/files?purpose=batch&limit=100";
   if (!after.empty()) {
-    if (!safe_id(after)) return Err{protocol_problem("file list", quoted_id(after, "last_id '"))};
+    if (!safe_id(after)) return Err{unusable_id("file list's last_id", after)};
     path += "&after=" + after;
   }
   long status = 0;
@@ -278,25 +283,55 @@ Result<std::optional<ListPage<FileObject>>, ApiError> BatchApi::list_files(const
   return std::optional<ListPage<FileObject>>(std::move(page.value()));
 }
 
-Result<bool, ApiError> BatchApi::download(const std::string& file_id,
-                                          const std::function<void(std::string_view)>& on_line) {
-  if (!safe_id(file_id)) return Err{protocol_problem("file id", quoted_id(file_id))};
-  std::string pending;  // a line that spans two chunks
-  const std::function<bool(std::string_view)> on_data = [&](std::string_view data) {
-    for (std::size_t nl; (nl = data.find('\n')) != std::string_view::npos; data.remove_prefix(nl + 1)) {
-      if (pending.size() + nl > kBatchMaxOutputLine) return false;
-      pending.append(data.substr(0, nl));
+Result<bool, ApiError> BatchApi::download(
+    const std::string& file_id, const std::function<void(std::string_view)>& on_line,
+    const std::function<void(std::string_view head, std::string_view tail)>& on_oversized) {
+  if (!safe_id(file_id)) return Err{unusable_id("file id", file_id)};
+  std::string pending;     // a line that spans chunks; of an oversized line, its head only
+  bool oversized = false;  // the line in progress passed kBatchMaxOutputLine
+  std::string tail;        // an oversized line's last kBatchLineEdge bytes so far
+  const auto keep_tail = [&](std::string_view part) {
+    if (part.size() >= kBatchLineEdge) {
+      tail.assign(part.substr(part.size() - kBatchLineEdge));
+      return;
+    }
+    tail.append(part);
+    if (tail.size() > kBatchLineEdge) tail.erase(0, tail.size() - kBatchLineEdge);
+  };
+  const auto add = [&](std::string_view part) {
+    if (!oversized && pending.size() + part.size() > kBatchMaxOutputLine) {
+      oversized = true;
+      keep_tail(pending);
+      pending.resize(std::min(pending.size(), kBatchLineEdge));
+      pending.append(part.substr(0, kBatchLineEdge - pending.size()));
+    }
+    if (oversized) {
+      keep_tail(part);
+    } else {
+      pending.append(part);
+    }
+  };
+  const auto end_line = [&] {
+    if (oversized) {
+      on_oversized(pending, tail);
+    } else {
       if (!pending.empty() && pending.back() == '\r') pending.pop_back();
       if (!pending.empty()) on_line(pending);
-      pending.clear();
     }
-    if (pending.size() + data.size() > kBatchMaxOutputLine) return false;
-    pending.append(data);
-    return true;
+    pending.clear();
+    tail.clear();
+    oversized = false;
+  };
+  const std::function<void(std::string_view)> on_data = [&](std::string_view data) {
+    for (std::size_t nl; (nl = data.find('\n')) != std::string_view::npos; data.remove_prefix(nl + 1)) {
+      add(data.substr(0, nl));
+      end_line();
+    }
+    add(data);
   };
   auto sent = call("GET", "/files/" + file_id + "/content", "", false, "", on_data, nullptr);
   if (!sent) return Err{sent.error()};
-  if (!pending.empty()) on_line(pending);
+  if (!pending.empty() || oversized) end_line();
   return true;
 }
 

@@ -187,4 +187,37 @@ Result<BatchOutputLine, std::string> parse_batch_output_line(std::string_view li
   return out;
 }
 
+namespace {
+
+// The custom_id whose key starts at `at` in `text`, if its whole value is there.
+std::optional<std::string> custom_id_value(std::string_view text, std::size_t at) {
+  constexpr std::string_view kKey = "\"custom_id\"";
+  std::size_t i = at + kKey.size();
+  while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+  if (i >= text.size() || text[i] != ':') return std::nullopt;
+  ++i;
+  while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+  if (i >= text.size() || text[i] != '"') return std::nullopt;
+  const std::size_t start = i + 1;
+  const std::size_t end = text.find('"', start);
+  if (end == std::string_view::npos || end == start || end - start > 256) return std::nullopt;
+  const std::string_view value = text.substr(start, end - start);
+  if (value.find('\\') != std::string_view::npos) return std::nullopt;
+  return std::string(value);
+}
+
+}  // namespace
+
+std::optional<std::string> custom_id_at_edges(std::string_view head, std::string_view tail) {
+  constexpr std::string_view kKey = "\"custom_id\"";
+  for (std::size_t at = head.find(kKey); at != std::string_view::npos; at = head.find(kKey, at + 1)) {
+    if (auto id = custom_id_value(head, at)) return id;
+  }
+  for (std::size_t at = tail.rfind(kKey); at != std::string_view::npos;
+       at = at == 0 ? std::string_view::npos : tail.rfind(kKey, at - 1)) {
+    if (auto id = custom_id_value(tail, at)) return id;
+  }
+  return std::nullopt;
+}
+
 }  // namespace cbm

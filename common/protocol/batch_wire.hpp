@@ -20,9 +20,10 @@ inline constexpr std::string_view kBatchEndpoint = "/v4/chat/completions";
 // Limits of one input file: lines and bytes (the platform refuses more: HTTP 435 above 100 MB).
 inline constexpr std::size_t kBatchMaxLines = 50000;
 inline constexpr std::size_t kBatchMaxBytes = 100u << 20;
-// A line of an output or error file longer than this is refused (the answer of one chat call; the
-// online path's body cap is 8 MiB).
+// A line of an output or error file longer than this is not read (the answer of one chat call; the
+// online path's body cap is 8 MiB): only its first and last kBatchLineEdge bytes are kept, to name it.
 inline constexpr std::size_t kBatchMaxOutputLine = 8u << 20;
+inline constexpr std::size_t kBatchLineEdge = 4096;
 
 // `{"custom_id":…,"method":"POST","url":"/v4/chat/completions","body":<body>}` and its newline.
 // `body` is a chat completion's JSON request body, copied as is.
@@ -82,5 +83,9 @@ struct BatchOutputLine {
   std::string body;  // the response body, re-serialized JSON
 };
 Result<BatchOutputLine, std::string> parse_batch_output_line(std::string_view line);
+// The custom_id of an output line too long to read, from its first bytes (`head`) or else its last
+// (`tail`): the first `"custom_id":"…"` of the head, the last of the tail (a string value without
+// escapes, as this program writes them). nullopt when neither edge holds one.
+std::optional<std::string> custom_id_at_edges(std::string_view head, std::string_view tail);
 
 }  // namespace cbm

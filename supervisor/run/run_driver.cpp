@@ -10,9 +10,10 @@
 #include <stdexcept>
 
 #include "attempt_engine.hpp"
+#include "batch_record.hpp"
 #include "batch_transport.hpp"
-#include "event_loop_transport.hpp"
 #include "duplicate_topics.hpp"
+#include "event_loop_transport.hpp"
 #include "fd_limit.hpp"
 #include "http_client.hpp"
 #include "journal.hpp"
@@ -49,6 +50,27 @@ std::unique_ptr<Transport> make_transport(const ExecutorContext& run) {
       return std::make_unique<EventLoopTransport>(run.config, run.control);
   }
   throw std::invalid_argument("mode: unknown value");
+}
+
+// --resume of a journal whose batch files hold lines without a record: those lines are in a batch the
+// platform runs (or ran, paid). Only --via batch collects them; sent online they would be paid twice.
+void refuse_online_resume_of_batch_lines(const RunConfig& cfg, const std::vector<std::string>& batch_lines,
+                                         const RunLedger& ledger) {
+  if (cfg.via == Via::batch) return;
+  std::size_t pending = 0;
+  for (const auto& file : fold_batch_records(batch_lines)) {
+    if (file.abandoned) continue;
+    for (const auto& custom_id : file.custom_ids) {
+      const auto task = parse_batch_custom_id(custom_id);
+      if (task && !ledger.has(task->first, task->second)) ++pending;
+    }
+  }
+  if (pending == 0) return;
+  throw std::runtime_error("the journal '" + cfg.journal.string() + "' has " + std::to_string(pending) +
+                           " line(s) in Batch API files without a result: resume it with --via batch, which "
+                           "collects their batches (--via " +
+                           std::string(to_string(cfg.via)) +
+                           " would send them again, and pay for them twice)");
 }
 
 }  // namespace
@@ -161,6 +183,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
     const JournalSettings settings = JournalSettings::of(cfg);
     std::size_t restored = 0;
     std::optional<Journal> opened;
+    std::vector<std::string> batch_lines;  // kept only to refuse a resume that would send them again
     try {
       opened.emplace(cfg.resume ? Journal::open_for_resume(
                                       cfg.journal, settings, cfg.force_resume,
@@ -170,7 +193,10 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
                                         ++restored;
                                       },
                                       [&control] { return control.stopping(); },
-                                      [&ledger](std::string_view line) { ledger.restore_batch_line(line); })
+                                      [&](std::string_view line) {
+                                        ledger.restore_batch_line(line);
+                                        if (cfg.via != Via::batch) batch_lines.emplace_back(line);
+                                      })
                                 : Journal::create(cfg.journal, settings));
     } catch (const JournalReadStopped& e) {
       // Nothing was sent and nothing written: the journal is as it was, the report (an earlier run's,
@@ -184,6 +210,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
       outcome.exit_status = exit_status_of(RunEnding{false, control.first_signal(), false});
       return outcome;
     }
+    refuse_online_resume_of_batch_lines(cfg, batch_lines, ledger);
     Journal journal = std::move(*opened);
     journal.on_failure([&control] { control.wake(); });  // the loop aborts at once (ledger's abort reason)
     ledger.attach(std::move(journal));

@@ -4,6 +4,9 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <charconv>
+#include <map>
+
 namespace cbm {
 namespace {
 
@@ -93,13 +96,36 @@ std::optional<BatchRecord> decode_batch_record(std::string_view line) {
   return r;
 }
 
-std::map<std::pair<std::string, std::uint64_t>, RestoredBatch> fold_batch_records(
-    const std::vector<std::string>& lines) {
-  std::map<std::pair<std::string, std::uint64_t>, RestoredBatch> out;
+std::string batch_custom_id(std::uint32_t round, std::uint64_t id) {
+  std::string text = std::to_string(round);
+  text += '-';
+  text += std::to_string(id);
+  return text;
+}
+
+std::optional<std::pair<std::uint32_t, std::uint64_t>> parse_batch_custom_id(std::string_view custom_id) {
+  const std::size_t dash = custom_id.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  std::uint32_t round = 0;
+  std::uint64_t id = 0;
+  const char* const end = custom_id.data() + custom_id.size();
+  const auto r = std::from_chars(custom_id.data(), custom_id.data() + dash, round);
+  const auto i = std::from_chars(custom_id.data() + dash + 1, end, id);
+  if (r.ec != std::errc{} || r.ptr != custom_id.data() + dash || i.ec != std::errc{} || i.ptr != end) {
+    return std::nullopt;
+  }
+  return std::make_pair(round, id);
+}
+
+std::vector<RestoredBatch> fold_batch_records(const std::vector<std::string>& lines) {
+  std::vector<RestoredBatch> out;
+  std::map<std::pair<std::string, std::uint64_t>, std::size_t> index;  // (token, seq) -> its entry in out
   for (const auto& line : lines) {
     auto r = decode_batch_record(line);
     if (!r) continue;
-    RestoredBatch& b = out[{r->token, r->seq}];
+    const auto [at, added] = index.try_emplace({r->token, r->seq}, out.size());
+    if (added) out.emplace_back();
+    RestoredBatch& b = out[at->second];
     b.token = r->token;
     b.seq = r->seq;
     switch (r->state) {
@@ -112,7 +138,9 @@ std::map<std::pair<std::string, std::uint64_t>, RestoredBatch> fold_batch_record
         b.file_id = std::move(r->file_id);
         break;
       case BatchState::created:
+        // The batch exists after all (found by its metadata after a create whose answer was lost).
         b.batch_id = std::move(r->batch_id);
+        b.abandoned = false;
         break;
       case BatchState::abandoned:
         b.abandoned = true;

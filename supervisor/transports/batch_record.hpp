@@ -6,15 +6,18 @@
 //   {"batch":{"token":T,"seq":N,"state":"uploaded","file_id":F}}
 //   {"batch":{"token":T,"seq":N,"state":"created","batch_id":B}}
 //   {"batch":{"token":T,"seq":N,"state":"abandoned"}}      (its lines went elsewhere: nothing was paid)
+// "abandoned" is written only when the platform clearly did not take the file or the batch (a 4xx, or
+// an upload that never got an id); a later "created" of the same file (its batch found by --resume
+// after all) overrides it.
 // (token, seq) names one file; the token is unique to the process that wrote it, and is in the file's
 // name and in the batch's metadata, so a file or batch whose id was not recorded is found by listing.
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cbm {
@@ -37,7 +40,13 @@ std::string encode_batch_record(const BatchRecord& r);
 // nullopt when `line` is not a batch record this program wrote.
 std::optional<BatchRecord> decode_batch_record(std::string_view line);
 
-// What the journal's records of one file add up to (the last state wins; ids accumulate).
+// A line's custom_id: "<round>-<task id>" (unique within a run, the same for every attempt of a task).
+std::string batch_custom_id(std::uint32_t round, std::uint64_t id);
+// The round and task id of a custom_id this program made; nullopt for anything else.
+std::optional<std::pair<std::uint32_t, std::uint64_t>> parse_batch_custom_id(std::string_view custom_id);
+
+// What the journal's records of one file add up to (the last state wins, except that "created" clears
+// "abandoned"; ids accumulate).
 struct RestoredBatch {
   std::string token;
   std::uint64_t seq = 0;
@@ -48,9 +57,9 @@ struct RestoredBatch {
   std::string batch_id;
   bool abandoned = false;
 };
-// Folds the journal's batch lines (in file order), keyed by (token, seq); lines that do not decode
-// are skipped.
-std::map<std::pair<std::string, std::uint64_t>, RestoredBatch> fold_batch_records(
-    const std::vector<std::string>& lines);
+// Folds the journal's batch lines (in file order) by (token, seq), one entry a file in the order of
+// its first record: when a custom_id is in more than one file, the later entry is the newer file
+// (tokens are random, so (token, seq) says nothing of age). Lines that do not decode are skipped.
+std::vector<RestoredBatch> fold_batch_records(const std::vector<std::string>& lines);
 
 }  // namespace cbm

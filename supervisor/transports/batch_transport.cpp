@@ -20,13 +20,6 @@ std::string random_token() {
   return out;
 }
 
-std::string custom_id_of(const Task& task) {
-  std::string id = std::to_string(task.round);
-  id += '-';
-  id += std::to_string(task.id);
-  return id;
-}
-
 std::string file_name(const std::string& token, std::uint64_t seq) {
   std::string name = "cbm-";
   name += token;
@@ -72,7 +65,10 @@ BatchTransport::BatchTransport(const RunConfig& config, RunControl& control, Run
       batch_protocol_(unstreamed(config.client)),
       steps_(config.pipeline),
       http_(config.client.http, static_cast<std::size_t>(std::max(1, config.concurrency)), control.wake_fd()),
-      api_(config.client, std::max(config.timeout, milliseconds(std::chrono::minutes(10)))),
+      // A stop aborts the call in progress (the journal's records make any of them safe to cut short),
+      // except the cancels stop_batches() sends for it, which only a second TERM/INT cuts.
+      api_(config.client, std::max(config.timeout, milliseconds(std::chrono::minutes(10))),
+           [this] { return control_.level() == StopLevel::now || (control_.stopping() && !stopped_); }),
       token_(random_token()),
       slot_count_(std::max<std::size_t>(1, config.batch.max_lines) * kFilesInFlight) {
   const std::size_t online = static_cast<std::size_t>(std::max(1, config.concurrency));
@@ -83,11 +79,12 @@ BatchTransport::BatchTransport(const RunConfig& config, RunControl& control, Run
 BatchTransport::~BatchTransport() = default;
 
 // --resume: the journal's batch lines become files that wait (dormant) until an attempt of one of
-// their lines starts. A file abandoned, or whose lines all have records, never wakes.
+// their lines starts. A file abandoned, or whose lines all have records, never wakes. A custom_id in
+// more than one file waits on the newest (the files come oldest first).
 void BatchTransport::recover_restored() {
   if (recovered_) return;
   recovered_ = true;
-  for (auto& [key, r] : fold_batch_records(ledger_.take_restored_batch_lines())) {
+  for (auto& r : fold_batch_records(ledger_.take_restored_batch_lines())) {
     if (r.abandoned || r.custom_ids.empty()) continue;
     File f;
     f.token = r.token;
@@ -114,7 +111,7 @@ void BatchTransport::start(std::size_t slot, const Task& task, Clock::time_point
   Slot& s = slots_[slot];
   s.attempt.emplace(steps_.begin(task));
   s.task = &task;
-  s.custom_id = custom_id_of(task);
+  s.custom_id = batch_custom_id(task.round, task.id);
   s.stage = Stage::idle;
   if (auto answered = answered_.extract(s.custom_id)) {
     // Its line's answer came with a batch --resume collected before this attempt started.
@@ -123,7 +120,7 @@ void BatchTransport::start(std::size_t slot, const Task& task, Clock::time_point
     answer(slot, answered.mapped().first, answered.mapped().second);
     return;
   }
-  if (const auto it = restored_.find(s.custom_id); it != restored_.end()) {
+  if (const auto it = restored_.find(s.custom_id); it != restored_.end() && files_.count(it->second) != 0) {
     // Its line went out before (--resume): it waits for that file's batch.
     File& f = files_.at(it->second);
     s.attempt->continue_at_analysis();
@@ -304,9 +301,10 @@ void BatchTransport::submit(File& f) {
             std::to_string(f.content.size()) + " bytes)");
   auto uploaded = api_.upload(f.name, f.content);
   if (!uploaded) {
-    fail_file(f, uploaded.error(), "upload");
-    BatchRecord gone{f.token, f.seq, BatchState::abandoned, "", "", {}, "", ""};
-    journal(gone, f);
+    // Whatever the server kept of it is never used: a file costs nothing, a batch is made of it or none.
+    if (!journal(BatchRecord{f.token, f.seq, BatchState::abandoned, "", "", {}, "", ""}, f)) return;
+    // Aborted by a stop: stop_batches() ends its lines as stopped, not failed.
+    if (!control_.stopping()) fail_file(f, uploaded.error(), "upload");
     return;
   }
   f.content.clear();
@@ -314,6 +312,8 @@ void BatchTransport::submit(File& f) {
   f.file_id = uploaded->id;
   if (!journal(BatchRecord{f.token, f.seq, BatchState::uploaded, "", "", {}, f.file_id, ""}, f)) return;
   f.phase = Phase::found;
+  f.poll_every = config_.batch.poll_min;
+  if (control_.stopping()) return;  // no batch is created after a stop (--resume creates it)
   find_restored(f);
 }
 
@@ -328,8 +328,7 @@ void BatchTransport::find_restored(File& f) {
     for (int page = 0; page < 100 && f.file_id.empty(); ++page) {
       auto files = api_.list_files(after);
       if (!files) {
-        log_.warn("batch file " + f.name + ": cannot list files (" + files.error().describe() + "); retrying later");
-        f.next_poll = Clock::now() + f.poll_every;
+        call_failed(f, files.error(), "listing files");
         return;
       }
       if (!files.value()) break;  // no list endpoint: the lines go into a new file
@@ -344,12 +343,11 @@ void BatchTransport::find_restored(File& f) {
       log_.info("batch file " + f.name + (listed ? " was not uploaded" : ": the server lists no files") +
                 ": its lines go into a new file");
       journal(BatchRecord{f.token, f.seq, BatchState::abandoned, "", "", {}, "", ""}, f);
-      // The attempts start over (their search step too: nothing of it was kept), with new lines.
+      // The attempts start over (their search step too: nothing of it was kept), with new lines; so do
+      // the lines of this file whose attempts have not started yet.
+      forget_restored(f);
       std::vector<std::size_t> waiting;
-      for (const auto& [custom_id, slot] : f.waiting) {
-        restored_.erase(custom_id);
-        waiting.push_back(slot);
-      }
+      for (const auto& [custom_id, slot] : f.waiting) waiting.push_back(slot);
       f.waiting.clear();
       f.restored = false;
       for (const std::size_t slot : waiting) {
@@ -363,13 +361,12 @@ void BatchTransport::find_restored(File& f) {
     }
     if (!journal(BatchRecord{f.token, f.seq, BatchState::uploaded, "", "", {}, f.file_id, ""}, f)) return;
   }
-  if (f.restored) {
+  if (f.restored || f.create_unanswered) {
     std::string after;
     for (int page = 0; page < 100 && f.batch_id.empty(); ++page) {
       auto list = api_.list_batches(after);
       if (!list) {
-        log_.warn("batch file " + f.name + ": cannot list batches (" + list.error().describe() + "); retrying later");
-        f.next_poll = Clock::now() + f.poll_every;
+        call_failed(f, list.error(), "listing batches");
         return;
       }
       for (const auto& b : list->data) {
@@ -385,48 +382,112 @@ void BatchTransport::find_restored(File& f) {
     }
   }
   if (f.batch_id.empty()) {
-    auto created = api_.create(f.file_id, {{"cbm_token", f.token}, {"cbm_seq", std::to_string(f.seq)}});
-    if (!created) {
-      fail_file(f, created.error(), "creating its batch");
-      journal(BatchRecord{f.token, f.seq, BatchState::abandoned, "", "", {}, "", ""}, f);
-      return;
-    }
-    f.batch_id = created->id;
-    log_.info("batch file " + f.name + ": batch " + f.batch_id + " created (" + created->status + ")");
-  } else {
-    log_.info("batch file " + f.name + ": found its batch " + f.batch_id);
+    create(f);
+    return;
   }
+  log_.info("batch file " + f.name + ": found its batch " + f.batch_id);
   if (!journal(BatchRecord{f.token, f.seq, BatchState::created, "", "", {}, "", f.batch_id}, f)) return;
+  f.failures = 0;
   f.phase = Phase::polling;
   f.poll_every = config_.batch.poll_min;
   f.next_poll = Clock::now() + f.poll_every;
 }
 
+// POST /batches for `f`. Only a clear refusal (a 4xx) means no batch was made: then its lines fail as
+// the error says and the file is abandoned. Any other failure may hide a batch that exists (the answer
+// was lost): the file stays, and its batch is looked up by its metadata before another create.
+void BatchTransport::create(File& f) {
+  auto created = api_.create(f.file_id, {{"cbm_token", f.token}, {"cbm_seq", std::to_string(f.seq)}});
+  if (!created) {
+    const ApiError& e = created.error();
+    if (e.http_status >= 400 && e.http_status < 500) {
+      fail_file(f, e, "creating its batch");
+      forget_restored(f);
+      f.restored = false;
+      journal(BatchRecord{f.token, f.seq, BatchState::abandoned, "", "", {}, "", ""}, f);
+      return;
+    }
+    f.create_unanswered = true;
+    call_failed(f, e, "creating its batch (it may exist: looked for by its metadata before another create)");
+    return;
+  }
+  f.batch_id = created->id;
+  log_.info("batch file " + f.name + ": batch " + f.batch_id + " created (" + created->status + ")");
+  if (!journal(BatchRecord{f.token, f.seq, BatchState::created, "", "", {}, "", f.batch_id}, f)) return;
+  f.failures = 0;
+  f.phase = Phase::polling;
+  f.poll_every = config_.batch.poll_min;
+  f.next_poll = Clock::now() + f.poll_every;
+}
+
+// A Batch API call for `f` failed. A refusal (an error that is not retryable) or kMaxCallFailures
+// failures in a row end the lines waiting on it for good (task_fatal, unless run_fatal): its batch may
+// exist and be paid, and a new line would be paid again. Anything else is tried again later, backing
+// off as the polls do. True when the lines ended.
+bool BatchTransport::call_failed(File& f, const ApiError& error, const std::string& doing) {
+  ++f.failures;
+  f.poll_every =
+      std::clamp<Clock::duration>(f.poll_every * 3 / 2, config_.batch.poll_min, config_.batch.poll_max);
+  f.next_poll = Clock::now() + f.poll_every;
+  const std::string what = f.batch_id.empty() ? "batch file " + f.name : "batch " + f.batch_id;
+  const bool transient =
+      error.error_class == ErrorClass::retryable || error.error_class == ErrorClass::wait_until;
+  if (transient && f.failures < kMaxCallFailures) {
+    log_.warn(what + ": " + doing + " failed (" + error.describe() + "); retrying later");
+    return false;
+  }
+  ApiError e = error;
+  if (e.error_class != ErrorClass::run_fatal) e.error_class = ErrorClass::task_fatal;
+  e.message = what + ": " + doing + " failed" +
+              (transient ? " " + std::to_string(f.failures) + " times in a row" : std::string()) + " (" +
+              error.message + "); its lines are not sent again (their batch may have run, and be paid)";
+  fail_file(f, e, doing);
+  forget_restored(f);
+  f.restored = false;
+  return true;
+}
+
+// The journalled lines of `f` whose attempts have not started no longer wait for it (they go out anew).
+void BatchTransport::forget_restored(const File& f) {
+  for (const auto& c : f.custom_ids) {
+    const auto it = restored_.find(c);
+    if (it != restored_.end() && files_.count(it->second) != 0 && &files_.at(it->second) == &f)
+      restored_.erase(it);
+  }
+}
+
 void BatchTransport::poll_due() {
   const auto now = Clock::now();
   for (auto it = files_.begin(); it != files_.end();) {
+    if (control_.stopping()) return;  // nothing new is asked for after a stop (stop_batches ends the lines)
     File& f = it->second;
     if (f.phase == Phase::found && !f.waiting.empty() && now >= f.next_poll) find_restored(f);
-    if (f.phase == Phase::polling && !f.waiting.empty() && now >= f.next_poll) {
-      auto batch = api_.retrieve(f.batch_id);
-      f.poll_every = std::min<Clock::duration>(f.poll_every * 3 / 2, config_.batch.poll_max);
-      f.next_poll = Clock::now() + f.poll_every;
-      if (!batch) {
-        log_.warn("batch " + f.batch_id + ": cannot retrieve it (" + batch.error().describe() + "); retrying later");
-      } else {
-        if (batch->status != f.status || batch->request_counts.completed != f.counts.completed ||
-            batch->request_counts.failed != f.counts.failed) {
-          f.status = batch->status;
-          f.counts = batch->request_counts;
-          log_.info(progress_text(f.batch_id, f.status, f.counts));
-        }
-        if (batch->ended()) collect(f, batch.value());
-      }
-    }
+    if (f.phase == Phase::polling && !f.waiting.empty() && now >= f.next_poll) poll(f);
     // A file is done once no attempt waits on it (its restored lines may still come: it stays).
     const bool done = f.waiting.empty() && !f.restored && f.phase != Phase::open;
     it = done ? files_.erase(it) : std::next(it);
   }
+}
+
+void BatchTransport::poll(File& f) {
+  auto batch = api_.retrieve(f.batch_id);
+  if (!batch) {
+    call_failed(f, batch.error(), "retrieving it");
+    return;
+  }
+  f.poll_every = std::min<Clock::duration>(f.poll_every * 3 / 2, config_.batch.poll_max);
+  f.next_poll = Clock::now() + f.poll_every;
+  if (batch->status != f.status || batch->request_counts.completed != f.counts.completed ||
+      batch->request_counts.failed != f.counts.failed) {
+    f.status = batch->status;
+    f.counts = batch->request_counts;
+    log_.info(progress_text(f.batch_id, f.status, f.counts));
+  }
+  if (!batch->ended()) {
+    f.failures = 0;
+    return;
+  }
+  collect(f, batch.value());
 }
 
 // The batch ended: every line of its output and error files goes to its attempt; a line the batch
@@ -446,28 +507,45 @@ void BatchTransport::collect(File& f, const BatchObject& batch) {
     }
     if (!batch.errors.empty()) e.code = batch.errors.front().code;
     fail_file(f, e, "validation");
-    for (const auto& c : f.custom_ids) restored_.erase(c);
+    forget_restored(f);
     f.restored = false;
     return;
   }
+  std::size_t bad = 0;  // lines of its files that name no answer
   for (const std::string* file_id : {&batch.output_file_id, &batch.error_file_id}) {
     if (file_id->empty()) continue;
-    std::size_t bad = 0;
-    auto read = api_.download(*file_id, [&](std::string_view text) {
-      auto line = parse_batch_output_line(text);
-      if (!line) {
-        if (++bad <= 3) log_.warn("batch " + f.batch_id + ": a line of file " + *file_id + " is unusable: " + line.error());
-        return;
-      }
-      answer_line(f, line.value());
-    });
+    const auto unusable = [&](const std::string& why) {
+      if (++bad <= 3)
+        log_.warn("batch " + f.batch_id + ": a line of file " + *file_id + " is unusable: " + why);
+    };
+    auto read = api_.download(
+        *file_id,
+        [&](std::string_view text) {
+          auto line = parse_batch_output_line(text);
+          if (!line) return unusable(line.error());
+          HttpResponse response;
+          response.status = line->status_code;
+          response.body = std::move(line->body);
+          response.content_type = "application/json";
+          answer_line(f, line->custom_id, LineAnswer(std::move(response)));
+        },
+        [&](std::string_view head, std::string_view tail) {
+          // The answer online would have refused as too large: its attempt ends as that one would.
+          const std::string too_long =
+              "an answer longer than " + std::to_string(kBatchMaxOutputLine) + " bytes";
+          const auto custom_id = custom_id_at_edges(head, tail);
+          if (!custom_id) return unusable(too_long + ", without a custom_id at its edges");
+          log_.warn("batch " + f.batch_id + ": the line of " + *custom_id + " is " + too_long + ": not read");
+          answer_line(f, *custom_id,
+                      LineAnswer(Err{TransportError{TransportError::Kind::too_large, too_long}}));
+        });
     if (!read) {
       // Downloaded again at the next poll (files are kept 30 days); lines already answered are done.
-      log_.warn("batch " + f.batch_id + ": cannot download file " + *file_id + " (" + read.error().describe() +
-                "); retrying later");
+      call_failed(f, read.error(), "downloading file " + *file_id);
       return;
     }
   }
+  f.failures = 0;
   const bool expired = batch.status == "expired" || batch.status == "cancelled";
   ApiError e;
   e.kind = ErrorKind::transport;
@@ -482,46 +560,38 @@ void BatchTransport::collect(File& f, const BatchObject& batch) {
     e.kind = ErrorKind::protocol;
     e.error_class = ErrorClass::retryable;
     e.message = "batch " + f.batch_id + " " + batch.status + " without an answer for this line";
+    if (bad > 0) e.message += " (" + std::to_string(bad) + " lines of its files were unusable)";
   }
   if (!f.waiting.empty()) fail_file(f, e, "collecting");
   // The lines of a collected file that no attempt waits on: answered (kept in answered_) or not
   // (a new line when their attempt starts).
-  for (const auto& c : f.custom_ids) {
-    if (const auto it = restored_.find(c); it != restored_.end() && files_.count(it->second) != 0 &&
-                                           &files_.at(it->second) == &f) {
-      restored_.erase(it);
-    }
-  }
+  forget_restored(f);
   f.restored = false;
 }
 
-void BatchTransport::answer_line(File& f, const BatchOutputLine& line) {
-  const auto it = f.waiting.find(line.custom_id);
+void BatchTransport::answer_line(File& f, const std::string& custom_id, const LineAnswer& reply) {
+  const auto it = f.waiting.find(custom_id);
   if (it == f.waiting.end()) {
     // A file --resume collects: a line whose attempt has not started yet keeps its answer for it
     // (a line whose task has a record never starts again).
-    const auto restored = restored_.find(line.custom_id);
+    const auto restored = restored_.find(custom_id);
     if (f.restored && restored != restored_.end() && files_.count(restored->second) != 0 &&
         &files_.at(restored->second) == &f) {
-      answered_.insert_or_assign(line.custom_id, std::make_pair(line, f.batch_id));
+      answered_.insert_or_assign(custom_id, std::make_pair(reply, f.batch_id));
     }
     return;
   }
   const std::size_t slot = it->second;
   f.waiting.erase(it);
-  answer(slot, line, f.batch_id);
+  answer(slot, reply, f.batch_id);
 }
 
-void BatchTransport::answer(std::size_t slot, const BatchOutputLine& line, const std::string& batch_id) {
-  restored_.erase(line.custom_id);
-  retry_online_.erase(line.custom_id);
-  HttpResponse response;
-  response.status = line.status_code;
-  response.body = line.body;
-  response.content_type = "application/json";
+void BatchTransport::answer(std::size_t slot, const LineAnswer& reply, const std::string& batch_id) {
   Slot& s = slots_[slot];
+  restored_.erase(s.custom_id);
+  retry_online_.erase(s.custom_id);
   s.answered_by = batch_id;
-  s.attempt->on_answer(protocol_.interpret(Endpoint::chat_completions, Result<HttpResponse, TransportError>(response)));
+  s.attempt->on_answer(protocol_.interpret(Endpoint::chat_completions, reply));
   s.stage = Stage::idle;
   send_next(slot);
 }
@@ -545,6 +615,10 @@ void BatchTransport::stop_batches() {
                   " was in progress; it goes on (paid for): --resume collects its answers";
       }
       log_.warn(message);
+    } else if (!f.file_id.empty()) {
+      message = "the run stopped before the batch of file " + f.name + " was " +
+                (f.create_unanswered ? "known (a create's answer was lost)" : "created") +
+                ": --resume finds or creates it";
     } else {
       message = "the run stopped before batch file " + f.name + " was uploaded";
     }
@@ -577,6 +651,7 @@ void BatchTransport::wait(Clock::time_point until, AttemptSink& sink) {
     // Sealed when full, or when no attempt will add a line soon (none is in its online step).
     if (open_ && !online_busy()) seal_open();
     for (auto& [key, f] : files_) {
+      if (control_.stopping()) break;  // nothing is uploaded after a stop (the next wait ends the lines)
       if (f.phase == Phase::sealed) {
         if (f.waiting.empty()) {
           f.phase = Phase::found;  // every line was cancelled: nothing to send

@@ -17,12 +17,21 @@
 // journal's batch lines here: an attempt whose custom_id (round-id) is in a journalled file joins that
 // file's batch instead of making a new line — a batch with an id is polled and downloaded again; a file
 // without a recorded id is looked for by its name (GET /files), a batch by its metadata (GET /batches)
-// — so a line is never uploaded or paid for twice.
+// — so a line is never uploaded or paid for twice. The same lookup follows a create whose answer was
+// lost (a transport error, a 5xx, an unreadable answer: the batch may exist); only a clear refusal (a
+// 4xx) means no batch was made. When a custom_id is in several journalled files, the newest (the last
+// the journal names) is the one its attempt waits on.
+//
+// A call that keeps failing does not stall a line for its 8 days: a refusal (a non-retryable error,
+// e.g. a 404 for the output file) or kMaxCallFailures failures in a row end the lines waiting on that
+// file, task_fatal (their batch may have run and be paid). An output line longer than
+// kBatchMaxOutputLine is skipped, and its attempt ends as an oversized online answer does.
 //
 // The engine's --timeout does not end a batch line: a batch has its own window (24 h target, cancelled
 // by the platform after 7 days); attempt_timeout() is that window plus a day. The online search step
 // keeps --timeout. A TERM/INT ends the lines waiting on a batch at once (cancelled, naming the batch),
-// leaving the batch running unless --cancel-batch-on-stop.
+// leaving the batch running unless --cancel-batch-on-stop; a Batch API call in progress is aborted, and
+// no file is uploaded and no batch created after it.
 #pragma once
 
 #include <deque>
@@ -53,6 +62,8 @@ class BatchTransport final : public Transport {
   static constexpr std::size_t kFilesInFlight = 2;
   // A line's deadline (attempt_timeout): the platform cancels a batch after 7 days.
   static constexpr std::chrono::hours kLineDeadline{8 * 24};
+  // Failures in a row of the calls for one file (list, create, retrieve, download) before its lines end.
+  static constexpr int kMaxCallFailures = 20;
 
   BatchTransport(const RunConfig& config, RunControl& control, RunLedger& ledger, Logger& log);
   ~BatchTransport() override;
@@ -100,7 +111,11 @@ class BatchTransport final : public Transport {
     Clock::duration poll_every{};
     BatchRequestCounts counts;
     std::string status;
+    bool create_unanswered = false;  // a create's answer was lost: its batch may exist (looked up first)
+    int failures = 0;                // its calls that failed in a row
   };
+  // A line's answer, as the online exchange would have ended.
+  using LineAnswer = Result<HttpResponse, TransportError>;
 
   void recover_restored();
   void send_next(std::size_t slot);
@@ -113,13 +128,17 @@ class BatchTransport final : public Transport {
   bool online_busy() const;
   void submit(File& f);
   void find_restored(File& f);
+  void create(File& f);
   void poll_due();
+  void poll(File& f);
   void collect(File& f, const BatchObject& batch);
-  void answer_line(File& f, const BatchOutputLine& line);
-  void answer(std::size_t slot, const BatchOutputLine& line, const std::string& batch_id);
+  void answer_line(File& f, const std::string& custom_id, const LineAnswer& reply);
+  void answer(std::size_t slot, const LineAnswer& reply, const std::string& batch_id);
   void stop_batches();
   bool journal(const BatchRecord& r, File& f);
   void fail_file(File& f, const ApiError& error, const std::string& while_doing);
+  bool call_failed(File& f, const ApiError& error, const std::string& doing);
+  void forget_restored(const File& f);
   Clock::time_point next_wake(Clock::time_point until) const;
 
   const RunConfig& config_;
@@ -148,7 +167,7 @@ class BatchTransport final : public Transport {
   std::unordered_map<std::string, std::uint64_t> restored_;  // custom_id -> its journalled file
   std::unordered_set<std::string> retry_online_;             // --batch-retry online: next analysis online
   // Answers of a collected journalled file's lines whose attempts had not started (--resume).
-  std::unordered_map<std::string, std::pair<BatchOutputLine, std::string>> answered_;  // and its batch id
+  std::unordered_map<std::string, std::pair<LineAnswer, std::string>> answered_;  // and its batch id
   std::vector<AsyncHttp::Finished> finished_;
   EndedAttempts ended_;
   EndedAttempts delivering_;

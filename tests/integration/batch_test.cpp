@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -375,4 +376,200 @@ TEST_CASE("a dry run via batch sends nothing and counts the lines the real run u
   REQUIRE(run_cli(sim, dir, "asyncio", real).status == 0);
   CHECK(requests == sim.batch_stat("lines_uploaded"));
   CHECK(requests == 25);
+}
+
+namespace {
+
+// Starts a --via batch run on `args`, waits for `reached`, and kills it (kill -9).
+void kill_when(const Simulator& sim, const TempDir& dir, const std::vector<std::string>& args,
+               const std::function<bool()>& reached) {
+  auto argv = base_args(sim, "asyncio");
+  argv.insert(argv.end(), args.begin(), args.end());
+  Subprocess p(argv, supervisor_spawn_options(dir.path()));
+  REQUIRE(eventually(reached));
+  p.signal(SIGKILL);
+  (void)p.exit_code(10s);
+}
+
+void check_every_topic_once(const rapidjson::Value& report, int topics) {
+  const auto by_topic = records_by_topic(report);
+  CHECK(by_topic.size() == static_cast<std::size_t>(topics));
+  for (const auto& [topic, n] : by_topic) CHECK(n == 1);
+}
+
+HttpReply batch_api_call(const Simulator& sim, const std::string& method, const std::string& path) {
+  return http_request(method, sim.base_url() + path, {}, {std::string("Authorization: Bearer ") + kTestKey});
+}
+
+}  // namespace
+
+TEST_CASE("a create whose answer is lost is looked up by its metadata: one batch, each line paid once",
+          "[batch]") {
+  constexpr int kTopics = 20;
+  Simulator sim({"--batch-seconds", "0.5"});
+  TempDir dir;
+  write_topics(dir, kTopics - 1, "lost answer [[fault:batch_create_lost]]\n");
+  const Finished f =
+      run_cli(sim, dir, "asyncio",
+              {"--topics-file", "topics.txt", "--no-search", "--output", "report.json", "--via", "batch"});
+  INFO(f.err);
+  REQUIRE(f.status == 0);
+  const auto r = report_of(dir);
+  check_every_topic_once(r, kTopics);
+  CHECK(succeeded(r) == kTopics);
+  CHECK(sim.batch_stat("files_uploaded") == 1);
+  CHECK(sim.batch_stat("batches_created") == 1);
+  CHECK(sim.batch_stat("paid_lines") == kTopics);
+}
+
+TEST_CASE(
+    "resuming with --via online a journal with lines in a running batch is refused with exit 2, "
+    "and --via batch then collects them once",
+    "[batch][resume]") {
+  constexpr int kTopics = 20;
+  Simulator sim({"--batch-seconds", "0.5"});
+  TempDir dir;
+  write_topics(dir, kTopics);
+  const std::vector<std::string> args = {"--topics-file", "topics.txt", "--no-search", "--output",
+                                         "report.json"};
+  auto via_batch = args;
+  via_batch.insert(via_batch.end(), {"--via", "batch"});
+  sim.batch_hold("in_progress");
+  kill_when(sim, dir, via_batch, [&] { return sim.batches_with_status("in_progress") > 0; });
+  auto online = args;
+  online.push_back("--resume");
+  const Finished refused = run_cli(sim, dir, "asyncio", online);
+  INFO(refused.err);
+  CHECK(refused.status == 2);
+  CHECK(refused.err.find("--via batch") != std::string::npos);
+  CHECK(sim.requests_total() == 0);  // nothing went online
+  sim.batch_release();
+  via_batch.push_back("--resume");
+  const Finished f = run_cli(sim, dir, "asyncio", via_batch);
+  INFO(f.err);
+  REQUIRE(f.status == 0);
+  const auto r = report_of(dir);
+  check_every_topic_once(r, kTopics);
+  CHECK(succeeded(r) == kTopics);
+  CHECK(sim.requests_total() == 0);
+  CHECK(sim.batch_stat("batches_created") == 1);
+  CHECK(sim.batch_stat("paid_lines") == kTopics);
+}
+
+TEST_CASE("an answer longer than the line cap fails its task as online would, and the rest are collected",
+          "[batch]") {
+  constexpr int kTopics = 6;
+  Simulator sim({"--batch-seconds", "0.2"});
+  TempDir dir;
+  write_topics(dir, kTopics - 1, "too long [[fault:oversize]]\n");
+  const Finished f =
+      run_cli(sim, dir, "asyncio",
+              {"--topics-file", "topics.txt", "--no-search", "--output", "report.json", "--via", "batch"});
+  INFO(f.err);
+  CHECK(f.status == 1);
+  const auto r = report_of(dir);
+  check_every_topic_once(r, kTopics);
+  CHECK(succeeded(r) == kTopics - 1);
+  const auto* failed = result_for(r, "too long");
+  REQUIRE(failed != nullptr);
+  CHECK_FALSE((*failed)["success"].GetBool());
+  CHECK(text_of((*failed)["error"], "kind") == "protocol");
+  CHECK(text_of((*failed)["error"], "class") == "task_fatal");
+  CHECK(text_of(*failed, "error_message").find("longer than") != std::string::npos);
+  CHECK(sim.batch_stat("batches_created") == 1);  // not retried: it would be as long again
+  CHECK(sim.batch_stat("paid_lines") == kTopics);
+}
+
+TEST_CASE(
+    "an output file that cannot be downloaded (404) fails the batch's lines at once, naming it, "
+    "without a second batch",
+    "[batch]") {
+  constexpr int kTopics = 5;
+  Simulator sim({"--batch-seconds", "0.2"});
+  TempDir dir;
+  write_topics(dir, kTopics - 1, "lost output [[fault:batch_lost_output]]\n");
+  const Finished f =
+      run_cli(sim, dir, "asyncio",
+              {"--topics-file", "topics.txt", "--no-search", "--output", "report.json", "--via", "batch"});
+  INFO(f.err);
+  CHECK(f.status == 1);
+  const auto r = report_of(dir);
+  check_every_topic_once(r, kTopics);
+  CHECK(r["summary"]["failed_tasks"].GetInt() == kTopics);
+  CHECK(text_of(r["results"][0], "error_message").find("downloading file") != std::string::npos);
+  CHECK(sim.batch_stat("batches_created") == 1);
+  CHECK(sim.batch_stat("paid_lines") == kTopics);
+}
+
+TEST_CASE(
+    "resuming a file the server does not have, with lines whose attempts start later, "
+    "sends each line once",
+    "[batch][resume]") {
+  constexpr int kTopics = 30;
+  Simulator sim({"--batch-seconds", "0.2"});
+  TempDir dir;
+  write_topics(dir, kTopics);
+  std::vector<std::string> args = {"--topics-file", "topics.txt", "--no-search", "--output",
+                                   "report.json",   "--via",      "batch",       "--batch-max-lines"};
+  auto first = args;
+  first.emplace_back("10");
+  sim.batch_hold("upload");
+  kill_when(sim, dir, first, [&] { return sim.batch_stat("uploads_held") > 0; });
+  sim.batch_release();
+  // The upload never got its id, and the file is gone: --resume finds no file of that name.
+  const auto files = parse_json(batch_api_call(sim, "GET", "/files?purpose=batch&limit=100").body);
+  int deleted = 0;
+  for (const auto& file : files["data"].GetArray()) {
+    if (std::string(file["filename"].GetString()).rfind("cbm-", 0) != 0) continue;
+    CHECK(batch_api_call(sim, "DELETE", std::string("/files/") + file["id"].GetString()).status == 200);
+    ++deleted;
+  }
+  REQUIRE(deleted == 1);
+  // Fewer slots than the file has lines: some of its lines start after it is found missing.
+  auto resume = args;
+  resume.insert(resume.end(), {"4", "--resume"});
+  const Finished f = run_cli(sim, dir, "asyncio", resume);
+  INFO(f.err);
+  REQUIRE(f.status == 0);
+  const auto r = report_of(dir);
+  check_every_topic_once(r, kTopics);
+  CHECK(succeeded(r) == kTopics);
+  CHECK(sim.batch_stat("paid_lines") == kTopics);
+}
+
+TEST_CASE("TERM during an upload stops the run without waiting for it, and --resume pays each line once",
+          "[batch][signals]") {
+  constexpr int kTopics = 10;
+  Simulator sim({"--batch-seconds", "0.2"});
+  TempDir dir;
+  write_topics(dir, kTopics);
+  const std::vector<std::string> args = {"--topics-file", "topics.txt", "--no-search", "--output",
+                                         "report.json",   "--via",      "batch"};
+  sim.batch_hold("upload");
+  {
+    auto argv = base_args(sim, "asyncio");
+    argv.insert(argv.end(), args.begin(), args.end());
+    Subprocess p(argv, supervisor_spawn_options(dir.path()));
+    REQUIRE(eventually([&] { return sim.batch_stat("uploads_held") > 0; }));
+    p.signal(SIGTERM);
+    // The hold never ends by itself: the run ends only if it stops waiting for the upload (or the
+    // upload times out as too slow, which the records would say).
+    CHECK(p.exit_code(60s) == 143);
+  }
+  const auto stopped = report_of(dir);
+  CHECK(stopped["summary"]["cancelled_tasks"].GetInt() == kTopics);
+  CHECK(text_of(stopped["results"][0], "error_message").find("the run stopped before batch file") !=
+        std::string::npos);
+  CHECK(sim.batch_stat("batches_created") == 0);
+  sim.batch_release();
+  auto resume = args;
+  resume.push_back("--resume");
+  const Finished f = run_cli(sim, dir, "asyncio", resume);
+  INFO(f.err);
+  REQUIRE(f.status == 0);
+  const auto r = report_of(dir);
+  check_every_topic_once(r, kTopics);
+  CHECK(succeeded(r) == kTopics);
+  CHECK(sim.batch_stat("batches_created") == 1);
+  CHECK(sim.batch_stat("paid_lines") == kTopics);
 }

@@ -36,6 +36,8 @@ constexpr std::size_t kMaxMetadataValue = 512;
 constexpr std::string_view kFailMarker = "[[fault:batch_fail]]";
 constexpr std::string_view kExpireMarker = "[[fault:batch_expire]]";
 constexpr std::string_view kDropMarker = "[[fault:batch_drop_download]]";
+constexpr std::string_view kCreateLostMarker = "[[fault:batch_create_lost]]";
+constexpr std::string_view kLostOutputMarker = "[[fault:batch_lost_output]]";
 
 const std::vector<std::string> kHoldPhases = {"none",        "upload",     "validating",
                                               "in_progress", "finalizing", "download"};
@@ -214,6 +216,7 @@ struct BatchStore::Batch {
   std::vector<ValidationError> errors;
   bool expire = false;
   bool drop_download = false;
+  bool lose_output = false;  // batch_lost_output: its output file id names no file
   std::optional<TimePoint> cancel_requested;
   std::size_t done = 0;  // lines finished
   std::optional<std::string> output_file_id, error_file_id;
@@ -516,6 +519,10 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
   batch->auto_delete_input_file = auto_delete;
   batch->expire = content.find(kExpireMarker) != std::string::npos;
   batch->drop_download = content.find(kDropMarker) != std::string::npos;
+  batch->lose_output = content.find(kLostOutputMarker) != std::string::npos;
+  // batch_create_lost: the first such create makes its batch, then answers 500 as if the answer was lost.
+  const bool lose_answer =
+      content.find(kCreateLostMarker) != std::string::npos && !create_answer_lost_.exchange(true);
 
   // Validation, line by line, as the platform reports it: errors.data[{code,line,message,param}].
   const auto invalid = [&batch](std::string code, std::size_t line, std::string message,
@@ -650,6 +657,8 @@ BatchStore::Reply BatchStore::create_batch(std::string_view body) {
   const std::string id = batch->id;
   batch_order_.push_back(id);
   Batch& stored = *batches_.emplace(id, std::move(batch)).first->second;
+  if (lose_answer)
+    return error_reply(ApiError{500, "500", "the batch was created; this answer is the fault"});
   return json_reply(200, batch_json(stored));
 }
 
@@ -822,6 +831,7 @@ void BatchStore::finish(Batch& batch, std::int64_t at_unix) {
   if (!output.empty()) {
     batch.output_file_id = store_file(batch.id + "_output.jsonl", "batch_output", std::move(output), at_unix);
     files_.at(*batch.output_file_id)->drop_once = batch.drop_download;
+    if (batch.lose_output) batch.output_file_id = cat("file_lost_", batch.id);  // a 404 to every download
   }
   if (!errors.empty()) {
     batch.error_file_id = store_file(batch.id + "_error.jsonl", "batch_output", std::move(errors), at_unix);

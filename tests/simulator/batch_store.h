@@ -128,6 +128,7 @@ class BatchStore {
   std::atomic<std::int64_t> uploads_in_progress_{0};
   std::atomic<std::int64_t> downloads_in_progress_{0};
   std::atomic<std::int64_t> uploads_held_{0};
+  std::atomic<bool> create_answer_lost_{false};  // batch_create_lost fired (once a simulator)
 
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<File>, std::less<>> files_;

@@ -36,7 +36,9 @@ The Batch API (docs/protocol.md, "Simulator: the Batch API"), under the same bas
   GET  .../batches[?after=&limit=], GET .../batches/{id}, POST .../batches/{id}/cancel
   Batch markers, anywhere in an uploaded file: [[fault:batch_fail]] (its line fails validation),
   [[fault:batch_expire]] (expired at mid in_progress, half the lines done), [[fault:batch_drop_download]]
-  (the first download of each output file resets the connection midway)
+  (the first download of each output file resets the connection midway), [[fault:batch_create_lost]] (the
+  simulator's first create of such a file makes the batch, then answers 500), [[fault:batch_lost_output]]
+  (the batch's output_file_id names no file: every download of it is a 404)
   POST /batch/hold?phase=P   hold uploads (stored, not answered), batches at a phase, or downloads (after
                              half the body): upload|validating|in_progress|finalizing|download|none
   POST /batch/release        end the hold; held batches resume where they stopped

@@ -1,14 +1,15 @@
 // The Batch API's text (batch_wire.hpp) and the journal's batch records (batch_record.hpp).
+#include "batch_wire.hpp"
+
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "batch_record.hpp"
-#include "batch_wire.hpp"
 #include "journal.hpp"
 
 namespace {
@@ -116,12 +117,52 @@ TEST_CASE("batch journal records round-trip and fold to each file's last state",
                                                cbm::encode_batch_record(created), cbm::encode_batch_record(other),
                                                cbm::encode_batch_record(gone)});
   REQUIRE(folded.size() == 2);
-  const auto& first = folded.at({"t1", 3});
+  const auto& first = folded.at(0);
+  CHECK(first.token == "t1");
   CHECK(first.file_id == "file_9");
   CHECK(first.batch_id == "batch_9");
   CHECK(first.custom_ids.size() == 2);
   CHECK_FALSE(first.abandoned);
-  CHECK(folded.at({"t2", 1}).abandoned);
+  CHECK(folded.at(1).token == "t2");
+  CHECK(folded.at(1).abandoned);
+}
+
+TEST_CASE("folded batch files come in the order the journal first names them, not by token", "[batch]") {
+  // Run "zz" wrote first, run "aa" (a --resume) put the same line into a newer file: the newer comes last.
+  const cbm::BatchRecord older{"zz", 7, cbm::BatchState::file_uploading, "cbm-zz-7.jsonl", "m", {"1-0"},
+                               "",   ""};
+  const cbm::BatchRecord newer{"aa", 1, cbm::BatchState::file_uploading, "cbm-aa-1.jsonl", "m", {"1-0"},
+                               "",   ""};
+  const cbm::BatchRecord older_created{"zz", 7, cbm::BatchState::created, "", "", {}, "", "batch_old"};
+  const auto folded =
+      cbm::fold_batch_records({cbm::encode_batch_record(older), cbm::encode_batch_record(newer),
+                               cbm::encode_batch_record(older_created)});
+  REQUIRE(folded.size() == 2);
+  CHECK(folded[0].token == "zz");
+  CHECK(folded[0].batch_id == "batch_old");
+  CHECK(folded[1].token == "aa");
+}
+
+TEST_CASE("a batch record 'created' after 'abandoned' means the batch exists", "[batch]") {
+  const cbm::BatchRecord intent{"t", 1, cbm::BatchState::file_uploading, "cbm-t-1.jsonl", "m", {"1-0"},
+                                "",  ""};
+  const cbm::BatchRecord gone{"t", 1, cbm::BatchState::abandoned, "", "", {}, "", ""};
+  const cbm::BatchRecord created{"t", 1, cbm::BatchState::created, "", "", {}, "", "batch_1"};
+  const auto folded = cbm::fold_batch_records(
+      {cbm::encode_batch_record(intent), cbm::encode_batch_record(gone), cbm::encode_batch_record(created)});
+  REQUIRE(folded.size() == 1);
+  CHECK_FALSE(folded[0].abandoned);
+  CHECK(folded[0].batch_id == "batch_1");
+}
+
+TEST_CASE("a custom_id names its round and task and reads back", "[batch]") {
+  CHECK(cbm::batch_custom_id(3, 41) == "3-41");
+  const auto back = cbm::parse_batch_custom_id("3-41");
+  REQUIRE(back);
+  CHECK(back->first == 3u);
+  CHECK(back->second == 41u);
+  for (const char* bad : {"", "3", "3-", "-4", "3-4x", "a-1", "1-2-3"})
+    CHECK_FALSE(cbm::parse_batch_custom_id(bad));
 }
 
 TEST_CASE("the journal keeps batch lines through --resume and hands them back", "[batch]") {
@@ -148,4 +189,16 @@ TEST_CASE("the journal keeps batch lines through --resume and hands them back", 
   REQUIRE(found);
   CHECK(found->results == 0);  // a batch line is no result
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the custom_id of an output line too long to read is found at either edge", "[batch]") {
+  // The platform's order (custom_id first) and the simulator's (custom_id after the response).
+  CHECK(cbm::custom_id_at_edges(R"({"id":"r1","custom_id":"1-7","response":{"body":{"x":")", "\"}}}") ==
+        std::optional<std::string>("1-7"));
+  CHECK(cbm::custom_id_at_edges(R"({"response":{"status_code":200,"body":{"c":")",
+                                R"(xxxx"}},"custom_id" : "2-3","id":"b-3"})") ==
+        std::optional<std::string>("2-3"));
+  // Cut in the middle of its value, or escaped inside a string: not a custom_id.
+  CHECK_FALSE(cbm::custom_id_at_edges(R"({"custom_id":"1-)", "xxxx"));
+  CHECK_FALSE(cbm::custom_id_at_edges(R"({"body":"say \"custom_id\":\"9-9\" ...)", "..."));
 }
