@@ -403,10 +403,11 @@ Connection& Client::live() {
   return *conn_;
 }
 
-Reply Client::command(const std::vector<std::string>& args) {
+template <typename Fn>
+auto Client::on_live(Fn&& fn) {
   Connection& c = live();
   try {
-    return c.command(args);
+    return fn(c);
   } catch (const ConnectionError& e) {
     drop(e.what());
     throw;
@@ -414,6 +415,10 @@ Reply Client::command(const std::vector<std::string>& args) {
     drop(e.what());
     throw;
   }
+}
+
+Reply Client::command(const std::vector<std::string>& args) {
+  return on_live([&](Connection& c) { return c.command(args); });
 }
 
 Reply Client::command_ok(const std::vector<std::string>& args) {
@@ -429,16 +434,7 @@ Reply Client::command_ok(const std::vector<std::string>& args) {
 }
 
 std::vector<Reply> Client::pipeline(const std::vector<std::vector<std::string>>& commands) {
-  Connection& c = live();
-  try {
-    return c.pipeline(commands);
-  } catch (const ConnectionError& e) {
-    drop(e.what());
-    throw;
-  } catch (const ProtocolError& e) {
-    drop(e.what());
-    throw;
-  }
+  return on_live([&](Connection& c) { return c.pipeline(commands); });
 }
 
 Reply Client::eval(Script& script, const std::vector<std::string>& keys, const std::vector<std::string>& args) {

@@ -181,6 +181,9 @@ class Client {
  private:
   Connection& live();
   void drop(const std::string& why);
+  // `fn` on the live connection; a connection that failed mid-exchange is dropped (reconnected later).
+  template <typename Fn>
+  auto on_live(Fn&& fn);
 
   RedisUrl url_;
   Options options_;

@@ -134,7 +134,9 @@ redis::Script enqueue_script() {
   // KEYS meta, tasks, dups; ARGV first_id, n, then n (topic, fields, first occurrence or '') triples.
   // Adds the topics whose id is at or past the cursor (a repeated one to `dups`, not the stream) and
   // moves it: a submit killed and run again adds nothing twice.
+  // -1 when the round is gone (a monitor's leader moved two rounds on): nothing is written.
   return {R"lua(
+if redis.call('HEXISTS', KEYS[1], 'created') == 0 then return -1 end
 local cursor = tonumber(redis.call('HGET', KEYS[1], 'submitted') or '0')
 local first = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
@@ -181,42 +183,42 @@ return first
 )lua", {}};
 }
 
-redis::Script extend_script() {
-  // KEYS tasks; ARGV group, consumer, entry ids. Resets the idle time of the entries this consumer
-  // still owns (XCLAIM JUSTID: the delivery count unchanged); one reclaimed by another node stays its.
-  // A deleted round (a monitor's) has nothing left to hold.
-  return {R"lua(
+namespace {
+
+// KEYS tasks; ARGV group, consumer, entry ids: `claim` (Lua, given the entry ARGV[i] and its pending
+// record p[1]) for each entry this consumer still owns (XPENDING says so); one reclaimed by another node
+// stays its. A deleted round (a monitor's) has nothing left to hold. Returns how many it claimed.
+redis::Script owned_entries_script(std::string_view claim) {
+  std::string text = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = 0
 for i = 3, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+)lua";
+  text += claim;
+  text += R"lua(
     n = n + 1
   end
 end
 return n
-)lua", {}};
+)lua";
+  return {std::move(text), {}};
+}
+
+}  // namespace
+
+redis::Script extend_script() {
+  // Resets the idle time of the entries (XCLAIM JUSTID: the delivery count unchanged).
+  return owned_entries_script("    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')");
 }
 
 redis::Script release_script() {
-  // KEYS tasks; ARGV group, consumer, entry ids. Hands entries this consumer owns back to the group
-  // at once: marked idle for long, so the next node's XAUTOCLAIM takes them. Their delivery count goes
-  // back by one (RETRYCOUNT), as XAUTOCLAIM counts one: a task handed back unrun has not been tried.
-  // A deleted round (a monitor's) has nothing left to hold.
-  return {R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = 0
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if p[1] and p[1][2] == ARGV[2] then
-    local count = math.max(0, tonumber(p[1][4]) - 1)
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', 1000000000000, 'RETRYCOUNT', count, 'JUSTID')
-    n = n + 1
-  end
-end
-return n
-)lua", {}};
+  // Hands the entries back to the group at once: marked idle for long, so the next node's XAUTOCLAIM
+  // takes them. Their delivery count goes back by one (RETRYCOUNT), as XAUTOCLAIM counts one: a task
+  // handed back unrun has not been tried.
+  return owned_entries_script(R"lua(    local count = math.max(0, tonumber(p[1][4]) - 1)
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', 1000000000000, 'RETRYCOUNT', count, 'JUSTID'))lua");
 }
 
 namespace {
@@ -318,13 +320,15 @@ Enqueued enqueue_round(JobHandle& job, const JobKeys& keys, const RunConfig& con
   Enqueued n;
   std::vector<std::string> args;
   std::uint64_t first = 0;
+  bool gone = false;  // the round was deleted under a leader that no longer leads
   auto flush = [&] {
     if (args.size() <= 2) return;
     args[1] = std::to_string((args.size() - 2) / 3);
     const auto r = with_redis(job, [&] {
       return job.client.eval(enqueue, {keys.round_meta, keys.tasks, keys.dups}, args);
     });
-    n.added += static_cast<std::uint64_t>(r.as_integer());
+    if (r.as_integer() < 0) gone = true;
+    else n.added += static_cast<std::uint64_t>(r.as_integer());
   };
   auto start_batch = [&] { args.assign({std::to_string(first), "0"}); };
   start_batch();
@@ -353,12 +357,13 @@ Enqueued enqueue_round(JobHandle& job, const JobKeys& keys, const RunConfig& con
     ++n.count;
     if ((args.size() - 2) / 3 >= 200) {
       flush();
-      if (stopped()) return n;
+      if (gone || stopped()) return n;
       first = t->id + 1;
       start_batch();
     }
   }
   flush();
+  if (gone) return n;
   n.invalid = round.source->invalid_count();
   with_redis(job, [&] {
     job.client.command_ok({"HSET", keys.round_meta, "total", std::to_string(n.count), "complete", "1"});
@@ -450,7 +455,17 @@ bool lead(JobHandle& job, const RunConfig& config, const MonitorOptions& monitor
   }
   for (;;) {
     const JobKeys keys(job.name, r);
-    if (!with_redis(job, [&] { return counts_of(job, keys); }).complete) {
+    // The round's counts; nullopt when it is gone (the rounds moved on without this leader).
+    auto counts = [&]() -> std::optional<JobCounts> {
+      try {
+        return with_redis(job, [&] { return counts_of(job, keys); });
+      } catch (const SettingsMismatch&) {
+        return std::nullopt;
+      }
+    };
+    const auto at_start = counts();
+    if (!at_start) return false;
+    if (!at_start->complete) {
       // The round's list: the one it started with. A leader taking over with another file (it changed,
       // or this machine's copy differs) ends the round with what is enqueued; the next round reads it.
       const std::string digest = input_digest(config);
@@ -474,9 +489,12 @@ bool lead(JobHandle& job, const RunConfig& config, const MonitorOptions& monitor
     }
     // Until the round is complete: every result in (the nodes' work). A round moved on by another
     // leader (this one lost its lease unawares) ends this leadership.
-    while (!job_finished(with_redis(job, [&] { return counts_of(job, keys); }))) {
-      if (stop.wait_for(std::chrono::milliseconds(200)) || lost.load()) return false;
+    for (;;) {
       if (with_redis(job, [&] { return current_round(job); }) != r) return false;
+      const auto now = counts();
+      if (!now) return false;
+      if (job_finished(*now)) break;
+      if (stop.wait_for(std::chrono::milliseconds(200)) || lost.load()) return false;
     }
     std::cerr << "concurrent_bigmodel: job " << job.name << " round " << r << " complete\n";
     if (monitor.iterations != 0 && r >= static_cast<std::uint32_t>(monitor.iterations)) {
@@ -568,7 +586,10 @@ int submit_monitor(JobHandle& job, const RunConfig& config, const redis::RedisUr
     }
     hand_over();
     if (finished) return kExitAllSucceeded;
-    if (lost) std::cerr << "concurrent_bigmodel: job " << job.name << ": lost the leader lease; standing by\n";
+    if (stop.signal() == 0) {
+      std::cerr << "concurrent_bigmodel: job " << job.name << ": no longer the leader ("
+                << (lost ? "its lease was lost" : "the rounds moved on without it") << "); standing by\n";
+    }
   }
 }
 

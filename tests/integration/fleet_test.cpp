@@ -492,7 +492,9 @@ TEST_CASE("a fleet monitor's leader stopped past its lease comes back as a stand
   REQUIRE(eventually([&] { return round() >= at + 2; }, 60s));
   a->signal(SIGCONT);
   // The old leader finds it no longer leads and stands by; the monitor goes on.
-  REQUIRE(eventually([&] { return a->err().find("standing by") != std::string::npos; }, 30s));
+  const bool stood_by = eventually([&] { return a->err().find("standing by") != std::string::npos; }, 30s);
+  INFO("the old leader said: " << a->err());
+  REQUIRE(stood_by);
   const long long after = round();
   REQUIRE(eventually([&] { return round() >= after + 2; }, 60s));
   CHECK_FALSE(went_back);
