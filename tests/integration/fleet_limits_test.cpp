@@ -355,14 +355,21 @@ TEST_CASE("fleet limit: 3 nodes at concurrency 8 under --fleet-concurrency 8 nev
   b.submit(kTopics);
   for (int i = 0; i < 3; ++i) b.start_node(mode, 8, 8);
   // The platform's view, sampled while the job runs: requests in flight at the simulator.
+  // Counted from the first sample at the limit (the nodes' start-up is not the limit's doing) until
+  // fewer than 8 tasks are left (the last wave cannot fill it).
   int busy = 0;      // samples with anything in flight
   int at_limit = 0;  // ... with 7 or 8
+  bool reached = false;
   const bool completed = cbm::test::eventually(
       [&] {
         const long long in_flight = b.sim.stats()["in_flight"].GetInt64();
-        if (in_flight > 0) ++busy;
-        if (in_flight >= 7) ++at_limit;
-        return b.done() == b.total;
+        const long long done = b.done();
+        reached = reached || in_flight >= 7;
+        if (reached && b.total - done >= 8) {
+          if (in_flight > 0) ++busy;
+          if (in_flight >= 7) ++at_limit;
+        }
+        return done == b.total;
       },
       120s);
   REQUIRE(completed);
@@ -371,8 +378,13 @@ TEST_CASE("fleet limit: 3 nodes at concurrency 8 under --fleet-concurrency 8 nev
   CHECK(stats["peak_in_flight"].GetInt64() <= 8);
   CHECK(stats["by_status"]["200"].GetInt64() == kTopics);
   INFO("samples at 7-8 in flight: " << at_limit << " of " << busy << " with any");
+  CHECK(reached);
+#ifndef CBM_TEST_SANITIZED
+  // How well the fleet uses its allowance is a matter of speed: measured where the code runs at its own
+  // (a sanitizer's slowdown of the nodes is not the limit's behaviour).
   CHECK(busy > 10);
-  CHECK(at_limit * 10 >= busy * 6);  // most of the time (ramp-up and the last wave are not)
+  CHECK(at_limit * 10 >= busy * 6);
+#endif
   CHECK(b.leases().empty());         // every lease given back
 }
 
