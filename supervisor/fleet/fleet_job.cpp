@@ -245,6 +245,24 @@ int unavailable(const std::exception& e) {
   return kExitAborted;
 }
 
+// A fleet command's exit status for what the job or Redis said instead of an answer: 2 for other
+// settings (or a job or round that is not there), 3 for Redis unavailable, refusing, or unreadable.
+template <typename Fn>
+int as_command(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const SettingsMismatch& e) {
+    std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const redis::ConnectionError& e) {
+    return unavailable(e);
+  } catch (const redis::ServerError& e) {
+    return unavailable(e);
+  } catch (const redis::ProtocolError& e) {
+    return unavailable(e);
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -603,7 +621,7 @@ std::uint32_t current_round(JobHandle& job) {
 int submit(const RunConfig& config, const redis::RedisUrl& url, const std::string& name,
            std::chrono::milliseconds wait, const MonitorOptions& monitor, StopFlag& stop) {
   JobHandle job(url, name, wait);
-  try {
+  return as_command([&] {
     {
       // The input is checked before anything reaches Redis.
       TopicPlan plan(config, [] { return false; });
@@ -626,16 +644,7 @@ int submit(const RunConfig& config, const redis::RedisUrl& url, const std::strin
     print_enqueued(name, job.keys, n);
     std::cout << name << std::endl;
     return kExitAllSucceeded;
-  } catch (const SettingsMismatch& e) {
-    std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
-    return kExitUsage;
-  } catch (const redis::ConnectionError& e) {
-    return unavailable(e);
-  } catch (const redis::ServerError& e) {
-    return unavailable(e);
-  } catch (const redis::ProtocolError& e) {
-    return unavailable(e);
-  }
+  });
 }
 
 namespace {
@@ -748,7 +757,7 @@ JobKeys report_round(JobHandle& job, std::uint32_t asked) {
 int collect(const RunConfig& config, const redis::RedisUrl& url, const std::string& name,
             const std::filesystem::path& output, bool follow, std::chrono::milliseconds wait, std::uint32_t round) {
   JobHandle job(url, name, wait);
-  try {
+  return as_command([&] {
     const JobKeys keys = with_redis(job, [&] { return report_round(job, round); });
     for (;;) {
       const int code = with_redis(job, [&] { return write_report_once(job, keys, config, output); });
@@ -761,21 +770,12 @@ int collect(const RunConfig& config, const redis::RedisUrl& url, const std::stri
       }
       std::this_thread::sleep_for(std::chrono::seconds(1));  // --follow: the report kept current
     }
-  } catch (const SettingsMismatch& e) {
-    std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
-    return kExitUsage;
-  } catch (const redis::ConnectionError& e) {
-    return unavailable(e);
-  } catch (const redis::ServerError& e) {
-    return unavailable(e);
-  } catch (const redis::ProtocolError& e) {
-    return unavailable(e);
-  }
+  });
 }
 
 int status(const redis::RedisUrl& url, const std::string& name, std::chrono::milliseconds wait) {
   JobHandle job(url, name, wait);
-  try {
+  return as_command([&] {
     return with_redis(job, [&] {
       const std::uint32_t round = current_round(job);
       const JobKeys keys(job.name, round);
@@ -819,12 +819,7 @@ int status(const redis::RedisUrl& url, const std::string& name, std::chrono::mil
       std::cout << std::flush;
       return kExitAllSucceeded;
     });
-  } catch (const SettingsMismatch& e) {
-    std::cerr << "concurrent_bigmodel: " << e.what() << "\n";
-    return kExitUsage;
-  } catch (const std::runtime_error& e) {
-    return unavailable(e);
-  }
+  });
 }
 
 }  // namespace cbm::fleet
