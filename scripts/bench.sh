@@ -7,7 +7,8 @@
 #   scripts/bench.sh            all benchmarks (several minutes)
 #   scripts/bench.sh --quick    smaller sizes (a minute)
 #   BENCH_MILLION=1 scripts/bench.sh   also the 1,000,000-topic streaming run (~5 minutes)
-#   BENCH_MODES="asyncio threading" scripts/bench.sh   only these modes (default: every mode the build has)
+#   BENCH_MODES="asyncio threading" scripts/bench.sh   only these modes (default: every mode the build has,
+#                                   and multiprocessing+wN: multiprocessing --workers N, N the core count)
 #   BENCH_BUILD_DIR=/tmp/old scripts/bench.sh   another build's binaries (bin/, tests/simulator/), unbuilt
 #   BENCH_OUT=/tmp/b.md scripts/bench.sh        write there instead of docs/benchmarks.md
 #   BENCH_RUNS=5 scripts/bench.sh   timed runs per measurement (default 3, 1 with --quick): the median is
@@ -121,7 +122,16 @@ for m in multiprocessing threading asyncio; do
     --output "$work/probe.json" --log-file "$work/probe.log" 2>/dev/null || status=$?
   [ $status -ne 2 ] && modes+=("$m")
 done
+# Multiprocessing also with one worker process per core, each running its share of the attempts.
+[[ " ${modes[*]} " == *" multiprocessing "* ]] && modes=("${modes[@]:0:1}" "multiprocessing+w$(nproc)" "${modes[@]:1}")
 [ -n "${BENCH_MODES:-}" ] && read -r -a modes <<< "$BENCH_MODES"
+# mode_flags MODE: the flags of a table's mode ("multiprocessing+wN" is multiprocessing --workers N).
+mode_flags() {
+  case $1 in
+    *+w*) echo "--mode ${1%%+w*} --workers ${1##*+w}" ;;
+    *) echo "--mode $1" ;;
+  esac
+}
 
 # --- The side-by-side table (issue 15): every mode on one workload against wrk's floor --------------
 # For each server: wrk's own rate at the same concurrency and latency is the floor (n topics take at least
@@ -186,7 +196,9 @@ mode_table() {
       [ $c = 256 ] && n=$n256
       local f walls=() cpus=() fulls=()
       f=$(topics $n)
-      local args=(--base-url "$slow" --topics-file "$f" --concurrency "$c" --no-search --mode "$mode")
+      local flags
+      read -r -a flags <<< "$(mode_flags "$mode")"
+      local args=(--base-url "$slow" --topics-file "$f" --concurrency "$c" --no-search "${flags[@]}")
       for _ in $(seq 1 "$runs"); do
         read -r wall cpu t0 <<< "$(run_timed "$work/table.$mode.$c.log" "${args[@]}")"
         walls+=("$wall"); cpus+=("$cpu")
@@ -214,7 +226,7 @@ mode_table() {
     f=$(topics $nzero)
     for _ in $(seq 1 "$runs"); do
       read -r wall _ _ <<< "$(run_timed "$work/table-zero.$mode.log" --base-url "$zero" --topics-file "$f" \
-        --concurrency 64 --no-search --mode "$mode")"
+        --concurrency 64 --no-search "${flags[@]}")"
       zwalls+=("$wall")
     done
     local zw
@@ -325,6 +337,7 @@ if [ -d "$build_dir/python/concurrent_bigmodel" ] && [ -n "$python" ]; then
   n=3200
   f=$(topics $n)
   for mode in "${modes[@]}"; do
+    [[ $mode == *+w* ]] && continue  # the Python table: the modes by name
     cli=(); py=(); py_process=()
     for _ in $(seq 1 "$runs"); do
       cli+=("$(run_cbm "$work/py-cli.$mode.log" --base-url "http://127.0.0.1:$sim_slow/api/paas/v4" \

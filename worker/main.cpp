@@ -1,6 +1,7 @@
 // concurrent_bigmodel_worker: a dumb, restartable loop (s6/runit style). It receives its config, then
-// tasks, over the shared-memory channel its supervisor created, runs one pipeline attempt per task and
-// sends the outcome back. All judgement (retries, timeouts, restarts) lives in the supervisor.
+// tasks, over the shared-memory channel its supervisor created, runs a pipeline attempt per task (up to
+// the config's `attempts` at once, on one event loop) and sends each outcome back. All judgement
+// (retries, timeouts, restarts, who is to blame for a crash) lives in the supervisor.
 //
 // Usage (by the supervisor only):
 //   concurrent_bigmodel_worker --channel NAME --fd N --slot S   one worker, started by exec
@@ -28,6 +29,7 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -36,11 +38,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "fd_passing.hpp"
 #include "launcher_protocol.hpp"
+#include "attempt_loop.hpp"
 #include "bigmodel_client.hpp"
-#include "pipeline.hpp"
 #include "result_codec.hpp"
 #include "shm_channel.hpp"
 #include "worker_config.hpp"
@@ -78,6 +82,9 @@ std::optional<Args> parse_args(int argc, char** argv) {
   return a;
 }
 
+// The worker's attempts: up to config.attempts at once on one event loop (the asyncio mode's
+// AttemptLoop), which also watches the channel's doorbell. The supervisor sends a task to run or the
+// cancel of a running attempt; each attempt's outcome goes back once, a cancelled one's included.
 int serve(cbm::WorkerChannel& channel) {
   auto first = channel.receive();
   if (!first) return kExitChannel;
@@ -90,21 +97,53 @@ int serve(cbm::WorkerChannel& channel) {
   config->client.api_key = key != nullptr ? key : "";
 
   cbm::CurlGlobal curl;
-  cbm::BigModelClient client(config->client);
-  cbm::Pipeline pipeline(config->pipeline, client);
-  while (auto message = channel.receive()) {
-    auto task = cbm::decode_task(*message);
-    if (!task) {
-      std::fprintf(stderr, "concurrent_bigmodel_worker: %s\n", task.error().message.c_str());
-      return kExitChannel;
+  const auto slots = static_cast<std::size_t>(config->attempts);
+  cbm::AttemptLoop loop(config->client, config->pipeline, slots, channel.fd());
+  struct Running {
+    std::uint64_t task_id;
+    int attempt;
+  };
+  std::vector<std::optional<Running>> running(slots);
+  std::vector<cbm::AttemptLoop::Ended> ended;
+  for (;;) {
+    while (auto message = channel.try_receive()) {
+      auto command = cbm::decode_worker_command(*message);
+      if (!command) {
+        std::fprintf(stderr, "concurrent_bigmodel_worker: %s\n", command.error().message.c_str());
+        return kExitChannel;
+      }
+      const cbm::Task& task = command->task;
+      // A cancel's attempt, or a free slot for a task.
+      const auto wanted = [&](const std::optional<Running>& r) {
+        return command->cancel ? r && r->task_id == task.id && r->attempt == task.attempt : !r;
+      };
+      const auto slot = static_cast<std::size_t>(std::find_if(running.begin(), running.end(), wanted) - running.begin());
+      // A cancel that crossed its attempt's outcome on the way finds nothing: that outcome answers it.
+      if (command->cancel) {
+        if (slot < slots) loop.cancel(slot);
+        continue;
+      }
+      if (slot == slots) {
+        std::fprintf(stderr, "concurrent_bigmodel_worker: more tasks than its %zu attempts\n", slots);
+        return kExitChannel;
+      }
+      running[slot] = Running{task.id, task.attempt};
+      loop.start(slot, task, cbm::Clock::now() + config->attempt_timeout);
     }
-    const auto outcome = pipeline.run(task.value(), cbm::Clock::now() + config->attempt_timeout);
-    if (channel.send(cbm::encode_outcome(task->id, task->attempt, outcome, config->trace)) != cbm::SendResult::kAccepted) {
-      return kExitChannel;
+    // The supervisor closed the channel (or is gone): a normal end.
+    if (channel.status() != cbm::ChannelStatus::kOpen) {
+      return channel.status() == cbm::ChannelStatus::kPeerGone ? 0 : kExitChannel;
+    }
+    loop.wait(std::chrono::hours(1));  // a transfer, a timer or the doorbell ends it
+    loop.take_ended(ended);
+    for (auto& e : ended) {
+      const Running r = *std::exchange(running[e.slot], std::nullopt);
+      if (channel.send(cbm::encode_outcome(r.task_id, r.attempt, e.outcome, config->trace)) !=
+          cbm::SendResult::kAccepted) {
+        return kExitChannel;
+      }
     }
   }
-  // The supervisor closed the channel (or is gone): a normal end.
-  return channel.status() == cbm::ChannelStatus::kPeerGone ? 0 : kExitChannel;
 }
 
 // The worker's whole life, whether it was exec'd or forked by the launcher.
@@ -311,7 +350,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   std::signal(SIGCHLD, SIG_DFL);  // the launcher reaps its workers with waitpid
 
-  // One malloc arena: a worker runs one attempt at a time, and every thread a library starts (libcurl's
+  // One malloc arena: a worker's attempts share one thread, and every thread a library starts (libcurl's
   // threaded resolver) would otherwise get an arena of its own, pages each worker pays for in RSS.
   ::mallopt(M_ARENA_MAX, 1);
   if (argc == 2 && std::string_view(argv[1]) == "--launcher") return run_launcher();

@@ -26,6 +26,8 @@ std::string encode_worker_config(const WorkerConfig& c) {
   w.Int64(c.attempt_timeout.count());
   w.Key("trace");
   w.Bool(c.trace);
+  w.Key("attempts");
+  w.Int(c.attempts);
   write_key_string(w, "tool_model", c.pipeline.tool_model);
   write_key_string(w, "chat_model", c.pipeline.chat_model);
   w.Key("search");
@@ -77,6 +79,8 @@ Result<WorkerConfig, DecodeError> decode_worker_config(std::string_view json) {
   r.integer("max_body_bytes", max_body);
   r.integer("attempt_timeout_ms", timeout_ms);
   r.boolean("trace", c.trace);
+  r.integer("attempts", c.attempts);
+  if (c.attempts < 1 || c.attempts > WorkerConfig::kMaxAttempts) r.fail("attempts", "out of range");
   r.string("tool_model", c.pipeline.tool_model);
   r.string("chat_model", c.pipeline.chat_model);
   r.boolean("search", c.pipeline.search);

@@ -19,6 +19,9 @@ struct WorkerConfig {
   PipelineConfig pipeline;
   std::chrono::milliseconds attempt_timeout{120000};
   bool trace = false;  // send each call's messages and output back (LangSmith tracing is on)
+  // Attempts the worker runs at once on its event loop (--workers): the supervisor never sends more.
+  static constexpr int kMaxAttempts = 1024;
+  int attempts = 1;
 };
 
 std::string encode_worker_config(const WorkerConfig& c);

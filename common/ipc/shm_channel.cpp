@@ -487,6 +487,26 @@ SendResult WorkerChannel::send(std::string_view message) {
   }
 }
 
+int WorkerChannel::fd() const { return impl_->bell.fd(); }
+
+std::optional<std::string> WorkerChannel::try_receive() {
+  Impl& w = *impl_;
+  if (w.inbox.empty() && w.status == ChannelStatus::kOpen) {
+    const bool supervisor_alive = w.bell.drain();  // before looking: a later change rings again
+    const std::optional<std::uint64_t> available = w.from_supervisor.readable();
+    if (!available || !w.decoder.consume(w.from_supervisor, *available, w.inbox)) {
+      w.status = ChannelStatus::kCorrupt;
+    } else if (w.from_supervisor.release()) {
+      w.bell.ring();  // the supervisor may be holding an outbox for exactly this room
+    }
+    if (!supervisor_alive && w.status == ChannelStatus::kOpen) w.status = ChannelStatus::kPeerGone;
+  }
+  if (w.inbox.empty()) return std::nullopt;
+  std::string message = std::move(w.inbox.front());
+  w.inbox.pop_front();
+  return message;
+}
+
 std::optional<std::string> WorkerChannel::receive() {
   Impl& w = *impl_;
   for (;;) {

@@ -136,6 +136,13 @@ class WorkerChannel {
   // should exit.
   std::optional<std::string> receive();
 
+  // For a worker with an event loop of its own: the doorbell socket, to watch for readability
+  // (level-triggered), and a receive() that never blocks: the next message if one has arrived, else
+  // nullopt (status() says whether the channel ended). It drains the doorbell before looking at the
+  // ring, so a message that arrives later leaves the socket readable: no wake-up is lost.
+  int fd() const;
+  std::optional<std::string> try_receive();
+
   ChannelStatus status() const;
 
  private:

@@ -455,16 +455,33 @@ std::string encode_task(const Task& t) {
   });
 }
 
-Result<Task, DecodeError> decode_task(std::string_view json) {
+std::string encode_cancel(std::uint64_t task_id, int attempt) {
+  return to_json([&](JsonWriter& w) {
+    w.StartObject();
+    w.Key("id");
+    w.Uint64(task_id);
+    w.Key("round");
+    w.Uint(1);
+    w.Key("attempt");
+    w.Int(attempt);
+    w.Key("cancel");
+    w.Bool(true);
+    w.EndObject();
+  });
+}
+
+Result<WorkerCommand, DecodeError> decode_worker_command(std::string_view json) {
   auto doc = parse_object(json, "task");
   if (!doc) return Err{doc.error()};
   std::string error;
   JsonReader r(doc.value(), "", error);
-  Task t;
+  WorkerCommand c;
+  Task& t = c.task;
   std::int64_t id = -1;
   int round = 0;
   r.integer("id", id);
   r.integer("round", round);
+  r.boolean("cancel", c.cancel);
   r.string("topic", t.topic);
   r.integer("attempt", t.attempt);
   read_fields(r, t.fields);
@@ -473,7 +490,14 @@ Result<Task, DecodeError> decode_task(std::string_view json) {
   if (!error.empty()) return Err{DecodeError{"task: " + error}};
   t.id = static_cast<std::uint64_t>(id);
   t.round = static_cast<std::uint32_t>(round);
-  return t;
+  return c;
+}
+
+Result<Task, DecodeError> decode_task(std::string_view json) {
+  auto command = decode_worker_command(json);
+  if (!command) return Err{command.error()};
+  if (command->cancel) return Err{DecodeError{"task: a cancel, not a task"}};
+  return std::move(command->task);
 }
 
 std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutcome& o, bool with_trace) {

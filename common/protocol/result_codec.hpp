@@ -47,6 +47,15 @@ Result<UnreadTopics, DecodeError> decode_unread_topics(std::string_view entry);
 // (start, messages, output), which the report and the journal leave out.
 std::string encode_task(const Task& t);
 Result<Task, DecodeError> decode_task(std::string_view json);
+// What a worker gets after its config: a task to run, or (cancel) the end of its running attempt of
+// task `task.id`, number `task.attempt` (a cancel carries no topic). A task's message decodes as a
+// command without cancel.
+struct WorkerCommand {
+  Task task;
+  bool cancel = false;
+};
+std::string encode_cancel(std::uint64_t task_id, int attempt);
+Result<WorkerCommand, DecodeError> decode_worker_command(std::string_view json);
 std::string encode_outcome(std::uint64_t task_id, int attempt, const AttemptOutcome& o, bool with_trace);
 struct OutcomeMessage {
   std::uint64_t task_id = 0;

@@ -120,6 +120,11 @@ struct Config {
 
   Mode mode = Mode::multiprocessing;
   int concurrency = 4;                        // tasks in flight at once (>= 1)
+  // Mode::multiprocessing only: the worker processes that run those tasks, each up to
+  // ceil(concurrency / workers) attempts at once on its own event loop (1..concurrency); 0, the
+  // default, is one process per task in flight. A worker that dies with several attempts runs each of
+  // them again alone, so only a task that kills its worker alone is charged for the crash.
+  int workers = 0;
   std::chrono::milliseconds timeout{120000};  // one attempt of one task
   std::chrono::milliseconds delay{500};       // a worker's pause between tasks, and the pause between rounds
   std::int64_t requests_per_minute = 0;  // --rpm: at most this many requests a minute, no first-minute burst; 0 = no cap

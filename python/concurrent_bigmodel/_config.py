@@ -26,6 +26,7 @@ class ConcurrentConfig:
     # The Python tool's settings.
     concurrency: int = 4
     mode: str = "multiprocessing"  # multiprocessing | threading | asyncio
+    workers: int = 0  # multiprocessing: worker processes for the concurrency (each runs several); 0 = one per task
     timeout: float = 120.0  # seconds for one attempt of one task
     delay: float = 0.5  # seconds a worker pauses between tasks, and between rounds
     max_retries: int = 2  # retries after the first attempt

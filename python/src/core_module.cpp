@@ -128,6 +128,7 @@ const ConfigField kConfigFields[] = {
               as_choice<cb::Mode>(v, f, {{"multiprocessing", cb::Mode::multiprocessing},
                                          {"threading", cb::Mode::threading},
                                          {"asyncio", cb::Mode::asyncio}})),
+    CBM_SAME(workers, as_int32),
     CBM_SAME(timeout, as_seconds),
     CBM_SAME(delay, as_seconds),
     CBM_SAME(max_retries, as_int32),

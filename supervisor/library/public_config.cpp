@@ -181,6 +181,12 @@ std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& 
                              "(--allow-insecure-http, Config::allow_insecure_http, accepts that)"};
   }
   if (c.concurrency < 1 || c.concurrency > 1024) return P{"concurrency", "must be in 1..1024"};
+  if (c.workers < 0 || c.workers > c.concurrency) {
+    return P{"workers", std::to_string(c.workers) + " is not in 0..concurrency (" + std::to_string(c.concurrency) + ")"};
+  }
+  if (c.workers > 0 && c.mode != concurrent_bigmodel::Mode::multiprocessing) {
+    return P{"workers", "applies to mode multiprocessing only"};
+  }
   // Beyond a day, deadlines computed from now could overflow; no real run needs more.
   constexpr std::chrono::milliseconds kDay = std::chrono::hours(24);
   for (const auto& [name, value] : {std::pair{"timeout", c.timeout}, std::pair{"delay", c.delay},
@@ -260,6 +266,7 @@ RunConfig checked_run_config(const concurrent_bigmodel::Config& c) {
   RunConfig r;
   r.mode = internal_mode(c.mode);
   r.concurrency = c.concurrency;
+  r.workers = c.workers;
   r.timeout = c.timeout;
   r.delay = c.delay;
   r.batch_size = c.batch_size;

@@ -44,7 +44,8 @@ struct WorkerPool::Slot {
   std::string label() const { return "[w" + std::to_string(index) + "." + std::to_string(generation) + "]"; }
 };
 
-WorkerPool::WorkerPool(const RunConfig& config, std::string hello, RunControl& control, Logger& log, RunClock& clock)
+WorkerPool::WorkerPool(const RunConfig& config, std::size_t processes, std::string hello, RunControl& control,
+                       Logger& log, RunClock& clock)
     : config_(config),
       hello_(std::move(hello)),
       control_(control),
@@ -68,9 +69,9 @@ WorkerPool::WorkerPool(const RunConfig& config, std::string hello, RunControl& c
     log_.info("removed " + std::to_string(swept) + " shared-memory segments left by a dead supervisor");
   }
   watch(control_.wake_fd(), kControlTag);
-  for (int i = 0; i < config.concurrency; ++i) {
+  for (std::size_t i = 0; i < processes; ++i) {
     slots_.push_back(std::make_unique<Slot>());
-    slots_.back()->index = static_cast<std::size_t>(i);
+    slots_.back()->index = i;
   }
 }
 

@@ -46,9 +46,10 @@ class WorkerPool {
     ~Events() = default;
   };
 
-  // `hello` is the first message every worker gets. Throws when workers cannot be run at all (no
-  // worker program, SIGCHLD ignored, no epoll).
-  WorkerPool(const RunConfig& config, std::string hello, RunControl& control, Logger& log, RunClock& clock);
+  // `processes` slots; `hello` is the first message every worker gets. Throws when workers cannot be
+  // run at all (no worker program, SIGCHLD ignored, no epoll).
+  WorkerPool(const RunConfig& config, std::size_t processes, std::string hello, RunControl& control, Logger& log,
+             RunClock& clock);
   ~WorkerPool();  // closes every channel (workers exit on EOF), then reaps them, SIGKILLed if they linger
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;

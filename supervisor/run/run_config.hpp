@@ -64,6 +64,7 @@ struct RunConfig {
   InputFormat input_format = InputFormat::text;  // the topics file's
   int iterations = 1;       // 0 = until signalled
   int concurrency = 4;
+  int workers = 0;  // multiprocessing: processes for the `concurrency` attempts; 0 = one per attempt
   RateCaps rate;  // --rpm / --tpm
   // One more admission condition shared with other processes: a fleet node's --fleet-concurrency
   // (docs/fleet.md). Null: none. Set by whoever builds a fleet node's run; the engine only asks it.

@@ -1,10 +1,18 @@
 #include "process_transport.hpp"
 
+#include <algorithm>
+
 #include "result_codec.hpp"
 #include "worker_config.hpp"
 
 namespace cbm {
 namespace {
+
+// Attempts one worker runs at once: ceil(concurrency / workers), 1 without --workers.
+std::size_t per_worker(const RunConfig& config) {
+  if (config.workers <= 0) return 1;
+  return static_cast<std::size_t>((config.concurrency + config.workers - 1) / config.workers);
+}
 
 std::string hello_of(const RunConfig& config) {
   WorkerConfig wc;
@@ -13,6 +21,7 @@ std::string hello_of(const RunConfig& config) {
   wc.pipeline = config.pipeline;
   wc.attempt_timeout = config.timeout;
   wc.trace = config.langsmith.has_value();  // the messages and answers cost wire bytes only when traced
+  wc.attempts = static_cast<int>(per_worker(config));
   return encode_worker_config(wc);
 }
 
@@ -25,38 +34,70 @@ AttemptOutcome crashed(std::string how) {
   return o;
 }
 
+std::pair<std::uint32_t, std::uint64_t> key_of(const Task& task) { return {task.round, task.id}; }
+
 }  // namespace
 
+// Pool slots: one per slot without --workers; else the shared workers first, then a solo worker per
+// slot (started only for an attempt that must run alone).
 ProcessTransport::ProcessTransport(const RunConfig& config, RunControl& control, Logger& log, RunClock& clock)
-    : log_(log),
-      pool_(config, hello_of(config), control, log, clock),
-      running_(pool_.size()) {}
+    : config_(config),
+      control_(control),
+      log_(log),
+      clock_(clock),
+      per_worker_(per_worker(config)),
+      homes_((static_cast<std::size_t>(config.concurrency) + per_worker_ - 1) / per_worker_),
+      pool_(config, per_worker_ == 1 ? homes_ : homes_ + static_cast<std::size_t>(config.concurrency),
+            hello_of(config), control, log, clock),
+      running_(static_cast<std::size_t>(config.concurrency)) {}
 
 bool ProcessTransport::prepare(std::size_t slot) {
-  if (!pool_.can_start(slot)) return false;
-  if (pool_.ensure_running(slot)) return true;
+  const std::size_t process = home(slot);
+  if (!pool_.can_start(process)) return false;
+  if (pool_.ensure_running(process)) return true;
   restarted_.push_back(slot);  // a start that failed counts as a death (logged, backoff, intensity)
   return false;
 }
 
 // A worker that died since prepare() is reaped by the next wait(): the attempt then ends as a crash.
 void ProcessTransport::start(std::size_t slot, const Task& task, Clock::time_point /*deadline*/) {
-  running_[slot] = Running{task.id, task.attempt};
-  pool_.send(slot, encode_task(task));
+  running_[slot] = Running{&task, home(slot), false, std::nullopt};
+  if (!alone(*running_[slot]) && poison_.contains(key_of(task))) {
+    run_alone(slot);
+    return;
+  }
+  pool_.send(home(slot), encode_task(task));
 }
 
 void ProcessTransport::cancel(std::size_t slot, CancelCause cause) {
   if (!running_[slot]) return;
-  if (cause == CancelCause::timeout) {
-    log_.warn("[w" + std::to_string(slot) + "] SIGTERM for the attempt's timeout");
-    pool_.terminate(slot);
-  } else {
-    pool_.kill(slot, *this);  // a result that made it before the kill still counts
+  Running& r = *running_[slot];
+  const std::string label = "[w" + std::to_string(slot) + "] ";
+  if (r.waiting) {  // not sent anywhere yet
+    --waiting_;
+    end(slot, crashed("cancelled before its worker started"));
+  } else if (cause == CancelCause::stop) {
+    pool_.kill(r.process, *this);  // a result that made it before the kill still counts
+  } else if (alone(r)) {
+    log_.warn(label + "SIGTERM for the attempt's timeout");
+    pool_.terminate(r.process);
+  } else if (!r.kill_at) {
+    log_.warn(label + "cancelling the attempt for its timeout");
+    pool_.send(r.process, encode_cancel(r.task->id, r.task->attempt));
+    r.kill_at = clock_.now() + config_.kill_grace;
+    ++cancels_sent_;
   }
 }
 
 void ProcessTransport::wait(Clock::time_point until, AttemptSink& sink) {
-  if (ended_.empty()) pool_.wait(until, *this);
+  if (ended_.empty()) {
+    start_waiting();
+    for (const auto& r : running_) {
+      if (cancels_sent_ > 0 && r && r->kill_at) until = std::min(until, *r->kill_at);
+    }
+    pool_.wait(until, *this);
+    kill_unanswered();
+  }
   for (std::size_t slot : std::exchange(restarted_, {})) sink.worker_restarted(slot);
   delivering_.swap(ended_);
   delivering_.deliver(sink);
@@ -67,30 +108,97 @@ void ProcessTransport::wait(Clock::time_point until, AttemptSink& sink) {
 }
 
 void ProcessTransport::retire_idle() {
-  for (std::size_t slot = 0; slot < running_.size(); ++slot) {
-    if (!running_[slot] && pool_.running(slot)) pool_.retire(slot);
+  for (std::size_t process = 0; process < homes_; ++process) {
+    if (pool_.running(process) && attempts_on(process).empty()) pool_.retire(process);
   }
 }
 
-void ProcessTransport::worker_message(std::size_t slot, std::string message) {
+std::vector<std::size_t> ProcessTransport::attempts_on(std::size_t process) const {
+  std::vector<std::size_t> slots;
+  const bool is_solo = per_worker_ > 1 && process >= homes_;
+  const std::size_t first = is_solo ? process - homes_ : process * per_worker_;
+  const std::size_t last = is_solo ? first + 1 : std::min(first + per_worker_, running_.size());
+  for (std::size_t slot = first; slot < last; ++slot) {
+    if (running_[slot] && running_[slot]->process == process && !running_[slot]->waiting) slots.push_back(slot);
+  }
+  return slots;
+}
+
+void ProcessTransport::run_alone(std::size_t slot) {
+  Running& r = *running_[slot];
+  r.process = solo(slot);
+  r.kill_at.reset();
+  if (!r.waiting) ++waiting_;
+  r.waiting = true;
+  if (!pool_.can_start(r.process) || !pool_.ensure_running(r.process)) return;  // start_waiting() again
+  r.waiting = false;
+  --waiting_;
+  pool_.send(r.process, encode_task(*r.task));
+}
+
+void ProcessTransport::start_waiting() {
+  for (std::size_t slot = 0; waiting_ > 0 && slot < running_.size(); ++slot) {
+    if (running_[slot] && running_[slot]->waiting) run_alone(slot);
+  }
+}
+
+// A shared worker that has not answered a cancel within --kill-grace is stuck: SIGKILL. Its other
+// attempts then run again alone (worker_exited).
+void ProcessTransport::kill_unanswered() {
+  if (cancels_sent_ == 0) return;
+  const auto now = clock_.now();
+  for (std::size_t slot = 0; slot < running_.size(); ++slot) {
+    auto& r = running_[slot];
+    if (!r || !r->kill_at || now < *r->kill_at) continue;
+    log_.warn("[w" + std::to_string(slot) + "] its worker did not answer the cancel in time: SIGKILL");
+    r->kill_at = Clock::time_point::max();  // once
+    pool_.replace(r->process);
+  }
+}
+
+void ProcessTransport::worker_message(std::size_t process, std::string message) {
   auto decoded = decode_outcome(message);
-  const auto& r = running_[slot];
-  if (!decoded || !r || decoded->task_id != r->task_id || decoded->attempt != r->attempt) {
-    log_.error("[w" + std::to_string(slot) + "] sent an unexpected message" +
+  std::optional<std::size_t> slot;
+  if (decoded) {
+    for (std::size_t s : attempts_on(process)) {
+      if (running_[s]->task->id == decoded->task_id && running_[s]->task->attempt == decoded->attempt) slot = s;
+    }
+  }
+  if (!slot) {
+    log_.error("[w" + std::to_string(process) + "] sent an unexpected message" +
                (decoded ? std::string() : ": " + decoded.error().message) + "; replacing the worker");
-    pool_.replace(slot);
+    pool_.replace(process);
     return;
   }
-  pool_.note_progress(slot);  // a valid answer, not just any bytes
-  end(slot, std::move(decoded->outcome));
+  pool_.note_progress(process);  // a valid answer, not just any bytes
+  const bool was_alone = per_worker_ > 1 && alone(*running_[*slot]);
+  end(*slot, std::move(decoded->outcome));
+  if (was_alone) pool_.retire(process);  // a solo worker runs one attempt
 }
 
-void ProcessTransport::worker_exited(std::size_t slot, const std::string& how, bool restarting) {
-  if (running_[slot]) end(slot, crashed(how + " during the attempt"));
-  if (restarting) restarted_.push_back(slot);
+void ProcessTransport::worker_exited(std::size_t process, const std::string& how, bool restarting) {
+  const auto slots = attempts_on(process);
+  // Who killed a worker running several attempts is unknown: each runs again alone, uncharged (not
+  // when the run stops now, nor an attempt already cancelled: its end is the cancel's).
+  const bool shared = slots.size() > 1 && control_.level() != StopLevel::now;
+  if (shared) {
+    log_.warn("[w" + std::to_string(process) + "] " + how + " with " + std::to_string(slots.size()) +
+              " attempts: each runs again alone");
+  }
+  for (std::size_t slot : slots) {
+    Running& r = *running_[slot];
+    if (shared && !r.kill_at) {
+      run_alone(slot);
+      continue;
+    }
+    if (per_worker_ > 1 && restarting && !r.kill_at) poison_.insert(key_of(*r.task));  // it died alone
+    end(slot, crashed(how + " during the attempt"));
+  }
+  if (restarting) restarted_.push_back(process < homes_ ? process * per_worker_ : process - homes_);
 }
 
 void ProcessTransport::end(std::size_t slot, AttemptOutcome outcome) {
+  if (running_[slot]->kill_at) --cancels_sent_;
   running_[slot].reset();
   ended_.add(slot, std::move(outcome));
 }

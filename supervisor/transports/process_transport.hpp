@@ -1,13 +1,24 @@
-// ProcessTransport (--mode multiprocessing): each slot's attempts run in its worker process, over the
-// worker's shared-memory channel (a task out, its outcome back). The processes themselves belong to
-// the WorkerPool; this transport only pairs each running attempt with its slot's worker:
-//   - an outcome message is the attempt's outcome (a message for another attempt replaces the worker);
-//   - a worker's death during an attempt is the attempt's outcome: a crash (retryable);
-//   - cancel for a timeout: SIGTERM, SIGKILL after --kill-grace; for a stop: SIGKILL now.
-// A worker may be SIGKILLed at any instant: it costs its attempt only.
+// ProcessTransport (--mode multiprocessing): attempts run in worker processes, over each worker's
+// shared-memory channel (a task out, its outcome back). The processes themselves belong to the
+// WorkerPool; this transport only pairs each running attempt with the worker running it.
+//
+// By default every slot has a worker of its own, which runs one attempt at a time. With --workers N,
+// slot s's home is worker s / K, which runs the attempts of its K slots (K = ceil(concurrency / N))
+// at once on its event loop (docs/architecture.md, "Workers with several attempts"):
+//   - an outcome message is its attempt's outcome (one for no attempt of that worker replaces it);
+//   - a worker's death is the outcome of the attempt it ran alone: a crash (retryable), charged to
+//     that attempt's task, whose later attempts then always run alone (a known poison pill). A worker
+//     that dies with several attempts tells nothing about whose fault it was: each of them runs again,
+//     alone in a worker of its own (the slot's "solo" worker), uncharged, so a poison pill is found by
+//     dying alone, and no innocent task pays for it with an attempt;
+//   - cancel for a timeout: SIGTERM a worker running the attempt alone (SIGKILL after --kill-grace);
+//     a shared worker gets a cancel message instead, and is SIGKILLed when it has not answered it
+//     within --kill-grace (its other attempts then run again alone); for a stop: SIGKILL now.
+// A worker may be SIGKILLed at any instant: it costs its attempts only.
 #pragma once
 
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,7 +37,7 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
   // Throws when workers cannot be run (see WorkerPool).
   ProcessTransport(const RunConfig& config, RunControl& control, Logger& log, RunClock& clock);
 
-  std::size_t slots() const override { return pool_.size(); }
+  std::size_t slots() const override { return running_.size(); }
   std::string_view slot_label() const override { return "w"; }
   bool prepare(std::size_t slot) override;
   void start(std::size_t slot, const Task& task, Clock::time_point deadline) override;
@@ -37,19 +48,39 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
 
  private:
   struct Running {
-    std::uint64_t task_id;
-    int attempt;
+    const Task* task;     // lives until the attempt ends (Transport::start)
+    std::size_t process;  // the pool slot running it: the slot's home, or its solo worker
+    bool waiting = false;  // for its solo worker to start
+    std::optional<Clock::time_point> kill_at;  // a shared worker's deadline to answer a cancel
   };
 
   // WorkerPool::Events
-  void worker_message(std::size_t slot, std::string message) override;
-  void worker_exited(std::size_t slot, const std::string& how, bool restarting) override;
+  void worker_message(std::size_t process, std::string message) override;
+  void worker_exited(std::size_t process, const std::string& how, bool restarting) override;
 
+  std::size_t home(std::size_t slot) const { return slot / per_worker_; }
+  std::size_t solo(std::size_t slot) const { return per_worker_ == 1 ? slot : homes_ + slot; }
+  bool alone(const Running& r) const { return per_worker_ == 1 || r.process >= homes_; }
+  // The slots whose attempts run on pool slot `process`.
+  std::vector<std::size_t> attempts_on(std::size_t process) const;
+  // Starts the slot's attempt on its solo worker now, or as soon as that worker may start.
+  void run_alone(std::size_t slot);
+  void start_waiting();
+  void kill_unanswered();
   void end(std::size_t slot, AttemptOutcome outcome);
 
+  const RunConfig& config_;
+  RunControl& control_;
   Logger& log_;
+  RunClock& clock_;
+  const std::size_t per_worker_;  // attempts a worker runs at once (K)
+  const std::size_t homes_;       // workers the slots share (slot s's is s / K)
   WorkerPool pool_;
-  std::vector<std::optional<Running>> running_;                // per slot
+  std::vector<std::optional<Running>> running_;  // per slot
+  // Tasks whose attempt killed its worker alone: their attempts run alone from then on.
+  std::set<std::pair<std::uint32_t, std::uint64_t>> poison_;  // (round, id)
+  std::size_t waiting_ = 0;        // attempts waiting for a solo worker
+  std::size_t cancels_sent_ = 0;   // attempts with a kill_at
   EndedAttempts ended_;  // for the sink
   EndedAttempts delivering_;
   std::vector<std::size_t> restarted_;

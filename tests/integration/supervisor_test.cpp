@@ -326,11 +326,15 @@ TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process a
   Simulator sim({"--latency-dist", "uniform", "--latency-ms", "5", "--latency-max-ms", "95"});
   const auto topics = numbered_topics("chaos topic", n);
   constexpr std::size_t kConcurrency = 8;
-  SupervisorRun run(sim.base_url(), {.topics = topics,
-                                     .args = {"--concurrency", std::to_string(kConcurrency), "--max-retries",
-                                              "10", "--max-restarts", "100000", "--quiet"}});
+  // A worker per slot, or two workers of four attempts each (with their solo workers).
+  const int workers = GENERATE(0, 2);
+  INFO("--workers " << workers);
+  std::vector<std::string> args = {"--concurrency", std::to_string(kConcurrency), "--max-retries", "10",
+                                   "--max-restarts", "100000", "--quiet"};
+  if (workers > 0) args.insert(args.end(), {"--workers", std::to_string(workers)});
+  SupervisorRun run(sim.base_url(), {.topics = topics, .args = args});
   const pid_t supervisor = run.pid();
-  ChaosMonkey chaos(supervisor, kConcurrency, 20ms, 50ms);
+  ChaosMonkey chaos(supervisor, workers > 0 ? 2 : kConcurrency, 20ms, 50ms);
   const auto t0 = Clock::now();
   const int status = run.process().exit_code(std::chrono::seconds(60 + n / 20));
   chaos.stop();
@@ -346,7 +350,8 @@ TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process a
   const Report report = run.report();
   require_each_topic_exactly_once(report, topics);
   CHECK(report.count("succeeded") == n);
-  CHECK_THAT(run.log(), Catch::Contains("(SIGKILL) during the attempt"));  // kills did land mid-task
+  // Kills did land mid-task (in a shared worker: mid-tasks, which then ran again alone).
+  CHECK_THAT(run.log(), Catch::Contains(workers > 0 ? "(SIGKILL) with " : "(SIGKILL) during the attempt"));
   for (const auto& w : processes_seen) CHECK_FALSE(still_running(w));
   CHECK(cbm::test::shm_segments(segment_prefix(supervisor)).empty());
 }
@@ -458,6 +463,84 @@ TEST_CASE("a poison pill that kills its worker fails after its attempts, the oth
   CHECK(pill.error_kind == "crash");
   CHECK_THAT(pill.error_message, Catch::Contains("signal 9") && Catch::Contains("SIGKILL"));
   for (const char* ok : {"ok 1", "ok 2", "ok 3"}) CHECK(report.by_topic(ok).status == "succeeded");
+}
+
+TEST_CASE("with --workers, a poison pill fails alone: no other topic spends an attempt on it",
+          "[supervisor][crash][workers]") {
+  // Answers take 300 ms, so the pill's worker always has other attempts in flight when it dies.
+  Simulator sim({"--latency-ms", "300"});
+  const std::string boom = "boom [[fault:kill_client]]";
+  auto topics = numbered_topics("innocent", 11);
+  topics.insert(topics.begin() + 1, boom);
+  SupervisorRun run(sim.base_url(), {.topics = topics,
+                                     .args = {"--concurrency", "6", "--workers", "2", "--max-retries", "2",
+                                              "--delay", "0", "--quiet"}});
+  const int status = run.process().exit_code(60s);
+  INFO(run.diagnostics());
+  REQUIRE(status == 1);
+  const Report report = run.report();
+  require_each_topic_exactly_once(report, topics);
+  const ResultRow& pill = report.by_topic(boom);
+  CHECK(pill.status == "failed");
+  CHECK(pill.attempts == 3);
+  CHECK(pill.error_kind == "crash");
+  CHECK_THAT(pill.error_message, Catch::Contains("SIGKILL"));
+  // Its first death took a shared worker: the attempts in it ran again alone, uncharged.
+  CHECK_THAT(run.log(), Catch::Contains("attempts: each runs again alone"));
+  for (const auto& topic : topics) {
+    if (topic == boom) continue;
+    INFO(topic);
+    CHECK(report.by_topic(topic).status == "succeeded");
+    CHECK(report.by_topic(topic).attempts == 1);
+  }
+}
+
+TEST_CASE("with --workers, a timed-out attempt is cancelled in its shared worker, the others go on",
+          "[supervisor][timeout][workers]") {
+  Simulator sim({"--latency-ms", "50"});
+  const std::string hanging = "stuck [[fault:hang*1]]";
+  const auto fine = numbered_topics("fine", 6);
+  auto topics = fine;
+  topics.push_back(hanging);
+  SupervisorRun run(sim.base_url(), {.topics = topics,
+                                     .args = {"--concurrency", "4", "--workers", "1", "--timeout", "1",
+                                              "--kill-grace", "30", "--max-retries", "1", "--quiet"}});
+  // --kill-grace 30: the worker answers the cancel itself, or the run would take 30 s.
+  const int status = run.process().exit_code(25s);
+  INFO(run.diagnostics());
+  REQUIRE(status == 0);
+  const Report report = run.report();
+  CHECK(report.by_topic(hanging).status == "succeeded");
+  CHECK(report.by_topic(hanging).attempts == 2);
+  for (const auto& topic : fine) CHECK(report.by_topic(topic).attempts == 1);
+  CHECK_THAT(run.log(), Catch::Contains("cancelling the attempt for its timeout"));
+  CHECK(run.log().find("SIGKILL") == std::string::npos);
+}
+
+TEST_CASE("with --workers, a shared worker that does not answer a cancel is SIGKILLed after --kill-grace",
+          "[supervisor][timeout][workers]") {
+  Simulator sim;
+  const auto topics = numbered_topics("frozen [[fault:hang*1]]", 3);
+  SupervisorRun run(sim.base_url(), {.topics = topics,
+                                     .args = {"--concurrency", "3", "--workers", "1", "--timeout", "2",
+                                              "--kill-grace", "0.5", "--max-retries", "1", "--quiet"}});
+  // The three hang in one worker, which a SIGSTOP then freezes: it cannot answer the cancels.
+  std::vector<ProcessIdentity> workers;
+  REQUIRE(eventually([&] {
+    workers = workers_of(run.pid());
+    return in_flight(sim) == 3 && workers.size() == 1;
+  }));
+  REQUIRE(::kill(workers.front().pid, SIGSTOP) == 0);
+  const int status = run.process().exit_code(30s);
+  INFO(run.diagnostics());
+  REQUIRE(status == 0);
+  const Report report = run.report();
+  for (const auto& topic : topics) {
+    CHECK(report.by_topic(topic).status == "succeeded");
+    CHECK(report.by_topic(topic).attempts == 2);
+  }
+  CHECK_THAT(run.log(), Catch::Contains("did not answer the cancel in time: SIGKILL"));
+  CHECK_FALSE(still_running(workers.front()));
 }
 
 TEST_CASE("workers that keep dying at start-up abort the run with exit 3 and say why",
@@ -595,6 +678,9 @@ TEST_CASE("bad flags and configuration exit 2, name the culprit and send nothing
       {{"--tool-model", ""}, "--tool-model: empty"},
       {{"--prompt-file", (dir / "topics.txt").string()}, "--prompt-file: line 1"},
       {{"--temperature", "1.5"}, "--temperature: 1.5 is not in [0, 1]"},
+      {{"--workers", "0"}, "--workers"},
+      {{"--concurrency", "4", "--workers", "5"}, "--workers: 5 is not in 0..concurrency (4)"},
+      {{"--mode", "threading", "--workers", "2"}, "--workers: applies to mode multiprocessing only"},
   };
   for (const auto& c : cases) {
     const auto has = [&](const char* flag) {

@@ -58,6 +58,19 @@ TEST_CASE("worker messages round-trip and malformed ones are rejected with a rea
   CHECK(t->attempt == 3);
   CHECK(cbm::decode_task("{}").error().message == "task: id: missing");
   CHECK_THAT(cbm::decode_task("garbage").error().message, Catch::StartsWith("task: invalid JSON"));
+  // A worker's commands: a task, or the cancel of one of its attempts (never taken for a task).
+  auto run = cbm::decode_worker_command(cbm::encode_task({7, 2, "x", 3, {}}));
+  REQUIRE(run.ok());
+  CHECK_FALSE(run->cancel);
+  CHECK(run->task.topic == "x");
+  auto cancel = cbm::decode_worker_command(cbm::encode_cancel(7, 3));
+  REQUIRE(cancel.ok());
+  CHECK(cancel->cancel);
+  CHECK(cancel->task.id == 7);
+  CHECK(cancel->task.attempt == 3);
+  CHECK(cbm::decode_task(cbm::encode_cancel(7, 3)).error().message == "task: a cancel, not a task");
+  CHECK(cbm::decode_worker_command(R"({"id":1,"round":1,"cancel":"yes"})").error().message ==
+        "task: cancel: expected boolean, got string");
 
   cbm::AttemptOutcome o;
   o.analysis = std::string(300000, 'a');

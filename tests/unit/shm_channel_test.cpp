@@ -96,6 +96,19 @@ int echo_until_eof(WorkerChannel& worker) {
   return worker.status() == ChannelStatus::kPeerGone ? 0 : 2;
 }
 
+// The same, as a worker with an event loop of its own: try_receive() until nothing is left, then
+// poll() the doorbell.
+int echo_from_a_loop(WorkerChannel& worker) {
+  for (;;) {
+    while (std::optional<std::string> message = worker.try_receive()) {
+      if (worker.send(*message) != SendResult::kAccepted) return 1;
+    }
+    if (worker.status() != ChannelStatus::kOpen) return worker.status() == ChannelStatus::kPeerGone ? 0 : 2;
+    pollfd readable{worker.fd(), POLLIN, 0};
+    if (::poll(&readable, 1, -1) < 0 && errno != EINTR) return 3;
+  }
+}
+
 std::string random_bytes(std::mt19937_64& rng, std::size_t size) {
   std::string bytes(size, '\0');
   for (char& c : bytes) c = static_cast<char>(rng());
@@ -187,7 +200,9 @@ TEST_CASE("messages round-trip both ways in order, from empty to many times the 
   const ChannelOptions options;  // the defaults the supervisor uses
   const std::size_t cap = options.ring_capacity;
   std::optional<SupervisorChannel> channel(std::in_place, fresh_name(), options);
-  const pid_t pid = spawn_worker(*channel, echo_until_eof);
+  const bool from_a_loop = GENERATE(false, true);
+  INFO((from_a_loop ? "try_receive and poll" : "receive"));
+  const pid_t pid = spawn_worker(*channel, from_a_loop ? echo_from_a_loop : echo_until_eof);
 
   std::mt19937_64 rng(1);
   std::vector<std::string> sent;
