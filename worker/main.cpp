@@ -45,6 +45,7 @@
 #include "launcher_protocol.hpp"
 #include "attempt_loop.hpp"
 #include "bigmodel_client.hpp"
+#include "pipeline.hpp"
 #include "result_codec.hpp"
 #include "shm_channel.hpp"
 #include "worker_config.hpp"
@@ -82,23 +83,34 @@ std::optional<Args> parse_args(int argc, char** argv) {
   return a;
 }
 
-// The worker's attempts: up to config.attempts at once on one event loop (the asyncio mode's
-// AttemptLoop), which also watches the channel's doorbell. The supervisor sends a task to run or the
-// cancel of a running attempt; each attempt's outcome goes back once, a cancelled one's included.
-int serve(cbm::WorkerChannel& channel) {
-  auto first = channel.receive();
-  if (!first) return kExitChannel;
-  auto config = cbm::decode_worker_config(*first);
-  if (!config) {
-    std::fprintf(stderr, "concurrent_bigmodel_worker: %s\n", config.error().message.c_str());
-    return kExitChannel;
-  }
-  const char* key = std::getenv("BIGMODEL_API_KEY");
-  config->client.api_key = key != nullptr ? key : "";
-
+// One attempt at a time (the default: a worker per slot), blocking in libcurl: the smallest worker,
+// which the supervisor stops with a signal when its attempt times out.
+int serve_one_at_a_time(cbm::WorkerChannel& channel, const cbm::WorkerConfig& config) {
   cbm::CurlGlobal curl;
-  const auto slots = static_cast<std::size_t>(config->attempts);
-  cbm::AttemptLoop loop(config->client, config->pipeline, slots, channel.fd());
+  cbm::BigModelClient client(config.client);
+  cbm::Pipeline pipeline(config.pipeline, client);
+  while (auto message = channel.receive()) {
+    auto task = cbm::decode_task(*message);
+    if (!task) {
+      std::fprintf(stderr, "concurrent_bigmodel_worker: %s\n", task.error().message.c_str());
+      return kExitChannel;
+    }
+    const auto outcome = pipeline.run(task.value(), cbm::Clock::now() + config.attempt_timeout);
+    if (channel.send(cbm::encode_outcome(task->id, task->attempt, outcome, config.trace)) != cbm::SendResult::kAccepted) {
+      return kExitChannel;
+    }
+  }
+  // The supervisor closed the channel (or is gone): a normal end.
+  return channel.status() == cbm::ChannelStatus::kPeerGone ? 0 : kExitChannel;
+}
+
+// Several attempts at once (--workers): on one event loop (the asyncio mode's AttemptLoop), which
+// also watches the channel's doorbell. The supervisor sends a task to run or the cancel of a running
+// attempt; each attempt's outcome goes back once, a cancelled one's included.
+int serve_on_a_loop(cbm::WorkerChannel& channel, const cbm::WorkerConfig& config) {
+  cbm::CurlGlobal curl;
+  const auto slots = static_cast<std::size_t>(config.attempts);
+  cbm::AttemptLoop loop(config.client, config.pipeline, slots, channel.fd());
   struct Running {
     std::uint64_t task_id;
     int attempt;
@@ -128,7 +140,7 @@ int serve(cbm::WorkerChannel& channel) {
         return kExitChannel;
       }
       running[slot] = Running{task.id, task.attempt};
-      loop.start(slot, task, cbm::Clock::now() + config->attempt_timeout);
+      loop.start(slot, task, cbm::Clock::now() + config.attempt_timeout);
     }
     // The supervisor closed the channel (or is gone): a normal end.
     if (channel.status() != cbm::ChannelStatus::kOpen) {
@@ -138,12 +150,25 @@ int serve(cbm::WorkerChannel& channel) {
     loop.take_ended(ended);
     for (auto& e : ended) {
       const Running r = *std::exchange(running[e.slot], std::nullopt);
-      if (channel.send(cbm::encode_outcome(r.task_id, r.attempt, e.outcome, config->trace)) !=
+      if (channel.send(cbm::encode_outcome(r.task_id, r.attempt, e.outcome, config.trace)) !=
           cbm::SendResult::kAccepted) {
         return kExitChannel;
       }
     }
   }
+}
+
+int serve(cbm::WorkerChannel& channel) {
+  auto first = channel.receive();
+  if (!first) return kExitChannel;
+  auto config = cbm::decode_worker_config(*first);
+  if (!config) {
+    std::fprintf(stderr, "concurrent_bigmodel_worker: %s\n", config.error().message.c_str());
+    return kExitChannel;
+  }
+  const char* key = std::getenv("BIGMODEL_API_KEY");
+  config->client.api_key = key != nullptr ? key : "";
+  return config->attempts == 1 ? serve_one_at_a_time(channel, config.value()) : serve_on_a_loop(channel, config.value());
 }
 
 // The worker's whole life, whether it was exec'd or forked by the launcher.

@@ -201,8 +201,8 @@ struct Flags {
                  "--mode multiprocessing: worker processes for the --concurrency tasks, each running\n"
                  "up to concurrency/workers at once on its own event loop (fewer processes: less CPU\n"
                  "and memory per task). A worker that dies with several tasks runs each again alone,\n"
-                 "so only a task that kills its worker alone is charged. Default: one per task")
-        ->check(CLI::Range(1, 1024))
+                 "so only a task that kills its worker alone is charged. 0 (default): one per task")
+        ->check(CLI::Range(0, 1024))
         ->group(py);
     a.add_option("--timeout", timeout_s, "Seconds allowed for one attempt of one task")
         ->check(CLI::Range(0.001, 86400.0))

@@ -432,6 +432,13 @@ void AttemptEngine::free_slot(std::size_t slot) {
 
 void AttemptEngine::worker_restarted(std::size_t slot) { observer_.worker_restarted(static_cast<int>(slot)); }
 
+// A later deadline: expire_attempts() finds it (next_deadline_ may only be early, never late).
+void AttemptEngine::attempt_restarted(std::size_t slot) {
+  Slot& s = slots_[slot];
+  if (!s.task || s.cancelled) return;
+  s.deadline = clock_.now() + transport_->attempt_timeout(config_.timeout);
+}
+
 void AttemptEngine::transport_failed(std::string reason) {
   if (!ledger_.abort_reason()) ledger_.mark_aborted(std::move(reason));
   control_.stop_now();

@@ -94,6 +94,7 @@ class AttemptEngine final : public RoundExecutor, private AttemptSink {
   // AttemptSink
   void attempt_ended(std::size_t slot, AttemptOutcome outcome) override;
   void worker_restarted(std::size_t slot) override;
+  void attempt_restarted(std::size_t slot) override;
   void transport_failed(std::string reason) override;
 
   void log_status();

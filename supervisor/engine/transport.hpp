@@ -10,6 +10,7 @@
 //                                           report the events to the sink before returning
 //   transport -> sink.attempt_ended(...)    exactly once per started attempt, cancelled ones included
 //   transport -> sink.worker_restarted(...) a slot's worker died on its own and will be replaced
+//   transport -> sink.attempt_restarted(...) a slot's attempt starts over (its deadline too)
 //   transport -> sink.transport_failed(...) the transport cannot go on (workers keep dying): abort
 #pragma once
 
@@ -37,6 +38,9 @@ class AttemptSink {
   // that error; an attempt that completed before a cancel reached it may still be a success).
   virtual void attempt_ended(std::size_t slot, AttemptOutcome outcome) = 0;
   virtual void worker_restarted(std::size_t slot) = 0;
+  // Slot `slot`'s attempt starts over, from its first step, and its --timeout with it (a worker it
+  // shared with other attempts died, and it runs again alone).
+  virtual void attempt_restarted(std::size_t slot) = 0;
   virtual void transport_failed(std::string reason) = 0;
 
  protected:

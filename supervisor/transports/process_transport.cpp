@@ -8,10 +8,15 @@
 namespace cbm {
 namespace {
 
-// Attempts one worker runs at once: ceil(concurrency / workers), 1 without --workers.
+// Attempts one worker runs at once, at most: ceil(concurrency / workers), 1 without --workers.
 std::size_t per_worker(const RunConfig& config) {
   if (config.workers <= 0) return 1;
   return static_cast<std::size_t>((config.concurrency + config.workers - 1) / config.workers);
+}
+
+// The workers the slots share: --workers, or one per slot.
+std::size_t homes(const RunConfig& config) {
+  return static_cast<std::size_t>(per_worker(config) == 1 ? config.concurrency : config.workers);
 }
 
 std::string hello_of(const RunConfig& config) {
@@ -20,6 +25,9 @@ std::string hello_of(const RunConfig& config) {
   wc.client.api_key.clear();  // the key reaches workers through their environment, never a message
   wc.pipeline = config.pipeline;
   wc.attempt_timeout = config.timeout;
+  // A shared worker's attempts end at the engine's deadline through a cancel message, which names the
+  // timeout as every mode does; the worker's own deadline is only a backstop, a grace later.
+  if (per_worker(config) > 1) wc.attempt_timeout += config.kill_grace + std::chrono::seconds(1);
   wc.trace = config.langsmith.has_value();  // the messages and answers cost wire bytes only when traced
   wc.attempts = static_cast<int>(per_worker(config));
   return encode_worker_config(wc);
@@ -46,7 +54,7 @@ ProcessTransport::ProcessTransport(const RunConfig& config, RunControl& control,
       log_(log),
       clock_(clock),
       per_worker_(per_worker(config)),
-      homes_((static_cast<std::size_t>(config.concurrency) + per_worker_ - 1) / per_worker_),
+      homes_(homes(config)),
       pool_(config, per_worker_ == 1 ? homes_ : homes_ + static_cast<std::size_t>(config.concurrency),
             hello_of(config), control, log, clock),
       running_(static_cast<std::size_t>(config.concurrency)) {}
@@ -99,6 +107,7 @@ void ProcessTransport::wait(Clock::time_point until, AttemptSink& sink) {
     kill_unanswered();
   }
   for (std::size_t slot : std::exchange(restarted_, {})) sink.worker_restarted(slot);
+  for (std::size_t slot : std::exchange(rerun_, {})) sink.attempt_restarted(slot);
   delivering_.swap(ended_);
   delivering_.deliver(sink);
   if (pool_.gave_up() && !failure_reported_) {
@@ -116,12 +125,18 @@ void ProcessTransport::retire_idle() {
 std::vector<std::size_t> ProcessTransport::attempts_on(std::size_t process) const {
   std::vector<std::size_t> slots;
   const bool is_solo = per_worker_ > 1 && process >= homes_;
-  const std::size_t first = is_solo ? process - homes_ : process * per_worker_;
-  const std::size_t last = is_solo ? first + 1 : std::min(first + per_worker_, running_.size());
-  for (std::size_t slot = first; slot < last; ++slot) {
+  const std::size_t first = is_solo ? process - homes_ : process;
+  const std::size_t last = is_solo ? first + 1 : running_.size();
+  for (std::size_t slot = first; slot < last; slot += homes_) {
     if (running_[slot] && running_[slot]->process == process && !running_[slot]->waiting) slots.push_back(slot);
   }
   return slots;
+}
+
+std::string ProcessTransport::process_label(std::size_t process) const {
+  if (per_worker_ == 1) return "[w" + std::to_string(process) + "] ";
+  if (process >= homes_) return "[w" + std::to_string(process - homes_) + ", alone] ";
+  return "[worker " + std::to_string(process) + " of " + std::to_string(homes_) + "] ";
 }
 
 void ProcessTransport::run_alone(std::size_t slot) {
@@ -130,7 +145,11 @@ void ProcessTransport::run_alone(std::size_t slot) {
   r.kill_at.reset();
   if (!r.waiting) ++waiting_;
   r.waiting = true;
-  if (!pool_.can_start(r.process) || !pool_.ensure_running(r.process)) return;  // start_waiting() again
+  if (!pool_.can_start(r.process)) return;  // start_waiting() tries again
+  if (!pool_.ensure_running(r.process)) {
+    restarted_.push_back(slot);  // a start that failed counts as a death
+    return;
+  }
   r.waiting = false;
   --waiting_;
   pool_.send(r.process, encode_task(*r.task));
@@ -165,7 +184,7 @@ void ProcessTransport::worker_message(std::size_t process, std::string message) 
     }
   }
   if (!slot) {
-    log_.error("[w" + std::to_string(process) + "] sent an unexpected message" +
+    log_.error(process_label(process) + "sent an unexpected message" +
                (decoded ? std::string() : ": " + decoded.error().message) + "; replacing the worker");
     pool_.replace(process);
     return;
@@ -180,21 +199,24 @@ void ProcessTransport::worker_exited(std::size_t process, const std::string& how
   const auto slots = attempts_on(process);
   // Who killed a worker running several attempts is unknown: each runs again alone, uncharged (not
   // when the run stops now, nor an attempt already cancelled: its end is the cancel's).
-  const bool shared = slots.size() > 1 && control_.level() != StopLevel::now;
+  const bool stop_now = control_.level() == StopLevel::now;
+  const bool shared = slots.size() > 1 && !stop_now;
   if (shared) {
-    log_.warn("[w" + std::to_string(process) + "] " + how + " with " + std::to_string(slots.size()) +
+    log_.warn(process_label(process) + how + " with " + std::to_string(slots.size()) +
               " attempts: each runs again alone");
   }
   for (std::size_t slot : slots) {
     Running& r = *running_[slot];
     if (shared && !r.kill_at) {
       run_alone(slot);
+      rerun_.push_back(slot);
       continue;
     }
-    if (per_worker_ > 1 && restarting && !r.kill_at) poison_.insert(key_of(*r.task));  // it died alone
+    // It died alone, on its own: its task's later attempts run alone too.
+    if (per_worker_ > 1 && restarting && !stop_now && !r.kill_at) poison_.insert(key_of(*r.task));
     end(slot, crashed(how + " during the attempt"));
   }
-  if (restarting) restarted_.push_back(process < homes_ ? process * per_worker_ : process - homes_);
+  if (restarting) restarted_.push_back(process < homes_ ? process : process - homes_);
 }
 
 void ProcessTransport::end(std::size_t slot, AttemptOutcome outcome) {

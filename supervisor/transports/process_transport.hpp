@@ -3,14 +3,15 @@
 // WorkerPool; this transport only pairs each running attempt with the worker running it.
 //
 // By default every slot has a worker of its own, which runs one attempt at a time. With --workers N,
-// slot s's home is worker s / K, which runs the attempts of its K slots (K = ceil(concurrency / N))
-// at once on its event loop (docs/architecture.md, "Workers with several attempts"):
+// slot s's home is worker s mod N, which runs the attempts of its slots (at most K = ceil(concurrency
+// / N)) at once on its event loop (docs/architecture.md, "Workers with several attempts"):
 //   - an outcome message is its attempt's outcome (one for no attempt of that worker replaces it);
 //   - a worker's death is the outcome of the attempt it ran alone: a crash (retryable), charged to
 //     that attempt's task, whose later attempts then always run alone (a known poison pill). A worker
 //     that dies with several attempts tells nothing about whose fault it was: each of them runs again,
-//     alone in a worker of its own (the slot's "solo" worker), uncharged, so a poison pill is found by
-//     dying alone, and no innocent task pays for it with an attempt;
+//     alone in a worker of its own (the slot's "solo" worker), uncharged and with its --timeout
+//     started over, so a poison pill is found by dying alone, and no innocent task pays for it with an
+//     attempt;
 //   - cancel for a timeout: SIGTERM a worker running the attempt alone (SIGKILL after --kill-grace);
 //     a shared worker gets a cancel message instead, and is SIGKILLed when it has not answered it
 //     within --kill-grace (its other attempts then run again alone); for a stop: SIGKILL now.
@@ -58,11 +59,12 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
   void worker_message(std::size_t process, std::string message) override;
   void worker_exited(std::size_t process, const std::string& how, bool restarting) override;
 
-  std::size_t home(std::size_t slot) const { return slot / per_worker_; }
+  std::size_t home(std::size_t slot) const { return slot % homes_; }
   std::size_t solo(std::size_t slot) const { return per_worker_ == 1 ? slot : homes_ + slot; }
   bool alone(const Running& r) const { return per_worker_ == 1 || r.process >= homes_; }
-  // The slots whose attempts run on pool slot `process`.
+  // The slots whose attempts run on pool slot `process`, and a label naming that process in the log.
   std::vector<std::size_t> attempts_on(std::size_t process) const;
+  std::string process_label(std::size_t process) const;
   // Starts the slot's attempt on its solo worker now, or as soon as that worker may start.
   void run_alone(std::size_t slot);
   void start_waiting();
@@ -73,8 +75,8 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
   RunControl& control_;
   Logger& log_;
   RunClock& clock_;
-  const std::size_t per_worker_;  // attempts a worker runs at once (K)
-  const std::size_t homes_;       // workers the slots share (slot s's is s / K)
+  const std::size_t per_worker_;  // attempts a worker runs at once, at most (K)
+  const std::size_t homes_;       // workers the slots share (slot s's is s mod homes_)
   WorkerPool pool_;
   std::vector<std::optional<Running>> running_;  // per slot
   // Tasks whose attempt killed its worker alone: their attempts run alone from then on.
@@ -84,6 +86,7 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
   EndedAttempts ended_;  // for the sink
   EndedAttempts delivering_;
   std::vector<std::size_t> restarted_;
+  std::vector<std::size_t> rerun_;  // slots whose attempts started over alone
   bool failure_reported_ = false;
 };
 

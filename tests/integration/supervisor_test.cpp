@@ -678,7 +678,7 @@ TEST_CASE("bad flags and configuration exit 2, name the culprit and send nothing
       {{"--tool-model", ""}, "--tool-model: empty"},
       {{"--prompt-file", (dir / "topics.txt").string()}, "--prompt-file: line 1"},
       {{"--temperature", "1.5"}, "--temperature: 1.5 is not in [0, 1]"},
-      {{"--workers", "0"}, "--workers"},
+      {{"--workers", "-1"}, "--workers"},
       {{"--concurrency", "4", "--workers", "5"}, "--workers: 5 is not in 0..concurrency (4)"},
       {{"--mode", "threading", "--workers", "2"}, "--workers: applies to mode multiprocessing only"},
   };
