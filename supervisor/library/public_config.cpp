@@ -187,6 +187,9 @@ std::optional<SettingProblem> config_problem(const concurrent_bigmodel::Config& 
   if (c.workers > 0 && c.mode != concurrent_bigmodel::Mode::multiprocessing) {
     return P{"workers", "applies to mode multiprocessing only"};
   }
+  if (c.workers > 0 && c.via == concurrent_bigmodel::Via::batch) {
+    return P{"workers", "applies to via online only (a batch run starts no worker process)"};
+  }
   // Beyond a day, deadlines computed from now could overflow; no real run needs more.
   constexpr std::chrono::milliseconds kDay = std::chrono::hours(24);
   for (const auto& [name, value] : {std::pair{"timeout", c.timeout}, std::pair{"delay", c.delay},

@@ -69,7 +69,7 @@ bool ProcessTransport::prepare(std::size_t slot) {
 
 // A worker that died since prepare() is reaped by the next wait(): the attempt then ends as a crash.
 void ProcessTransport::start(std::size_t slot, const Task& task, Clock::time_point /*deadline*/) {
-  running_[slot] = Running{&task, home(slot), false, std::nullopt};
+  running_[slot] = Running{&task, home(slot), false, std::nullopt, false};
   if (!alone(*running_[slot]) && poison_.contains(key_of(task))) {
     run_alone(slot);
     return;
@@ -153,6 +153,7 @@ void ProcessTransport::run_alone(std::size_t slot) {
   r.waiting = false;
   --waiting_;
   pool_.send(r.process, encode_task(*r.task));
+  if (r.rerun) rerun_.push_back(slot);  // its --timeout starts now (again, if it waited for the worker)
 }
 
 void ProcessTransport::start_waiting() {
@@ -197,23 +198,28 @@ void ProcessTransport::worker_message(std::size_t process, std::string message) 
 
 void ProcessTransport::worker_exited(std::size_t process, const std::string& how, bool restarting) {
   const auto slots = attempts_on(process);
-  // Who killed a worker running several attempts is unknown: each runs again alone, uncharged (not
-  // when the run stops now, nor an attempt already cancelled: its end is the cancel's).
+  // Who killed a shared worker is unknown (an attempt it ran, one that had just ended, or something
+  // outside): each of its attempts runs again alone, uncharged (not when the run stops now, nor an
+  // attempt already cancelled: its end is the cancel's).
   const bool stop_now = control_.level() == StopLevel::now;
-  const bool shared = slots.size() > 1 && !stop_now;
-  if (shared) {
+  const bool shared = per_worker_ > 1 && process < homes_ && !stop_now;
+  if (shared && !slots.empty()) {
     log_.warn(process_label(process) + how + " with " + std::to_string(slots.size()) +
-              " attempts: each runs again alone");
+              (slots.size() == 1 ? " attempt: it runs" : " attempts: each runs") + " again alone");
   }
   for (std::size_t slot : slots) {
     Running& r = *running_[slot];
     if (shared && !r.kill_at) {
-      run_alone(slot);
+      r.rerun = true;
       rerun_.push_back(slot);
+      run_alone(slot);
       continue;
     }
-    // It died alone, on its own: its task's later attempts run alone too.
-    if (per_worker_ > 1 && restarting && !stop_now && !r.kill_at) poison_.insert(key_of(*r.task));
+    // A solo worker died on its own: its attempt's task is a poison pill, its later attempts run alone.
+    if (per_worker_ > 1 && process >= homes_ && restarting && !stop_now && !r.kill_at) {
+      poison_.insert(key_of(*r.task));
+      if (poison_.size() > kMaxPoison) poison_.erase(poison_.begin());
+    }
     end(slot, crashed(how + " during the attempt"));
   }
   if (restarting) restarted_.push_back(process < homes_ ? process : process - homes_);

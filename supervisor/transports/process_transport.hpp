@@ -6,9 +6,9 @@
 // slot s's home is worker s mod N, which runs the attempts of its slots (at most K = ceil(concurrency
 // / N)) at once on its event loop (docs/architecture.md, "Workers with several attempts"):
 //   - an outcome message is its attempt's outcome (one for no attempt of that worker replaces it);
-//   - a worker's death is the outcome of the attempt it ran alone: a crash (retryable), charged to
-//     that attempt's task, whose later attempts then always run alone (a known poison pill). A worker
-//     that dies with several attempts tells nothing about whose fault it was: each of them runs again,
+//   - a solo worker's death is the outcome of the attempt it ran alone: a crash (retryable), charged
+//     to that attempt's task, whose later attempts then always run alone (a known poison pill). A
+//     shared worker's death tells nothing about whose fault it was: each of its attempts runs again,
 //     alone in a worker of its own (the slot's "solo" worker), uncharged and with its --timeout
 //     started over, so a poison pill is found by dying alone, and no innocent task pays for it with an
 //     attempt;
@@ -53,6 +53,7 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
     std::size_t process;  // the pool slot running it: the slot's home, or its solo worker
     bool waiting = false;  // for its solo worker to start
     std::optional<Clock::time_point> kill_at;  // a shared worker's deadline to answer a cancel
+    bool rerun = false;  // runs again alone after its shared worker died: its --timeout starts over
   };
 
   // WorkerPool::Events
@@ -80,7 +81,9 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
   WorkerPool pool_;
   std::vector<std::optional<Running>> running_;  // per slot
   // Tasks whose attempt killed its worker alone: their attempts run alone from then on.
-  std::set<std::pair<std::uint32_t, std::uint64_t>> poison_;  // (round, id)
+  // (round, id); the oldest go first beyond kMaxPoison (an endless monitor's pills of long ago).
+  static constexpr std::size_t kMaxPoison = 4096;
+  std::set<std::pair<std::uint32_t, std::uint64_t>> poison_;
   std::size_t waiting_ = 0;        // attempts waiting for a solo worker
   std::size_t cancels_sent_ = 0;   // attempts with a kill_at
   EndedAttempts ended_;  // for the sink

@@ -681,6 +681,7 @@ TEST_CASE("bad flags and configuration exit 2, name the culprit and send nothing
       {{"--workers", "-1"}, "--workers"},
       {{"--concurrency", "4", "--workers", "5"}, "--workers: 5 is not in 0..concurrency (4)"},
       {{"--mode", "threading", "--workers", "2"}, "--workers: applies to mode multiprocessing only"},
+      {{"--via", "batch", "--workers", "2"}, "--workers: applies to via online only"},
   };
   for (const auto& c : cases) {
     const auto has = [&](const char* flag) {
