@@ -31,7 +31,6 @@ class AttemptLoop {
   AttemptLoop(const ClientConfig& client, const PipelineConfig& pipeline, std::size_t slots, int wake_fd);
 
   std::size_t slots() const { return slots_.size(); }
-  bool busy(std::size_t slot) const { return slots_.at(slot).attempt.has_value(); }
 
   // Starts an attempt of `task` on idle `slot`; every request must end by `deadline`.
   void start(std::size_t slot, const Task& task, Clock::time_point deadline);

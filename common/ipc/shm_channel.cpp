@@ -507,27 +507,13 @@ std::optional<std::string> WorkerChannel::try_receive() {
   return message;
 }
 
+// try_receive() drains the doorbell before it looks at the ring: a message published after that look
+// rings again, so the wait cannot miss it.
 std::optional<std::string> WorkerChannel::receive() {
-  Impl& w = *impl_;
   for (;;) {
-    if (!w.inbox.empty()) {
-      std::string message = std::move(w.inbox.front());
-      w.inbox.pop_front();
-      return message;
-    }
-    if (w.status != ChannelStatus::kOpen) return std::nullopt;
-    const std::optional<std::uint64_t> available = w.from_supervisor.readable();
-    if (!available) {
-      w.status = ChannelStatus::kCorrupt;
-      continue;
-    }
-    if (*available > 0) {
-      if (!w.decoder.consume(w.from_supervisor, *available, w.inbox)) w.status = ChannelStatus::kCorrupt;
-      // The supervisor may be holding an outbox for exactly this room.
-      if (w.from_supervisor.release()) w.bell.ring();
-      continue;
-    }
-    if (!w.bell.wait()) w.status = ChannelStatus::kPeerGone;
+    if (auto message = try_receive()) return message;
+    if (impl_->status != ChannelStatus::kOpen) return std::nullopt;
+    if (!impl_->bell.wait()) impl_->status = ChannelStatus::kPeerGone;
   }
 }
 

@@ -8,8 +8,7 @@ using std::chrono::milliseconds;
 
 EventLoopTransport::EventLoopTransport(const RunConfig& config, RunControl& control)
     : control_(control),
-      loop_(config.client, config.pipeline, static_cast<std::size_t>(config.concurrency), control.wake_fd()),
-      slots_(static_cast<std::size_t>(config.concurrency)) {}
+      loop_(config.client, config.pipeline, static_cast<std::size_t>(config.concurrency), control.wake_fd()) {}
 
 void EventLoopTransport::start(std::size_t slot, const Task& task, Clock::time_point deadline) {
   loop_.start(slot, task, deadline);

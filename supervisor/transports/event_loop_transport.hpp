@@ -17,7 +17,7 @@ class EventLoopTransport final : public Transport {
  public:
   EventLoopTransport(const RunConfig& config, RunControl& control);
 
-  std::size_t slots() const override { return slots_; }
+  std::size_t slots() const override { return loop_.slots(); }
   std::string_view slot_label() const override { return "a"; }
   void start(std::size_t slot, const Task& task, Clock::time_point deadline) override;
   void cancel(std::size_t slot, CancelCause cause) override;
@@ -26,7 +26,6 @@ class EventLoopTransport final : public Transport {
  private:
   RunControl& control_;
   AttemptLoop loop_;
-  std::size_t slots_;
   std::vector<AttemptLoop::Ended> ended_;  // reused by wait()
 };
 

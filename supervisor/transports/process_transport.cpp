@@ -59,18 +59,21 @@ ProcessTransport::ProcessTransport(const RunConfig& config, RunControl& control,
             hello_of(config), control, log, clock),
       running_(static_cast<std::size_t>(config.concurrency)) {}
 
-bool ProcessTransport::prepare(std::size_t slot) {
-  const std::size_t process = home(slot);
+bool ProcessTransport::prepare(std::size_t slot) { return up(home(slot), slot); }
+
+// Pool slot `process` has a running worker, started now if it may be (slot `slot`'s attempt waits
+// for it). A start that failed counts as a death (logged, backoff, intensity).
+bool ProcessTransport::up(std::size_t process, std::size_t slot) {
   if (!pool_.can_start(process)) return false;
   if (pool_.ensure_running(process)) return true;
-  restarted_.push_back(slot);  // a start that failed counts as a death (logged, backoff, intensity)
+  restarted_.push_back(slot);
   return false;
 }
 
 // A worker that died since prepare() is reaped by the next wait(): the attempt then ends as a crash.
 void ProcessTransport::start(std::size_t slot, const Task& task, Clock::time_point /*deadline*/) {
   running_[slot] = Running{&task, home(slot), false, std::nullopt, false};
-  if (!alone(*running_[slot]) && poison_.contains(key_of(task))) {
+  if (per_worker_ > 1 && poison_.contains(key_of(task))) {
     run_alone(slot);
     return;
   }
@@ -142,14 +145,9 @@ std::string ProcessTransport::process_label(std::size_t process) const {
 void ProcessTransport::run_alone(std::size_t slot) {
   Running& r = *running_[slot];
   r.process = solo(slot);
-  r.kill_at.reset();
   if (!r.waiting) ++waiting_;
   r.waiting = true;
-  if (!pool_.can_start(r.process)) return;  // start_waiting() tries again
-  if (!pool_.ensure_running(r.process)) {
-    restarted_.push_back(slot);  // a start that failed counts as a death
-    return;
-  }
+  if (!up(r.process, slot)) return;  // start_waiting() tries again
   r.waiting = false;
   --waiting_;
   pool_.send(r.process, encode_task(*r.task));

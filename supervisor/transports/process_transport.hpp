@@ -66,6 +66,7 @@ class ProcessTransport final : public Transport, private WorkerPool::Events {
   // The slots whose attempts run on pool slot `process`, and a label naming that process in the log.
   std::vector<std::size_t> attempts_on(std::size_t process) const;
   std::string process_label(std::size_t process) const;
+  bool up(std::size_t process, std::size_t slot);
   // Starts the slot's attempt on its solo worker now, or as soon as that worker may start.
   void run_alone(std::size_t slot);
   void start_waiting();
