@@ -498,7 +498,7 @@ int FleetNode::run() {
     return kExitAborted;
   }
   check_placeholders(config_, {});
-  ensure_open_file_limit(config_.mode, config_.concurrency);
+  ensure_open_file_limit(config_);
   RunParts parts(config_, control_, *this, DrainPolicy::in_flight);
   parts.ledger.begin_round(kRound);
   parts.progress.begin_round(kRound, std::nullopt);

@@ -23,11 +23,11 @@ std::uint64_t raise_open_file_limit() {
   return lim.rlim_cur == RLIM_INFINITY ? UINT64_MAX : static_cast<std::uint64_t>(lim.rlim_cur);
 }
 
-std::uint64_t open_files_needed(Mode mode, int concurrency) {
-  const auto n = static_cast<std::uint64_t>(concurrency);
-  switch (mode) {
-    case Mode::multiprocessing:
-      return kBaseFiles + 2 * n;  // per worker: its channel's socket and its pidfd
+std::uint64_t open_files_needed(const RunConfig& config) {
+  const auto n = static_cast<std::uint64_t>(config.concurrency);
+  switch (config.mode) {
+    case Mode::multiprocessing:  // per worker process: its channel's socket and its pidfd
+      return kBaseFiles + 2 * static_cast<std::uint64_t>(worker_processes_at_most(config));
     case Mode::threading:
     case Mode::asyncio:
       return kBaseFiles + n;  // one connection per task in flight
@@ -35,11 +35,11 @@ std::uint64_t open_files_needed(Mode mode, int concurrency) {
   return kBaseFiles + n;
 }
 
-void ensure_open_file_limit(Mode mode, int concurrency) {
+void ensure_open_file_limit(const RunConfig& config) {
   const std::uint64_t limit = raise_open_file_limit();
-  const std::uint64_t needed = open_files_needed(mode, concurrency);
+  const std::uint64_t needed = open_files_needed(config);
   if (needed > limit) {
-    throw std::runtime_error("--concurrency " + std::to_string(concurrency) + " needs about " +
+    throw std::runtime_error("--concurrency " + std::to_string(config.concurrency) + " needs about " +
                              std::to_string(needed) + " open files, but the limit is " + std::to_string(limit) +
                              " (ulimit -n; raise the hard limit or lower --concurrency)");
   }

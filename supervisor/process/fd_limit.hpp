@@ -13,10 +13,10 @@ namespace cbm {
 // Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the soft limit now in force.
 std::uint64_t raise_open_file_limit();
 
-// About how many descriptors a run of `mode` at `concurrency` holds at its peak.
-std::uint64_t open_files_needed(Mode mode, int concurrency);
+// About how many descriptors a run of `config` holds at its peak (its mode, --concurrency, --workers).
+std::uint64_t open_files_needed(const RunConfig& config);
 
 // Throws std::runtime_error naming --concurrency, the need and the limit when the run cannot fit.
-void ensure_open_file_limit(Mode mode, int concurrency);
+void ensure_open_file_limit(const RunConfig& config);
 
 }  // namespace cbm

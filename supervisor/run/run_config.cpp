@@ -28,4 +28,18 @@ std::string_view to_string(BatchRetry r) {
   return "unknown";
 }
 
+std::size_t attempts_per_worker(const RunConfig& config) {
+  if (config.workers <= 0) return 1;
+  return static_cast<std::size_t>((config.concurrency + config.workers - 1) / config.workers);
+}
+
+std::size_t shared_workers(const RunConfig& config) {
+  return static_cast<std::size_t>(attempts_per_worker(config) == 1 ? config.concurrency : config.workers);
+}
+
+std::size_t worker_processes_at_most(const RunConfig& config) {
+  const std::size_t solo = attempts_per_worker(config) == 1 ? 0 : static_cast<std::size_t>(config.concurrency);
+  return shared_workers(config) + solo;
+}
+
 }  // namespace cbm

@@ -109,4 +109,13 @@ struct RunConfig {
   Budget budget;
 };
 
+// Multiprocessing's layout (docs/architecture.md, "Workers with several attempts"). The attempts one
+// worker runs at once: ceil(concurrency / workers), 1 without --workers.
+std::size_t attempts_per_worker(const RunConfig& config);
+// The workers the slots share: --workers, or one per slot.
+std::size_t shared_workers(const RunConfig& config);
+// The most worker processes at once: the shared ones, plus a solo worker per slot when they run
+// several attempts each (every attempt running again alone at once, at worst).
+std::size_t worker_processes_at_most(const RunConfig& config);
+
 }  // namespace cbm

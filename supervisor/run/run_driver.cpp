@@ -170,7 +170,7 @@ RunOutcome run_rounds(const RunConfig& cfg, RunControl& control, RunObserver& ca
   TopicPlan topics(cfg, [&control] { return control.stopping(); });
   check_placeholders(cfg, topics.field_names());
   topics.require_topics();
-  ensure_open_file_limit(cfg.mode, cfg.concurrency);  // before anything is sent or written
+  ensure_open_file_limit(cfg);  // before anything is sent or written
   RunParts parts(cfg, control, caller_observer);
   Logger& log = parts.log;
   RunLedger& ledger = parts.ledger;

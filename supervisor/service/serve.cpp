@@ -155,7 +155,7 @@ Service::~Service() {
 
 int Service::run() {
   check_placeholders(config_);  // a request brings topics only: no field placeholders
-  ensure_open_file_limit(config_.mode, config_.concurrency);  // before anything is sent or written
+  ensure_open_file_limit(config_);  // before anything is sent or written
   RunParts parts(config_, control_, queue_, DrainPolicy::accepted);
   parts.ledger.begin_round(kRound);
   parts.progress.begin_round(kRound, std::nullopt);

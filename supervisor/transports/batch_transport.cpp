@@ -635,7 +635,15 @@ void BatchTransport::stop_batches() {
   }
 }
 
+// Never later than a file ready to go: lines can land in a new file after this turn's uploads (a
+// file --resume finds missing sends its lines again from poll_due()); the next turn seals and uploads.
 Clock::time_point BatchTransport::next_wake(Clock::time_point until) const {
+  if (!stopped_ && !control_.stopping()) {
+    if (open_ && !online_busy()) return Clock::now();
+    for (const auto& [key, f] : files_) {
+      if (f.phase == Phase::sealed && !f.waiting.empty()) return Clock::now();
+    }
+  }
   for (const auto& [key, f] : files_) {
     if ((f.phase == Phase::polling || f.phase == Phase::found) && !f.waiting.empty()) {
       until = std::min(until, f.next_poll);

@@ -8,17 +8,6 @@
 namespace cbm {
 namespace {
 
-// Attempts one worker runs at once, at most: ceil(concurrency / workers), 1 without --workers.
-std::size_t per_worker(const RunConfig& config) {
-  if (config.workers <= 0) return 1;
-  return static_cast<std::size_t>((config.concurrency + config.workers - 1) / config.workers);
-}
-
-// The workers the slots share: --workers, or one per slot.
-std::size_t homes(const RunConfig& config) {
-  return static_cast<std::size_t>(per_worker(config) == 1 ? config.concurrency : config.workers);
-}
-
 std::string hello_of(const RunConfig& config) {
   WorkerConfig wc;
   wc.client = config.client;
@@ -27,9 +16,9 @@ std::string hello_of(const RunConfig& config) {
   wc.attempt_timeout = config.timeout;
   // A shared worker's attempts end at the engine's deadline through a cancel message, which names the
   // timeout as every mode does; the worker's own deadline is only a backstop, a grace later.
-  if (per_worker(config) > 1) wc.attempt_timeout += config.kill_grace + std::chrono::seconds(1);
+  if (attempts_per_worker(config) > 1) wc.attempt_timeout += config.kill_grace + std::chrono::seconds(1);
   wc.trace = config.langsmith.has_value();  // the messages and answers cost wire bytes only when traced
-  wc.attempts = static_cast<int>(per_worker(config));
+  wc.attempts = static_cast<int>(attempts_per_worker(config));
   return encode_worker_config(wc);
 }
 
@@ -53,10 +42,9 @@ ProcessTransport::ProcessTransport(const RunConfig& config, RunControl& control,
       control_(control),
       log_(log),
       clock_(clock),
-      per_worker_(per_worker(config)),
-      homes_(homes(config)),
-      pool_(config, per_worker_ == 1 ? homes_ : homes_ + static_cast<std::size_t>(config.concurrency),
-            hello_of(config), control, log, clock),
+      per_worker_(attempts_per_worker(config)),
+      homes_(shared_workers(config)),
+      pool_(config, worker_processes_at_most(config), hello_of(config), control, log, clock),
       running_(static_cast<std::size_t>(config.concurrency)) {}
 
 bool ProcessTransport::prepare(std::size_t slot) { return up(home(slot), slot); }

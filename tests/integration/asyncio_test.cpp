@@ -135,17 +135,27 @@ TEST_CASE("asyncio holds 1,000 topics in flight at once and every one succeeds",
 }
 
 TEST_CASE("a concurrency that cannot fit in the open-file limit exits 2 and says so", "[asyncio][usage]") {
+  // asyncio holds a socket per transfer; multiprocessing two descriptors per worker process, and with
+  // --workers that is the shared workers plus, at worst, a solo worker per slot: 64 + 2 x (100 + 50)
+  // does not fit in 300, where 64 + 2 x 100 without --workers would.
+  const auto [limit, concurrency, flags] = GENERATE(table<std::string, std::string, std::vector<std::string>>({
+      {"256", "1000", {"--mode", "asyncio"}},
+      {"300", "100", {"--workers", "50"}},
+  }));
+  INFO("ulimit -n " << limit);
   Simulator sim;
   TempDir dir;
   SpawnOptions o;
   o.output_dir = dir.path();
   o.env["BIGMODEL_API_KEY"] = "test-key";
   // The shell lowers the hard limit, which the supervisor cannot raise back.
-  Subprocess p({"/bin/sh", "-c", "ulimit -n 256 && exec \"$0\" \"$@\"", cbm::test::supervisor_path(), "--base-url",
-                sim.base_url(), "--mode", "asyncio", "--concurrency", "1000", "--output",
-                (dir / "r.json").string(), "--log-file", (dir / "run.log").string()},
-               o);
+  std::vector<std::string> argv = {"/bin/sh", "-c", "ulimit -n " + limit + " && exec \"$0\" \"$@\"",
+                                   cbm::test::supervisor_path(), "--base-url", sim.base_url(), "--topics", "one",
+                                   "--concurrency", concurrency, "--output", (dir / "r.json").string(),
+                                   "--log-file", (dir / "run.log").string()};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  Subprocess p(argv, o);
   CHECK(p.exit_code() == 2);
-  CHECK_THAT(p.err(), Catch::Contains("--concurrency 1000") && Catch::Contains("open files"));
+  CHECK_THAT(p.err(), Catch::Contains("--concurrency " + concurrency) && Catch::Contains("open files"));
   CHECK(sim.requests_total() == 0);
 }
