@@ -39,9 +39,10 @@ void ensure_open_file_limit(const RunConfig& config) {
   const std::uint64_t limit = raise_open_file_limit();
   const std::uint64_t needed = open_files_needed(config);
   if (needed > limit) {
-    throw std::runtime_error("--concurrency " + std::to_string(config.concurrency) + " needs about " +
-                             std::to_string(needed) + " open files, but the limit is " + std::to_string(limit) +
-                             " (ulimit -n; raise the hard limit or lower --concurrency)");
+    const std::string what = "--concurrency " + std::to_string(config.concurrency) +
+                             (config.workers > 0 ? " with --workers " + std::to_string(config.workers) : "");
+    throw std::runtime_error(what + " needs about " + std::to_string(needed) + " open files, but the limit is " +
+                             std::to_string(limit) + " (ulimit -n; raise the hard limit or lower --concurrency)");
   }
 }
 

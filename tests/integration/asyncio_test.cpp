@@ -134,7 +134,7 @@ TEST_CASE("asyncio holds 1,000 topics in flight at once and every one succeeds",
   thousand_in_flight("asyncio");
 }
 
-TEST_CASE("a concurrency that cannot fit in the open-file limit exits 2 and says so", "[asyncio][usage]") {
+TEST_CASE("a concurrency that cannot fit in the open-file limit exits 2 and says so", "[asyncio][supervisor][usage]") {
   // asyncio holds a socket per transfer; multiprocessing two descriptors per worker process, and with
   // --workers that is the shared workers plus, at worst, a solo worker per slot: 64 + 2 x (100 + 50)
   // does not fit in 300, where 64 + 2 x 100 without --workers would.
@@ -157,5 +157,6 @@ TEST_CASE("a concurrency that cannot fit in the open-file limit exits 2 and says
   Subprocess p(argv, o);
   CHECK(p.exit_code() == 2);
   CHECK_THAT(p.err(), Catch::Contains("--concurrency " + concurrency) && Catch::Contains("open files"));
+  if (flags[0] == "--workers") CHECK_THAT(p.err(), Catch::Contains("with --workers 50"));
   CHECK(sim.requests_total() == 0);
 }

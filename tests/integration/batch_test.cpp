@@ -6,6 +6,7 @@
 #include <rapidjson/document.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <functional>
@@ -527,7 +528,7 @@ TEST_CASE(
   REQUIRE(deleted == 1);
   // Fewer slots than the file has lines: some of its lines start after it is found missing.
   auto resume = args;
-  resume.insert(resume.end(), {"4", "--resume"});
+  resume.insert(resume.end(), {"4", "--resume", "--log-file", "run.log"});
   const Finished f = run_cli(sim, dir, "asyncio", resume);
   INFO(f.err);
   REQUIRE(f.status == 0);
@@ -535,6 +536,20 @@ TEST_CASE(
   check_every_topic_once(r, kTopics);
   CHECK(succeeded(r) == kTopics);
   CHECK(sim.batch_stat("paid_lines") == kTopics);
+  // The lines found unsent go out in the turn that finds them, not after the loop's idle wake (60 s
+  // with --quiet): the log's times of the two events, seconds of the day.
+  const std::string log = read_text(dir / "run.log");
+  INFO(log);
+  const auto seconds_at = [&](std::size_t event) {
+    const std::size_t line = log.rfind('\n', event) + 1;  // npos + 1 == 0 on the first line
+    return std::stod(log.substr(line + 11, 2)) * 3600 + std::stod(log.substr(line + 14, 2)) * 60 +
+           std::stod(log.substr(line + 17, 6));
+  };
+  const std::size_t missing = log.find("was not uploaded: its lines go into a new file");
+  REQUIRE(missing != std::string::npos);
+  const std::size_t upload = log.find(": uploading ", missing);
+  REQUIRE(upload != std::string::npos);
+  CHECK(std::fmod(seconds_at(upload) - seconds_at(missing) + 86400, 86400) < 30);
 }
 
 TEST_CASE("TERM during an upload stops the run without waiting for it, and --resume pays each line once",

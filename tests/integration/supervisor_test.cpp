@@ -290,7 +290,7 @@ TEST_CASE("in the last round a worker left without a task stops at once, while t
 
 // Kills the worker of a random one of `slots` slots, live or not, every `min`..`max` ms until it is
 // destroyed: each worker dies at the same steady rate (independent crashes), 1/slots per round whatever
-// the number alive. Killing "some live worker" at a fixed rate instead would pile every kill onto the
+// the number alive (`slots` is at least the most workers there can be). Killing "some live worker" at a fixed rate instead would pile every kill onto the
 // last survivors at the end of the round and fail the last task as a poison pill, rightly (or hold it
 // in its solo worker's growing restart backoff).
 class ChaosMonkey {
@@ -328,7 +328,8 @@ TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process a
   // loop (a /proc walk) takes over 100 ms. Each process dies at the same rate in both layouts, so two
   // shared workers (and the solo ones of the moment) take fewer kills per second: they get twice the
   // topics, and each of their kills takes down several attempts.
-  const std::size_t n = env_size("CBM_CHAOS_TOPICS", 400) * (workers > 0 ? 2 : 1);
+  const std::size_t scale = env_size("CBM_CHAOS_TOPICS", 400);
+  const std::size_t n = scale * (workers > 0 ? 2 : 1);
   const int kills_wanted = workers > 0 ? 15 : 30;
   Simulator sim({"--latency-dist", "uniform", "--latency-ms", "5", "--latency-max-ms", "95"});
   const auto topics = numbered_topics("chaos topic", n);
@@ -338,7 +339,8 @@ TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process a
   if (workers > 0) args.insert(args.end(), {"--workers", std::to_string(workers)});
   SupervisorRun run(sim.base_url(), {.topics = topics, .args = args});
   const pid_t supervisor = run.pid();
-  ChaosMonkey chaos(supervisor, kConcurrency, 20ms, 50ms);
+  // As many slots as there can be workers: two shared ones and a solo one per slot.
+  ChaosMonkey chaos(supervisor, kConcurrency + static_cast<std::size_t>(workers), 20ms, 50ms);
   const auto t0 = Clock::now();
   const int status = run.process().exit_code(std::chrono::seconds(60 + n / 20));
   chaos.stop();
@@ -350,7 +352,7 @@ TEST_CASE("workers SIGKILLed at random instants lose no topic, leak no process a
                 << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
                 << run.diagnostics().substr(0, 4000));
   REQUIRE(status == 0);
-  if (n >= 400) CHECK(kills >= kills_wanted);
+  if (scale >= 400) CHECK(kills >= kills_wanted);
   const Report report = run.report();
   require_each_topic_exactly_once(report, topics);
   CHECK(report.count("succeeded") == n);
